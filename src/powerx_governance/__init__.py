@@ -1,0 +1,3 @@
+"""PowerX plugin version governance."""
+
+__version__ = "0.1.0"

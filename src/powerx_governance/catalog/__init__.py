@@ -1,0 +1,1 @@
+"""The plugin catalog: releases, advisories and the host compatibility matrix."""

@@ -1,0 +1,133 @@
+"""Catalog records (DESIGN §4, schema `powerx.catalog/v1`) and OSV advisories."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Final
+
+import msgspec
+
+from powerx_governance.records import AwareDatetime
+
+from powerx_governance.domain import Channel, LifecycleStatus
+
+CATALOG_SCHEMA: Final = "powerx.catalog/v1"
+
+
+class Dependency(msgspec.Struct, frozen=True, kw_only=True):
+    id: str
+    version: str = "*"
+
+
+class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
+    status: LifecycleStatus = LifecycleStatus.ACTIVE
+    sunset_at: AwareDatetime | None = None
+    replacement: str | None = None
+    reason: str | None = None
+
+
+ACTIVE: Final = Lifecycle()
+
+
+class Release(msgspec.Struct, frozen=True, kw_only=True):
+    version: str
+    channel: Channel = Channel.STABLE
+    released_at: AwareDatetime | None = None
+    min_core: str | None = None
+    max_core: str | None = None
+    dependencies: tuple[Dependency, ...] = ()
+    changelog: str | None = None
+    release_notes_url: str | None = None
+    labels: dict[str, str] = msgspec.field(default_factory=dict)
+    lifecycle: Lifecycle = ACTIVE
+    yanked: bool = False
+
+
+class Plugin(msgspec.Struct, frozen=True, kw_only=True):
+    plugin_id: str
+    name: str | None = None
+    vendor_id: str | None = None
+    lifecycle: Lifecycle = ACTIVE
+    releases: tuple[Release, ...] = ()
+
+
+class SeverityType(StrEnum):
+    CVSS_V2 = "CVSS_V2"
+    CVSS_V3 = "CVSS_V3"
+    CVSS_V4 = "CVSS_V4"
+
+
+class OsvSeverity(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    score: str
+
+
+class OsvEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    introduced: str | None = None
+    fixed: str | None = None
+    last_affected: str | None = None
+    limit: str | None = None
+
+
+class OsvRange(msgspec.Struct, frozen=True, kw_only=True):
+    type: str
+    events: tuple[OsvEvent, ...] = ()
+
+
+class OsvPackage(msgspec.Struct, frozen=True, kw_only=True):
+    name: str
+    ecosystem: str = "PowerX"
+
+
+class OsvAffected(msgspec.Struct, frozen=True, kw_only=True):
+    package: OsvPackage
+    ranges: tuple[OsvRange, ...] = ()
+    versions: tuple[str, ...] = ()
+
+
+class OsvReference(msgspec.Struct, frozen=True, kw_only=True):
+    type: str = "WEB"
+    url: str = ""
+
+
+class Advisory(msgspec.Struct, frozen=True, kw_only=True):
+    """An OSV record (OpenSSF schema), as published by OSV.dev, GitHub, PyPA, RustSec, Go."""
+
+    id: str
+    modified: AwareDatetime | None = None
+    published: AwareDatetime | None = None
+    withdrawn: AwareDatetime | None = None
+    aliases: tuple[str, ...] = ()
+    summary: str | None = None
+    details: str | None = None
+    severity: tuple[OsvSeverity, ...] = ()
+    affected: tuple[OsvAffected, ...] = ()
+    references: tuple[OsvReference, ...] = ()
+    database_specific: dict[str, Any] = msgspec.field(default_factory=dict)
+    schema_version: str | None = None
+
+
+class CompatAction(StrEnum):
+    ALLOW = "allow"
+    BLOCK = "block"
+    WARN = "warn"
+
+
+class CompatEntry(msgspec.Struct, frozen=True, kw_only=True):
+    """One row of `config/version/compat_matrix.yaml`."""
+
+    host: str
+    plugin: str
+    action: CompatAction
+    min_version: str | None = None
+    max_version: str | None = None
+    notes: str | None = None
+
+
+class Catalog(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything known about plugins, releases and advisories at one moment."""
+
+    plugins: tuple[Plugin, ...] = ()
+    advisories: tuple[Advisory, ...] = ()
+    matrix: tuple[CompatEntry, ...] = ()

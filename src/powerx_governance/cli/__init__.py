@@ -1,0 +1,1 @@
+"""The `powerx` command line."""

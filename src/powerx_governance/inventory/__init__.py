@@ -1,0 +1,1 @@
+"""Tenant inventories: which plugin versions each tenant runs."""

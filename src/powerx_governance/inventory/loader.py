@@ -1,0 +1,128 @@
+"""Load tenant manifests: a directory of YAML/JSON files, JSON lines, or CycloneDX SBOMs.
+
+A manifest that fails validation makes its tenant "not scanned" (it counts against coverage
+and is listed in the report's errors); the other tenants are unaffected (DESIGN §7).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import msgspec
+
+from powerx_governance.errors import InputError, InputProblem
+from powerx_governance.inventory.cyclonedx import is_cyclonedx, manifest_from_sbom
+from powerx_governance.inventory.models import MANIFEST_SCHEMA, TenantManifest
+from powerx_governance.records import convert_record, split_validation_error
+from powerx_governance.safe_yaml import MAX_DOCUMENT_BYTES, load_document, read_bytes
+from powerx_governance.versioning.semver import InvalidVersionError, parse_version
+
+MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json", ".jsonl", ".ndjson")
+_DECODER: Final = msgspec.json.Decoder(TenantManifest)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestResult:
+    """One tenant's manifest, or why it could not be used."""
+
+    source: str
+    manifest: TenantManifest | None
+    problem: InputProblem | None
+
+
+def check_manifest(manifest: TenantManifest, source: str) -> InputProblem | None:
+    """Semantic checks msgspec cannot make: versions, schema, duplicate plugins."""
+    record, tenant = f"tenant {manifest.tenant_uuid}", manifest.tenant_uuid
+    if manifest.schema != MANIFEST_SCHEMA:
+        return InputProblem(source, record, "schema", f"unsupported schema {manifest.schema!r}", tenant)
+    if not manifest.tenant_uuid.strip():
+        return InputProblem(source, record, "tenant_uuid", "must not be empty", tenant)
+    try:
+        parse_version(manifest.core_version)
+    except InvalidVersionError as exc:
+        return InputProblem(source, record, "core_version", str(exc), tenant)
+    seen: set[str] = set()
+    for i, plugin in enumerate(manifest.plugins):
+        try:
+            parse_version(plugin.version)
+        except InvalidVersionError as exc:
+            return InputProblem(source, record, f"plugins[{i}].version", str(exc), tenant)
+        if plugin.plugin_id in seen:
+            return InputProblem(source, record, f"plugins[{i}].plugin_id", f"{plugin.plugin_id} listed twice", tenant)
+        seen.add(plugin.plugin_id)
+    return None
+
+
+def _result(candidate: TenantManifest | InputProblem, source: str) -> ManifestResult:
+    if isinstance(candidate, InputProblem):
+        return ManifestResult(source, None, candidate)
+    problem = check_manifest(candidate, source)
+    return ManifestResult(source, None if problem else candidate, problem)
+
+
+def _tenant_hint(raw: Any, fallback: str) -> str:
+    uuid = raw.get("tenant_uuid") if isinstance(raw, dict) else None
+    return uuid if isinstance(uuid, str) and uuid else fallback
+
+
+def manifest_from_data(raw: Any, source: str) -> ManifestResult:
+    """Validate one manifest given as plain data (a file's or a service's answer)."""
+    tenant = _tenant_hint(raw, source)
+    if is_cyclonedx(raw):
+        return _result(manifest_from_sbom(raw, source), source)
+    return _result(convert_record(raw, TenantManifest, source=source, record=f"tenant {tenant}", tenant_uuid=tenant), source)
+
+
+def _from_jsonl(path: Path) -> Iterator[ManifestResult]:
+    with path.open("rb") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            source = f"{path}:{number}"
+            try:
+                yield _result(_DECODER.decode(line), source)
+            except msgspec.ValidationError as exc:
+                field, message = split_validation_error(exc)
+                tenant = _tenant_hint(_loose(line), source)
+                yield ManifestResult(source, None, InputProblem(source, f"tenant {tenant}", field, message, tenant))
+            except msgspec.DecodeError as exc:
+                yield ManifestResult(source, None, InputProblem(source, f"line {number}", None, f"invalid JSON: {exc}", source))
+
+
+def _loose(line: bytes) -> Any:
+    try:
+        return msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return None
+
+
+def _from_file(path: Path) -> Iterator[ManifestResult]:
+    if path.suffix in (".jsonl", ".ndjson"):
+        yield from _from_jsonl(path)
+        return
+    try:
+        raw = load_document(path, limit=MAX_DOCUMENT_BYTES)
+    except InputError as exc:
+        problem = exc.problem
+        yield ManifestResult(str(path), None, InputProblem(problem.source, problem.record, problem.field, problem.error, path.stem))
+        return
+    items = raw if isinstance(raw, list) else [raw]
+    for k, item in enumerate(items):
+        yield manifest_from_data(item, str(path) if len(items) == 1 else f"{path}[{k}]")
+
+
+def load_manifests(path: Path) -> Iterator[ManifestResult]:
+    """Every manifest under `path` (a file or a directory, searched recursively, sorted)."""
+    if path.is_dir():
+        for child in sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES):
+            yield from _from_file(child)
+    elif path.is_file():
+        yield from _from_file(path)
+    else:
+        raise InputError(InputProblem(str(path), None, None, "no such file or directory"))
+
+
+__all__ = ["ManifestResult", "check_manifest", "load_manifests", "manifest_from_data", "read_bytes"]

@@ -1,0 +1,1 @@
+"""The policy engine: pure functions from catalog, inventory and rules to findings."""

@@ -1,0 +1,117 @@
+"""The catalog prepared for evaluation: releases sorted, advisories scored, affected sets as bitmasks."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from powerx_governance.catalog.models import Advisory, Catalog, Lifecycle, Plugin, Release
+from powerx_governance.domain import Channel
+from powerx_governance.policy.compat import CompatMatrix
+from powerx_governance.policy.matching import AffectedSpec, affected_specs
+from powerx_governance.policy.severity import AdvisorySeverity, advisory_severity, is_exploited
+from powerx_governance.versioning.semver import PrecedenceKey, Version, parse_version
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedRelease:
+    release: Release
+    version: Version
+    min_core: Version | None
+    max_core: Version | None
+
+    @property
+    def channel(self) -> Channel:
+        return self.release.channel
+
+    @property
+    def lifecycle(self) -> Lifecycle:
+        return self.release.lifecycle
+
+    def admits_core(self, core: Version) -> bool:
+        return (self.min_core is None or core.key >= self.min_core.key) and (
+            self.max_core is None or core.key <= self.max_core.key
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class IndexedAdvisory:
+    advisory: Advisory
+    spec: AffectedSpec
+    severity: AdvisorySeverity
+    exploited: bool
+
+    @property
+    def id(self) -> str:
+        return self.advisory.id
+
+    def names(self) -> frozenset[str]:
+        return frozenset((self.advisory.id, *self.advisory.aliases))
+
+
+@dataclass(slots=True)
+class PluginIndex:
+    """One plugin's releases (ascending) and advisories; bit i of a mask = advisories[i]."""
+
+    plugin: Plugin
+    releases: tuple[IndexedRelease, ...]
+    advisories: tuple[IndexedAdvisory, ...]
+    release_masks: tuple[int, ...]
+    _keys: list[PrecedenceKey] = field(default_factory=list)
+    _masks: dict[PrecedenceKey, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._keys = [r.version.key for r in self.releases]
+
+    def affected_mask(self, version: Version) -> int:
+        """A(version) as a bitmask, cached per version."""
+        mask = self._masks.get(version.key)
+        if mask is None:
+            mask = sum(1 << i for i, a in enumerate(self.advisories) if a.spec.affects(version))
+            self._masks[version.key] = mask
+        return mask
+
+    def first_above(self, version: Version) -> int:
+        """Index of the first release with higher precedence than `version`."""
+        return bisect_right(self._keys, version.key)
+
+    def release_of(self, version: Version) -> IndexedRelease | None:
+        pos = bisect_right(self._keys, version.key) - 1
+        return self.releases[pos] if pos >= 0 and self._keys[pos] == version.key else None
+
+
+def _index_release(release: Release) -> IndexedRelease:
+    return IndexedRelease(
+        release,
+        parse_version(release.version),
+        parse_version(release.min_core) if release.min_core else None,
+        parse_version(release.max_core) if release.max_core else None,
+    )
+
+
+def _index_plugin(plugin: Plugin, advisories: list[IndexedAdvisory]) -> PluginIndex:
+    releases = tuple(sorted((_index_release(r) for r in plugin.releases), key=lambda r: r.version.key))
+    masks = tuple(
+        sum(1 << i for i, a in enumerate(advisories) if a.spec.affects(r.version)) for r in releases
+    )
+    return PluginIndex(plugin, releases, tuple(advisories), masks)
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogIndex:
+    plugins: dict[str, PluginIndex]
+    matrix: CompatMatrix
+
+    @classmethod
+    def build(cls, catalog: Catalog) -> CatalogIndex:
+        """Index a validated catalog (loaders have already rejected bad versions and ranges)."""
+        per_plugin: dict[str, list[IndexedAdvisory]] = {p.plugin_id: [] for p in catalog.plugins}
+        for advisory in catalog.advisories:
+            if advisory.withdrawn is not None:
+                continue  # withdrawn advisories affect nothing (DESIGN §5.1)
+            severity, exploited = advisory_severity(advisory), is_exploited(advisory)
+            for plugin_id, spec in affected_specs(advisory).items():
+                if plugin_id in per_plugin:
+                    per_plugin[plugin_id].append(IndexedAdvisory(advisory, spec, severity, exploited))
+        plugins = {p.plugin_id: _index_plugin(p, per_plugin[p.plugin_id]) for p in catalog.plugins}
+        return cls(plugins, CompatMatrix(catalog.matrix))

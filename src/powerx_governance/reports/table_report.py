@@ -1,0 +1,119 @@
+"""Terminal table of a scan report, drawn with Rich."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Final
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from powerx_governance.reports.csv_report import max_cvss
+from powerx_governance.reports.markdown_report import (
+    MISSING,
+    NO_FINDINGS,
+    RISK_ORDER,
+    count_by,
+    coverage_text,
+    error_text,
+    tenant_label,
+)
+
+WIDTH: Final = 160
+_RISK_STYLES: Final = {
+    "critical": "bold red",
+    "high": "red",
+    "medium": "yellow",
+    "low": "cyan",
+    "none": "green",
+}
+_COLUMNS: Final = (
+    "Priority",
+    "Risk",
+    "Tenant",
+    "Plugin",
+    "Current",
+    "Target",
+    "Latest",
+    "Action",
+    "CVSS",
+    "Advisories",
+    "SLA",
+)
+_NUMERIC_COLUMNS: Final = ("Priority", "CVSS")
+
+
+def render(report: Mapping[str, Any], *, limit: int | None = None) -> str:
+    """Render the report table as plain text, 160 columns wide, without colour."""
+    console = Console(file=io.StringIO(), record=True, width=WIDTH, color_system=None, highlight=False)
+    print_table(report, console, limit=limit)
+    return console.export_text()
+
+
+def print_table(report: Mapping[str, Any], console: Console, *, limit: int | None = None) -> None:
+    """Print the summary, up to `limit` findings (all when None) and the scan errors to a console."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be zero or more, got {limit}")
+    findings: Sequence[Mapping[str, Any]] = report.get("findings") or []
+    shown = findings[:limit]
+    console.print(_summary(report, findings))
+    if shown:
+        console.print(_table(shown))
+    elif not findings:
+        console.print(Text(NO_FINDINGS))
+    if len(findings) > len(shown):
+        console.print(Text(f"… and {len(findings) - len(shown)} more"))
+    _print_errors(console, report.get("errors") or [])
+
+
+def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> Text:
+    # Text, never str: catalog and tenant data must not be parsed as Rich markup.
+    heading = Text(
+        f"Scan {report.get('scan_id', MISSING)} at {report.get('generated_at', MISSING)}"
+        f" · coverage: {coverage_text(report.get('coverage') or {})} · risk: "
+    )
+    counts = count_by(findings, "risk_level", RISK_ORDER)
+    return heading + Text(" · ").join(_risk_text(f"{level} {n}", level) for level, n in counts.items())
+
+
+def _table(findings: Iterable[Mapping[str, Any]]) -> Table:
+    table = Table(highlight=False)
+    for name in _COLUMNS:
+        table.add_column(name, justify="right" if name in _NUMERIC_COLUMNS else "left")
+    for finding in findings:
+        table.add_row(*_row(finding))
+    return table
+
+
+def _row(finding: Mapping[str, Any]) -> list[Text]:
+    risk = str(finding.get("risk_level") or MISSING)
+    priority = Text(str(finding.get("priority", MISSING)))
+    return [priority, _risk_text(risk, risk), *(Text(cell) for cell in _plain_cells(finding))]
+
+
+def _plain_cells(finding: Mapping[str, Any]) -> list[str]:
+    cvss = max_cvss(finding)
+    return [
+        tenant_label(finding),
+        *(
+            str(finding.get(key) or MISSING)
+            for key in ("plugin_id", "current_version", "target_version", "latest_version", "action")
+        ),
+        MISSING if cvss is None else f"{cvss:.1f}",
+        ", ".join(str(advisory["id"]) for advisory in finding.get("advisories") or []) or MISSING,
+        str(finding.get("sla_deadline") or MISSING),
+    ]
+
+
+def _risk_text(text: str, level: str) -> Text:
+    return Text(text, style=_RISK_STYLES.get(level, ""))
+
+
+def _print_errors(console: Console, errors: Sequence[Mapping[str, Any]]) -> None:
+    if not errors:
+        return
+    console.print(Text(f"Errors ({len(errors)}):", style="bold red"))
+    for error in errors:
+        console.print(Text(f"  {error_text(error)}", style="red"))

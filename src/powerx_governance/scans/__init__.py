@@ -1,0 +1,1 @@
+"""Scans: load inventories and catalog, evaluate every installation, report."""

@@ -1,0 +1,117 @@
+"""Run a scan over manifests: validate, evaluate once per distinct combination, fan out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from powerx_governance.errors import InputProblem
+from powerx_governance.inventory.loader import ManifestResult
+from powerx_governance.inventory.models import Installation, TenantManifest
+from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.policy.verdict import Verdict
+from powerx_governance.versioning.ranges import parse_constraint
+from powerx_governance.versioning.semver import parse_version
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    tenant: TenantManifest
+    installation: Installation
+    verdict: Verdict
+    dependency_notes: tuple[str, ...]
+
+
+@dataclass
+class ScanResult:
+    generated_at: datetime
+    tenants_total: int = 0
+    tenants_scanned: int = 0
+    installations: int = 0
+    findings: list[Finding] = field(default_factory=list)
+    errors: list[InputProblem] = field(default_factory=list)
+    distinct_combinations: int = 0
+
+    @property
+    def coverage_rate(self) -> float:
+        return 1.0 if self.tenants_total == 0 else self.tenants_scanned / self.tenants_total
+
+
+class _DependencyCheck:
+    """Co-upgrades a target release needs, given what else the tenant runs (cached per situation)."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[tuple[tuple[str, str], ...], tuple[str | None, ...]], tuple[str, ...]] = {}
+
+    def notes(self, verdict: Verdict, installed: dict[str, str]) -> tuple[str, ...]:
+        deps = verdict.target_dependencies
+        if not deps:
+            return ()
+        situation = tuple(installed.get(dep_id) for dep_id, _ in deps)
+        key = (deps, situation)
+        found = self._cache.get(key)
+        if found is None:
+            found = tuple(_dependency_note(dep_id, rng, have) for (dep_id, rng), have in zip(deps, situation, strict=True))
+            found = tuple(note for note in found if note)
+            self._cache[key] = found
+        return found
+
+
+def _dependency_note(dep_id: str, constraint: str, installed: str | None) -> str:
+    if installed is None:
+        return f"needs {dep_id} {constraint} installed"
+    if parse_constraint(constraint).admits(parse_version(installed)):
+        return ""
+    return f"needs a co-upgrade of {dep_id} from {installed} to {constraint}"
+
+
+ProgressHook = Callable[[int], None]
+
+
+def scan(
+    engine: PolicyEngine,
+    manifests: Iterable[ManifestResult],
+    *,
+    tenants: frozenset[str] = frozenset(),
+    on_tenant: ProgressHook | None = None,
+) -> ScanResult:
+    """Evaluate every installation of every usable manifest (only `tenants` when given)."""
+    result = ScanResult(generated_at=engine.now)
+    deps = _DependencyCheck()
+    for item in manifests:
+        if tenants and not _selected(item, tenants):
+            continue
+        result.tenants_total += 1
+        if on_tenant is not None:
+            on_tenant(result.tenants_total)
+        if item.manifest is None:
+            if item.problem is not None:
+                result.errors.append(item.problem)
+            continue
+        _scan_tenant(engine, item, result, deps)
+    result.distinct_combinations = engine.distinct_combinations
+    result.findings.sort(key=lambda f: (-f.verdict.priority, f.tenant.tenant_uuid, f.installation.plugin_id))
+    return result
+
+
+def _selected(item: ManifestResult, tenants: frozenset[str]) -> bool:
+    if item.manifest is not None:
+        return item.manifest.tenant_uuid in tenants or item.manifest.tenant_key in tenants
+    return item.problem is not None and item.problem.tenant_uuid in tenants
+
+
+def _scan_tenant(engine: PolicyEngine, item: ManifestResult, result: ScanResult, deps: _DependencyCheck) -> None:
+    tenant = item.manifest
+    assert tenant is not None
+    result.tenants_scanned += 1
+    result.installations += len(tenant.plugins)
+    core = parse_version(tenant.core_version)
+    installed = {p.plugin_id: p.version for p in tenant.plugins}
+    for installation in tenant.plugins:
+        verdict = engine.evaluate(tenant, installation, parse_version(installation.version), core)
+        if verdict is None:
+            result.errors.append(InputProblem(item.source, f"tenant {tenant.tenant_uuid}", "plugin_id",
+                                              f"{installation.plugin_id} is not in the catalog", tenant.tenant_uuid))
+        elif verdict.reportable:
+            result.findings.append(Finding(tenant, installation, verdict, deps.notes(verdict, installed)))
