@@ -26,10 +26,14 @@ def split_validation_error(error: msgspec.ValidationError) -> tuple[str | None, 
     return match["path"].lstrip(".") or None, match["msg"]
 
 
-def convert_record(raw: Any, kind: type[T], *, source: str, record: str, tenant_uuid: str | None = None) -> T | InputProblem:
+def convert_record(
+    raw: Any, kind: type[T], *, source: str, record: str, tenant_uuid: str | None = None
+) -> T | InputProblem:
     """Convert plain data to `kind`, or describe precisely why it cannot be."""
     if not isinstance(raw, dict):
-        return InputProblem(source, record, None, f"expected a mapping, got {type(raw).__name__}", tenant_uuid)
+        return InputProblem(
+            source, record, None, f"expected a mapping, got {type(raw).__name__}", tenant_uuid
+        )
     try:
         return msgspec.convert(raw, kind)
     except msgspec.ValidationError as exc:

@@ -21,13 +21,12 @@ class _BoundedLoader(yaml.SafeLoader):
         super().__init__(stream)
         self._aliases = 0
 
-    def compose_node(self, parent: yaml.Node | None, index: object) -> yaml.Node | None:
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
             if self._aliases > MAX_ALIASES:
-                mark = self.peek_event().start_mark
-                raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases (line {mark.line + 1})")
-        return super().compose_node(parent, index)  # type: ignore[no-any-return]
+                raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases: refusing a possible alias bomb")
+        return super().compose_node(parent, index)
 
 
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:

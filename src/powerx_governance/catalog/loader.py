@@ -31,12 +31,18 @@ class Loaded:
     problems: list[InputProblem] = field(default_factory=list)
 
     def catalog(self) -> Catalog:
-        return Catalog(plugins=tuple(self.plugins), advisories=tuple(self.advisories), matrix=tuple(self.matrix))
+        return Catalog(
+            plugins=tuple(self.plugins), advisories=tuple(self.advisories), matrix=tuple(self.matrix)
+        )
 
 
 def _release_problem(release: Release) -> tuple[str, str] | None:
     """(field, error) for the first semantically invalid field of a release."""
-    for name, text in (("version", release.version), ("min_core", release.min_core), ("max_core", release.max_core)):
+    for name, text in (
+        ("version", release.version),
+        ("min_core", release.min_core),
+        ("max_core", release.max_core),
+    ):
         if text is None:
             continue
         try:
@@ -66,7 +72,9 @@ def _load_releases(raw: list[Any], plugin_id: str, source: str, out: Loaded) -> 
             continue
         key = parse_version(release.version).key
         if key in releases:
-            out.problems.append(InputProblem(source, record, "version", "duplicate release; the first one is kept"))
+            out.problems.append(
+                InputProblem(source, record, "version", "duplicate release; the first one is kept")
+            )
             continue
         releases[key] = release
     return tuple(releases.values())
@@ -86,14 +94,20 @@ def _load_plugins(raw: Any, source: str, out: Loaded) -> None:
             out.problems.append(plugin)
             continue
         if plugin.plugin_id in seen:
-            out.problems.append(InputProblem(source, record, "plugin_id", "duplicate plugin; the first one is kept"))
+            out.problems.append(
+                InputProblem(source, record, "plugin_id", "duplicate plugin; the first one is kept")
+            )
             continue
         seen.add(plugin.plugin_id)
         releases_raw = item.get("releases") or []
         if not isinstance(releases_raw, list):
             out.problems.append(InputProblem(source, record, "releases", "expected a list of releases"))
             releases_raw = []
-        out.plugins.append(msgspec.structs.replace(plugin, releases=_load_releases(releases_raw, plugin.plugin_id, source, out)))
+        out.plugins.append(
+            msgspec.structs.replace(
+                plugin, releases=_load_releases(releases_raw, plugin.plugin_id, source, out)
+            )
+        )
 
 
 def add_advisory(raw: Any, source: str, out: Loaded, record: str) -> None:
@@ -109,7 +123,9 @@ def add_advisory(raw: Any, source: str, out: Loaded, record: str) -> None:
         out.problems.append(InputProblem(source, record, exc.field, str(exc).split(": ", 1)[-1]))
         return
     for problem in advisory_severity(advisory).problems:
-        out.problems.append(InputProblem(source, record, "severity", f"{problem}; the next usable severity decides"))
+        out.problems.append(
+            InputProblem(source, record, "severity", f"{problem}; the next usable severity decides")
+        )
     out.advisories.append(advisory)
 
 
@@ -135,7 +151,9 @@ def load_advisories(raw: Any, base: Path, source: str, out: Loaded) -> None:
         for k, item in enumerate(raw):
             add_advisory(item, source, out, f"advisories[{k}]")
     elif raw is not None:
-        out.problems.append(InputProblem(source, None, "advisories", "expected a list of OSV records or a directory"))
+        out.problems.append(
+            InputProblem(source, None, "advisories", "expected a list of OSV records or a directory")
+        )
 
 
 def load_catalog(path: Path, out: Loaded) -> None:
@@ -164,7 +182,9 @@ def _load_matrix_entries(raw: Any, source: str, out: Loaded) -> None:
             continue
         bad = next((f for f in ("min_version", "max_version") if not _valid_version(getattr(entry, f))), None)
         if bad:
-            out.problems.append(InputProblem(source, f"matrix[{i}]", bad, f"{getattr(entry, bad)!r} is not SemVer"))
+            out.problems.append(
+                InputProblem(source, f"matrix[{i}]", bad, f"{getattr(entry, bad)!r} is not SemVer")
+            )
             continue
         out.matrix.append(entry)
 
@@ -180,7 +200,7 @@ def _valid_version(text: str | None) -> bool:
 
 
 def load_matrix(path: Path, out: Loaded) -> None:
-    """`config/version/compat_matrix.yaml`: `matrix: [{host, plugin, min_version, max_version, action, notes}]`."""
+    """`config/version/compat_matrix.yaml`: `matrix: [{host, plugin, min_version, max_version, action}]`."""
     raw = load_document(path)
     entries = raw.get("matrix") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or entries is None:

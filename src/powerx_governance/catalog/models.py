@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
 import msgspec
 
-from powerx_governance.records import AwareDatetime
-
 from powerx_governance.domain import Channel, LifecycleStatus
+from powerx_governance.records import AwareDatetime
 
 CATALOG_SCHEMA: Final = "powerx.catalog/v1"
 

@@ -21,7 +21,9 @@ from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, run_file_scan, worst_risk
 from powerx_governance.settings import load_settings
 
-app = typer.Typer(name="powerx", help="PowerX platform tools.", no_args_is_help=True, pretty_exceptions_enable=False)
+app = typer.Typer(
+    name="powerx", help="PowerX platform tools.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 version_app = typer.Typer(help="Plugin version governance.", no_args_is_help=True)
 app.add_typer(version_app, name="version")
 err = Console(stderr=True)
@@ -42,7 +44,9 @@ def parse_now(text: str | None) -> datetime:
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
-        raise typer.BadParameter(f"{text!r} is not an RFC 3339 timestamp (e.g. 2026-11-30T00:00:00Z)") from exc
+        raise typer.BadParameter(
+            f"{text!r} is not an RFC 3339 timestamp (e.g. 2026-11-30T00:00:00Z)"
+        ) from exc
     if moment.tzinfo is None:
         raise typer.BadParameter(f"{text!r} has no time zone; add Z or an offset")
     return moment
@@ -58,8 +62,13 @@ def exit_code(result: ScanResult, fail_on: FailOn, min_coverage: float) -> ExitC
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("scanning tenants"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=err, transient=True, disable=not sys.stderr.isatty(),
+        TextColumn("scanning tenants"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not sys.stderr.isatty(),
     )
 
 
@@ -67,19 +76,28 @@ def _progress() -> Progress:
 def scan_command(
     catalog: Annotated[Path, typer.Option(help="Catalog file (powerx.catalog/v1, YAML or JSON).")],
     manifests: Annotated[Path, typer.Option(help="Manifest directory, JSON-lines file, or CycloneDX SBOM.")],
-    rules: Annotated[Path | None, typer.Option(help="governance_rules.yaml (default: $POWERX_RULES, else built-in).")] = None,
+    rules: Annotated[
+        Path | None, typer.Option(help="governance_rules.yaml (default: $POWERX_RULES, else built-in).")
+    ] = None,
     compat: Annotated[Path | None, typer.Option(help="compat_matrix.yaml (default: $POWERX_COMPAT).")] = None,
-    tenant: Annotated[list[str] | None, typer.Option(help="Only these tenants (uuid or key); repeatable.")] = None,
+    tenant: Annotated[
+        list[str] | None, typer.Option(help="Only these tenants (uuid or key); repeatable.")
+    ] = None,
     fmt: Annotated[ReportFormat, typer.Option("--format", help="Report format.")] = ReportFormat.TABLE,
     output: Annotated[Path | None, typer.Option(help="Write the report here instead of stdout.")] = None,
-    fail_on: Annotated[FailOn, typer.Option(help="Exit 1 when a finding's risk is at or above this.")] = FailOn.NONE,
+    fail_on: Annotated[
+        FailOn, typer.Option(help="Exit 1 when a finding's risk is at or above this.")
+    ] = FailOn.NONE,
     now: Annotated[str | None, typer.Option(help="Evaluation time, RFC 3339 (default: now).")] = None,
 ) -> None:
     """Scan tenant manifests against the catalog and report what needs action."""
     settings = load_settings()
     request = FileScanRequest(
-        catalog=catalog, manifests=manifests, now=parse_now(now),
-        rules=rules or settings.rules_path, compat=compat or settings.compat_path,
+        catalog=catalog,
+        manifests=manifests,
+        now=parse_now(now),
+        rules=rules or settings.rules_path,
+        compat=compat or settings.compat_path,
         tenants=frozenset(tenant or ()),
     )
     try:

@@ -35,13 +35,14 @@ def _properties(holder: Any) -> dict[str, str]:
 
 def _plugin(component: dict[str, Any]) -> dict[str, Any] | None:
     purl = component.get("purl")
+    name: Any = component.get("name")
+    version: Any = component.get("version")
     if isinstance(purl, str):
         if not purl.startswith(_PURL):
             return None
-        name, _, version = purl[len(_PURL) :].split("?", 1)[0].partition("@")
-    else:
-        name, version = component.get("name"), component.get("version")
-    entry: dict[str, Any] = {"plugin_id": name, "version": component.get("version", version)}
+        name, _, purl_version = purl[len(_PURL) :].split("?", 1)[0].partition("@")
+        version = version or purl_version
+    entry: dict[str, Any] = {"plugin_id": name, "version": version}
     for key, value in _properties(component).items():
         entry[key] = value.lower() == "true" if key in _BOOLEAN else value
     return entry
@@ -56,10 +57,15 @@ def manifest_from_sbom(raw: dict[str, Any], source: str) -> TenantManifest | Inp
     components = raw.get("components") or []
     facts["plugins"] = [p for c in components if isinstance(c, dict) and (p := _plugin(c)) is not None]
     tenant = facts.get("tenant_uuid") or source
-    problem_or_manifest = convert_record(facts, TenantManifest, source=source, record=f"SBOM of tenant {tenant}",
-                                         tenant_uuid=str(tenant))
+    problem_or_manifest = convert_record(
+        facts, TenantManifest, source=source, record=f"SBOM of tenant {tenant}", tenant_uuid=str(tenant)
+    )
     if isinstance(problem_or_manifest, InputProblem) and problem_or_manifest.field:
         field = problem_or_manifest.field
-        hint = f"metadata.properties powerx:{field}" if not field.startswith("plugins") else f"components ({field})"
+        hint = (
+            f"metadata.properties powerx:{field}"
+            if not field.startswith("plugins")
+            else f"components ({field})"
+        )
         return InputProblem(source, problem_or_manifest.record, hint, problem_or_manifest.error, str(tenant))
     return problem_or_manifest

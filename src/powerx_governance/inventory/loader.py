@@ -51,7 +51,9 @@ def check_manifest(manifest: TenantManifest, source: str) -> InputProblem | None
         except InvalidVersionError as exc:
             return InputProblem(source, record, f"plugins[{i}].version", str(exc), tenant)
         if plugin.plugin_id in seen:
-            return InputProblem(source, record, f"plugins[{i}].plugin_id", f"{plugin.plugin_id} listed twice", tenant)
+            return InputProblem(
+                source, record, f"plugins[{i}].plugin_id", f"{plugin.plugin_id} listed twice", tenant
+            )
         seen.add(plugin.plugin_id)
     return None
 
@@ -73,7 +75,10 @@ def manifest_from_data(raw: Any, source: str) -> ManifestResult:
     tenant = _tenant_hint(raw, source)
     if is_cyclonedx(raw):
         return _result(manifest_from_sbom(raw, source), source)
-    return _result(convert_record(raw, TenantManifest, source=source, record=f"tenant {tenant}", tenant_uuid=tenant), source)
+    return _result(
+        convert_record(raw, TenantManifest, source=source, record=f"tenant {tenant}", tenant_uuid=tenant),
+        source,
+    )
 
 
 def _from_jsonl(path: Path) -> Iterator[ManifestResult]:
@@ -87,9 +92,13 @@ def _from_jsonl(path: Path) -> Iterator[ManifestResult]:
             except msgspec.ValidationError as exc:
                 field, message = split_validation_error(exc)
                 tenant = _tenant_hint(_loose(line), source)
-                yield ManifestResult(source, None, InputProblem(source, f"tenant {tenant}", field, message, tenant))
+                yield ManifestResult(
+                    source, None, InputProblem(source, f"tenant {tenant}", field, message, tenant)
+                )
             except msgspec.DecodeError as exc:
-                yield ManifestResult(source, None, InputProblem(source, f"line {number}", None, f"invalid JSON: {exc}", source))
+                yield ManifestResult(
+                    source, None, InputProblem(source, f"line {number}", None, f"invalid JSON: {exc}", source)
+                )
 
 
 def _loose(line: bytes) -> Any:
@@ -107,7 +116,11 @@ def _from_file(path: Path) -> Iterator[ManifestResult]:
         raw = load_document(path, limit=MAX_DOCUMENT_BYTES)
     except InputError as exc:
         problem = exc.problem
-        yield ManifestResult(str(path), None, InputProblem(problem.source, problem.record, problem.field, problem.error, path.stem))
+        yield ManifestResult(
+            str(path),
+            None,
+            InputProblem(problem.source, problem.record, problem.field, problem.error, path.stem),
+        )
         return
     items = raw if isinstance(raw, list) else [raw]
     for k, item in enumerate(items):

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Final
 
 import msgspec
 
-from powerx_governance.records import AwareDatetime
-
 from powerx_governance.domain import Channel, InstallState, Plan
+from powerx_governance.records import AwareDatetime
 
 MANIFEST_SCHEMA: Final = "powerx.manifest/v1"
 

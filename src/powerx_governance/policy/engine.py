@@ -12,13 +12,13 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from powerx_governance.catalog.models import CompatAction
-from powerx_governance.domain import ACCEPTED_CHANNELS, Action, Channel, Enforcement, LifecycleStatus
+from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus
 from powerx_governance.durations import parse_duration
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.policy.index import CatalogIndex, PluginIndex
 from powerx_governance.policy.rules import Exemption, GovernanceRules, Rule, TargetTrack
 from powerx_governance.policy.security import assess_security
-from powerx_governance.policy.shaping import shape_verdict
+from powerx_governance.policy.shaping import Situation, shape_verdict
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.versioning.semver import PrecedenceKey, Version
 
@@ -35,13 +35,25 @@ class AppliedPolicy:
     rules: tuple[Rule, ...]
     exemptions: tuple[Exemption, ...]
 
-    def first(self, attribute: str) -> object:
-        """First rule (file order) that sets `attribute`, for rules without outcome conditions."""
-        for rule in self.rules:
-            value = getattr(rule, attribute)
-            if value is not None and not rule.outcome_conditions:
-                return value
-        return None
+    def _settled(self) -> list[Rule]:
+        """Rules without outcome conditions: they decide before evaluation, first one (file order) wins."""
+        return [r for r in self.rules if not r.outcome_conditions]
+
+    @property
+    def channel(self) -> Channel | None:
+        return next((r.channel for r in self._settled() if r.channel is not None), None)
+
+    @property
+    def release_age(self) -> str | None:
+        return next((r.release_age for r in self._settled() if r.release_age is not None), None)
+
+    @property
+    def target_track(self) -> TargetTrack | None:
+        return next((r.target_version for r in self._settled() if r.target_version is not None), None)
+
+    @property
+    def enforcement(self) -> Enforcement | None:
+        return next((r.enforcement for r in self._settled() if r.enforcement is not None), None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +95,7 @@ class PolicyEngine:
         key = (plugin.plugin.plugin_id, core.key, channel, host)
         found = self._eligibility.get(key)
         if found is None:
-            found = _eligible(self.index, plugin, core, channel, host, self.now)
+            found = _eligible(self.index, plugin, core=core, channel=channel, host=host, now=self.now)
             self._eligibility[key] = found
         return found
 
@@ -95,8 +107,7 @@ class PolicyEngine:
         if plugin is None:
             return None
         policy = self.policy_for(tenant, installation.plugin_id)
-        channel = policy.first("channel") or installation.channel
-        assert isinstance(channel, Channel)
+        channel = policy.channel or installation.channel
         eligible = self.eligibility(plugin, core, channel, tenant.host_id)
         above = plugin.first_above(version)
         indices = tuple(i for i in eligible.indices if i >= above)
@@ -115,29 +126,28 @@ class PolicyEngine:
         eligible: Eligibility,
         policy: AppliedPolicy,
     ) -> Verdict:
-        enforcement = policy.first("enforcement") or self.rules.defaults.enforcement
-        assert isinstance(enforcement, Enforcement)
+        enforcement = policy.enforcement or self.rules.defaults.enforcement
         security = assess_security(plugin, version, indices, policy.exemptions, enforcement, self.now)
         latest = self._latest(plugin, indices, policy)
         return shape_verdict(
-            plugin=plugin,
-            version=version,
-            indices=indices,
-            warnings=eligible.warnings,
-            security=security,
-            latest=latest,
-            policy_rules=policy.rules,
-            rules=self.rules,
-            enforcement=enforcement,
-            now=self.now,
+            Situation(
+                plugin=plugin,
+                version=version,
+                indices=indices,
+                warnings=eligible.warnings,
+                security=security,
+                latest=latest,
+                policy_rules=policy.rules,
+                rules=self.rules,
+                enforcement=enforcement,
+                now=self.now,
+            )
         )
 
     def _latest(self, plugin: PluginIndex, indices: tuple[int, ...], policy: AppliedPolicy) -> int | None:
         """Highest eligible release, after the release-age cooldown and the rule's target track."""
-        age_text = policy.first("release_age")
-        age = parse_duration(age_text) if isinstance(age_text, str) else self.default_release_age
-        track = policy.first("target_version")
-        channels = _TRACK_CHANNELS.get(track) if isinstance(track, TargetTrack) else None
+        age = parse_duration(policy.release_age) if policy.release_age else self.default_release_age
+        channels = _TRACK_CHANNELS.get(policy.target_track) if policy.target_track else None
         for i in reversed(indices):
             release = plugin.releases[i].release
             if channels is not None and release.channel not in channels:
@@ -152,7 +162,7 @@ def _cooled(released_at: datetime | None, age: timedelta, now: datetime) -> bool
 
 
 def _eligible(
-    index: CatalogIndex, plugin: PluginIndex, core: Version, channel: Channel, host: str, now: datetime
+    index: CatalogIndex, plugin: PluginIndex, *, core: Version, channel: Channel, host: str, now: datetime
 ) -> Eligibility:
     """DESIGN §5.3 except `r > v`, which the caller applies per installed version."""
     accepted = ACCEPTED_CHANNELS[channel]

@@ -8,16 +8,15 @@ built-in defaults below give exactly the DESIGN §5 semantics.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from enum import StrEnum
 from typing import Final
 
 import msgspec
 
-from powerx_governance.records import AwareDatetime
-
 from powerx_governance.domain import Action, Channel, Enforcement, Plan, Severity, UpdateType
 from powerx_governance.durations import parse_duration
+from powerx_governance.records import AwareDatetime
 
 RULES_SCHEMA: Final = "powerx.governance-rules/v1"
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
 from powerx_governance.catalog.models import Lifecycle
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
-from powerx_governance.policy.index import IndexedRelease, PluginIndex
+from powerx_governance.policy.index import PluginIndex
 from powerx_governance.policy.rules import GovernanceRules, Notification, Rule, SlaHours
 from powerx_governance.policy.security import SecurityOutcome, bits, max_severity
 from powerx_governance.policy.verdict import AdvisoryFinding, ReleaseNote, Verdict
@@ -47,20 +48,40 @@ def _installed_lifecycle(plugin: PluginIndex, version: Version) -> Lifecycle:
     return max(candidates, key=lambda lc: _LIFECYCLE_RANK[lc.status])
 
 
+@dataclass(frozen=True, slots=True)
+class Situation:
+    """Everything the verdict for one distinct combination depends on."""
+
+    plugin: PluginIndex
+    version: Version
+    indices: tuple[int, ...]  # E: eligible releases above the installed version, ascending
+    warnings: dict[int, tuple[str, ...]]  # compatibility-matrix warnings per release index
+    security: SecurityOutcome
+    latest: int | None  # latest eligible release after cooldown and target track
+    policy_rules: tuple[Rule, ...]  # rules whose tenant/plugin conditions matched
+    rules: GovernanceRules
+    enforcement: Enforcement
+    now: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class _Decision:
+    action: Action
+    clause: str
+    target: int | None  # release index recommended (security target or latest), None when no target
+    fired: tuple[Rule, ...]
+    risk: Severity
+    lifecycle: Lifecycle
+
+
 def _security_action(plugin: PluginIndex, s: SecurityOutcome) -> tuple[Action, str] | None:
     """DESIGN §5.7 for installations with advisories; None when A(v) is empty."""
     if s.target is not None:
-        fixes_high = max_severity(plugin, s.fixed).rank >= Severity.HIGH.rank
         if s.critical_patch:
             return Action.UPGRADE_NOW, "default:critical-patch"
-        return (
-            (Action.UPGRADE_NOW, "default:security-fix")
-            if fixes_high
-            else (
-                Action.SCHEDULE,
-                "default:security-schedule",
-            )
-        )
+        if max_severity(plugin, s.fixed).rank >= Severity.HIGH.rank:
+            return Action.UPGRADE_NOW, "default:security-fix"
+        return Action.SCHEDULE, "default:security-schedule"
     if s.avoidable:
         return Action.BLOCKED, "default:no-safe-target"
     if s.affected:
@@ -68,20 +89,14 @@ def _security_action(plugin: PluginIndex, s: SecurityOutcome) -> tuple[Action, s
     return None
 
 
-def _non_security_action(
-    update: UpdateType,
-    lifecycle: Lifecycle,
-    has_latest: bool,
-    actions_rule: Rule | None,
-    rules: GovernanceRules,
-) -> tuple[Action, str]:
-    actions = (
-        actions_rule.non_security_action if actions_rule else None
-    ) or rules.defaults.non_security_action
+def _non_security_action(x: Situation, lifecycle: Lifecycle, fired: tuple[Rule, ...]) -> tuple[Action, str]:
+    rule = _first(fired, "non_security_action")
+    actions = (rule.non_security_action if rule else None) or x.rules.defaults.non_security_action
     if lifecycle.status is not LifecycleStatus.ACTIVE:
         return actions.lifecycle, "default:lifecycle"
-    if has_latest:
-        return actions.for_update(update), "default:non-security-update"
+    if x.latest is not None:
+        target = x.plugin.releases[x.latest].version
+        return actions.for_update(update_type(x.version, target)), "default:non-security-update"
     return Action.NONE, "default:up-to-date"
 
 
@@ -91,65 +106,72 @@ def _fires(rule: Rule, risk: Severity, labels: dict[str, str]) -> bool:
     )
 
 
-def _first(rules: list[Rule], attribute: str) -> Rule | None:
+def _first(rules: tuple[Rule, ...], attribute: str) -> Rule | None:
     return next((r for r in rules if getattr(r, attribute) is not None), None)
 
 
-def _sla_hours(fired: list[Rule], rules: GovernanceRules, risk: Severity) -> float | None:
-    rule = _first(fired, "sla_hours")
-    hours = rule.sla_hours if rule else rules.defaults.sla_hours
-    return hours.for_level(risk) if isinstance(hours, SlaHours) else hours
+def decide(x: Situation) -> _Decision:
+    """Action, target and the rules that fired (DESIGN §5.7, then the rules file)."""
+    s = x.security
+    lifecycle = _installed_lifecycle(x.plugin, x.version)
+    risk = max_severity(x.plugin, s.affected)
+    security = _security_action(x.plugin, s)
+    candidate = s.target if security else x.latest
+    labelled = candidate if candidate is not None else x.latest
+    labels = x.plugin.releases[labelled].release.labels if labelled is not None else {}
+    fired = tuple(r for r in x.policy_rules if _fires(r, risk, labels))
+    action, clause = security or _non_security_action(x, lifecycle, fired)
+    if s.exempted is not None:
+        action, clause = Action.NONE, "default:exempted"
+    target = candidate if action in (Action.UPGRADE_NOW, Action.SCHEDULE) else None
+    return _Decision(action, clause, target, fired, risk, lifecycle)
 
 
-def _sla_deadline(
-    plugin: PluginIndex, s: SecurityOutcome, target: IndexedRelease | None, hours: float | None, now: datetime
-) -> datetime | None:
+def _sla_deadline(x: Situation, d: _Decision) -> datetime | None:
     """The clock starts when the fix became actionable: the later of fix release and advisory publication."""
-    if target is None or hours is None:
+    if d.target is None:
         return None
-    starts = [target.release.released_at] + [plugin.advisories[b].advisory.published for b in bits(s.fixed)]
+    rule = _first(d.fired, "sla_hours")
+    setting = rule.sla_hours if rule else x.rules.defaults.sla_hours
+    hours = setting.for_level(d.risk) if isinstance(setting, SlaHours) else setting
+    if hours is None:
+        return None
+    advisories = x.plugin.advisories
+    starts = [x.plugin.releases[d.target].release.released_at]
+    starts += [advisories[b].advisory.published for b in bits(x.security.fixed)]
     known = [t for t in starts if t is not None]
-    return (max(known) if known else now) + timedelta(hours=hours)
+    return (max(known) if known else x.now) + timedelta(hours=hours)
 
 
-def _priority(
-    plugin: PluginIndex,
-    s: SecurityOutcome,
-    lifecycle: Lifecycle,
-    lag: int,
-    rules: GovernanceRules,
-    has_target: bool,
-) -> int:
-    w = rules.risk_weights
-    advisories = [plugin.advisories[b] for b in bits(s.affected)]
-    worst = max(
-        (
-            a.severity.score
-            if a.severity.score is not None
-            else _LABEL_SCORES.get(a.severity.level, w.unknown_severity_cvss)
-            for a in advisories
-        ),
-        default=0.0,
-    )
-    points = worst * w.cvss * (1.0 if has_target or not advisories else 0.5)
+def _priority(x: Situation, d: _Decision) -> int:
+    if d.action is Action.NONE:
+        return 0
+    w, s = x.rules.risk_weights, x.security
+    advisories = [x.plugin.advisories[b] for b in bits(s.affected)]
+    scores = [
+        a.severity.score
+        if a.severity.score is not None
+        else _LABEL_SCORES.get(a.severity.level, w.unknown_severity_cvss)
+        for a in advisories
+    ]
+    # A risk no upgrade removes still matters, but less than one an upgrade fixes now.
+    points = max(scores, default=0.0) * w.cvss * (1.0 if d.target is not None or not advisories else 0.5)
     points += w.exploited if any(a.exploited for a in advisories) else 0.0
-    points += w.critical_patch if s.critical_patch else 0.0
+    points += w.critical_patch if s.critical_patch and d.target is not None else 0.0
     points += {
         LifecycleStatus.DEPRECATED: w.deprecated,
         LifecycleStatus.SUNSET: w.sunset,
         LifecycleStatus.REVOKED: w.revoked,
-    }.get(lifecycle.status, 0.0)
-    points += min(lag * w.version_lag, w.version_lag_cap)
+    }.get(d.lifecycle.status, 0.0)
+    points += min(len(x.indices) * w.version_lag, w.version_lag_cap)
     return max(0, min(100, round(points)))
 
 
-def _advisory_findings(
-    plugin: PluginIndex, s: SecurityOutcome, indices: tuple[int, ...]
-) -> tuple[AdvisoryFinding, ...]:
-    found = []
+def _advisory_findings(x: Situation) -> tuple[AdvisoryFinding, ...]:
+    s, found = x.security, []
     for b in bits(s.affected):
-        a = plugin.advisories[b]
-        fix = next((i for i in indices if not s.masks[i] >> b & 1), None)
+        a = x.plugin.advisories[b]
+        fix = next((i for i in x.indices if not s.masks[i] >> b & 1), None)
         found.append(
             AdvisoryFinding(
                 id=a.id,
@@ -159,7 +181,7 @@ def _advisory_findings(
                 cvss=a.severity.score,
                 vector=a.severity.vector,
                 exploited=a.exploited,
-                fixed_in=plugin.releases[fix].release.version if fix is not None else None,
+                fixed_in=x.plugin.releases[fix].release.version if fix is not None else None,
                 unavoidable=bool(s.unavoidable >> b & 1),
                 in_target=s.target is not None and bool(s.masks[s.target] >> b & 1),
             )
@@ -167,63 +189,69 @@ def _advisory_findings(
     return tuple(sorted(found, key=lambda f: (-f.severity.rank, -(f.cvss or 0.0), f.id)))
 
 
-def _reasons(
-    plugin: PluginIndex,
-    s: SecurityOutcome,
-    action: Action,
-    target: IndexedRelease | None,
-    lifecycle: Lifecycle,
-    cooled_out: bool,
-) -> list[str]:
+def _security_reasons(x: Situation, d: _Decision) -> list[str]:
+    s, advisories = x.security, x.plugin.advisories
+    target = x.plugin.releases[d.target].release.version if d.target is not None else None
     reasons = list(s.reasons)
-    for b in bits(s.fixed):
-        a = plugin.advisories[b]
+    for b in bits(s.fixed) if target else ():
+        a = advisories[b]
         score = (
-            f"CVSS {a.severity.score}" if a.severity.score is not None else f"severity {a.severity.source}"
+            f"CVSS {a.severity.score}"
+            if a.severity.score is not None
+            else f"severity from {a.severity.source}"
         )
+        reasons.append(f"{a.id} ({a.severity.level}, {score}) is fixed in {target}")
+    if s.partial and target and s.target is not None:
+        still = ", ".join(advisories[b].id for b in bits(s.masks[s.target] & ~s.unavoidable))
         reasons.append(
-            f"{a.id} ({a.severity.level}, {score}) is fixed in {target.release.version if target else '?'}"
+            f"no eligible release is free of avoidable advisories; {target} is the least exposed"
+            f" (still carries {still})"
         )
-    if s.partial and target is not None and s.target is not None:
-        still = ", ".join(plugin.advisories[b].id for b in bits(s.masks[s.target] & ~s.unavoidable))
-        reasons.append(
-            f"no eligible release is free of avoidable advisories; {target.release.version} is the least"
-            f" exposed (still carries {still})"
-        )
-    for b in bits(s.unavoidable):
-        reasons.append(f"{plugin.advisories[b].id}: no eligible release fixes it")
+    reasons += [f"{advisories[b].id}: no eligible release fixes it" for b in bits(s.unavoidable)]
     for b in bits(s.affected):
-        if plugin.advisories[b].severity.source == "unknown":
+        if advisories[b].severity.source == "unknown":
             reasons.append(
-                f"{plugin.advisories[b].id}: severity unknown (no CVSS vector or label), taken as medium"
+                f"{advisories[b].id}: severity unknown (no usable CVSS vector or label), taken as medium"
             )
-        reasons.extend(plugin.advisories[b].severity.problems)
-    if action is Action.BLOCKED:
+        reasons.extend(advisories[b].severity.problems)
+    if d.action is Action.BLOCKED:
         reasons.append("no eligible release is less exposed than the installed version")
-    if lifecycle.status is not LifecycleStatus.ACTIVE:
-        reasons.append(
-            f"installed release is {lifecycle.status}"
-            + (f"; replacement: {lifecycle.replacement}" if lifecycle.replacement else "")
-            + (f" (sunset at {lifecycle.sunset_at.isoformat()})" if lifecycle.sunset_at else "")
-        )
-    if cooled_out:
-        reasons.append("newer releases are still inside the release-age cooldown")
     return reasons
 
 
-def _release_notes(
-    plugin: PluginIndex, indices: tuple[int, ...], upto: int | None
-) -> tuple[ReleaseNote, ...]:
+def _reasons(x: Situation, d: _Decision) -> tuple[str, ...]:
+    reasons = _security_reasons(x, d)
+    lc = d.lifecycle
+    if lc.status is not LifecycleStatus.ACTIVE:
+        reasons.append(
+            f"installed release is {lc.status}"
+            + (f"; replacement: {lc.replacement}" if lc.replacement else "")
+            + (f" (sunset at {lc.sunset_at.isoformat()})" if lc.sunset_at else "")
+        )
+    newest = x.indices[-1] if x.indices else None
+    if not x.security.affected and newest is not None and x.latest != newest:
+        reasons.append(
+            f"{x.plugin.releases[newest].release.version} is held back by the release-age cooldown"
+            " or the rule's target track"
+        )
+    if d.clause == "default:non-security-update" and d.target is not None:
+        reasons.append(
+            f"newer release {x.plugin.releases[d.target].release.version} is available (no advisory)"
+        )
+    return tuple(reasons)
+
+
+def _release_notes(x: Situation, upto: int | None) -> tuple[ReleaseNote, ...]:
     if upto is None:
         return ()
     return tuple(
         ReleaseNote(r.release.version, r.release.changelog, r.release.release_notes_url)
-        for r in (plugin.releases[i] for i in indices if i <= upto)
+        for r in (x.plugin.releases[i] for i in x.indices if i <= upto)
         if r.release.changelog or r.release.release_notes_url
     )
 
 
-def _notification(fired: list[Rule], rules: GovernanceRules) -> str | None:
+def _notification(fired: tuple[Rule, ...], rules: GovernanceRules) -> str | None:
     rule = _first(fired, "notification")
     route = rule.notification if rule else None
     if isinstance(route, Notification):
@@ -231,83 +259,34 @@ def _notification(fired: list[Rule], rules: GovernanceRules) -> str | None:
     return route if isinstance(route, str) else rules.defaults.notification
 
 
-def shape_verdict(
-    *,
-    plugin: PluginIndex,
-    version: Version,
-    indices: tuple[int, ...],
-    warnings: dict[int, tuple[str, ...]],
-    security: SecurityOutcome,
-    latest: int | None,
-    policy_rules: tuple[Rule, ...],
-    rules: GovernanceRules,
-    enforcement: Enforcement,
-    now: datetime,
-) -> Verdict:
-    """Assemble the verdict; `policy_rules` are the rules whose tenant/plugin conditions matched."""
-    s = security
-    lifecycle = _installed_lifecycle(plugin, version)
-    decided = _security_action(plugin, s)
-    chosen = s.target if decided else latest
-    target = plugin.releases[chosen] if chosen is not None else None
-    update = update_type(version, target.version if target else None)
-    risk = max_severity(plugin, s.affected)
-    labels = (
-        dict(
-            (
-                target or (plugin.releases[latest] if latest is not None else None) or plugin.releases[0]
-            ).release.labels
-        )
-        if plugin.releases
-        else {}
-    )
-    fired = [r for r in policy_rules if _fires(r, risk, labels)]
-    if decided is None:
-        decided = _non_security_action(
-            update, lifecycle, latest is not None, _first(fired, "non_security_action"), rules
-        )
-    action, clause = decided
-    if s.exempted is not None:
-        action, clause = Action.NONE, "default:exempted"
-    target_version = (
-        target.release.version if target and action in (Action.UPGRADE_NOW, Action.SCHEDULE) else None
-    )
-    if target_version is None:
-        target = None
-    enforce_rule = _first(fired, "enforcement")
-    newest_eligible = indices[-1] if indices else None
+def shape_verdict(x: Situation) -> Verdict:
+    """Assemble the verdict of one distinct combination."""
+    d = decide(x)
+    target = x.plugin.releases[d.target] if d.target is not None else None
+    enforce_rule = _first(d.fired, "enforcement")
     return Verdict(
-        plugin_id=plugin.plugin.plugin_id,
-        current_version=version.text,
-        target_version=target_version,
-        latest_version=plugin.releases[latest].release.version if latest is not None else None,
-        update_type=update_type(version, target.version) if target else UpdateType.NONE,
-        risk_level=risk,
-        priority=_priority(plugin, s, lifecycle, len(indices), rules, target is not None)
-        if action is not Action.NONE
-        else 0,
-        action=action,
-        critical_patch=s.critical_patch and target is not None,
-        partial=s.partial and target is not None,
-        sla_deadline=_sla_deadline(plugin, s, target, _sla_hours(fired, rules, risk), now),
-        advisories=_advisory_findings(plugin, s, indices),
-        release_notes=_release_notes(plugin, indices, chosen if target else None),
-        reasons=tuple(
-            _reasons(
-                plugin,
-                s,
-                action,
-                target,
-                lifecycle,
-                newest_eligible is not None and latest != newest_eligible and not s.affected,
-            )
-        ),
-        rule_ids=(clause, *s.exemption_ids, *(r.id for r in fired)),
-        enforcement=enforce_rule.enforcement if enforce_rule and enforce_rule.enforcement else enforcement,
-        notification=_notification(fired, rules),
-        lifecycle=lifecycle.status,
-        replacement=lifecycle.replacement,
-        compatibility=warnings.get(chosen, ()) if target is not None and chosen is not None else (),
-        exempted=s.exempted,
-        target_dependencies=tuple((d.id, d.version) for d in target.release.dependencies) if target else (),
+        plugin_id=x.plugin.plugin.plugin_id,
+        current_version=x.version.text,
+        target_version=target.release.version if target else None,
+        latest_version=x.plugin.releases[x.latest].release.version if x.latest is not None else None,
+        update_type=update_type(x.version, target.version if target else None),
+        risk_level=d.risk,
+        priority=_priority(x, d),
+        action=d.action,
+        critical_patch=x.security.critical_patch and target is not None,
+        partial=x.security.partial and target is not None,
+        sla_deadline=_sla_deadline(x, d),
+        advisories=_advisory_findings(x),
+        release_notes=_release_notes(x, d.target),
+        reasons=_reasons(x, d),
+        rule_ids=(d.clause, *x.security.exemption_ids, *(r.id for r in d.fired)),
+        enforcement=enforce_rule.enforcement if enforce_rule and enforce_rule.enforcement else x.enforcement,
+        notification=_notification(d.fired, x.rules),
+        lifecycle=d.lifecycle.status,
+        replacement=d.lifecycle.replacement,
+        compatibility=x.warnings.get(d.target, ()) if d.target is not None else (),
+        exempted=x.security.exempted,
+        target_dependencies=tuple((dep.id, dep.version) for dep in target.release.dependencies)
+        if target
+        else (),
     )

@@ -132,7 +132,7 @@ def _finding_cells(finding: Mapping[str, Any]) -> list[str]:
         ),
         str(finding.get("action") or MISSING),
         ", ".join(label for key, label in _FLAGS if finding.get(key)),
-        "\n".join(_advisory_text(advisory) for advisory in finding.get("advisories") or []),
+        "\n".join(_advisory_text(advisory) for advisory in finding.get("advisories") or []) or MISSING,
         str(finding.get("sla_deadline") or MISSING),
         "\n".join(map(str, finding.get("reasons") or [])),
     ]

@@ -142,7 +142,8 @@ def _result(
 
 def _headline(finding: Finding) -> str:
     target = finding.get("target_version") or "no upgrade target"
-    return f"{finding.get('plugin_id')} {finding.get('current_version')} → {target}: {finding.get('action')}."
+    version_step = f"{finding.get('current_version')} → {target}"
+    return f"{finding.get('plugin_id')} {version_step} (action: {finding.get('action')})."
 
 
 def _detail(finding: Finding, advisory: Mapping[str, Any] | None) -> str:
@@ -166,13 +167,10 @@ def _advisory_detail(advisory: Mapping[str, Any]) -> str:
 
 
 def _lifecycle_status(finding: Finding) -> str | None:
-    # Findings name the lifecycle as a status string or as the catalog's {status: …} mapping;
-    # a replacement alone means the release is on its way out.
+    # The scan report names the lifecycle as a status string; the catalog's {status: …} shape is accepted too.
     lifecycle = finding.get("lifecycle")
     status = lifecycle.get("status") if isinstance(lifecycle, Mapping) else lifecycle
-    if status in _ENDED_LIFECYCLES:
-        return str(status)
-    return "deprecated" if finding.get("replacement") else None
+    return str(status) if status in _ENDED_LIFECYCLES else None
 
 
 def _fingerprint(*parts: str) -> str:

@@ -6,8 +6,9 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
-from rich.console import Console
-from rich.table import Table
+from rich import box
+from rich.console import Console, JustifyMethod
+from rich.table import Column, Table
 from rich.text import Text
 
 from powerx_governance.reports.csv_report import max_cvss
@@ -43,6 +44,8 @@ _COLUMNS: Final = (
     "SLA",
 )
 _NUMERIC_COLUMNS: Final = ("Priority", "CVSS")
+# A tenant UUID folds onto two lines so that plugin ids, which matter more, fit on one.
+_MAX_WIDTHS: Final = {"Tenant": 18}
 
 
 def render(report: Mapping[str, Any], *, limit: int | None = None) -> str:
@@ -72,19 +75,25 @@ def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -
     # Text, never str: catalog and tenant data must not be parsed as Rich markup.
     heading = Text(
         f"Scan {report.get('scan_id', MISSING)} at {report.get('generated_at', MISSING)}"
-        f" · coverage: {coverage_text(report.get('coverage') or {})} · risk: "
+        f" · coverage: {coverage_text(report.get('coverage') or {})}\nFindings by risk level: "
     )
     counts = count_by(findings, "risk_level", RISK_ORDER)
     return heading + Text(" · ").join(_risk_text(f"{level} {n}", level) for level, n in counts.items())
 
 
 def _table(findings: Iterable[Mapping[str, Any]]) -> Table:
-    table = Table(highlight=False)
-    for name in _COLUMNS:
-        table.add_column(name, justify="right" if name in _NUMERIC_COLUMNS else "left")
+    table = Table(
+        *map(_column, _COLUMNS), box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False, highlight=False
+    )
     for finding in findings:
         table.add_row(*_row(finding))
     return table
+
+
+def _column(name: str) -> Column:
+    # fold, never ellipsis: a clipped plugin id or tenant UUID would name the wrong thing.
+    justify: JustifyMethod = "right" if name in _NUMERIC_COLUMNS else "left"
+    return Column(name, justify=justify, overflow="fold", max_width=_MAX_WIDTHS.get(name))
 
 
 def _row(finding: Mapping[str, Any]) -> list[Text]:
@@ -102,7 +111,7 @@ def _plain_cells(finding: Mapping[str, Any]) -> list[str]:
             for key in ("plugin_id", "current_version", "target_version", "latest_version", "action")
         ),
         MISSING if cvss is None else f"{cvss:.1f}",
-        ", ".join(str(advisory["id"]) for advisory in finding.get("advisories") or []) or MISSING,
+        "\n".join(str(advisory["id"]) for advisory in finding.get("advisories") or []) or MISSING,
         str(finding.get("sla_deadline") or MISSING),
     ]
 

@@ -57,7 +57,9 @@ def _verdict_part(v: Verdict) -> dict[str, Any]:
         "notification": v.notification,
         "lifecycle": v.lifecycle.value,
         "replacement": v.replacement,
-        "exempted": None if v.exempted is None else {
+        "exempted": None
+        if v.exempted is None
+        else {
             "id": v.exempted.id,
             "reason": v.exempted.reason,
             "approver": v.exempted.approver,

@@ -52,7 +52,10 @@ class _DependencyCheck:
         key = (deps, situation)
         found = self._cache.get(key)
         if found is None:
-            found = tuple(_dependency_note(dep_id, rng, have) for (dep_id, rng), have in zip(deps, situation, strict=True))
+            found = tuple(
+                _dependency_note(dep_id, rng, have)
+                for (dep_id, rng), have in zip(deps, situation, strict=True)
+            )
             found = tuple(note for note in found if note)
             self._cache[key] = found
         return found
@@ -89,7 +92,7 @@ def scan(
             if item.problem is not None:
                 result.errors.append(item.problem)
             continue
-        _scan_tenant(engine, item, result, deps)
+        _scan_tenant(engine, item.manifest, item.source, result, deps)
     result.distinct_combinations = engine.distinct_combinations
     result.findings.sort(key=lambda f: (-f.verdict.priority, f.tenant.tenant_uuid, f.installation.plugin_id))
     return result
@@ -101,7 +104,9 @@ def _selected(item: ManifestResult, tenants: frozenset[str]) -> bool:
     return item.problem is not None and item.problem.tenant_uuid in tenants
 
 
-def _scan_tenant(engine: PolicyEngine, item: ManifestResult, result: ScanResult, deps: _DependencyCheck) -> None:
+def _scan_tenant(
+    engine: PolicyEngine, item: ManifestResult, result: ScanResult, deps: _DependencyCheck
+) -> None:
     tenant = item.manifest
     assert tenant is not None
     result.tenants_scanned += 1
@@ -111,7 +116,14 @@ def _scan_tenant(engine: PolicyEngine, item: ManifestResult, result: ScanResult,
     for installation in tenant.plugins:
         verdict = engine.evaluate(tenant, installation, parse_version(installation.version), core)
         if verdict is None:
-            result.errors.append(InputProblem(item.source, f"tenant {tenant.tenant_uuid}", "plugin_id",
-                                              f"{installation.plugin_id} is not in the catalog", tenant.tenant_uuid))
+            result.errors.append(
+                InputProblem(
+                    source,
+                    f"tenant {tenant.tenant_uuid}",
+                    "plugin_id",
+                    f"{installation.plugin_id} is not in the catalog",
+                    tenant.tenant_uuid,
+                )
+            )
         elif verdict.reportable:
             result.findings.append(Finding(tenant, installation, verdict, deps.notes(verdict, installed)))

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Final
 
-from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
+from powerx_governance.versioning.semver import InvalidVersionError, PrecedenceKey, Version, parse_version
 
-_OPS: Final[dict[str, Callable[[object, object], bool]]] = {
+_OPS: Final[dict[str, Callable[[PrecedenceKey, PrecedenceKey], bool]]] = {
     ">": operator.gt,
     ">=": operator.ge,
     "<": operator.lt,

@@ -44,6 +44,13 @@ def assert_snapshot(name: str, actual: str) -> None:
     assert actual == path.read_bytes().decode()
 
 
+def print_to_text(report: dict[str, Any], *, limit: int | None) -> str:
+    """Print the table to an uncoloured in-memory console and return what was printed."""
+    output = io.StringIO()
+    print_table(report, Console(file=output, width=160, color_system=None), limit=limit)
+    return output.getvalue()
+
+
 def _critical_partial() -> dict[str, Any]:
     return {
         "tenant_uuid": ACME,
@@ -155,10 +162,19 @@ def report() -> dict[str, Any]:
         "generated_at": "2026-11-29T08:00:05Z",
         "coverage": {"tenants_total": 4, "tenants_scanned": 3, "installations": 57, "rate": 0.75},
         "errors": [
-            {"source": "file:manifests/hooli.yaml", "tenant_uuid": "9f8e7d6c", "error": "bad [/bold] manifest"},
+            {
+                "source": "file:manifests/hooli.yaml",
+                "tenant_uuid": "9f8e7d6c",
+                "error": "bad [/bold] manifest",
+            },
             {"source": "catalog", "tenant_uuid": None, "error": "timeout after 3 attempts"},
         ],
-        "findings": [_critical_partial(), _deprecated_schedule(), _review_without_target(), _hostile_outdated()],
+        "findings": [
+            _critical_partial(),
+            _deprecated_schedule(),
+            _review_without_target(),
+            _hostile_outdated(),
+        ],
     }
 
 
@@ -187,7 +203,11 @@ def test_renderers_do_not_mutate_the_report(report: dict[str, Any], fmt: ReportF
 
 @pytest.mark.parametrize("fmt", list(ReportFormat))
 def test_renderers_tolerate_missing_optional_keys(fmt: ReportFormat) -> None:
-    minimal = {"findings": [{"tenant_uuid": ACME, "plugin_id": "com.powerx.plugins.crm", "advisories": [{"id": "X-1"}]}]}
+    minimal = {
+        "findings": [
+            {"tenant_uuid": ACME, "plugin_id": "com.powerx.plugins.crm", "advisories": [{"id": "X-1"}]}
+        ]
+    }
     assert "com.powerx.plugins.crm" in render(minimal, fmt)
 
 
@@ -254,7 +274,9 @@ def test_markdown_without_findings_says_so(empty_report: dict[str, Any]) -> None
     assert "No errors." in text
 
 
-@pytest.mark.parametrize(("rate", "expected"), [(0.75, "75.0 %"), (0.57, "57.0 %"), (0.99995, "99.9 %"), (1, "100.0 %")])
+@pytest.mark.parametrize(
+    ("rate", "expected"), [(0.75, "75.0 %"), (0.57, "57.0 %"), (0.99995, "99.9 %"), (1, "100.0 %")]
+)
 def test_percent_never_rounds_a_partial_scan_up(rate: float, expected: str) -> None:
     assert percent(rate) == expected
 
@@ -278,10 +300,9 @@ def test_sarif_is_structurally_valid(report: dict[str, Any]) -> None:
         assert result["message"]["text"]
         [location] = result["locations"]
         [logical] = location["logicalLocations"]
-        assert logical == {
-            "fullyQualifiedName": f"{result['properties']['tenant_uuid']}/{result['properties']['plugin_id']}",
-            "kind": "module",
-        }
+        properties = result["properties"]
+        expected_name = f"{properties['tenant_uuid']}/{properties['plugin_id']}"
+        assert logical == {"fullyQualifiedName": expected_name, "kind": "module"}
 
 
 def test_sarif_results_rules_and_levels(report: dict[str, Any]) -> None:
@@ -297,7 +318,9 @@ def test_sarif_results_rules_and_levels(report: dict[str, Any]) -> None:
     assert rules["PXSA-2026-0001"]["properties"]["security-severity"] == "9.8"
     assert rules["PXSA-2026-0001"]["shortDescription"]["text"] == "Remote code execution in CRM import"
     assert "security-severity" not in rules["PXSA-2026-0003"]["properties"]
-    assert run["results"][0]["message"]["text"].startswith("com.powerx.plugins.crm 2.3.0 → 2.4.1: upgrade_now.")
+    assert run["results"][0]["message"]["text"].startswith(
+        "com.powerx.plugins.crm 2.3.0 → 2.4.1 (action: upgrade_now). PXSA-2026-0001 (critical, CVSS 9.8)"
+    )
 
 
 def test_sarif_fingerprints_are_stable_and_distinct(report: dict[str, Any]) -> None:
@@ -307,7 +330,9 @@ def test_sarif_fingerprints_are_stable_and_distinct(report: dict[str, Any]) -> N
     assert len({json.dumps(f, sort_keys=True) for f in fingerprints}) == len(fingerprints)
 
 
-def test_sarif_reports_scan_errors_as_notifications(report: dict[str, Any], empty_report: dict[str, Any]) -> None:
+def test_sarif_reports_scan_errors_as_notifications(
+    report: dict[str, Any], empty_report: dict[str, Any]
+) -> None:
     [invocation] = _sarif(report)["runs"][0]["invocations"]
     assert invocation["executionSuccessful"] is False
     assert [n["level"] for n in invocation["toolExecutionNotifications"]] == ["error", "error"]
@@ -327,19 +352,11 @@ def test_table_rejects_negative_limit(report: dict[str, Any]) -> None:
 
 
 def test_table_prints_data_literally_and_colours_risk_on_terminals(report: dict[str, Any]) -> None:
-    console = Console(file=io.StringIO(), width=160, force_terminal=True, color_system="standard")
-    print_table(report, console)
-    output = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "\x1b[1;31mcritical\x1b[0m" in output
-    assert "bad [/bold] manifest" in output
+    output = io.StringIO()
+    print_table(report, Console(file=output, width=160, force_terminal=True, color_system="standard"))
+    assert "\x1b[1;31mcritical\x1b[0m" in output.getvalue()
+    assert "bad [/bold] manifest" in output.getvalue()
 
 
 def test_table_without_findings_says_so(empty_report: dict[str, Any]) -> None:
     assert NO_FINDINGS in render(empty_report, ReportFormat.TABLE)
-
-
-def print_to_text(report: dict[str, Any], *, limit: int | None) -> str:
-    """Print the table to an uncoloured in-memory console and return what was printed."""
-    console = Console(file=io.StringIO(), width=160, color_system=None)
-    print_table(report, console, limit=limit)
-    return console.file.getvalue()  # type: ignore[attr-defined]
