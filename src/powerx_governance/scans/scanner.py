@@ -105,10 +105,8 @@ def _selected(item: ManifestResult, tenants: frozenset[str]) -> bool:
 
 
 def _scan_tenant(
-    engine: PolicyEngine, item: ManifestResult, result: ScanResult, deps: _DependencyCheck
+    engine: PolicyEngine, tenant: TenantManifest, source: str, result: ScanResult, deps: _DependencyCheck
 ) -> None:
-    tenant = item.manifest
-    assert tenant is not None
     result.tenants_scanned += 1
     result.installations += len(tenant.plugins)
     core = parse_version(tenant.core_version)
