@@ -12,6 +12,7 @@ from powerx_governance.errors import InputError, InputProblem
 
 MAX_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
 MAX_ALIASES: Final = 200
+MAX_EXPANDED_NODES: Final = 5_000_000  # nodes after alias expansion; a real catalog has well under 1M
 
 
 class _BoundedLoader(yaml.SafeLoader):
@@ -27,6 +28,29 @@ class _BoundedLoader(yaml.SafeLoader):
             if self._aliases > MAX_ALIASES:
                 raise yaml.YAMLError(f"more than {MAX_ALIASES} YAML aliases: refusing a possible alias bomb")
         return super().compose_node(parent, index)
+
+    def compose_document(self) -> yaml.Node | None:
+        node: yaml.Node | None = super().compose_document()
+        if node is not None and _expanded_size(node, {}) > MAX_EXPANDED_NODES:
+            raise yaml.YAMLError(
+                f"document expands to over {MAX_EXPANDED_NODES} nodes through aliases: refusing an alias bomb"
+            )
+        return node
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """Node count with every alias expanded, computed over the shared graph without expanding it."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = 1  # cycles (recursive aliases) count once instead of looping
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(_expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(_expanded_size(k, memo) + _expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size
+    return size
 
 
 def read_bytes(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
@@ -56,6 +80,8 @@ def parse_document(data: bytes, source: str) -> Any:
         raise InputError(InputProblem(source, None, None, "not UTF-8 text")) from exc
     except yaml.YAMLError as exc:
         raise InputError(InputProblem(source, None, None, f"invalid YAML/JSON: {exc}")) from exc
+    except RecursionError as exc:
+        raise InputError(InputProblem(source, None, None, "document is nested too deeply")) from exc
 
 
 def load_document(path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> Any:

@@ -113,7 +113,48 @@ def scan_command(
         output.write_text(render(report, fmt), encoding="utf-8")
         err.print(f"report written to {output} ({len(report['findings'])} findings)", highlight=False)
     elif fmt is ReportFormat.TABLE:
-        print_table(report, Console())
+        print_table(report, _stdout_console())
     else:
         sys.stdout.write(render(report, fmt))
     raise typer.Exit(exit_code(done.result, fail_on, done.rules.defaults.min_coverage))
+
+
+def _project_root() -> Path:
+    return Path(__file__).resolve().parents[3]
+
+
+@version_app.command("demo")
+def demo_command(
+    out: Annotated[Path, typer.Option(help="Where to write the report in every format.")] = Path(
+        "var/reports"
+    ),
+    now: Annotated[str | None, typer.Option(help="Evaluation time, RFC 3339 (default: now).")] = None,
+) -> None:
+    """Scan the bundled example fleet with the shipped rules and matrix; write every report format."""
+    root = _project_root()
+    request = FileScanRequest(
+        catalog=root / "examples" / "catalog.yaml",
+        manifests=root / "examples" / "manifests",
+        now=parse_now(now),
+        rules=root / "config" / "version" / "governance_rules.yaml",
+        compat=root / "config" / "version" / "compat_matrix.yaml",
+    )
+    done = run_file_scan(request)
+    report = build_report(done.result)
+    print_table(report, _stdout_console(), limit=25)
+    out.mkdir(parents=True, exist_ok=True)
+    suffix = {
+        ReportFormat.JSON: "json",
+        ReportFormat.CSV: "csv",
+        ReportFormat.MARKDOWN: "md",
+        ReportFormat.SARIF: "sarif.json",
+        ReportFormat.TABLE: "txt",
+    }
+    for fmt, ext in suffix.items():
+        (out / f"scan-report.{ext}").write_text(render(report, fmt), encoding="utf-8")
+    err.print(f"reports written to {out}/scan-report.{{json,csv,md,sarif.json,txt}}", highlight=False)
+
+
+def _stdout_console() -> Console:
+    """A terminal gets its own width; a pipe or file gets a wide, colourless table."""
+    return Console() if sys.stdout.isatty() else Console(width=170, color_system=None)

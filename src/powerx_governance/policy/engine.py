@@ -35,6 +35,11 @@ class AppliedPolicy:
     rules: tuple[Rule, ...]
     exemptions: tuple[Exemption, ...]
 
+    @property
+    def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """Identity for caching: rule and exemption ids are unique within a rules file."""
+        return tuple(r.id for r in self.rules), tuple(e.id for e in self.exemptions)
+
     def _settled(self) -> list[Rule]:
         """Rules without outcome conditions: they decide before evaluation, first one (file order) wins."""
         return [r for r in self.rules if not r.outcome_conditions]
@@ -111,7 +116,7 @@ class PolicyEngine:
         eligible = self.eligibility(plugin, core, channel, tenant.host_id)
         above = plugin.first_above(version)
         indices = tuple(i for i in eligible.indices if i >= above)
-        key = (plugin.plugin.plugin_id, version.key, indices, policy)
+        key = (plugin.plugin.plugin_id, version.key, indices, policy.key)
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._decide(plugin, version, indices, eligible, policy)

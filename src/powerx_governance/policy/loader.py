@@ -42,7 +42,10 @@ def _rule_problem(i: int, rule: Rule, seen: set[str]) -> tuple[str, str] | None:
     return None
 
 
-def _exemption_problem(i: int, ex: Exemption) -> tuple[str, str] | None:
+def _exemption_problem(i: int, ex: Exemption, seen: set[str]) -> tuple[str, str] | None:
+    if ex.id in seen:
+        return f"exemptions[{i}].id", f"duplicate exemption id {ex.id!r}"
+    seen.add(ex.id)
     if not ex.reason.strip():
         return f"exemptions[{i}].reason", "a reason is required"
     if ex.scope.versions is not None:
@@ -55,11 +58,12 @@ def _exemption_problem(i: int, ex: Exemption) -> tuple[str, str] | None:
 
 def _semantic_problem(rules: GovernanceRules) -> tuple[str, str] | None:
     """(field, error) for what the types alone cannot check."""
-    seen: set[str] = set()
+    rule_ids: set[str] = set()
+    exemption_ids: set[str] = set()
     problems = [
         _defaults_problem(rules),
-        *(_rule_problem(i, r, seen) for i, r in enumerate(rules.rules)),
-        *(_exemption_problem(i, e) for i, e in enumerate(rules.exemptions)),
+        *(_rule_problem(i, r, rule_ids) for i, r in enumerate(rules.rules)),
+        *(_exemption_problem(i, e, exemption_ids) for i, e in enumerate(rules.exemptions)),
     ]
     return next((p for p in problems if p is not None), None)
 

@@ -1,0 +1,25 @@
+"""Run the real `powerx` CLI in a subprocess, as users and CI do."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+POWERX = Path(sys.executable).with_name("powerx")
+NOW = "2026-11-30T00:00:00Z"
+
+
+def powerx(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(POWERX), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+
+
+def write_json(path: Path, data: Any) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data), encoding="utf-8")
+    return path
