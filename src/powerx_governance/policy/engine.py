@@ -20,7 +20,7 @@ from powerx_governance.policy.rules import Exemption, GovernanceRules, Rule, Tar
 from powerx_governance.policy.security import assess_security
 from powerx_governance.policy.shaping import Situation, shape_verdict
 from powerx_governance.policy.verdict import Verdict
-from powerx_governance.versioning.semver import PrecedenceKey, Version
+from powerx_governance.versioning.semver import PrecedenceKey, Version, parse_version
 
 _TRACK_CHANNELS = {
     TargetTrack.LTS: frozenset({Channel.LTS}),
@@ -80,6 +80,7 @@ class PolicyEngine:
         self._eligibility: dict[tuple[str, PrecedenceKey, Channel, str], Eligibility] = {}
         self._policies: dict[tuple[tuple[str, ...], str | None, str, str], AppliedPolicy] = {}
         self._verdicts: dict[tuple[object, ...], Verdict] = {}
+        self._by_facts: dict[tuple[object, ...], Verdict | None] = {}
 
     @property
     def distinct_combinations(self) -> int:
@@ -104,13 +105,33 @@ class PolicyEngine:
             self._eligibility[key] = found
         return found
 
-    def evaluate(
-        self, tenant: TenantManifest, installation: Installation, version: Version, core: Version
-    ) -> Verdict | None:
-        """The verdict for one installation; None when the plugin is not in the catalog."""
+    def evaluate(self, tenant: TenantManifest, installation: Installation) -> Verdict | None:
+        """The verdict for one installation of a validated manifest; None when the plugin is unknown.
+
+        The first lookup is keyed on the raw facts, so a fleet where thousands of tenants share
+        a combination pays one dictionary lookup per installation.
+        """
+        fast_key = (
+            installation.plugin_id,
+            installation.version,
+            installation.channel,
+            tenant.core_version,
+            tenant.host,
+            tenant.tags,
+            tenant.plan,
+            tenant.tenant_uuid if self.rules.exemptions else "",
+        )
+        verdict = self._by_facts.get(fast_key)
+        if verdict is None and fast_key not in self._by_facts:
+            verdict = self._evaluate(tenant, installation)
+            self._by_facts[fast_key] = verdict
+        return verdict
+
+    def _evaluate(self, tenant: TenantManifest, installation: Installation) -> Verdict | None:
         plugin = self.index.plugins.get(installation.plugin_id)
         if plugin is None:
             return None
+        version, core = parse_version(installation.version), parse_version(tenant.core_version)
         policy = self.policy_for(tenant, installation.plugin_id)
         channel = policy.channel or installation.channel
         eligible = self.eligibility(plugin, core, channel, tenant.host_id)

@@ -109,10 +109,9 @@ def _scan_tenant(
 ) -> None:
     result.tenants_scanned += 1
     result.installations += len(tenant.plugins)
-    core = parse_version(tenant.core_version)
     installed = {p.plugin_id: p.version for p in tenant.plugins}
     for installation in tenant.plugins:
-        verdict = engine.evaluate(tenant, installation, parse_version(installation.version), core)
+        verdict = engine.evaluate(tenant, installation)
         if verdict is None:
             result.errors.append(
                 InputProblem(

@@ -15,7 +15,6 @@ from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.loader import rules_from_data
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.policy.verdict import Verdict
-from powerx_governance.versioning import parse_version
 
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 OLD = "2025-01-01T00:00:00Z"
@@ -82,10 +81,7 @@ def tenant(
 
 
 def verdict_for(engine: PolicyEngine, manifest: TenantManifest) -> Verdict:
-    installation = manifest.plugins[0]
-    found = engine.evaluate(
-        manifest, installation, parse_version(installation.version), parse_version(manifest.core_version)
-    )
+    found = engine.evaluate(manifest, manifest.plugins[0])
     assert found is not None
     return found
 
