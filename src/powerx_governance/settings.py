@@ -7,24 +7,66 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from powerx_governance.durations import parse_duration
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    rules_path: Path | None  # POWERX_RULES: governance_rules.yaml used when --rules is not given
-    compat_path: Path | None  # POWERX_COMPAT: compat_matrix.yaml used when --compat is not given
-    var_dir: Path  # POWERX_VAR_DIR: where reports and local state go
-    max_document_bytes: int  # POWERX_MAX_DOCUMENT_BYTES: cap on any one YAML/JSON input file
+    rules_path: Path | None  # POWERX_RULES
+    compat_path: Path | None  # POWERX_COMPAT
+    var_dir: Path  # POWERX_VAR_DIR
+    max_document_bytes: int  # POWERX_MAX_DOCUMENT_BYTES
+    database_url: str  # POWERX_DATABASE_URL
+    tenant_source: (
+        str | None
+    )  # POWERX_TENANT_SOURCE: a manifest directory / JSON-lines file, or an http(s) URL
+    catalog_source: (
+        str | None
+    )  # POWERX_CATALOG_SOURCE: a catalog file, or an http(s) URL of the catalog service
+    source_token: str | None  # POWERX_SOURCE_TOKEN: bearer token sent to HTTP sources
+    host: str  # POWERX_HOST
+    port: int  # POWERX_PORT
+    max_body_bytes: int  # POWERX_MAX_BODY_BYTES: request bodies larger than this get 413
+    scheduler: bool  # POWERX_SCHEDULER: run periodic scans in this process
+    worker: bool  # POWERX_WORKER: run the job worker in this process
+    retry_delay_seconds: float  # POWERX_SCAN_RETRY_DELAY: failed scans are retried after it (<= 120 s)
+    poll_seconds: float  # POWERX_POLL_INTERVAL: how often the worker looks for jobs
+
+    @property
+    def default_database(self) -> bool:
+        return self.database_url.startswith("sqlite")
 
 
 def _path(value: str | None) -> Path | None:
     return Path(value) if value else None
 
 
+def _flag(value: str | None, default: bool) -> bool:
+    return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
+    var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
+    retry = parse_duration(env.get("POWERX_SCAN_RETRY_DELAY", "60s")).total_seconds()
+    if retry > 120:
+        raise ValueError(
+            "POWERX_SCAN_RETRY_DELAY must be at most 120s (failed scans are retried within 2 minutes)"
+        )
     return Settings(
         rules_path=_path(env.get("POWERX_RULES")),
         compat_path=_path(env.get("POWERX_COMPAT")),
-        var_dir=Path(env.get("POWERX_VAR_DIR", "var")),
+        var_dir=var_dir,
         max_document_bytes=int(env.get("POWERX_MAX_DOCUMENT_BYTES", str(64 * 1024 * 1024))),
+        database_url=env.get("POWERX_DATABASE_URL", f"sqlite+pysqlite:///{var_dir / 'governance.db'}"),
+        tenant_source=env.get("POWERX_TENANT_SOURCE"),
+        catalog_source=env.get("POWERX_CATALOG_SOURCE"),
+        source_token=env.get("POWERX_SOURCE_TOKEN"),
+        host=env.get("POWERX_HOST", "127.0.0.1"),
+        port=int(env.get("POWERX_PORT", "8717")),
+        max_body_bytes=int(env.get("POWERX_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+        scheduler=_flag(env.get("POWERX_SCHEDULER"), default=True),
+        worker=_flag(env.get("POWERX_WORKER"), default=True),
+        retry_delay_seconds=retry,
+        poll_seconds=parse_duration(env.get("POWERX_POLL_INTERVAL", "1s")).total_seconds(),
     )

@@ -30,6 +30,7 @@ _OPS: Final[dict[str, Callable[[PrecedenceKey, PrecedenceKey], bool]]] = {
 _WILDCARDS: Final = frozenset({"x", "X", "*"})
 _COMPARATOR = re.compile(r"^(?P<op>>=|<=|!=|==|>|<|=|\^|~>|~)?\s*(?P<ver>v?[0-9A-Za-z.*+-]*)$")
 _OP_SPACE = re.compile(r"(>=|<=|!=|==|>|<|=|\^|~>|~)\s+")
+_NUMBER = re.compile(r"0|[1-9][0-9]*")  # ASCII digits, no leading zeros (SemVer §2)
 _HYPHEN = re.compile(r"^\s*(?P<low>\S+)\s+-\s+(?P<high>\S+)\s*$")
 
 
@@ -108,7 +109,7 @@ def _parse_partial(text: str, whole: str) -> _Partial:
     for part in parts:
         if part in _WILDCARDS:
             nums.append(None)
-        elif part.isdigit():
+        elif _NUMBER.fullmatch(part):
             if nums and nums[-1] is None:
                 raise ConstraintError(whole, f"{text!r} has a number after a wildcard")
             nums.append(int(part))
@@ -153,7 +154,7 @@ def _upper_of(p: _Partial) -> Version | None:
     return _next_excluded(p.major, p.minor) if p.patch is None else None
 
 
-def _primitive(op: str, p: _Partial) -> list[Comparator]:
+def _primitive(op: str, p: _Partial, whole: str) -> list[Comparator]:
     if p.major is None:
         return [] if op in ("", "=", ">=", "<=") else [Comparator("<", _v(0, 0, 0, "-0"))]
     upper = _upper_of(p)
@@ -168,7 +169,7 @@ def _primitive(op: str, p: _Partial) -> list[Comparator]:
         )
     if op == "!=":
         if upper is not None:
-            raise ConstraintError(str(p), "!= needs a full version")
+            raise ConstraintError(whole, f"!= needs a full version, not {p.major}.{p.minor or 'x'}")
         return [Comparator("!=", p.floor())]
     if op == ">":
         return [Comparator(">", p.floor())] if upper is None else [Comparator(">=", upper)]
@@ -184,12 +185,14 @@ def _comparators(token: str, whole: str) -> list[Comparator]:
     if match is None:
         raise ConstraintError(whole, f"cannot read {token!r}")
     op = match["op"] or ""
+    if op and not match["ver"]:
+        raise ConstraintError(whole, f"{op!r} has no version after it")
     partial = _parse_partial(match["ver"], whole)
     if op == "^":
         return _caret(partial)
     if op in ("~", "~>"):
         return _tilde(partial)
-    return _primitive("=" if op == "==" else op, partial)
+    return _primitive("=" if op == "==" else op, partial, whole)
 
 
 def _hyphen(low: str, high: str, whole: str) -> list[Comparator]:
@@ -212,10 +215,16 @@ def _conjunction(text: str, whole: str) -> tuple[Comparator, ...]:
     return tuple(c for token in tokens for c in _comparators(token, whole))
 
 
-@lru_cache(maxsize=50_000)
 def parse_constraint(text: str) -> Constraint:
     """Parse an npm-style or comma-style constraint; raises ConstraintError naming the part."""
     if not isinstance(text, str):
         raise ConstraintError(repr(text), "expected a string")
-    alternatives = tuple(_conjunction(part, text) for part in text.split("||"))
-    return Constraint(text=text.strip(), alternatives=alternatives)
+    return _parse(text)
+
+
+@lru_cache(maxsize=50_000)
+def _parse(text: str) -> Constraint:
+    parts = text.split("||")
+    if len(parts) > 1 and any(not part.strip() for part in parts):
+        raise ConstraintError(text, "empty alternative around '||'")
+    return Constraint(text=text.strip(), alternatives=tuple(_conjunction(part, text) for part in parts))

@@ -1,0 +1,1 @@
+"""Bearer tokens and roles; tenant scope is resolved once per request."""

@@ -1,0 +1,1 @@
+"""The store: SQLite by default, PostgreSQL by URL; schema changes through Alembic migrations."""

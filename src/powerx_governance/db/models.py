@@ -1,0 +1,21 @@
+"""Import every table module so `Base.metadata` is complete (migrations, tests)."""
+
+from powerx_governance.auth import tables as auth_tables
+from powerx_governance.catalog import tables as catalog_tables
+from powerx_governance.db.base import Base
+from powerx_governance.inventory import tables as inventory_tables
+from powerx_governance.jobs import tables as job_tables
+from powerx_governance.recommendations import tables as recommendation_tables
+from powerx_governance.scans import tables as scan_tables
+
+metadata = Base.metadata
+
+__all__ = [
+    "auth_tables",
+    "catalog_tables",
+    "inventory_tables",
+    "job_tables",
+    "metadata",
+    "recommendation_tables",
+    "scan_tables",
+]

@@ -1,0 +1,177 @@
+"""Inventory persistence: set-based upserts by manifest hash, and manifests read back for evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import msgspec
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from powerx_governance.domain import Channel, InstallState, Plan
+from powerx_governance.inventory.models import Installation, TenantManifest
+from powerx_governance.inventory.tables import InstallationRow, TenantRow
+
+_CHUNK = 5000
+_ENCODER = msgspec.json.Encoder(order="deterministic")
+
+
+def manifest_hash(manifest: TenantManifest) -> str:
+    """Content hash of what matters for evaluation (scanned_at excluded: a re-read is not a change)."""
+    return hashlib.sha256(_ENCODER.encode(msgspec.structs.replace(manifest, scanned_at=None))).hexdigest()
+
+
+def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _tenant_values(m: TenantManifest, digest: str, now: datetime) -> dict[str, Any]:
+    return {
+        "tenant_uuid": m.tenant_uuid,
+        "tenant_key": m.tenant_key,
+        "name": m.name,
+        "plan": m.plan.value if m.plan else None,
+        "tags": list(m.tags),
+        "core_version": m.core_version,
+        "host": m.host,
+        "manifest_hash": digest,
+        "scanned_at": m.scanned_at,
+        "fetched_at": now,
+        "dirty": True,
+    }
+
+
+def _installation_values(m: TenantManifest) -> list[dict[str, Any]]:
+    return [
+        {
+            "tenant_uuid": m.tenant_uuid,
+            "plugin_id": p.plugin_id,
+            "version": p.version,
+            "channel": p.channel.value,
+            "state": p.state.value,
+            "auto_update": p.auto_update,
+            "pinned": p.pinned,
+        }
+        for p in m.plugins
+    ]
+
+
+def existing_hashes(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, str]:
+    stmt = select(TenantRow.tenant_uuid, TenantRow.manifest_hash)
+    if tenant_uuids is None:
+        return dict(session.execute(stmt).tuples().all())
+    found: dict[str, str] = {}
+    for part in chunks(tenant_uuids):
+        found.update(session.execute(stmt.where(TenantRow.tenant_uuid.in_(part))).tuples().all())
+    return found
+
+
+def upsert_manifests(session: Session, manifests: Sequence[TenantManifest], now: datetime) -> list[str]:
+    """Store good manifests; only tenants whose content changed are rewritten (and marked dirty)."""
+    known = existing_hashes(session, [m.tenant_uuid for m in manifests])
+    digests = {m.tenant_uuid: manifest_hash(m) for m in manifests}
+    changed = [m for m in manifests if known.get(m.tenant_uuid) != digests[m.tenant_uuid]]
+    new = [m for m in changed if m.tenant_uuid not in known]
+    updated = [m for m in changed if m.tenant_uuid in known]
+    for part in chunks([m.tenant_uuid for m in updated]):
+        session.execute(delete(InstallationRow).where(InstallationRow.tenant_uuid.in_(part)))
+    if new:
+        session.execute(insert(TenantRow), [_tenant_values(m, digests[m.tenant_uuid], now) for m in new])
+    for m in updated:
+        values = _tenant_values(m, digests[m.tenant_uuid], now)
+        session.execute(update(TenantRow).where(TenantRow.tenant_uuid == m.tenant_uuid).values(**values))
+    rows = [row for m in changed for row in _installation_values(m)]
+    for part in chunks(rows, 20_000):
+        session.execute(insert(InstallationRow), list(part))
+    unchanged = [m.tenant_uuid for m in manifests if known.get(m.tenant_uuid) == digests[m.tenant_uuid]]
+    for part in chunks(unchanged):
+        session.execute(update(TenantRow).where(TenantRow.tenant_uuid.in_(part)).values(fetched_at=now))
+    return [m.tenant_uuid for m in changed]
+
+
+def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) -> list[TenantManifest]:
+    """Manifests as stored (the last good one per tenant), for evaluation without the source."""
+    tenants = _tenant_rows(session, tenant_uuids)
+    plugins: dict[str, list[Installation]] = {uuid: [] for uuid in tenants}
+    columns = (
+        InstallationRow.tenant_uuid,
+        InstallationRow.plugin_id,
+        InstallationRow.version,
+        InstallationRow.channel,
+        InstallationRow.state,
+        InstallationRow.auto_update,
+        InstallationRow.pinned,
+    )
+    stmt = select(*columns)
+    parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
+    for part in parts:
+        query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
+        for uuid, plugin_id, version, channel, state, auto, pinned in session.execute(query).tuples():
+            bucket = plugins.get(uuid)
+            if bucket is not None:
+                bucket.append(_installation(plugin_id, version, channel, state, auto, pinned))
+    return [msgspec.structs.replace(t, plugins=tuple(plugins[uuid])) for uuid, t in tenants.items()]
+
+
+def _installation(
+    plugin_id: str, version: str, channel: str, state: str, auto: bool, pinned: bool
+) -> Installation:
+    return Installation(
+        plugin_id=plugin_id,
+        version=version,
+        channel=Channel(channel),
+        state=InstallState(state),
+        auto_update=auto,
+        pinned=pinned,
+    )
+
+
+def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, TenantManifest]:
+    stmt = select(
+        TenantRow.tenant_uuid,
+        TenantRow.tenant_key,
+        TenantRow.name,
+        TenantRow.plan,
+        TenantRow.tags,
+        TenantRow.core_version,
+        TenantRow.host,
+        TenantRow.scanned_at,
+    )
+    parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
+    found: dict[str, TenantManifest] = {}
+    for part in parts:
+        query = stmt if part is None else stmt.where(TenantRow.tenant_uuid.in_(part))
+        for uuid, key, name, plan, tags, core, host, scanned in session.execute(query).tuples():
+            found[uuid] = TenantManifest(
+                tenant_uuid=uuid,
+                tenant_key=key,
+                name=name,
+                plan=Plan(plan) if plan else None,
+                tags=tuple(tags),
+                core_version=core,
+                host=host,
+                scanned_at=scanned,
+            )
+    return found
+
+
+def dirty_tenants(session: Session) -> list[str]:
+    return list(session.execute(select(TenantRow.tenant_uuid).where(TenantRow.dirty)).scalars())
+
+
+def tenants_running(session: Session, plugin_ids: Sequence[str]) -> list[str]:
+    """Tenants with an installation of any of these plugins."""
+    found: set[str] = set()
+    for part in chunks(list(plugin_ids)):
+        stmt = select(InstallationRow.tenant_uuid).where(InstallationRow.plugin_id.in_(part)).distinct()
+        found.update(session.execute(stmt).scalars())
+    return sorted(found)
+
+
+def mark_clean(session: Session, tenant_uuids: Sequence[str]) -> None:
+    for part in chunks(list(tenant_uuids)):
+        session.execute(update(TenantRow).where(TenantRow.tenant_uuid.in_(part)).values(dirty=False))

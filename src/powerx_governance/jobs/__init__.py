@@ -1,0 +1,1 @@
+"""Background jobs behind one small queue interface, and database locks."""

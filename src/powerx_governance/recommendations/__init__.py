@@ -1,0 +1,1 @@
+"""Recommendations: the current finding per tenant and plugin, with revisions and states."""

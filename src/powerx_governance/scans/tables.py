@@ -1,0 +1,73 @@
+"""Stored scans: trigger, timings, coverage and errors of each run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from powerx_governance.db.base import Base
+
+
+class ScanKind(StrEnum):
+    FULL = "full"
+    DELTA = "delta"
+
+
+class ScanStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"  # every selected tenant scanned
+    INCOMPLETE = "incomplete"  # finished, but coverage below the configured minimum
+    FAILED = "failed"  # could not run (catalog source down, crash)
+
+
+class ScanTrigger(StrEnum):
+    SCHEDULE = "schedule"
+    API = "api"
+    CLI = "cli"
+    PUSH = "push"
+    RETRY = "retry"
+
+
+class ScanRow(Base):
+    __tablename__ = "scans"
+
+    scan_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    trigger: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    requested_by: Mapped[str | None] = mapped_column(String(128))
+    tenant_filter: Mapped[list[Any]]
+    schedule_slot: Mapped[str | None] = mapped_column(String(32), unique=True)  # one scheduled scan per slot
+    retry_of: Mapped[str | None] = mapped_column(String(36))
+    attempt: Mapped[int] = mapped_column(default=1)
+    requested_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    tenants_total: Mapped[int] = mapped_column(default=0)
+    tenants_scanned: Mapped[int] = mapped_column(default=0)
+    tenants_failed: Mapped[int] = mapped_column(default=0)
+    installations: Mapped[int] = mapped_column(default=0)
+    findings: Mapped[int] = mapped_column(default=0)
+    changes: Mapped[int] = mapped_column(default=0)
+    coverage_rate: Mapped[float | None]
+    errors: Mapped[list[Any]]
+    timings: Mapped[dict[str, Any]]
+    failure: Mapped[str | None] = mapped_column(String(2000))
+
+
+class AlertRow(Base):
+    """Operational alerts raised by the service (e.g. three consecutive failed scans)."""
+
+    __tablename__ = "alerts"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str | None] = mapped_column(String(128))
+    message: Mapped[str] = mapped_column(String(2000))
+    data: Mapped[dict[str, Any]]
+    raised_at: Mapped[datetime]

@@ -1,0 +1,1 @@
+"""Where inventories and catalogs come from: one interface, one file per implementation."""
