@@ -36,7 +36,7 @@ class Loaded:
         )
 
 
-def _release_problem(release: Release) -> tuple[str, str] | None:
+def release_problem(release: Release) -> tuple[str, str] | None:
     """(field, error) for the first semantically invalid field of a release."""
     for name, text in (
         ("version", release.version),
@@ -66,7 +66,7 @@ def _load_releases(raw: list[Any], plugin_id: str, source: str, out: Loaded) -> 
         if isinstance(release, InputProblem):
             out.problems.append(release)
             continue
-        bad = _release_problem(release)
+        bad = release_problem(release)
         if bad is not None:
             out.problems.append(InputProblem(source, record, bad[0], bad[1]))
             continue

@@ -2,23 +2,31 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import create_token
 from powerx_governance.cli.exit_codes import ExitCode
+from powerx_governance.cli.service_commands import serve, serve_command, token_app
+from powerx_governance.db.session import transaction
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
 from powerx_governance.reports import ReportFormat, print_table, render
 from powerx_governance.scans.report import build_report
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, run_file_scan, worst_risk
+from powerx_governance.scans.store_report import stored_report
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
 app = typer.Typer(
@@ -119,29 +127,57 @@ def scan_command(
     raise typer.Exit(exit_code(done.result, fail_on, done.rules.defaults.min_coverage))
 
 
+_RECOMMENDATIONS = "/internal/version/governance/recommendations"
+
+
 def _project_root() -> Path:
     return Path(__file__).resolve().parents[3]
 
 
+def _demo_environment(root: Path) -> dict[str, str]:
+    """The example fleet as the service's sources, unless the environment says otherwise."""
+    defaults = {
+        "POWERX_TENANT_SOURCE": str(root / "examples" / "manifests"),
+        "POWERX_CATALOG_SOURCE": str(root / "examples" / "catalog.yaml"),
+        "POWERX_COMPAT": str(root / "config" / "version" / "compat_matrix.yaml"),
+        "POWERX_RULES": str(root / "config" / "version" / "governance_rules.yaml"),
+    }
+    return {**defaults, **os.environ}
+
+
 @version_app.command("demo")
 def demo_command(
-    out: Annotated[Path, typer.Option(help="Where to write the report in every format.")] = Path(
+    out: Annotated[Path, typer.Option(help="Where to write the first scan's report in every format.")] = Path(
         "var/reports"
     ),
-    now: Annotated[str | None, typer.Option(help="Evaluation time, RFC 3339 (default: now).")] = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Keep serving after the first scan.")
+    ] = True,
 ) -> None:
-    """Scan the bundled example fleet with the shipped rules and matrix; write every report format."""
-    root = _project_root()
-    request = FileScanRequest(
-        catalog=root / "examples" / "catalog.yaml",
-        manifests=root / "examples" / "manifests",
-        now=parse_now(now),
-        rules=root / "config" / "version" / "governance_rules.yaml",
-        compat=root / "config" / "version" / "compat_matrix.yaml",
-    )
-    done = run_file_scan(request)
-    report = build_report(done.result)
+    """Start the service on the example fleet (SQLite), run a first scan, print where everything is."""
+    service = GovernanceService.create(load_settings(_demo_environment(_project_root())))
+    scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="demo")
+    service.run_pending()
+    with transaction(service.factory) as session:
+        report = stored_report(session, session.get_one(ScanRow, scan_id), tenant_uuid=None)
+        _, token = create_token(
+            session, name="demo operator", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
+        )
     print_table(report, _stdout_console(), limit=25)
+    _write_reports(report, out)
+    base = f"http://{service.settings.host}:{service.settings.port}"
+    err.print(
+        f"\nAPI: {base}/docs  (OpenAPI: {base}/openapi.json, metrics: {base}/metrics)\n"
+        f"operator token for this demo: {token}\n"
+        f"try: curl -H 'Authorization: Bearer {token}' '{base}{_RECOMMENDATIONS}?limit=5'",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if serve_after:
+        serve(service)
+
+
+def _write_reports(report: dict[str, Any], out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     suffix = {
         ReportFormat.JSON: "json",
@@ -158,3 +194,7 @@ def demo_command(
 def _stdout_console() -> Console:
     """A terminal gets its own width; a pipe or file gets a wide, colourless table."""
     return Console() if sys.stdout.isatty() else Console(width=170, color_system=None)
+
+
+version_app.command("serve")(serve_command)
+version_app.add_typer(token_app, name="token")

@@ -35,7 +35,7 @@ def _advisory(a: AdvisoryFinding) -> dict[str, Any]:
     }
 
 
-def _verdict_part(v: Verdict) -> dict[str, Any]:
+def verdict_document(v: Verdict) -> dict[str, Any]:
     """The tenant-independent part of a finding, built once per distinct verdict."""
     return {
         "current_version": v.current_version,
@@ -90,7 +90,7 @@ def build_report(result: ScanResult, *, scan_id: str | None = None) -> dict[str,
     for f in result.findings:
         part = parts.get(id(f.verdict))
         if part is None:
-            part = parts[id(f.verdict)] = _verdict_part(f.verdict)
+            part = parts[id(f.verdict)] = verdict_document(f.verdict)
         findings.append(finding_dict(f, part))
     return {
         "schema": REPORT_SCHEMA,

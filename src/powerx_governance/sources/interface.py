@@ -26,7 +26,8 @@ class TenantSource(Protocol):
     """Tenant manifests. A tenant whose manifest cannot be read is yielded as a ManifestResult
     with a problem (tenant_uuid set), never silently dropped, so coverage stays honest."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def manifests(self, tenants: Iterable[str] | None = None) -> Iterator[ManifestResult]:
         """Every tenant's manifest (or only `tenants`); raises SourceUnavailableError if the
@@ -37,7 +38,8 @@ class TenantSource(Protocol):
 class CatalogSource(Protocol):
     """Plugins, releases, OSV advisories and the compatibility matrix."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
 
     def catalog(self) -> Loaded:
         """The whole catalog with per-record problems; raises SourceUnavailableError."""

@@ -1,0 +1,65 @@
+"""The FastAPI application of `powerx version serve`."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+from powerx_governance import __version__
+from powerx_governance.api import problems
+from powerx_governance.recommendations.routes import router as recommendations_router
+from powerx_governance.scans.routes import router as scans_router
+from powerx_governance.service import GovernanceService
+from powerx_governance.sources.webhooks import router as webhooks_router
+
+
+def create_app(service: GovernanceService, *, background: bool = True) -> FastAPI:
+    """The app; with `background` the job worker and scheduler run while it serves."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if background:
+            service.start()
+        try:
+            yield
+        finally:
+            if background:
+                service.stop()
+
+    app = FastAPI(
+        title="PowerX Version Governance",
+        version=__version__,
+        description="Plugin version posture, prioritised patches and decisions for every PowerX tenant.",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    problems.install(app)
+    app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)
+    app.include_router(scans_router)
+    app.include_router(recommendations_router)
+    app.include_router(webhooks_router)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        """The process is up."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"])
+    def readyz() -> JSONResponse:
+        """The store answers."""
+        try:
+            with service.engine.connect() as connection:
+                connection.execute(text("SELECT 1"))
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["operations"])
+    def metrics() -> Response:
+        return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    return app

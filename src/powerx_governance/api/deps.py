@@ -1,0 +1,98 @@
+"""Request-scoped dependencies: the session, the principal, and the tenant scope."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Annotated, cast
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from powerx_governance.api.problems import ProblemError
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import Principal, authenticate
+from powerx_governance.service import GovernanceService
+
+log = logging.getLogger("powerx.auth")
+
+
+def service(request: Request) -> GovernanceService:
+    return cast(GovernanceService, request.app.state.service)
+
+
+ServiceDep = Annotated[GovernanceService, Depends(service)]
+
+
+def session(svc: ServiceDep) -> Iterator[Session]:
+    """The request owns the transaction: committed when the route returns, rolled back on error."""
+    with svc.factory() as s, s.begin():
+        yield s
+
+
+SessionDep = Annotated[Session, Depends(session)]
+
+
+def principal(request: Request, svc: ServiceDep) -> Principal:
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ProblemError(
+            401,
+            "Authentication required",
+            "send Authorization: Bearer <token>",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    with svc.factory() as s, s.begin():
+        found = authenticate(s, token.strip(), svc.clock())
+    if found is None:
+        raise ProblemError(
+            401,
+            "Authentication required",
+            "the token is unknown or revoked",
+            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
+        )
+    return found
+
+
+def require(*roles: Role) -> Callable[..., Principal]:
+    """A dependency admitting only `roles`; others get 403 (and are logged)."""
+
+    def check(who: Annotated[Principal, Depends(principal)], request: Request) -> Principal:
+        if who.role not in roles:
+            log.warning(
+                "role refused",
+                extra={"token_id": who.token_id, "role": who.role.value, "path": request.url.path},
+            )
+            raise ProblemError(403, "Forbidden", f"role {who.role} may not call this route")
+        return who
+
+    return check
+
+
+def refuse_cross_tenant(who: Principal, requested: str, path: str) -> ProblemError:
+    """Log a cross-tenant attempt; the caller raises the 404 (another tenant's data does not exist for it)."""
+    log.warning(
+        "cross-tenant access refused",
+        extra={
+            "token_id": who.token_id,
+            "tenant": who.tenant_uuid,
+            "requested_tenant": requested,
+            "path": path,
+        },
+    )
+    return ProblemError(404, "Not found", "no such resource")
+
+
+def scoped_tenant(who: Principal, requested: str | None, path: str) -> str | None:
+    """The tenant a query is limited to. A tenant-bound caller asking for another tenant gets 404."""
+    if who.fleet_wide:
+        return requested
+    if requested is not None and requested != who.tenant_uuid:
+        raise refuse_cross_tenant(who, requested, path)
+    return who.tenant_uuid
+
+
+Reader = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR, Role.TENANT_ADMIN, Role.VIEWER))]
+Operator = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR))]
+Internal = Annotated[Principal, Depends(require(Role.SERVICE))]

@@ -1,0 +1,87 @@
+"""Bearer tokens: random, shown once, stored as SHA-256; roles and tenant binding checked at creation."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from powerx_governance.auth.tables import ApiTokenRow, Role
+
+TOKEN_PREFIX = "pxg_"  # noqa: S105 - a public prefix, not a secret
+_TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is a hint, not worth a write per request
+
+
+class TokenError(ValueError):
+    """A token cannot be created or revoked as asked."""
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling, resolved once per request."""
+
+    token_id: int
+    name: str
+    role: Role
+    tenant_uuid: str | None  # the one tenant of a tenant_admin or viewer
+
+    @property
+    def fleet_wide(self) -> bool:
+        return self.role in (Role.SERVICE, Role.OPERATOR)
+
+    def may_read(self, tenant_uuid: str) -> bool:
+        return self.fleet_wide or tenant_uuid == self.tenant_uuid
+
+
+def hash_token(plaintext: str) -> str:
+    return hashlib.sha256(plaintext.encode()).hexdigest()
+
+
+def create_token(
+    session: Session, *, name: str, role: Role, tenant_uuid: str | None, now: datetime
+) -> tuple[ApiTokenRow, str]:
+    """A new token; the plaintext is returned once and never stored."""
+    if role in (Role.TENANT_ADMIN, Role.VIEWER) and not tenant_uuid:
+        raise TokenError(f"role {role} needs a tenant (--tenant)")
+    if role in (Role.SERVICE, Role.OPERATOR) and tenant_uuid:
+        raise TokenError(f"role {role} is fleet-wide and takes no tenant")
+    plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiTokenRow(
+        name=name,
+        token_hash=hash_token(plaintext),
+        prefix=plaintext[:12],
+        role=role.value,
+        tenant_uuid=tenant_uuid,
+        created_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row, plaintext
+
+
+def revoke_token(session: Session, token_id: int, now: datetime) -> ApiTokenRow:
+    row = session.get(ApiTokenRow, token_id)
+    if row is None:
+        raise TokenError(f"no token with id {token_id}")
+    row.revoked_at = row.revoked_at or now
+    return row
+
+
+def authenticate(session: Session, plaintext: str, now: datetime) -> Principal | None:
+    """The principal of a valid, unrevoked token; None otherwise (compared by hash)."""
+    row = session.execute(
+        select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(plaintext))
+    ).scalar_one_or_none()
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
+        row.last_used_at = now
+    return Principal(row.id, row.name, Role(row.role), row.tenant_uuid)
+
+
+def list_tokens(session: Session) -> list[ApiTokenRow]:
+    return list(session.execute(select(ApiTokenRow).order_by(ApiTokenRow.id)).scalars())

@@ -1,0 +1,119 @@
+"""The job queue of the embedded default: a jobs table written in the caller's transaction.
+
+At-least-once: a job is claimed with a conditional update (one worker wins on SQLite and on
+PostgreSQL), retried with capped exponential backoff and jitter, and after `max_attempts`
+it stays `dead`, visible to operators. The idempotency key is unique, so enqueuing the same
+effect twice is a no-op.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from powerx_governance.jobs.tables import JobRow, JobStatus
+
+STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    id: int
+    task: str
+    payload: dict[str, Any]
+    attempts: int
+    max_attempts: int
+
+
+def enqueue(
+    session: Session,
+    task: str,
+    payload: dict[str, Any],
+    *,
+    key: str,
+    now: datetime,
+    run_after: datetime | None = None,
+    max_attempts: int = 5,
+) -> bool:
+    """Add a job in the caller's transaction; False when a job with this key already exists."""
+    if session.execute(select(JobRow.id).where(JobRow.idempotency_key == key)).first() is not None:
+        return False
+    try:
+        with session.begin_nested():
+            session.add(
+                JobRow(
+                    task=task,
+                    payload=payload,
+                    idempotency_key=key,
+                    status=JobStatus.QUEUED.value,
+                    attempts=0,
+                    max_attempts=max_attempts,
+                    run_after=run_after or now,
+                    created_at=now,
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
+
+
+def claim(
+    session: Session, worker: str, now: datetime, tasks: frozenset[str] | None = None
+) -> ClaimedJob | None:
+    """Take the oldest due job (or a stale running one); None when there is nothing to do."""
+    due = (JobRow.status == JobStatus.QUEUED.value) & (JobRow.run_after <= now)
+    stale = (JobRow.status == JobStatus.RUNNING.value) & (JobRow.locked_at < now - STALE_AFTER)
+    stmt = select(JobRow.id).where(due | stale).order_by(JobRow.run_after, JobRow.id).limit(5)
+    if tasks is not None:
+        stmt = stmt.where(JobRow.task.in_(tasks))
+    for job_id in session.execute(stmt).scalars().all():
+        taken = session.execute(
+            update(JobRow)
+            .where(JobRow.id == job_id, due | stale)
+            .values(
+                status=JobStatus.RUNNING.value, locked_by=worker, locked_at=now, attempts=JobRow.attempts + 1
+            )
+        )
+        if taken.rowcount == 1:  # type: ignore[attr-defined]
+            row = session.get_one(JobRow, job_id)
+            return ClaimedJob(row.id, row.task, row.payload, row.attempts, row.max_attempts)
+    return None
+
+
+def complete(session: Session, job: ClaimedJob, now: datetime) -> None:
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job.id)
+        .values(status=JobStatus.DONE.value, finished_at=now, locked_by=None, last_error=None)
+    )
+
+
+def backoff(attempt: int, base: float = 2.0, cap: float = 300.0) -> timedelta:
+    """Capped exponential backoff with full jitter."""
+    return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** (attempt - 1))))  # noqa: S311 - jitter
+
+
+def fail(session: Session, job: ClaimedJob, error: str, now: datetime, *, transient: bool = True) -> bool:
+    """Record a failure; the job is retried later or becomes dead. Returns True when it is dead."""
+    dead = not transient or job.attempts >= job.max_attempts
+    values: dict[str, Any] = {"last_error": error[:2000], "locked_by": None}
+    if dead:
+        values |= {"status": JobStatus.DEAD.value, "finished_at": now}
+    else:
+        values |= {"status": JobStatus.QUEUED.value, "run_after": now + backoff(job.attempts)}
+    session.execute(update(JobRow).where(JobRow.id == job.id).values(**values))
+    return dead
+
+
+def counts(session: Session) -> dict[str, int]:
+    return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).tuples().all())
+
+
+Task = Callable[[dict[str, Any]], None]

@@ -1,0 +1,61 @@
+"""Structured JSON logs with sensitive values masked (tokens, emails, webhook secrets)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any, Final
+
+_SENSITIVE_KEYS: Final = re.compile(r"(token|secret|password|authorization|api[_-]?key|signature)", re.I)
+_PATTERNS: Final = (
+    (re.compile(r"pxg_[A-Za-z0-9_-]{8,}"), "pxg_***"),
+    (re.compile(r"(?i)bearer\s+[A-Za-z0-9._~+/=-]+"), "Bearer ***"),
+    (re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})"), r"\1***@\2"),
+)
+_STANDARD: Final = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def mask_text(text: str) -> str:
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def mask(value: Any, key: str = "") -> Any:
+    """Mask a value for logs or exports: sensitive keys entirely, emails and tokens inside text."""
+    if key and _SENSITIVE_KEYS.search(key):
+        return "***"
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, dict):
+        return {k: mask(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask(v) for v in value]
+    return value
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, and the record's `extra` fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat().replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": mask_text(record.getMessage()),
+        }
+        entry |= {k: mask(v, k) for k, v in vars(record).items() if k not in _STANDARD}
+        if record.exc_info:
+            entry["exception"] = mask_text(self.formatException(record.exc_info))
+        return json.dumps(entry, default=str, ensure_ascii=False)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger("powerx")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    root.propagate = False

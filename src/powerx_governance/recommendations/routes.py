@@ -1,0 +1,63 @@
+"""Recommendation listing and detail; tenant-bound callers see their own tenant only."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+
+from powerx_governance.api.deps import Reader, SessionDep, refuse_cross_tenant, scoped_tenant
+from powerx_governance.api.problems import ProblemError
+from powerx_governance.domain import Action, Severity
+from powerx_governance.recommendations.queries import (
+    CursorError,
+    RecommendationFilter,
+    get_recommendation,
+    list_recommendations,
+)
+from powerx_governance.recommendations.tables import RecommendationState
+
+router = APIRouter(prefix="/internal/version/governance", tags=["recommendations"])
+
+
+@router.get("/recommendations")
+def recommendations(
+    who: Reader,
+    session: SessionDep,
+    request: Request,
+    tenant: str | None = None,
+    plugin: str | None = None,
+    risk: Severity | None = None,
+    action: Action | None = None,
+    state: RecommendationState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: str | None = None,
+) -> dict[str, Any]:
+    """Recommendations sorted by priority, highest first; follow `next_cursor` for more."""
+    scope = scoped_tenant(who, tenant, request.url.path)
+    wanted = RecommendationFilter(
+        tenant_uuid=scope,
+        plugin_id=plugin,
+        risk_level=risk.value if risk else None,
+        action=action.value if action else None,
+        state=state.value if state else None,
+    )
+    try:
+        items, next_cursor = list_recommendations(session, wanted, limit=limit, cursor=cursor)
+    except CursorError as exc:
+        raise ProblemError(
+            422, "Invalid request", f"cursor: {exc}", errors=[{"field": "cursor", "error": str(exc)}]
+        ) from exc
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@router.get("/recommendations/{recommendation_id}")
+def recommendation(
+    recommendation_id: int, who: Reader, session: SessionDep, request: Request
+) -> dict[str, Any]:
+    found = get_recommendation(session, recommendation_id)
+    if found is None:
+        raise ProblemError(404, "Not found", f"no recommendation {recommendation_id}")
+    if not who.may_read(found["tenant_uuid"]):
+        raise refuse_cross_tenant(who, found["tenant_uuid"], request.url.path)
+    return found

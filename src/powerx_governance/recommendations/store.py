@@ -1,0 +1,345 @@
+"""Persist scan findings as recommendations: set-based diff against what is stored.
+
+Each (tenant, plugin) has one current recommendation with a revision number. A finding whose
+content changed gets a new revision; one that disappeared is resolved; one that comes back is
+reopened. Verdict documents are content-addressed and shared by every tenant that has them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy.orm import Session
+
+from powerx_governance.domain import Action, Severity
+from powerx_governance.inventory.store import chunks
+from powerx_governance.recommendations.tables import (
+    RecommendationChange,
+    RecommendationRevisionRow,
+    RecommendationRow,
+    RecommendationState,
+    VerdictRow,
+)
+from powerx_governance.scans.report import verdict_document
+from powerx_governance.scans.scanner import Finding
+
+_ENCODER: Final = msgspec.json.Encoder(order="deterministic")
+_URGENCY: Final = {
+    Action.NONE: 0,
+    Action.REVIEW: 1,
+    Action.BLOCKED: 2,
+    Action.SCHEDULE: 3,
+    Action.UPGRADE_NOW: 4,
+}
+_CLOSED: Final = (RecommendationState.RESOLVED.value,)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One recommendation that was opened, escalated, changed, resolved or reopened."""
+
+    recommendation_id: int
+    tenant_uuid: str
+    plugin_id: str
+    revision: int
+    change: RecommendationChange
+    risk_level: str
+    action: str
+    critical_patch: bool
+
+
+@dataclass
+class ChangeSet:
+    changes: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+
+    def count(self, kind: RecommendationChange) -> int:
+        return sum(1 for c in self.changes if c.change is kind)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    id: int
+    fingerprint: str
+    revision: int
+    state: str
+    risk_level: str
+    action: str
+
+
+class _Fingerprints:
+    """Verdict documents and their hashes, computed once per distinct verdict."""
+
+    def __init__(self) -> None:
+        self.documents: dict[int, tuple[str, dict[str, Any]]] = {}
+
+    def verdict(self, finding: Finding) -> tuple[str, dict[str, Any]]:
+        key = id(finding.verdict)
+        found = self.documents.get(key)
+        if found is None:
+            doc = verdict_document(finding.verdict)
+            found = (hashlib.sha256(_ENCODER.encode(doc)).hexdigest(), doc)
+            self.documents[key] = found
+        return found
+
+
+def _tenant_facts(finding: Finding) -> dict[str, Any]:
+    return {
+        "tenant_key": finding.tenant.tenant_key,
+        "core_version": finding.tenant.core_version,
+        "channel": finding.installation.channel.value,
+        "compatibility": [*finding.verdict.compatibility, *finding.dependency_notes],
+    }
+
+
+def _fingerprint(verdict_fp: str, facts: dict[str, Any]) -> str:
+    return hashlib.sha256(verdict_fp.encode() + _ENCODER.encode(facts)).hexdigest()
+
+
+def _escalated(old_risk: str, old_action: str, new_risk: Severity, new_action: Action) -> bool:
+    return new_risk.rank > Severity(old_risk).rank or _URGENCY[new_action] > _URGENCY[Action(old_action)]
+
+
+def _stored(
+    session: Session, scope: Sequence[tuple[str, str]] | Sequence[str] | None
+) -> dict[tuple[str, str], _Stored]:
+    columns = (
+        RecommendationRow.tenant_uuid,
+        RecommendationRow.plugin_id,
+        RecommendationRow.id,
+        RecommendationRow.fingerprint,
+        RecommendationRow.revision,
+        RecommendationRow.state,
+        RecommendationRow.risk_level,
+        RecommendationRow.action,
+    )
+    stmt = select(*columns)
+    pair = tuple_(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id)
+    if scope is None:
+        queries = [stmt]
+    elif scope and isinstance(scope[0], tuple):
+        queries = [stmt.where(pair.in_(part)) for part in chunks(list(scope), 500)]
+    else:
+        queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
+    found: dict[tuple[str, str], _Stored] = {}
+    for query in queries:
+        for tenant, plugin, rec_id, fingerprint, revision, state, risk, action in session.execute(
+            query
+        ).tuples():
+            found[(tenant, plugin)] = _Stored(rec_id, fingerprint, revision, state, risk, action)
+    return found
+
+
+def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
+    wanted = dict(documents)
+    present: set[str] = set()
+    for part in chunks(list(wanted)):
+        present.update(
+            session.execute(select(VerdictRow.fingerprint).where(VerdictRow.fingerprint.in_(part))).scalars()
+        )
+    rows = [
+        {"fingerprint": fp, "document": doc, "created_at": now}
+        for fp, doc in wanted.items()
+        if fp not in present
+    ]
+    for part in chunks(rows, 2000):
+        session.execute(insert(VerdictRow), list(part))
+
+
+@dataclass
+class _Plan:
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    pending_revisions: list[tuple[tuple[str, str], dict[str, Any]]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    unchanged: int = 0
+
+
+def _row_values(
+    f: Finding, verdict_fp: str, facts: dict[str, Any], scan_id: str | None, now: datetime
+) -> dict[str, Any]:
+    v = f.verdict
+    return {
+        "fingerprint": _fingerprint(verdict_fp, facts),
+        "verdict": verdict_fp,
+        "current_version": v.current_version,
+        "target_version": v.target_version,
+        "latest_version": v.latest_version,
+        "risk_level": v.risk_level.value,
+        "priority": v.priority,
+        "action": v.action.value,
+        "critical_patch": v.critical_patch,
+        "sla_deadline": v.sla_deadline,
+        "tenant_facts": facts,
+        "updated_at": now,
+        "scan_id": scan_id,
+    }
+
+
+def _revision(
+    values: dict[str, Any], revision: int, change: RecommendationChange, state: str, now: datetime
+) -> dict[str, Any]:
+    return {
+        "revision": revision,
+        "change": change.value,
+        "state": state,
+        "verdict": values["verdict"],
+        "target_version": values["target_version"],
+        "risk_level": values["risk_level"],
+        "priority": values["priority"],
+        "action": values["action"],
+        "scan_id": values["scan_id"],
+        "created_at": now,
+    }
+
+
+def _plan_finding(
+    plan: _Plan, f: Finding, old: _Stored | None, values: dict[str, Any], now: datetime
+) -> None:
+    key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
+    state = RecommendationState.OPEN.value
+    if old is None:
+        plan.inserts.append(
+            {
+                "tenant_uuid": key[0],
+                "plugin_id": key[1],
+                "revision": 1,
+                "state": state,
+                "first_seen_at": now,
+                "resolved_at": None,
+                **values,
+            }
+        )
+        plan.pending_revisions.append((key, _revision(values, 1, RecommendationChange.OPENED, state, now)))
+        plan.changes.append(
+            Change(
+                0,
+                *key,
+                1,
+                RecommendationChange.OPENED,
+                values["risk_level"],
+                values["action"],
+                values["critical_patch"],
+            )
+        )
+        return
+    if old.fingerprint == values["fingerprint"] and old.state not in _CLOSED:
+        plan.unchanged += 1
+        return
+    if old.state in _CLOSED:
+        change = RecommendationChange.REOPENED
+    elif _escalated(old.risk_level, old.action, f.verdict.risk_level, f.verdict.action):
+        change = RecommendationChange.ESCALATED
+    else:
+        change = RecommendationChange.CHANGED
+    revision = old.revision + 1
+    plan.updates.append({"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
+    plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
+    plan.changes.append(
+        Change(
+            old.id, *key, revision, change, values["risk_level"], values["action"], values["critical_patch"]
+        )
+    )
+
+
+def _plan_resolution(
+    plan: _Plan, key: tuple[str, str], old: _Stored, scan_id: str | None, now: datetime
+) -> None:
+    revision = old.revision + 1
+    state = RecommendationState.RESOLVED.value
+    plan.updates.append(
+        {
+            "id": old.id,
+            "revision": revision,
+            "state": state,
+            "resolved_at": now,
+            "updated_at": now,
+            "scan_id": scan_id,
+        }
+    )
+    plan.revisions.append(
+        {
+            "recommendation_id": old.id,
+            "revision": revision,
+            "change": RecommendationChange.RESOLVED.value,
+            "state": state,
+            "verdict": "",
+            "target_version": None,
+            "risk_level": old.risk_level,
+            "priority": 0,
+            "action": old.action,
+            "scan_id": scan_id,
+            "created_at": now,
+        }
+    )
+    plan.changes.append(
+        Change(old.id, *key, revision, RecommendationChange.RESOLVED, old.risk_level, old.action, False)
+    )
+
+
+def persist_findings(
+    session: Session,
+    findings: Sequence[Finding],
+    *,
+    scope: Sequence[tuple[str, str]] | Sequence[str] | None,
+    scan_id: str | None,
+    now: datetime,
+) -> ChangeSet:
+    """Apply findings for `scope` (None: everything; tenant ids; or (tenant, plugin) pairs).
+
+    Stored recommendations inside the scope without a finding are resolved.
+    """
+    prints = _Fingerprints()
+    stored = _stored(session, scope)
+    plan = _Plan()
+    seen: set[tuple[str, str]] = set()
+    for f in findings:
+        key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
+        seen.add(key)
+        verdict_fp, _ = prints.verdict(f)
+        _plan_finding(
+            plan, f, stored.get(key), _row_values(f, verdict_fp, _tenant_facts(f), scan_id, now), now
+        )
+    for key, old in stored.items():
+        if key not in seen and old.state not in _CLOSED:
+            _plan_resolution(plan, key, old, scan_id, now)
+    _store_verdicts(session, prints.documents.values(), now)
+    _write(session, plan)
+    return ChangeSet(plan.changes, plan.unchanged)
+
+
+def _write(session: Session, plan: _Plan) -> None:
+    for part in chunks(plan.inserts, 5000):
+        session.execute(insert(RecommendationRow), list(part))
+    for part in chunks(plan.updates, 5000):
+        session.execute(update(RecommendationRow), list(part))
+    if plan.pending_revisions:
+        ids = _ids_for(session, [key for key, _ in plan.pending_revisions])
+        plan.revisions += [{"recommendation_id": ids[key], **rev} for key, rev in plan.pending_revisions]
+        plan.changes[:] = [
+            replace(c, recommendation_id=ids[(c.tenant_uuid, c.plugin_id)]) if c.recommendation_id == 0 else c
+            for c in plan.changes
+        ]
+    for part in chunks(plan.revisions, 5000):
+        session.execute(insert(RecommendationRevisionRow), list(part))
+
+
+def _ids_for(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids of freshly inserted recommendations (bulk inserts do not return them portably)."""
+    wanted = set(keys)
+    ids: dict[tuple[str, str], int] = {}
+    for part in chunks(sorted({t for t, _ in keys})):
+        stmt = select(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id, RecommendationRow.id).where(
+            RecommendationRow.tenant_uuid.in_(part)
+        )
+        for tenant, plugin, rec_id in session.execute(stmt).tuples():
+            if (tenant, plugin) in wanted:
+                ids[(tenant, plugin)] = rec_id
+    return ids

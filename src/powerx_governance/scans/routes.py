@@ -1,0 +1,77 @@
+"""Scan trigger, status and report."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+from starlette.responses import JSONResponse
+
+from powerx_governance.api.deps import Operator, Reader, ServiceDep, SessionDep, scoped_tenant
+from powerx_governance.api.problems import ProblemError
+from powerx_governance.scans.runner import scan_summary
+from powerx_governance.scans.store_report import stored_report
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+
+router = APIRouter(prefix="/internal/version/governance", tags=["scans"])
+
+
+class ScanKindName(StrEnum):
+    FULL = "full"
+    DELTA = "delta"
+
+
+class ScanRequest(BaseModel):
+    kind: ScanKindName = ScanKindName.FULL
+    tenants: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(
+        default_factory=list, max_length=20_000
+    )
+
+
+@router.post("/scan", status_code=202)
+def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep) -> JSONResponse:
+    """Queue a full or delta scan (optionally for some tenants); 202 with the scan id."""
+    if body.kind is ScanKindName.DELTA and body.tenants:
+        raise ProblemError(
+            422,
+            "Invalid request",
+            "tenants: a delta scan takes no tenant list",
+            errors=[{"field": "tenants", "error": "not allowed with kind=delta"}],
+        )
+    scan_id = svc.request_scan(
+        ScanKind(body.kind.value), ScanTrigger.API, tenants=tuple(body.tenants), requested_by=who.name
+    )
+    location = f"/internal/version/governance/scans/{scan_id}"
+    return JSONResponse(
+        {"scan_id": scan_id, "status": "queued", "status_url": location, "report_url": f"{location}/report"},
+        status_code=202,
+        headers={"Location": location},
+    )
+
+
+@router.get("/scans")
+def scans(
+    who: Operator, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
+) -> dict[str, Any]:
+    rows = session.execute(select(ScanRow).order_by(ScanRow.requested_at.desc()).limit(limit)).scalars()
+    return {"items": [scan_summary(r) for r in rows]}
+
+
+@router.get("/scans/{scan_id}")
+def scan_status(scan_id: str, who: Operator, session: SessionDep) -> dict[str, Any]:
+    row = session.get(ScanRow, scan_id)
+    if row is None:
+        raise ProblemError(404, "Not found", f"no scan {scan_id}")
+    return scan_summary(row)
+
+
+@router.get("/scans/{scan_id}/report")
+def scan_report(scan_id: str, who: Reader, session: SessionDep, request: Request) -> dict[str, Any]:
+    """The DESIGN §4 report of a finished scan: its coverage and the current findings it covered."""
+    row = session.get(ScanRow, scan_id)
+    if row is None:
+        raise ProblemError(404, "Not found", f"no scan {scan_id}")
+    return stored_report(session, row, tenant_uuid=scoped_tenant(who, None, request.url.path))

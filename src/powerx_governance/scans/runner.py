@@ -1,0 +1,335 @@
+"""Scans through the store: request, run (full or delta), record coverage, retry, alert.
+
+The runner is the job function behind the `scan` task; the HTTP service, the scheduler and
+push webhooks only request scans. Each step owns its transaction, so a crash mid-scan leaves
+the scan `running` until its job is picked up again, never half-written recommendations.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import msgspec
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from powerx_governance.catalog import store as catalog_store
+from powerx_governance.db.session import transaction
+from powerx_governance.errors import InputProblem
+from powerx_governance.inventory import store as inventory_store
+from powerx_governance.inventory.loader import ManifestResult
+from powerx_governance.inventory.models import TenantManifest
+from powerx_governance.jobs import queue
+from powerx_governance.observability.metrics import Metrics
+from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.policy.index import CatalogIndex
+from powerx_governance.policy.rules import GovernanceRules
+from powerx_governance.recommendations.store import ChangeSet, persist_findings
+from powerx_governance.scans.scanner import ScanResult, scan
+from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.sources.interface import CatalogSource, SourceError, TenantSource
+
+SCAN_TASK = "scan"
+MAX_RETRY_ATTEMPTS = 5
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class ScanRuntime:
+    """What a scan needs from its surroundings."""
+
+    factory: sessionmaker[Session]
+    rules: Callable[[], GovernanceRules]
+    clock: Clock
+    metrics: Metrics
+    tenant_source: TenantSource | None = None
+    catalog_source: CatalogSource | None = None
+    retry_delay_seconds: float = 60.0
+    on_changes: Callable[[ChangeSet, datetime], None] | None = None
+
+
+def request_scan(
+    session: Session,
+    *,
+    kind: ScanKind,
+    trigger: ScanTrigger,
+    now: datetime,
+    tenants: Sequence[str] = (),
+    requested_by: str | None = None,
+    schedule_slot: str | None = None,
+    retry_of: str | None = None,
+    attempt: int = 1,
+    run_after: datetime | None = None,
+) -> str:
+    """Record a queued scan and its job in the caller's transaction; returns the scan id."""
+    scan_id = str(uuid.uuid4())
+    session.add(
+        ScanRow(
+            scan_id=scan_id,
+            kind=kind.value,
+            trigger=trigger.value,
+            status=ScanStatus.QUEUED.value,
+            requested_by=requested_by,
+            tenant_filter=list(tenants),
+            schedule_slot=schedule_slot,
+            retry_of=retry_of,
+            attempt=attempt,
+            requested_at=now,
+            errors=[],
+            timings={},
+        )
+    )
+    session.flush()
+    queue.enqueue(
+        session,
+        SCAN_TASK,
+        {"scan_id": scan_id},
+        key=f"scan:{scan_id}",
+        now=now,
+        run_after=run_after,
+        max_attempts=2,
+    )
+    return scan_id
+
+
+@dataclass
+class _Outcome:
+    result: ScanResult
+    changes: ChangeSet = field(default_factory=ChangeSet)
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+class _Timer:
+    def __init__(self) -> None:
+        self.timings: dict[str, float] = {}
+        self._start = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.timings[name] = round(now - self._start, 4)
+        self._start = now
+
+
+def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
+    """The `scan` job: run the scan, then record its outcome (and retry/alert when unsuccessful)."""
+    with transaction(runtime.factory) as session:
+        row = session.get_one(ScanRow, scan_id)
+        if row.status not in (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value):
+            return  # already finished: at-least-once delivery must not run it twice
+        row.status, row.started_at = ScanStatus.RUNNING.value, runtime.clock()
+        kind, tenants = ScanKind(row.kind), list(row.tenant_filter)
+    started = time.perf_counter()
+    try:
+        outcome = _full(runtime, scan_id, tenants) if kind is ScanKind.FULL else _delta(runtime, scan_id)
+    except (SourceError, OSError) as exc:
+        _finish_failed(runtime, scan_id, kind, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+        return
+    _finish(runtime, scan_id, kind, outcome, time.perf_counter() - started)
+
+
+def _engine(session: Session, runtime: ScanRuntime, now: datetime) -> PolicyEngine:
+    return PolicyEngine(CatalogIndex.build(catalog_store.load_catalog(session)), runtime.rules(), now)
+
+
+def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> list[InputProblem]:
+    if runtime.catalog_source is None:
+        return []
+    loaded = runtime.catalog_source.catalog()
+    with transaction(runtime.factory) as session:
+        catalog_store.replace_catalog(session, loaded.catalog(), now)
+    return loaded.problems
+
+
+def _fetch(runtime: ScanRuntime, tenants: Sequence[str]) -> list[ManifestResult]:
+    if runtime.tenant_source is not None:
+        return list(runtime.tenant_source.manifests(tenants or None))
+    with runtime.factory() as session:
+        stored = inventory_store.load_manifests(session, tenants or None)
+    return [ManifestResult("store", m, None) for m in stored]
+
+
+def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcome:
+    now, timer = runtime.clock(), _Timer()
+    problems = _refresh_catalog(runtime, now)
+    timer.lap("catalog")
+    results = _fetch(runtime, tenants)
+    good = [r.manifest for r in results if r.manifest is not None]
+    timer.lap("fetch")
+    with transaction(runtime.factory) as session:
+        if runtime.tenant_source is not None:
+            inventory_store.upsert_manifests(session, good, now)
+        timer.lap("store_inventory")
+        engine = _engine(session, runtime, now)
+        result = scan(engine, results)
+        timer.lap("evaluate")
+        changes = persist_findings(
+            session, result.findings, scope=[m.tenant_uuid for m in good], scan_id=scan_id, now=now
+        )
+        inventory_store.mark_clean(session, [m.tenant_uuid for m in good])
+        if not tenants:
+            catalog_store.mark_plugins_clean(session, catalog_store.dirty_plugins(session))
+        timer.lap("persist")
+    result.errors[:0] = problems
+    return _Outcome(result, changes, timer.timings)
+
+
+def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
+    """Only tenants whose manifest changed, and only installations of plugins whose data changed."""
+    now, timer = runtime.clock(), _Timer()
+    with transaction(runtime.factory) as session:
+        dirty_tenants = set(inventory_store.dirty_tenants(session))
+        dirty_plugins = set(catalog_store.dirty_plugins(session))
+        touched = sorted(dirty_tenants | set(inventory_store.tenants_running(session, sorted(dirty_plugins))))
+        manifests = inventory_store.load_manifests(session, touched)
+        timer.lap("load")
+        whole = [m for m in manifests if m.tenant_uuid in dirty_tenants]
+        partial = [_only(m, dirty_plugins) for m in manifests if m.tenant_uuid not in dirty_tenants]
+        engine = _engine(session, runtime, now)
+        result = scan(engine, [ManifestResult("store", m, None) for m in (*whole, *partial)])
+        timer.lap("evaluate")
+        findings_whole = [f for f in result.findings if f.tenant.tenant_uuid in dirty_tenants]
+        findings_partial = [f for f in result.findings if f.tenant.tenant_uuid not in dirty_tenants]
+        changes = persist_findings(
+            session, findings_whole, scope=sorted(dirty_tenants), scan_id=scan_id, now=now
+        )
+        pairs = [(m.tenant_uuid, p.plugin_id) for m in partial for p in m.plugins]
+        more = persist_findings(session, findings_partial, scope=pairs, scan_id=scan_id, now=now)
+        changes.changes += more.changes
+        changes.unchanged += more.unchanged
+        inventory_store.mark_clean(session, sorted(dirty_tenants))
+        catalog_store.mark_plugins_clean(session, sorted(dirty_plugins))
+        timer.lap("persist")
+    return _Outcome(result, changes, timer.timings)
+
+
+def _only(manifest: TenantManifest, plugin_ids: set[str]) -> TenantManifest:
+    return msgspec.structs.replace(
+        manifest, plugins=tuple(p for p in manifest.plugins if p.plugin_id in plugin_ids)
+    )
+
+
+def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcome, seconds: float) -> None:
+    now, result = runtime.clock(), outcome.result
+    rules = runtime.rules()
+    complete = result.coverage_rate >= rules.defaults.min_coverage
+    with transaction(runtime.factory) as session:
+        row = session.get_one(ScanRow, scan_id)
+        row.status = (ScanStatus.SUCCEEDED if complete else ScanStatus.INCOMPLETE).value
+        row.finished_at = now
+        row.tenants_total, row.tenants_scanned = result.tenants_total, result.tenants_scanned
+        row.tenants_failed = result.tenants_total - result.tenants_scanned
+        row.installations, row.findings = result.installations, len(result.findings)
+        row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
+        row.errors = [p.as_report_error() for p in result.errors[:1000]]
+        row.timings = {**outcome.timings, "total": round(seconds, 4)}
+        if not complete:
+            _after_failure(session, runtime, row, now)
+        else:
+            runtime.metrics.scan_consecutive_failures.set(0)
+        if row.trigger == ScanTrigger.PUSH.value:
+            latency = (now - row.requested_at).total_seconds() * 1000
+            runtime.metrics.recommendation_push_latency_ms.observe(latency)
+    runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
+    runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
+    for change in outcome.changes.changes:
+        runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
+    if runtime.on_changes is not None and outcome.changes.changes:
+        runtime.on_changes(outcome.changes, now)
+
+
+def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: str, seconds: float) -> None:
+    now = runtime.clock()
+    with transaction(runtime.factory) as session:
+        row = session.get_one(ScanRow, scan_id)
+        row.status, row.finished_at, row.failure = ScanStatus.FAILED.value, now, failure[:2000]
+        row.coverage_rate = 0.0
+        row.timings = {"total": round(seconds, 4)}
+        _after_failure(session, runtime, row, now)
+    runtime.metrics.scan_coverage_rate.set(0.0)
+    runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
+
+
+def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
+    """Count it, retry it within the configured delay (≤ 2 minutes), alert at escalation_after in a row."""
+    runtime.metrics.scan_failure_total.labels(kind=row.kind).inc()
+    if row.attempt < MAX_RETRY_ATTEMPTS:
+        request_scan(
+            session,
+            kind=ScanKind(row.kind),
+            trigger=ScanTrigger.RETRY,
+            now=now,
+            tenants=row.tenant_filter,
+            requested_by=row.requested_by,
+            retry_of=row.scan_id,
+            attempt=row.attempt + 1,
+            run_after=now + timedelta(seconds=runtime.retry_delay_seconds),
+        )
+    streak = consecutive_failures(session)
+    runtime.metrics.scan_consecutive_failures.set(streak)
+    threshold = runtime.rules().defaults.escalation_after
+    if streak == threshold:
+        rules = runtime.rules()
+        message = (
+            f"{streak} consecutive scans failed or finished below {rules.defaults.min_coverage:.0%} coverage"
+        )
+        session.add(
+            AlertRow(
+                kind="scan_failures",
+                channel=rules.defaults.alert_channel,
+                message=message,
+                data={"last_scan": row.scan_id, "failure": row.failure},
+                raised_at=now,
+            )
+        )
+        runtime.metrics.alerts_total.labels(kind="scan_failures").inc()
+
+
+def consecutive_failures(session: Session) -> int:
+    """Finished scans in a row, newest first, that were not successful."""
+    finished = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
+    stmt = (
+        select(ScanRow.status)
+        .where(ScanRow.status.in_(finished))
+        .order_by(ScanRow.finished_at.desc(), ScanRow.requested_at.desc())
+        .limit(100)
+    )
+    streak = 0
+    for status in session.execute(stmt).scalars():
+        if status == ScanStatus.SUCCEEDED.value:
+            break
+        streak += 1
+    return streak
+
+
+def scan_summary(row: ScanRow) -> dict[str, Any]:
+    """A scan as the API shows it."""
+    return {
+        "scan_id": row.scan_id,
+        "kind": row.kind,
+        "trigger": row.trigger,
+        "status": row.status,
+        "requested_by": row.requested_by,
+        "tenants": row.tenant_filter,
+        "retry_of": row.retry_of,
+        "attempt": row.attempt,
+        "requested_at": row.requested_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "coverage": {
+            "tenants_total": row.tenants_total,
+            "tenants_scanned": row.tenants_scanned,
+            "tenants_failed": row.tenants_failed,
+            "installations": row.installations,
+            "rate": row.coverage_rate,
+        },
+        "findings": row.findings,
+        "changes": row.changes,
+        "errors": row.errors,
+        "timings": row.timings,
+        "failure": row.failure,
+    }

@@ -1,0 +1,55 @@
+"""The scan report (DESIGN §4) rebuilt from the store for a scan the service ran."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from powerx_governance.recommendations.queries import recommendation_dict
+from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.scans.report import REPORT_SCHEMA, iso
+from powerx_governance.scans.tables import ScanRow
+
+_DROP = ("id", "revision", "state", "first_seen_at", "updated_at", "resolved_at", "scan_id")
+
+
+def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -> dict[str, Any]:
+    """Coverage of `scan` plus the open findings of the tenants it covered (one tenant when scoped)."""
+    stmt = (
+        select(RecommendationRow, VerdictRow.document)
+        .join(VerdictRow)
+        .where(RecommendationRow.state != RecommendationState.RESOLVED.value)
+        .order_by(RecommendationRow.priority.desc(), RecommendationRow.id)
+    )
+    if tenant_uuid is not None:
+        stmt = stmt.where(RecommendationRow.tenant_uuid == tenant_uuid)
+    if scan.tenant_filter:
+        stmt = stmt.where(RecommendationRow.tenant_uuid.in_(scan.tenant_filter))
+    findings = []
+    for row, doc in session.execute(stmt).tuples():
+        finding = recommendation_dict(row, doc)
+        findings.append(
+            {k: v for k, v in finding.items() if k not in _DROP}
+            | {"recommendation_id": row.id, "state": row.state}
+        )
+    errors = (
+        scan.errors
+        if tenant_uuid is None
+        else [e for e in scan.errors if e.get("tenant_uuid") == tenant_uuid]
+    )
+    return {
+        "schema": REPORT_SCHEMA,
+        "scan_id": scan.scan_id,
+        "generated_at": iso(scan.finished_at or scan.requested_at),
+        "status": scan.status,
+        "coverage": {
+            "tenants_total": scan.tenants_total,
+            "tenants_scanned": scan.tenants_scanned,
+            "installations": scan.installations,
+            "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0,
+        },
+        "errors": errors,
+        "findings": findings,
+    }

@@ -1,0 +1,240 @@
+"""The running service: store, scan runtime, job worker and scheduler threads.
+
+One object owns the database engine and background threads; the FastAPI app and the CLI
+use it. Several instances may share one PostgreSQL database: jobs are claimed with
+conditional updates and each scheduled slot is a unique row, so a slot runs once.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from powerx_governance.db.migrate import upgrade
+from powerx_governance.db.session import make_engine, session_factory, transaction
+from powerx_governance.durations import parse_duration
+from powerx_governance.jobs import queue
+from powerx_governance.observability.metrics import Metrics
+from powerx_governance.policy.loader import load_rules
+from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
+from powerx_governance.scans.runner import SCAN_TASK, ScanRuntime, request_scan, run_scan
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.settings import Settings
+from powerx_governance.sources.files import FileCatalogSource, FileTenantSource
+from powerx_governance.sources.interface import CatalogSource, TenantSource
+
+log = logging.getLogger("powerx.service")
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _is_url(value: str) -> bool:
+    return value.startswith(("http://", "https://"))
+
+
+def tenant_source_from(settings: Settings, metrics: Metrics) -> TenantSource | None:
+    spec = settings.tenant_source
+    if not spec:
+        return None
+    if _is_url(spec):
+        from powerx_governance.sources.http_directory import HttpTenantSource  # noqa: PLC0415 - loaded on use
+
+        return HttpTenantSource(spec, token=settings.source_token, on_error=metrics.source_error)
+    return FileTenantSource(Path(spec))
+
+
+def catalog_source_from(settings: Settings, metrics: Metrics) -> CatalogSource | None:
+    spec = settings.catalog_source
+    if not spec:
+        return None
+    if _is_url(spec):
+        from powerx_governance.sources.http_catalog import HttpCatalogSource  # noqa: PLC0415 - loaded on use
+
+        return HttpCatalogSource(spec, token=settings.source_token, on_error=metrics.source_error)
+    return FileCatalogSource(Path(spec), settings.compat_path)
+
+
+@dataclass
+class GovernanceService:
+    settings: Settings
+    engine: Engine
+    factory: sessionmaker[Session]
+    metrics: Metrics
+    runtime: ScanRuntime
+    clock: Clock = utc_now
+    worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _wake: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def create(cls, settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> GovernanceService:
+        if settings.default_database:
+            settings.var_dir.mkdir(parents=True, exist_ok=True)
+        engine = make_engine(settings.database_url)
+        if migrate:
+            upgrade(engine)
+        factory = session_factory(engine)
+        metrics = Metrics()
+        rules_path = settings.rules_path
+
+        def rules() -> GovernanceRules:
+            return load_rules(rules_path) if rules_path else DEFAULT_RULES
+
+        runtime = ScanRuntime(
+            factory=factory,
+            rules=rules,
+            clock=clock,
+            metrics=metrics,
+            tenant_source=tenant_source_from(settings, metrics),
+            catalog_source=catalog_source_from(settings, metrics),
+            retry_delay_seconds=settings.retry_delay_seconds,
+        )
+        return cls(settings, engine, factory, metrics, runtime, clock)
+
+    # -- scans -------------------------------------------------------------------------------
+
+    def request_scan(
+        self,
+        kind: ScanKind,
+        trigger: ScanTrigger,
+        *,
+        tenants: tuple[str, ...] = (),
+        requested_by: str | None = None,
+    ) -> str:
+        with transaction(self.factory) as session:
+            scan_id = request_scan(
+                session,
+                kind=kind,
+                trigger=trigger,
+                now=self.clock(),
+                tenants=tenants,
+                requested_by=requested_by,
+            )
+        self._wake.set()
+        return scan_id
+
+    def request_delta(self, session: Session, requested_by: str) -> str:
+        """In the caller's transaction, coalescing pushes onto a delta scan that has not started yet.
+
+        Call `wake()` after the commit so the worker picks it up at once.
+        """
+        pending = session.execute(
+            select(ScanRow.scan_id)
+            .where(ScanRow.kind == ScanKind.DELTA.value, ScanRow.status == ScanStatus.QUEUED.value)
+            .limit(1)
+        ).scalar_one_or_none()
+        return pending or request_scan(
+            session,
+            kind=ScanKind.DELTA,
+            trigger=ScanTrigger.PUSH,
+            now=self.clock(),
+            requested_by=requested_by,
+        )
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def schedule_tick(self) -> str | None:
+        """Request the scheduled full scan of the current slot, once across every instance."""
+        rules = self.runtime.rules()
+        interval = parse_duration(rules.defaults.scan_interval).total_seconds()
+        now = self.clock()
+        slot = datetime.fromtimestamp(now.timestamp() // interval * interval, UTC).isoformat()
+        try:
+            with transaction(self.factory) as session:
+                scan_id = request_scan(
+                    session,
+                    kind=ScanKind.FULL,
+                    trigger=ScanTrigger.SCHEDULE,
+                    now=now,
+                    requested_by="scheduler",
+                    schedule_slot=slot,
+                )
+        except IntegrityError:
+            return None  # another instance (or an earlier tick) already requested this slot
+        self._wake.set()
+        return scan_id
+
+    # -- jobs --------------------------------------------------------------------------------
+
+    def run_pending(self, limit: int = 100) -> int:
+        """Run due jobs until none is left (or `limit`); returns how many ran."""
+        ran = 0
+        while ran < limit:
+            with transaction(self.factory) as session:
+                job = queue.claim(session, self.worker_name, self.clock())
+            if job is None:
+                return ran
+            self._run(job)
+            ran += 1
+        return ran
+
+    def _run(self, job: queue.ClaimedJob) -> None:
+        tasks: dict[str, Callable[[dict[str, Any]], None]] = {
+            SCAN_TASK: lambda payload: run_scan(self.runtime, payload["scan_id"]),
+        }
+        try:
+            tasks[job.task](job.payload)
+        except Exception as exc:  # a failing job must not kill the worker; it is retried
+            log.exception("job failed", extra={"job_id": job.id, "task": job.task})
+            with transaction(self.factory) as session:
+                queue.fail(session, job, f"{type(exc).__name__}: {exc}", self.clock())
+            return
+        with transaction(self.factory) as session:
+            queue.complete(session, job, self.clock())
+
+    # -- background threads ------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.settings.worker:
+            self._spawn("worker", self._worker_loop)
+        if self.settings.scheduler:
+            self._spawn("scheduler", self._scheduler_loop)
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        thread = threading.Thread(target=target, name=f"powerx-{name}", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+    def _worker_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                ran = self.run_pending()
+            except Exception:  # keep the worker alive through database hiccups
+                log.exception("worker iteration failed")
+                ran = 0
+            if not ran:
+                self._wake.wait(self.settings.poll_seconds)
+                self._wake.clear()
+
+    def _scheduler_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.schedule_tick()
+            except Exception:  # a bad rules file must not stop the service
+                log.exception("scheduler tick failed")
+            self._stop.wait(
+                min(5.0, parse_duration(self.runtime.rules().defaults.scan_interval).total_seconds())
+            )
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self.engine.dispose()

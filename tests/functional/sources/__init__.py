@@ -1,0 +1,1 @@
+"""HTTP sources against real local HTTP servers."""
