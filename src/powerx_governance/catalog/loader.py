@@ -80,7 +80,7 @@ def _load_releases(raw: list[Any], plugin_id: str, source: str, out: Loaded) -> 
     return tuple(releases.values())
 
 
-def _load_plugins(raw: Any, source: str, out: Loaded) -> None:
+def load_plugins(raw: Any, source: str, out: Loaded) -> None:
     if not isinstance(raw, list):
         out.problems.append(InputProblem(source, None, "plugins", "expected a list of plugins"))
         return
@@ -164,12 +164,12 @@ def load_catalog(path: Path, out: Loaded) -> None:
     schema = raw.get("schema", "powerx.catalog/v1")
     if schema != "powerx.catalog/v1":
         raise InputError(InputProblem(str(path), None, "schema", f"unsupported schema {schema!r}"))
-    _load_plugins(raw.get("plugins", []), str(path), out)
+    load_plugins(raw.get("plugins", []), str(path), out)
     load_advisories(raw.get("advisories"), path.parent, str(path), out)
-    _load_matrix_entries(raw.get("matrix"), str(path), out)
+    load_matrix_entries(raw.get("matrix"), str(path), out)
 
 
-def _load_matrix_entries(raw: Any, source: str, out: Loaded) -> None:
+def load_matrix_entries(raw: Any, source: str, out: Loaded) -> None:
     if raw is None:
         return
     if not isinstance(raw, list):
@@ -205,4 +205,4 @@ def load_matrix(path: Path, out: Loaded) -> None:
     entries = raw.get("matrix") if isinstance(raw, dict) else None
     if not isinstance(raw, dict) or entries is None:
         raise InputError(InputProblem(str(path), None, "matrix", "expected a mapping with a `matrix` list"))
-    _load_matrix_entries(entries, str(path), out)
+    load_matrix_entries(entries, str(path), out)

@@ -13,12 +13,12 @@ from powerx_governance.records import AwareDatetime
 CATALOG_SCHEMA: Final = "powerx.catalog/v1"
 
 
-class Dependency(msgspec.Struct, frozen=True, kw_only=True):
+class Dependency(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     id: str
     version: str = "*"
 
 
-class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
+class Lifecycle(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     status: LifecycleStatus = LifecycleStatus.ACTIVE
     sunset_at: AwareDatetime | None = None
     replacement: str | None = None
@@ -28,7 +28,7 @@ class Lifecycle(msgspec.Struct, frozen=True, kw_only=True):
 ACTIVE: Final = Lifecycle()
 
 
-class Release(msgspec.Struct, frozen=True, kw_only=True):
+class Release(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     version: str
     channel: Channel = Channel.STABLE
     released_at: AwareDatetime | None = None
@@ -42,7 +42,7 @@ class Release(msgspec.Struct, frozen=True, kw_only=True):
     yanked: bool = False
 
 
-class Plugin(msgspec.Struct, frozen=True, kw_only=True):
+class Plugin(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     plugin_id: str
     name: str | None = None
     vendor_id: str | None = None
@@ -56,40 +56,40 @@ class SeverityType(StrEnum):
     CVSS_V4 = "CVSS_V4"
 
 
-class OsvSeverity(msgspec.Struct, frozen=True, kw_only=True):
+class OsvSeverity(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     type: str
     score: str
 
 
-class OsvEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+class OsvEvent(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True, gc=False):
     introduced: str | None = None
     fixed: str | None = None
     last_affected: str | None = None
     limit: str | None = None
 
 
-class OsvRange(msgspec.Struct, frozen=True, kw_only=True):
+class OsvRange(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     type: str
     events: tuple[OsvEvent, ...] = ()
 
 
-class OsvPackage(msgspec.Struct, frozen=True, kw_only=True):
+class OsvPackage(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     name: str
     ecosystem: str = "PowerX"
 
 
-class OsvAffected(msgspec.Struct, frozen=True, kw_only=True):
+class OsvAffected(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     package: OsvPackage
     ranges: tuple[OsvRange, ...] = ()
     versions: tuple[str, ...] = ()
 
 
-class OsvReference(msgspec.Struct, frozen=True, kw_only=True):
+class OsvReference(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     type: str = "WEB"
     url: str = ""
 
 
-class Advisory(msgspec.Struct, frozen=True, kw_only=True):
+class Advisory(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """An OSV record (OpenSSF schema), as published by OSV.dev, GitHub, PyPA, RustSec, Go."""
 
     id: str
@@ -112,7 +112,7 @@ class CompatAction(StrEnum):
     WARN = "warn"
 
 
-class CompatEntry(msgspec.Struct, frozen=True, kw_only=True):
+class CompatEntry(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One row of `config/version/compat_matrix.yaml`."""
 
     host: str
@@ -123,7 +123,7 @@ class CompatEntry(msgspec.Struct, frozen=True, kw_only=True):
     notes: str | None = None
 
 
-class Catalog(msgspec.Struct, frozen=True, kw_only=True):
+class Catalog(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Everything known about plugins, releases and advisories at one moment."""
 
     plugins: tuple[Plugin, ...] = ()

@@ -12,7 +12,7 @@ from powerx_governance.records import AwareDatetime
 MANIFEST_SCHEMA: Final = "powerx.manifest/v1"
 
 
-class Installation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False):
+class Installation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=False, gc=False):
     """One plugin installed in a tenant."""
 
     plugin_id: str
@@ -23,7 +23,7 @@ class Installation(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     pinned: bool = False
 
 
-class TenantManifest(msgspec.Struct, frozen=True, kw_only=True):
+class TenantManifest(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """What one tenant runs: its core version and its plugins."""
 
     tenant_uuid: str

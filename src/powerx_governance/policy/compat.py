@@ -73,6 +73,10 @@ class CompatMatrix:
             self._cache[key] = rows
         return rows
 
+    def concerns(self, host: str, plugin_id: str) -> bool:
+        """Whether any entry applies to this host and plugin at all (most pairs: none)."""
+        return bool(self._rows_for(host, plugin_id))
+
     def verdict(self, host: str, plugin_id: str, version: Version) -> CompatVerdict:
         matching = [r for r in self._rows_for(host, plugin_id) if r.covers(version)]
         if not matching:

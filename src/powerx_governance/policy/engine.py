@@ -7,6 +7,7 @@ cost of a scan therefore grows with distinct combinations, not with tenants.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -15,13 +16,14 @@ from powerx_governance.catalog.models import CompatAction
 from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus
 from powerx_governance.durations import parse_duration
 from powerx_governance.inventory.models import Installation, TenantManifest
-from powerx_governance.policy.index import CatalogIndex, PluginIndex
+from powerx_governance.policy.index import CatalogIndex, IndexedRelease, PluginIndex
 from powerx_governance.policy.rules import Exemption, GovernanceRules, Rule, TargetTrack
 from powerx_governance.policy.security import assess_security
 from powerx_governance.policy.shaping import Situation, shape_verdict
 from powerx_governance.policy.verdict import Verdict
-from powerx_governance.versioning.semver import PrecedenceKey, Version, parse_version
+from powerx_governance.versioning.semver import Version, parse_version
 
+_WITHDRAWN = (LifecycleStatus.SUNSET, LifecycleStatus.REVOKED)
 _TRACK_CHANNELS = {
     TargetTrack.LTS: frozenset({Channel.LTS}),
     TargetTrack.STABLE: frozenset({Channel.LTS, Channel.STABLE}),
@@ -30,35 +32,32 @@ _TRACK_CHANNELS = {
 
 @dataclass(frozen=True, slots=True)
 class AppliedPolicy:
-    """The rules and exemptions whose tenant/plugin conditions match one installation."""
+    """The rules and exemptions whose tenant/plugin conditions match one installation.
+
+    The settings that decide eligibility come from rules without outcome conditions, the
+    first one (file order) that sets each; they are resolved once, when the policy is built.
+    """
 
     rules: tuple[Rule, ...]
     exemptions: tuple[Exemption, ...]
+    key: tuple[tuple[str, ...], tuple[str, ...]]  # rule and exemption ids: unique within a rules file
+    channel: Channel | None
+    release_age: str | None
+    target_track: TargetTrack | None
+    enforcement: Enforcement | None
 
-    @property
-    def key(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
-        """Identity for caching: rule and exemption ids are unique within a rules file."""
-        return tuple(r.id for r in self.rules), tuple(e.id for e in self.exemptions)
-
-    def _settled(self) -> list[Rule]:
-        """Rules without outcome conditions: they decide before evaluation, first one (file order) wins."""
-        return [r for r in self.rules if not r.outcome_conditions]
-
-    @property
-    def channel(self) -> Channel | None:
-        return next((r.channel for r in self._settled() if r.channel is not None), None)
-
-    @property
-    def release_age(self) -> str | None:
-        return next((r.release_age for r in self._settled() if r.release_age is not None), None)
-
-    @property
-    def target_track(self) -> TargetTrack | None:
-        return next((r.target_version for r in self._settled() if r.target_version is not None), None)
-
-    @property
-    def enforcement(self) -> Enforcement | None:
-        return next((r.enforcement for r in self._settled() if r.enforcement is not None), None)
+    @classmethod
+    def of(cls, rules: tuple[Rule, ...], exemptions: tuple[Exemption, ...]) -> AppliedPolicy:
+        settled = [r for r in rules if not r.outcome_conditions]
+        return cls(
+            rules,
+            exemptions,
+            (tuple(r.id for r in rules), tuple(e.id for e in exemptions)),
+            next((r.channel for r in settled if r.channel is not None), None),
+            next((r.release_age for r in settled if r.release_age is not None), None),
+            next((r.target_version for r in settled if r.target_version is not None), None),
+            next((r.enforcement for r in settled if r.enforcement is not None), None),
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +68,22 @@ class Eligibility:
     warnings: dict[int, tuple[str, ...]]
 
 
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    """A tenant's facts as evaluation sees them, resolved once per tenant per scan.
+
+    `id` is shared by every tenant with the same core, host and tenant-matched rules and
+    exemptions, so installations of different tenants hit the same cache entries.
+    """
+
+    tenant: TenantManifest
+    core: Version
+    host: str
+    rules: tuple[Rule, ...]
+    exemptions: tuple[Exemption, ...]
+    id: int
+
+
 class PolicyEngine:
     """Evaluates installations against an indexed catalog and a rules set at a fixed time."""
 
@@ -77,71 +92,80 @@ class PolicyEngine:
         self.rules = rules
         self.now = now
         self.default_release_age = parse_duration(rules.defaults.release_age)
-        self._eligibility: dict[tuple[str, PrecedenceKey, Channel, str], Eligibility] = {}
-        self._policies: dict[tuple[tuple[str, ...], str | None, str, str], AppliedPolicy] = {}
+        self._eligibility: dict[tuple[str, str, Channel, str], Eligibility] = {}
+        self._available: dict[str, tuple[IndexedRelease, ...]] = {}
+        self._tenant_rules: dict[tuple[tuple[str, ...], str | None], tuple[Rule, ...]] = {}
+        self._contexts: dict[tuple[object, ...], int] = {}
+        self._policies: dict[tuple[int, str], AppliedPolicy] = {}
         self._verdicts: dict[tuple[object, ...], Verdict] = {}
-        self._by_facts: dict[tuple[object, ...], Verdict | None] = {}
+        self._by_facts: dict[tuple[str, str, Channel, int], Verdict | None] = {}
 
     @property
     def distinct_combinations(self) -> int:
         return len(self._verdicts)
 
-    def policy_for(self, tenant: TenantManifest, plugin_id: str) -> AppliedPolicy:
-        key = (tenant.tags, tenant.plan, plugin_id, tenant.tenant_uuid if self.rules.exemptions else "")
+    def context(self, tenant: TenantManifest) -> TenantContext:
+        """Resolve a validated manifest's core version, host and tenant-level policy once."""
+        facts = (tenant.tags, tenant.plan)
+        rules = self._tenant_rules.get(facts)
+        if rules is None:
+            rules = self._tenant_rules[facts] = tuple(
+                r for r in self.rules.rules if _rule_fits_tenant(r, tenant)
+            )
+        exemptions = tuple(e for e in self.rules.exemptions if _exemption_fits_tenant(e, tenant))
+        host = tenant.host_id
+        key = (tenant.core_version, host, tuple(r.id for r in rules), tuple(e.id for e in exemptions))
+        ident = self._contexts.setdefault(key, len(self._contexts))
+        return TenantContext(tenant, parse_version(tenant.core_version), host, rules, exemptions, ident)
+
+    def policy_for(self, ctx: TenantContext, plugin_id: str) -> AppliedPolicy:
+        key = (ctx.id, plugin_id)
         policy = self._policies.get(key)
         if policy is None:
-            policy = AppliedPolicy(
-                tuple(r for r in self.rules.rules if _rule_applies(r, tenant, plugin_id)),
-                tuple(e for e in self.rules.exemptions if _exemption_applies(e, tenant, plugin_id)),
+            policy = self._policies[key] = AppliedPolicy.of(
+                tuple(
+                    r for r in ctx.rules if not r.plugins or any(fnmatchcase(plugin_id, p) for p in r.plugins)
+                ),
+                tuple(e for e in ctx.exemptions if fnmatchcase(plugin_id, e.scope.plugin_id)),
             )
-            self._policies[key] = policy
         return policy
 
     def eligibility(self, plugin: PluginIndex, core: Version, channel: Channel, host: str) -> Eligibility:
-        key = (plugin.plugin.plugin_id, core.key, channel, host)
+        key = (plugin.plugin.plugin_id, core.text, channel, host)
         found = self._eligibility.get(key)
         if found is None:
-            found = _eligible(self.index, plugin, core=core, channel=channel, host=host, now=self.now)
+            available = self._available.get(plugin.plugin.plugin_id)
+            if available is None:
+                available = self._available[plugin.plugin.plugin_id] = _available(plugin, self.now)
+            found = _eligible(self.index, plugin, available, core=core, channel=channel, host=host)
             self._eligibility[key] = found
         return found
 
-    def evaluate(self, tenant: TenantManifest, installation: Installation) -> Verdict | None:
+    def evaluate(self, ctx: TenantContext, installation: Installation) -> Verdict | None:
         """The verdict for one installation of a validated manifest; None when the plugin is unknown.
 
-        The first lookup is keyed on the raw facts, so a fleet where thousands of tenants share
-        a combination pays one dictionary lookup per installation.
+        Keyed on the raw facts first, so a fleet where thousands of tenants share a combination
+        pays one dictionary lookup per installation.
         """
-        fast_key = (
-            installation.plugin_id,
-            installation.version,
-            installation.channel,
-            tenant.core_version,
-            tenant.host,
-            tenant.tags,
-            tenant.plan,
-            tenant.tenant_uuid if self.rules.exemptions else "",
-        )
+        fast_key = (installation.plugin_id, installation.version, installation.channel, ctx.id)
         verdict = self._by_facts.get(fast_key)
         if verdict is None and fast_key not in self._by_facts:
-            verdict = self._evaluate(tenant, installation)
-            self._by_facts[fast_key] = verdict
+            verdict = self._by_facts[fast_key] = self._evaluate(ctx, installation)
         return verdict
 
-    def _evaluate(self, tenant: TenantManifest, installation: Installation) -> Verdict | None:
+    def _evaluate(self, ctx: TenantContext, installation: Installation) -> Verdict | None:
         plugin = self.index.plugins.get(installation.plugin_id)
         if plugin is None:
             return None
-        version, core = parse_version(installation.version), parse_version(tenant.core_version)
-        policy = self.policy_for(tenant, installation.plugin_id)
+        version = parse_version(installation.version)
+        policy = self.policy_for(ctx, installation.plugin_id)
         channel = policy.channel or installation.channel
-        eligible = self.eligibility(plugin, core, channel, tenant.host_id)
-        above = plugin.first_above(version)
-        indices = tuple(i for i in eligible.indices if i >= above)
+        eligible = self.eligibility(plugin, ctx.core, channel, ctx.host)
+        indices = eligible.indices[bisect_left(eligible.indices, plugin.first_above(version)) :]
         key = (plugin.plugin.plugin_id, version.key, indices, policy.key)
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._decide(plugin, version, indices, eligible, policy)
-            self._verdicts[key] = verdict
+            verdict = self._verdicts[key] = self._decide(plugin, version, indices, eligible, policy)
         return verdict
 
     def _decide(
@@ -187,44 +211,56 @@ def _cooled(released_at: datetime | None, age: timedelta, now: datetime) -> bool
     return age <= timedelta(0) or released_at is None or released_at + age <= now
 
 
-def _eligible(
-    index: CatalogIndex, plugin: PluginIndex, *, core: Version, channel: Channel, host: str, now: datetime
-) -> Eligibility:
-    """DESIGN §5.3 except `r > v`, which the caller applies per installed version."""
-    accepted = ACCEPTED_CHANNELS[channel]
-    indices: list[int] = []
-    warnings: dict[int, tuple[str, ...]] = {}
-    for i, r in enumerate(plugin.releases):
-        release = r.release
-        if (
-            release.yanked
-            or release.lifecycle.status in (LifecycleStatus.SUNSET, LifecycleStatus.REVOKED)
-            or release.channel not in accepted
-            or (release.released_at is not None and release.released_at > now)
-            or not r.admits_core(core)
-        ):
-            continue
-        compat = index.matrix.verdict(host, plugin.plugin.plugin_id, r.version)
-        if compat.action is CompatAction.BLOCK:
-            continue
-        if compat.action is CompatAction.WARN:
-            warnings[i] = compat.notes or (f"the compatibility matrix warns about {r.version} on {host}",)
-        indices.append(i)
-    return Eligibility(tuple(indices), warnings)
-
-
-def _rule_applies(rule: Rule, tenant: TenantManifest, plugin_id: str) -> bool:
-    return (
-        (not rule.tenant_tags or bool(set(rule.tenant_tags) & set(tenant.tags)))
-        and (not rule.plugins or any(fnmatchcase(plugin_id, p) for p in rule.plugins))
-        and (not rule.plans or tenant.plan in rule.plans)
+def _available(plugin: PluginIndex, now: datetime) -> tuple[IndexedRelease, ...]:
+    """Releases any tenant could get at `now`: released, not yanked, not sunset or revoked."""
+    if plugin.plugin.lifecycle.status in _WITHDRAWN:
+        return ()  # a sunset plugin gets no upgrades: the way out is its replacement
+    return tuple(
+        r
+        for r in plugin.releases
+        if not r.release.yanked
+        and r.release.lifecycle.status not in _WITHDRAWN
+        and (r.release.released_at is None or r.release.released_at <= now)
     )
 
 
-def _exemption_applies(exemption: Exemption, tenant: TenantManifest, plugin_id: str) -> bool:
+def _eligible(
+    index: CatalogIndex,
+    plugin: PluginIndex,
+    available: tuple[IndexedRelease, ...],
+    *,
+    core: Version,
+    channel: Channel,
+    host: str,
+) -> Eligibility:
+    """DESIGN §5.3 for one (core, channel, host), except `r > v`, which the caller applies per version."""
+    accepted = ACCEPTED_CHANNELS[channel]
+    matrix = index.matrix if index.matrix.concerns(host, plugin.plugin.plugin_id) else None
+    indices: list[int] = []
+    warnings: dict[int, tuple[str, ...]] = {}
+    for r in available:
+        if r.release.channel not in accepted or not r.admits_core(core):
+            continue
+        if matrix is not None:
+            compat = matrix.verdict(host, plugin.plugin.plugin_id, r.version)
+            if compat.action is CompatAction.BLOCK:
+                continue
+            if compat.action is CompatAction.WARN:
+                warnings[r.position] = compat.notes or (
+                    f"the compatibility matrix warns about {r.version} on {host}",
+                )
+        indices.append(r.position)
+    return Eligibility(tuple(indices), warnings)
+
+
+def _rule_fits_tenant(rule: Rule, tenant: TenantManifest) -> bool:
+    return (not rule.tenant_tags or bool(set(rule.tenant_tags) & set(tenant.tags))) and (
+        not rule.plans or tenant.plan in rule.plans
+    )
+
+
+def _exemption_fits_tenant(exemption: Exemption, tenant: TenantManifest) -> bool:
     scope = exemption.scope
-    return (
-        fnmatchcase(plugin_id, scope.plugin_id)
-        and (scope.tenant_uuid is None or scope.tenant_uuid in (tenant.tenant_uuid, tenant.tenant_key))
-        and (not scope.tenant_tags or bool(set(scope.tenant_tags) & set(tenant.tags)))
+    return (scope.tenant_uuid is None or scope.tenant_uuid in (tenant.tenant_uuid, tenant.tenant_key)) and (
+        not scope.tenant_tags or bool(set(scope.tenant_tags) & set(tenant.tags))
     )

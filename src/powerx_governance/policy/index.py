@@ -19,6 +19,7 @@ class IndexedRelease:
     version: Version
     min_core: Version | None
     max_core: Version | None
+    position: int  # index in the plugin's ascending release list
 
     @property
     def channel(self) -> Channel:
@@ -80,17 +81,19 @@ class PluginIndex:
         return self.releases[pos] if pos >= 0 and self._keys[pos] == version.key else None
 
 
-def _index_release(release: Release) -> IndexedRelease:
+def _index_release(release: Release, position: int) -> IndexedRelease:
     return IndexedRelease(
         release,
         parse_version(release.version),
         parse_version(release.min_core) if release.min_core else None,
         parse_version(release.max_core) if release.max_core else None,
+        position,
     )
 
 
 def _index_plugin(plugin: Plugin, advisories: list[IndexedAdvisory]) -> PluginIndex:
-    releases = tuple(sorted((_index_release(r) for r in plugin.releases), key=lambda r: r.version.key))
+    ordered = sorted(plugin.releases, key=lambda r: parse_version(r.version).key)
+    releases = tuple(_index_release(r, i) for i, r in enumerate(ordered))
     masks = tuple(
         sum(1 << i for i, a in enumerate(advisories) if a.spec.affects(r.version)) for r in releases
     )

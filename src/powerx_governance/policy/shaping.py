@@ -8,7 +8,7 @@ from typing import Final
 
 from powerx_governance.catalog.models import Lifecycle
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
-from powerx_governance.policy.index import PluginIndex
+from powerx_governance.policy.index import IndexedRelease, PluginIndex
 from powerx_governance.policy.rules import GovernanceRules, Notification, Rule, SlaHours
 from powerx_governance.policy.security import SecurityOutcome, bits, max_severity
 from powerx_governance.policy.verdict import AdvisoryFinding, ReleaseNote, Verdict
@@ -41,10 +41,15 @@ def update_type(current: Version, target: Version | None) -> UpdateType:
     return UpdateType.PRERELEASE
 
 
+_YANKED: Final = Lifecycle(status=LifecycleStatus.REVOKED, reason="yanked by its vendor")
+
+
 def _installed_lifecycle(plugin: PluginIndex, version: Version) -> Lifecycle:
-    """The worse of the plugin's own lifecycle and the installed release's."""
+    """The worst of the plugin's lifecycle and the installed release's (yanked counts as revoked)."""
     release = plugin.release_of(version)
-    candidates = [plugin.plugin.lifecycle] + ([release.lifecycle] if release else [])
+    candidates = [plugin.plugin.lifecycle]
+    if release is not None:
+        candidates += [release.lifecycle, _YANKED] if release.release.yanked else [release.lifecycle]
     return max(candidates, key=lambda lc: _LIFECYCLE_RANK[lc.status])
 
 
@@ -93,6 +98,8 @@ def _non_security_action(x: Situation, lifecycle: Lifecycle, fired: tuple[Rule, 
     rule = _first(fired, "non_security_action")
     actions = (rule.non_security_action if rule else None) or x.rules.defaults.non_security_action
     if lifecycle.status is not LifecycleStatus.ACTIVE:
+        if x.latest is None and not lifecycle.replacement:
+            return Action.REVIEW, "default:lifecycle"  # nothing to move to: a human decides
         return actions.lifecycle, "default:lifecycle"
     if x.latest is not None:
         target = x.plugin.releases[x.latest].version
@@ -118,7 +125,7 @@ def decide(x: Situation) -> _Decision:
     security = _security_action(x.plugin, s)
     candidate = s.target if security else x.latest
     labelled = candidate if candidate is not None else x.latest
-    labels = x.plugin.releases[labelled].release.labels if labelled is not None else {}
+    labels: dict[str, str] = x.plugin.releases[labelled].release.labels if labelled is not None else {}
     fired = tuple(r for r in x.policy_rules if _fires(r, risk, labels))
     action, clause = security or _non_security_action(x, lifecycle, fired)
     if s.exempted is not None:
@@ -207,7 +214,18 @@ def _security_reasons(x: Situation, d: _Decision) -> list[str]:
             f"no eligible release is free of avoidable advisories; {target} is the least exposed"
             f" (still carries {still})"
         )
-    reasons += [f"{advisories[b].id}: no eligible release fixes it" for b in bits(s.unavoidable)]
+    reasons += [_unfixed_reason(x, b) for b in bits(s.unavoidable)]
+    if d.target is not None:
+        carried = (
+            s.masks[d.target]
+            & ~s.affected
+            & ~(s.masks[d.target] if s.partial and d.target == s.target else 0)
+        )
+        if carried:
+            ids = ", ".join(advisories[b].id for b in bits(carried))
+            reasons.append(
+                f"{target} carries {ids}, which {x.version.text} does not have; no eligible release avoids it"
+            )
     for b in bits(s.affected):
         if advisories[b].severity.source == "unknown":
             reasons.append(
@@ -219,12 +237,45 @@ def _security_reasons(x: Situation, d: _Decision) -> list[str]:
     return reasons
 
 
+def _restrictions(x: Situation, release: IndexedRelease) -> str:
+    """Why a release may be out of reach, from its own metadata (tenant-independent)."""
+    r = release.release
+    notes = [f"channel {r.channel}"]
+    notes += [f"min_core {r.min_core}"] if r.min_core else []
+    notes += [f"max_core {r.max_core}"] if r.max_core else []
+    notes += ["yanked"] if r.yanked else []
+    notes += [f"lifecycle {r.lifecycle.status}"] if r.lifecycle.status is not LifecycleStatus.ACTIVE else []
+    notes += [f"released {r.released_at.isoformat()}"] if r.released_at and r.released_at > x.now else []
+    return ", ".join(notes)
+
+
+def _unfixed_reason(x: Situation, bit: int) -> str:
+    """An advisory no eligible release fixes; name the release that would, and what keeps it out of reach."""
+    advisory = x.plugin.advisories[bit]
+    above = x.plugin.first_above(x.version)
+    fixing = next(
+        (
+            r
+            for i, r in enumerate(x.plugin.releases[above:], start=above)
+            if not x.plugin.release_masks[i] >> bit & 1
+        ),
+        None,
+    )
+    if fixing is None:
+        return f"{advisory.id}: no release fixes it yet"
+    return (
+        f"{advisory.id}: no eligible release fixes it; {fixing.release.version} does but is out of reach"
+        f" ({_restrictions(x, fixing)}, or the compatibility matrix of this host)"
+    )
+
+
 def _reasons(x: Situation, d: _Decision) -> tuple[str, ...]:
     reasons = _security_reasons(x, d)
     lc = d.lifecycle
     if lc.status is not LifecycleStatus.ACTIVE:
         reasons.append(
             f"installed release is {lc.status}"
+            + (f" ({lc.reason})" if lc.reason else "")
             + (f"; replacement: {lc.replacement}" if lc.replacement else "")
             + (f" (sunset at {lc.sunset_at.isoformat()})" if lc.sunset_at else "")
         )
@@ -289,4 +340,5 @@ def shape_verdict(x: Situation) -> Verdict:
         target_dependencies=tuple((dep.id, dep.version) for dep in target.release.dependencies)
         if target
         else (),
+        reportable=d.action is not Action.NONE or x.security.exempted is not None,
     )

@@ -61,8 +61,4 @@ class Verdict:
     compatibility: tuple[str, ...]
     exempted: Exempted | None
     target_dependencies: tuple[tuple[str, str], ...]  # (plugin id, constraint) of the target release
-
-    @property
-    def reportable(self) -> bool:
-        """An installation that is up to date and clean has no finding (DESIGN §4)."""
-        return self.action is not Action.NONE or self.exempted is not None
+    reportable: bool  # an installation that is up to date and clean has no finding (DESIGN §4)

@@ -94,7 +94,8 @@ def _tenant_facts(finding: Finding) -> dict[str, Any]:
         "tenant_key": finding.tenant.tenant_key,
         "core_version": finding.tenant.core_version,
         "channel": finding.installation.channel.value,
-        "compatibility": [*finding.verdict.compatibility, *finding.dependency_notes],
+        "compatibility": list(finding.verdict.compatibility),
+        "co_upgrades": list(finding.dependency_notes),
     }
 
 

@@ -76,7 +76,8 @@ def finding_dict(f: Finding, part: dict[str, Any]) -> dict[str, Any]:
         **part,
         "core_version": f.tenant.core_version,
         "channel": f.installation.channel.value,
-        "compatibility": [*f.verdict.compatibility, *f.dependency_notes],
+        "compatibility": list(f.verdict.compatibility),
+        "co_upgrades": list(f.dependency_notes),
     }
 
 

@@ -15,9 +15,9 @@ import msgspec
 
 from powerx_governance.catalog.loader import (
     Loaded,
-    _load_matrix_entries,  # bridge until catalog.loader exposes catalog_from_data (requested)
-    _load_plugins,  # same
     load_advisories,
+    load_matrix_entries,
+    load_plugins,
 )
 from powerx_governance.catalog.models import CATALOG_SCHEMA
 from powerx_governance.errors import InputError, InputProblem
@@ -50,13 +50,13 @@ def catalog_from_data(raw: Any, source: str) -> Loaded:
     if schema != CATALOG_SCHEMA:
         raise InputError(InputProblem(source, None, "schema", f"expected {CATALOG_SCHEMA!r}, got {schema!r}"))
     loaded = Loaded()
-    _load_plugins(raw.get("plugins", []), source, loaded)
+    load_plugins(raw.get("plugins", []), source, loaded)
     advisories = raw.get("advisories")
     if isinstance(advisories, str):
         loaded.problems.append(InputProblem(source, None, "advisories", "expected a list of OSV records"))
     else:
         load_advisories(advisories, Path(), source, loaded)
-    _load_matrix_entries(raw.get("matrix"), source, loaded)
+    load_matrix_entries(raw.get("matrix"), source, loaded)
     return loaded
 
 

@@ -81,7 +81,7 @@ def tenant(
 
 
 def verdict_for(engine: PolicyEngine, manifest: TenantManifest) -> Verdict:
-    found = engine.evaluate(manifest, manifest.plugins[0])
+    found = engine.evaluate(engine.context(manifest), manifest.plugins[0])
     assert found is not None
     return found
 

@@ -356,6 +356,42 @@ def test_sunset_plugin_with_replacement_is_flagged_even_when_up_to_date() -> Non
     assert any("replacement: com.powerx.plugins.next" in r for r in verdict.reasons)
 
 
+def test_yanked_installed_release_is_flagged_as_revoked() -> None:
+    releases = [release("1.0.0", yanked=True), release("1.0.1")]
+    verdict = evaluate(releases, [], "1.0.0")
+    assert (verdict.action, verdict.lifecycle) == (Action.SCHEDULE, LifecycleStatus.REVOKED)
+    assert any("yanked" in r for r in verdict.reasons)
+
+
+def test_deprecated_without_anywhere_to_go_is_reviewed() -> None:
+    releases = [release("1.0.0", lifecycle={"status": "deprecated"})]
+    assert evaluate(releases, [], "1.0.0").action is Action.REVIEW
+
+
+def test_sunset_plugin_gets_no_upgrades() -> None:
+    plugin = {"lifecycle": {"status": "sunset", "replacement": "com.powerx.plugins.next"}}
+    adv = advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])
+    verdict = evaluate(LINE, [adv], "1.0.0", plugin=plugin)
+    assert (verdict.action, verdict.target_version) == (Action.REVIEW, None)
+    assert verdict.replacement == "com.powerx.plugins.next"
+
+
+def test_target_that_brings_a_new_advisory_says_so() -> None:
+    a = advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])
+    b = advisory("B", [{"introduced": "1.0.1"}], vector=LOW)
+    verdict = evaluate(LINE, [a, b], "1.0.0")
+    assert verdict.target_version == "1.0.1"
+    assert any("1.0.1 carries B, which 1.0.0 does not have" in r for r in verdict.reasons)
+
+
+def test_unfixed_advisory_names_the_fix_out_of_reach() -> None:
+    releases = [release("1.0.0"), release("1.0.1", min_core="1.30.0")]
+    adv = advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])
+    verdict = evaluate(releases, [adv], "1.0.0", core="1.20.0")
+    assert verdict.action is Action.REVIEW
+    assert any("1.0.1 does but is out of reach" in r and "min_core 1.30.0" in r for r in verdict.reasons)
+
+
 def test_priority_puts_security_first() -> None:
     critical = evaluate(LINE, [advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])], "1.0.0")
     medium = evaluate(

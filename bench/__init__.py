@@ -1,0 +1,1 @@
+"""Benchmarks (not tests): reproducible figures for DESIGN §8."""

@@ -1,0 +1,68 @@
+"""Shared helpers: the reference data set (generated once, cached) and phase measurement."""
+
+from __future__ import annotations
+
+import json
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from powerx_governance.synthetic import SyntheticSet, generate
+
+OUT = Path(__file__).resolve().parent / "out"
+REFERENCE = {
+    "tenants": 20_000,
+    "installations_per_tenant": 50,
+    "plugins": 500,
+    "releases_per_plugin": 40,
+    "advisories": 1_000,
+}
+
+
+def dataset(tenants: int = REFERENCE["tenants"], seed: int = 7) -> SyntheticSet:
+    """The synthetic fleet for these sizes, generated into bench/out once and reused."""
+    sizes = {**REFERENCE, "tenants": tenants}
+    directory = OUT / f"fleet-{tenants}-{seed}"
+    marker = directory / "sizes.json"
+    if marker.exists() and json.loads(marker.read_text()) == sizes:
+        return SyntheticSet(
+            directory / "catalog.json",
+            directory / "manifests.jsonl",
+            tenants,
+            tenants * sizes["installations_per_tenant"],
+            sizes["plugins"],
+            sizes["plugins"] * sizes["releases_per_plugin"],
+            sizes["advisories"],
+        )
+    directory.mkdir(parents=True, exist_ok=True)
+    made = generate(directory, seed=seed, **sizes)
+    marker.write_text(json.dumps(sizes))
+    return made
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def measure(action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run `action` and add its wall time and this process's peak RSS."""
+    start = time.perf_counter()
+    figures = action()
+    return {
+        **figures,
+        "seconds": round(time.perf_counter() - start, 3),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+    }
+
+
+def run_phase(module: str, *args: str) -> dict[str, Any]:
+    """Run one phase in a fresh interpreter (so its peak memory is its own) and read its JSON line."""
+    done = subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"phase {args} failed:\n{done.stderr[-4000:]}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
