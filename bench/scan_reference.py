@@ -92,7 +92,8 @@ def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
         )
     print(f"installations/s (scan, median): {scan['installations'] / median['scan']:,.0f}")
     print(
-        f"distinct combinations: {scan['distinct_combinations']:,} for {scan['installations']:,} installations; "
+        f"distinct combinations: {scan['distinct_combinations']:,} for {scan['installations']:,} installations;"
+        " "
         f"findings: {scan['findings']:,}; errors: {scan['errors']}"
     )
     print(f"report JSON: {runs['report'][-1].get('report_bytes', 0) / 1e6:.0f} MB")

@@ -8,9 +8,10 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
@@ -63,10 +64,10 @@ def _installation_values(m: TenantManifest) -> list[dict[str, Any]]:
 def existing_hashes(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, str]:
     stmt = select(TenantRow.tenant_uuid, TenantRow.manifest_hash)
     if tenant_uuids is None:
-        return dict(session.execute(stmt).tuples().all())
+        return dict(session.connection().execute(stmt).tuples().all())
     found: dict[str, str] = {}
     for part in chunks(tenant_uuids):
-        found.update(session.execute(stmt.where(TenantRow.tenant_uuid.in_(part))).tuples().all())
+        found.update(session.connection().execute(stmt.where(TenantRow.tenant_uuid.in_(part))).tuples().all())
     return found
 
 
@@ -79,14 +80,14 @@ def upsert_manifests(session: Session, manifests: Sequence[TenantManifest], now:
     updated = [m for m in changed if m.tenant_uuid in known]
     for part in chunks([m.tenant_uuid for m in updated]):
         session.execute(delete(InstallationRow).where(InstallationRow.tenant_uuid.in_(part)))
-    if new:
-        session.execute(insert(TenantRow), [_tenant_values(m, digests[m.tenant_uuid], now) for m in new])
-    for m in updated:
-        values = _tenant_values(m, digests[m.tenant_uuid], now)
-        session.execute(update(TenantRow).where(TenantRow.tenant_uuid == m.tenant_uuid).values(**values))
-    rows = [row for m in changed for row in _installation_values(m)]
-    for part in chunks(rows, 20_000):
-        session.execute(insert(InstallationRow), list(part))
+    bulk_insert(session, TenantRow, [_tenant_values(m, digests[m.tenant_uuid], now) for m in new])
+    bulk_update(
+        session,
+        TenantRow,
+        [_tenant_values(m, digests[m.tenant_uuid], now) for m in updated],
+        key="tenant_uuid",
+    )
+    bulk_insert(session, InstallationRow, [row for m in changed for row in _installation_values(m)])
     unchanged = [m.tenant_uuid for m in manifests if known.get(m.tenant_uuid) == digests[m.tenant_uuid]]
     for part in chunks(unchanged):
         session.execute(update(TenantRow).where(TenantRow.tenant_uuid.in_(part)).values(fetched_at=now))
@@ -110,7 +111,9 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
     parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     for part in parts:
         query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
-        for uuid, plugin_id, version, channel, state, auto, pinned in session.execute(query).tuples():
+        for uuid, plugin_id, version, channel, state, auto, pinned in (
+            session.connection().execute(query).tuples()
+        ):
             bucket = plugins.get(uuid)
             if bucket is not None:
                 bucket.append(_installation(plugin_id, version, channel, state, auto, pinned))
@@ -145,7 +148,7 @@ def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[s
     found: dict[str, TenantManifest] = {}
     for part in parts:
         query = stmt if part is None else stmt.where(TenantRow.tenant_uuid.in_(part))
-        for uuid, key, name, plan, tags, core, host, scanned in session.execute(query).tuples():
+        for uuid, key, name, plan, tags, core, host, scanned in session.connection().execute(query).tuples():
             found[uuid] = TenantManifest(
                 tenant_uuid=uuid,
                 tenant_key=key,

@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import insert, select, tuple_, update
+from sqlalchemy import select, tuple_
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.domain import Action, Severity
 from powerx_governance.inventory.store import chunks
 from powerx_governance.recommendations.tables import (
@@ -38,9 +39,10 @@ _URGENCY: Final = {
     Action.UPGRADE_NOW: 4,
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
+_READ_ALL_ABOVE: Final = 2000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Change:
     """One recommendation that was opened, escalated, changed, resolved or reopened."""
 
@@ -74,10 +76,25 @@ class _Stored:
 
 
 class _Fingerprints:
-    """Verdict documents and their hashes, computed once per distinct verdict."""
+    """Verdict documents and their hashes, computed once per distinct verdict.
+
+    A recommendation's fingerprint is what the admin saw: the verdict plus the co-upgrades its
+    target needs in this tenant; cosmetic tenant facts (key, name) do not count as a change.
+    """
 
     def __init__(self) -> None:
         self.documents: dict[int, tuple[str, dict[str, Any]]] = {}
+        self._findings: dict[tuple[int, tuple[str, ...]], str] = {}
+
+    def finding(self, f: Finding) -> str:
+        key = (id(f.verdict), f.dependency_notes)
+        found = self._findings.get(key)
+        if found is None:
+            verdict_fp, _ = self.verdict(f)
+            found = self._findings[key] = hashlib.sha256(
+                "\x1f".join((verdict_fp, *f.dependency_notes)).encode()
+            ).hexdigest()
+        return found
 
     def verdict(self, finding: Finding) -> tuple[str, dict[str, Any]]:
         key = id(finding.verdict)
@@ -93,14 +110,10 @@ def _tenant_facts(finding: Finding) -> dict[str, Any]:
     return {
         "tenant_key": finding.tenant.tenant_key,
         "core_version": finding.tenant.core_version,
-        "channel": finding.installation.channel.value,
+        "channel": str(finding.installation.channel),
         "compatibility": list(finding.verdict.compatibility),
         "co_upgrades": list(finding.dependency_notes),
     }
-
-
-def _fingerprint(verdict_fp: str, facts: dict[str, Any]) -> str:
-    return hashlib.sha256(verdict_fp.encode() + _ENCODER.encode(facts)).hexdigest()
 
 
 def _escalated(old_risk: str, old_action: str, new_risk: Severity, new_action: Action) -> bool:
@@ -122,6 +135,9 @@ def _stored(
     )
     stmt = select(*columns)
     pair = tuple_(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id)
+    if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
+        wanted = set(scope)  # a fleet-wide scan: one sequential read beats thousands of IN lookups
+        return {k: v for k, v in _stored(session, None).items() if k[0] in wanted}
     if scope is None:
         queries = [stmt]
     elif scope and isinstance(scope[0], tuple):
@@ -130,9 +146,9 @@ def _stored(
         queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
     found: dict[tuple[str, str], _Stored] = {}
     for query in queries:
-        for tenant, plugin, rec_id, fingerprint, revision, state, risk, action in session.execute(
-            query
-        ).tuples():
+        for tenant, plugin, rec_id, fingerprint, revision, state, risk, action in (
+            session.connection().execute(query).tuples()
+        ):
             found[(tenant, plugin)] = _Stored(rec_id, fingerprint, revision, state, risk, action)
     return found
 
@@ -149,8 +165,7 @@ def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, A
         for fp, doc in wanted.items()
         if fp not in present
     ]
-    for part in chunks(rows, 2000):
-        session.execute(insert(VerdictRow), list(part))
+    bulk_insert(session, VerdictRow, rows)
 
 
 @dataclass
@@ -164,21 +179,21 @@ class _Plan:
 
 
 def _row_values(
-    f: Finding, verdict_fp: str, facts: dict[str, Any], scan_id: str | None, now: datetime
+    f: Finding, fingerprint: str, verdict_fp: str, scan_id: str | None, now: datetime
 ) -> dict[str, Any]:
     v = f.verdict
     return {
-        "fingerprint": _fingerprint(verdict_fp, facts),
+        "fingerprint": fingerprint,
         "verdict": verdict_fp,
         "current_version": v.current_version,
         "target_version": v.target_version,
         "latest_version": v.latest_version,
-        "risk_level": v.risk_level.value,
+        "risk_level": str(v.risk_level),
         "priority": v.priority,
-        "action": v.action.value,
+        "action": str(v.action),
         "critical_patch": v.critical_patch,
         "sla_deadline": v.sla_deadline,
-        "tenant_facts": facts,
+        "tenant_facts": _tenant_facts(f),
         "updated_at": now,
         "scan_id": scan_id,
     }
@@ -230,9 +245,6 @@ def _plan_finding(
                 values["critical_patch"],
             )
         )
-        return
-    if old.fingerprint == values["fingerprint"] and old.state not in _CLOSED:
-        plan.unchanged += 1
         return
     if old.state in _CLOSED:
         change = RecommendationChange.REOPENED
@@ -304,10 +316,12 @@ def persist_findings(
     for f in findings:
         key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
         seen.add(key)
+        fingerprint, old = prints.finding(f), stored.get(key)
+        if old is not None and old.fingerprint == fingerprint and old.state not in _CLOSED:
+            plan.unchanged += 1  # the common case of a steady fleet: nothing to build or write
+            continue
         verdict_fp, _ = prints.verdict(f)
-        _plan_finding(
-            plan, f, stored.get(key), _row_values(f, verdict_fp, _tenant_facts(f), scan_id, now), now
-        )
+        _plan_finding(plan, f, old, _row_values(f, fingerprint, verdict_fp, scan_id, now), now)
     for key, old in stored.items():
         if key not in seen and old.state not in _CLOSED:
             _plan_resolution(plan, key, old, scan_id, now)
@@ -317,19 +331,19 @@ def persist_findings(
 
 
 def _write(session: Session, plan: _Plan) -> None:
-    for part in chunks(plan.inserts, 5000):
-        session.execute(insert(RecommendationRow), list(part))
-    for part in chunks(plan.updates, 5000):
-        session.execute(update(RecommendationRow), list(part))
+    bulk_insert(session, RecommendationRow, plan.inserts)
+    by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
+    for row in plan.updates:
+        by_columns.setdefault(frozenset(row), []).append(row)
+    for rows in by_columns.values():
+        bulk_update(session, RecommendationRow, rows, key="id")
     if plan.pending_revisions:
         ids = _ids_for(session, [key for key, _ in plan.pending_revisions])
         plan.revisions += [{"recommendation_id": ids[key], **rev} for key, rev in plan.pending_revisions]
-        plan.changes[:] = [
-            replace(c, recommendation_id=ids[(c.tenant_uuid, c.plugin_id)]) if c.recommendation_id == 0 else c
-            for c in plan.changes
-        ]
-    for part in chunks(plan.revisions, 5000):
-        session.execute(insert(RecommendationRevisionRow), list(part))
+        for change in plan.changes:
+            if change.recommendation_id == 0:  # opened in this scan: its id exists only now
+                change.recommendation_id = ids[(change.tenant_uuid, change.plugin_id)]
+    bulk_insert(session, RecommendationRevisionRow, plan.revisions)
 
 
 def _ids_for(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
@@ -340,7 +354,7 @@ def _ids_for(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
         stmt = select(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id, RecommendationRow.id).where(
             RecommendationRow.tenant_uuid.in_(part)
         )
-        for tenant, plugin, rec_id in session.execute(stmt).tuples():
+        for tenant, plugin, rec_id in session.connection().execute(stmt).tuples():
             if (tenant, plugin) in wanted:
                 ids[(tenant, plugin)] = rec_id
     return ids

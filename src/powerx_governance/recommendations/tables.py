@@ -48,9 +48,9 @@ class RecommendationRow(Base):
     current_version: Mapped[str] = mapped_column(String(64))
     target_version: Mapped[str | None] = mapped_column(String(64))
     latest_version: Mapped[str | None] = mapped_column(String(64))
-    risk_level: Mapped[str] = mapped_column(String(16), index=True)
+    risk_level: Mapped[str] = mapped_column(String(16))
     priority: Mapped[int]
-    action: Mapped[str] = mapped_column(String(16), index=True)
+    action: Mapped[str] = mapped_column(String(16))
     critical_patch: Mapped[bool]
     sla_deadline: Mapped[datetime | None]
     tenant_facts: Mapped[dict[str, Any]]  # tenant_key, core_version, channel, compatibility notes

@@ -211,9 +211,7 @@ def upgrade() -> None:
         sa.UniqueConstraint("tenant_uuid", "plugin_id", name="uq_recommendations_tenant_plugin"),
     )
     with op.batch_alter_table("recommendations", schema=None) as batch_op:
-        batch_op.create_index(batch_op.f("ix_recommendations_action"), ["action"], unique=False)
         batch_op.create_index(batch_op.f("ix_recommendations_plugin_id"), ["plugin_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_recommendations_risk_level"), ["risk_level"], unique=False)
         batch_op.create_index("ix_recommendations_state_priority", ["state", "priority", "id"], unique=False)
         batch_op.create_index(
             "ix_recommendations_tenant_priority", ["tenant_uuid", "priority", "id"], unique=False
@@ -248,9 +246,7 @@ def downgrade() -> None:
     with op.batch_alter_table("recommendations", schema=None) as batch_op:
         batch_op.drop_index("ix_recommendations_tenant_priority")
         batch_op.drop_index("ix_recommendations_state_priority")
-        batch_op.drop_index(batch_op.f("ix_recommendations_risk_level"))
         batch_op.drop_index(batch_op.f("ix_recommendations_plugin_id"))
-        batch_op.drop_index(batch_op.f("ix_recommendations_action"))
 
     op.drop_table("recommendations")
     with op.batch_alter_table("installations", schema=None) as batch_op:
