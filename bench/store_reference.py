@@ -170,9 +170,10 @@ def run(backend: str, tenants: int, pushes: int) -> dict[str, Any]:
 
 def _print(result: dict[str, Any]) -> None:
     floor = result["floor"]["seconds"]
+    installs, recs = result["floor"]["installations"], result["recommendations"]
     print(
-        f"[{result['backend']}] {result['tenants']} tenants, {result['floor']['installations']:,} installations,"
-        f" {result['recommendations']:,} recommendations, peak RSS {result['peak_rss_mib']} MiB"
+        f"[{result['backend']}] {result['tenants']} tenants, {installs:,} installations,"
+        f" {recs:,} recommendations, peak RSS {result['peak_rss_mib']} MiB"
     )
     print(f"  floor  (read inventory from store) {floor:7.2f} s")
     for name in ("ingest", "steady"):
