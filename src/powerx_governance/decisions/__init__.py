@@ -1,0 +1,1 @@
+"""Admin decisions on recommendations: upgrade, schedule, ignore; SLA follow-up."""
