@@ -36,6 +36,7 @@ from powerx_governance.sources.interface import CatalogSource, TenantSource
 
 log = logging.getLogger("powerx.service")
 Clock = Callable[[], datetime]
+Task = Callable[[dict[str, Any]], None]
 
 
 def utc_now() -> datetime:
@@ -80,6 +81,8 @@ class GovernanceService:
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _wake: threading.Event = field(default_factory=threading.Event)
+    tasks: dict[str, Task] = field(default_factory=dict)
+    periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> GovernanceService:
@@ -104,7 +107,9 @@ class GovernanceService:
             catalog_source=catalog_source_from(settings, metrics),
             retry_delay_seconds=settings.retry_delay_seconds,
         )
-        return cls(settings, engine, factory, metrics, runtime, clock)
+        service = cls(settings, engine, factory, metrics, runtime, clock)
+        service.tasks[SCAN_TASK] = lambda payload: run_scan(runtime, payload["scan_id"])
+        return service
 
     # -- scans -------------------------------------------------------------------------------
 
@@ -166,7 +171,9 @@ class GovernanceService:
                     schedule_slot=slot,
                 )
         except IntegrityError:
-            return None  # another instance (or an earlier tick) already requested this slot
+            scan_id = None  # another instance (or an earlier tick) already requested this slot
+        for follow_up in self.periodic:  # digests, SLA checks, expiries: each idempotent per period
+            follow_up(self)
         self._wake.set()
         return scan_id
 
@@ -185,11 +192,8 @@ class GovernanceService:
         return ran
 
     def _run(self, job: queue.ClaimedJob) -> None:
-        tasks: dict[str, Callable[[dict[str, Any]], None]] = {
-            SCAN_TASK: lambda payload: run_scan(self.runtime, payload["scan_id"]),
-        }
         try:
-            tasks[job.task](job.payload)
+            self.tasks[job.task](job.payload)
         except Exception as exc:  # a failing job must not kill the worker; it is retried
             log.exception("job failed", extra={"job_id": job.id, "task": job.task})
             with transaction(self.factory) as session:

@@ -40,6 +40,7 @@ _URGENCY: Final = {
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
 _READ_ALL_ABOVE: Final = 2000
+_DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
 
 @dataclass(slots=True)
@@ -54,6 +55,8 @@ class Change:
     risk_level: str
     action: str
     critical_patch: bool
+    previous_state: str | None = None  # None for a recommendation opened by this change
+    target_version: str | None = None
 
 
 @dataclass
@@ -243,6 +246,7 @@ def _plan_finding(
                 values["risk_level"],
                 values["action"],
                 values["critical_patch"],
+                target_version=values["target_version"],
             )
         )
         return
@@ -253,11 +257,21 @@ def _plan_finding(
     else:
         change = RecommendationChange.CHANGED
     revision = old.revision + 1
+    if old.state in _DECIDED:
+        state = old.state  # the decision's owner (decisions) judges whether the change ends it
     plan.updates.append({"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
     plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
     plan.changes.append(
         Change(
-            old.id, *key, revision, change, values["risk_level"], values["action"], values["critical_patch"]
+            old.id,
+            *key,
+            revision,
+            change,
+            values["risk_level"],
+            values["action"],
+            values["critical_patch"],
+            previous_state=old.state,
+            target_version=values["target_version"],
         )
     )
 
@@ -293,7 +307,16 @@ def _plan_resolution(
         }
     )
     plan.changes.append(
-        Change(old.id, *key, revision, RecommendationChange.RESOLVED, old.risk_level, old.action, False)
+        Change(
+            old.id,
+            *key,
+            revision,
+            RecommendationChange.RESOLVED,
+            old.risk_level,
+            old.action,
+            False,
+            previous_state=old.state,
+        )
     )
 
 

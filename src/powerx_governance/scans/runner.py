@@ -35,6 +35,9 @@ from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStat
 from powerx_governance.sources.interface import CatalogSource, SourceError, TenantSource
 
 SCAN_TASK = "scan"
+# Called inside the transaction that persists recommendation changes (the outbox pattern):
+# (session, changes, now, triggered_at) where triggered_at is when the triggering data arrived.
+ChangeHook = Callable[[Session, ChangeSet, datetime, datetime], None]
 MAX_RETRY_ATTEMPTS = 5
 Clock = Callable[[], datetime]
 
@@ -50,7 +53,7 @@ class ScanRuntime:
     tenant_source: TenantSource | None = None
     catalog_source: CatalogSource | None = None
     retry_delay_seconds: float = 60.0
-    on_changes: Callable[[ChangeSet, datetime], None] | None = None
+    change_hooks: list[ChangeHook] = field(default_factory=list)
 
 
 def request_scan(
@@ -173,6 +176,7 @@ def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcom
         inventory_store.mark_clean(session, [m.tenant_uuid for m in good])
         if not tenants:
             catalog_store.mark_plugins_clean(session, catalog_store.dirty_plugins(session))
+        _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     result.errors[:0] = problems
     return _Outcome(result, changes, timer.timings)
@@ -203,8 +207,20 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
         changes.unchanged += more.unchanged
         inventory_store.mark_clean(session, sorted(dirty_tenants))
         catalog_store.mark_plugins_clean(session, sorted(dirty_plugins))
+        _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     return _Outcome(result, changes, timer.timings)
+
+
+def _run_hooks(
+    runtime: ScanRuntime, session: Session, scan_id: str, changes: ChangeSet, now: datetime
+) -> None:
+    """Follow-ups (notifications, decision bookkeeping) in the same transaction as the changes."""
+    if not changes.changes:
+        return
+    triggered_at = session.get_one(ScanRow, scan_id).requested_at  # when the triggering data arrived
+    for hook in runtime.change_hooks:
+        hook(session, changes, now, triggered_at)
 
 
 def _only(manifest: TenantManifest, plugin_ids: set[str]) -> TenantManifest:
@@ -238,8 +254,6 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
-    if runtime.on_changes is not None and outcome.changes.changes:
-        runtime.on_changes(outcome.changes, now)
 
 
 def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: str, seconds: float) -> None:
