@@ -91,16 +91,12 @@ def _floor(service: GovernanceService) -> dict[str, Any]:
 
 def _busiest_plugin(service: GovernanceService) -> tuple[str, int]:
     with service.factory() as session:
-        plugin, count = (
-            session.execute(
-                select(InstallationRow.plugin_id, func.count())
-                .group_by(InstallationRow.plugin_id)
-                .order_by(func.count().desc())
-                .limit(1)
-            )
-            .tuples()
-            .one()
-        )
+        plugin, count = session.execute(
+            select(InstallationRow.plugin_id, func.count())
+            .group_by(InstallationRow.plugin_id)
+            .order_by(func.count().desc())
+            .limit(1)
+        ).one()
     return plugin, count
 
 

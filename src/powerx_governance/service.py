@@ -69,6 +69,13 @@ def catalog_source_from(settings: Settings, metrics: Metrics) -> CatalogSource |
     return FileCatalogSource(Path(spec), settings.compat_path)
 
 
+def _install_components(service: GovernanceService) -> None:
+    """Each component registers its tasks, change hooks and periodic follow-ups."""
+    from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415 - they import this module
+
+    decision_jobs.install(service)
+
+
 @dataclass
 class GovernanceService:
     settings: Settings
@@ -109,6 +116,7 @@ class GovernanceService:
         )
         service = cls(settings, engine, factory, metrics, runtime, clock)
         service.tasks[SCAN_TASK] = lambda payload: run_scan(runtime, payload["scan_id"])
+        _install_components(service)
         return service
 
     # -- scans -------------------------------------------------------------------------------

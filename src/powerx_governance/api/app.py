@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
 from powerx_governance.api import problems
+from powerx_governance.decisions.routes import router as decisions_router
 from powerx_governance.recommendations.routes import router as recommendations_router
 from powerx_governance.scans.routes import router as scans_router
 from powerx_governance.service import GovernanceService
@@ -41,6 +42,7 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)
     app.include_router(scans_router)
     app.include_router(recommendations_router)
+    app.include_router(decisions_router)
     app.include_router(webhooks_router)
 
     @app.get("/healthz", tags=["operations"])

@@ -33,7 +33,7 @@ def advisory_plugins(advisory: Advisory) -> set[str]:
 
 
 def _sync_plugins(session: Session, plugins: Iterable[Plugin], now: datetime) -> set[str]:
-    known = dict(session.execute(select(PluginRow.plugin_id, PluginRow.content_hash)).tuples().all())
+    known = dict(session.execute(select(PluginRow.plugin_id, PluginRow.content_hash)).all())
     changed: set[str] = set()
     seen: set[str] = set()
     for plugin in plugins:

@@ -18,6 +18,7 @@ from powerx_governance.auth.tokens import create_token
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.cli.service_commands import serve, serve_command, token_app
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.cli import decide_command
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
 from powerx_governance.reports import ReportFormat, print_table, render
@@ -28,6 +29,7 @@ from powerx_governance.scans.store_report import stored_report
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
+from powerx_governance.workflows.cli import metrics_command, reconcile_command, smoke_command
 
 app = typer.Typer(
     name="powerx", help="PowerX platform tools.", no_args_is_help=True, pretty_exceptions_enable=False
@@ -197,4 +199,8 @@ def _stdout_console() -> Console:
 
 
 version_app.command("serve")(serve_command)
+version_app.command("decide")(decide_command)
+version_app.command("smoke")(smoke_command)
+version_app.command("reconcile")(reconcile_command)
+version_app.command("metrics")(metrics_command)
 version_app.add_typer(token_app, name="token")

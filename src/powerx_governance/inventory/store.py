@@ -64,10 +64,10 @@ def _installation_values(m: TenantManifest) -> list[dict[str, Any]]:
 def existing_hashes(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, str]:
     stmt = select(TenantRow.tenant_uuid, TenantRow.manifest_hash)
     if tenant_uuids is None:
-        return dict(session.connection().execute(stmt).tuples().all())
+        return dict(session.connection().execute(stmt).all())
     found: dict[str, str] = {}
     for part in chunks(tenant_uuids):
-        found.update(session.connection().execute(stmt.where(TenantRow.tenant_uuid.in_(part))).tuples().all())
+        found.update(session.connection().execute(stmt.where(TenantRow.tenant_uuid.in_(part))).all())
     return found
 
 
@@ -111,9 +111,7 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
     parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     for part in parts:
         query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
-        for uuid, plugin_id, version, channel, state, auto, pinned in (
-            session.connection().execute(query).tuples()
-        ):
+        for uuid, plugin_id, version, channel, state, auto, pinned in session.connection().execute(query):
             bucket = plugins.get(uuid)
             if bucket is not None:
                 bucket.append(_installation(plugin_id, version, channel, state, auto, pinned))
@@ -148,7 +146,7 @@ def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[s
     found: dict[str, TenantManifest] = {}
     for part in parts:
         query = stmt if part is None else stmt.where(TenantRow.tenant_uuid.in_(part))
-        for uuid, key, name, plan, tags, core, host, scanned in session.connection().execute(query).tuples():
+        for uuid, key, name, plan, tags, core, host, scanned in session.connection().execute(query):
             found[uuid] = TenantManifest(
                 tenant_uuid=uuid,
                 tenant_key=key,
@@ -160,6 +158,30 @@ def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[s
                 scanned_at=scanned,
             )
     return found
+
+
+def load_installations_of(session: Session, plugin_ids: Sequence[str]) -> list[TenantManifest]:
+    """Every tenant running one of `plugin_ids`, with only those installations (for delta scans)."""
+    if not plugin_ids:
+        return []
+    by_tenant: dict[str, list[Installation]] = {}
+    stmt = select(
+        InstallationRow.tenant_uuid,
+        InstallationRow.plugin_id,
+        InstallationRow.version,
+        InstallationRow.channel,
+        InstallationRow.state,
+        InstallationRow.auto_update,
+        InstallationRow.pinned,
+    )
+    for part in chunks(list(plugin_ids)):
+        query = stmt.where(InstallationRow.plugin_id.in_(part))
+        for uuid, plugin_id, version, channel, state, auto, pinned in session.connection().execute(query):
+            by_tenant.setdefault(uuid, []).append(
+                _installation(plugin_id, version, channel, state, auto, pinned)
+            )
+    tenants = _tenant_rows(session, sorted(by_tenant))
+    return [msgspec.structs.replace(t, plugins=tuple(by_tenant[uuid])) for uuid, t in tenants.items()]
 
 
 def dirty_tenants(session: Session) -> list[str]:

@@ -53,9 +53,16 @@ class Metrics:
             registry=r,
         )
         self.recommendation_ignore_total = Counter(
-            "version_recommendation_ignore_total", "Recommendations ignored by admins", ["reason"], registry=r
+            "version_recommendation_ignore_total", "Recommendations ignored by admins", ["scope"], registry=r
         )
         self.alerts_total = Counter("version_alerts_total", "Operational alerts raised", ["kind"], registry=r)
+        self.sla_breaches_total = Counter(
+            "version_sla_breaches_total",
+            "SLA breaches: missed schedules, critical patches past deadline",
+            ["kind"],
+            registry=r,
+        )
+        self.decisions_total = Counter("version_decisions_total", "Decisions taken", ["decision"], registry=r)
 
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()

@@ -85,7 +85,7 @@ def list_recommendations(
             )
         )
     stmt = stmt.order_by(RecommendationRow.priority.desc(), RecommendationRow.id).limit(limit + 1)
-    rows = session.execute(stmt).tuples().all()
+    rows = session.execute(stmt).all()
     items = [recommendation_dict(row, doc) for row, doc in rows[:limit]]
     last = rows[limit - 1][0] if len(rows) > limit else None
     return items, encode_cursor(last.priority, last.id) if last else None
@@ -93,15 +93,9 @@ def list_recommendations(
 
 def get_recommendation(session: Session, rec_id: int) -> dict[str, Any] | None:
     """One recommendation with its revision history; None when there is none with this id."""
-    found = (
-        session.execute(
-            select(RecommendationRow, VerdictRow.document)
-            .join(VerdictRow)
-            .where(RecommendationRow.id == rec_id)
-        )
-        .tuples()
-        .first()
-    )
+    found = session.execute(
+        select(RecommendationRow, VerdictRow.document).join(VerdictRow).where(RecommendationRow.id == rec_id)
+    ).first()
     if found is None:
         return None
     row, doc = found

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import select, tuple_
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
@@ -137,21 +137,35 @@ def _stored(
         RecommendationRow.action,
     )
     stmt = select(*columns)
-    pair = tuple_(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id)
     if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
         wanted = set(scope)  # a fleet-wide scan: one sequential read beats thousands of IN lookups
         return {k: v for k, v in _stored(session, None).items() if k[0] in wanted}
     if scope is None:
         queries = [stmt]
     elif scope and isinstance(scope[0], tuple):
-        queries = [stmt.where(pair.in_(part)) for part in chunks(list(scope), 500)]
+        # (tenant, plugin) pairs of a delta: read by plugin (indexed), keep the pairs asked for
+        wanted_pairs = set(scope)
+        plugins = sorted({p for _, p in wanted_pairs})
+        by_plugin = [stmt.where(RecommendationRow.plugin_id.in_(part)) for part in chunks(plugins)]
+        return {k: v for k, v in _read(session, by_plugin).items() if k in wanted_pairs}
     else:
         queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
+    return _read(session, queries)
+
+
+def _read(session: Session, queries: Sequence[Any]) -> dict[tuple[str, str], _Stored]:
     found: dict[tuple[str, str], _Stored] = {}
     for query in queries:
-        for tenant, plugin, rec_id, fingerprint, revision, state, risk, action in (
-            session.connection().execute(query).tuples()
-        ):
+        for (
+            tenant,
+            plugin,
+            rec_id,
+            fingerprint,
+            revision,
+            state,
+            risk,
+            action,
+        ) in session.connection().execute(query):
             found[(tenant, plugin)] = _Stored(rec_id, fingerprint, revision, state, risk, action)
     return found
 
@@ -377,7 +391,7 @@ def _ids_for(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[st
         stmt = select(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id, RecommendationRow.id).where(
             RecommendationRow.tenant_uuid.in_(part)
         )
-        for tenant, plugin, rec_id in session.connection().execute(stmt).tuples():
+        for tenant, plugin, rec_id in session.connection().execute(stmt):
             if (tenant, plugin) in wanted:
                 ids[(tenant, plugin)] = rec_id
     return ids

@@ -188,11 +188,13 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
     with transaction(runtime.factory) as session:
         dirty_tenants = set(inventory_store.dirty_tenants(session))
         dirty_plugins = set(catalog_store.dirty_plugins(session))
-        touched = sorted(dirty_tenants | set(inventory_store.tenants_running(session, sorted(dirty_plugins))))
-        manifests = inventory_store.load_manifests(session, touched)
+        whole = inventory_store.load_manifests(session, sorted(dirty_tenants)) if dirty_tenants else []
+        partial = [
+            m
+            for m in inventory_store.load_installations_of(session, sorted(dirty_plugins))
+            if m.tenant_uuid not in dirty_tenants
+        ]
         timer.lap("load")
-        whole = [m for m in manifests if m.tenant_uuid in dirty_tenants]
-        partial = [_only(m, dirty_plugins) for m in manifests if m.tenant_uuid not in dirty_tenants]
         engine = _engine(session, runtime, now)
         result = scan(engine, [ManifestResult("store", m, None) for m in (*whole, *partial)])
         timer.lap("evaluate")

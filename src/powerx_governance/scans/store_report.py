@@ -28,7 +28,7 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
     if scan.tenant_filter:
         stmt = stmt.where(RecommendationRow.tenant_uuid.in_(scan.tenant_filter))
     findings = []
-    for row, doc in session.execute(stmt).tuples():
+    for row, doc in session.execute(stmt):
         finding = recommendation_dict(row, doc)
         findings.append(
             {k: v for k, v in finding.items() if k not in _DROP}

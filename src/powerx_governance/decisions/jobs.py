@@ -1,0 +1,31 @@
+"""Wiring decisions into the service: change hook, periodic follow-ups, the SLA breach task."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions import followups
+from powerx_governance.service import GovernanceService
+
+
+def install(service: GovernanceService) -> None:
+    service.runtime.change_hooks.append(followups.on_recommendation_changes)
+    service.periodic.append(_periodic)
+    service.tasks[followups.SLA_TASK] = lambda payload: _breach(service, payload)
+
+
+def _periodic(service: GovernanceService) -> None:
+    now = service.clock()
+    with transaction(service.factory) as session:
+        followups.check(session, now)
+        rate = followups.accept_rate(session)
+    if rate is not None:
+        service.metrics.recommendation_accept_rate.set(rate)
+
+
+def _breach(service: GovernanceService, payload: dict[str, Any]) -> None:
+    with transaction(service.factory) as session:
+        recorded = followups.record_breach(session, payload, service.clock())
+    if recorded:
+        service.metrics.sla_breaches_total.labels(kind=recorded["kind"]).inc()

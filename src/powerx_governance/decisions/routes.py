@@ -1,0 +1,137 @@
+"""`POST /internal/version/governance/decision` and friends: tenant admins and operators decide."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import AwareDatetime, BaseModel, Field
+from starlette.responses import JSONResponse
+
+from powerx_governance.api.deps import Reader, ServiceDep, scoped_tenant
+from powerx_governance.api.problems import ProblemError
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions.service import (
+    BulkSelection,
+    DecisionError,
+    DecisionRequest,
+    decide,
+    decide_many,
+    decision_dict,
+    decisions_for,
+)
+from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+
+router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])
+
+
+class DecisionBody(BaseModel):
+    recommendation_id: int
+    revision: int = Field(ge=1)
+    decision: DecisionKind
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+    scheduled_for: AwareDatetime | None = None
+    scope: IgnoreScope | None = None
+    until: AwareDatetime | None = None
+    approver: Annotated[str, Field(max_length=256)] | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    correlation_id: Annotated[str, Field(max_length=128)] | None = None
+
+
+class BulkBody(BaseModel):
+    plugin_id: str
+    tenant_tags: list[str] = Field(default_factory=list)
+    tenant_uuids: list[str] = Field(default_factory=list)
+    target_version: str | None = None
+    decision: DecisionKind
+    reason: Annotated[str, Field(max_length=2000)] | None = None
+    scheduled_for: AwareDatetime | None = None
+    scope: IgnoreScope | None = None
+    until: AwareDatetime | None = None
+    approver: str | None = None
+    idempotency_key: str | None = None
+
+
+def _request(
+    body: DecisionBody | BulkBody, key: str | None, rec_id: int = 0, revision: int = 0
+) -> DecisionRequest:
+    return DecisionRequest(
+        recommendation_id=getattr(body, "recommendation_id", rec_id),
+        revision=getattr(body, "revision", revision),
+        kind=body.decision,
+        reason=body.reason,
+        scheduled_for=body.scheduled_for,
+        scope=body.scope,
+        until=body.until,
+        approver=body.approver,
+        idempotency_key=body.idempotency_key or key,
+        correlation_id=getattr(body, "correlation_id", None),
+    )
+
+
+def _problem(exc: DecisionError) -> ProblemError:
+    titles = {404: "Not found", 409: "Stale revision", 403: "Refused by policy"}
+    field = exc.field or "body"
+    return ProblemError(
+        exc.status,
+        titles.get(exc.status, "Invalid decision"),
+        f"{field}: {exc}",
+        errors=[{"field": field, "error": str(exc)}],
+    )
+
+
+@router.post("/decision", status_code=201)
+def post_decision(
+    body: DecisionBody,
+    who: Reader,
+    svc: ServiceDep,
+    idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+) -> JSONResponse:
+    """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409)."""
+    try:
+        with transaction(svc.factory) as session:
+            row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
+            result = decision_dict(row)
+    except DecisionError as exc:
+        raise _problem(exc) from exc
+    if created:
+        svc.metrics.decisions_total.labels(decision=result["decision"]).inc()
+        if result["decision"] == DecisionKind.IGNORE.value:
+            svc.metrics.recommendation_ignore_total.labels(
+                scope=result["scope"] or IgnoreScope.TARGET.value
+            ).inc()
+    return JSONResponse(result, status_code=201 if created else 200)
+
+
+@router.post("/decisions/bulk")
+def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
+    """One decision per selected tenant (operators): e.g. schedule X → 2.4.1 for every `finance` tenant."""
+    selection = BulkSelection(
+        plugin_id=body.plugin_id,
+        tenant_tags=tuple(body.tenant_tags),
+        tenant_uuids=tuple(body.tenant_uuids),
+        target_version=body.target_version,
+    )
+    try:
+        with transaction(svc.factory) as session:
+            batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
+            made = [decision_dict(r) for r in rows]
+    except DecisionError as exc:
+        raise _problem(exc) from exc
+    svc.metrics.decisions_total.labels(decision=body.decision.value).inc(len(made))
+    return {"batch_id": batch_id, "count": len(made), "decisions": made}
+
+
+@router.get("/decisions")
+def get_decisions(
+    who: Reader,
+    svc: ServiceDep,
+    request: Request,
+    tenant: str | None = None,
+    recommendation_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+) -> dict[str, Any]:
+    scope = scoped_tenant(who, tenant, request.url.path)
+    with svc.factory() as session:
+        rows = decisions_for(session, tenant_uuid=scope, recommendation_id=recommendation_id, limit=limit)
+        return {"items": [decision_dict(r) for r in rows]}

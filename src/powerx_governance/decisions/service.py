@@ -1,0 +1,337 @@
+"""Taking decisions: validation, stale-revision and enforcement checks, and their records.
+
+A decision, the recommendation's new state and the audit event are written in the caller's
+transaction; the route or CLI command commits them together.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import Principal
+from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.domain import Enforcement, Severity
+from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.scans.report import iso
+
+
+class DecisionError(Exception):
+    """A decision that cannot be taken; `status` is the HTTP status, `field` the field at fault."""
+
+    status = 422
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class UnknownRecommendationError(DecisionError):
+    status = 404
+
+
+class StaleRevisionError(DecisionError):
+    status = 409
+
+
+class RefusedError(DecisionError):
+    status = 403
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionRequest:
+    recommendation_id: int
+    revision: int
+    kind: DecisionKind
+    reason: str | None = None
+    scheduled_for: datetime | None = None
+    scope: IgnoreScope | None = None
+    until: datetime | None = None
+    approver: str | None = None
+    idempotency_key: str | None = None
+    correlation_id: str | None = None
+
+
+_STATE_AFTER = {
+    DecisionKind.UPGRADE: RecommendationState.DECIDED,
+    DecisionKind.SCHEDULE: RecommendationState.DECIDED,
+    DecisionKind.IGNORE: RecommendationState.IGNORED,
+}
+
+
+def _validate(req: DecisionRequest, now: datetime) -> None:
+    if req.kind is DecisionKind.SCHEDULE and (req.scheduled_for is None or req.scheduled_for <= now):
+        raise DecisionError("a schedule decision needs scheduled_for in the future", field="scheduled_for")
+    if req.kind is not DecisionKind.IGNORE:
+        return
+    if not (req.reason or "").strip():
+        raise DecisionError("ignoring a recommendation needs a reason", field="reason")
+    scope = req.scope or IgnoreScope.TARGET
+    if scope is not IgnoreScope.TARGET and (req.until is None or req.until <= now):
+        raise DecisionError(f"scope {scope} needs `until` in the future", field="until")
+
+
+def _enforcement_check(req: DecisionRequest, rec: RecommendationRow, verdict: dict[str, Any]) -> None:
+    """`enforce` refuses ignoring a critical patch without an approver."""
+    critical = rec.critical_patch or rec.risk_level == Severity.CRITICAL.value
+    if (
+        req.kind is DecisionKind.IGNORE
+        and critical
+        and verdict.get("enforcement") == Enforcement.ENFORCE.value
+        and not (req.approver or "").strip()
+    ):
+        raise RefusedError(
+            "policy enforcement 'enforce': ignoring a critical patch needs an approver", field="approver"
+        )
+
+
+def _load(session: Session, rec_id: int) -> tuple[RecommendationRow, dict[str, Any]]:
+    stmt = (
+        select(RecommendationRow, VerdictRow.document)
+        .join(VerdictRow)
+        .where(RecommendationRow.id == rec_id)
+        .with_for_update(of=RecommendationRow)
+    )
+    found = session.execute(stmt).first()
+    if found is None:
+        raise UnknownRecommendationError(f"no recommendation {rec_id}", field="recommendation_id")
+    return found
+
+
+def _existing(session: Session, key: str | None) -> DecisionRow | None:
+    if key is None:
+        return None
+    return session.execute(select(DecisionRow).where(DecisionRow.idempotency_key == key)).scalar_one_or_none()
+
+
+def decide(
+    session: Session, req: DecisionRequest, who: Principal, now: datetime, *, batch_id: str | None = None
+) -> tuple[DecisionRow, bool]:
+    """Record a decision; (row, created). A repeated idempotency key returns the first decision."""
+    previous = _existing(session, req.idempotency_key)
+    if previous is not None:
+        return previous, False
+    rec, verdict = _load(session, req.recommendation_id)
+    if not who.may_read(rec.tenant_uuid):
+        raise UnknownRecommendationError(
+            f"no recommendation {req.recommendation_id}", field="recommendation_id"
+        )
+    if who.role is Role.VIEWER:
+        raise RefusedError("a viewer may not decide")
+    if req.revision != rec.revision:
+        raise StaleRevisionError(
+            f"recommendation {rec.id} is at revision {rec.revision}, not {req.revision}: reload it",
+            field="revision",
+        )
+    if rec.state == RecommendationState.RESOLVED.value:
+        raise DecisionError(
+            f"recommendation {rec.id} is resolved: nothing to decide", field="recommendation_id"
+        )
+    _validate(req, now)
+    _enforcement_check(req, rec, verdict)
+    before = {"state": rec.state, "revision": rec.revision}
+    _supersede(session, rec.id, now)
+    row = _insert(session, req, rec, who, now, batch_id)
+    rec.state = _STATE_AFTER[req.kind].value
+    rec.updated_at = now
+    record(session, _decision_event(row, rec, verdict, before, who), now)
+    return row, True
+
+
+def _insert(
+    session: Session,
+    req: DecisionRequest,
+    rec: RecommendationRow,
+    who: Principal,
+    now: datetime,
+    batch_id: str | None,
+) -> DecisionRow:
+    scope = (req.scope or IgnoreScope.TARGET) if req.kind is DecisionKind.IGNORE else None
+    row = DecisionRow(
+        idempotency_key=req.idempotency_key,
+        recommendation_id=rec.id,
+        revision=rec.revision,
+        tenant_uuid=rec.tenant_uuid,
+        plugin_id=rec.plugin_id,
+        kind=req.kind.value,
+        from_version=rec.current_version,
+        target_version=rec.target_version,
+        scheduled_for=req.scheduled_for,
+        reason=req.reason,
+        scope=scope.value if scope else None,
+        until=req.until,
+        approver=req.approver,
+        actor=who.name,
+        batch_id=batch_id,
+        correlation_id=req.correlation_id or str(uuid.uuid4()),
+        created_at=now,
+        state=DecisionState.ACTIVE.value,
+        details={
+            "risk_level": rec.risk_level,
+            "priority": rec.priority,
+            "action": rec.action,
+            "critical_patch": rec.critical_patch,
+            "sla_deadline": iso(rec.sla_deadline),
+            "role": who.role.value,
+        },
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def _supersede(session: Session, rec_id: int, now: datetime) -> None:
+    session.execute(
+        update(DecisionRow)
+        .where(DecisionRow.recommendation_id == rec_id, DecisionRow.state == DecisionState.ACTIVE.value)
+        .values(state=DecisionState.SUPERSEDED.value, ended_at=now, end_reason="a newer decision was taken")
+    )
+
+
+def _decision_event(
+    row: DecisionRow, rec: RecommendationRow, verdict: dict[str, Any], before: dict[str, Any], who: Principal
+) -> AuditEvent:
+    """The admin's decision with the recommendation it answers (recommender `system`)."""
+    return AuditEvent(
+        source="governance",
+        operation=f"decision.{row.kind}",
+        resource_type="recommendation",
+        resource_id=str(rec.id),
+        actor=who.name,
+        tenant_uuid=rec.tenant_uuid,
+        correlation_id=row.correlation_id,
+        severity="warning" if row.kind == DecisionKind.IGNORE.value else "info",
+        changes={
+            "before": before,
+            "after": {
+                "state": rec.state,
+                "revision": rec.revision,
+                "decision_id": row.id,
+                "decision": row.kind,
+                "reason": row.reason,
+                "scheduled_for": iso(row.scheduled_for),
+                "scope": row.scope,
+                "until": iso(row.until),
+                "approver": row.approver,
+            },
+        },
+        meta={
+            "recommender": "system",
+            "recommendation": {
+                "plugin_id": rec.plugin_id,
+                "current_version": rec.current_version,
+                "target_version": rec.target_version,
+                "risk_level": rec.risk_level,
+                "priority": rec.priority,
+                "action": rec.action,
+                "rule_ids": verdict.get("rule_ids", []),
+                "advisories": [a.get("id") for a in verdict.get("advisories", [])],
+            },
+            "actor_role": who.role.value,
+            "batch_id": row.batch_id,
+        },
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class BulkSelection:
+    """Which open recommendations an operator's bulk decision applies to."""
+
+    plugin_id: str
+    tenant_tags: tuple[str, ...] = ()
+    tenant_uuids: tuple[str, ...] = ()
+    target_version: str | None = None
+
+
+def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
+    stmt = select(RecommendationRow).where(
+        RecommendationRow.plugin_id == selection.plugin_id,
+        RecommendationRow.state == RecommendationState.OPEN.value,
+    )
+    if selection.target_version is not None:
+        stmt = stmt.where(RecommendationRow.target_version == selection.target_version)
+    if selection.tenant_uuids:
+        stmt = stmt.where(RecommendationRow.tenant_uuid.in_(selection.tenant_uuids))
+    rows = list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid)).scalars())
+    if not selection.tenant_tags:
+        return rows
+    wanted = set(selection.tenant_tags)
+    tags: dict[str, list[str]] = dict(
+        session.execute(
+            select(TenantRow.tenant_uuid, TenantRow.tags).where(
+                TenantRow.tenant_uuid.in_([r.tenant_uuid for r in rows])
+            )
+        ).all()
+    )
+    return [r for r in rows if wanted & set(tags.get(r.tenant_uuid, []))]
+
+
+def decide_many(
+    session: Session, selection: BulkSelection, template: DecisionRequest, who: Principal, now: datetime
+) -> tuple[str, list[DecisionRow]]:
+    """One decision (and audit event) per selected tenant, sharing a batch id."""
+    if not who.fleet_wide:
+        raise RefusedError("only operators may decide for many tenants at once")
+    batch_id = str(uuid.uuid4())
+    made: list[DecisionRow] = []
+    for rec in select_for_bulk(session, selection):
+        req = DecisionRequest(
+            recommendation_id=rec.id,
+            revision=rec.revision,
+            kind=template.kind,
+            reason=template.reason,
+            scheduled_for=template.scheduled_for,
+            scope=template.scope,
+            until=template.until,
+            approver=template.approver,
+            idempotency_key=f"{template.idempotency_key}:{rec.id}" if template.idempotency_key else None,
+            correlation_id=batch_id,
+        )
+        row, _ = decide(session, req, who, now, batch_id=batch_id)
+        made.append(row)
+    return batch_id, made
+
+
+def decision_dict(row: DecisionRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "recommendation_id": row.recommendation_id,
+        "revision": row.revision,
+        "tenant_uuid": row.tenant_uuid,
+        "plugin_id": row.plugin_id,
+        "decision": row.kind,
+        "from_version": row.from_version,
+        "target_version": row.target_version,
+        "scheduled_for": iso(row.scheduled_for),
+        "reason": row.reason,
+        "scope": row.scope,
+        "until": iso(row.until),
+        "approver": row.approver,
+        "actor": row.actor,
+        "batch_id": row.batch_id,
+        "correlation_id": row.correlation_id,
+        "created_at": iso(row.created_at),
+        "state": row.state,
+        "ended_at": iso(row.ended_at),
+        "end_reason": row.end_reason,
+    }
+
+
+def decisions_for(
+    session: Session, *, tenant_uuid: str | None, recommendation_id: int | None, limit: int
+) -> Sequence[DecisionRow]:
+    stmt = select(DecisionRow).order_by(DecisionRow.id.desc()).limit(limit)
+    if tenant_uuid is not None:
+        stmt = stmt.where(DecisionRow.tenant_uuid == tenant_uuid)
+    if recommendation_id is not None:
+        stmt = stmt.where(DecisionRow.recommendation_id == recommendation_id)
+    return list(session.execute(stmt).scalars())

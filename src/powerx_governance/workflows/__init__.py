@@ -1,0 +1,1 @@
+"""The brief's scripts as commands: smoke, reconcile, metrics."""
