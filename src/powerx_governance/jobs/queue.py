@@ -113,7 +113,7 @@ def fail(session: Session, job: ClaimedJob, error: str, now: datetime, *, transi
 
 
 def counts(session: Session) -> dict[str, int]:
-    return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).tuples().all())
+    return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
 
 
 Task = Callable[[dict[str, Any]], None]
