@@ -40,6 +40,7 @@ _URGENCY: Final = {
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
 _READ_ALL_ABOVE: Final = 2000
+_WRITE_EVERY: Final = 50_000
 _DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
 
@@ -88,6 +89,13 @@ class _Fingerprints:
     def __init__(self) -> None:
         self.documents: dict[int, tuple[str, dict[str, Any]]] = {}
         self._findings: dict[tuple[int, tuple[str, ...]], str] = {}
+        self._stored: set[str] = set()
+
+    def fresh(self) -> list[tuple[str, dict[str, Any]]]:
+        """Verdict documents not handed out by an earlier call (each is stored once)."""
+        new = [(fp, doc) for fp, doc in self.documents.values() if fp not in self._stored]
+        self._stored.update(fp for fp, _ in new)
+        return new
 
     def finding(self, f: Finding) -> str:
         key = (id(f.verdict), f.dependency_notes)
@@ -192,7 +200,6 @@ class _Plan:
     revisions: list[dict[str, Any]] = field(default_factory=list)
     pending_revisions: list[tuple[tuple[str, str], dict[str, Any]]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
-    unchanged: int = 0
 
 
 def _row_values(
@@ -348,23 +355,33 @@ def persist_findings(
     """
     prints = _Fingerprints()
     stored = _stored(session, scope)
-    plan = _Plan()
+    plan, done = _Plan(), ChangeSet()
     seen: set[tuple[str, str]] = set()
     for f in findings:
         key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
         seen.add(key)
         fingerprint, old = prints.finding(f), stored.get(key)
         if old is not None and old.fingerprint == fingerprint and old.state not in _CLOSED:
-            plan.unchanged += 1  # the common case of a steady fleet: nothing to build or write
+            done.unchanged += 1  # the common case of a steady fleet: nothing to build or write
             continue
         verdict_fp, _ = prints.verdict(f)
         _plan_finding(plan, f, old, _row_values(f, fingerprint, verdict_fp, scan_id, now), now)
+        if (
+            len(plan.inserts) + len(plan.updates) >= _WRITE_EVERY
+        ):  # bounded memory on a first, fleet-wide scan
+            _flush(session, plan, prints, done, now)
+            plan = _Plan()
     for key, old in stored.items():
         if key not in seen and old.state not in _CLOSED:
             _plan_resolution(plan, key, old, scan_id, now)
-    _store_verdicts(session, prints.documents.values(), now)
+    _flush(session, plan, prints, done, now)
+    return done
+
+
+def _flush(session: Session, plan: _Plan, prints: _Fingerprints, done: ChangeSet, now: datetime) -> None:
+    _store_verdicts(session, prints.fresh(), now)
     _write(session, plan)
-    return ChangeSet(plan.changes, plan.unchanged)
+    done.changes += plan.changes
 
 
 def _write(session: Session, plan: _Plan) -> None:
