@@ -87,7 +87,8 @@ def upsert_manifests(session: Session, manifests: Sequence[TenantManifest], now:
         [_tenant_values(m, digests[m.tenant_uuid], now) for m in updated],
         key="tenant_uuid",
     )
-    bulk_insert(session, InstallationRow, [row for m in changed for row in _installation_values(m)])
+    for part in chunks(changed, 2000):  # bounded memory: a first ingest writes a million rows
+        bulk_insert(session, InstallationRow, [row for m in part for row in _installation_values(m)])
     unchanged = [m.tenant_uuid for m in manifests if known.get(m.tenant_uuid) == digests[m.tenant_uuid]]
     for part in chunks(unchanged):
         session.execute(update(TenantRow).where(TenantRow.tenant_uuid.in_(part)).values(fetched_at=now))

@@ -91,7 +91,7 @@ def _index_release(release: Release, position: int) -> IndexedRelease:
     )
 
 
-def _index_plugin(plugin: Plugin, advisories: list[IndexedAdvisory]) -> PluginIndex:
+def index_plugin(plugin: Plugin, advisories: list[IndexedAdvisory]) -> PluginIndex:
     ordered = sorted(plugin.releases, key=lambda r: parse_version(r.version).key)
     releases = tuple(_index_release(r, i) for i, r in enumerate(ordered))
     masks = tuple(
@@ -110,11 +110,19 @@ class CatalogIndex:
         """Index a validated catalog (loaders have already rejected bad versions and ranges)."""
         per_plugin: dict[str, list[IndexedAdvisory]] = {p.plugin_id: [] for p in catalog.plugins}
         for advisory in catalog.advisories:
-            if advisory.withdrawn is not None:
-                continue  # withdrawn advisories affect nothing (DESIGN §5.1)
-            severity, exploited = advisory_severity(advisory), is_exploited(advisory)
-            for plugin_id, spec in affected_specs(advisory).items():
+            for plugin_id, indexed in index_advisory(advisory):
                 if plugin_id in per_plugin:
-                    per_plugin[plugin_id].append(IndexedAdvisory(advisory, spec, severity, exploited))
-        plugins = {p.plugin_id: _index_plugin(p, per_plugin[p.plugin_id]) for p in catalog.plugins}
+                    per_plugin[plugin_id].append(indexed)
+        plugins = {p.plugin_id: index_plugin(p, per_plugin[p.plugin_id]) for p in catalog.plugins}
         return cls(plugins, CompatMatrix(catalog.matrix))
+
+
+def index_advisory(advisory: Advisory) -> list[tuple[str, IndexedAdvisory]]:
+    """(plugin id, indexed advisory) for each PowerX plugin it names; none when withdrawn (DESIGN §5.1)."""
+    if advisory.withdrawn is not None:
+        return []
+    severity, exploited = advisory_severity(advisory), is_exploited(advisory)
+    return [
+        (plugin_id, IndexedAdvisory(advisory, spec, severity, exploited))
+        for plugin_id, spec in affected_specs(advisory).items()
+    ]

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.catalog import store as catalog_store
+from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputProblem
 from powerx_governance.inventory import store as inventory_store
@@ -27,7 +28,6 @@ from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.jobs import queue
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
-from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.rules import GovernanceRules
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.scanner import ScanResult, scan
@@ -54,6 +54,7 @@ class ScanRuntime:
     catalog_source: CatalogSource | None = None
     retry_delay_seconds: float = 60.0
     change_hooks: list[ChangeHook] = field(default_factory=list)
+    catalog_cache: CatalogCache = field(default_factory=CatalogCache)
 
 
 def request_scan(
@@ -136,7 +137,7 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
 
 
 def _engine(session: Session, runtime: ScanRuntime, now: datetime) -> PolicyEngine:
-    return PolicyEngine(CatalogIndex.build(catalog_store.load_catalog(session)), runtime.rules(), now)
+    return PolicyEngine(runtime.catalog_cache.index(session), runtime.rules(), now)
 
 
 def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> list[InputProblem]:
