@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
 from powerx_governance.api import problems
+from powerx_governance.audit.routes import router as audit_router
 from powerx_governance.decisions.routes import router as decisions_router
 from powerx_governance.recommendations.routes import router as recommendations_router
 from powerx_governance.scans.routes import router as scans_router
@@ -44,6 +45,7 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.include_router(recommendations_router)
     app.include_router(decisions_router)
     app.include_router(webhooks_router)
+    app.include_router(audit_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from powerx_governance.audit.cli import audit_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.cli.exit_codes import ExitCode
@@ -204,3 +205,4 @@ version_app.command("smoke")(smoke_command)
 version_app.command("reconcile")(reconcile_command)
 version_app.command("metrics")(metrics_command)
 version_app.add_typer(token_app, name="token")
+app.add_typer(audit_app, name="audit")

@@ -7,6 +7,7 @@ from powerx_governance.db.base import Base
 from powerx_governance.decisions import tables as decision_tables
 from powerx_governance.inventory import tables as inventory_tables
 from powerx_governance.jobs import tables as job_tables
+from powerx_governance.notifications import tables as notification_tables
 from powerx_governance.recommendations import tables as recommendation_tables
 from powerx_governance.scans import tables as scan_tables
 
@@ -20,6 +21,7 @@ __all__ = [
     "inventory_tables",
     "job_tables",
     "metadata",
+    "notification_tables",
     "recommendation_tables",
     "scan_tables",
 ]

@@ -1,0 +1,1 @@
+"""Notifications: an outbox written with the changes, templates, channels, a delivery worker, digests."""

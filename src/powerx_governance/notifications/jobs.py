@@ -1,0 +1,191 @@
+"""Wiring notifications into the service: the change hook, the delivery and digest tasks, the digest tick.
+
+`notify_deliver` sends one attempt of one delivery. Each attempt is a job of its own
+(`notify:{delivery}:{attempt}`): a transient failure queues the next attempt after the
+queue's capped, jittered backoff, or after the receiver's `Retry-After` when that is longer;
+a permanent failure, or the last of `delivery.max_attempts`, leaves the delivery `dead`
+(see `service.dead_letters`). The outcome is recorded with a conditional update on
+(delivery, attempt), and every attempt carries the delivery's idempotency key downstream, so
+a job run twice (a worker dying after sending) never produces a second message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import jinja2
+
+from powerx_governance.db.session import transaction
+from powerx_governance.jobs import queue
+from powerx_governance.notifications.channels.console import ConsoleChannel
+from powerx_governance.notifications.channels.interface import (
+    Channel,
+    ChannelError,
+    PermanentChannelError,
+    Receipt,
+    TransientChannelError,
+    http_policy,
+)
+from powerx_governance.notifications.channels.notify_service import NotifyServiceChannel
+from powerx_governance.notifications.channels.smtp import SmtpChannel
+from powerx_governance.notifications.channels.webhook import WebhookChannel
+from powerx_governance.notifications.config import (
+    WEBHOOK_CHANNELS,
+    ChannelType,
+    load_notification_settings,
+    load_routes,
+    load_templates_file,
+)
+from powerx_governance.notifications.service import (
+    DELIVER_TASK,
+    DIGEST_TASK,
+    RUNTIME_KEY,
+    NotificationRuntime,
+    PreparedDelivery,
+    digests_due,
+    flush_digests,
+    mark_delivered,
+    mark_failed,
+    on_recommendation_changes,
+    prepare_delivery,
+)
+from powerx_governance.notifications.templates import TemplateSet
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
+
+_NOTIFIER_KEY = "powerx.notifications.notifier"
+
+
+def load_runtime(environ: Mapping[str, str] | None = None) -> NotificationRuntime:
+    """Settings, routes and compiled templates from the environment; InputError/ValueError when invalid."""
+    settings = load_notification_settings(environ)
+    routes = load_routes(settings, environ)
+    path = settings.templates_path
+    templates = TemplateSet.from_file(load_templates_file(path), str(path), console_url=settings.console_url)
+    return NotificationRuntime(settings, routes, templates)
+
+
+def build_channels(runtime: NotificationRuntime, service: GovernanceService) -> dict[ChannelType, Channel]:
+    """Every channel the configuration makes usable (console always; the others when configured)."""
+    settings, routes = runtime.settings, runtime.routes
+    policy = http_policy(routes.delivery)
+    channels: dict[ChannelType, Channel] = {
+        ChannelType.CONSOLE: ConsoleChannel(service.factory, service.clock)
+    }
+    if settings.notify_url:
+        channels[ChannelType.NOTIFY_SERVICE] = NotifyServiceChannel(
+            settings.notify_url, token=settings.notify_token, policy=policy
+        )
+    if settings.smtp:
+        channels[ChannelType.EMAIL] = SmtpChannel(settings.smtp, timeout=routes.delivery.read_timeout)
+    for kind in WEBHOOK_CHANNELS:
+        channels[kind] = WebhookChannel(
+            kind, allow=routes.allow, require_https=routes.require_https, policy=policy
+        )
+    return channels
+
+
+@dataclass
+class Notifier:
+    """The installed notification tasks of one service."""
+
+    service: GovernanceService
+    runtime: NotificationRuntime
+    channels: Mapping[ChannelType, Channel]
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """The `notify_deliver` task: one attempt of one delivery."""
+        delivery_id, attempt = str(payload["delivery_id"]), int(payload["attempt"])
+        with transaction(self.service.factory) as session:
+            prepared = prepare_delivery(session, delivery_id, attempt, self.service.clock())
+        if prepared is None:
+            return
+        try:
+            receipt = self._send(prepared)
+        except TransientChannelError as exc:
+            self._failed(prepared, exc, permanent=False, retry_after=exc.retry_after)
+        except PermanentChannelError as exc:
+            self._failed(prepared, exc, permanent=True)
+        else:
+            self._delivered(prepared, receipt)
+
+    def _send(self, prepared: PreparedDelivery) -> Receipt:
+        kind = prepared.message.recipient.channel
+        channel = self.channels.get(kind)
+        if channel is None:
+            raise PermanentChannelError(kind.value, "channel is not configured on this instance")
+        try:
+            return channel.send(prepared.message)
+        except ChannelError:
+            raise
+        except jinja2.TemplateError as exc:  # a template that fails on this data will fail every time
+            raise PermanentChannelError(kind.value, f"template error: {exc}") from exc
+        except Exception as exc:  # a channel bug counts as an attempt instead of stranding the delivery
+            raise TransientChannelError(kind.value, f"{type(exc).__name__}: {exc}") from exc
+
+    def _delivered(self, prepared: PreparedDelivery, receipt: Receipt) -> None:
+        now = self.service.clock()
+        with transaction(self.service.factory) as session:
+            recorded = mark_delivered(session, prepared, receipt.reference, now)
+        if recorded:
+            latency = (now - prepared.triggered_at).total_seconds() * 1000
+            self.service.metrics.recommendation_push_latency_ms.observe(max(0.0, latency))
+
+    def _failed(
+        self,
+        prepared: PreparedDelivery,
+        exc: ChannelError,
+        *,
+        permanent: bool,
+        retry_after: float | None = None,
+    ) -> None:
+        with transaction(self.service.factory) as session:  # the next attempt is a job due later
+            mark_failed(
+                session,
+                prepared,
+                str(exc),
+                self.service.clock(),
+                permanent=permanent,
+                retry_after=retry_after,
+            )
+
+    def digest(self, payload: dict[str, Any]) -> None:
+        """The `notify_digest` task: turn due digest entries into deliveries."""
+        with transaction(self.service.factory) as session:
+            created = flush_digests(session, self.service.clock())
+        if created:
+            self.service.wake()
+
+    def tick(self, service: GovernanceService) -> None:
+        """Periodic follow-up: queue a digest flush when one is due (once per minute across instances)."""
+        now = service.clock()
+        with transaction(service.factory) as session:
+            if digests_due(session, now):
+                slot = datetime.fromtimestamp(now.timestamp() // 60 * 60, UTC).isoformat()
+                queue.enqueue(session, DIGEST_TASK, {"slot": slot}, key=f"notify:digest:{slot}", now=now)
+
+
+def install(
+    service: GovernanceService,
+    *,
+    environ: Mapping[str, str] | None = None,
+    channels: Mapping[ChannelType, Channel] | None = None,
+) -> Notifier:
+    """Register the tasks, the change hook and the digest tick (a second call replaces the first)."""
+    runtime = load_runtime(environ)
+    info = dict(service.factory.kw.get("info") or {})
+    earlier = info.get(_NOTIFIER_KEY)
+    if isinstance(earlier, Notifier) and earlier.tick in service.periodic:
+        service.periodic.remove(earlier.tick)
+    notifier = Notifier(service, runtime, channels or build_channels(runtime, service))
+    service.factory.configure(info={**info, RUNTIME_KEY: runtime, _NOTIFIER_KEY: notifier})
+    service.tasks[DELIVER_TASK] = notifier.deliver
+    service.tasks[DIGEST_TASK] = notifier.digest
+    if on_recommendation_changes not in service.runtime.change_hooks:
+        service.runtime.change_hooks.append(on_recommendation_changes)
+    service.periodic.append(notifier.tick)
+    return notifier

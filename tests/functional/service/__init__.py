@@ -1,0 +1,1 @@
+"""The running governance service over real HTTP, on SQLite and PostgreSQL."""
