@@ -18,12 +18,17 @@ AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
 _PATH = re.compile(r"^(?P<msg>.*?) - at `\$(?P<path>[^`]*)`$")
 
 
+_MISSING = re.compile(r"missing required field `(?P<name>[^`]+)`")
+
+
 def split_validation_error(error: msgspec.ValidationError) -> tuple[str | None, str]:
-    """(field path, message) from msgspec's `... - at `$.a.b[0]`` form."""
+    """(field path, message) from msgspec's `... - at `$.a.b[0]`` form; a missing field is named too."""
     match = _PATH.match(str(error))
-    if match is None:
-        return None, str(error)
-    return match["path"].lstrip(".") or None, match["msg"]
+    path, message = (match["path"].lstrip(".") or None, match["msg"]) if match else (None, str(error))
+    missing = _MISSING.search(message)
+    if missing is not None:
+        path = f"{path}.{missing['name']}" if path else missing["name"]
+    return path, message
 
 
 def convert_record(

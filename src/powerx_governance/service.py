@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from powerx_governance.jobs import queue
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.scans.runner import SCAN_TASK, ScanRuntime, request_scan, run_scan
+from powerx_governance.scans.runner import SCAN_TASK, ScanBusyError, ScanRuntime, request_scan, run_scan
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
 from powerx_governance.settings import Settings
 from powerx_governance.sources.files import FileCatalogSource, FileTenantSource
@@ -71,9 +71,13 @@ def catalog_source_from(settings: Settings, metrics: Metrics) -> CatalogSource |
 
 def _install_components(service: GovernanceService) -> None:
     """Each component registers its tasks, change hooks and periodic follow-ups."""
-    from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415 - they import this module
+    from powerx_governance.audit import sink as audit_sink  # noqa: PLC0415 - these import this module
+    from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415
+    from powerx_governance.notifications import jobs as notification_jobs  # noqa: PLC0415
 
     decision_jobs.install(service)
+    notification_jobs.install(service)
+    audit_sink.install(service)
 
 
 @dataclass
@@ -202,6 +206,10 @@ class GovernanceService:
     def _run(self, job: queue.ClaimedJob) -> None:
         try:
             self.tasks[job.task](job.payload)
+        except ScanBusyError:
+            with transaction(self.factory) as session:  # another scan runs: try again in a moment
+                queue.postpone(session, job, self.clock() + timedelta(seconds=2))
+            return
         except Exception as exc:  # a failing job must not kill the worker; it is retried
             log.exception("job failed", extra={"job_id": job.id, "task": job.task})
             with transaction(self.factory) as session:

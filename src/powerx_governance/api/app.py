@@ -12,6 +12,8 @@ from starlette.responses import JSONResponse, Response
 from powerx_governance import __version__
 from powerx_governance.api import problems
 from powerx_governance.audit.routes import router as audit_router
+from powerx_governance.console.rendering import STATIC_URL, static_files
+from powerx_governance.console.routes import router as console_router
 from powerx_governance.decisions.routes import router as decisions_router
 from powerx_governance.recommendations.routes import router as recommendations_router
 from powerx_governance.scans.routes import router as scans_router
@@ -46,6 +48,8 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.include_router(decisions_router)
     app.include_router(webhooks_router)
     app.include_router(audit_router)
+    app.mount(STATIC_URL, static_files(), name="console-static")  # before the console's catch-all page
+    app.include_router(console_router)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -8,7 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 PROBLEM = "application/problem+json"
 
@@ -35,9 +35,20 @@ def _field(loc: tuple[Any, ...] | list[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _error_field(error: Any) -> str:
+    """A body that is not JSON at all is the body's fault, not the character offset's."""
+    return "body" if error.get("type") == "json_invalid" else _field(error.get("loc", ()))
+
+
 async def _validation(_: Request, exc: Exception) -> JSONResponse:
     invalid = cast(RequestValidationError, exc)  # registered for this type only
-    errors = [{"field": _field(e.get("loc", ())), "error": e.get("msg", "invalid")} for e in invalid.errors()]
+    errors = [
+        {
+            "field": "body" if e.get("type") == "json_invalid" else _field(e.get("loc", ())),
+            "error": e.get("msg", "invalid"),
+        }
+        for e in invalid.errors()
+    ]
     detail = "; ".join(f"{e['field']}: {e['error']}" for e in errors)
     return problem_response(422, "Invalid request", detail, errors=errors)
 
@@ -62,7 +73,11 @@ def install(app: FastAPI) -> None:
 
 
 class BodyLimit:
-    """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent."""
+    """Refuse request bodies over `limit` bytes with 413, whether or not Content-Length is sent.
+
+    A body without a declared length is read (up to the limit) before the app sees it, so the
+    refusal is a clean 413 rather than a parse error halfway through.
+    """
 
     def __init__(self, app: ASGIApp, limit: int) -> None:
         self.app, self.limit = app, limit
@@ -72,28 +87,46 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+        if declared is not None and declared.isdigit():
+            if int(declared) > self.limit:
+                await self._refuse(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        body, complete = await self._read(receive)
+        if not complete:
             await self._refuse(scope, receive, send)
             return
-        seen = 0
+        await self.app(scope, _replay(body, receive), send)
 
-        async def limited() -> Any:
-            nonlocal seen
+    async def _read(self, receive: Receive) -> tuple[bytes, bool]:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
             message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise _TooLargeError
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except _TooLargeError:
-            await self._refuse(scope, receive, send)
+            if message["type"] != "http.request":
+                return b"".join(chunks), True
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return b"", False
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks), True
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
         response = problem_response(413, "Request body too large", f"the limit is {self.limit} bytes")
         await response(scope, receive, send)
 
 
-class _TooLargeError(Exception):
-    pass
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

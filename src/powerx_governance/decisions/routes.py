@@ -21,13 +21,14 @@ from powerx_governance.decisions.service import (
     decisions_for,
 )
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])
 
 
 class DecisionBody(BaseModel):
-    recommendation_id: int
-    revision: int = Field(ge=1)
+    recommendation_id: int = Field(ge=1, le=MAX_ID)
+    revision: int = Field(ge=1, le=MAX_ID)
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
     scheduled_for: AwareDatetime | None = None
@@ -128,7 +129,7 @@ def get_decisions(
     svc: ServiceDep,
     request: Request,
     tenant: str | None = None,
-    recommendation_id: int | None = None,
+    recommendation_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
     scope = scoped_tenant(who, tenant, request.url.path)

@@ -185,6 +185,22 @@ def load_installations_of(session: Session, plugin_ids: Sequence[str]) -> list[T
     return [msgspec.structs.replace(t, plugins=tuple(by_tenant[uuid])) for uuid, t in tenants.items()]
 
 
+def installed_versions(
+    session: Session, tenant_uuids: Sequence[str], plugin_ids: Sequence[str]
+) -> dict[str, dict[str, str]]:
+    """tenant → {plugin → version} for the given plugins (read by plugin, which is indexed)."""
+    wanted = set(tenant_uuids)
+    found: dict[str, dict[str, str]] = {}
+    stmt = select(InstallationRow.tenant_uuid, InstallationRow.plugin_id, InstallationRow.version)
+    for part in chunks(list(plugin_ids)):
+        for uuid, plugin_id, version in session.connection().execute(
+            stmt.where(InstallationRow.plugin_id.in_(part))
+        ):
+            if uuid in wanted:
+                found.setdefault(uuid, {})[plugin_id] = version
+    return found
+
+
 def dirty_tenants(session: Session) -> list[str]:
     return list(session.execute(select(TenantRow.tenant_uuid).where(TenantRow.dirty)).scalars())
 

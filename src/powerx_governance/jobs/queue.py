@@ -95,6 +95,15 @@ def complete(session: Session, job: ClaimedJob, now: datetime) -> None:
     )
 
 
+def postpone(session: Session, job: ClaimedJob, until: datetime) -> None:
+    """Put a claimed job back for later without counting the attempt (e.g. a scan already running)."""
+    session.execute(
+        update(JobRow)
+        .where(JobRow.id == job.id)
+        .values(status=JobStatus.QUEUED.value, run_after=until, locked_by=None, attempts=JobRow.attempts - 1)
+    )
+
+
 def backoff(attempt: int, base: float = 2.0, cap: float = 300.0) -> timedelta:
     """Capped exponential backoff with full jitter."""
     return timedelta(seconds=random.uniform(0, min(cap, base * 2 ** (attempt - 1))))  # noqa: S311 - jitter

@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.scans.report import iso
 
+MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
+
 
 class CursorError(ValueError):
     """A pagination cursor that was not produced by this service."""
@@ -34,9 +36,12 @@ def encode_cursor(priority: int, rec_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[int, int]:
     try:
         priority, rec_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        return int(priority), int(rec_id)
-    except (ValueError, TypeError) as exc:
+        priority, rec_id = int(priority), int(rec_id)
+    except (ValueError, TypeError, OverflowError) as exc:
         raise CursorError("cursor is not valid; use the next_cursor of a previous page") from exc
+    if not (0 <= priority <= 100 and 0 < rec_id <= MAX_ID):
+        raise CursorError("cursor is out of range; use the next_cursor of a previous page")
+    return priority, rec_id
 
 
 def _filtered(stmt: Select[Any], f: RecommendationFilter) -> Select[Any]:

@@ -10,6 +10,7 @@ from powerx_governance.api.deps import Reader, SessionDep, refuse_cross_tenant, 
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.domain import Action, Severity
 from powerx_governance.recommendations.queries import (
+    MAX_ID,
     CursorError,
     RecommendationFilter,
     get_recommendation,
@@ -53,9 +54,12 @@ def recommendations(
 
 @router.get("/recommendations/{recommendation_id}")
 def recommendation(
-    recommendation_id: int, who: Reader, session: SessionDep, request: Request
+    recommendation_id: int,
+    who: Reader,
+    session: SessionDep,
+    request: Request,
 ) -> dict[str, Any]:
-    found = get_recommendation(session, recommendation_id)
+    found = get_recommendation(session, recommendation_id) if 0 < recommendation_id <= MAX_ID else None
     if found is None:
         raise ProblemError(404, "Not found", f"no recommendation {recommendation_id}")
     if not who.may_read(found["tenant_uuid"]):

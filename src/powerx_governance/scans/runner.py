@@ -7,34 +7,40 @@ the scan `running` until its job is picked up again, never half-written recommen
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.db.session import transaction
-from powerx_governance.errors import InputProblem
+from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.jobs import queue
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
-from powerx_governance.policy.rules import GovernanceRules
+from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStatus, ScanTrigger
-from powerx_governance.sources.interface import CatalogSource, SourceError, TenantSource
+from powerx_governance.sources.interface import CatalogSource, TenantSource
 
 SCAN_TASK = "scan"
+_SCAN_LOCK_KEY = 0x50584756_5343414E  # "PXGV" "SCAN": one advisory lock id for every instance
+_LOCAL_LOCKS: dict[str, threading.Lock] = {}
+log = logging.getLogger("powerx.scans")
 # Called inside the transaction that persists recommendation changes (the outbox pattern):
 # (session, changes, now, triggered_at) where triggered_at is when the triggering data arrived.
 ChangeHook = Callable[[Session, ChangeSet, datetime, datetime], None]
@@ -119,21 +125,56 @@ class _Timer:
         self._start = now
 
 
-def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
-    """The `scan` job: run the scan, then record its outcome (and retry/alert when unsuccessful)."""
-    with transaction(runtime.factory) as session:
-        row = session.get_one(ScanRow, scan_id)
-        if row.status not in (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value):
-            return  # already finished: at-least-once delivery must not run it twice
-        row.status, row.started_at = ScanStatus.RUNNING.value, runtime.clock()
-        kind, tenants = ScanKind(row.kind), list(row.tenant_filter)
-    started = time.perf_counter()
-    try:
-        outcome = _full(runtime, scan_id, tenants) if kind is ScanKind.FULL else _delta(runtime, scan_id)
-    except (SourceError, OSError) as exc:
-        _finish_failed(runtime, scan_id, kind, f"{type(exc).__name__}: {exc}", time.perf_counter() - started)
+class ScanBusyError(Exception):
+    """Another scan holds the scan lock; the job should run again shortly."""
+
+
+@contextmanager
+def scan_lock(runtime: ScanRuntime) -> Iterator[None]:
+    """One scan at a time per store: a PostgreSQL advisory lock held on its own connection (released
+    by the server if this process dies), or a process-wide lock for the embedded SQLite store."""
+    engine = runtime.factory.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        local = _LOCAL_LOCKS.setdefault(str(engine.url), threading.Lock())
+        if not local.acquire(blocking=False):
+            raise ScanBusyError
+        try:
+            yield
+        finally:
+            local.release()
         return
-    _finish(runtime, scan_id, kind, outcome, time.perf_counter() - started)
+    with engine.connect() as connection:
+        if not connection.execute(select(func.pg_try_advisory_lock(_SCAN_LOCK_KEY))).scalar():
+            raise ScanBusyError
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(_SCAN_LOCK_KEY)))
+            connection.commit()
+
+
+def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
+    """The `scan` job: run the scan, then record its outcome (and retry/alert when unsuccessful).
+
+    Whatever goes wrong (a source down, a broken rules file, a crash in a hook), the scan ends
+    `failed`, is counted, retried and alerted on; it never stays `running`.
+    """
+    with scan_lock(runtime):
+        with transaction(runtime.factory) as session:
+            row = session.get_one(ScanRow, scan_id)
+            if row.status not in (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value):
+                return  # already finished: at-least-once delivery must not run it twice
+            row.status, row.started_at = ScanStatus.RUNNING.value, runtime.clock()
+            kind, tenants = ScanKind(row.kind), list(row.tenant_filter)
+        started = time.perf_counter()
+        try:
+            outcome = _full(runtime, scan_id, tenants) if kind is ScanKind.FULL else _delta(runtime, scan_id)
+            _finish(runtime, scan_id, kind, outcome, time.perf_counter() - started)
+        except Exception as exc:  # every failure must end the scan as failed
+            log.exception("scan failed", extra={"scan_id": scan_id, "kind": kind.value})
+            _finish_failed(
+                runtime, scan_id, kind, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
+            )
 
 
 def _engine(session: Session, runtime: ScanRuntime, now: datetime) -> PolicyEngine:
@@ -197,7 +238,10 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
         ]
         timer.lap("load")
         engine = _engine(session, runtime, now)
-        result = scan(engine, [ManifestResult("store", m, None) for m in (*whole, *partial)])
+        installed = _installed_for_dependencies(session, engine, partial, dirty_plugins)
+        result = scan(
+            engine, [ManifestResult("store", m, None) for m in (*whole, *partial)], installed=installed
+        )
         timer.lap("evaluate")
         findings_whole = [f for f in result.findings if f.tenant.tenant_uuid in dirty_tenants]
         findings_partial = [f for f in result.findings if f.tenant.tenant_uuid not in dirty_tenants]
@@ -213,6 +257,25 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
         _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     return _Outcome(result, changes, timer.timings)
+
+
+def _installed_for_dependencies(
+    session: Session, engine: PolicyEngine, partial: list[TenantManifest], plugin_ids: set[str]
+) -> dict[str, dict[str, str]]:
+    """What partially loaded tenants run of the plugins the changed plugins' releases depend on."""
+    needed = {
+        dep.id
+        for pid in plugin_ids
+        if (plugin := engine.index.plugins.get(pid)) is not None
+        for release in plugin.releases
+        for dep in release.release.dependencies
+    }
+    if not needed or not partial:
+        return {}
+    known = inventory_store.installed_versions(session, [m.tenant_uuid for m in partial], sorted(needed))
+    for manifest in partial:
+        known.setdefault(manifest.tenant_uuid, {}).update({p.plugin_id: p.version for p in manifest.plugins})
+    return known
 
 
 def _run_hooks(
@@ -250,9 +313,6 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
             _after_failure(session, runtime, row, now)
         else:
             runtime.metrics.scan_consecutive_failures.set(0)
-        if row.trigger == ScanTrigger.PUSH.value:
-            latency = (now - row.requested_at).total_seconds() * 1000
-            runtime.metrics.recommendation_push_latency_ms.observe(latency)
     runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
@@ -288,9 +348,9 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
         )
     streak = consecutive_failures(session)
     runtime.metrics.scan_consecutive_failures.set(streak)
-    threshold = runtime.rules().defaults.escalation_after
+    rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
+    threshold = rules.defaults.escalation_after
     if streak == threshold:
-        rules = runtime.rules()
         message = (
             f"{streak} consecutive scans failed or finished below {rules.defaults.min_coverage:.0%} coverage"
         )
@@ -304,6 +364,14 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
             )
         )
         runtime.metrics.alerts_total.labels(kind="scan_failures").inc()
+
+
+def _rules_or_defaults(runtime: ScanRuntime) -> GovernanceRules:
+    try:
+        return runtime.rules()
+    except InputError:
+        log.warning("rules file unusable while recording a failed scan; using the built-in defaults")
+        return DEFAULT_RULES
 
 
 def consecutive_failures(session: Session) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,8 +47,9 @@ class ScanResult:
 class _DependencyCheck:
     """Co-upgrades a target release needs, given what else the tenant runs (cached per situation)."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Mapping[str, dict[str, str]] | None = None) -> None:
         self._cache: dict[tuple[tuple[tuple[str, str], ...], tuple[str | None, ...]], tuple[str, ...]] = {}
+        self.known = known or {}  # full installed maps of tenants given as partial manifests
 
     def notes(self, verdict: Verdict, installed: dict[str, str]) -> tuple[str, ...]:
         deps = verdict.target_dependencies
@@ -99,10 +100,15 @@ def scan(
     *,
     tenants: frozenset[str] = frozenset(),
     on_tenant: ProgressHook | None = None,
+    installed: Mapping[str, dict[str, str]] | None = None,
 ) -> ScanResult:
-    """Evaluate every installation of every usable manifest (only `tenants` when given)."""
+    """Evaluate every installation of every usable manifest (only `tenants` when given).
+
+    `installed` gives, per tenant, what it runs when its manifest here holds only some
+    installations (delta scans), so co-upgrade notes still see the whole tenant.
+    """
     result = ScanResult(generated_at=engine.now)
-    deps = _DependencyCheck()
+    deps = _DependencyCheck(installed)
     with bulk_allocation():
         _scan_all(engine, manifests, tenants, on_tenant, result, deps)
     result.distinct_combinations = engine.distinct_combinations
@@ -164,6 +170,10 @@ def _scan_tenant(
         elif verdict.reportable:
             notes: tuple[str, ...] = ()
             if verdict.target_dependencies:
-                installed = installed or {p.plugin_id: p.version for p in tenant.plugins}
+                installed = (
+                    installed
+                    or deps.known.get(tenant.tenant_uuid)
+                    or {p.plugin_id: p.version for p in tenant.plugins}
+                )
                 notes = deps.notes(verdict, installed)
             findings.append(Finding(tenant, installation, verdict, notes))
