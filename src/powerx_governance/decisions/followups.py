@@ -18,6 +18,7 @@ from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Severity
 from powerx_governance.jobs import queue
+from powerx_governance.notifications.service import notify_ignore_broken, notify_sla_breach
 from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import (
     RecommendationChange,
@@ -106,14 +107,22 @@ def _judge(session: Session, change: Change, decision: DecisionRow, now: datetim
             change.risk_level == Severity.CRITICAL.value
             and decision.details.get("risk_level") != Severity.CRITICAL.value
         ):
+            reason = "a new advisory made the ignored installation critical"
             _end(
                 session,
                 decision,
                 DecisionState.BROKEN,
-                "a new advisory made the ignored installation critical",
+                reason,
                 now,
                 reopen=True,
                 extra={"new_risk_level": change.risk_level},
+            )
+            notify_ignore_broken(
+                session,
+                decision_id=decision.id,
+                recommendation_id=decision.recommendation_id,
+                reason=reason,
+                now=now,
             )
         elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
             _end(
@@ -252,17 +261,44 @@ def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> d
         ),
         now,
     )
+    notify_sla_breach(
+        session,
+        recommendation_id=rec.id,
+        breach=str(detail["kind"]),
+        breach_key=_breach_key(payload),
+        now=now,
+        sla_deadline=rec.sla_deadline,
+        scheduled_for=_scheduled(payload, session),
+        decision_id=payload.get("decision_id"),
+    )
     return {**detail, "recommendation_id": rec.id, "tenant_uuid": rec.tenant_uuid, "plugin_id": rec.plugin_id}
 
 
+def _breach_key(payload: dict[str, Any]) -> str:
+    if "decision_id" in payload:
+        return f"schedule:{payload['decision_id']}"
+    return f"critical:{payload['recommendation_id']}:{payload['revision']}"
+
+
+def _scheduled(payload: dict[str, Any], session: Session) -> datetime | None:
+    if "decision_id" not in payload:
+        return None
+    return session.get_one(DecisionRow, payload["decision_id"]).scheduled_for
+
+
 def accept_rate(session: Session) -> float | None:
-    """Accepted ÷ decided: decisions whose target was reached, over every decision that ended or stands
-    (superseded ones excluded: they were replaced, not answered)."""
+    """Accepted ÷ answered: upgrade/schedule decisions whose target a later scan saw reached, over every
+    decision that stands or ended (superseded ones excluded: they were replaced, not answered)."""
     counted = (
-        select(DecisionRow.state, func.count())
+        select(DecisionRow.kind, DecisionRow.state, func.count())
         .where(DecisionRow.state != DecisionState.SUPERSEDED.value)
-        .group_by(DecisionRow.state)
+        .group_by(DecisionRow.kind, DecisionRow.state)
     )
-    by_state = dict(session.execute(counted).all())
-    total = sum(by_state.values())
-    return None if total == 0 else by_state.get(DecisionState.FULFILLED.value, 0) / total
+    rows = session.execute(counted).all()
+    total = sum(n for _, _, n in rows)
+    accepted = sum(
+        n
+        for kind, state, n in rows
+        if state == DecisionState.FULFILLED.value and kind != DecisionKind.IGNORE.value
+    )
+    return None if total == 0 else accepted / total

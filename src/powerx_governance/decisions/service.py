@@ -21,6 +21,7 @@ from powerx_governance.auth.tokens import Principal
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.notifications.service import notify_decision
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
 from powerx_governance.scans.report import iso
 
@@ -144,6 +145,18 @@ def decide(
     rec.state = _STATE_AFTER[req.kind].value
     rec.updated_at = now
     record(session, _decision_event(row, rec, verdict, before, who), now)
+    notify_decision(
+        session,
+        decision_id=row.id,
+        recommendation_id=rec.id,
+        decision=row.kind,
+        actor=who.name,
+        now=now,
+        reason=row.reason,
+        target_version=row.target_version,
+        scheduled_for=row.scheduled_for,
+        until=row.until,
+    )
     return row, True
 
 

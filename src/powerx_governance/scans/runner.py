@@ -29,6 +29,7 @@ from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.jobs import queue
+from powerx_governance.notifications.service import notify_alert
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
@@ -362,6 +363,15 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
                 data={"last_scan": row.scan_id, "failure": row.failure},
                 raised_at=now,
             )
+        )
+        notify_alert(
+            session,
+            "scan_failures",
+            message,
+            rules.defaults.alert_channel,
+            now,
+            key=f"scan_failures:{row.scan_id}",
+            data={"last_scan": row.scan_id, "failure": row.failure},
         )
         runtime.metrics.alerts_total.labels(kind="scan_failures").inc()
 

@@ -174,3 +174,54 @@ def test_ignore_expires_and_missed_schedule_is_a_breach_once(make_service: Servi
     assert [b.meta["kind"] for b in breaches].count("schedule_missed") == 1
     metrics = service.metrics.render().decode()
     assert 'version_sla_breaches_total{kind="schedule_missed"} 1.0' in metrics
+
+
+def test_critical_advisory_breaks_an_ignore_and_the_upgrade_is_fulfilled(
+    make_service: ServiceFactory,
+) -> None:
+    service = _scanned(make_service)
+    operator, pusher = issue_token(service, Role.OPERATOR), issue_token(service, Role.SERVICE)
+    with LiveServer(service, background=False) as live, live.client(operator) as client:
+        card = next(
+            i
+            for i in client.get(f"{BASE}/recommendations", params={"state": "open", "limit": 500}).json()[
+                "items"
+            ]
+            if i["risk_level"] in ("none", "low", "medium") and i["target_version"]
+        )
+        assert (
+            client.post(
+                f"{BASE}/decision",
+                json={
+                    "recommendation_id": card["id"],
+                    "revision": card["revision"],
+                    "decision": "ignore",
+                    "reason": "accepted risk",
+                    "scope": "until",
+                    "until": (service.clock() + timedelta(days=30)).isoformat(),
+                },
+            ).status_code
+            == 201
+        )
+        advisory = {
+            "id": "PXSA-TEST-BREAK",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [
+                {
+                    "package": {"ecosystem": "PowerX", "name": card["plugin_id"]},
+                    "ranges": [
+                        {"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": card["target_version"]}]}
+                    ],
+                }
+            ],
+        }
+        with live.client(pusher) as as_service:
+            assert as_service.post(f"{BASE}/webhooks/advisories", json=advisory).status_code == 202
+        service.run_pending()
+        after = client.get(f"{BASE}/recommendations/{card['id']}").json()
+        assert (after["state"], after["risk_level"]) == ("open", "critical")
+        decisions = client.get(f"{BASE}/decisions", params={"recommendation_id": card["id"]}).json()["items"]
+        assert [d["state"] for d in decisions] == ["broken"]
+    [broken] = _audit(service, operation="decision.broken")
+    assert broken.actor == "system"
+    assert broken.meta["new_risk_level"] == "critical"
