@@ -13,7 +13,14 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState
+from powerx_governance.notifications.service import on_recommendation_changes
+from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.recommendations.store import Change, ChangeSet
+from powerx_governance.recommendations.tables import (
+    RecommendationChange,
+    RecommendationRow,
+    RecommendationState,
+)
 from powerx_governance.scans.report import iso
 
 
@@ -125,8 +132,49 @@ def _states_out_of_line(session: Session, now: datetime, repair: bool, report: R
         report.findings.append(item)
 
 
+def _opened(rec: RecommendationRow) -> Change:
+    return Change(
+        rec.id,
+        rec.tenant_uuid,
+        rec.plugin_id,
+        rec.revision,
+        RecommendationChange.OPENED,
+        rec.risk_level,
+        rec.action,
+        rec.critical_patch,
+        target_version=rec.target_version,
+    )
+
+
+def _critical_never_notified(session: Session, now: datetime, repair: bool, report: ReconcileReport) -> None:
+    """Every open critical patch must have been announced at least once."""
+    announced = select(NotificationEventRow.recommendation_id).where(
+        NotificationEventRow.recommendation_id.is_not(None)
+    )
+    silent = list(
+        session.execute(
+            select(RecommendationRow).where(
+                RecommendationRow.critical_patch.is_(True),
+                RecommendationRow.state == RecommendationState.OPEN.value,
+                RecommendationRow.id.not_in(announced),
+            )
+        ).scalars()
+    )
+    if repair and silent:
+        on_recommendation_changes(session, ChangeSet([_opened(rec) for rec in silent]), now, now)
+    report.findings.extend(
+        Finding(
+            "critical_never_notified",
+            f"recommendation {rec.id}",
+            f"{rec.plugin_id} {rec.current_version} -> {rec.target_version} for {rec.tenant_uuid}",
+            repaired=repair,
+        )
+        for rec in silent
+    )
+
+
 Check = Callable[[Session, datetime, bool, ReconcileReport], None]
-CHECKS: list[Check] = [_decisions_without_audit, _states_out_of_line]
+CHECKS: list[Check] = [_decisions_without_audit, _states_out_of_line, _critical_never_notified]
 
 
 def reconcile(
