@@ -1,0 +1,157 @@
+"""Decisions per second through the HTTP API, each durable with its audit event (DESIGN §8: ≥ 500/s).
+
+    python -m bench.decisions_http [--tenants N] [--decisions K] [--clients C] [--backend sqlite|postgresql]
+
+Starts `powerx version serve` in its own process on a store holding a synthetic fleet (scanned
+first), then C client threads post K `upgrade` decisions on distinct recommendations. Reports
+throughput, latency percentiles, and checks every 2xx decision has its audit event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+from sqlalchemy import func, select
+
+from bench.common import OUT, dataset
+from bench.store_reference import database
+from powerx_governance.audit.tables import AuditEventRow
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import create_token
+from powerx_governance.db.session import transaction
+from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.service import GovernanceService
+from powerx_governance.settings import load_settings
+
+BASE = "/internal/version/governance"
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _prepare(env: dict[str, str], count: int) -> tuple[str, list[tuple[int, int]]]:
+    service = GovernanceService.create(load_settings(env))
+    try:
+        service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
+        service.run_pending()
+        with transaction(service.factory) as session:
+            _, token = create_token(
+                session, name="bench", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
+            )
+            recs = session.execute(
+                select(RecommendationRow.id, RecommendationRow.revision)
+                .where(RecommendationRow.state == "open")
+                .limit(count)
+            ).all()
+        return token, [(rec_id, revision) for rec_id, revision in recs]
+    finally:
+        service.stop()
+
+
+def _post(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int | None]:
+    start = time.perf_counter()
+    answer = client.post(
+        f"{BASE}/decision", json={"recommendation_id": rec[0], "revision": rec[1], "decision": "upgrade"}
+    )
+    elapsed = time.perf_counter() - start
+    return answer.status_code, elapsed, answer.json().get("id") if answer.status_code in (200, 201) else None
+
+
+def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
+    data = dataset(tenants)
+    with database(backend) as url:
+        env = {
+            **os.environ,
+            "POWERX_DATABASE_URL": url,
+            "POWERX_TENANT_SOURCE": str(data.manifests),
+            "POWERX_CATALOG_SOURCE": str(data.catalog),
+            "POWERX_SCHEDULER": "0",
+            "POWERX_VAR_DIR": str(OUT),
+            "POWERX_PORT": str(_port()),
+        }
+        token, recs = _prepare(env, decisions)
+        log = (OUT / "decisions-serve.log").open("w")
+        command = [
+            str(Path(sys.executable).with_name("powerx")),
+            "version",
+            "serve",
+            "--log-level",
+            "warning",
+        ]
+        server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{env['POWERX_PORT']}"
+        try:
+            _wait(base)
+            local = threading.local()
+
+            def post(rec: tuple[int, int]) -> tuple[int, float, int | None]:
+                if not hasattr(local, "client"):
+                    local.client = httpx.Client(
+                        base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
+                    )
+                return _post(local.client, rec)
+
+            start = time.perf_counter()
+            with ThreadPoolExecutor(clients) as pool:
+                results = list(pool.map(post, recs))
+            wall = time.perf_counter() - start
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+            log.close()
+        ok = [r for r in results if r[0] in (200, 201)]
+        latencies = sorted(r[1] * 1000 for r in ok)
+        service = GovernanceService.create(load_settings(env))
+        with service.factory() as session:
+            audited = session.scalar(
+                select(func.count())
+                .select_from(AuditEventRow)
+                .where(AuditEventRow.operation == "decision.upgrade")
+            )
+        service.stop()
+    p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else 0.0
+    print(
+        f"[{backend}] {len(ok)}/{len(recs)} decisions 2xx in {wall:.2f} s = {len(ok) / wall:,.0f}/s "
+        f"with {clients} clients; latency p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; "
+        f"audit events {audited}"
+    )
+
+
+def _wait(base: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise SystemExit("the service did not start")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tenants", type=int, default=500)
+    parser.add_argument("--decisions", type=int, default=5000)
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    args = parser.parse_args()
+    for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
+        run(backend, args.tenants, args.decisions, args.clients)
+
+
+if __name__ == "__main__":
+    main()
