@@ -144,7 +144,6 @@ def decide(
     row = _insert(session, req, rec, who, now, batch_id)
     rec.state = _STATE_AFTER[req.kind].value
     rec.updated_at = now
-    record(session, _decision_event(row, rec, verdict, before, who), now)
     notify_decision(
         session,
         decision_id=row.id,
@@ -157,6 +156,8 @@ def decide(
         scheduled_for=row.scheduled_for,
         until=row.until,
     )
+    # last: the audit chain lock is held from here to the commit, so keep that stretch short
+    record(session, _decision_event(row, rec, verdict, before, who), now)
     return row, True
 
 
