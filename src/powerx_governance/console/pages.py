@@ -1,0 +1,295 @@
+"""Page contexts: what each console page shows, assembled from the services and console queries.
+
+Each function takes an open session, an explicit tenant scope and the evaluation time, and
+returns plain data for a template; routes stay parse → call → render.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from powerx_governance.console import charts, queries
+from powerx_governance.console.charts import Point
+from powerx_governance.console.queries import Adoption, CardFilter, TenantLabel, WeekValue
+from powerx_governance.console.summary import FleetSummary
+from powerx_governance.console.views import card
+from powerx_governance.decisions.service import BulkSelection, decision_dict, decisions_for, select_for_bulk
+from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.domain import Action, Severity
+from powerx_governance.recommendations.queries import get_recommendation
+from powerx_governance.recommendations.tables import RecommendationState
+from powerx_governance.scans.report import iso
+from powerx_governance.scans.runner import scan_summary
+from powerx_governance.scans.tables import ScanRow
+
+PAGE_SIZE: Final = 25
+STATE_CHOICES: Final = (
+    *(s.value for s in RecommendationState if s is not RecommendationState.SUPERSEDED),
+    "all",
+)
+RISK_CHOICES: Final = tuple(s.value for s in reversed(Severity))
+ACTION_CHOICES: Final = tuple(a.value for a in Action)
+
+
+class FilterError(ValueError):
+    """A filter value the console does not know."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    """The overview's filters as the query string gave them (for the form and page links)."""
+
+    risk: str | None = None
+    plugin: str | None = None
+    action: str | None = None
+    state: str = RecommendationState.OPEN.value
+    tag: str | None = None
+
+    def card_filter(self, tenant_uuid: str | None) -> CardFilter:
+        return CardFilter(
+            tenant_uuid=tenant_uuid,
+            plugin_id=self.plugin,
+            risk_level=self.risk,
+            action=self.action,
+            state=None if self.state == "all" else self.state,
+            tag=self.tag,
+        )
+
+    def query(self, **more: str) -> dict[str, str]:
+        given = {"risk": self.risk, "plugin": self.plugin, "action": self.action, "tag": self.tag}
+        kept = {k: v for k, v in given.items() if v}
+        return {**kept, **({"state": self.state} if self.state != "open" else {}), **more}
+
+    @property
+    def active(self) -> bool:
+        return any((self.risk, self.plugin, self.action, self.tag)) or self.state != "open"
+
+
+def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
+    if not value:
+        return None
+    if value not in choices:
+        raise FilterError(f"{name}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def filters_from(params: dict[str, str]) -> Filters:
+    return Filters(
+        risk=_choice("risk", params.get("risk"), RISK_CHOICES),
+        plugin=(params.get("plugin") or "").strip() or None,
+        action=_choice("action", params.get("action"), ACTION_CHOICES),
+        state=_choice("state", params.get("state"), STATE_CHOICES) or "open",
+        tag=(params.get("tag") or "").strip() or None,
+    )
+
+
+def overview(
+    session: Session,
+    *,
+    tenant_uuid: str | None,
+    filters: Filters,
+    cursor: str | None,
+    now: datetime,
+    summary: FleetSummary,
+) -> dict[str, Any]:
+    """Posture tiles, top plugins, and a page of cards (may raise CursorError).
+
+    The fleet's posture comes from the summary cache; a tenant's is counted live.
+    """
+    fleet = summary.get() if tenant_uuid is None else None
+    posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
+    items, next_cursor = queries.card_page(
+        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor
+    )
+    names = summary.plugin_names.get(session)
+    tenants = queries.tenant_labels(session, [i["tenant_uuid"] for i in items])
+    cards = [
+        card(i, plugin_name=names.get(i["plugin_id"]), tenant=tenants.get(i["tenant_uuid"]), now=now)
+        for i in items
+    ]
+    return {
+        "posture": posture,
+        "posture_as_of": None if fleet is None or fleet.fresh else fleet.as_of,
+        "cards": cards,
+        "next_cursor": next_cursor,
+        "first_page": cursor is None,
+        "filters": filters,
+        "plugin_names": names,
+        "tags": queries.known_tags(session, tenant_uuid=tenant_uuid),
+        "risk_choices": RISK_CHOICES,
+        "action_choices": ACTION_CHOICES,
+        "state_choices": STATE_CHOICES,
+        "scope_tenant": queries.tenant(session, tenant_uuid) if tenant_uuid else None,
+    }
+
+
+def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, Any] | None:
+    """One card with its revision history, decisions and audit entries (None: no such card)."""
+    found = get_recommendation(session, rec_id)
+    if found is None:
+        return None
+    tenant_uuid = found["tenant_uuid"]
+    names = queries.plugin_names(session, [found["plugin_id"]])
+    decisions = [
+        decision_dict(d)
+        for d in decisions_for(session, tenant_uuid=tenant_uuid, recommendation_id=rec_id, limit=100)
+    ]
+    return {
+        "card": card(
+            found,
+            plugin_name=names.get(found["plugin_id"]),
+            tenant=queries.tenant(session, tenant_uuid),
+            now=now,
+        ),
+        "history": list(reversed(found["history"])),
+        "decisions": decisions,
+        "audit": list(
+            reversed(
+                queries.card_audit(
+                    session,
+                    tenant_uuid=tenant_uuid,
+                    recommendation_id=rec_id,
+                    decision_ids=[d["id"] for d in decisions],
+                )
+            )
+        ),
+        "installation": queries.installation(session, tenant_uuid=tenant_uuid, plugin_id=found["plugin_id"]),
+        "elsewhere": queries.same_finding_elsewhere(
+            session,
+            plugin_id=found["plugin_id"],
+            current=found["current_version"],
+            target=found.get("target_version"),
+        )
+        - (1 if found["state"] != "resolved" else 0),
+    }
+
+
+def _week_label(adoption: Adoption, week: int) -> str:
+    return adoption.week_start(week).astimezone(UTC).strftime("%d %b")
+
+
+def _points(adoption: Adoption, values: list[WeekValue], fmt: Any) -> list[Point]:
+    return [
+        Point(
+            _week_label(adoption, v.week),
+            v.value,
+            "no data" if v.value is None else f"{fmt(v.value)} (n={v.count})",
+        )
+        for v in values
+    ]
+
+
+def adoption(session: Session, *, tenant_uuid: str | None, now: datetime, weeks: int = 12) -> dict[str, Any]:
+    """The adoption charts (SVG) with the same values as tables."""
+    data = queries.adoption(session, tenant_uuid=tenant_uuid, now=now, weeks=weeks)
+    accept = _points(data, data.accept_weekly, charts.percent)
+    patch = _points(data, data.patch_hours_weekly, charts.hours)
+    sla = _points(data, data.sla_hit_weekly, charts.percent)
+    totals = [sum(col) for col in zip(*data.decisions_weekly.values(), strict=True)] or [0] * weeks
+    decided = [Point(_week_label(data, w), float(n), f"{n} decisions") for w, n in enumerate(totals)]
+    scopes = [Point(s, float(n), str(n)) for s, n in data.ignores_by_scope]
+    reasons = [Point(r, float(n), str(n)) for r, n in data.ignores_by_reason]
+    return {
+        "data": data,
+        "weeks": weeks,
+        "charts": [
+            (
+                "accept",
+                "Accept rate by week of decision",
+                charts.line_chart(
+                    "Accept rate by week of decision", accept, fmt=charts.percent, fixed_max=1.0
+                ),
+                accept,
+            ),
+            (
+                "decisions",
+                "Decisions taken per week",
+                charts.column_chart("Decisions taken per week", decided, fmt=charts.count),
+                decided,
+            ),
+            (
+                "patch",
+                "Time to patch critical findings (average, by week resolved)",
+                charts.line_chart("Time to patch critical findings", patch, fmt=charts.hours),
+                patch,
+            ),
+            (
+                "sla",
+                "SLA hit rate of critical patches (by week resolved)",
+                charts.line_chart("SLA hit rate of critical patches", sla, fmt=charts.percent, fixed_max=1.0),
+                sla,
+            ),
+        ],
+        "ignore_charts": [
+            (
+                "scope",
+                "Ignored, by scope",
+                charts.bar_list("Ignored recommendations by scope", scopes),
+                scopes,
+            ),
+            (
+                "reason",
+                "Ignored, by reason",
+                charts.bar_list("Ignored recommendations by reason", reasons),
+                reasons,
+            ),
+        ],
+        "scope_tenant": queries.tenant(session, tenant_uuid) if tenant_uuid else None,
+    }
+
+
+def scan_status(row: ScanRow) -> dict[str, Any]:
+    """A scan as the progress script reads it."""
+    summary = scan_summary(row)
+    for name in ("requested_at", "started_at", "finished_at"):
+        summary[name] = iso(summary[name])
+    summary["finished"] = row.status not in ("queued", "running")
+    summary["error_count"] = len(row.errors)
+    summary["errors"] = row.errors[:20]
+    return summary
+
+
+def scans(session: Session, *, limit: int = 30) -> dict[str, Any]:
+    rows = queries.scan_history(session, limit=limit)
+    return {"scans": [scan_status(r) for r in rows], "active": queries.active_scans(session)}
+
+
+def batch(session: Session, batch_id: str) -> list[dict[str, Any]]:
+    """The decisions of one bulk decision, for the confirmation page."""
+    rows = session.execute(
+        select(DecisionRow)
+        .where(DecisionRow.batch_id == batch_id)
+        .order_by(DecisionRow.tenant_uuid)
+        .limit(500)
+    ).scalars()
+    return [decision_dict(r) for r in rows]
+
+
+def tenant_labels(session: Session, uuids: list[str]) -> dict[str, TenantLabel]:
+    return queries.tenant_labels(session, uuids)
+
+
+def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) -> dict[str, Any]:
+    """How many open recommendations a bulk decision would answer, and the first few tenants."""
+    rows = select_for_bulk(session, selection)
+    labels = queries.tenant_labels(session, [r.tenant_uuid for r in rows[:show]])
+    return {
+        "count": len(rows),
+        "targets": sorted({r.target_version or "—" for r in rows}),
+        "sample": [
+            {
+                "tenant": labels.get(r.tenant_uuid),
+                "tenant_uuid": r.tenant_uuid,
+                "current": r.current_version,
+                "target": r.target_version,
+                "risk": r.risk_level,
+                "id": r.id,
+            }
+            for r in rows[:show]
+        ],
+    }

@@ -1,0 +1,634 @@
+"""The console's pages under `/console` (and `/` → `/console`): parse, call a service, render.
+
+Every page needs a console session (else: 303 to the sign-in page); every POST needs the
+session's CSRF token and, when the browser sends one, a same-origin `Origin`. Errors are pages:
+another tenant's card is a 404 page, a stale decision is shown on its card with status 409.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Annotated, Any, Final
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.routing import APIRoute
+from starlette.responses import JSONResponse, RedirectResponse, Response
+
+from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import authenticate
+from powerx_governance.console import pages, queries
+from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
+from powerx_governance.console.forms import (
+    FormData,
+    FormError,
+    bulk_selection,
+    bulk_template,
+    decision_request,
+    new_form_key,
+    parse_form,
+)
+from powerx_governance.console.rendering import SECURITY_HEADERS, render
+from powerx_governance.console.sessions import (
+    CONSOLE_ROLES,
+    COOKIE_PATH,
+    LOGIN_COOKIE,
+    SESSION_COOKIE,
+    SIGN_IN,
+    SIGN_OUT,
+    ConsoleUser,
+    csrf_matches,
+    csrf_token,
+    decode_session,
+    encode_session,
+    new_claims,
+    new_login_nonce,
+    record_session_event,
+    resume,
+)
+from powerx_governance.console.summary import summary_for
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions.service import DecisionError, decide, decide_many
+from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.recommendations.queries import CursorError
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.service import GovernanceService
+
+log = logging.getLogger("powerx.console")
+HOME: Final = "/console"
+SIGN_IN_PATH: Final = "/console/sign-in"
+LOGIN_COOKIE_SECONDS: Final = 3600
+
+
+class PageError(Exception):
+    """A page that answers with an error page (404, 403, 400) instead of its content."""
+
+    def __init__(self, status: int, title: str, message: str, user: ConsoleUser | None = None) -> None:
+        super().__init__(message)
+        self.status, self.title, self.message, self.user = status, title, message, user
+
+
+class SignInRequiredError(Exception):
+    def __init__(self, next_path: str) -> None:
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+def _error_page(exc: PageError) -> Response:
+    return render(
+        "error.html",
+        {"user": exc.user, "title": exc.title, "message": exc.message, "status": exc.status, "nav": None},
+        status=exc.status,
+    )
+
+
+class ConsoleRoute(APIRoute):
+    """Turns the console's exceptions into pages and redirects, for this router only."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handle = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            try:
+                return await handle(request)
+            except SignInRequiredError as exc:
+                return RedirectResponse(
+                    f"{SIGN_IN_PATH}?{urlencode({'next': exc.next_path})}", status_code=303
+                )
+            except PageError as exc:
+                return _error_page(exc)
+
+        return handler
+
+
+router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
+
+
+# -- session plumbing -----------------------------------------------------------------------------
+
+
+def _settings(request: Request, svc: GovernanceService) -> ConsoleSettings:
+    return settings_for(request.app.state, svc.settings.var_dir)
+
+
+def _here(request: Request) -> str:
+    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
+
+
+def safe_next(value: str | None) -> str:
+    """Only paths inside the console: never another site (`//evil`, `/\\evil`, `https://...`)."""
+    if not value or not value.startswith(HOME) or "//" in value or "\\" in value:
+        return HOME
+    if urlsplit(value).netloc or any(ord(c) < 32 for c in value):
+        return HOME
+    return value
+
+
+def _secure(request: Request, settings: ConsoleSettings) -> bool:
+    if settings.cookie_secure is CookieSecurity.AUTO:
+        forwarded = request.headers.get("x-forwarded-proto", "")
+        return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
+    return settings.cookie_secure is CookieSecurity.ALWAYS
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A signed-in request: the service, the user and what every template needs."""
+
+    request: Request
+    svc: GovernanceService
+    user: ConsoleUser
+    tenant: queries.TenantLabel | None  # the user's own tenant (tenant-bound roles)
+
+    def render(
+        self, template: str, context: dict[str, Any], *, nav: str | None, status: int = 200
+    ) -> Response:
+        base = {
+            "user": self.user,
+            "own_tenant": self.tenant,
+            "nav": nav,
+            "now": self.svc.clock(),
+            "here": _here(self.request),
+        }
+        return render(template, {**base, **context}, status=status)
+
+    def error(self, status: int, title: str, message: str) -> PageError:
+        return PageError(status, title, message, self.user)
+
+    def not_found(self, what: str = "page") -> PageError:
+        return self.error(404, "Not found", f"There is no such {what}, or it is not yours to see.")
+
+    def require_operator(self) -> None:
+        if not self.user.fleet_wide:
+            raise self.error(403, "Operators only", "This page is for operators; it shows the whole fleet.")
+
+    def scope(self, requested: str | None) -> str | None:
+        """The tenant a page is limited to: a tenant-bound user asking for another tenant gets 404."""
+        who = self.user.principal
+        if who.fleet_wide:
+            return requested
+        if requested is not None and requested != who.tenant_uuid:
+            refuse_cross_tenant(who, requested, self.request.url.path)  # logs the attempt
+            raise self.not_found("tenant")
+        return who.tenant_uuid
+
+
+def current_page(request: Request, svc: ServiceDep) -> Page:
+    settings = _settings(request, svc)
+    claims = decode_session(settings.secret, request.cookies.get(SESSION_COOKIE), svc.clock())
+    if claims is None:
+        raise SignInRequiredError(_here(request))
+    with svc.factory() as session:
+        principal = resume(session, claims)
+        own = queries.tenant(session, principal.tenant_uuid) if principal and principal.tenant_uuid else None
+    if principal is None:
+        raise SignInRequiredError(_here(request))
+    return Page(request, svc, ConsoleUser(principal, claims, csrf_token(settings.secret, claims.sid)), own)
+
+
+PageDep = Annotated[Page, Depends(current_page)]
+
+
+async def posted_form(request: Request) -> FormData:
+    return parse_form(request.headers.get("content-type", ""), await request.body())
+
+
+FormDep = Annotated[FormData, Depends(posted_form)]
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None or origin == "null":
+        return origin is None  # no header: not a browser form post from another site
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+@dataclass(frozen=True, slots=True)
+class Posted:
+    page: Page
+    form: FormData
+
+
+def checked_post(page: PageDep, form: FormDep) -> Posted:
+    """A POST with the session's CSRF token from the same origin; a 403 page otherwise."""
+    settings = _settings(page.request, page.svc)
+    if not _same_origin(page.request) or not csrf_matches(
+        settings.secret, page.user.claims.sid, form.get("csrf_token")
+    ):
+        log.warning("console form refused: CSRF token or origin", extra={"path": page.request.url.path})
+        raise page.error(
+            403,
+            "Form refused",
+            "This form was not sent from a console page of this session. Reload the page and try again.",
+        )
+    return Posted(page, form)
+
+
+PostedDep = Annotated[Posted, Depends(checked_post)]
+
+
+def _redirect(url: str) -> RedirectResponse:
+    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
+
+
+# -- sign-in / sign-out ---------------------------------------------------------------------------
+
+
+@router.get("/")
+def root() -> RedirectResponse:
+    return RedirectResponse(HOME, status_code=307)
+
+
+def _sign_in_page(
+    request: Request,
+    settings: ConsoleSettings,
+    *,
+    next_path: str,
+    error: str | None,
+    status: int,
+    notice: str | None = None,
+) -> Response:
+    nonce = new_login_nonce()
+    response = render(
+        "sign_in.html",
+        {
+            "user": None,
+            "nav": None,
+            "csrf": csrf_token(settings.secret, f"sign-in:{nonce}"),
+            "next": next_path,
+            "error": error,
+            "notice": notice,
+        },
+        status=status,
+    )
+    response.set_cookie(
+        LOGIN_COOKIE,
+        nonce,
+        max_age=LOGIN_COOKIE_SECONDS,
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=_secure(request, settings),
+    )
+    return response
+
+
+def _signed_in(request: Request, svc: GovernanceService, settings: ConsoleSettings) -> bool:
+    claims = decode_session(settings.secret, request.cookies.get(SESSION_COOKIE), svc.clock())
+    if claims is None:
+        return False
+    with svc.factory() as session:
+        return resume(session, claims) is not None
+
+
+@router.get("/console/sign-in")
+def sign_in_form(
+    request: Request,
+    svc: ServiceDep,
+    next_path: Annotated[str | None, Query(alias="next")] = None,
+    signed_out: str | None = None,
+) -> Response:
+    settings = _settings(request, svc)
+    if not signed_out and _signed_in(request, svc, settings):
+        return _redirect(safe_next(next_path))
+    notice = "You are signed out." if signed_out else None
+    return _sign_in_page(
+        request, settings, next_path=safe_next(next_path), error=None, status=200, notice=notice
+    )
+
+
+@router.post("/console/sign-in")
+def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
+    settings = _settings(request, svc)
+    next_path = safe_next(form.get("next"))
+    nonce = request.cookies.get(LOGIN_COOKIE, "")
+    if (
+        not nonce
+        or not _same_origin(request)
+        or not csrf_matches(settings.secret, f"sign-in:{nonce}", form.get("csrf_token"))
+    ):
+        return _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=403,
+            error="The sign-in form expired or came from another site. Please try again.",
+        )
+    token = form.get("token")
+    if token is None:
+        return _sign_in_page(
+            request, settings, next_path=next_path, status=422, error="Enter your access token."
+        )
+    now = svc.clock()
+    with transaction(svc.factory) as session:
+        who = authenticate(session, token, now)
+        if who is not None and who.role in CONSOLE_ROLES:
+            claims = new_claims(who.token_id, now, int(settings.session_ttl.total_seconds()))
+            record_session_event(
+                session, SIGN_IN, who, claims, now, request.client.host if request.client else None
+            )
+    if who is None:
+        return _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=401,
+            error="That token is unknown or has been revoked.",
+        )
+    if who.role not in CONSOLE_ROLES:
+        return _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=403,
+            error=f"A {who.role.value} token is for machines; sign in with an operator, tenant admin"
+            " or viewer token.",
+        )
+    response = _redirect(next_path)
+    response.set_cookie(
+        SESSION_COOKIE,
+        encode_session(settings.secret, claims),
+        max_age=int(settings.session_ttl.total_seconds()),
+        path=COOKIE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=_secure(request, settings),
+    )
+    response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
+    return response
+
+
+@router.post("/console/sign-out")
+def sign_out(posted: PostedDep) -> Response:
+    page = posted.page
+    client = page.request.client.host if page.request.client else None
+    with transaction(page.svc.factory) as session:
+        record_session_event(
+            session, SIGN_OUT, page.user.principal, page.user.claims, page.svc.clock(), client
+        )
+    response = _redirect(f"{SIGN_IN_PATH}?signed_out=1")
+    response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
+    return response
+
+
+# -- overview -------------------------------------------------------------------------------------
+
+
+def _overview(page: Page, tenant_uuid: str | None) -> Response:
+    params = dict(page.request.query_params)
+    try:
+        filters = pages.filters_from(params)
+        with page.svc.factory() as session:
+            context = pages.overview(
+                session,
+                tenant_uuid=tenant_uuid,
+                filters=filters,
+                cursor=params.get("cursor"),
+                now=page.svc.clock(),
+                summary=summary_for(page.request.app.state, page.svc.factory, page.svc.clock),
+            )
+    except (pages.FilterError, CursorError) as exc:
+        raise page.error(400, "Invalid filter", str(exc)) from exc
+    base = f"{HOME}/tenants/{tenant_uuid}" if tenant_uuid and page.user.fleet_wide else HOME
+    return page.render("overview.html", {**context, "base": base, "urlencode": urlencode}, nav="overview")
+
+
+@router.get("/console")
+def overview(page: PageDep) -> Response:
+    """The fleet for operators, the own tenant for tenant-bound users."""
+    return _overview(page, page.scope(None))
+
+
+@router.get("/console/tenants")
+def tenants(page: PageDep, q: str | None = None) -> Response:
+    """Operators find a tenant by uuid, key or name; tenant-bound users go to their own tenant."""
+    if not page.user.fleet_wide:
+        return _redirect(HOME)
+    query = (q or "").strip()
+    with page.svc.factory() as session:
+        exact = queries.tenant(session, query) if query else None
+        matches = queries.find_tenants(session, query) if query and exact is None else []
+    if exact is not None:
+        return _redirect(f"{HOME}/tenants/{exact.tenant_uuid}")
+    if len(matches) == 1:
+        return _redirect(f"{HOME}/tenants/{matches[0].label.tenant_uuid}")
+    return page.render("tenants.html", {"q": query, "matches": matches}, nav="tenants")
+
+
+@router.get("/console/tenants/{tenant_uuid}")
+def tenant_overview(tenant_uuid: str, page: PageDep) -> Response:
+    scope = page.scope(tenant_uuid)
+    with page.svc.factory() as session:
+        if scope is None or queries.tenant(session, scope) is None:
+            raise page.not_found("tenant")
+    return _overview(page, scope)
+
+
+# -- cards and decisions --------------------------------------------------------------------------
+
+
+def _card(
+    page: Page,
+    rec_id: int,
+    *,
+    status: int = 200,
+    error: dict[str, Any] | None = None,
+    form: FormData | None = None,
+) -> Response:
+    with page.svc.factory() as session:
+        context = pages.recommendation(session, rec_id, page.svc.clock())
+    if context is None:
+        raise page.not_found("recommendation")
+    if not page.user.principal.may_read(context["card"]["tenant_uuid"]):
+        refuse_cross_tenant(page.user.principal, context["card"]["tenant_uuid"], page.request.url.path)
+        raise page.not_found("recommendation")
+    params = page.request.query_params
+    values = form.values if form is not None else {}
+    chosen = (form.get("decision") if form else None) or params.get("action")
+    return page.render(
+        "card.html",
+        {
+            **context,
+            "error": error,
+            "chosen": chosen,
+            "values": {k: v[0] for k, v in values.items() if v},
+            "done": params.get("done"),
+            "decision_key": new_form_key(),
+            "scopes": [s.value for s in IgnoreScope],
+        },
+        nav="overview",
+        status=status,
+    )
+
+
+@router.get("/console/recommendations/{rec_id}")
+def recommendation(rec_id: int, page: PageDep) -> Response:
+    return _card(page, rec_id)
+
+
+def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int = 1) -> None:
+    svc.metrics.decisions_total.labels(decision=kind).inc(n)
+    if kind == DecisionKind.IGNORE.value:
+        svc.metrics.recommendation_ignore_total.labels(scope=scope or IgnoreScope.TARGET.value).inc(n)
+
+
+@router.post("/console/recommendations/{rec_id}/decision")
+def post_decision(rec_id: int, posted: PostedDep) -> Response:
+    """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
+    page, form = posted.page, posted.form
+    if not page.user.may_decide:
+        raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
+    try:
+        request = decision_request(form, rec_id)
+        with transaction(page.svc.factory) as session:
+            row, created = decide(session, request, page.user.principal, page.svc.clock())
+            kind, scope = row.kind, row.scope
+    except FormError as exc:
+        return _card(page, rec_id, status=422, error={"field": exc.field, "message": str(exc)}, form=form)
+    except DecisionError as exc:
+        if exc.status == 404:
+            raise page.not_found("recommendation") from exc
+        return _card(
+            page,
+            rec_id,
+            status=exc.status,
+            error={"field": exc.field, "message": str(exc), "status": exc.status},
+            form=form,
+        )
+    if created:
+        _count_decision(page.svc, kind, scope)
+    return _redirect(f"{HOME}/recommendations/{rec_id}?done={kind}")
+
+
+# -- bulk decisions (operators) -------------------------------------------------------------------
+
+
+@router.get("/console/bulk")
+def bulk(page: PageDep) -> Response:
+    page.require_operator()
+    params = dict(page.request.query_params)
+    form = FormData({k: [v] for k, v in params.items()})
+    preview: dict[str, Any] | None = None
+    done: list[dict[str, Any]] | None = None
+    with page.svc.factory() as session:
+        names = queries.plugin_names(session)
+        if params.get("batch"):
+            done = pages.batch(session, params["batch"])
+        elif form.get("plugin"):
+            preview = pages.bulk_preview(session, bulk_selection(form))
+    return page.render(
+        "bulk.html",
+        {
+            "values": params,
+            "plugin_names": names,
+            "preview": preview,
+            "done": done,
+            "error": None,
+            "decision_key": new_form_key(),
+            "scopes": [s.value for s in IgnoreScope],
+        },
+        nav="bulk",
+    )
+
+
+@router.post("/console/bulk")
+def post_bulk(posted: PostedDep) -> Response:
+    page, form = posted.page, posted.form
+    page.require_operator()
+    try:
+        selection, template = bulk_selection(form), bulk_template(form)
+        with transaction(page.svc.factory) as session:
+            batch_id, rows = decide_many(session, selection, template, page.user.principal, page.svc.clock())
+    except (FormError, DecisionError) as exc:
+        status = exc.status if isinstance(exc, DecisionError) else 422
+        with page.svc.factory() as session:
+            names = queries.plugin_names(session)
+        values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
+        return page.render(
+            "bulk.html",
+            {
+                "values": values,
+                "plugin_names": names,
+                "preview": None,
+                "done": None,
+                "error": {"field": exc.field, "message": str(exc)},
+                "decision_key": new_form_key(),
+                "scopes": [s.value for s in IgnoreScope],
+            },
+            nav="bulk",
+            status=status,
+        )
+    _count_decision(
+        page.svc, template.kind.value, template.scope.value if template.scope else None, len(rows)
+    )
+    return _redirect(f"{HOME}/bulk?{urlencode({'batch': batch_id})}")
+
+
+# -- adoption -------------------------------------------------------------------------------------
+
+
+@router.get("/console/adoption")
+def adoption(page: PageDep, tenant: str | None = None, weeks: int = 12) -> Response:
+    scope = page.scope(tenant or None)
+    with page.svc.factory() as session:
+        context = pages.adoption(
+            session, tenant_uuid=scope, now=page.svc.clock(), weeks=min(max(weeks, 4), 52)
+        )
+    return page.render("adoption.html", context, nav="adoption")
+
+
+# -- scans ----------------------------------------------------------------------------------------
+
+
+@router.get("/console/scans")
+def scans(page: PageDep) -> Response:
+    page.require_operator()
+    with page.svc.factory() as session:
+        context = pages.scans(session)
+    return page.render("scans.html", context, nav="scans")
+
+
+@router.post("/console/scans")
+def trigger_scan(posted: PostedDep) -> Response:
+    page, form = posted.page, posted.form
+    page.require_operator()
+    try:
+        kind = ScanKind(form.get("kind") or "")
+    except ValueError as exc:
+        raise page.error(422, "Invalid scan", "Choose a full or a delta scan.") from exc
+    scan_id = page.svc.request_scan(kind, ScanTrigger.API, requested_by=page.user.principal.name)
+    return _redirect(f"{HOME}/scans/{scan_id}")
+
+
+def _scan_row(page: Page, scan_id: str) -> dict[str, Any]:
+    page.require_operator()
+    with page.svc.factory() as session:
+        row = session.get(ScanRow, scan_id)
+        if row is None:
+            raise page.not_found("scan")
+        return pages.scan_status(row)
+
+
+@router.get("/console/scans/{scan_id}")
+def scan(scan_id: str, page: PageDep) -> Response:
+    return page.render("scan.html", {"scan": _scan_row(page, scan_id)}, nav="scans")
+
+
+@router.get("/console/scans/{scan_id}/status")
+def scan_status(scan_id: str, page: PageDep) -> JSONResponse:
+    """What the progress script polls."""
+    return JSONResponse(_scan_row(page, scan_id), headers={"Cache-Control": "no-store"})
+
+
+# -- anything else under /console -----------------------------------------------------------------
+
+
+@router.get("/console/{rest:path}")
+def missing(rest: str, page: PageDep) -> Response:
+    raise page.not_found()
+
+
+__all__ = ["SECURITY_HEADERS", "Role", "router"]

@@ -1,0 +1,135 @@
+"""What the templates show: cards from stored recommendations, countdowns, changelog blocks, times."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from markupsafe import Markup
+
+from powerx_governance.console.queries import TenantLabel
+from powerx_governance.notifications.templates import finding_context
+
+ACTION_LABELS: Final = {
+    "upgrade": "Upgrade now",
+    "schedule": "Schedule",
+    "ignore": "Ignore",
+    "open": "Open in console",
+}
+STATE_LABELS: Final = {
+    "open": "Open",
+    "decided": "Decided",
+    "ignored": "Ignored",
+    "resolved": "Resolved",
+    "superseded": "Superseded",
+}
+ACTION_NAMES: Final = {
+    "upgrade_now": "Upgrade now",
+    "schedule": "Schedule",
+    "review": "Review",
+    "blocked": "Blocked",
+    "none": "None",
+}
+
+
+def parse_time(value: datetime | str | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def time_tag(value: datetime | str | None, empty: str = "—") -> Markup:
+    """A `<time>` the page's script shows in the viewer's zone; UTC text without script, UTC on hover."""
+    moment = parse_time(value)
+    if moment is None:
+        return Markup("{}").format(empty)
+    stamp = moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    text = utc_text(moment)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(stamp, text, text)
+
+
+@dataclass(frozen=True, slots=True)
+class Countdown:
+    text: str
+    css: str  # overdue | soon | ok | none
+
+
+def _span(seconds: float) -> str:
+    minutes = int(abs(seconds)) // 60
+    days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
+    if days:
+        return f"{days} d {hours} h"
+    return f"{hours} h {mins} min" if hours else f"{mins} min"
+
+
+def countdown(deadline: datetime | str | None, now: datetime) -> Countdown:
+    """SLA time left (or overdue by), as text and a style."""
+    due = parse_time(deadline)
+    if due is None:
+        return Countdown("no SLA", "none")
+    left = (due - now).total_seconds()
+    if left < 0:
+        return Countdown(f"overdue by {_span(left)}", "overdue")
+    return Countdown(f"due in {_span(left)}", "soon" if left < 72 * 3600 else "ok")
+
+
+@dataclass(frozen=True, slots=True)
+class ChangelogEntry:
+    version: str
+    blocks: list[tuple[str, list[str]]]  # (heading or "", lines or bullet items)
+
+
+def changelog_entries(lines: list[str]) -> list[ChangelogEntry]:
+    """`2.4.0: ### Added\\n- item` entries as headings and bullet lists (no markup from the data)."""
+    entries = []
+    for line in lines:
+        version, _, text = line.partition(": ")
+        blocks: list[tuple[str, list[str]]] = []
+        for raw in text.splitlines():
+            stripped = raw.strip()
+            if stripped.startswith("#"):
+                blocks.append((stripped.lstrip("#").strip(), []))
+            elif stripped.startswith(("- ", "* ")):
+                blocks = blocks or [("", [])]
+                blocks[-1][1].append(stripped[2:])
+            elif stripped and blocks and blocks[-1][1]:
+                blocks[-1][1][-1] += " " + stripped  # a wrapped bullet continues
+            elif stripped:
+                blocks.append(("", [stripped]))
+        entries.append(ChangelogEntry(version, blocks))
+    return entries
+
+
+def card(
+    rec: dict[str, Any], *, plugin_name: str | None, tenant: TenantLabel | None, now: datetime
+) -> dict[str, Any]:
+    """A recommendation as a card: the notification context's finding plus console facts."""
+    finding = finding_context(
+        rec, change=None, plugin_name=plugin_name, console_url="/console", labels=ACTION_LABELS
+    )
+    return {
+        **finding,
+        "tenant_uuid": rec["tenant_uuid"],
+        "tenant": tenant,
+        "revision": rec["revision"],
+        "state": rec["state"],
+        "state_label": STATE_LABELS.get(rec["state"], rec["state"]),
+        "action_label": ACTION_NAMES.get(rec["action"], rec["action"]),
+        "countdown": countdown(rec.get("sla_deadline"), now),
+        "rule_ids": list(rec.get("rule_ids") or []),
+        "changelog_entries": changelog_entries(list(rec.get("changelog") or [])),
+        "first_seen_at": rec.get("first_seen_at"),
+        "updated_at": rec.get("updated_at"),
+        "resolved_at": rec.get("resolved_at"),
+        "lifecycle": rec.get("lifecycle"),
+        "replacement": rec.get("replacement"),
+        "exempted": rec.get("exempted"),
+        "core_version": rec.get("core_version"),
+        "channel": rec.get("channel"),
+        "decidable": rec["state"] != "resolved",
+    }
