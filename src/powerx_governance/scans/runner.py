@@ -39,7 +39,7 @@ from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStat
 from powerx_governance.sources.interface import CatalogSource, TenantSource
 
 SCAN_TASK = "scan"
-_SCAN_LOCK_KEY = 0x50584756_5343414E  # "PXGV" "SCAN": one advisory lock id for every instance
+_SCAN_LOCK_CLASS = 0x5343414E  # "SCAN": the advisory lock class of scans (the schema is the object id)
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}
 log = logging.getLogger("powerx.scans")
 # Called inside the transaction that persists recommendation changes (the outbox pattern):
@@ -145,12 +145,14 @@ def scan_lock(runtime: ScanRuntime) -> Iterator[None]:
             local.release()
         return
     with engine.connect() as connection:
-        if not connection.execute(select(func.pg_try_advisory_lock(_SCAN_LOCK_KEY))).scalar():
+        # keyed by schema too: stores sharing one database in different schemas do not block each other
+        key = (_SCAN_LOCK_CLASS, func.hashtext(func.current_schema()))
+        if not connection.execute(select(func.pg_try_advisory_lock(*key))).scalar():
             raise ScanBusyError
         try:
             yield
         finally:
-            connection.execute(select(func.pg_advisory_unlock(_SCAN_LOCK_KEY)))
+            connection.execute(select(func.pg_advisory_unlock(*key)))
             connection.commit()
 
 
