@@ -173,6 +173,9 @@ def test_event_errors_name_the_field() -> None:
     with pytest.raises(AuditEventError) as nan:
         event(1, meta={"score": float("nan")})
     assert nan.value.field == "meta.score"
+    with pytest.raises(AuditEventError) as surrogate:
+        event(1, meta={"note": "half a pair \ud800"})
+    assert surrogate.value.field == "meta.note"
     with pytest.raises(AuditEventError) as key:
         event(1, changes={"during": {}})
     assert key.value.field == "changes.during"
@@ -191,14 +194,22 @@ def test_sensitive_values_are_masked_before_hashing_and_storing(service: Governa
         }
     }
     with transaction(service.factory) as session:
-        record(session, event(1, changes=changes, meta={"secret": "s3cr3t", "big": 1e20}), service.clock())
+        meta = {"secret": "s3cr3t", "big": 1e20, "tiny": 1.5e-7, "zero": -0.0, "huge": 10**30, "at": START}
+        record(session, event(1, changes=changes, meta=meta), service.clock())
     [row] = rows(service)
     after = row.changes["after"]
     assert after["contact"] == "a***@example.com"
     assert after["api_token"] == "***"
     assert after["note"] == "approved over chat, header was Bearer ***"
     assert after["nested"] == [{"password": "***"}]
-    assert row.meta == {"secret": "***", "big": 10**20}
+    assert row.meta == {  # normalised so both stores give it back unchanged
+        "secret": "***",
+        "big": 10**20,
+        "tiny": 1.5e-7,
+        "zero": 0.0,
+        "huge": 10**30,
+        "at": "2026-11-01T00:00:00.000000Z",
+    }
     assert "hunter2" not in json.dumps(event_fields(row), default=str)
     assert row.hash == chain_hash(row.prev_hash, event_fields(row))  # the hash covers what is stored
     assert check(service).ok
@@ -428,6 +439,7 @@ def test_export_by_time_range_and_tenant_in_jsonl_and_csv(service: GovernanceSer
     assert {"seq", "hash", "prev_hash", "severity", "outcome", "meta"} <= set(first)
 
     every_tenant = [json.loads(line)["event_id"] for line in _export(service, **window)]
+    assert _export(service, **window, batch=2) == _export(service, **window)
     assert every_tenant == [f"ev-{i:04d}" for i in range(10, 20)] + ["ev-0099"]
 
     table = list(csv.DictReader(io.StringIO("".join(_export(service, **window, tenant_uuid=T2, fmt="csv")))))
@@ -490,6 +502,7 @@ def test_prune_keeps_the_rest_verifiable_and_tamper_evident(service: GovernanceS
     assert first.checkpoint_event is not None
     assert first.checkpoint_event.meta["checkpoint"]["seq"] == first.through_seq
     assert check(service) == VerifyResult(True, 21, last_seq=first.checkpoint_event.seq)
+    assert check(service, batch=3) == check(service)  # small windows: the pruned stretch is jumped over
 
     with transaction(service.factory) as session:  # a second pruning moves the checkpoint on
         second = prune(session, before=now - timedelta(days=400), retention_days=365, now=now)
@@ -521,9 +534,9 @@ def _powerx(database_url: str, var: Path, *args: str) -> subprocess.CompletedPro
     )
 
 
-def _audit_cli(database_url: str, var: Path, *args: str) -> Result:
+def _audit_cli(database_url: str, var: Path, *args: str, **env: str) -> Result:
     """The same Typer app in this process (no interpreter start-up per call)."""
-    env = {"POWERX_DATABASE_URL": database_url, "POWERX_VAR_DIR": str(var)}
+    env |= {"POWERX_DATABASE_URL": database_url, "POWERX_VAR_DIR": str(var)}
     return CliRunner().invoke(audit_app, list(args), env=env)
 
 
@@ -576,6 +589,10 @@ def test_cli_export_prune_and_usage_errors(
         refused = _audit_cli(database_url, tmp_path, *args)
         assert refused.exit_code == 2, (args, refused.output)
         assert complaint in " ".join(refused.stderr.split()), refused.stderr
+    configured = _audit_cli(
+        database_url, tmp_path, "prune", "--before", "2020-01-01", POWERX_AUDIT_RETENTION_DAYS="90"
+    )
+    assert (configured.exit_code, "at least 365 days" in configured.stderr) == (2, True)
     nothing = _audit_cli(database_url, tmp_path, "prune", "--before", "2020-01-01")
     assert (nothing.exit_code, nothing.stdout.strip()) == (0, "nothing to prune")
 

@@ -121,3 +121,22 @@ def test_a_bad_routes_file_is_refused_naming_its_field(
     with pytest.raises(InputError) as caught:
         load_runtime(notification_env(path))
     assert (caught.value.problem.source, caught.value.problem.field) == (str(path), field)
+
+
+def test_the_shipped_routes_file_loads_with_its_environment() -> None:
+    shipped = DEFAULT_TEMPLATES.parent / "notification_routes.yaml"
+    env = {
+        "POWERX_NOTIFICATION_ROUTES": str(shipped),
+        "POWERX_NOTIFY_URL": "https://notify.powerx.internal",
+        "POWERX_SMTP_HOST": "smtp.powerx.internal",
+        "POWERX_WECOM_SECURITY_WEBHOOK": "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k",
+        "POWERX_FEISHU_GOVERNANCE_WEBHOOK": "https://open.feishu.cn/open-apis/bot/v2/hook/h",
+        "POWERX_FEISHU_GOVERNANCE_SECRET": "s",
+        "POWERX_DINGTALK_FINANCE_WEBHOOK": "https://oapi.dingtalk.com/robot/send?access_token=t",
+        "POWERX_DINGTALK_FINANCE_SECRET": "s",
+    }
+    runtime = load_runtime(env)
+    rules = yaml.safe_load((DEFAULT_TEMPLATES.parent / "governance_rules.yaml").read_text(encoding="utf-8"))
+    named = {rules["defaults"]["notification"], rules["defaults"]["alert_channel"]}
+    named |= {r["notification"]["route"] for r in rules["rules"] if isinstance(r.get("notification"), dict)}
+    assert all(runtime.routes.knows(route) for route in named)  # every route the rules name is routed

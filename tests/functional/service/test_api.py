@@ -815,7 +815,7 @@ def test_pushes_update_what_they_touch_without_a_full_scan(
     assert [s["scan_id"] for s in scans if s["kind"] == "full"] == [full["scan_id"]]
     assert sorted((s["kind"], s["trigger"]) for s in scans) == [("delta", "push")] * 4 + [("full", "api")]
     # push latency is observed when the notifications the changes caused are delivered (console cards here)
-    assert metric(metrics, "version_recommendation_push_latency_ms_count") > 0
+    assert (metric(metrics, "version_recommendation_push_latency_ms_count") or 0) > 0
     assert metric(metrics, "version_recommendation_changes_total", change="resolved") == 1
 
 

@@ -28,8 +28,8 @@ from tests.functional.sources.fake_directory import (
 
 # Small backoff so retries cost milliseconds; a read timeout far above loopback latency.
 FAST = HttpPolicy(connect_timeout=1.0, read_timeout=2.0, max_attempts=5, backoff_base=0.01, backoff_cap=0.05)
-TOKEN = "s3cret-token"  # noqa: S105 - the fake service's test credential
-WRONG_TOKEN = "not-the-token"  # noqa: S105 - a deliberately refused test credential
+TOKEN = "s3cret-token"
+WRONG_TOKEN = "not-the-token"
 
 
 class ErrorLog:
