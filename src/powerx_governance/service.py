@@ -191,12 +191,12 @@ class GovernanceService:
 
     # -- jobs --------------------------------------------------------------------------------
 
-    def run_pending(self, limit: int = 100) -> int:
-        """Run due jobs until none is left (or `limit`); returns how many ran."""
+    def run_pending(self, limit: int = 100, *, tasks: frozenset[str] | None = None) -> int:
+        """Run due jobs (only `tasks` when given) until none is left (or `limit`); returns how many ran."""
         ran = 0
         while ran < limit:
             with transaction(self.factory) as session:
-                job = queue.claim(session, self.worker_name, self.clock())
+                job = queue.claim(session, self.worker_name, self.clock(), tasks)
             if job is None:
                 return ran
             self._run(job)
