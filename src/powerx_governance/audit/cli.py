@@ -39,6 +39,7 @@ from powerx_governance.settings import load_settings
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, export, prune.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+RETENTION_ENV = "POWERX_AUDIT_RETENTION_DAYS"
 CHAIN_BROKEN = ExitCode.FINDINGS  # verify: the chain is broken (a finding about the trail itself)
 
 
@@ -138,7 +139,10 @@ def _write(lines: Iterator[str], target: TextIO) -> int:
 def prune_command(
     before: Annotated[str, typer.Option(help="Delete records older than this (RFC 3339 or a date).")],
     retention_days: Annotated[
-        int, typer.Option(help=f"The retention period in days (at least {MIN_RETENTION_DAYS}).")
+        int,
+        typer.Option(
+            envvar=RETENTION_ENV, help=f"The retention period in days (at least {MIN_RETENTION_DAYS})."
+        ),
     ] = MIN_RETENTION_DAYS,
 ) -> None:
     """Delete the oldest records, keeping the chain verifiable; never records younger than the retention."""

@@ -1,11 +1,12 @@
 """The audit trail: append-only events with PowerX's audit fields, chained by SHA-256.
 
 Chain. Every row stores `prev_hash` (the `hash` of the row before it in `seq` order; the first
-row of a fresh trail uses 64 zeros) and `hash = sha256(prev_hash + canonical JSON)`, where the
-canonical JSON is the event's fields as stored (after masking) with sorted keys and no
-whitespace, timestamps as RFC 3339 UTC with microseconds (see `event_fields`). Changing,
+row of a fresh trail uses 64 zeros) and `hash = hex(sha256(ascii(prev_hash) + canonical JSON))`.
+The canonical JSON is the object of every stored column but seq, prev_hash and hash, plus
+`"schema": "powerx.audit-event/v1"`, with sorted keys, no whitespace, UTF-8, and timestamps as
+RFC 3339 UTC with microseconds and `Z` (`event_fields` builds it from a row). Changing,
 deleting, inserting or reordering any row breaks a hash or a link, and `verify` names the first
-record where that happens.
+record where that happens. The seq numbers only order the chain: gaps are fine.
 
 Writers. `record`/`record_many` append in the caller's transaction (they flush, never commit), so
 a decision and its audit event commit together. The chain stays linear with any number of
@@ -53,7 +54,7 @@ import uuid
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from functools import cache
 from subprocess import PIPE, Popen
@@ -118,7 +119,6 @@ _PG_LOCK_CLASS: Final = 0x41554454  # "AUDT"; the second key is the schema, one 
 _NEVER: Final = datetime(9999, 12, 31, tzinfo=UTC)  # the marker rows are never free for a lease
 _ENCODER: Final = msgspec.json.Encoder(order="sorted")
 _DECODER: Final = msgspec.json.Decoder()
-_LAST_SEQ: Final = 2**62
 
 
 Raw = Sequence[Any]
@@ -219,8 +219,7 @@ def _check_text(name: str, value: object, *, required: bool) -> None:
         raise AuditEventError(name, "must be a non-empty string")
     if len(value) > LIMITS[name]:
         raise AuditEventError(name, f"is longer than {LIMITS[name]} characters")
-    if "\x00" in value:
-        raise AuditEventError(name, "contains a NUL character")
+    _check_chars(value, name)
 
 
 def _check_event(event: AuditEvent) -> None:
@@ -268,8 +267,7 @@ def _json_value(value: Any, path: str) -> Any:
     if isinstance(value, Enum):
         value = value.value
     if isinstance(value, str):
-        if "\x00" in value:
-            raise AuditEventError(path, "contains a NUL character")
+        _check_chars(value, path)
         return str(value)
     if isinstance(value, int):
         return int(value)
@@ -279,6 +277,8 @@ def _json_value(value: Any, path: str) -> Any:
         if value.tzinfo is None:
             raise AuditEventError(path, "is a datetime without a time zone")
         return rfc3339(value)
+    if isinstance(value, date):
+        return value.isoformat()
     if isinstance(value, Mapping):
         return {_json_key(k, path): _json_value(v, f"{path}.{k}") for k, v in value.items()}
     if isinstance(value, list | tuple):
@@ -288,9 +288,18 @@ def _json_value(value: Any, path: str) -> Any:
 
 def _json_key(key: Any, path: str) -> str:
     name = str(key.value if isinstance(key, Enum) else key)
-    if "\x00" in name:
-        raise AuditEventError(path, "has a key with a NUL character")
+    _check_chars(name, f"{path} (a key)")
     return name
+
+
+def _check_chars(text: str, path: str) -> None:
+    """Text both stores keep: no NUL (PostgreSQL refuses it), no lone surrogates (not UTF-8)."""
+    if "\x00" in text:
+        raise AuditEventError(path, "contains a NUL character")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise AuditEventError(path, "is not valid Unicode text") from exc
 
 
 # -- the chain --------------------------------------------------------------------------------------
@@ -523,7 +532,7 @@ def record_many(session: Session, events: Sequence[AuditEvent], now: datetime) -
 
 # -- verification -----------------------------------------------------------------------------------
 
-PARALLEL_FROM: Final = 100_000  # below this many records one process verifies faster than several
+PARALLEL_FROM: Final = 500_000  # below this, starting worker processes costs more than it saves
 
 
 @dataclass(frozen=True, slots=True)
@@ -541,50 +550,93 @@ class VerifyResult:
 _PAGE_SQL: Final = (
     "SELECT seq, event_id, occurred_at, recorded_at, tenant_uuid, correlation_id, source, operation,"
     " resource_type, resource_id, outcome, severity, actor, CAST(changes AS TEXT), CAST(meta AS TEXT),"
-    " prev_hash, hash FROM audit_events WHERE seq > :after AND seq <= :until ORDER BY seq LIMIT :n"
+    " prev_hash, hash FROM audit_events WHERE seq > :after AND seq <= :upto ORDER BY seq"
 )
 _PAGE: Final = text(_PAGE_SQL)
+_NEXT_SEQ: Final = select(func.min(AuditEventRow.seq)).where(AuditEventRow.seq > bindparam("after"))
 _SEQ, _EVENT, _PREV, _HASH = 0, 1, 15, 16  # positions in a `_PAGE` row
 
 
-def _pages(session: Session, batch: int, after: int, until: int) -> Generator[Sequence[Raw]]:
-    """The records after..until in seq order, `batch` at a time (keyset pagination: constant memory).
+def _next_seq(session: Session, after: int) -> int | None:
+    """The first seq after `after` (to jump over a gap in the numbering)."""
+    found = session.execute(_NEXT_SEQ, {"after": after}).scalar_one_or_none()
+    return None if found is None else int(found)
 
-    Read through the driver's own cursor: plain tuples cost half of what result rows do here.
+
+def _pages(session: Session, batch: int, after: int, until: int) -> Generator[Sequence[Raw]]:
+    """The records after..until in seq order, in windows of `batch` seq numbers (constant memory).
+
+    Windows of seq numbers, not LIMITed keyset pages: each query's cost is bounded by its window
+    whatever plan the database picks, even on a freshly loaded table without statistics (where
+    PostgreSQL sorts everything after the cursor for every page). Gaps are jumped over. Rows
+    come through the driver's own cursor: plain tuples cost half of what result rows do here.
     """
     connection = session.connection()
-    mark = "%s" if connection.dialect.name == "postgresql" else "?"
-    query = _PAGE_SQL.replace(":after", mark).replace(":until", mark).replace(":n", mark)
     driver = connection.connection.dbapi_connection
     if driver is None:
         raise AuditError("no database connection to read the audit trail from")
+    query = _page_query(connection.dialect.name)
     cursor = driver.cursor()
     try:
-        while True:
-            cursor.execute(query, (after, until, batch))
+        while after < until:
+            upto = min(until, after + batch)
+            cursor.execute(query, (after, upto))
             rows: Sequence[Raw] = cursor.fetchall()
-            if not rows:
+            if rows:
+                yield rows
+                after = upto
+                continue
+            following = _next_seq(session, upto)
+            if following is None:
                 return
-            yield rows
-            after = rows[-1][_SEQ]
+            after = following - 1
     finally:
         cursor.close()
 
 
+# PostgreSQL formats the timestamps canonically cheaper than the driver parses them; on SQLite
+# (text 'YYYY-MM-DD HH:MM:SS.ffffff', naive UTC, as SQLAlchemy writes it) Python is the cheaper.
+_STAMPS: Final = {"postgresql": "to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')"}
+
+
+@cache
+def _page_query(dialect: str) -> str:
+    """`_PAGE_SQL` in the driver's parameter style, the store formatting the timestamps."""
+    mark = "%s" if dialect == "postgresql" else "?"
+    query = _PAGE_SQL.replace(":after", mark).replace(":upto", mark)
+    stamp = _STAMPS.get(dialect)
+    if stamp is None:
+        return query
+    return query.replace(
+        "occurred_at, recorded_at", f"{stamp.format('occurred_at')}, {stamp.format('recorded_at')}", 1
+    )
+
+
 def _stamp(value: datetime | str) -> str:
-    """A stored timestamp as `rfc3339`: a driver datetime, or SQLite's naive UTC text."""
-    if isinstance(value, str) and len(value) == 26 and value[10] == " ":
-        return f"{value[:10]}T{value[11:]}Z"  # SQLAlchemy's SQLite format; anything else is parsed
-    return rfc3339(datetime.fromisoformat(value) if isinstance(value, str) else value)
+    """A stored timestamp as `rfc3339`; text that does not parse stays as it is (and fails the hash)."""
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    if len(value) == 26 and value[10] == " ":
+        return f"{value[:10]}T{value[11:]}Z"
+    if len(value) == 27 and value[10] == "T" and value[26] == "Z":
+        return value
+    try:
+        return rfc3339(datetime.fromisoformat(value.removesuffix("Z")))
+    except ValueError:
+        return value
 
 
 def _digest(row: Raw) -> str:
-    """Recompute a page row's hash from its stored content and prev_hash (the hot loop of verify)."""
+    """Recompute a page row's hash from its stored content and prev_hash (the hot loop of verify).
+
+    Raises (msgspec.DecodeError, UnicodeError, TypeError, ...) on values no writer stores.
+    """
+    occurred, recorded = row[2], row[3]
     fields = {
         "schema": SCHEMA,
         "event_id": row[1],
-        "occurred_at": _stamp(row[2]),
-        "recorded_at": _stamp(row[3]),
+        "occurred_at": f"{occurred[:10]}T{occurred[11:]}Z" if _sqlite_stamp(occurred) else _stamp(occurred),
+        "recorded_at": f"{recorded[:10]}T{recorded[11:]}Z" if _sqlite_stamp(recorded) else _stamp(recorded),
         "tenant_uuid": row[4],
         "correlation_id": row[5],
         "source": row[6],
@@ -598,6 +650,11 @@ def _digest(row: Raw) -> str:
         "meta": _DECODER.decode(row[14]),
     }
     return hashlib.sha256(row[_PREV].encode("ascii") + _ENCODER.encode(fields)).hexdigest()
+
+
+def _sqlite_stamp(value: object) -> bool:
+    """Whether `value` is SQLAlchemy's SQLite text for a naive UTC time ('YYYY-MM-DD HH:MM:SS.ffffff')."""
+    return type(value) is str and len(value) == 26 and value[10] == " "
 
 
 @dataclass
@@ -632,14 +689,18 @@ class _Walk:
         expected = self.prev[_HASH] if self.prev is not None else self.start_hash
         head_seq, head_hash = self.head if self.head is not None else (None, None)
         digest = _digest
-        for row in page:
-            if expected is not None and row[_PREV] != expected:
-                return row, "link"
-            if digest(row) != row[_HASH]:
-                return row, "content"
-            if row[_SEQ] == head_seq and row[_HASH] != head_hash:
-                return row, "head"
-            self.prev, self.checked, expected = row, self.checked + 1, row[_HASH]
+        row = page[0]
+        try:
+            for row in page:
+                if expected is not None and row[_PREV] != expected:
+                    return row, "link"
+                if digest(row) != row[_HASH]:
+                    return row, "content"
+                if row[_SEQ] == head_seq and row[_HASH] != head_hash:
+                    return row, "head"
+                self.prev, self.checked, expected = row, self.checked + 1, row[_HASH]
+        except Exception:  # noqa: BLE001 - a stored value no writer produces: the record was modified
+            return row, "content"
         return None
 
 
@@ -654,7 +715,7 @@ def verify(session: Session, *, batch: int = 50_000, workers: int | None = None)
     Every record's hash is recomputed and its prev_hash compared with the record before it, in
     seq order (gaps in seq are fine: PostgreSQL skips numbers on rollback). The chain must start
     at the genesis hash or the pruning checkpoint and reach the head marker. Large chains are
-    split by seq range over `workers` processes (default: the CPU count, at most 4, from
+    split by seq range over `workers` processes (default: one per idle CPU, at most 4, from
     PARALLEL_FROM records on); a failure is then located by walking on from the last good range.
     """
     head = _link(read_marker(session, CHAIN_MARKER))
@@ -666,14 +727,23 @@ def verify(session: Session, *, batch: int = 50_000, workers: int | None = None)
     url = _shareable_url(session)
     if len(ranges) > 1 and url is not None:
         _verify_ranges(session, walk, url, ranges, batch)
-    found = walk.run(session, batch, int(high))
+    found = walk.run(session, batch, int(high), after=int(low) - 1)
     return _broken(session, walk, *found) if found else _finish(session, walk)
 
 
 def _workers(asked: int | None, size: int) -> int:
+    """Processes for `size` records: those asked for, else one per idle CPU (at most 4).
+
+    A CPU busy with other work makes a second process slower than one: the 1-minute load
+    average (which counts this process) tells how many are idle.
+    """
     if asked is not None:
         return max(1, asked)
-    return 1 if size < PARALLEL_FROM else max(1, min(4, os.cpu_count() or 1))
+    if size < PARALLEL_FROM:
+        return 1
+    cpus = os.cpu_count() or 1
+    idle = cpus - os.getloadavg()[0] + 1
+    return max(1, min(4, cpus, int(idle)))
 
 
 def _ranges(low: int, high: int, parts: int) -> list[tuple[int, int]]:
@@ -769,7 +839,7 @@ def _verify_ranges(
             walk.checked += check.checked
             expected, good_until = check.last[1], check.last[0]
     if good_until is not None:
-        walk.prev = session.execute(_PAGE, {"after": good_until - 1, "until": good_until, "n": 1}).one()
+        walk.prev = session.execute(_PAGE, {"after": good_until - 1, "upto": good_until}).one()
 
 
 def _finish(session: Session, walk: _Walk) -> VerifyResult:
@@ -910,19 +980,23 @@ def record_view(row: StoredEvent) -> dict[str, Any]:
 def _in_range(
     session: Session, start: datetime, end: datetime, tenant_uuid: str | None, batch: int
 ) -> Iterator[StoredEvent]:
-    columns = AuditEventRow.__table__.columns
-    after = 0
-    while True:
-        stmt = select(*columns).where(
-            AuditEventRow.occurred_at >= start, AuditEventRow.occurred_at < end, AuditEventRow.seq > after
-        )
-        if tenant_uuid is not None:
-            stmt = stmt.where(AuditEventRow.tenant_uuid == tenant_uuid)
-        rows = session.execute(stmt.order_by(AuditEventRow.seq).limit(batch)).all()
-        if not rows:
-            return
+    """The matching records in seq order, read in windows of `batch` seq numbers (see `_pages`)."""
+    wanted = [AuditEventRow.occurred_at >= start, AuditEventRow.occurred_at < end]
+    if tenant_uuid is not None:
+        wanted.append(AuditEventRow.tenant_uuid == tenant_uuid)
+    low, high = session.execute(
+        select(func.min(AuditEventRow.seq), func.max(AuditEventRow.seq)).where(*wanted)
+    ).one()
+    if low is None:
+        return
+    page = select(*AuditEventRow.__table__.columns).where(*wanted).order_by(AuditEventRow.seq)
+    after = int(low) - 1
+    while after < high:
+        upto = min(int(high), after + batch)
+        rows = session.execute(page.where(AuditEventRow.seq > after, AuditEventRow.seq <= upto)).all()
         yield from rows
-        after = rows[-1].seq
+        following = upto if rows else _next_seq(session, upto)
+        after = upto if following is None else max(upto, following - 1)
 
 
 def _json_line(view: dict[str, Any]) -> str:

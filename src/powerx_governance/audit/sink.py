@@ -147,15 +147,23 @@ def _mark_shipped(factory: sessionmaker[Session], seq: int) -> None:
         write_marker(session, SHIPPED_MARKER, f"{seq:0{_SEQ_DIGITS}d}", only_if_greater=True)
 
 
-def _chunk(factory: sessionmaker[Session], after: int, until: int) -> list[AuditEventRow]:
+def _window(factory: sessionmaker[Session], after: int, upto: int) -> tuple[list[AuditEventRow], int | None]:
+    """The records with after < seq <= upto, and (when there are none) the next seq after the window.
+
+    A window of seq numbers rather than a LIMIT: each read stays small whatever plan the database
+    picks (see `audit.service._pages`).
+    """
     with factory() as session:
         stmt = (
             select(AuditEventRow)
-            .where(AuditEventRow.seq > after, AuditEventRow.seq <= until)
+            .where(AuditEventRow.seq > after, AuditEventRow.seq <= upto)
             .order_by(AuditEventRow.seq)
-            .limit(CHUNK)
         )
-        return list(session.execute(stmt).scalars())
+        rows = list(session.execute(stmt).scalars())
+        if rows:
+            return rows, None
+        following = select(func.min(AuditEventRow.seq)).where(AuditEventRow.seq > upto)
+        return rows, session.execute(following).scalar_one_or_none()
 
 
 def ship(factory: sessionmaker[Session], sink: AuditSink, *, from_seq: int, concurrency: int = 4) -> int:
@@ -166,11 +174,14 @@ def ship(factory: sessionmaker[Session], sink: AuditSink, *, from_seq: int, conc
     sent = 0
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="audit-sink") as pool:
         while after < until:
-            rows = _chunk(factory, after, until)
+            rows, following = _window(factory, after, min(until, after + CHUNK))
             if not rows:
-                break
+                if following is None:
+                    break
+                after = following - 1
+                continue
             for _ in pool.map(sink.send, [shipped_event(row) for row in rows]):
-                pass  # re-raises the first failure; the watermark stays before this chunk
+                pass  # re-raises the first failure; the watermark stays before this window
             after = rows[-1].seq
             _mark_shipped(factory, after)
             sent += len(rows)

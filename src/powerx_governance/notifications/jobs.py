@@ -7,6 +7,10 @@ a permanent failure, or the last of `delivery.max_attempts`, leaves the delivery
 (see `service.dead_letters`). The outcome is recorded with a conditional update on
 (delivery, attempt), and every attempt carries the delivery's idempotency key downstream, so
 a job run twice (a worker dying after sending) never produces a second message.
+
+Each delivery sent at once observes `version_recommendation_push_latency_ms`: from the arrival
+of the data that triggered it (the scan's request time) to its delivery. Digests do not: they
+wait for their hour or day on purpose.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from powerx_governance.notifications.service import (
     on_recommendation_changes,
     prepare_delivery,
 )
+from powerx_governance.notifications.tables import MessageKind
 from powerx_governance.notifications.templates import TemplateSet
 
 if TYPE_CHECKING:
@@ -131,7 +136,7 @@ class Notifier:
         now = self.service.clock()
         with transaction(self.service.factory) as session:
             recorded = mark_delivered(session, prepared, receipt.reference, now)
-        if recorded:
+        if recorded and prepared.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
             latency = (now - prepared.triggered_at).total_seconds() * 1000
             self.service.metrics.recommendation_push_latency_ms.observe(max(0.0, latency))
 
