@@ -956,25 +956,8 @@ ExportFormat = Literal["jsonl", "csv"]
 
 def record_view(row: StoredEvent) -> dict[str, Any]:
     """A stored record in PowerX's audit field names (API answers and exports)."""
-    return {
-        "seq": row.seq,
-        "event_id": row.event_id,
-        "occurred_at": rfc3339(row.occurred_at),
-        "recorded_at": rfc3339(row.recorded_at),
-        "tenant_uuid": row.tenant_uuid,
-        "correlation_id": row.correlation_id,
-        "source": row.source,
-        "operation": row.operation,
-        "resource_type": row.resource_type,
-        "resource_id": row.resource_id,
-        "outcome": row.outcome,
-        "severity": row.severity,
-        "actor": row.actor,
-        "changes": row.changes,
-        "meta": row.meta,
-        "prev_hash": row.prev_hash,
-        "hash": row.hash,
-    }
+    fields = {k: v for k, v in event_fields(row).items() if k != "schema"}
+    return {"seq": row.seq, **fields, "prev_hash": row.prev_hash, "hash": row.hash}
 
 
 def _in_range(

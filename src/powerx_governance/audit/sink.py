@@ -32,7 +32,7 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from powerx_governance.audit.service import read_marker, rfc3339, write_marker
+from powerx_governance.audit.service import event_fields, read_marker, write_marker
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs.queue import enqueue
@@ -66,21 +66,7 @@ class AuditSink(Protocol):
 
 def shipped_event(row: AuditEventRow) -> dict[str, Any]:
     """A stored record as the body of `POST /internal/audit/version` (the remote keeps its own chain)."""
-    return {
-        "event_id": row.event_id,
-        "occurred_at": rfc3339(row.occurred_at),
-        "tenant_uuid": row.tenant_uuid,
-        "correlation_id": row.correlation_id,
-        "source": row.source,
-        "operation": row.operation,
-        "resource_type": row.resource_type,
-        "resource_id": row.resource_id,
-        "outcome": row.outcome,
-        "severity": row.severity,
-        "actor": row.actor,
-        "changes": row.changes,
-        "meta": row.meta,
-    }
+    return {k: v for k, v in event_fields(row).items() if k not in ("schema", "recorded_at")}
 
 
 class HttpAuditSink:
