@@ -170,7 +170,8 @@ def demo_command(
     _write_reports(report, out)
     base = f"http://{service.settings.host}:{service.settings.port}"
     err.print(
-        f"\nAPI: {base}/docs  (OpenAPI: {base}/openapi.json, metrics: {base}/metrics)\n"
+        f"\nconsole: {base}/console  (sign in with the operator token below)\n"
+        f"API: {base}/docs  (OpenAPI: {base}/openapi.json, metrics: {base}/metrics)\n"
         f"operator token for this demo: {token}\n"
         f"try: curl -H 'Authorization: Bearer {token}' '{base}{_RECOMMENDATIONS}?limit=5'",
         highlight=False,
