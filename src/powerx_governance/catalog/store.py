@@ -141,18 +141,6 @@ def put_advisory(session: Session, advisory: Advisory, now: datetime) -> set[str
     return touched
 
 
-def load_catalog(session: Session) -> Catalog:
-    plugins = tuple(msgspec.convert(d, Plugin) for d in session.execute(select(PluginRow.document)).scalars())
-    advisories = tuple(
-        msgspec.convert(d, Advisory) for d in session.execute(select(AdvisoryRow.document)).scalars()
-    )
-    matrix_row = session.get(CatalogDocumentRow, MATRIX)
-    matrix = tuple(
-        msgspec.convert(e, CompatEntry) for e in (matrix_row.document["matrix"] if matrix_row else [])
-    )
-    return Catalog(plugins=plugins, advisories=advisories, matrix=matrix)
-
-
 def dirty_plugins(session: Session) -> list[str]:
     return list(session.execute(select(PluginRow.plugin_id).where(PluginRow.dirty)).scalars())
 

@@ -17,7 +17,7 @@ from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.inventory.cyclonedx import is_cyclonedx, manifest_from_sbom
 from powerx_governance.inventory.models import MANIFEST_SCHEMA, TenantManifest
 from powerx_governance.records import convert_record, split_validation_error
-from powerx_governance.safe_yaml import MAX_DOCUMENT_BYTES, load_document, read_bytes
+from powerx_governance.safe_yaml import MAX_DOCUMENT_BYTES, load_document
 from powerx_governance.versioning.semver import InvalidVersionError, parse_version
 
 MANIFEST_SUFFIXES: Final = (".yaml", ".yml", ".json", ".jsonl", ".ndjson")
@@ -136,6 +136,3 @@ def load_manifests(path: Path) -> Iterator[ManifestResult]:
         yield from _from_file(path)
     else:
         raise InputError(InputProblem(str(path), None, None, "no such file or directory"))
-
-
-__all__ = ["ManifestResult", "check_manifest", "load_manifests", "manifest_from_data", "read_bytes"]

@@ -8,14 +8,12 @@ built-in defaults below give exactly the DESIGN §5 semantics.
 
 from __future__ import annotations
 
-from datetime import timedelta
 from enum import StrEnum
 from typing import Final
 
 import msgspec
 
 from powerx_governance.domain import Action, Channel, Enforcement, Plan, Severity, UpdateType
-from powerx_governance.durations import parse_duration
 from powerx_governance.records import AwareDatetime
 
 RULES_SCHEMA: Final = "powerx.governance-rules/v1"
@@ -151,9 +149,6 @@ class GovernanceRules(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_
     risk_weights: RiskWeights = msgspec.field(default_factory=RiskWeights)
     rules: tuple[Rule, ...] = ()
     exemptions: tuple[Exemption, ...] = ()
-
-    def duration(self, text: str) -> timedelta:
-        return parse_duration(text)
 
 
 DEFAULT_RULES: Final = GovernanceRules()
