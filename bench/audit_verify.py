@@ -26,9 +26,9 @@ from bench.common import peak_rss_mib, run_phase
 from bench.store_reference import database
 from powerx_governance.audit.service import (
     GENESIS,
-    SCHEMA,
     AuditEvent,
     chain_hash,
+    hashed_fields,
     record,
     rfc3339,
     verify,
@@ -66,23 +66,7 @@ def _event(i: int) -> AuditEvent:
 def _row(event: AuditEvent, prev_hash: str) -> dict[str, Any]:
     """The stored row of `event` (already plain JSON: no masking needed) chained after `prev_hash`."""
     assert event.occurred_at is not None  # noqa: S101 - _event always sets it
-    fields = {
-        "schema": SCHEMA,
-        "event_id": event.event_id,
-        "occurred_at": rfc3339(event.occurred_at),
-        "recorded_at": rfc3339(event.occurred_at),
-        "tenant_uuid": event.tenant_uuid,
-        "correlation_id": event.correlation_id,
-        "source": event.source,
-        "operation": event.operation,
-        "resource_type": event.resource_type,
-        "resource_id": event.resource_id,
-        "outcome": event.outcome,
-        "severity": event.severity,
-        "actor": event.actor,
-        "changes": dict(event.changes),
-        "meta": dict(event.meta),
-    }
+    fields = {**hashed_fields(event, event.occurred_at), "recorded_at": rfc3339(event.occurred_at)}
     digest = chain_hash(prev_hash, fields)
     row = {k: v for k, v in fields.items() if k not in ("schema", "occurred_at", "recorded_at")}
     return row | {

@@ -315,7 +315,7 @@ def chain_hash(prev_hash: str, fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(prev_hash.encode("ascii") + canonical(fields)).hexdigest()
 
 
-def _fields(event: AuditEvent, occurred_at: datetime) -> dict[str, Any]:
+def hashed_fields(event: AuditEvent, occurred_at: datetime) -> dict[str, Any]:
     """What is stored and hashed, except `recorded_at`: masked, normalised, canonical timestamps."""
     return {
         "schema": SCHEMA,
@@ -369,7 +369,7 @@ class _Entry:
 
 def _entry(event: AuditEvent, now: datetime) -> _Entry:
     occurred = (event.occurred_at or now).astimezone(UTC)
-    return _Entry(_fields(event, occurred), occurred, event.occurred_at is not None)
+    return _Entry(hashed_fields(event, occurred), occurred, event.occurred_at is not None)
 
 
 def _dialect(session: Session) -> str:
