@@ -58,6 +58,7 @@ class RecommendationRow(Base):
     updated_at: Mapped[datetime]
     resolved_at: Mapped[datetime | None]
     scan_id: Mapped[str | None] = mapped_column(String(36))
+    policy_version: Mapped[int | None]  # the governance rules version that produced it
 
 
 class RecommendationChange(StrEnum):
@@ -83,4 +84,5 @@ class RecommendationRevisionRow(Base):
     priority: Mapped[int]
     action: Mapped[str] = mapped_column(String(16))
     scan_id: Mapped[str | None] = mapped_column(String(36))
+    policy_version: Mapped[int | None]
     created_at: Mapped[datetime]

@@ -51,6 +51,7 @@ class ScanRow(Base):
     tenants_total: Mapped[int] = mapped_column(default=0)
     tenants_scanned: Mapped[int] = mapped_column(default=0)
     tenants_failed: Mapped[int] = mapped_column(default=0)
+    tenants_stale: Mapped[int] = mapped_column(default=0)  # scanned from their last good manifest
     installations: Mapped[int] = mapped_column(default=0)
     findings: Mapped[int] = mapped_column(default=0)
     changes: Mapped[int] = mapped_column(default=0)
@@ -58,6 +59,7 @@ class ScanRow(Base):
     errors: Mapped[list[Any]]
     timings: Mapped[dict[str, Any]]
     failure: Mapped[str | None] = mapped_column(String(2000))
+    policy_version: Mapped[int | None]
 
 
 class AlertRow(Base):

@@ -1,0 +1,1 @@
+"""CloudEvents for downstream services, delivered from the outbox to subscribed webhooks."""

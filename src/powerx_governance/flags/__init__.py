@@ -1,0 +1,1 @@
+"""Feature flags: `plugin-version-governance` and `plugin-upgrade-policy`, changeable at run time."""

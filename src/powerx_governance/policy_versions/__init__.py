@@ -1,0 +1,1 @@
+"""Numbered versions of `governance_rules.yaml`: history, diff and rollback."""
