@@ -24,10 +24,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from powerx_governance.db.migrate import upgrade
 from powerx_governance.db.session import make_engine, session_factory, transaction
 from powerx_governance.durations import parse_duration
+from powerx_governance.errors import InputError
+from powerx_governance.flags.config import Flag
+from powerx_governance.flags.service import is_enabled
 from powerx_governance.jobs import queue
 from powerx_governance.observability.metrics import Metrics
-from powerx_governance.policy.loader import load_rules
-from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
+from powerx_governance.policy_versions.service import PolicyRegistry
 from powerx_governance.scans.runner import SCAN_TASK, ScanBusyError, ScanRuntime, request_scan, run_scan
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
 from powerx_governance.settings import Settings
@@ -87,6 +89,7 @@ class GovernanceService:
     factory: sessionmaker[Session]
     metrics: Metrics
     runtime: ScanRuntime
+    policies: PolicyRegistry
     clock: Clock = utc_now
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -94,6 +97,28 @@ class GovernanceService:
     _wake: threading.Event = field(default_factory=threading.Event)
     tasks: dict[str, Task] = field(default_factory=dict)
     periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
+    # run even while governance is off (audit shipping): the rest waits for the flag
+    always_on_tasks: set[str] = field(default_factory=set)
+    always_on_periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
+
+    # -- flags and policy ----------------------------------------------------------------------
+
+    def enabled(self, flag: Flag) -> bool:
+        with self.factory() as session:
+            on = is_enabled(session, self.settings.flags, flag)
+        self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if on else 0)
+        return on
+
+    def sync_policy(self) -> None:
+        """Read the rules file: a changed, valid file becomes the next policy version and queues a
+        full re-scan; an invalid one is refused (audited) and the version in force stays."""
+        try:
+            created = self.policies.sync(self.clock()).created
+        except InputError as exc:  # nothing in force yet: scans fail naming the field until fixed
+            log.error("rules file unusable and no policy version in force: %s", exc)  # noqa: TRY400 - expected
+            return
+        if created is not None:
+            self._wake.set()
 
     @classmethod
     def create(cls, settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> GovernanceService:
@@ -104,23 +129,24 @@ class GovernanceService:
             upgrade(engine)
         factory = session_factory(engine)
         metrics = Metrics()
-        rules_path = settings.rules_path
-
-        def rules() -> GovernanceRules:
-            return load_rules(rules_path) if rules_path else DEFAULT_RULES
-
+        registry = PolicyRegistry(
+            factory,
+            settings.rules_path,
+            plain=lambda session: not is_enabled(session, settings.flags, Flag.UPGRADE_POLICY),
+        )
         runtime = ScanRuntime(
             factory=factory,
-            rules=rules,
+            policy=lambda: registry.current(clock()),
             clock=clock,
             metrics=metrics,
             tenant_source=tenant_source_from(settings, metrics),
             catalog_source=catalog_source_from(settings, metrics),
             retry_delay_seconds=settings.retry_delay_seconds,
         )
-        service = cls(settings, engine, factory, metrics, runtime, clock)
+        service = cls(settings, engine, factory, metrics, runtime, registry, clock)
         service.tasks[SCAN_TASK] = lambda payload: run_scan(runtime, payload["scan_id"])
         _install_components(service)
+        service.sync_policy()
         return service
 
     # -- scans -------------------------------------------------------------------------------
@@ -167,7 +193,15 @@ class GovernanceService:
         self._wake.set()
 
     def schedule_tick(self) -> str | None:
-        """Request the scheduled full scan of the current slot, once across every instance."""
+        """Request the scheduled full scan of the current slot, once across every instance.
+
+        Nothing is scheduled while the `plugin-version-governance` flag is off.
+        """
+        self.sync_policy()
+        for follow_up in self.always_on_periodic:
+            follow_up(self)
+        if not self.enabled(Flag.GOVERNANCE):
+            return None
         rules = self.runtime.rules()
         interval = parse_duration(rules.defaults.scan_interval).total_seconds()
         now = self.clock()
@@ -192,8 +226,13 @@ class GovernanceService:
     # -- jobs --------------------------------------------------------------------------------
 
     def run_pending(self, limit: int = 100, *, tasks: frozenset[str] | None = None) -> int:
-        """Run due jobs (only `tasks` when given) until none is left (or `limit`); returns how many ran."""
+        """Run due jobs (only `tasks` when given) until none is left (or `limit`); returns how many ran.
+
+        While governance is off only the always-on tasks run (audit shipping); the rest wait.
+        """
         ran = 0
+        if not self.enabled(Flag.GOVERNANCE):
+            tasks = frozenset(self.always_on_tasks & set(tasks if tasks is not None else self.tasks))
         while ran < limit:
             with transaction(self.factory) as session:
                 job = queue.claim(session, self.worker_name, self.clock(), tasks)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from powerx_governance.durations import parse_duration
+from powerx_governance.flags.config import ConfiguredFlag, Flag, configured_flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +32,8 @@ class Settings:
     worker: bool  # POWERX_WORKER: run the job worker in this process
     retry_delay_seconds: float  # POWERX_SCAN_RETRY_DELAY: failed scans are retried after it (<= 120 s)
     poll_seconds: float  # POWERX_POLL_INTERVAL: how often the worker looks for jobs
+    settings_file: Path | None  # POWERX_SETTINGS_FILE: YAML with a `flags:` section
+    flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
 
     @property
     def default_database(self) -> bool:
@@ -48,6 +51,7 @@ def _flag(value: str | None, default: bool) -> bool:
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = os.environ if environ is None else environ
     var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
+    settings_file = _path(env.get("POWERX_SETTINGS_FILE"))
     retry = parse_duration(env.get("POWERX_SCAN_RETRY_DELAY", "60s")).total_seconds()
     if retry > 120:
         raise ValueError(
@@ -69,4 +73,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker=_flag(env.get("POWERX_WORKER"), default=True),
         retry_delay_seconds=retry,
         poll_seconds=parse_duration(env.get("POWERX_POLL_INTERVAL", "1s")).total_seconds(),
+        settings_file=settings_file,
+        flags=configured_flags(env, settings_file),
     )

@@ -68,8 +68,8 @@ def test_about_a_hundred_tenants_with_exactly_one_broken_manifest() -> None:
     problems = [r.problem for r in results if r.problem is not None]
     assert len(problems) == 1
     assert problems[0].source.endswith(BROKEN)
-    assert problems[0].field == "plugins[1].version"
-    assert "2.x.1" in problems[0].error
+    assert problems[0].field == "core_version"
+    assert "1.24.x" in problems[0].error
 
 
 def test_the_sbom_tenant_is_read_like_any_other() -> None:

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal, authenticate
+from powerx_governance.flags.config import Flag
 from powerx_governance.service import GovernanceService
 
 log = logging.getLogger("powerx.auth")
@@ -96,3 +97,19 @@ def scoped_tenant(who: Principal, requested: str | None, path: str) -> str | Non
 Reader = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR, Role.TENANT_ADMIN, Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR))]
 Internal = Annotated[Principal, Depends(require(Role.SERVICE))]
+
+
+GOVERNANCE_OFF = (
+    "plugin version governance is off (feature flag plugin-version-governance): scans, notifications"
+    " and decisions are paused until an operator turns it on; nothing was recorded"
+    " (GET /internal/version/governance/flags shows the flags)"
+)
+
+
+def governance_on(_: Annotated[Principal, Depends(principal)], svc: ServiceDep) -> None:
+    """503 for governance work while the flag is off (checked after authentication)."""
+    if not svc.enabled(Flag.GOVERNANCE):
+        raise ProblemError(503, "Governance is off", GOVERNANCE_OFF, flag=Flag.GOVERNANCE.value)
+
+
+GovernanceOn = Depends(governance_on)

@@ -10,6 +10,9 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from powerx_governance.errors import InputError
+from powerx_governance.policy_versions.models import PolicyVersionError, UnknownPolicyVersionError
+
 PROBLEM = "application/problem+json"
 
 
@@ -66,10 +69,30 @@ async def _problem(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _input(_: Request, exc: Exception) -> JSONResponse:
+    """A document (e.g. a rules file) refused as a whole: 422 naming its field."""
+    problem = cast(InputError, exc).problem  # registered for this type only
+    field = problem.field or "body"
+    return problem_response(
+        422, "Invalid document", str(problem), errors=[{"field": field, "error": problem.error}]
+    )
+
+
+async def _unknown_policy(_: Request, exc: Exception) -> JSONResponse:
+    return problem_response(404, "Not found", str(exc))
+
+
+async def _policy(_: Request, exc: Exception) -> JSONResponse:
+    return problem_response(409, "Policy version conflict", str(exc))
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(ProblemError, _problem)
+    app.add_exception_handler(InputError, _input)
+    app.add_exception_handler(UnknownPolicyVersionError, _unknown_policy)
+    app.add_exception_handler(PolicyVersionError, _policy)
 
 
 class BodyLimit:

@@ -205,8 +205,9 @@ def install(
     """Register `ship_audit`; with a sink URL configured, also the periodic follow-up that queues it."""
     settings = sink_settings(environ, policy=policy)
     service.tasks[SHIP_TASK] = lambda payload: run_ship_job(service, settings, payload)
-    if settings.url is not None and queue_shipping not in service.periodic:
-        service.periodic.append(queue_shipping)
+    service.always_on_tasks.add(SHIP_TASK)  # decisions and flag changes are audited while governance is off
+    if settings.url is not None and queue_shipping not in service.always_on_periodic:
+        service.always_on_periodic.append(queue_shipping)
 
 
 def run_ship_job(service: GovernanceService, settings: SinkSettings, payload: Mapping[str, Any]) -> None:

@@ -53,6 +53,7 @@ from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.flags.config import Flag
 from powerx_governance.recommendations.queries import CursorError
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
 from powerx_governance.service import GovernanceService
@@ -149,6 +150,10 @@ class Page:
         base = {
             "user": self.user,
             "own_tenant": self.tenant,
+            "flags": {
+                "governance": self.svc.enabled(Flag.GOVERNANCE),
+                "upgrade_policy": self.svc.enabled(Flag.UPGRADE_POLICY),
+            },
             "nav": nav,
             "now": self.svc.clock(),
             "here": _here(self.request),
@@ -160,6 +165,15 @@ class Page:
 
     def not_found(self, what: str = "page") -> PageError:
         return self.error(404, "Not found", f"There is no such {what}, or it is not yours to see.")
+
+    def require_governance(self) -> None:
+        if not self.svc.enabled(Flag.GOVERNANCE):
+            raise self.error(
+                503,
+                "Governance is off",
+                "Plugin version governance is turned off (feature flag plugin-version-governance):"
+                " decisions and scans are paused until an operator turns it on. Nothing was recorded.",
+            )
 
     def require_operator(self) -> None:
         if not self.user.fleet_wide:
@@ -481,6 +495,7 @@ def post_decision(rec_id: int, posted: PostedDep) -> Response:
     page, form = posted.page, posted.form
     if not page.user.may_decide:
         raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
+    page.require_governance()
     try:
         request = decision_request(form, rec_id)
         with transaction(page.svc.factory) as session:
@@ -538,6 +553,7 @@ def bulk(page: PageDep) -> Response:
 def post_bulk(posted: PostedDep) -> Response:
     page, form = posted.page, posted.form
     page.require_operator()
+    page.require_governance()
     try:
         selection, template = bulk_selection(form), bulk_template(form)
         with transaction(page.svc.factory) as session:
@@ -595,6 +611,7 @@ def scans(page: PageDep) -> Response:
 def trigger_scan(posted: PostedDep) -> Response:
     page, form = posted.page, posted.form
     page.require_operator()
+    page.require_governance()
     try:
         kind = ScanKind(form.get("kind") or "")
     except ValueError as exc:

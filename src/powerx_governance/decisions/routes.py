@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.deps import Reader, ServiceDep, scoped_tenant
+from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
@@ -81,7 +81,7 @@ def _problem(exc: DecisionError) -> ProblemError:
     )
 
 
-@router.post("/decision", status_code=201)
+@router.post("/decision", status_code=201, dependencies=[GovernanceOn])
 def post_decision(
     body: DecisionBody,
     who: Reader,
@@ -104,7 +104,7 @@ def post_decision(
     return JSONResponse(result, status_code=201 if created else 200)
 
 
-@router.post("/decisions/bulk")
+@router.post("/decisions/bulk", dependencies=[GovernanceOn])
 def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
     """One decision per selected tenant (operators): e.g. schedule X → 2.4.1 for every `finance` tenant."""
     selection = BulkSelection(

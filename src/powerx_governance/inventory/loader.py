@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
@@ -26,15 +27,22 @@ _DECODER: Final = msgspec.json.Decoder(TenantManifest)
 
 @dataclass(frozen=True, slots=True)
 class ManifestResult:
-    """One tenant's manifest, or why it could not be used."""
+    """One tenant's manifest, or why it could not be used.
+
+    `entry_problems`: plugin entries left out of a usable manifest (each named by field and
+    value). `stale_since`: the manifest is the tenant's last good one, read at that time,
+    standing in for one that could not be fetched or validated (`problem` says why).
+    """
 
     source: str
     manifest: TenantManifest | None
     problem: InputProblem | None
+    entry_problems: tuple[InputProblem, ...] = ()
+    stale_since: datetime | None = None
 
 
 def check_manifest(manifest: TenantManifest, source: str) -> InputProblem | None:
-    """Semantic checks msgspec cannot make: versions, schema, duplicate plugins."""
+    """Checks of the manifest as a whole that msgspec cannot make: schema, tenant, core version."""
     record, tenant = f"tenant {manifest.tenant_uuid}", manifest.tenant_uuid
     if manifest.schema != MANIFEST_SCHEMA:
         return InputProblem(source, record, "schema", f"unsupported schema {manifest.schema!r}", tenant)
@@ -44,25 +52,40 @@ def check_manifest(manifest: TenantManifest, source: str) -> InputProblem | None
         parse_version(manifest.core_version)
     except InvalidVersionError as exc:
         return InputProblem(source, record, "core_version", str(exc), tenant)
-    seen: set[str] = set()
+    return None
+
+
+def check_entries(manifest: TenantManifest, source: str) -> tuple[TenantManifest, tuple[InputProblem, ...]]:
+    """The manifest without plugin entries that cannot count (an impossible version, a plugin
+    listed again), and one problem per entry left out; the first listing of a plugin counts."""
+    record, tenant = f"tenant {manifest.tenant_uuid}", manifest.tenant_uuid
+    problems: list[InputProblem] = []
+    first: dict[str, int] = {}
     for i, plugin in enumerate(manifest.plugins):
         try:
             parse_version(plugin.version)
         except InvalidVersionError as exc:
-            return InputProblem(source, record, f"plugins[{i}].version", str(exc), tenant)
-        if plugin.plugin_id in seen:
-            return InputProblem(
-                source, record, f"plugins[{i}].plugin_id", f"{plugin.plugin_id} listed twice", tenant
-            )
-        seen.add(plugin.plugin_id)
-    return None
+            problems.append(InputProblem(source, record, f"plugins[{i}].version", str(exc), tenant))
+            continue
+        if plugin.plugin_id in first:
+            error = f"{plugin.plugin_id!r} is listed again (first at plugins[{first[plugin.plugin_id]}])"
+            problems.append(InputProblem(source, record, f"plugins[{i}].plugin_id", error, tenant))
+            continue
+        first[plugin.plugin_id] = i
+    if not problems:
+        return manifest, ()
+    kept = tuple(manifest.plugins[i] for i in sorted(first.values()))
+    return msgspec.structs.replace(manifest, plugins=kept), tuple(problems)
 
 
 def _result(candidate: TenantManifest | InputProblem, source: str) -> ManifestResult:
     if isinstance(candidate, InputProblem):
         return ManifestResult(source, None, candidate)
     problem = check_manifest(candidate, source)
-    return ManifestResult(source, None if problem else candidate, problem)
+    if problem is not None:
+        return ManifestResult(source, None, problem)
+    manifest, entry_problems = check_entries(candidate, source)
+    return ManifestResult(source, manifest, None, entry_problems)
 
 
 def _tenant_hint(raw: Any, fallback: str) -> str:

@@ -201,6 +201,17 @@ def installed_versions(
     return found
 
 
+def fetched_since(session: Session, tenant_uuids: Sequence[str], oldest: datetime) -> dict[str, datetime]:
+    """tenant → when its stored (last good) manifest was last read, for those read after `oldest`."""
+    found: dict[str, datetime] = {}
+    stmt = select(TenantRow.tenant_uuid, TenantRow.fetched_at)
+    for part in chunks(list(tenant_uuids)):
+        query = stmt.where(TenantRow.tenant_uuid.in_(part), TenantRow.fetched_at > oldest)
+        for uuid, fetched_at in session.execute(query):
+            found[uuid] = fetched_at
+    return found
+
+
 def dirty_tenants(session: Session) -> list[str]:
     return list(session.execute(select(TenantRow.tenant_uuid).where(TenantRow.dirty)).scalars())
 

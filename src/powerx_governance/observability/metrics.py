@@ -63,6 +63,17 @@ class Metrics:
             registry=r,
         )
         self.decisions_total = Counter("version_decisions_total", "Decisions taken", ["decision"], registry=r)
+        self.feature_flag_enabled = Gauge(
+            "version_feature_flag_enabled", "1 when the feature flag is on", ["flag"], registry=r
+        )
+        self.policy_version = Gauge(
+            "version_policy_version", "The policy version the last finished scan evaluated with", registry=r
+        )
+        self.scan_tenants_stale = Gauge(
+            "version_scan_tenants_stale",
+            "Tenants the last scan evaluated from their last good manifest (theirs could not be read)",
+            registry=r,
+        )
 
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()

@@ -87,11 +87,16 @@ class TenantContext:
 class PolicyEngine:
     """Evaluates installations against an indexed catalog and a rules set at a fixed time."""
 
-    def __init__(self, index: CatalogIndex, rules: GovernanceRules, now: datetime) -> None:
+    def __init__(
+        self, index: CatalogIndex, rules: GovernanceRules, now: datetime, *, plain: bool = False
+    ) -> None:
+        """`plain`: the upgrade policy is off (flag `plugin-upgrade-policy`): the newest eligible
+        release, risk from advisories, and no rules, exemptions, weights, SLAs, enforcement or cooldown."""
         self.index = index
         self.rules = rules
         self.now = now
-        self.default_release_age = parse_duration(rules.defaults.release_age)
+        self.plain = plain
+        self.default_release_age = timedelta(0) if plain else parse_duration(rules.defaults.release_age)
         self._eligibility: dict[tuple[str, str, Channel, str], Eligibility] = {}
         self._available: dict[str, tuple[IndexedRelease, ...]] = {}
         self._tenant_rules: dict[tuple[tuple[str, ...], str | None], tuple[Rule, ...]] = {}
@@ -110,9 +115,11 @@ class PolicyEngine:
         rules = self._tenant_rules.get(facts)
         if rules is None:
             rules = self._tenant_rules[facts] = tuple(
-                r for r in self.rules.rules if _rule_fits_tenant(r, tenant)
+                r for r in self.rules.rules if not self.plain and _rule_fits_tenant(r, tenant)
             )
-        exemptions = tuple(e for e in self.rules.exemptions if _exemption_fits_tenant(e, tenant))
+        exemptions = tuple(
+            e for e in self.rules.exemptions if not self.plain and _exemption_fits_tenant(e, tenant)
+        )
         host = tenant.host_id
         key = (tenant.core_version, host, tuple(r.id for r in rules), tuple(e.id for e in exemptions))
         ident = self._contexts.setdefault(key, len(self._contexts))
@@ -176,7 +183,9 @@ class PolicyEngine:
         eligible: Eligibility,
         policy: AppliedPolicy,
     ) -> Verdict:
-        enforcement = policy.enforcement or self.rules.defaults.enforcement
+        enforcement = (
+            Enforcement.ADVISORY if self.plain else policy.enforcement or self.rules.defaults.enforcement
+        )
         security = assess_security(plugin, version, indices, policy.exemptions, enforcement, self.now)
         latest = self._latest(plugin, indices, policy)
         return shape_verdict(
@@ -191,6 +200,7 @@ class PolicyEngine:
                 rules=self.rules,
                 enforcement=enforcement,
                 now=self.now,
+                plain=self.plain,
             )
         )
 

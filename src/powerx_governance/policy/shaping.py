@@ -11,7 +11,7 @@ from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Sever
 from powerx_governance.policy.index import IndexedRelease, PluginIndex
 from powerx_governance.policy.rules import GovernanceRules, Notification, Rule, SlaHours
 from powerx_governance.policy.security import SecurityOutcome, bits, max_severity
-from powerx_governance.policy.verdict import AdvisoryFinding, ReleaseNote, Verdict
+from powerx_governance.policy.verdict import AdvisoryFinding, PolicyMode, ReleaseNote, Verdict
 from powerx_governance.versioning.semver import Version
 
 # Stand-in CVSS scores for advisories whose severity comes from a label only.
@@ -67,6 +67,13 @@ class Situation:
     rules: GovernanceRules
     enforcement: Enforcement
     now: datetime
+    plain: bool = False  # the upgrade policy is off: newest eligible release, no weights or SLAs
+
+
+PLAIN_REASON: Final = (
+    "upgrade policy off (flag plugin-upgrade-policy): plain behaviour, the newest eligible release,"
+    " risk from advisories; no rule weighting, SLA or enforcement"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +131,8 @@ def decide(x: Situation) -> _Decision:
     risk = max_severity(x.plugin, s.affected)
     security = _security_action(x.plugin, s)
     candidate = s.target if security else x.latest
+    if x.plain and candidate is not None:
+        candidate = x.latest  # plain behaviour: always the newest eligible release
     labelled = candidate if candidate is not None else x.latest
     labels: dict[str, str] = x.plugin.releases[labelled].release.labels if labelled is not None else {}
     fired = tuple(r for r in x.policy_rules if _fires(r, risk, labels))
@@ -136,7 +145,7 @@ def decide(x: Situation) -> _Decision:
 
 def _sla_deadline(x: Situation, d: _Decision) -> datetime | None:
     """The clock starts when the fix became actionable: the later of fix release and advisory publication."""
-    if d.target is None:
+    if d.target is None or x.plain:
         return None
     rule = _first(d.fired, "sla_hours")
     setting = rule.sla_hours if rule else x.rules.defaults.sla_hours
@@ -161,6 +170,8 @@ def _priority(x: Situation, d: _Decision) -> int:
         else _LABEL_SCORES.get(a.severity.level, w.unknown_severity_cvss)
         for a in advisories
     ]
+    if x.plain:  # no weighting: ten points per CVSS point of the worst advisory
+        return max(0, min(100, round(max(scores, default=0.0) * 10)))
     # A risk no upgrade removes still matters, but less than one an upgrade fixes now.
     points = max(scores, default=0.0) * w.cvss * (1.0 if d.target is not None or not advisories else 0.5)
     points += w.exploited if any(a.exploited for a in advisories) else 0.0
@@ -289,6 +300,8 @@ def _reasons(x: Situation, d: _Decision) -> tuple[str, ...]:
         reasons.append(
             f"newer release {x.plugin.releases[d.target].release.version} is available (no advisory)"
         )
+    if x.plain:
+        reasons.append(PLAIN_REASON)
     return tuple(reasons)
 
 
@@ -331,6 +344,7 @@ def shape_verdict(x: Situation) -> Verdict:
         release_notes=_release_notes(x, d.target),
         reasons=_reasons(x, d),
         rule_ids=(d.clause, *x.security.exemption_ids, *(r.id for r in d.fired)),
+        policy_mode=PolicyMode.PLAIN if x.plain else PolicyMode.GOVERNED,
         enforcement=enforce_rule.enforcement if enforce_rule and enforce_rule.enforcement else x.enforcement,
         notification=_notification(d.fired, x.rules),
         lifecycle=d.lifecycle.status,

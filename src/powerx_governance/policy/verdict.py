@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
+
+
+class PolicyMode(StrEnum):
+    GOVERNED = "governed"  # the rules file's policies (DESIGN §5 and the rules)
+    PLAIN = "plain"  # the upgrade policy is off: newest eligible release, no weights, SLAs or enforcement
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,3 +68,4 @@ class Verdict:
     exempted: Exempted | None
     target_dependencies: tuple[tuple[str, str], ...]  # (plugin id, constraint) of the target release
     reportable: bool  # an installation that is up to date and clean has no finding (DESIGN §4)
+    policy_mode: PolicyMode = PolicyMode.GOVERNED

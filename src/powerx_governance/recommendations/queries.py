@@ -73,6 +73,7 @@ def recommendation_dict(row: RecommendationRow, verdict: dict[str, Any]) -> dict
         "updated_at": iso(row.updated_at),
         "resolved_at": iso(row.resolved_at),
         "scan_id": row.scan_id,
+        "policy_version": row.policy_version,
     }
 
 

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
@@ -27,7 +27,7 @@ from powerx_governance.recommendations.tables import (
     RecommendationState,
     VerdictRow,
 )
-from powerx_governance.scans.report import verdict_document
+from powerx_governance.scans.report import iso, verdict_document
 from powerx_governance.scans.scanner import Finding
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -77,6 +77,7 @@ class _Stored:
     state: str
     risk_level: str
     action: str
+    policy_version: int | None
 
 
 class _Fingerprints:
@@ -88,7 +89,7 @@ class _Fingerprints:
 
     def __init__(self) -> None:
         self.documents: dict[int, tuple[str, dict[str, Any]]] = {}
-        self._findings: dict[tuple[int, tuple[str, ...]], str] = {}
+        self._findings: dict[tuple[int, tuple[str, ...], datetime | None], str] = {}
         self._stored: set[str] = set()
 
     def fresh(self) -> list[tuple[str, dict[str, Any]]]:
@@ -98,12 +99,13 @@ class _Fingerprints:
         return new
 
     def finding(self, f: Finding) -> str:
-        key = (id(f.verdict), f.dependency_notes)
+        key = (id(f.verdict), f.dependency_notes, f.stale_since)
         found = self._findings.get(key)
         if found is None:
             verdict_fp, _ = self.verdict(f)
+            stale = () if f.stale_since is None else (f"stale:{f.stale_since.isoformat()}",)
             found = self._findings[key] = hashlib.sha256(
-                "\x1f".join((verdict_fp, *f.dependency_notes)).encode()
+                "\x1f".join((verdict_fp, *f.dependency_notes, *stale)).encode()
             ).hexdigest()
         return found
 
@@ -124,6 +126,8 @@ def _tenant_facts(finding: Finding) -> dict[str, Any]:
         "channel": str(finding.installation.channel),
         "compatibility": list(finding.verdict.compatibility),
         "co_upgrades": list(finding.dependency_notes),
+        "manifest_stale": finding.stale_since is not None,
+        "manifest_as_of": iso(finding.stale_since),
     }
 
 
@@ -143,6 +147,7 @@ def _stored(
         RecommendationRow.state,
         RecommendationRow.risk_level,
         RecommendationRow.action,
+        RecommendationRow.policy_version,
     )
     stmt = select(*columns)
     if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
@@ -173,8 +178,11 @@ def _read(session: Session, queries: Sequence[Any]) -> dict[tuple[str, str], _St
             state,
             risk,
             action,
+            policy_version,
         ) in session.connection().execute(query):
-            found[(tenant, plugin)] = _Stored(rec_id, fingerprint, revision, state, risk, action)
+            found[(tenant, plugin)] = _Stored(
+                rec_id, fingerprint, revision, state, risk, action, policy_version
+            )
     return found
 
 
@@ -200,10 +208,16 @@ class _Plan:
     revisions: list[dict[str, Any]] = field(default_factory=list)
     pending_revisions: list[tuple[tuple[str, str], dict[str, Any]]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
+    restamped: list[int] = field(default_factory=list)  # unchanged, but produced by another policy version
 
 
 def _row_values(
-    f: Finding, fingerprint: str, verdict_fp: str, scan_id: str | None, now: datetime
+    f: Finding,
+    fingerprint: str,
+    verdict_fp: str,
+    scan_id: str | None,
+    now: datetime,
+    policy_version: int | None,
 ) -> dict[str, Any]:
     v = f.verdict
     return {
@@ -220,6 +234,7 @@ def _row_values(
         "tenant_facts": _tenant_facts(f),
         "updated_at": now,
         "scan_id": scan_id,
+        "policy_version": policy_version,
     }
 
 
@@ -236,6 +251,7 @@ def _revision(
         "priority": values["priority"],
         "action": values["action"],
         "scan_id": values["scan_id"],
+        "policy_version": values["policy_version"],
         "created_at": now,
     }
 
@@ -324,6 +340,7 @@ def _plan_resolution(
             "priority": 0,
             "action": old.action,
             "scan_id": scan_id,
+            "policy_version": old.policy_version,
             "created_at": now,
         }
     )
@@ -348,10 +365,12 @@ def persist_findings(
     scope: Sequence[tuple[str, str]] | Sequence[str] | None,
     scan_id: str | None,
     now: datetime,
+    policy_version: int | None = None,
 ) -> ChangeSet:
     """Apply findings for `scope` (None: everything; tenant ids; or (tenant, plugin) pairs).
 
-    Stored recommendations inside the scope without a finding are resolved.
+    Stored recommendations inside the scope without a finding are resolved. Every open one
+    in scope names `policy_version` afterwards, changed or not (no new revision for that alone).
     """
     prints = _Fingerprints()
     stored = _stored(session, scope)
@@ -363,29 +382,45 @@ def persist_findings(
         fingerprint, old = prints.finding(f), stored.get(key)
         if old is not None and old.fingerprint == fingerprint and old.state not in _CLOSED:
             done.unchanged += 1  # the common case of a steady fleet: nothing to build or write
+            if old.policy_version != policy_version:
+                plan.restamped.append(old.id)
             continue
         verdict_fp, _ = prints.verdict(f)
-        _plan_finding(plan, f, old, _row_values(f, fingerprint, verdict_fp, scan_id, now), now)
+        values = _row_values(f, fingerprint, verdict_fp, scan_id, now, policy_version)
+        _plan_finding(plan, f, old, values, now)
         if (
             len(plan.inserts) + len(plan.updates) >= _WRITE_EVERY
         ):  # bounded memory on a first, fleet-wide scan
-            _flush(session, plan, prints, done, now)
+            _flush(session, plan, prints, done, now, policy_version)
             plan = _Plan()
     for key, old in stored.items():
         if key not in seen and old.state not in _CLOSED:
             _plan_resolution(plan, key, old, scan_id, now)
-    _flush(session, plan, prints, done, now)
+    _flush(session, plan, prints, done, now, policy_version)
     return done
 
 
-def _flush(session: Session, plan: _Plan, prints: _Fingerprints, done: ChangeSet, now: datetime) -> None:
+def _flush(
+    session: Session,
+    plan: _Plan,
+    prints: _Fingerprints,
+    done: ChangeSet,
+    now: datetime,
+    policy_version: int | None,
+) -> None:
     _store_verdicts(session, prints.fresh(), now)
-    _write(session, plan)
+    _write(session, plan, policy_version)
     done.changes += plan.changes
 
 
-def _write(session: Session, plan: _Plan) -> None:
+def _write(session: Session, plan: _Plan, policy_version: int | None) -> None:
     bulk_insert(session, RecommendationRow, plan.inserts)
+    for part in chunks(plan.restamped):
+        session.execute(
+            update(RecommendationRow)
+            .where(RecommendationRow.id.in_(part))
+            .values(policy_version=policy_version)
+        )
     by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in plan.updates:
         by_columns.setdefault(frozenset(row), []).append(row)

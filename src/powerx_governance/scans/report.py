@@ -53,6 +53,7 @@ def verdict_document(v: Verdict) -> dict[str, Any]:
         "release_notes": [{"version": n.version, "url": n.url} for n in v.release_notes if n.url],
         "reasons": list(v.reasons),
         "rule_ids": list(v.rule_ids),
+        "policy_mode": v.policy_mode.value,
         "enforcement": v.enforcement.value,
         "notification": v.notification,
         "lifecycle": v.lifecycle.value,
@@ -78,6 +79,8 @@ def finding_dict(f: Finding, part: dict[str, Any]) -> dict[str, Any]:
         "channel": f.installation.channel.value,
         "compatibility": list(f.verdict.compatibility),
         "co_upgrades": list(f.dependency_notes),
+        "manifest_stale": f.stale_since is not None,
+        "manifest_as_of": iso(f.stale_since),
     }
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.deps import Operator, Reader, ServiceDep, SessionDep, scoped_tenant
+from powerx_governance.api.deps import GovernanceOn, Operator, Reader, ServiceDep, SessionDep, scoped_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.scans.runner import scan_summary
 from powerx_governance.scans.store_report import stored_report
@@ -31,7 +31,7 @@ class ScanRequest(BaseModel):
     )
 
 
-@router.post("/scan", status_code=202)
+@router.post("/scan", status_code=202, dependencies=[GovernanceOn])
 def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep) -> JSONResponse:
     """Queue a full or delta scan (optionally for some tenants); 202 with the scan id."""
     if body.kind is ScanKindName.DELTA and body.tenants:

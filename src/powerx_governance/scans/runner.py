@@ -13,17 +13,17 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.db.session import transaction
+from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
@@ -33,6 +33,7 @@ from powerx_governance.notifications.service import notify_alert
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
+from powerx_governance.policy_versions.models import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStatus, ScanTrigger
@@ -54,7 +55,7 @@ class ScanRuntime:
     """What a scan needs from its surroundings."""
 
     factory: sessionmaker[Session]
-    rules: Callable[[], GovernanceRules]
+    policy: Callable[[], CurrentPolicy]
     clock: Clock
     metrics: Metrics
     tenant_source: TenantSource | None = None
@@ -62,6 +63,9 @@ class ScanRuntime:
     retry_delay_seconds: float = 60.0
     change_hooks: list[ChangeHook] = field(default_factory=list)
     catalog_cache: CatalogCache = field(default_factory=CatalogCache)
+
+    def rules(self) -> GovernanceRules:
+        return self.policy().rules
 
 
 def request_scan(
@@ -111,6 +115,7 @@ def request_scan(
 @dataclass
 class _Outcome:
     result: ScanResult
+    policy_version: int | None
     changes: ChangeSet = field(default_factory=ChangeSet)
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -180,8 +185,8 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
             )
 
 
-def _engine(session: Session, runtime: ScanRuntime, now: datetime) -> PolicyEngine:
-    return PolicyEngine(runtime.catalog_cache.index(session), runtime.rules(), now)
+def _engine(session: Session, runtime: ScanRuntime, policy: CurrentPolicy, now: datetime) -> PolicyEngine:
+    return PolicyEngine(runtime.catalog_cache.index(session), policy.rules, now, plain=policy.plain)
 
 
 def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> list[InputProblem]:
@@ -202,21 +207,23 @@ def _fetch(runtime: ScanRuntime, tenants: Sequence[str]) -> list[ManifestResult]
 
 
 def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcome:
-    now, timer = runtime.clock(), _Timer()
+    now, timer, policy = runtime.clock(), _Timer(), runtime.policy()
     problems = _refresh_catalog(runtime, now)
     timer.lap("catalog")
     results = _fetch(runtime, tenants)
-    good = [r.manifest for r in results if r.manifest is not None]
     timer.lap("fetch")
     with transaction(runtime.factory) as session:
+        results = _fall_back_to_last_good(session, runtime, results, policy, now)
+        good = [r.manifest for r in results if r.manifest is not None and r.stale_since is None]
         if runtime.tenant_source is not None:
             inventory_store.upsert_manifests(session, good, now)
         timer.lap("store_inventory")
-        engine = _engine(session, runtime, now)
+        engine = _engine(session, runtime, policy, now)
         result = scan(engine, results)
         timer.lap("evaluate")
+        scope = [r.manifest.tenant_uuid for r in results if r.manifest is not None]
         changes = persist_findings(
-            session, result.findings, scope=[m.tenant_uuid for m in good], scan_id=scan_id, now=now
+            session, result.findings, scope=scope, scan_id=scan_id, now=now, policy_version=policy.version
         )
         inventory_store.mark_clean(session, [m.tenant_uuid for m in good])
         if not tenants:
@@ -224,12 +231,39 @@ def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcom
         _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     result.errors[:0] = problems
-    return _Outcome(result, changes, timer.timings)
+    return _Outcome(result, policy.version, changes, timer.timings)
+
+
+def _fall_back_to_last_good(
+    session: Session,
+    runtime: ScanRuntime,
+    results: list[ManifestResult],
+    policy: CurrentPolicy,
+    now: datetime,
+) -> list[ManifestResult]:
+    """A tenant whose manifest could not be fetched or validated is evaluated from its last good
+    manifest when that is younger than `defaults.max_report_age` (its findings are marked stale)."""
+    failed = {
+        r.problem.tenant_uuid: i
+        for i, r in enumerate(results)
+        if r.manifest is None and r.problem is not None and r.problem.tenant_uuid
+    }
+    if runtime.tenant_source is None or not failed:
+        return results
+    oldest = now - parse_duration(policy.rules.defaults.max_report_age)
+    fetched = inventory_store.fetched_since(session, sorted(failed), oldest)
+    if not fetched:
+        return results
+    patched = list(results)
+    for manifest in inventory_store.load_manifests(session, sorted(fetched)):
+        i = failed[manifest.tenant_uuid]
+        patched[i] = replace(results[i], manifest=manifest, stale_since=fetched[manifest.tenant_uuid])
+    return patched
 
 
 def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
     """Only tenants whose manifest changed, and only installations of plugins whose data changed."""
-    now, timer = runtime.clock(), _Timer()
+    now, timer, policy = runtime.clock(), _Timer(), runtime.policy()
     with transaction(runtime.factory) as session:
         dirty_tenants = set(inventory_store.dirty_tenants(session))
         dirty_plugins = set(catalog_store.dirty_plugins(session))
@@ -240,7 +274,7 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
             if m.tenant_uuid not in dirty_tenants
         ]
         timer.lap("load")
-        engine = _engine(session, runtime, now)
+        engine = _engine(session, runtime, policy, now)
         installed = _installed_for_dependencies(session, engine, partial, dirty_plugins)
         result = scan(
             engine, [ManifestResult("store", m, None) for m in (*whole, *partial)], installed=installed
@@ -248,18 +282,26 @@ def _delta(runtime: ScanRuntime, scan_id: str) -> _Outcome:
         timer.lap("evaluate")
         findings_whole = [f for f in result.findings if f.tenant.tenant_uuid in dirty_tenants]
         findings_partial = [f for f in result.findings if f.tenant.tenant_uuid not in dirty_tenants]
+        version = policy.version
         changes = persist_findings(
-            session, findings_whole, scope=sorted(dirty_tenants), scan_id=scan_id, now=now
+            session,
+            findings_whole,
+            scope=sorted(dirty_tenants),
+            scan_id=scan_id,
+            now=now,
+            policy_version=version,
         )
         pairs = [(m.tenant_uuid, p.plugin_id) for m in partial for p in m.plugins]
-        more = persist_findings(session, findings_partial, scope=pairs, scan_id=scan_id, now=now)
+        more = persist_findings(
+            session, findings_partial, scope=pairs, scan_id=scan_id, now=now, policy_version=version
+        )
         changes.changes += more.changes
         changes.unchanged += more.unchanged
         inventory_store.mark_clean(session, sorted(dirty_tenants))
         catalog_store.mark_plugins_clean(session, sorted(dirty_plugins))
         _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
-    return _Outcome(result, changes, timer.timings)
+    return _Outcome(result, policy.version, changes, timer.timings)
 
 
 def _installed_for_dependencies(
@@ -292,12 +334,6 @@ def _run_hooks(
         hook(session, changes, now, triggered_at)
 
 
-def _only(manifest: TenantManifest, plugin_ids: set[str]) -> TenantManifest:
-    return msgspec.structs.replace(
-        manifest, plugins=tuple(p for p in manifest.plugins if p.plugin_id in plugin_ids)
-    )
-
-
 def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcome, seconds: float) -> None:
     now, result = runtime.clock(), outcome.result
     rules = runtime.rules()
@@ -307,7 +343,9 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
         row.status = (ScanStatus.SUCCEEDED if complete else ScanStatus.INCOMPLETE).value
         row.finished_at = now
         row.tenants_total, row.tenants_scanned = result.tenants_total, result.tenants_scanned
-        row.tenants_failed = result.tenants_total - result.tenants_scanned
+        row.tenants_stale = result.tenants_stale
+        row.tenants_failed = result.tenants_total - result.tenants_scanned - result.tenants_stale
+        row.policy_version = outcome.policy_version
         row.installations, row.findings = result.installations, len(result.findings)
         row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
         row.errors = [p.as_report_error() for p in result.errors[:1000]]
@@ -317,6 +355,9 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
         else:
             runtime.metrics.scan_consecutive_failures.set(0)
     runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
+    runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
+    if outcome.policy_version is not None:
+        runtime.metrics.policy_version.set(outcome.policy_version)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
@@ -420,6 +461,7 @@ def scan_summary(row: ScanRow) -> dict[str, Any]:
         "coverage": {
             "tenants_total": row.tenants_total,
             "tenants_scanned": row.tenants_scanned,
+            "tenants_stale": row.tenants_stale,
             "tenants_failed": row.tenants_failed,
             "installations": row.installations,
             "rate": row.coverage_rate,
@@ -429,4 +471,5 @@ def scan_summary(row: ScanRow) -> dict[str, Any]:
         "errors": row.errors,
         "timings": row.timings,
         "failure": row.failure,
+        "policy_version": row.policy_version,
     }

@@ -27,6 +27,7 @@ class Finding(msgspec.Struct, frozen=True, gc=False):
     installation: Installation
     verdict: Verdict
     dependency_notes: tuple[str, ...]
+    stale_since: datetime | None = None  # evaluated from the tenant's last good manifest, read then
 
 
 @dataclass
@@ -34,6 +35,7 @@ class ScanResult:
     generated_at: datetime
     tenants_total: int = 0
     tenants_scanned: int = 0
+    tenants_stale: int = 0  # evaluated from their last good manifest (not counted as scanned)
     installations: int = 0
     findings: list[Finding] = field(default_factory=list)
     errors: list[InputProblem] = field(default_factory=list)
@@ -130,11 +132,16 @@ def _scan_all(
         result.tenants_total += 1
         if on_tenant is not None:
             on_tenant(result.tenants_total)
+        if item.problem is not None:
+            result.errors.append(item.problem)
         if item.manifest is None:
-            if item.problem is not None:
-                result.errors.append(item.problem)
             continue
-        _scan_tenant(engine, item.manifest, item.source, result, deps)
+        result.errors.extend(item.entry_problems)
+        if item.stale_since is None:
+            result.tenants_scanned += 1
+        else:
+            result.tenants_stale += 1
+        _scan_tenant(engine, item.manifest, item.source, result, deps, item.stale_since)
 
 
 def _by_priority(finding: Finding) -> int:
@@ -148,22 +155,26 @@ def _selected(item: ManifestResult, tenants: frozenset[str]) -> bool:
 
 
 def _scan_tenant(
-    engine: PolicyEngine, tenant: TenantManifest, source: str, result: ScanResult, deps: _DependencyCheck
+    engine: PolicyEngine,
+    tenant: TenantManifest,
+    source: str,
+    result: ScanResult,
+    deps: _DependencyCheck,
+    stale_since: datetime | None,
 ) -> None:
-    result.tenants_scanned += 1
     result.installations += len(tenant.plugins)
     ctx = engine.context(tenant)
     installed: dict[str, str] | None = None
     findings = result.findings
-    for installation in tenant.plugins:
+    for i, installation in enumerate(tenant.plugins):
         verdict = engine.evaluate(ctx, installation)
         if verdict is None:
             result.errors.append(
                 InputProblem(
                     source,
                     f"tenant {tenant.tenant_uuid}",
-                    "plugin_id",
-                    f"{installation.plugin_id} is not in the catalog",
+                    f"plugins[{i}].plugin_id",
+                    f"{installation.plugin_id!r} is not in the catalog",
                     tenant.tenant_uuid,
                 )
             )
@@ -176,4 +187,4 @@ def _scan_tenant(
                     or {p.plugin_id: p.version for p in tenant.plugins}
                 )
                 notes = deps.notes(verdict, installed)
-            findings.append(Finding(tenant, installation, verdict, notes))
+            findings.append(Finding(tenant, installation, verdict, notes, stale_since))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -28,11 +29,13 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
     if scan.tenant_filter:
         stmt = stmt.where(RecommendationRow.tenant_uuid.in_(scan.tenant_filter))
     findings = []
+    generated_at = scan.finished_at or scan.requested_at
     for row, doc in session.execute(stmt):
         finding = recommendation_dict(row, doc)
         findings.append(
             {k: v for k, v in finding.items() if k not in _DROP}
             | {"recommendation_id": row.id, "state": row.state}
+            | _manifest_age(finding, generated_at)
         )
     errors = (
         scan.errors
@@ -42,14 +45,26 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
     return {
         "schema": REPORT_SCHEMA,
         "scan_id": scan.scan_id,
-        "generated_at": iso(scan.finished_at or scan.requested_at),
+        "generated_at": iso(generated_at),
+        "policy_version": scan.policy_version,
         "status": scan.status,
         "coverage": {
             "tenants_total": scan.tenants_total,
             "tenants_scanned": scan.tenants_scanned,
+            "tenants_stale": scan.tenants_stale,
+            "tenants_failed": scan.tenants_failed,
             "installations": scan.installations,
             "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0,
         },
         "errors": errors,
         "findings": findings,
     }
+
+
+def _manifest_age(finding: dict[str, Any], generated_at: datetime) -> dict[str, Any]:
+    """How old the last good manifest behind a stale finding was when the report was made."""
+    as_of = finding.get("manifest_as_of")
+    if not finding.get("manifest_stale") or not as_of:
+        return {"manifest_age_seconds": None}
+    age = generated_at - datetime.fromisoformat(as_of)
+    return {"manifest_age_seconds": max(0, round(age.total_seconds()))}

@@ -30,6 +30,7 @@ class ScanTrigger(StrEnum):
     API = "api"
     CLI = "cli"
     PUSH = "push"
+    POLICY = "policy"  # a new policy version, a rollback, or the upgrade-policy flag changed
     RETRY = "retry"
 
 

@@ -765,7 +765,7 @@ def _ship_everything(service: GovernanceService, rounds: int = 30) -> None:
     clock = service.clock
     assert isinstance(clock, FakeClock)
     for _ in range(rounds):
-        for follow_up in service.periodic:
+        for follow_up in service.always_on_periodic:
             follow_up(service)
         service.run_pending()
         with service.factory() as session:
@@ -780,7 +780,7 @@ def test_http_sink_ships_every_event_exactly_once_through_faults(
     service: GovernanceService, collector: _Collector
 ) -> None:
     install(service, environ={SINK_URL_ENV: collector.url}, policy=FAST_RETRIES)
-    assert queue_shipping in service.periodic
+    assert queue_shipping in service.always_on_periodic
     record_events(service, 0, 120)
     _ship_everything(service)
     record_events(service, 120, 30)  # later events are shipped by a later job
@@ -799,7 +799,7 @@ def test_http_sink_ships_every_event_exactly_once_through_faults(
 
 def test_sink_task_needs_a_configured_url(service: GovernanceService) -> None:
     install(service, environ={})
-    assert queue_shipping not in service.periodic
+    assert queue_shipping not in service.always_on_periodic
     with pytest.raises(SinkError, match=SINK_URL_ENV):
         service.tasks[SHIP_TASK]({"from_seq": 1})
 
