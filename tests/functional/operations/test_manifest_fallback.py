@@ -24,7 +24,7 @@ def _scan(service: GovernanceService, client: Any) -> tuple[dict[str, Any], dict
 
 def _finding(report: dict[str, Any], tenant: str) -> dict[str, Any]:
     [found] = [f for f in report["findings"] if f["tenant_uuid"] == tenant]
-    return found
+    return dict(found)
 
 
 def test_a_broken_manifest_falls_back_to_the_last_good_one_until_it_is_too_old(
@@ -63,7 +63,8 @@ def test_a_broken_manifest_falls_back_to_the_last_good_one_until_it_is_too_old(
             fresh = _finding(report, tenant_uuid(4))
             assert (fresh["manifest_stale"], fresh["manifest_age_seconds"]) == (False, None)
             [error] = [e for e in second["errors"] if e["tenant_uuid"] == BROKEN]
-            assert "core_version" in error["error"] and "one.two" in error["error"]
+            assert "core_version" in error["error"]
+            assert "one.two" in error["error"]
             assert "version_scan_tenants_stale 1.0" in ops.get("/metrics").text
 
             clock.advance(23 * 3600)  # the last good manifest is now 25 h old: max_report_age is 24 h

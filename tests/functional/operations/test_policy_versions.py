@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import select
@@ -29,7 +30,7 @@ def _hours(start: str, end: str) -> float:
     return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 3600
 
 
-def _versions(client: httpx.Client) -> dict[str, object]:
+def _versions(client: httpx.Client) -> dict[str, Any]:
     answer = client.get(f"{POLICY}/versions")
     assert answer.status_code == 200, answer.text
     return answer.json()  # type: ignore[no-any-return]
@@ -47,11 +48,12 @@ def test_change_rollback_and_rescan_name_the_version(make_service: ServiceFactor
     with LiveServer(service, background=False) as live, live.client(operator) as ops:
         first = recommendation(ops, KEYSTONE, HR)
         assert first["policy_version"] == 1
-        assert first["critical_patch"] and first["sla_deadline"]
+        assert first["critical_patch"]
+        assert first["sla_deadline"]
         assert "critical-security" in first["rule_ids"]
         listed = _versions(ops)
         assert listed["current_version"] == 1
-        [v1] = listed["items"]  # type: ignore[misc]
+        [v1] = listed["items"]
         assert (v1["source"], v1["author"]) == ("file", f"file:{RULES}")
 
         created = ops.post(
@@ -67,7 +69,8 @@ def test_change_rollback_and_rescan_name_the_version(make_service: ServiceFactor
         assert _policy_versions_of_open(service) == {2}
 
         diff = ops.get(f"{POLICY}/diff", params={"from": 1, "to": 2}).json()["diff"]
-        assert "-    sla_hours: 24" in diff and "+    sla_hours: 6" in diff
+        assert "-    sla_hours: 24" in diff
+        assert "+    sla_hours: 6" in diff
 
         rolled = ops.post(f"{POLICY}/rollback", json={"version": 1, "reason": "6h is too tight"})
         assert rolled.status_code == 200, rolled.text
