@@ -55,6 +55,7 @@ def build_engine(
     rules: dict[str, Any] | GovernanceRules = DEFAULT_RULES,
     plugin: dict[str, Any] | None = None,
     now: datetime = NOW,
+    plain: bool = False,
 ) -> PolicyEngine:
     catalog = Catalog(
         plugins=(msgspec.convert({"plugin_id": PLUGIN, **(plugin or {}), "releases": releases}, Plugin),),
@@ -62,7 +63,7 @@ def build_engine(
         matrix=tuple(msgspec.convert(m, CompatEntry) for m in matrix),
     )
     parsed = rules if isinstance(rules, GovernanceRules) else rules_from_data(rules, "test rules")
-    return PolicyEngine(CatalogIndex.build(catalog), parsed, now)
+    return PolicyEngine(CatalogIndex.build(catalog), parsed, now, plain=plain)
 
 
 def tenant(
