@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from powerx_governance.audit.cli import audit_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token
+from powerx_governance.cli.consoles import stdout_console
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.cli.service_commands import serve, serve_command, token_app
 from powerx_governance.db.session import transaction
@@ -126,7 +127,7 @@ def scan_command(
         output.write_text(render(report, fmt), encoding="utf-8")
         err.print(f"report written to {output} ({len(report['findings'])} findings)", highlight=False)
     elif fmt is ReportFormat.TABLE:
-        print_table(report, _stdout_console())
+        print_table(report, stdout_console())
     else:
         sys.stdout.write(render(report, fmt))
     raise typer.Exit(exit_code(done.result, fail_on, done.rules.defaults.min_coverage))
@@ -168,7 +169,7 @@ def demo_command(
         _, token = create_token(
             session, name="demo operator", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
         )
-    print_table(report, _stdout_console(), limit=25)
+    print_table(report, stdout_console(), limit=25)
     _write_reports(report, out)
     base = f"http://{service.settings.host}:{service.settings.port}"
     err.print(
@@ -195,11 +196,6 @@ def _write_reports(report: dict[str, Any], out: Path) -> None:
     for fmt, ext in suffix.items():
         (out / f"scan-report.{ext}").write_text(render(report, fmt), encoding="utf-8")
     err.print(f"reports written to {out}/scan-report.{{json,csv,md,sarif.json,txt}}", highlight=False)
-
-
-def _stdout_console() -> Console:
-    """A terminal gets its own width; a pipe or file gets a wide, colourless table."""
-    return Console() if sys.stdout.isatty() else Console(width=170, color_system=None)
 
 
 version_app.command("serve")(serve_command)

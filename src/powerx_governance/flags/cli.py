@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from powerx_governance.cli.consoles import stdout_console
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
@@ -18,7 +19,7 @@ from powerx_governance.service import GovernanceService, utc_now
 from powerx_governance.settings import load_settings
 
 flags_app = typer.Typer(help="Feature flags (changes are stored and audited).", no_args_is_help=True)
-out = Console()
+out = stdout_console()
 err = Console(stderr=True)
 
 

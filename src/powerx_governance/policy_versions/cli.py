@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
+from powerx_governance.cli.consoles import stdout_console
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
@@ -24,7 +25,7 @@ from powerx_governance.settings import load_settings
 policy_app = typer.Typer(
     help="Policy versions of governance_rules.yaml: history, diff, rollback.", no_args_is_help=True
 )
-out = Console()
+out = stdout_console()
 err = Console(stderr=True)
 T = TypeVar("T")
 

@@ -69,7 +69,12 @@ def verdict_document(v: Verdict) -> dict[str, Any]:
     }
 
 
-def finding_dict(f: Finding, part: dict[str, Any]) -> dict[str, Any]:
+def manifest_age_seconds(as_of: datetime | None, at: datetime) -> int | None:
+    """How old a stale finding's last good manifest was at `at` (None for a fresh manifest)."""
+    return None if as_of is None else max(0, round((at - as_of).total_seconds()))
+
+
+def finding_dict(f: Finding, part: dict[str, Any], at: datetime) -> dict[str, Any]:
     return {
         "tenant_uuid": f.tenant.tenant_uuid,
         "tenant_key": f.tenant.tenant_key,
@@ -81,6 +86,7 @@ def finding_dict(f: Finding, part: dict[str, Any]) -> dict[str, Any]:
         "co_upgrades": list(f.dependency_notes),
         "manifest_stale": f.stale_since is not None,
         "manifest_as_of": iso(f.stale_since),
+        "manifest_age_seconds": manifest_age_seconds(f.stale_since, at),
     }
 
 
@@ -95,7 +101,7 @@ def build_report(result: ScanResult, *, scan_id: str | None = None) -> dict[str,
         part = parts.get(id(f.verdict))
         if part is None:
             part = parts[id(f.verdict)] = verdict_document(f.verdict)
-        findings.append(finding_dict(f, part))
+        findings.append(finding_dict(f, part, result.generated_at))
     return {
         "schema": REPORT_SCHEMA,
         "scan_id": scan_id or str(uuid.uuid4()),
@@ -103,6 +109,8 @@ def build_report(result: ScanResult, *, scan_id: str | None = None) -> dict[str,
         "coverage": {
             "tenants_total": result.tenants_total,
             "tenants_scanned": result.tenants_scanned,
+            "tenants_stale": result.tenants_stale,
+            "tenants_failed": result.tenants_total - result.tenants_scanned - result.tenants_stale,
             "installations": result.installations,
             "rate": round(result.coverage_rate, 6),
         },

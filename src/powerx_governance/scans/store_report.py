@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.recommendations.queries import recommendation_dict
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
-from powerx_governance.scans.report import REPORT_SCHEMA, iso
+from powerx_governance.scans.report import REPORT_SCHEMA, iso, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow
 
 _DROP = ("id", "revision", "state", "first_seen_at", "updated_at", "resolved_at", "scan_id")
@@ -35,7 +35,7 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
         findings.append(
             {k: v for k, v in finding.items() if k not in _DROP}
             | {"recommendation_id": row.id, "state": row.state}
-            | _manifest_age(finding, generated_at)
+            | {"manifest_age_seconds": manifest_age_seconds(_as_of(finding), generated_at)}
         )
     errors = (
         scan.errors
@@ -61,10 +61,6 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
     }
 
 
-def _manifest_age(finding: dict[str, Any], generated_at: datetime) -> dict[str, Any]:
-    """How old the last good manifest behind a stale finding was when the report was made."""
+def _as_of(finding: dict[str, Any]) -> datetime | None:
     as_of = finding.get("manifest_as_of")
-    if not finding.get("manifest_stale") or not as_of:
-        return {"manifest_age_seconds": None}
-    age = generated_at - datetime.fromisoformat(as_of)
-    return {"manifest_age_seconds": max(0, round(age.total_seconds()))}
+    return datetime.fromisoformat(as_of) if finding.get("manifest_stale") and as_of else None

@@ -22,8 +22,20 @@ FINISHED: Final = frozenset({"succeeded", "incomplete", "failed"})
 
 # What a stored recommendation adds to the DESIGN §4 finding it was made from.
 RECOMMENDATION_ONLY: Final = frozenset(
-    {"id", "revision", "state", "first_seen_at", "updated_at", "resolved_at", "scan_id", "history"}
+    {
+        "id",
+        "revision",
+        "state",
+        "first_seen_at",
+        "updated_at",
+        "resolved_at",
+        "scan_id",
+        "history",
+        "policy_version",
+    }
 )
+# What a report adds to the finding: figures as of the report's time.
+REPORT_ONLY: Final = frozenset({"manifest_age_seconds"})
 
 
 def wait_for_scan(client: httpx.Client, scan_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
@@ -97,6 +109,11 @@ def file_scan_report(
 def as_finding(recommendation: Mapping[str, Any]) -> dict[str, Any]:
     """A recommendation without its store bookkeeping: the finding it stands for."""
     return {k: v for k, v in recommendation.items() if k not in RECOMMENDATION_ONLY}
+
+
+def as_stored(finding: Mapping[str, Any]) -> dict[str, Any]:
+    """A report's finding as a recommendation keeps it (without report-time figures)."""
+    return {k: v for k, v in finding.items() if k not in REPORT_ONLY}
 
 
 def key(item: Mapping[str, Any]) -> tuple[str, str]:

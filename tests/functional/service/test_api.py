@@ -41,6 +41,7 @@ from tests.functional.service.support import (
     API,
     Inputs,
     as_finding,
+    as_stored,
     every_page,
     key,
     metric,
@@ -144,6 +145,7 @@ def test_the_scan_reports_true_coverage(fleet: Fleet, oracle: dict[str, Any]) ->
     assert scan["coverage"] == {
         "tenants_total": 100,
         "tenants_scanned": 99,
+        "tenants_stale": 0,
         "tenants_failed": 1,
         "installations": oracle["coverage"]["installations"],
         "rate": 0.99,
@@ -152,8 +154,8 @@ def test_the_scan_reports_true_coverage(fleet: Fleet, oracle: dict[str, Any]) ->
     [error] = scan["errors"]
     assert error["tenant_uuid"] == BROKEN_TENANT
     assert error["source"].endswith("zz-broken-tenant.yaml")
-    assert "plugins[1].version" in error["error"]
-    assert "'2.x.1'" in error["error"]
+    assert "core_version" in error["error"]
+    assert "'1.24.x'" in error["error"]
     assert _sourceless(scan["errors"]) == _sourceless(oracle["errors"])
     for moment in ("requested_at", "started_at", "finished_at"):
         assert datetime.fromisoformat(scan[moment]) == NOW
@@ -168,7 +170,7 @@ def test_recommendations_are_exactly_the_findings_of_the_cli_engine(
     fleet: Fleet, oracle: dict[str, Any]
 ) -> None:
     stored = {key(i): as_finding(i) for i in fleet.items}
-    expected = {key(f): f for f in oracle["findings"]}
+    expected = {key(f): as_stored(f) for f in oracle["findings"]}
     assert stored.keys() == expected.keys()
     assert [k for k in expected if stored[k] != expected[k]] == []
     assert {(i["state"], i["revision"], i["scan_id"]) for i in fleet.items} == {
@@ -273,7 +275,8 @@ def test_the_scan_report_is_a_design_report(
     for finding in findings:
         assert finding["state"] == "open"
         assert finding["recommendation_id"] == fleet.item(*key(finding))["id"]
-        rest = {k: v for k, v in finding.items() if k not in ("state", "recommendation_id")}
+        assert finding["policy_version"] == 1
+        rest = {k: v for k, v in finding.items() if k not in ("state", "recommendation_id", "policy_version")}
         assert rest == expected[key(finding)]
         for moment in filter(None, [finding["sla_deadline"]]):
             datetime.fromisoformat(moment)
@@ -327,6 +330,15 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("GET", AUDIT, None, (200, 200, 200, 200, 200, 200, 401, 401)),
     ("GET", f"{AUDIT}?tenant={{tenant_a}}", None, (200, 200, 200, 200, 404, 404, 401, 401)),
     ("GET", f"{AUDIT}?tenant={{tenant_b}}", None, (200, 200, 404, 404, 200, 200, 401, 401)),
+    ("GET", f"{API}/flags", None, (200, 200, 200, 200, 200, 200, 401, 401)),
+    ("PUT", f"{API}/flags/{{flag}}", {}, (422, 422, 403, 403, 403, 403, 401, 401)),
+    ("DELETE", f"{API}/flags/{{flag}}", None, (422, 422, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/policy/versions", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/policy/versions/{{version}}", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/policy/versions/99", None, (404, 404, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/policy/diff?from=1&to=1", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    ("POST", f"{API}/policy/versions", {}, (422, 422, 403, 403, 403, 403, 401, 401)),
+    ("POST", f"{API}/policy/rollback", {}, (422, 422, 403, 403, 403, 403, 401, 401)),
     ("GET", "/healthz", None, (200,) * 8),
     ("GET", "/readyz", None, (200,) * 8),
     ("GET", "/metrics", None, (200,) * 8),
@@ -341,6 +353,8 @@ def _placeholders(fleet: Fleet) -> dict[str, Any]:
         "rec_b": next(i["id"] for i in fleet.items if i["tenant_uuid"] == TENANT_B),
         "tenant_a": TENANT_A,
         "tenant_b": TENANT_B,
+        "flag": "no-such-flag",  # admitted callers get 422: nothing changes
+        "version": 1,
     }
 
 
@@ -379,7 +393,7 @@ def test_the_role_table_covers_every_route_of_the_app(fleet: Fleet) -> None:
     served = {
         (m.upper(), re.sub(r"\{[^}]+\}", "{}", p)) for p, operations in paths.items() for m in operations
     }
-    ids = {"scan", "rec_a", "rec_b"}
+    ids = {"scan", "rec_a", "rec_b", "flag", "version"}
     tested = {
         (method, re.sub(r"\{(\w+)\}", lambda m: "{}" if m[1] in ids else m[0], path.split("?")[0]))
         for method, path, _, _ in MATRIX
@@ -693,7 +707,7 @@ def _matches_oracle(
     state: Mapping[tuple[str, str], dict[str, Any]], oracle: dict[str, Any], *, ignore: tuple[str, ...] = ()
 ) -> None:
     """Open recommendations are the full scan's findings (but `ignore`); every other one is resolved."""
-    expected = {key(f): _without(f, ignore) for f in oracle["findings"]}
+    expected = {key(f): _without(as_stored(f), ignore) for f in oracle["findings"]}
     open_ = {k: _without(as_finding(v), ignore) for k, v in state.items() if v["state"] != "resolved"}
     assert open_.keys() == expected.keys()
     assert [k for k in expected if open_[k] != expected[k]] == []

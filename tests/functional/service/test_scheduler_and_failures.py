@@ -255,26 +255,25 @@ def test_an_unreachable_catalog_fails_the_scan_which_is_retried_then_alerted(
     assert metric(client.get("/metrics").text, "version_alerts_total", kind="scan_failures") == 1
 
 
-def test_a_scan_that_crashes_is_marked_failed(
-    make_service: ServiceFactory, small_inputs: Inputs, tmp_path: Path
-) -> None:
-    rules = tmp_path / "rules.yaml"
-    rules.write_text(RULES.read_text(encoding="utf-8"), encoding="utf-8")
+def test_a_scan_that_crashes_is_marked_failed(make_service: ServiceFactory, small_inputs: Inputs) -> None:
     clock = FakeClock()
     service = make_service(
         clock=clock,
         POWERX_WORKER="0",
-        POWERX_RULES=str(rules),
         POWERX_TENANT_SOURCE=str(small_inputs.manifests),
         POWERX_CATALOG_SOURCE=str(small_inputs.catalog_file),
     )
-    rules.write_text("schema: powerx.governance-rules/v1\ndefaults: {min_coverage: 7}\n", encoding="utf-8")
+
+    def crash(*_: object) -> None:
+        raise RuntimeError("the follow-up store is gone")
+
+    service.runtime.change_hooks.append(crash)
     scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
     service.run_pending()
     assert _job(service, scan_id).status == "done"  # the job handled the failure: nothing left to retry
     [scan] = [s for s in _scans(service) if s.scan_id == scan_id]
     assert scan.status == "failed"
-    assert "min_coverage" in (scan.failure or "")
+    assert "RuntimeError: the follow-up store is gone" in (scan.failure or "")
     [retry] = [s for s in _scans(service) if s.retry_of == scan_id]
     assert retry.trigger == ScanTrigger.RETRY.value
     assert metric(service.metrics.render().decode(), "version_scan_failure_total", kind="full") == 1
@@ -321,6 +320,7 @@ def test_tenants_the_directory_never_serves_count_against_coverage(make_service:
     assert scan["coverage"] == {
         "tenants_total": TENANTS,
         "tenants_scanned": 97,
+        "tenants_stale": 0,
         "tenants_failed": 3,
         "installations": 97,
         "rate": 0.97,
@@ -328,6 +328,8 @@ def test_tenants_the_directory_never_serves_count_against_coverage(make_service:
     assert report["coverage"] == {
         "tenants_total": TENANTS,
         "tenants_scanned": 97,
+        "tenants_stale": 0,
+        "tenants_failed": 3,
         "installations": 97,
         "rate": 0.97,
     }
