@@ -146,7 +146,6 @@ class GovernanceService:
         service = cls(settings, engine, factory, metrics, runtime, registry, clock)
         service.tasks[SCAN_TASK] = lambda payload: run_scan(runtime, payload["scan_id"])
         _install_components(service)
-        service.sync_policy()
         return service
 
     # -- scans -------------------------------------------------------------------------------
@@ -260,6 +259,11 @@ class GovernanceService:
     # -- background threads ------------------------------------------------------------------
 
     def start(self) -> None:
+        """The serving process: read the rules file now (then on every scheduler tick), start the threads.
+
+        Other processes (CLI commands) never author policy versions from their own environment.
+        """
+        self.sync_policy()
         if self.settings.worker:
             self._spawn("worker", self._worker_loop)
         if self.settings.scheduler:

@@ -84,7 +84,14 @@ def test_json_report_validates_against_the_design_schema(fleet: Path) -> None:
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     jsonschema.validate(report, SCHEMA, format_checker=jsonschema.FormatChecker())
-    assert report["coverage"] == {"tenants_total": 4, "tenants_scanned": 4, "installations": 4, "rate": 1.0}
+    assert report["coverage"] == {
+        "tenants_total": 4,
+        "tenants_scanned": 4,
+        "tenants_stale": 0,
+        "tenants_failed": 0,
+        "installations": 4,
+        "rate": 1.0,
+    }
     assert [(f["tenant_uuid"], f["target_version"], f["action"]) for f in report["findings"]] == [
         ("tenant-1", "2.4.0", "upgrade_now"),
         ("tenant-3", "2.4.0", "upgrade_now"),
@@ -104,18 +111,34 @@ def test_fail_on_below_the_worst_risk_is_clean(tmp_path: Path) -> None:
 
 
 def test_bad_manifest_is_not_scanned_and_the_scan_goes_on(fleet: Path) -> None:
-    write_json(fleet / "manifests" / "zz-bad.json", _manifest("broken", "2.x.1"))
+    write_json(fleet / "manifests" / "zz-bad.json", _manifest("broken", core_version="1.24"))
     run = _scan(fleet, "--format", "json", "--output", fleet / "r.json")
     assert run.returncode == 3, "coverage 4/5 is below the default minimum of 0.99"
     report = json.loads((fleet / "r.json").read_text())
     assert report["coverage"]["tenants_total"] == 5
     assert report["coverage"]["tenants_scanned"] == 4
+    assert report["coverage"]["tenants_failed"] == 1
     assert report["coverage"]["rate"] == 0.8
     [error] = report["errors"]
     assert error["tenant_uuid"] == "broken"
     assert "zz-bad.json" in error["source"]
-    assert "plugins[0].version" in error["error"]
+    assert "core_version" in error["error"]
+    assert "'1.24'" in error["error"]
+
+
+def test_a_bad_plugin_entry_is_named_and_the_rest_of_the_manifest_counts(fleet: Path) -> None:
+    bad = _manifest("odd", "2.x.1")
+    bad["plugins"].append({"plugin_id": PLUGIN, "version": "2.3.0", "channel": "stable"})
+    write_json(fleet / "manifests" / "zz-odd.json", bad)
+    run = _scan(fleet, "--format", "json", "--output", fleet / "r.json")
+    report = json.loads((fleet / "r.json").read_text())
+    assert run.returncode != 3
+    assert report["coverage"]["tenants_scanned"] == 5
+    [error] = report["errors"]
+    assert (error["tenant_uuid"], error["error"].split(":")[0]) == ("odd", "plugins[0].version")
     assert "'2.x.1'" in error["error"]
+    [finding] = [f for f in report["findings"] if f["tenant_uuid"] == "odd"]
+    assert finding["current_version"] == "2.3.0"
 
 
 def test_bad_release_and_advisory_are_skipped_and_named(tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ def test_flags_and_policy_from_the_command_line(
     make_service: ServiceFactory, database_url: str, tmp_path: Path
 ) -> None:
     service = make_service(POWERX_WORKER="0")
+    service.sync_policy()  # what the serving process does at start: the rules file is version 1
     var = tmp_path / "cli"
     off = _powerx(
         database_url, var, "flags", "set", Flag.GOVERNANCE.value, "off", "--reason", "drill", "--actor", "ana"
