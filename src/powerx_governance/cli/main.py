@@ -22,6 +22,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.cli import decide_command
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
+from powerx_governance.events.cli import events_app
 from powerx_governance.reports import ReportFormat, print_table, render
 from powerx_governance.scans.report import build_report
 from powerx_governance.scans.scanner import ScanResult
@@ -206,4 +207,5 @@ version_app.command("smoke")(smoke_command)
 version_app.command("reconcile")(reconcile_command)
 version_app.command("metrics")(metrics_command)
 version_app.add_typer(token_app, name="token")
+version_app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")
