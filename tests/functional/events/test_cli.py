@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from click.testing import Result
 from sqlalchemy import select
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.cli.main import app
