@@ -75,11 +75,13 @@ def _install_components(service: GovernanceService) -> None:
     """Each component registers its tasks, change hooks and periodic follow-ups."""
     from powerx_governance.audit import sink as audit_sink  # noqa: PLC0415 - these import this module
     from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415
+    from powerx_governance.events import jobs as event_jobs  # noqa: PLC0415
     from powerx_governance.notifications import jobs as notification_jobs  # noqa: PLC0415
 
     decision_jobs.install(service)
     notification_jobs.install(service)
     audit_sink.install(service)
+    event_jobs.install(service)  # last: its change hook records events after the audit records
 
 
 @dataclass

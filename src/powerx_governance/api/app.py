@@ -15,6 +15,7 @@ from powerx_governance.audit.routes import router as audit_router
 from powerx_governance.console.rendering import STATIC_URL, static_files
 from powerx_governance.console.routes import router as console_router
 from powerx_governance.decisions.routes import router as decisions_router
+from powerx_governance.events.routes import router as events_router
 from powerx_governance.flags.routes import router as flags_router
 from powerx_governance.policy_versions.routes import router as policy_router
 from powerx_governance.recommendations.routes import router as recommendations_router
@@ -52,6 +53,7 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.include_router(audit_router)
     app.include_router(flags_router)
     app.include_router(policy_router)
+    app.include_router(events_router)
     app.mount(STATIC_URL, static_files(), name="console-static")  # before the console's catch-all page
     app.include_router(console_router)
 

@@ -23,6 +23,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.cli import decide_command
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
+from powerx_governance.events.cli import events_app
 from powerx_governance.flags.cli import flags_app
 from powerx_governance.policy_versions.cli import policy_app
 from powerx_governance.reports import ReportFormat, print_table, render
@@ -206,4 +207,5 @@ version_app.command("metrics")(metrics_command)
 version_app.add_typer(token_app, name="token")
 version_app.add_typer(flags_app, name="flags")
 version_app.add_typer(policy_app, name="policy")
+version_app.add_typer(events_app, name="events")
 app.add_typer(audit_app, name="audit")

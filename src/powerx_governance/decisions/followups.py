@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Severity
+from powerx_governance.events.outbox import record_sla_breach
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.service import notify_ignore_broken, notify_sla_breach
 from powerx_governance.recommendations.store import Change, ChangeSet
@@ -271,6 +272,7 @@ def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> d
         scheduled_for=_scheduled(payload, session),
         decision_id=payload.get("decision_id"),
     )
+    record_sla_breach(session, rec, detail, now)
     return {**detail, "recommendation_id": rec.id, "tenant_uuid": rec.tenant_uuid, "plugin_id": rec.plugin_id}
 
 

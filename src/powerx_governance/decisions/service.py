@@ -20,6 +20,7 @@ from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Enforcement, Severity
+from powerx_governance.events.outbox import record_decision
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import notify_decision
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
@@ -158,6 +159,7 @@ def decide(
     )
     # last: the audit chain lock is held from here to the commit, so keep that stretch short
     record(session, _decision_event(row, rec, verdict, before, who), now)
+    record_decision(session, row, now)  # after the audit record: see events.outbox on lock order
     return row, True
 
 

@@ -1,0 +1,128 @@
+"""Wiring events into the service: the alert change hook and the `events_deliver` task.
+
+`events_deliver` (payload `{"subscription_id"}`) delivers rounds for one subscription until it
+is caught up, an attempt fails (the next attempt is a job due later), or `MAX_ROUNDS` rounds ran
+(a follow-up job continues, so one busy subscriber cannot hold a worker for long). Each round
+claims the subscription's lease and next batch, POSTs it signed, and records the outcome; see
+`delivery` for why two rounds of one subscription never run at once, whatever the workers.
+
+Settings (environment): `POWERX_EVENTS_SOURCE`, the CloudEvents `source` attribute (default
+`/powerx/version-governance`). Timeouts and the allow-list are the IM webhooks' own (the
+notification routes file's `delivery` timeouts and `webhooks` section).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from powerx_governance.db.session import transaction
+from powerx_governance.events import delivery
+from powerx_governance.events.cloudevents import DEFAULT_SOURCE, encode, signed_headers
+from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, wake
+from powerx_governance.events.service import Destinations
+from powerx_governance.events.webhook import DeliveryError, EventPoster
+from powerx_governance.notifications.channels.interface import http_policy
+from powerx_governance.notifications.config import BUILT_IN_ROUTES, RoutesConfig
+from powerx_governance.notifications.service import RUNTIME_KEY, NotificationRuntime
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
+
+SOURCE_ENV: Final = "POWERX_EVENTS_SOURCE"
+SOURCE_KEY: Final = "powerx.events.source"
+MAX_ROUNDS: Final = 50
+log = logging.getLogger("powerx.events")
+
+
+def routes_of(info: Mapping[str, Any]) -> RoutesConfig:
+    """The notification routes installed on the service (the allow-list lives there)."""
+    runtime = info.get(RUNTIME_KEY)
+    return runtime.routes if isinstance(runtime, NotificationRuntime) else BUILT_IN_ROUTES
+
+
+def destinations(info: Mapping[str, Any]) -> Destinations:
+    """Where subscriptions may point, from a session's or factory's `info`."""
+    routes = routes_of(info)
+    return Destinations(routes.allow, routes.require_https)
+
+
+def source_of(info: Mapping[str, Any]) -> str:
+    return str(info.get(SOURCE_KEY, DEFAULT_SOURCE))
+
+
+@dataclass
+class Deliverer:
+    """The installed `events_deliver` task of one service."""
+
+    service: GovernanceService
+    source: str = DEFAULT_SOURCE
+    poster: EventPoster = field(default_factory=EventPoster)
+    wall_clock: Callable[[], float] = time.time  # webhook-timestamp is the real sending time
+
+    def deliver(self, payload: dict[str, Any]) -> None:
+        """The `events_deliver` task."""
+        subscription_id = str(payload["subscription_id"])
+        for _ in range(MAX_ROUNDS):
+            with transaction(self.service.factory) as session:
+                batch = delivery.claim(session, subscription_id, self.service.clock(), self.source)
+            if batch is None or not self._attempt(batch):
+                return
+        with transaction(self.service.factory) as session:
+            now = self.service.clock()
+            wake(session, subscription_id, now, key=f"events:{subscription_id}:more:{uuid.uuid4().hex}")
+        self.service.wake()
+
+    def _attempt(self, batch: delivery.Batch) -> bool:
+        try:
+            self._send(batch)
+        except DeliveryError as exc:
+            self._failed(batch, exc)
+            return False
+        except Exception as exc:  # a bug here counts as an attempt instead of stranding the lease
+            log.exception("event delivery failed", extra={"subscription_id": batch.subscription_id})
+            self._failed(batch, DeliveryError(f"{type(exc).__name__}: {exc}"))
+            return False
+        with transaction(self.service.factory) as session:
+            delivery.delivered(session, batch, self.service.clock())
+        return True
+
+    def _send(self, batch: delivery.Batch) -> None:
+        routes = routes_of(self.service.factory.kw.get("info") or {})
+        self.poster.check(batch.url, routes.allow, require_https=routes.require_https)
+        content_type, body = encode(batch.envelopes, batch=batch.batch_mode)
+        message_id = str(batch.envelopes[0]["id"])
+        headers = signed_headers(batch.secret, message_id, int(self.wall_clock()), body, content_type)
+        self.poster.post(batch.url, body, headers, timeout=http_policy(routes.delivery).timeout())
+
+    def _failed(self, batch: delivery.Batch, exc: DeliveryError) -> None:
+        with transaction(self.service.factory) as session:
+            status = delivery.failed(
+                session,
+                batch,
+                exc.detail,
+                self.service.clock(),
+                permanent=exc.permanent,
+                retry_after=exc.retry_after,
+            )
+        log.warning(
+            "event delivery attempt failed",
+            extra={"subscription_id": batch.subscription_id, "error": exc.detail, "status": str(status)},
+        )
+
+
+def install(service: GovernanceService, *, environ: Mapping[str, str] | None = None) -> Deliverer:
+    """Register the delivery task and the alert change hook (a second call replaces the first)."""
+    env = os.environ if environ is None else environ
+    deliverer = Deliverer(service, source=env.get(SOURCE_ENV) or DEFAULT_SOURCE)
+    info = dict(service.factory.kw.get("info") or {})
+    service.factory.configure(info={**info, SOURCE_KEY: deliverer.source})
+    service.tasks[DELIVER_TASK] = deliverer.deliver
+    if on_recommendation_changes not in service.runtime.change_hooks:
+        service.runtime.change_hooks.append(on_recommendation_changes)
+    return deliverer
