@@ -134,6 +134,7 @@ def test_a_changed_rules_file_is_a_new_version_and_a_broken_one_is_refused(
 
 def test_invalid_documents_and_unknown_versions_are_refused_by_name(make_service: ServiceFactory) -> None:
     service = make_service(POWERX_WORKER="0")
+    service.sync_policy()  # as the serving process does at start
     operator = issue_token(service, Role.OPERATOR)
     admin = issue_token(service, Role.TENANT_ADMIN, SANDBOX)
     with LiveServer(service, background=False) as live, live.client(operator) as ops:
