@@ -133,6 +133,11 @@ def test_upgrade_policy_off_gives_plain_recommendations_marked_as_such(make_serv
         worst = max(a["cvss"] or 0 for a in plain["advisories"])
         assert plain["priority"] == round(worst * 10)
         assert plain["risk_level"] == governed["risk_level"]  # risk still comes from the advisories
+        with httpx.Client(base_url=live.base_url, follow_redirects=True) as browser:
+            sign_in(browser, operator)
+            card = browser.get(f"/console/recommendations/{plain['id']}").text
+            assert 'data-figure="policy-mode"' in card
+            assert 'id="upgrade-policy-off"' in card
 
         reset = ops.delete(UPGRADE_POLICY)
         assert (reset.json()["enabled"], reset.json()["source"]) == (True, "default")
