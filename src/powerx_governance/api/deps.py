@@ -26,7 +26,8 @@ ServiceDep = Annotated[GovernanceService, Depends(service)]
 
 
 def session(svc: ServiceDep) -> Iterator[Session]:
-    """The request owns the transaction: committed when the route returns, rolled back on error."""
+    """A session for reading. FastAPI closes yield dependencies after the answer is sent, so a
+    route that writes opens `transaction()` itself: its commit must come before the answer."""
     with svc.factory() as s, s.begin():
         yield s
 
