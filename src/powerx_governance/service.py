@@ -115,7 +115,7 @@ class GovernanceService:
         """Read the rules file: a changed, valid file becomes the next policy version and queues a
         full re-scan; an invalid one is refused (audited) and the version in force stays."""
         try:
-            created = self.policies.sync(self.clock()).created
+            created = self.policies.sync(self.clock())
         except InputError as exc:  # nothing in force yet: scans fail naming the field until fixed
             log.error("rules file unusable and no policy version in force: %s", exc)  # noqa: TRY400 - expected
             return

@@ -14,7 +14,6 @@ import hashlib
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.db.locks import transaction_lock
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
 from powerx_governance.policy.loader import rules_from_data
@@ -42,6 +42,7 @@ from powerx_governance.scans.tables import ScanKind, ScanTrigger
 
 log = logging.getLogger("powerx.policy")
 _STATE_ID = 1
+_LOCK_CLASS = 0x504F4C49  # "POLI"
 MAX_POLICY_BYTES = 1024 * 1024
 
 
@@ -141,6 +142,7 @@ def add_version(
 ) -> PolicyVersionRow:
     """Validate `content` (InputError when refused), store it as the next version and make it current."""
     parse_content(content, f"policy ({source.value} by {author})")
+    transaction_lock(session, _LOCK_CLASS, "policy")  # numbers are handed out one at a time
     number = (session.execute(select(func.max(PolicyVersionRow.number))).scalar() or 0) + 1
     digest = content_hash(content)
     row = PolicyVersionRow(
@@ -177,6 +179,7 @@ def rollback(
     session: Session, number: int, *, actor: str, now: datetime, reason: str | None = None
 ) -> tuple[int | None, str]:
     """Make version `number` current again and queue a full re-scan; (previous version, scan id)."""
+    transaction_lock(session, _LOCK_CLASS, "policy")
     target = get_version(session, number)
     parse_content(target.content, f"policy version {number}")  # still valid under today's schema
     previous = _set_current(session, number, actor, now, None)
@@ -220,6 +223,10 @@ def _audit(
     )
 
 
+def _current_hash(session: Session, current: PolicyStateRow) -> str:
+    return get_version(session, current.current_version).content_hash
+
+
 def _refuse(session: Session, path: Path, digest: str, error: InputError, now: datetime) -> None:
     row = state(session)
     if row is not None:
@@ -245,30 +252,31 @@ def _refuse(session: Session, path: Path, digest: str, error: InputError, now: d
     )
 
 
-@dataclass(frozen=True, slots=True)
-class FileSync:
-    """What reading the rules file did: a new version, a refusal, or nothing."""
-
-    created: int | None = None
-    refused: str | None = None
-
-
-def sync_file(session: Session, path: Path | None, now: datetime) -> FileSync:
-    """Turn a changed rules file into a new version (or the built-in defaults into version 1).
+def sync_file(session: Session, path: Path | None, now: datetime) -> int | None:
+    """Turn a changed rules file into a new version (or the built-in defaults into version 1);
+    the number of the version created, if any.
 
     InputError only when nothing is in force yet and the file is invalid (a scan then fails,
     naming the field); once a version exists an invalid file is refused and audited instead.
     """
+    transaction_lock(session, _LOCK_CLASS, "policy")  # instances read the same file at the same tick
     current = state(session)
     if path is None:
         if current is not None:
-            return FileSync()
+            return None
         row = add_version(session, builtin_content(), source=PolicySource.BUILTIN, author="builtin", now=now)
-        return FileSync(created=row.number)
-    content = read_bytes(path, limit=MAX_POLICY_BYTES).decode("utf-8", errors="replace")
+        return row.number
+    try:
+        content = read_bytes(path, limit=MAX_POLICY_BYTES).decode("utf-8", errors="replace")
+    except InputError as exc:  # missing or too large: nothing to compare, the version in force stays
+        if current is None:
+            raise
+        log.warning("rules file unreadable; policy version %s stays: %s", current.current_version, exc)
+        return None
     digest = content_hash(content)
-    if current is not None and current.file_hash == digest:
-        return FileSync()
+    if current is not None and digest in (current.file_hash, _current_hash(session, current)):
+        current.file_hash = digest  # e.g. a file put back to the version in force: nothing changed
+        return None
     try:
         row = add_version(
             session,
@@ -284,8 +292,8 @@ def sync_file(session: Session, path: Path | None, now: datetime) -> FileSync:
             raise
         _refuse(session, path, digest, exc, now)
         log.warning("rules file refused, policy version %s stays in force: %s", current.current_version, exc)
-        return FileSync(refused=str(exc.problem))
-    return FileSync(created=row.number)
+        return None
+    return row.number
 
 
 class PolicyRegistry:
@@ -300,14 +308,14 @@ class PolicyRegistry:
         self._parsed: dict[int, GovernanceRules] = {}
         self._lock = threading.Lock()
 
-    def sync(self, now: datetime) -> FileSync:
+    def sync(self, now: datetime) -> int | None:
         """Read the rules file (several instances may race: the loser sees the winner's version)."""
         with self._lock:
             try:
                 with transaction(self._factory) as session:
                     return sync_file(session, self._path, now)
             except IntegrityError:
-                return FileSync()
+                return None
 
     def current(self, now: datetime) -> CurrentPolicy:
         with self._factory() as session:

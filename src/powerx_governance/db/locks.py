@@ -1,0 +1,31 @@
+"""A lock held until the caller's transaction ends, on either backend.
+
+PostgreSQL: a transaction-scoped advisory lock keyed by (class, schema), so stores sharing a
+database in different schemas do not wait on each other. SQLite: any write takes the database
+write lock; this one upserts the lock's own row in `locks`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Final
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from powerx_governance.jobs.tables import LockRow
+
+_NEVER: Final = datetime(9999, 12, 31, tzinfo=UTC)
+
+
+def transaction_lock(session: Session, lock_class: int, name: str) -> None:
+    """Wait for, then hold, the lock `name` (`lock_class` on PostgreSQL) until the transaction ends."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(lock_class, func.hashtext(func.current_schema()))))
+        return
+    session.execute(
+        sqlite_insert(LockRow)
+        .values(name=name, owner=None, expires_at=_NEVER)
+        .on_conflict_do_update(index_elements=[LockRow.name], set_={"expires_at": _NEVER})
+    )
