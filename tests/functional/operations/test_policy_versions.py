@@ -124,6 +124,9 @@ def test_a_changed_rules_file_is_a_new_version_and_a_broken_one_is_refused(
     assert "defaults.escalation_after" in refused.meta["error"]
     assert refused.meta["current_version"] == 2
     assert _policy_versions_of_open(service) == {2}  # the version in force stays
+    rules.write_text(SHORTER_SLA, encoding="utf-8")  # fixed back to the version in force: no change
+    service.schedule_tick()
+    assert len(audit(service, "policy.version_created")) == 1
     operator = issue_token(service, Role.OPERATOR)
     with LiveServer(service, background=False) as live, live.client(operator) as ops:
         assert _versions(ops)["current_version"] == 2
