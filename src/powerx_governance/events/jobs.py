@@ -7,8 +7,10 @@ claims the subscription's lease and next batch, POSTs it signed, and records the
 `delivery` for why two rounds of one subscription never run at once, whatever the workers.
 
 Settings (environment): `POWERX_EVENTS_SOURCE`, the CloudEvents `source` attribute (default
-`/powerx/version-governance`). Timeouts and the allow-list are the IM webhooks' own (the
-notification routes file's `delivery` timeouts and `webhooks` section).
+`/powerx/version-governance`); `POWERX_EVENT_RETENTION`, how long events stay in the log for
+replay and the pull feed (default 30d; pruned at most hourly by a scheduler follow-up).
+Timeouts and the allow-list are the IM webhooks' own (the notification routes file's `delivery`
+timeouts and `webhooks` section).
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from powerx_governance.db.session import transaction
+from powerx_governance.durations import parse_duration
 from powerx_governance.events import delivery
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, encode, signed_headers
-from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, wake
+from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, prune, wake
 from powerx_governance.events.service import Destinations
 from powerx_governance.events.webhook import DeliveryError, EventPoster
 from powerx_governance.notifications.channels.interface import http_policy
@@ -35,6 +39,9 @@ if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
 
 SOURCE_ENV: Final = "POWERX_EVENTS_SOURCE"
+RETENTION_ENV: Final = "POWERX_EVENT_RETENTION"
+DEFAULT_RETENTION: Final = "30d"
+PRUNE_EVERY: Final = timedelta(hours=1)
 SOURCE_KEY: Final = "powerx.events.source"
 MAX_ROUNDS: Final = 50
 log = logging.getLogger("powerx.events")
@@ -116,9 +123,44 @@ class Deliverer:
         )
 
 
+@dataclass
+class Pruner:
+    """The periodic follow-up that drops events older than the retention (at most once per PRUNE_EVERY)."""
+
+    retention: timedelta
+    last_run: datetime | None = None
+
+    def __call__(self, service: GovernanceService) -> None:
+        now = service.clock()
+        if self.last_run is not None and now - self.last_run < PRUNE_EVERY:
+            return
+        with transaction(service.factory) as session:
+            pruned = prune(session, now - self.retention)
+        self.last_run = now
+        if pruned:
+            log.info("event log pruned", extra={"events": pruned, "retention": str(self.retention)})
+
+
+def retention_of(env: Mapping[str, str]) -> timedelta:
+    """`POWERX_EVENT_RETENTION` (at least an hour); ValueError naming the variable otherwise."""
+    text = env.get(RETENTION_ENV) or DEFAULT_RETENTION
+    try:
+        retention = parse_duration(text)
+    except ValueError as exc:
+        raise ValueError(f"{RETENTION_ENV}: {exc}") from exc
+    if retention < timedelta(hours=1):
+        raise ValueError(
+            f"{RETENTION_ENV} must be at least 1h (subscribers need time to replay), not {text!r}"
+        )
+    return retention
+
+
 def install(service: GovernanceService, *, environ: Mapping[str, str] | None = None) -> Deliverer:
-    """Register the delivery task and the alert change hook (a second call replaces the first)."""
+    """Register the delivery task, the alert change hook and the pruning follow-up (a second call
+    replaces the first)."""
     env = os.environ if environ is None else environ
+    service.periodic[:] = [p for p in service.periodic if not isinstance(p, Pruner)]
+    service.periodic.append(Pruner(retention_of(env)))
     deliverer = Deliverer(service, source=env.get(SOURCE_ENV) or DEFAULT_SOURCE)
     info = dict(service.factory.kw.get("info") or {})
     service.factory.configure(info={**info, SOURCE_KEY: deliverer.source})

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, or_, select, text
+from sqlalchemy import delete, func, or_, select, text
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
@@ -258,3 +258,13 @@ def record_sla_breach(session: Session, rec: RecommendationRow, breach: dict[str
     return record(
         session, [NewEvent(EventType.SLA_BREACH, tenant, subject(tenant, rec.plugin_id), data)], now
     )
+
+
+def prune(session: Session, older_than: datetime) -> int:
+    """Drop events recorded before `older_than` (the retention); how many went.
+
+    Cursors are positions, not rows: a subscriber behind the retention resumes at the oldest
+    event still kept.
+    """
+    gone = session.execute(delete(EventRow).where(EventRow.time < older_than))
+    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
