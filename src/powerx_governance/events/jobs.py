@@ -97,6 +97,7 @@ class Deliverer:
             return False
         with transaction(self.service.factory) as session:
             delivery.delivered(session, batch, self.service.clock())
+        self.service.metrics.events_delivered_total.inc(len(batch.envelopes))
         return True
 
     def _send(self, batch: delivery.Batch) -> None:
@@ -108,6 +109,7 @@ class Deliverer:
         self.poster.post(batch.url, body, headers, timeout=http_policy(routes.delivery).timeout())
 
     def _failed(self, batch: delivery.Batch, exc: DeliveryError) -> None:
+        self.service.metrics.event_delivery_failures_total.inc()
         with transaction(self.service.factory) as session:
             status = delivery.failed(
                 session,

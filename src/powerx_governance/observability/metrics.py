@@ -69,6 +69,12 @@ class Metrics:
         self.policy_version = Gauge(
             "version_policy_version", "The policy version the last finished scan evaluated with", registry=r
         )
+        self.events_delivered_total = Counter(
+            "version_events_delivered_total", "Events delivered to subscribed webhooks", registry=r
+        )
+        self.event_delivery_failures_total = Counter(
+            "version_event_delivery_failures_total", "Failed event delivery attempts (requests)", registry=r
+        )
         self.scan_tenants_stale = Gauge(
             "version_scan_tenants_stale",
             "Tenants the last scan evaluated from their last good manifest (theirs could not be read)",

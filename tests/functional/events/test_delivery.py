@@ -127,6 +127,9 @@ def test_a_subscriber_down_for_a_while_catches_up_by_replay_exactly_once(
     assert all(len(r.events) <= 4 for r in receiver.accepted())
     assert show(service, sub_id)["status"] == "active"
     assert show(service, sub_id)["lag"] == 0
+    metrics = service.metrics.render().decode()
+    assert f"version_events_delivered_total {float(len(expected))}" in metrics
+    assert "version_event_delivery_failures_total 3.0" in metrics
 
 
 def test_a_503_is_retried_after_backoff_or_retry_after_then_suspends(
