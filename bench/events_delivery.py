@@ -25,8 +25,8 @@ from typing import Any
 import yaml
 from sqlalchemy import func, select
 
-from bench.common import OUT, dataset, peak_rss_mib
-from bench.store_reference import SCANS_ONLY, database
+from bench.common import OUT, peak_rss_mib
+from bench.store_reference import SCANS_ONLY, database, fleet_service
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service as subscriptions
 from powerx_governance.events.jobs import destinations
@@ -34,7 +34,6 @@ from powerx_governance.events.outbox import DELIVER_TASK
 from powerx_governance.events.tables import EventRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
 
 
 class _Receiver(ThreadingHTTPServer):
@@ -94,16 +93,8 @@ def _routes_file() -> Path:
 
 
 def _service(url: str, tenants: int) -> GovernanceService:
-    data = dataset(tenants)
-    env = {
-        "POWERX_DATABASE_URL": url,
-        "POWERX_TENANT_SOURCE": str(data.manifests),
-        "POWERX_CATALOG_SOURCE": str(data.catalog),
-        "POWERX_SCHEDULER": "0",
-        "POWERX_WORKER": "0",
-    }
     os.environ["POWERX_NOTIFICATION_ROUTES"] = str(_routes_file())  # notifications read the process env
-    return GovernanceService.create(load_settings(env))
+    return fleet_service(url, tenants)
 
 
 def _first_scan(service: GovernanceService) -> float:

@@ -126,17 +126,22 @@ def _push(service: GovernanceService, plugin_id: str, serial: int) -> float:
     return time.perf_counter() - start
 
 
-def run(backend: str, tenants: int, pushes: int) -> dict[str, Any]:
+def fleet_service(url: str, tenants: int) -> GovernanceService:
+    """A service (no threads) on `url` whose sources are the synthetic fleet of `tenants` tenants."""
     data = dataset(tenants)
+    env = {
+        "POWERX_DATABASE_URL": url,
+        "POWERX_TENANT_SOURCE": str(data.manifests),
+        "POWERX_CATALOG_SOURCE": str(data.catalog),
+        "POWERX_SCHEDULER": "0",
+        "POWERX_WORKER": "0",
+    }
+    return GovernanceService.create(load_settings(env))
+
+
+def run(backend: str, tenants: int, pushes: int) -> dict[str, Any]:
     with database(backend) as url:
-        env = {
-            "POWERX_DATABASE_URL": url,
-            "POWERX_TENANT_SOURCE": str(data.manifests),
-            "POWERX_CATALOG_SOURCE": str(data.catalog),
-            "POWERX_SCHEDULER": "0",
-            "POWERX_WORKER": "0",
-        }
-        service = GovernanceService.create(load_settings(env))
+        service = fleet_service(url, tenants)
         try:
             ingest = _scan(service, ScanKind.FULL)
             steady = _scan(service, ScanKind.FULL)

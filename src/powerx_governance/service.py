@@ -26,7 +26,7 @@ from powerx_governance.db.session import make_engine, session_factory, transacti
 from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError
 from powerx_governance.flags.config import Flag
-from powerx_governance.flags.service import is_enabled
+from powerx_governance.flags.service import flag_states, is_enabled
 from powerx_governance.jobs import queue
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy_versions.service import PolicyRegistry
@@ -105,11 +105,16 @@ class GovernanceService:
 
     # -- flags and policy ----------------------------------------------------------------------
 
-    def enabled(self, flag: Flag) -> bool:
+    def flags(self) -> dict[Flag, bool]:
+        """Whether each feature flag is on now (one read of the overrides)."""
         with self.factory() as session:
-            on = is_enabled(session, self.settings.flags, flag)
-        self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if on else 0)
-        return on
+            states = flag_states(session, self.settings.flags)
+        for flag, state in states.items():
+            self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if state.enabled else 0)
+        return {flag: state.enabled for flag, state in states.items()}
+
+    def enabled(self, flag: Flag) -> bool:
+        return self.flags()[flag]
 
     def sync_policy(self) -> None:
         """Read the rules file: a changed, valid file becomes the next policy version and queues a

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,19 @@ NOW = "2026-11-30T00:00:00Z"
 def powerx(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(POWERX), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+    )
+
+
+def powerx_with(env: Mapping[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
+    """`powerx` with these settings on top of this process's environment (e.g. a test's store)."""
+    return subprocess.run(
+        [str(POWERX), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+        timeout=300,
+        check=False,
     )
 
 

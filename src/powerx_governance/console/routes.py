@@ -147,13 +147,11 @@ class Page:
     def render(
         self, template: str, context: dict[str, Any], *, nav: str | None, status: int = 200
     ) -> Response:
+        flags = self.svc.flags()
         base = {
             "user": self.user,
             "own_tenant": self.tenant,
-            "flags": {
-                "governance": self.svc.enabled(Flag.GOVERNANCE),
-                "upgrade_policy": self.svc.enabled(Flag.UPGRADE_POLICY),
-            },
+            "flags": {"governance": flags[Flag.GOVERNANCE], "upgrade_policy": flags[Flag.UPGRADE_POLICY]},
             "nav": nav,
             "now": self.svc.clock(),
             "here": _here(self.request),

@@ -19,10 +19,15 @@ from powerx_governance.jobs.tables import LockRow
 _NEVER: Final = datetime(9999, 12, 31, tzinfo=UTC)
 
 
+def advisory_xact_lock(session: Session, lock_class: int) -> None:
+    """PostgreSQL only: the advisory lock (`lock_class`, this schema) until the transaction ends."""
+    session.execute(select(func.pg_advisory_xact_lock(lock_class, func.hashtext(func.current_schema()))))
+
+
 def transaction_lock(session: Session, lock_class: int, name: str) -> None:
     """Wait for, then hold, the lock `name` (`lock_class` on PostgreSQL) until the transaction ends."""
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(select(func.pg_advisory_xact_lock(lock_class, func.hashtext(func.current_schema()))))
+        advisory_xact_lock(session, lock_class)
         return
     session.execute(
         sqlite_insert(LockRow)

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, func, or_, select, text
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.locks import advisory_xact_lock
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
 from powerx_governance.inventory.store import chunks
@@ -42,9 +43,7 @@ ALERT_CHANGES: Final = frozenset(
     }
 )
 JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors; HTTP failures are ours
-_PG_LOCK: Final = text("SELECT pg_advisory_xact_lock(:lock, hashtext(current_schema()))").bindparams(
-    lock=0x45564E54  # "EVNT"; the second key is the schema: one event log per schema
-)
+_LOCK_CLASS: Final = 0x45564E54  # "EVNT"; the second key is the schema: one event log per schema
 _WOKEN_KEY: Final = "powerx.events.woken"
 
 
@@ -79,7 +78,7 @@ def lock_log(session: Session) -> None:
     PostgreSQL: a transaction-scoped advisory lock. SQLite: its single writer does it already.
     """
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(_PG_LOCK)
+        advisory_xact_lock(session, _LOCK_CLASS)
 
 
 def record(session: Session, events: Sequence[NewEvent], now: datetime) -> int:

@@ -74,43 +74,22 @@ def is_enabled(session: Session, configured: Mapping[Flag, ConfiguredFlag], flag
     return configured[flag].enabled if enabled is None else bool(enabled)
 
 
-def set_flag(
-    session: Session,
-    configured: Mapping[Flag, ConfiguredFlag],
-    flag: Flag,
-    enabled: bool | None,
-    *,
-    actor: str,
-    reason: str | None,
-    now: datetime,
-) -> tuple[FlagState, FlagState]:
-    """Override a flag (None: back to its configured value); (before, after), audited."""
-    before = flag_states(session, configured)[flag]
-    session.execute(delete(FeatureFlagRow).where(FeatureFlagRow.name == flag.value))
-    if enabled is not None:
-        session.add(
-            FeatureFlagRow(name=flag.value, enabled=enabled, reason=reason, changed_by=actor, changed_at=now)
-        )
-    session.flush()
-    after = flag_states(session, configured)[flag]
-    record(
-        session,
-        AuditEvent(
-            source="governance",
-            operation="flag.changed" if enabled is not None else "flag.reset",
-            resource_type="feature_flag",
-            resource_id=flag.value,
-            actor=actor,
-            severity="warning" if not after.enabled else "info",
-            changes={
-                "before": {"enabled": before.enabled, "source": before.source.value},
-                "after": {"enabled": after.enabled, "source": after.source.value},
-            },
-            meta={"reason": reason},
-        ),
-        now,
+def _flag_event(
+    flag: Flag, before: FlagState, after: FlagState, actor: str, reason: str | None, *, reset: bool
+) -> AuditEvent:
+    return AuditEvent(
+        source="governance",
+        operation="flag.reset" if reset else "flag.changed",
+        resource_type="feature_flag",
+        resource_id=flag.value,
+        actor=actor,
+        severity="warning" if not after.enabled else "info",
+        changes={
+            "before": {"enabled": before.enabled, "source": before.source.value},
+            "after": {"enabled": after.enabled, "source": after.source.value},
+        },
+        meta={"reason": reason},
     )
-    return before, after
 
 
 def change_flag(
@@ -123,11 +102,17 @@ def change_flag(
     reason: str | None,
     now: datetime,
 ) -> tuple[FlagState, str | None]:
-    """`set_flag` plus its consequence: switching the upgrade policy re-evaluates the fleet.
-
-    Returns the new state and the id of the full scan queued for it (None when none was needed).
-    """
-    before, after = set_flag(session, configured, flag, enabled, actor=actor, reason=reason, now=now)
+    """Override a flag (None: back to its configured value), audited; switching the upgrade
+    policy queues a full re-scan. Returns the new state and that scan's id (None when none)."""
+    before = flag_states(session, configured)[flag]
+    session.execute(delete(FeatureFlagRow).where(FeatureFlagRow.name == flag.value))
+    if enabled is not None:
+        session.add(
+            FeatureFlagRow(name=flag.value, enabled=enabled, reason=reason, changed_by=actor, changed_at=now)
+        )
+    session.flush()
+    after = flag_states(session, configured)[flag]
+    record(session, _flag_event(flag, before, after, actor, reason, reset=enabled is None), now)
     scan_id = None
     if flag is Flag.UPGRADE_POLICY and before.enabled != after.enabled:
         scan_id = request_scan(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import difflib
 import hashlib
 import logging
-import threading
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -21,7 +20,6 @@ from typing import Any
 import msgspec
 import yaml
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.audit.service import AuditEvent, record
@@ -306,16 +304,11 @@ class PolicyRegistry:
         self._path = rules_path
         self._plain = plain
         self._parsed: dict[int, GovernanceRules] = {}
-        self._lock = threading.Lock()
 
     def sync(self, now: datetime) -> int | None:
-        """Read the rules file (several instances may race: the loser sees the winner's version)."""
-        with self._lock:
-            try:
-                with transaction(self._factory) as session:
-                    return sync_file(session, self._path, now)
-            except IntegrityError:
-                return None
+        """Read the rules file (instances reading it at once take turns: see `sync_file`)."""
+        with transaction(self._factory) as session:
+            return sync_file(session, self._path, now)
 
     def current(self, now: datetime) -> CurrentPolicy:
         with self._factory() as session:

@@ -62,7 +62,7 @@ from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.service import GovernanceService
 from powerx_governance.sources.http_client import HttpPolicy
 from tests.conftest import REPO, FakeClock, LiveServer, ServiceFactory, built_services, issue_token
-from tests.functional.cli import POWERX
+from tests.functional.cli import powerx_with
 
 T1: Final = "7d0e5a52-3c1f-4f7e-9a51-0c8f1d2b9e11"
 T2: Final = "0b6c1d2e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
@@ -522,16 +522,7 @@ def test_prune_keeps_the_rest_verifiable_and_tamper_evident(service: GovernanceS
 
 def _powerx(database_url: str, var: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """The installed `powerx` executable in a subprocess, as operators run it."""
-    env = {**os.environ, "POWERX_DATABASE_URL": database_url, "POWERX_VAR_DIR": str(var)}
-    return subprocess.run(
-        [str(POWERX), "audit", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    return powerx_with({"POWERX_DATABASE_URL": database_url, "POWERX_VAR_DIR": str(var)}, "audit", *args)
 
 
 def _audit_cli(database_url: str, var: Path, *args: str, **env: str) -> Result:

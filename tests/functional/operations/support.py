@@ -35,18 +35,6 @@ def recommendation(client: httpx.Client, tenant: str, plugin: str) -> dict[str, 
     return item  # type: ignore[no-any-return]
 
 
-def all_open(client: httpx.Client) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    cursor: str | None = None
-    while True:
-        params = {"limit": "200"} | ({"cursor": cursor} if cursor else {})
-        page = client.get(f"{BASE}/recommendations", params=params).json()
-        items += page["items"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return items
-
-
 def audit(service: GovernanceService, operation: str) -> list[AuditEventRow]:
     with service.factory() as session:
         stmt = select(AuditEventRow).where(AuditEventRow.operation == operation).order_by(AuditEventRow.seq)

@@ -2,35 +2,25 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 
 from powerx_governance.flags.config import Flag
 from tests.conftest import RULES, ServiceFactory
-from tests.functional.cli import POWERX, REPO
+from tests.functional.cli import powerx_with
 from tests.functional.operations.support import audit
 
 SIX_HOURS = RULES.read_text(encoding="utf-8").replace("    sla_hours: 24\n", "    sla_hours: 6\n", 1)
 
 
 def _powerx(database_url: str, var: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
+    settings = {
         "POWERX_DATABASE_URL": database_url,
         "POWERX_VAR_DIR": str(var),
         "POWERX_RULES": str(RULES),
         "POWERX_SCHEDULER": "0",
     }
-    return subprocess.run(
-        [str(POWERX), "version", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=120,
-        check=False,
-    )
+    return powerx_with(settings, "version", *args)
 
 
 def test_flags_and_policy_from_the_command_line(

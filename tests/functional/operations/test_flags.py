@@ -19,12 +19,12 @@ from tests.functional.operations.support import (
     BASE,
     CRM,
     SANDBOX,
-    all_open,
     audit,
     queued_jobs,
     recommendation,
     scanned,
 )
+from tests.functional.service.support import every_page
 
 GOVERNANCE = f"{BASE}/flags/{Flag.GOVERNANCE.value}"
 UPGRADE_POLICY = f"{BASE}/flags/{Flag.UPGRADE_POLICY.value}"
@@ -122,7 +122,7 @@ def test_upgrade_policy_off_gives_plain_recommendations_marked_as_such(make_serv
         off = ops.put(UPGRADE_POLICY, json={"enabled": False, "reason": "compare with plain"})
         assert off.json()["scan_id"]  # switching the policy re-evaluates the fleet
         service.run_pending(limit=10_000)
-        items = all_open(ops)
+        items = every_page(ops, limit=200)[0]
         assert items
         assert all(i["policy_mode"] == "plain" for i in items)
         assert all(PLAIN_REASON in i["reasons"] for i in items)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from pathlib import Path
 
@@ -17,20 +16,11 @@ from powerx_governance.notifications.tables import NotificationEventRow
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from tests.conftest import LiveServer, ServiceFactory, issue_token, service_env
-from tests.functional.cli import POWERX, REPO
+from tests.functional.cli import POWERX, REPO, powerx_with
 
 
 def _cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **service_env(database_url, tmp_path)}
-    return subprocess.run(
-        [str(POWERX), "version", *args],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return powerx_with(service_env(database_url, tmp_path), "version", *args)
 
 
 def test_smoke_drives_a_running_service_end_to_end(make_service: ServiceFactory) -> None:
