@@ -11,10 +11,16 @@ from typing import Any
 
 import msgspec
 
-from powerx_governance.catalog.models import Advisory, Catalog, CompatEntry, Plugin, Release
+from powerx_governance.catalog.models import (
+    Advisory,
+    Catalog,
+    CompatEntry,
+    Plugin,
+    Release,
+    UnreadableRelease,
+)
+from powerx_governance.catalog.osv_intake import read_advisory, repair_timestamp
 from powerx_governance.errors import InputError, InputProblem
-from powerx_governance.policy.matching import RangeError, affected_specs
-from powerx_governance.policy.severity import advisory_severity
 from powerx_governance.records import convert_record
 from powerx_governance.safe_yaml import load_document
 from powerx_governance.versioning.ranges import ConstraintError, parse_constraint
@@ -23,17 +29,30 @@ from powerx_governance.versioning.semver import InvalidVersionError, parse_versi
 
 @dataclass
 class Loaded:
-    """Valid records plus a problem for each record that was skipped or degraded."""
+    """Valid records, a problem for each part that was skipped or degraded, a warning for each repair.
+
+    `advisory_source_problems`: the advisory source itself (a directory, a file of it, the
+    catalog service's list) could not be read, so nothing can be called clean (DESIGN §7).
+    """
 
     plugins: list[Plugin] = field(default_factory=list)
     advisories: list[Advisory] = field(default_factory=list)
     matrix: list[CompatEntry] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
+    warnings: list[InputProblem] = field(default_factory=list)
+    advisory_source_problems: list[str] = field(default_factory=list)
 
     def catalog(self) -> Catalog:
         return Catalog(
-            plugins=tuple(self.plugins), advisories=tuple(self.advisories), matrix=tuple(self.matrix)
+            plugins=tuple(self.plugins),
+            advisories=tuple(self.advisories),
+            matrix=tuple(self.matrix),
+            advisory_source_problems=tuple(self.advisory_source_problems),
         )
+
+    def advisory_source_failed(self, problem: InputProblem) -> None:
+        self.problems.append(problem)
+        self.advisory_source_problems.append(str(problem))
 
 
 def release_problem(release: Release) -> tuple[str, str] | None:
@@ -57,18 +76,35 @@ def release_problem(release: Release) -> tuple[str, str] | None:
     return None
 
 
-def _load_releases(raw: list[Any], plugin_id: str, source: str, out: Loaded) -> tuple[Release, ...]:
+def _repaired_release(item: Any, source: str, record: str, out: Loaded) -> Any:
+    """`released_at` written as a date only is midnight UTC (DESIGN §7), with a warning."""
+    text = item.get("released_at") if isinstance(item, dict) else None
+    repaired = repair_timestamp(text) if isinstance(text, str) else None
+    if repaired is None:
+        return item
+    out.warnings.append(
+        InputProblem(source, record, "released_at", f"{text!r} has no time or zone; read as {repaired}")
+    )
+    return {**item, "released_at": repaired}
+
+
+def _load_releases(
+    raw: list[Any], plugin_id: str, source: str, out: Loaded
+) -> tuple[tuple[Release, ...], tuple[UnreadableRelease, ...]]:
+    """The plugin's valid releases, and the versions of those that had to be skipped."""
     releases: dict[tuple[Any, ...], Release] = {}
+    skipped: list[UnreadableRelease] = []
     for j, item in enumerate(raw):
         label = item.get("version") if isinstance(item, dict) else None
         record = f"{plugin_id} releases[{j}]" + (f" {label}" if label else "")
-        release = convert_record(item, Release, source=source, record=record)
+        release = convert_record(
+            _repaired_release(item, source, record, out), Release, source=source, record=record
+        )
+        if not isinstance(release, InputProblem) and (bad := release_problem(release)) is not None:
+            release = InputProblem(source, record, bad[0], bad[1])
         if isinstance(release, InputProblem):
             out.problems.append(release)
-            continue
-        bad = release_problem(release)
-        if bad is not None:
-            out.problems.append(InputProblem(source, record, bad[0], bad[1]))
+            skipped.append(UnreadableRelease(version=str(label or ""), problem=str(release)))
             continue
         key = parse_version(release.version).key
         if key in releases:
@@ -77,7 +113,7 @@ def _load_releases(raw: list[Any], plugin_id: str, source: str, out: Loaded) -> 
             )
             continue
         releases[key] = release
-    return tuple(releases.values())
+    return tuple(releases.values()), tuple(skipped)
 
 
 def load_plugins(raw: Any, source: str, out: Loaded) -> None:
@@ -103,41 +139,31 @@ def load_plugins(raw: Any, source: str, out: Loaded) -> None:
         if not isinstance(releases_raw, list):
             out.problems.append(InputProblem(source, record, "releases", "expected a list of releases"))
             releases_raw = []
-        out.plugins.append(
-            msgspec.structs.replace(
-                plugin, releases=_load_releases(releases_raw, plugin.plugin_id, source, out)
-            )
-        )
+        releases, skipped = _load_releases(releases_raw, plugin.plugin_id, source, out)
+        out.plugins.append(msgspec.structs.replace(plugin, releases=releases, unreadable_releases=skipped))
 
 
-def add_advisory(raw: Any, source: str, out: Loaded, record: str) -> None:
-    """Validate one OSV record; malformed vectors are reported but the record is kept."""
-    advisory = convert_record(raw, Advisory, source=source, record=record)
-    if isinstance(advisory, InputProblem):
-        out.problems.append(advisory)
-        return
-    record = advisory.id
-    try:
-        affected_specs(advisory)
-    except RangeError as exc:
-        out.problems.append(InputProblem(source, record, exc.field, str(exc).split(": ", 1)[-1]))
-        return
-    for problem in advisory_severity(advisory).problems:
-        out.problems.append(
-            InputProblem(source, record, "severity", f"{problem}; the next usable severity decides")
-        )
-    out.advisories.append(advisory)
+def add_advisory(raw: Any, source: str, out: Loaded, record: str) -> Advisory | None:
+    """Read one OSV record, repaired and salvaged (DESIGN §7); None only when it is not a record at all."""
+    intake = read_advisory(raw, source=source, record=record)
+    out.warnings += intake.warnings
+    out.problems += intake.problems
+    if intake.advisory is None:
+        out.advisory_source_problems += [str(p) for p in intake.problems]
+        return None
+    out.advisories.append(intake.advisory)
+    return intake.advisory
 
 
 def _load_advisory_dir(directory: Path, out: Loaded) -> None:
     if not directory.is_dir():
-        out.problems.append(InputProblem(str(directory), None, "advisories", "not a directory"))
+        out.advisory_source_failed(InputProblem(str(directory), None, "advisories", "not a directory"))
         return
     for path in sorted(directory.rglob("*.json")):
         try:
             raw = load_document(path)
         except InputError as exc:
-            out.problems.append(exc.problem)
+            out.advisory_source_failed(exc.problem)
             continue
         for k, item in enumerate(raw if isinstance(raw, list) else [raw]):
             add_advisory(item, str(path), out, f"advisory {k}")
@@ -151,7 +177,7 @@ def load_advisories(raw: Any, base: Path, source: str, out: Loaded) -> None:
         for k, item in enumerate(raw):
             add_advisory(item, source, out, f"advisories[{k}]")
     elif raw is not None:
-        out.problems.append(
+        out.advisory_source_failed(
             InputProblem(source, None, "advisories", "expected a list of OSV records or a directory")
         )
 

@@ -42,12 +42,20 @@ class Release(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     yanked: bool = False
 
 
+class UnreadableRelease(msgspec.Struct, frozen=True, kw_only=True, gc=False):
+    """A release record that had to be skipped: an installation of its version is sent to review."""
+
+    version: str  # as written (may itself be the unreadable part)
+    problem: str
+
+
 class Plugin(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     plugin_id: str
     name: str | None = None
     vendor_id: str | None = None
     lifecycle: Lifecycle = ACTIVE
     releases: tuple[Release, ...] = ()
+    unreadable_releases: tuple[UnreadableRelease, ...] = ()
 
 
 class SeverityType(StrEnum):
@@ -129,3 +137,4 @@ class Catalog(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     plugins: tuple[Plugin, ...] = ()
     advisories: tuple[Advisory, ...] = ()
     matrix: tuple[CompatEntry, ...] = ()
+    advisory_source_problems: tuple[str, ...] = ()  # the advisory source could not be read (DESIGN §7)

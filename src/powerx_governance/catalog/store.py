@@ -103,10 +103,17 @@ def mark_dirty(session: Session, plugin_ids: Iterable[str]) -> None:
         session.execute(update(PluginRow).where(PluginRow.plugin_id.in_(ids)).values(dirty=True))
 
 
-def replace_catalog(session: Session, catalog: Catalog, now: datetime) -> set[str]:
-    """Make the stored catalog equal to `catalog`; returns the plugin ids whose evaluation may change."""
+def replace_catalog(
+    session: Session, catalog: Catalog, now: datetime, *, keep_advisories: bool = False
+) -> set[str]:
+    """Make the stored catalog equal to `catalog`; returns the plugin ids whose evaluation may change.
+
+    `keep_advisories`: the source's advisories could not be read, so the stored ones stay (an
+    unreadable feed must never empty the store and call everyone clean).
+    """
     changed = _sync_plugins(session, catalog.plugins, now)
-    changed |= _sync_advisories(session, catalog.advisories, now)
+    if not keep_advisories:
+        changed |= _sync_advisories(session, catalog.advisories, now)
     if _sync_matrix(session, catalog.matrix, now):
         changed |= set(session.execute(select(PluginRow.plugin_id)).scalars())
     mark_dirty(session, changed)

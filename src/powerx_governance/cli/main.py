@@ -68,7 +68,7 @@ def parse_now(text: str | None) -> datetime:
 
 
 def exit_code(result: ScanResult, fail_on: FailOn, min_coverage: float) -> ExitCode:
-    if result.coverage_rate < min_coverage:
+    if not result.complete(min_coverage):
         return ExitCode.INCOMPLETE
     if fail_on is not FailOn.NONE and worst_risk(result).rank >= Severity(fail_on.value).rank:
         return ExitCode.FINDINGS

@@ -201,6 +201,7 @@ class PolicyEngine:
                 enforcement=enforcement,
                 now=self.now,
                 plain=self.plain,
+                advisory_source_problems=self.index.advisory_source_problems,
             )
         )
 

@@ -60,9 +60,20 @@ class PluginIndex:
     release_masks: tuple[int, ...]
     _keys: list[PrecedenceKey] = field(default_factory=list)
     _masks: dict[PrecedenceKey, int] = field(default_factory=dict)
+    _unreadable: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._keys = [r.version.key for r in self.releases]
+        for skipped in self.plugin.unreadable_releases:
+            self._unreadable.setdefault(skipped.version.strip().lstrip("vV"), skipped.problem)
+
+    def unreadable_release(self, version: Version) -> str | None:
+        """Why the catalog's record of this very release could not be read (None when it could)."""
+        return self._unreadable.get(version.text.strip().lstrip("vV")) if self._unreadable else None
+
+    def unreadable_advisories(self, mask: int) -> list[IndexedAdvisory]:
+        """The advisories of `mask` whose affected data for this plugin could not be read."""
+        return [a for i, a in enumerate(self.advisories) if mask >> i & 1 and a.spec.unreadable is not None]
 
     def affected_mask(self, version: Version) -> int:
         """A(version) as a bitmask, cached per version."""
@@ -104,6 +115,7 @@ def index_plugin(plugin: Plugin, advisories: list[IndexedAdvisory]) -> PluginInd
 class CatalogIndex:
     plugins: dict[str, PluginIndex]
     matrix: CompatMatrix
+    advisory_source_problems: tuple[str, ...] = ()  # the advisory source could not be read
 
     @classmethod
     def build(cls, catalog: Catalog) -> CatalogIndex:
@@ -114,7 +126,7 @@ class CatalogIndex:
                 if plugin_id in per_plugin:
                     per_plugin[plugin_id].append(indexed)
         plugins = {p.plugin_id: index_plugin(p, per_plugin[p.plugin_id]) for p in catalog.plugins}
-        return cls(plugins, CompatMatrix(catalog.matrix))
+        return cls(plugins, CompatMatrix(catalog.matrix), catalog.advisory_source_problems)
 
 
 def index_advisory(advisory: Advisory) -> list[tuple[str, IndexedAdvisory]]:

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final
 
-from powerx_governance.catalog.models import Advisory, OsvAffected
-from powerx_governance.versioning.semver import InvalidVersionError, PrecedenceKey, Version, parse_version
+from powerx_governance.catalog.models import Advisory, OsvAffected, OsvRange
+from powerx_governance.versioning.semver import InvalidVersionError, PrecedenceKey, Version, read_version
 
 POWERX_ECOSYSTEM: Final = "powerx"
 _RANGE_TYPES: Final = frozenset({"SEMVER", "ECOSYSTEM"})  # PowerX's ecosystem versions are SemVer
 _INTRODUCED, _LAST_AFFECTED, _FIXED = 0, 1, 2
 
 
-class RangeError(ValueError):
-    """An OSV range that cannot be evaluated (a version that is not SemVer)."""
+@dataclass(frozen=True, slots=True)
+class ReadingNote:
+    """A repair or a problem met while reading an advisory's affected data, by field."""
 
-    def __init__(self, field: str, detail: str) -> None:
-        super().__init__(f"{field}: {detail}")
-        self.field = field
+    field: str
+    message: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,13 +32,31 @@ class RangeEvent:
 
 @dataclass(frozen=True, slots=True)
 class AffectedSpec:
-    """Which versions of one plugin an advisory affects: sorted range events plus listed versions."""
+    """Which versions of one plugin an advisory affects: sorted range events plus listed versions.
+
+    `unreadable` says why nothing of the advisory's data for this plugin could be read; such an
+    advisory affects every version (DESIGN §7: never clean by default).
+    """
 
     ranges: tuple[tuple[RangeEvent, ...], ...]
     versions: frozenset[PrecedenceKey]
+    unreadable: str | None = None
 
     def affects(self, version: Version) -> bool:
-        return version.key in self.versions or any(_walk(events, version) for events in self.ranges)
+        return (
+            self.unreadable is not None
+            or version.key in self.versions
+            or any(_walk(events, version) for events in self.ranges)
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AffectedReading:
+    """An advisory's affected data, salvaged: what was read per plugin, what was repaired, what was lost."""
+
+    specs: dict[str, AffectedSpec]
+    repairs: tuple[ReadingNote, ...]
+    problems: tuple[ReadingNote, ...]
 
 
 def _walk(events: tuple[RangeEvent, ...], version: Version) -> bool:
@@ -57,50 +75,100 @@ def _walk(events: tuple[RangeEvent, ...], version: Version) -> bool:
     return affected
 
 
-def _event(raw_kind: str, text: str, field: str) -> RangeEvent:
-    kind = {"introduced": _INTRODUCED, "last_affected": _LAST_AFFECTED, "fixed": _FIXED}[raw_kind]
-    if kind == _INTRODUCED and text.strip() in ("0", "0.0.0-0"):
-        return RangeEvent(kind, None)
-    try:
-        return RangeEvent(kind, parse_version(text))
-    except InvalidVersionError as exc:
-        raise RangeError(field, str(exc)) from exc
+_KINDS: Final = {"introduced": _INTRODUCED, "last_affected": _LAST_AFFECTED, "fixed": _FIXED}
 
 
-def _range_events(affected: OsvAffected, index: int) -> list[tuple[RangeEvent, ...]]:
-    result = []
-    for r_index, osv_range in enumerate(affected.ranges):
-        if osv_range.type.upper() not in _RANGE_TYPES:
-            continue  # GIT ranges speak of commits, not releases
-        events = []
-        for e_index, event in enumerate(osv_range.events):
-            field = f"affected[{index}].ranges[{r_index}].events[{e_index}]"
-            for raw_kind in ("introduced", "last_affected", "fixed"):
-                text = getattr(event, raw_kind)
-                if text is not None:
-                    events.append(_event(raw_kind, text, f"{field}.{raw_kind}"))
-        result.append(tuple(sorted(events, key=RangeEvent.sort_key)))
-    return result
+class _Reader:
+    """Reads one advisory's ranges and versions, keeping every readable part (DESIGN §7)."""
 
+    def __init__(self) -> None:
+        self.repairs: list[ReadingNote] = []
+        self.problems: list[ReadingNote] = []
 
-def _listed(affected: OsvAffected, index: int) -> set[PrecedenceKey]:
-    keys = set()
-    for v_index, text in enumerate(affected.versions):
+    def version(self, text: str, field: str) -> Version | None:
         try:
-            keys.add(parse_version(text).key)
+            version, padded = read_version(text)
         except InvalidVersionError as exc:
-            raise RangeError(f"affected[{index}].versions[{v_index}]", str(exc)) from exc
-    return keys
+            self.problems.append(ReadingNote(field, f"{exc}; left out"))
+            return None
+        if padded:
+            self.repairs.append(ReadingNote(field, f"partial version {text!r} read as {version.text}"))
+        return version
+
+    def event(self, raw_kind: str, text: str, field: str) -> RangeEvent | None:
+        kind = _KINDS[raw_kind]
+        if kind == _INTRODUCED and text.strip() in ("0", "0.0.0-0"):
+            return RangeEvent(kind, None)
+        version = self.version(text, field)
+        return None if version is None else RangeEvent(kind, version)
+
+    def range_events(self, osv_range: OsvRange, field: str) -> tuple[RangeEvent, ...] | None:
+        """The range's events in version order; None when none of its `introduced` events is readable."""
+        events: list[RangeEvent] = []
+        starts = 0
+        for e_index, raw in enumerate(osv_range.events):
+            for raw_kind in _KINDS:
+                text = getattr(raw, raw_kind)
+                if text is None:
+                    continue
+                event = self.event(raw_kind, text, f"{field}.events[{e_index}].{raw_kind}")
+                starts += raw_kind == "introduced"
+                if event is not None:
+                    events.append(event)
+        if starts and not any(e.kind == _INTRODUCED for e in events):
+            self.problems.append(ReadingNote(field, "no readable `introduced` event; the range is left out"))
+            return None
+        return tuple(sorted(events, key=RangeEvent.sort_key))
+
+    def affected(self, affected: OsvAffected, index: int, into: _PluginParts) -> None:
+        before = len(self.problems)
+        self._affected(affected, index, into)
+        into.problems += self.problems[before:]
+
+    def _affected(self, affected: OsvAffected, index: int, into: _PluginParts) -> None:
+        for r_index, osv_range in enumerate(affected.ranges):
+            if osv_range.type.upper() not in _RANGE_TYPES:
+                continue  # GIT ranges speak of commits, not releases
+            field = f"affected[{index}].ranges[{r_index}]"
+            events = self.range_events(osv_range, field)
+            if events is None:
+                into.lost += 1
+            elif events:
+                into.ranges.append(events)
+        for v_index, text in enumerate(affected.versions):
+            version = self.version(text, f"affected[{index}].versions[{v_index}]")
+            if version is None:
+                into.lost += 1
+            else:
+                into.versions.add(version.key)
 
 
-def affected_specs(advisory: Advisory) -> dict[str, AffectedSpec]:
-    """Per PowerX plugin id, what the advisory affects; RangeError names a bad field."""
-    ranges: dict[str, list[tuple[RangeEvent, ...]]] = {}
-    versions: dict[str, set[PrecedenceKey]] = {}
+@dataclass
+class _PluginParts:
+    ranges: list[tuple[RangeEvent, ...]] = field(default_factory=list)
+    versions: set[PrecedenceKey] = field(default_factory=set)
+    lost: int = 0  # ranges and listed versions that could not be read
+    problems: list[ReadingNote] = field(default_factory=list)
+
+    def spec(self) -> AffectedSpec:
+        unreadable = None
+        if not self.ranges and not self.versions and self.lost:
+            unreadable = "; ".join(f"{p.field}: {p.message}" for p in self.problems[:3])
+        return AffectedSpec(tuple(self.ranges), frozenset(self.versions), unreadable)
+
+
+def read_affected(advisory: Advisory) -> AffectedReading:
+    """Per PowerX plugin id, what the advisory affects, with the repairs made and the parts left out."""
+    reader = _Reader()
+    parts: dict[str, _PluginParts] = {}
     for index, affected in enumerate(advisory.affected):
         if affected.package.ecosystem.lower() != POWERX_ECOSYSTEM:
             continue
-        name = affected.package.name
-        ranges.setdefault(name, []).extend(_range_events(affected, index))
-        versions.setdefault(name, set()).update(_listed(affected, index))
-    return {name: AffectedSpec(tuple(ranges[name]), frozenset(versions[name])) for name in ranges}
+        reader.affected(affected, index, parts.setdefault(affected.package.name, _PluginParts()))
+    specs = {name: plugin.spec() for name, plugin in parts.items()}
+    return AffectedReading(specs, tuple(reader.repairs), tuple(reader.problems))
+
+
+def affected_specs(advisory: Advisory) -> dict[str, AffectedSpec]:
+    """Per PowerX plugin id, what the advisory affects (see `read_affected` for repairs and problems)."""
+    return read_affected(advisory).specs

@@ -68,6 +68,7 @@ class Situation:
     enforcement: Enforcement
     now: datetime
     plain: bool = False  # the upgrade policy is off: newest eligible release, no weights or SLAs
+    advisory_source_problems: tuple[str, ...] = ()  # the advisory source could not be read
 
 
 PLAIN_REASON: Final = (
@@ -124,11 +125,35 @@ def _first(rules: tuple[Rule, ...], attribute: str) -> Rule | None:
     return next((r for r in rules if getattr(r, attribute) is not None), None)
 
 
+UNREADABLE_CLAUSE: Final = "default:unreadable-security-data"
+
+
+def unreadable_data(x: Situation) -> list[str]:
+    """Why this installation cannot be called clean: security data that could not be read (DESIGN §7)."""
+    gaps = [
+        f"{a.id}: its affected versions of {x.plugin.plugin.plugin_id} could not be read"
+        f" ({a.spec.unreadable}); review by hand"
+        for a in x.plugin.unreadable_advisories(x.security.affected)
+    ]
+    problem = x.plugin.unreadable_release(x.version)
+    if problem is not None:
+        gaps.append(
+            f"the catalog's record of release {x.version.text} could not be read ({problem}); review by hand"
+        )
+    gaps += [
+        f"the advisory source could not be read ({p}); no installation can be called clean"
+        for p in x.advisory_source_problems
+    ]
+    return gaps
+
+
 def decide(x: Situation) -> _Decision:
-    """Action, target and the rules that fired (DESIGN §5.7, then the rules file)."""
+    """Action, target and the rules that fired (DESIGN §5.7, then the rules file; §7 for unreadable data)."""
     s = x.security
     lifecycle = _installed_lifecycle(x.plugin, x.version)
     risk = max_severity(x.plugin, s.affected)
+    if x.advisory_source_problems and risk.rank < Severity.MEDIUM.rank:
+        risk = Severity.MEDIUM  # what the unread advisories say is unknown: medium, as §5.2 has it
     security = _security_action(x.plugin, s)
     candidate = s.target if security else x.latest
     if x.plain and candidate is not None:
@@ -140,6 +165,9 @@ def decide(x: Situation) -> _Decision:
     if s.exempted is not None:
         action, clause = Action.NONE, "default:exempted"
     target = candidate if action in (Action.UPGRADE_NOW, Action.SCHEDULE) else None
+    if s.exempted is None and unreadable_data(x):
+        # A human looks first; the fix for what could be read stays on the finding.
+        action, clause, target = Action.REVIEW, UNREADABLE_CLAUSE, candidate if security else None
     return _Decision(action, clause, target, fired, risk, lifecycle)
 
 
@@ -281,7 +309,8 @@ def _unfixed_reason(x: Situation, bit: int) -> str:
 
 
 def _reasons(x: Situation, d: _Decision) -> tuple[str, ...]:
-    reasons = _security_reasons(x, d)
+    reasons = unreadable_data(x) if d.clause == UNREADABLE_CLAUSE else []
+    reasons += _security_reasons(x, d)
     lc = d.lifecycle
     if lc.status is not LifecycleStatus.ACTIVE:
         reasons.append(

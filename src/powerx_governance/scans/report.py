@@ -115,5 +115,6 @@ def build_report(result: ScanResult, *, scan_id: str | None = None) -> dict[str,
             "rate": round(result.coverage_rate, 6),
         },
         "errors": [error_dict(p) for p in result.errors],
+        "warnings": [error_dict(p) for p in result.warnings],
         "findings": findings,
     }

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.catalog.cache import CatalogCache
+from powerx_governance.catalog.loader import Loaded
 from powerx_governance.db.session import transaction
 from powerx_governance.durations import parse_duration
-from powerx_governance.errors import InputError, InputProblem
+from powerx_governance.errors import InputError
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
@@ -189,13 +190,17 @@ def _engine(session: Session, runtime: ScanRuntime, policy: CurrentPolicy, now: 
     return PolicyEngine(runtime.catalog_cache.index(session), policy.rules, now, plain=policy.plain)
 
 
-def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> list[InputProblem]:
+def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> Loaded:
+    """Fetch the catalog and store it; advisories stay as stored when the source's could not be read."""
     if runtime.catalog_source is None:
-        return []
+        return Loaded()
     loaded = runtime.catalog_source.catalog()
+    catalog = loaded.catalog()
     with transaction(runtime.factory) as session:
-        catalog_store.replace_catalog(session, loaded.catalog(), now)
-    return loaded.problems
+        catalog_store.replace_catalog(
+            session, catalog, now, keep_advisories=bool(catalog.advisory_source_problems)
+        )
+    return loaded
 
 
 def _fetch(runtime: ScanRuntime, tenants: Sequence[str]) -> list[ManifestResult]:
@@ -208,7 +213,7 @@ def _fetch(runtime: ScanRuntime, tenants: Sequence[str]) -> list[ManifestResult]
 
 def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcome:
     now, timer, policy = runtime.clock(), _Timer(), runtime.policy()
-    problems = _refresh_catalog(runtime, now)
+    intake = _refresh_catalog(runtime, now)
     timer.lap("catalog")
     results = _fetch(runtime, tenants)
     timer.lap("fetch")
@@ -230,7 +235,7 @@ def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcom
             catalog_store.mark_plugins_clean(session, catalog_store.dirty_plugins(session))
         _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
-    result.errors[:0] = problems
+    result.add_catalog_problems(intake.problems, intake.warnings)
     return _Outcome(result, policy.version, changes, timer.timings)
 
 
@@ -337,7 +342,7 @@ def _run_hooks(
 def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcome, seconds: float) -> None:
     now, result = runtime.clock(), outcome.result
     rules = runtime.rules()
-    complete = result.coverage_rate >= rules.defaults.min_coverage
+    complete = result.complete(rules.defaults.min_coverage)
     with transaction(runtime.factory) as session:
         row = session.get_one(ScanRow, scan_id)
         row.status = (ScanStatus.SUCCEEDED if complete else ScanStatus.INCOMPLETE).value
@@ -349,6 +354,7 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
         row.installations, row.findings = result.installations, len(result.findings)
         row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
         row.errors = [p.as_report_error() for p in result.errors[:1000]]
+        row.warnings = [p.as_report_error() for p in result.warnings[:1000]]
         row.timings = {**outcome.timings, "total": round(seconds, 4)}
         if not complete:
             _after_failure(session, runtime, row, now)
@@ -469,6 +475,7 @@ def scan_summary(row: ScanRow) -> dict[str, Any]:
         "findings": row.findings,
         "changes": row.changes,
         "errors": row.errors,
+        "warnings": row.warnings,
         "timings": row.timings,
         "failure": row.failure,
         "policy_version": row.policy_version,

@@ -39,11 +39,23 @@ class ScanResult:
     installations: int = 0
     findings: list[Finding] = field(default_factory=list)
     errors: list[InputProblem] = field(default_factory=list)
+    warnings: list[InputProblem] = field(default_factory=list)  # input repaired (DESIGN §7)
+    security_data_problems: int = 0  # catalog/advisory parts that could not be read
     distinct_combinations: int = 0
 
     @property
     def coverage_rate(self) -> float:
         return 1.0 if self.tenants_total == 0 else self.tenants_scanned / self.tenants_total
+
+    def complete(self, min_coverage: float) -> bool:
+        """The scan saw everything it must: coverage at the minimum and all security data read."""
+        return self.coverage_rate >= min_coverage and self.security_data_problems == 0
+
+    def add_catalog_problems(self, problems: list[InputProblem], warnings: list[InputProblem]) -> None:
+        """Errors and repairs of the catalog intake, listed before the tenants' own."""
+        self.errors[:0] = problems
+        self.warnings[:0] = warnings
+        self.security_data_problems += len(problems)
 
 
 class _DependencyCheck:

@@ -41,7 +41,7 @@ def run_file_scan(request: FileScanRequest, on_tenant: ProgressHook | None = Non
         load_matrix(request.compat, loaded)
     engine = PolicyEngine(CatalogIndex.build(loaded.catalog()), rules, request.now)
     result = scan(engine, load_manifests(request.manifests), tenants=request.tenants, on_tenant=on_tenant)
-    result.errors[:0] = loaded.problems
+    result.add_catalog_problems(loaded.problems, loaded.warnings)
     return FileScan(result, rules)
 
 

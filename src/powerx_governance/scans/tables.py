@@ -21,7 +21,7 @@ class ScanStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"  # every selected tenant scanned
-    INCOMPLETE = "incomplete"  # finished, but coverage below the configured minimum
+    INCOMPLETE = "incomplete"  # finished, but coverage below the minimum or security data unreadable
     FAILED = "failed"  # could not run (catalog source down, crash)
 
 
@@ -58,6 +58,7 @@ class ScanRow(Base):
     changes: Mapped[int] = mapped_column(default=0)
     coverage_rate: Mapped[float | None]
     errors: Mapped[list[Any]]
+    warnings: Mapped[list[Any]] = mapped_column(default=list, server_default="[]")  # repairs of input
     timings: Mapped[dict[str, Any]]
     failure: Mapped[str | None] = mapped_column(String(2000))
     policy_version: Mapped[int | None]

@@ -53,7 +53,9 @@ def catalog_from_data(raw: Any, source: str) -> Loaded:
     load_plugins(raw.get("plugins", []), source, loaded)
     advisories = raw.get("advisories")
     if isinstance(advisories, str):
-        loaded.problems.append(InputProblem(source, None, "advisories", "expected a list of OSV records"))
+        loaded.advisory_source_failed(
+            InputProblem(source, None, "advisories", "expected a list of OSV records")
+        )
     else:
         load_advisories(advisories, Path(), source, loaded)
     load_matrix_entries(raw.get("matrix"), source, loaded)

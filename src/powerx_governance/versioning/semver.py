@@ -7,6 +7,7 @@ SemVer 2.0.0 §11 exactly (a property test checks it against `semver.Version.com
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache, total_ordering
 from typing import Final
 
@@ -80,6 +81,25 @@ def parse_version(text: str) -> Version:
     except (ValueError, TypeError) as exc:
         raise InvalidVersionError(text) from exc
     return Version(parsed, candidate)
+
+
+_PARTIAL: Final = re.compile(
+    r"^[vV]?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?"
+    r"(?P<rest>(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?)$"
+)
+
+
+def read_version(text: str) -> tuple[Version, bool]:
+    """A version, padded when partial (`1` → 1.0.0, `1.2` → 1.2.0, `01.2.3` → 1.2.3) as osv-scanner
+    and Masterminds read them; the flag says whether padding was needed (a repair to report)."""
+    try:
+        return parse_version(text), False
+    except InvalidVersionError:
+        match = _PARTIAL.match(text.strip())
+        if match is None:
+            raise
+    major, minor, patch = (int(match[g] or 0) for g in ("major", "minor", "patch"))
+    return parse_version(f"{major}.{minor}.{patch}{match['rest']}"), True
 
 
 def minimum_version() -> Version:
