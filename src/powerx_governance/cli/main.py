@@ -122,6 +122,15 @@ def scan_command(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
+    unknown = sorted(request.tenants - done.result.selected)
+    if unknown:
+        err.print(
+            f"[red]error:[/red] no manifest in {manifests} names tenant {', '.join(map(repr, unknown))}"
+            " (by tenant_uuid or tenant_key); nothing was reported",
+            markup=True,
+            highlight=False,
+        )
+        raise typer.Exit(ExitCode.USAGE)
     report = build_report(done.result)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)

@@ -103,19 +103,20 @@ class _Reader:
         return None if version is None else RangeEvent(kind, version)
 
     def range_events(self, osv_range: OsvRange, field: str) -> tuple[RangeEvent, ...] | None:
-        """The range's events in version order; None when none of its `introduced` events is readable."""
+        """The range's events in version order; None when a part is unreadable and no `introduced` is left."""
         events: list[RangeEvent] = []
-        starts = 0
+        unread = 0
         for e_index, raw in enumerate(osv_range.events):
             for raw_kind in _KINDS:
                 text = getattr(raw, raw_kind)
                 if text is None:
                     continue
                 event = self.event(raw_kind, text, f"{field}.events[{e_index}].{raw_kind}")
-                starts += raw_kind == "introduced"
-                if event is not None:
+                if event is None:
+                    unread += 1
+                else:
                     events.append(event)
-        if starts and not any(e.kind == _INTRODUCED for e in events):
+        if unread and not any(e.kind == _INTRODUCED for e in events):
             self.problems.append(ReadingNote(field, "no readable `introduced` event; the range is left out"))
             return None
         return tuple(sorted(events, key=RangeEvent.sort_key))

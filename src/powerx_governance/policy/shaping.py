@@ -253,7 +253,7 @@ def _security_reasons(x: Situation, d: _Decision) -> list[str]:
             f"no eligible release is free of avoidable advisories; {target} is the least exposed"
             f" (still carries {still})"
         )
-    reasons += [_unfixed_reason(x, b) for b in bits(s.unavoidable)]
+    reasons += [_unfixed_reason(x, b) for b in bits(s.unavoidable) if advisories[b].spec.unreadable is None]
     if d.target is not None:
         carried = (
             s.masks[d.target]
@@ -325,13 +325,41 @@ def _reasons(x: Situation, d: _Decision) -> tuple[str, ...]:
             f"{x.plugin.releases[newest].release.version} is held back by the release-age cooldown"
             " or the rule's target track"
         )
-    if d.clause == "default:non-security-update" and d.target is not None:
-        reasons.append(
-            f"newer release {x.plugin.releases[d.target].release.version} is available (no advisory)"
-        )
+    if d.clause == "default:non-security-update" and x.latest is not None:
+        reasons.append(_update_reason(x, d))
+    reasons += _out_of_reach(x, d)
     if x.plain:
         reasons.append(PLAIN_REASON)
+    if not reasons:
+        reasons.append(_fallback_reason(x, d))
     return tuple(reasons)
+
+
+def _update_reason(x: Situation, d: _Decision) -> str:
+    latest = x.plugin.releases[x.latest].version if x.latest is not None else None
+    kind = update_type(x.version, latest)
+    reason = f"newer release {latest} is available (a {kind} update, no advisory)"
+    if d.target is None:
+        reason += f"; the rules leave {kind} updates to {d.action} rather than scheduling them"
+    return reason
+
+
+def _out_of_reach(x: Situation, d: _Decision) -> list[str]:
+    """The newest release above the installed one when it is not what the finding recommends, and why."""
+    newest = len(x.plugin.releases) - 1
+    if newest < x.plugin.first_above(x.version) or newest in x.indices:
+        return []  # nothing newer, or eligible (a cooldown or track holding it back is said above)
+    release = x.plugin.releases[newest]
+    return [
+        f"{release.release.version} is newer but not eligible here ({_restrictions(x, release)},"
+        " or the compatibility matrix of this host)"
+    ]
+
+
+def _fallback_reason(x: Situation, d: _Decision) -> str:
+    if x.security.exempted is not None:
+        return f"exempted by {x.security.exempted.id}: {x.security.exempted.reason}"
+    return f"{d.action}: {d.clause.removeprefix('default:').replace('-', ' ')}"
 
 
 def _release_notes(x: Situation, upto: int | None) -> tuple[ReleaseNote, ...]:

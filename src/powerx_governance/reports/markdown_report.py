@@ -49,6 +49,8 @@ def render(report: Mapping[str, Any]) -> str:
         _findings_table(findings) if findings else NO_FINDINGS,
         "## Errors",
         _errors(report.get("errors") or []),
+        "## Warnings (input repaired)",
+        _errors(report.get("warnings") or [], empty="No repairs."),
     ]
     return "\n\n".join(sections) + "\n"
 
@@ -101,6 +103,7 @@ def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -
         "Findings by risk level": _counts_text(count_by(findings, "risk_level", RISK_ORDER)),
         "Findings by action": _counts_text(count_by(findings, "action", ACTION_ORDER)),
         "Errors": len(report.get("errors") or []),
+        "Warnings (input repaired)": len(report.get("warnings") or []),
     }
     return "\n".join(f"- **{label}:** {escape(str(value))}" for label, value in items.items())
 
@@ -143,6 +146,6 @@ def _advisory_text(advisory: Mapping[str, Any]) -> str:
     return str(advisory["id"]) if cvss is None else f"{advisory['id']} (CVSS {cvss:.1f})"
 
 
-def _errors(errors: Iterable[Mapping[str, Any]]) -> str:
+def _errors(errors: Iterable[Mapping[str, Any]], empty: str = "No errors.") -> str:
     lines = [f"- {escape(error_text(error))}" for error in errors]
-    return "\n".join(lines) if lines else "No errors."
+    return "\n".join(lines) if lines else empty

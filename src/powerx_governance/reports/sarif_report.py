@@ -52,7 +52,7 @@ def to_sarif(report: Mapping[str, Any]) -> Json:
     driver = {"name": TOOL_NAME, "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}
     run = {
         "tool": {"driver": driver},
-        "invocations": [_invocation(report.get("errors") or [])],
+        "invocations": [_invocation(report.get("errors") or [], report.get("warnings") or [])],
         "results": [result for finding in findings for result in _results(finding, rule_index)],
         "properties": {key: report.get(key) for key in ("schema", "scan_id", "generated_at", "coverage")},
     }
@@ -177,15 +177,19 @@ def _fingerprint(*parts: str) -> str:
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
-def _invocation(errors: Iterable[Mapping[str, Any]]) -> Json:
-    notifications = [_notification(error) for error in errors]
-    # A scan that could not read every source did not fully succeed, even though it has results.
-    return {"executionSuccessful": not notifications, "toolExecutionNotifications": notifications}
-
-
-def _notification(error: Mapping[str, Any]) -> Json:
+def _invocation(errors: Iterable[Mapping[str, Any]], warnings: Iterable[Mapping[str, Any]]) -> Json:
+    failed = [_notification(error, "error") for error in errors]
+    # A scan that could not read every source did not fully succeed, even though it has results;
+    # repaired input (warnings) did not stop it from seeing everything.
     return {
-        "level": "error",
+        "executionSuccessful": not failed,
+        "toolExecutionNotifications": failed + [_notification(w, "warning") for w in warnings],
+    }
+
+
+def _notification(error: Mapping[str, Any], level: str) -> Json:
+    return {
+        "level": level,
         "message": {"text": error_text(error)},
         "properties": {"source": error.get("source"), "tenant_uuid": error.get("tenant_uuid")},
     }

@@ -69,6 +69,7 @@ def print_table(report: Mapping[str, Any], console: Console, *, limit: int | Non
     if len(findings) > len(shown):
         console.print(Text(f"… and {len(findings) - len(shown)} more"))
     _print_errors(console, report.get("errors") or [])
+    _print_warnings(console, report.get("warnings") or [])
 
 
 def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> Text:
@@ -118,6 +119,17 @@ def _plain_cells(finding: Mapping[str, Any]) -> list[str]:
 
 def _risk_text(text: str, level: str) -> Text:
     return Text(text, style=_RISK_STYLES.get(level, ""))
+
+
+def _print_warnings(console: Console, warnings: Sequence[Mapping[str, Any]], shown: int = 10) -> None:
+    """Repairs of input: counted, the first few listed (every one is in the json/jsonl report)."""
+    if not warnings:
+        return
+    console.print(Text(f"Warnings: input repaired ({len(warnings)}):", style="yellow"))
+    for warning in warnings[:shown]:
+        console.print(Text(f"  {error_text(warning)}", style="yellow"))
+    if len(warnings) > shown:
+        console.print(Text(f"  … and {len(warnings) - shown} more (--format json lists them all)"))
 
 
 def _print_errors(console: Console, errors: Sequence[Mapping[str, Any]]) -> None:

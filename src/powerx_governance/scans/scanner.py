@@ -41,6 +41,7 @@ class ScanResult:
     errors: list[InputProblem] = field(default_factory=list)
     warnings: list[InputProblem] = field(default_factory=list)  # input repaired (DESIGN §7)
     security_data_problems: int = 0  # catalog/advisory parts that could not be read
+    selected: set[str] = field(default_factory=set)  # the `tenants` selectors that matched a manifest
     distinct_combinations: int = 0
 
     @property
@@ -139,8 +140,11 @@ def _scan_all(
     deps: _DependencyCheck,
 ) -> None:
     for item in manifests:
-        if tenants and not _selected(item, tenants):
-            continue
+        if tenants:
+            matched = _matches(item, tenants)
+            if not matched:
+                continue
+            result.selected |= matched
         result.tenants_total += 1
         if on_tenant is not None:
             on_tenant(result.tenants_total)
@@ -160,10 +164,12 @@ def _by_priority(finding: Finding) -> int:
     return -finding.verdict.priority
 
 
-def _selected(item: ManifestResult, tenants: frozenset[str]) -> bool:
+def _matches(item: ManifestResult, tenants: frozenset[str]) -> set[str]:
+    """The selectors (uuid or key) that name this manifest's tenant."""
     if item.manifest is not None:
-        return item.manifest.tenant_uuid in tenants or item.manifest.tenant_key in tenants
-    return item.problem is not None and item.problem.tenant_uuid in tenants
+        return {item.manifest.tenant_uuid, item.manifest.tenant_key or ""} & tenants
+    failed = item.problem.tenant_uuid if item.problem is not None else None
+    return {failed} & tenants if failed is not None else set()
 
 
 def _scan_tenant(
