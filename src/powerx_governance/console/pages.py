@@ -251,6 +251,9 @@ def scan_status(row: ScanRow) -> dict[str, Any]:
     summary["finished"] = row.status not in ("queued", "running")
     summary["error_count"] = len(row.errors)
     summary["errors"] = row.errors[:20]
+    summary["warning_count"] = len(row.warnings or [])
+    summary["warnings"] = (row.warnings or [])[:20]
+    summary["unreadable"] = [e for e in row.errors if "sent to review" in str(e.get("error"))][:20]
     return summary
 
 
