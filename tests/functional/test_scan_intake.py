@@ -211,3 +211,28 @@ def test_an_unknown_tenant_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     assert "does-not-exist" in run.stderr
     assert "dateonly" not in run.stderr.split("does-not-exist", 1)[1]
     assert _scan(base, "--tenant", "dateonly", "--format", "json").returncode == 0
+
+
+def test_an_unreadable_advisory_source_calls_nothing_clean(tmp_path: Path) -> None:
+    base = _write(tmp_path, CASES[:1])
+    catalog = json.loads((base / "catalog.json").read_text(encoding="utf-8"))
+    catalog["advisories"] = "no-such-directory"
+    write_json(base / "catalog.json", catalog)
+    run = _scan(base, "--format", "json")
+    [finding] = json.loads(run.stdout)["findings"]
+    assert (finding["action"], finding["risk_level"]) == ("review", "medium")
+    assert any("advisory source could not be read" in r for r in finding["reasons"])
+    assert run.returncode == 3
+
+
+def test_an_installed_release_the_catalog_could_not_read_is_review(tmp_path: Path) -> None:
+    base = _write(tmp_path, CASES[:1])
+    catalog = json.loads((base / "catalog.json").read_text(encoding="utf-8"))
+    catalog["advisories"] = []
+    catalog["plugins"][0]["releases"][0]["min_core"] = "one point two"  # the installed 1.0.0
+    write_json(base / "catalog.json", catalog)
+    run = _scan(base, "--format", "json")
+    [finding] = json.loads(run.stdout)["findings"]
+    assert finding["action"] == "review"
+    assert any("release 1.0.0 could not be read" in r and "min_core" in r for r in finding["reasons"])
+    assert run.returncode == 3
