@@ -1,99 +1,127 @@
-"""DESIGN §8 reference workload through the file scan: 20,000 tenants x 50 installations.
+"""DESIGN §8 reference workload through `powerx version scan`, measured as users run it.
 
-    python -m bench.scan_reference [--tenants N] [--repeat K]
+    python -m bench.scan_reference [--tenants N] [--repeat K] [--layout jsonl|files] [--formats ...]
 
-Phases run in separate interpreters so each peak-memory figure is its own:
-  load    read and validate the inventory and the catalog (the load floor)
-  scan    load + index + evaluate every installation + fan findings out (what `powerx version scan` does)
-  report  scan + build the DESIGN §4 report and encode it as JSON
-Figures are reported as ratios to the load floor measured in the same run.
+For each report format the real CLI runs in its own process (`powerx version scan … --format F
+--output FILE`; the table is printed to a file as it would be to a terminal), and its wall time
+and peak RSS are taken from the operating system (wait4), as `/usr/bin/time -v` reports them.
+Next to it, in the same run, the floor: a process that merely `json`-loads the same input files.
+Figures are medians of `--repeat` runs; ratios are to the floor's median.
+
+`--layout files` writes the fleet as one manifest file per tenant (as a tenant directory export
+is), `jsonl` as one JSON-lines file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import os
 import statistics
-from datetime import UTC, datetime
-from typing import Any
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 import msgspec
 
-from bench.common import dataset, measure, run_phase
-from powerx_governance.catalog.loader import Loaded, load_catalog
-from powerx_governance.inventory.loader import load_manifests
-from powerx_governance.scans.report import build_report
-from powerx_governance.scans.scanner import bulk_allocation
-from powerx_governance.scans.service import FileScanRequest, run_file_scan
+from bench.common import OUT, dataset
 
-NOW = datetime(2026, 11, 30, tzinfo=UTC)
-
-
-def _load(tenants: int) -> dict[str, Any]:
-    data = dataset(tenants)
-    loaded = Loaded()
-    with bulk_allocation():  # the same GC setting the scan runs under: a fair floor
-        load_catalog(data.catalog, loaded)
-        manifests = [r.manifest for r in load_manifests(data.manifests) if r.manifest is not None]
-    return {"tenants": len(manifests), "installations": sum(len(m.plugins) for m in manifests)}
-
-
-def _scan(tenants: int, *, report: bool) -> dict[str, Any]:
-    data = dataset(tenants)
-    done = run_file_scan(FileScanRequest(catalog=data.catalog, manifests=data.manifests, now=NOW))
-    figures = {
-        "tenants": done.result.tenants_scanned,
-        "installations": done.result.installations,
-        "findings": len(done.result.findings),
-        "distinct_combinations": done.result.distinct_combinations,
-        "errors": len(done.result.errors),
-    }
-    if report:
-        figures["report_bytes"] = len(msgspec.json.encode(build_report(done.result)))
-    return figures
+NOW: Final = "2026-11-30T00:00:00Z"
+FORMATS: Final = ("json", "jsonl", "csv", "sarif", "markdown", "table")
+POWERX: Final = Path(sys.executable).with_name("powerx")
+_FLOOR: Final = """
+import json, sys
+from pathlib import Path
+json.loads(Path(sys.argv[1]).read_bytes())
+manifests = Path(sys.argv[2])
+if manifests.is_dir():
+    for path in sorted(manifests.iterdir()):
+        json.loads(path.read_bytes())
+else:
+    with manifests.open("rb") as stream:
+        for line in stream:
+            json.loads(line)
+"""
 
 
-def phase(name: str, tenants: int) -> dict[str, Any]:
-    if name == "load":
-        return measure(lambda: _load(tenants))
-    return measure(lambda: _scan(tenants, report=name == "report"))
+@dataclass(frozen=True)
+class Run:
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+
+
+def measure(command: list[str]) -> Run:
+    """Wall time and peak RSS of one process, from the kernel (what `/usr/bin/time -v` prints)."""
+    start = time.perf_counter()
+    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
+        _, status, usage = os.wait4(process.pid, 0)
+        process.returncode = os.waitstatus_to_exitcode(status)
+        seconds = time.perf_counter() - start
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+    if process.returncode not in (0, 1, 3):
+        raise SystemExit(f"{command[:4]}… exited {process.returncode}:\n{stderr[-3000:]}")
+    return Run(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), process.returncode)
+
+
+def manifest_files(jsonl: Path) -> Path:
+    """The same fleet as one manifest file per tenant (written once, next to the JSON-lines file)."""
+    directory = jsonl.parent / "manifests"
+    marker = directory / ".complete"
+    if marker.exists():
+        return directory
+    directory.mkdir(exist_ok=True)
+    with jsonl.open("rb") as stream:
+        for number, line in enumerate(stream):
+            uuid = msgspec.json.decode(line)["tenant_uuid"]
+            (directory / f"{number:06d}-{uuid}.json").write_bytes(line)
+    marker.touch()
+    return directory
+
+
+def scan_command(catalog: Path, manifests: Path, fmt: str, out: Path) -> list[str]:
+    command = [str(POWERX), "version", "scan", "--catalog", str(catalog), "--manifests", str(manifests)]
+    command += ["--now", NOW, "--format", fmt, "--output", str(out / f"report.{fmt}")]
+    return command
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tenants", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--phase", choices=["load", "scan", "report"], help=argparse.SUPPRESS)
+    parser.add_argument("--layout", choices=["jsonl", "files"], default="files")
+    parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
     args = parser.parse_args()
-    if args.phase:
-        print(json.dumps(phase(args.phase, args.tenants)))
-        return
     data = dataset(args.tenants)
+    manifests = manifest_files(data.manifests) if args.layout == "files" else data.manifests
+    out = OUT / f"reports-{args.tenants}"
+    out.mkdir(parents=True, exist_ok=True)
     print(
-        f"fleet: {data.tenants} tenants, {data.installations} installations, {data.plugins} plugins x "
-        f"{data.releases // data.plugins} releases, {data.advisories} advisories"
+        f"fleet: {data.tenants:,} tenants, {data.installations:,} installations, {data.plugins} plugins x "
+        f"{data.releases // data.plugins} releases, {data.advisories} advisories; manifests as {args.layout}"
     )
-    runs: dict[str, list[dict[str, Any]]] = {"load": [], "scan": [], "report": []}
-    for _ in range(args.repeat):
-        for name, results in runs.items():
-            results.append(run_phase("bench.scan_reference", "--phase", name, "--tenants", str(args.tenants)))
-    _print(runs)
+    runs: dict[str, list[Run]] = {"floor": [], **{fmt: [] for fmt in args.formats}}
+    for _ in range(args.repeat):  # interleaved, so that machine noise hits every command alike
+        runs["floor"].append(measure([sys.executable, "-c", _FLOOR, str(data.catalog), str(manifests)]))
+        for fmt in args.formats:
+            runs[fmt].append(measure(scan_command(data.catalog, manifests, fmt, out)))
+    _print(runs, out)
 
 
-def _print(runs: dict[str, list[dict[str, Any]]]) -> None:
-    median = {name: statistics.median(r["seconds"] for r in rs) for name, rs in runs.items()}
-    scan = runs["scan"][-1]
+def _print(runs: dict[str, list[Run]], out: Path) -> None:
+    floor = statistics.median(r.seconds for r in runs["floor"])
+    print(
+        f"{'command':10s} {'wall (median)':>14s} {'runs':>26s} {'peak RSS':>10s} {'x floor':>8s} {'report':>9s}"
+    )
     for name, rs in runs.items():
-        seconds = ", ".join(f"{r['seconds']:.2f}" for r in rs)
-        peak = max(r["peak_rss_mib"] for r in rs)
+        wall = statistics.median(r.seconds for r in rs)
+        size = (out / f"report.{name}").stat().st_size / 1e6 if name != "floor" else 0.0
         print(
-            f"{name:7s} median {median[name]:6.2f} s  (runs: {seconds})  peak RSS {peak:7.1f} MiB"
-            f"  ratio to load {median[name] / median['load']:.2f}x"
+            f"{name:10s} {wall:12.2f} s {', '.join(f'{r.seconds:.2f}' for r in rs):>26s}"
+            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {wall / floor:7.2f}x {size:6.0f} MB"
         )
-    print(f"installations/s (scan, median): {scan['installations'] / median['scan']:,.0f}")
-    combos, installs = scan["distinct_combinations"], scan["installations"]
-    print(f"distinct combinations: {combos:,} for {installs:,} installations; findings: {scan['findings']:,}")
-    print(f"report JSON: {runs['report'][-1].get('report_bytes', 0) / 1e6:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -345,10 +345,10 @@ def _update_reason(x: Situation, d: _Decision) -> str:
 
 
 def _out_of_reach(x: Situation, d: _Decision) -> list[str]:
-    """The newest release above the installed one when it is not what the finding recommends, and why."""
+    """Behind the plugin's newest release with nothing eligible to move to: say what keeps it out."""
     newest = len(x.plugin.releases) - 1
-    if newest < x.plugin.first_above(x.version) or newest in x.indices:
-        return []  # nothing newer, or eligible (a cooldown or track holding it back is said above)
+    if x.indices or newest < x.plugin.first_above(x.version):
+        return []  # something newer is eligible (the finding names it), or nothing is newer
     release = x.plugin.releases[newest]
     return [
         f"{release.release.version} is newer but not eligible here ({_restrictions(x, release)},"

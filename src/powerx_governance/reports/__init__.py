@@ -1,18 +1,31 @@
-"""Scan report renderers (DESIGN §4): one module per output format."""
+"""Scan report renderers (DESIGN §4): one module per output format, each a streaming writer."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import io
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from enum import StrEnum
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
-from powerx_governance.reports import csv_report, json_report, markdown_report, sarif_report, table_report
-from powerx_governance.reports.table_report import print_table
+from rich.console import Console
+
+from powerx_governance.reports import (
+    csv_report,
+    json_report,
+    jsonl_report,
+    markdown_report,
+    sarif_report,
+    table_report,
+)
+from powerx_governance.reports.stream import ReportWriter
+from powerx_governance.reports.table_report import TOP, print_table
 
 
 class ReportFormat(StrEnum):
     TABLE = "table"
     JSON = "json"
+    JSONL = "jsonl"
     CSV = "csv"
     MARKDOWN = "markdown"
     SARIF = "sarif"
@@ -21,6 +34,7 @@ class ReportFormat(StrEnum):
 _RENDERERS: Final[dict[ReportFormat, Callable[[Mapping[str, Any]], str]]] = {
     ReportFormat.TABLE: table_report.render,
     ReportFormat.JSON: json_report.render,
+    ReportFormat.JSONL: jsonl_report.render,
     ReportFormat.CSV: csv_report.render,
     ReportFormat.MARKDOWN: markdown_report.render,
     ReportFormat.SARIF: sarif_report.render,
@@ -28,8 +42,36 @@ _RENDERERS: Final[dict[ReportFormat, Callable[[Mapping[str, Any]], str]]] = {
 
 
 def render(report: Mapping[str, Any], fmt: ReportFormat) -> str:
-    """Render a scan report dict in the given format."""
+    """Render a whole report dict in the given format (the same writers a streamed scan uses)."""
     return _RENDERERS[fmt](report)
 
 
-__all__ = ["ReportFormat", "print_table", "render"]
+@contextmanager
+def report_writer(
+    fmt: ReportFormat, out: BinaryIO, *, console: Console | None = None, limit: int | None = TOP
+) -> Iterator[ReportWriter]:
+    """A writer of `fmt` onto a binary stream (a table goes to `console` when given)."""
+    if fmt is ReportFormat.JSON:
+        yield json_report.JsonWriter(out)
+    elif fmt is ReportFormat.JSONL:
+        yield jsonl_report.JsonlWriter(out)
+    elif fmt is ReportFormat.SARIF:
+        yield sarif_report.SarifWriter(out)
+    else:
+        text = io.TextIOWrapper(out, encoding="utf-8", newline="" if fmt is ReportFormat.CSV else None)
+        try:
+            if fmt is ReportFormat.CSV:
+                yield csv_report.CsvWriter(text)
+            elif fmt is ReportFormat.MARKDOWN:
+                yield markdown_report.MarkdownWriter(text)
+            else:
+                into = console or Console(
+                    file=text, width=table_report.WIDTH, color_system=None, highlight=False
+                )
+                yield table_report.TableWriter(into, limit=limit)
+        finally:
+            text.flush()
+            text.detach()  # the caller owns `out`
+
+
+__all__ = ["TOP", "ReportFormat", "print_table", "render", "report_writer"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Iterable, Mapping
+from typing import Any, Final, TextIO
+
+from powerx_governance.reports.stream import ReportItem, SharedCache, write_report
 
 COLUMNS: Final = (
     "tenant_uuid",
@@ -27,19 +29,52 @@ COLUMNS: Final = (
     "reasons",
 )
 
+_TENANT_COLUMNS: Final = 2  # tenant_uuid, tenant_key: the rest is the same for every tenant with the verdict
 # Leading characters that make Excel, LibreOffice or Sheets evaluate a cell (OWASP "CSV Injection").
 _FORMULA_TRIGGERS: Final = ("=", "+", "-", "@", "\t", "\r")
 
 Cell = str | int | float
 
 
+class CsvWriter:
+    """RFC 4180 CSV (CRLF rows), one row per finding; `out` must be opened with newline=""."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        self._verdict_cells: SharedCache[str] = SharedCache()  # the rest of the line after the tenant
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self._out.write(_line(COLUMNS))
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        lines, tenant, prefix = [], None, ""
+        for item in items:
+            if (item.tenant_uuid, item.tenant_key) != tenant:
+                tenant = (item.tenant_uuid, item.tenant_key)
+                prefix = _line([_cell(item.tenant_uuid), _cell(item.tenant_key)])[:-2] + ","
+            lines.append(prefix + self._verdict_cells.get(item, _verdict_line))
+        self._out.write("".join(lines))
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        """CSV carries findings only: coverage, errors and warnings are in every other format."""
+
+
 def render(report: Mapping[str, Any]) -> str:
-    """Render the findings as RFC 4180 CSV (CRLF rows); write it to files opened with newline=""."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer)
-    writer.writerow(COLUMNS)
-    writer.writerows(_row(finding) for finding in report.get("findings") or [])
+    """Render the findings as CSV text."""
+    buffer = io.StringIO(newline="")
+    write_report(report, CsvWriter(buffer))
     return buffer.getvalue()
+
+
+def _line(cells: Iterable[Cell]) -> str:
+    """One CSV record with its CRLF, quoted as the csv module does."""
+    buffer = io.StringIO(newline="")
+    csv.writer(buffer).writerow(cells)
+    return buffer.getvalue()
+
+
+def _verdict_line(finding: Mapping[str, Any]) -> str:
+    return _line(_row(finding)[_TENANT_COLUMNS:])
 
 
 def neutralise(text: str) -> str:

@@ -1,13 +1,44 @@
-"""JSON scan report: the report dict as-is, deterministic byte for byte."""
+"""JSON scan report (DESIGN §4), streamed: header, findings one per line as they come, summary last."""
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterable, Mapping
+from io import BytesIO
+from typing import Any, BinaryIO
+
+from powerx_governance.reports.stream import HEADER_KEYS, SUMMARY_KEYS, ReportItem, encode, write_report
+
+
+class JsonWriter:
+    """`{"schema", "scan_id", "generated_at", "findings": [...], "coverage", "errors", "warnings"}`.
+
+    JSON objects are unordered: the summary comes after the findings because it is only known
+    once every tenant has been read, and the report is written as it is produced.
+    """
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._written = 0
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        lines = [b"{"] + [b'  "%s": %s,' % (key.encode(), encode(header.get(key))) for key in HEADER_KEYS]
+        self._out.write(b"\n".join(lines) + b'\n  "findings": [')
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        chunk = []
+        for item in items:
+            chunk.append((b"\n    " if self._written == 0 else b",\n    ") + item.json())
+            self._written += 1
+        self._out.write(b"".join(chunk))
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        closing = b"\n  ],\n" if self._written else b"],\n"
+        fields = b",\n".join(b'  "%s": %s' % (key.encode(), encode(summary.get(key))) for key in SUMMARY_KEYS)
+        self._out.write(closing + fields + b"\n}\n")
 
 
 def render(report: Mapping[str, Any]) -> str:
-    """Render the report as indented JSON, keys in the order given, with a trailing newline."""
-    # allow_nan=False: a NaN score is an upstream bug, and "NaN" is not JSON any reader accepts.
-    return json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    """The report as JSON text."""
+    buffer = BytesIO()
+    write_report(report, JsonWriter(buffer))
+    return buffer.getvalue().decode("utf-8")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
+import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Final
+from typing import Any, Final, TextIO
 
 from powerx_governance.domain import Action, Severity
+from powerx_governance.reports.stream import ReportItem, SharedCache, Tally, write_report
 
 TITLE: Final = "PowerX plugin version scan report"
 NO_FINDINGS: Final = "No findings: every scanned installation is up to date and clean."
 RISK_ORDER: Final = tuple(reversed(Severity))
 ACTION_ORDER: Final = tuple(Action)
 MISSING: Final = "—"
+_SPOOL_BYTES: Final = 8 * 1024 * 1024
+_TENANT_CELL: Final = 2  # index of the Tenant column
 
 _COLUMNS: Final = (
     "Priority",
@@ -38,28 +44,74 @@ _MARKDOWN_SPECIALS: Final = re.compile(r"([\\`*\[\]<>|])")
 _LINE_BREAKS: Final = re.compile(r"\r\n|\r|\n")
 
 
+class MarkdownWriter:
+    """Summary first, as people read it: the findings table is spooled (to disk past a few MB)
+    while the scan runs, then written after the summary it waits for."""
+
+    def __init__(self, out: TextIO) -> None:
+        self._out = out
+        # Closed in finish(): the spool lives across the add() calls of a whole scan.
+        self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._header: Mapping[str, Any] = {}
+        self.tally = Tally()
+        self._verdict_cells: SharedCache[tuple[str, str]] = SharedCache()
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self._header = header
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        lines = []
+        for item in items:
+            self.tally.count(item)
+            before, after = self._verdict_cells.get(item, _verdict_row_parts)
+            lines.append(f"{before}{escape(item.tenant_key or item.tenant_uuid or MISSING)}{after}\n")
+        self._rows.write("".join(lines))
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        out = self._out
+        out.write("\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n")
+        if self.tally.findings:
+            out.write(_table_line(_COLUMNS) + "\n")
+            out.write(_table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n")
+            self._rows.seek(0)
+            shutil.copyfileobj(self._rows, out)
+        else:
+            out.write(NO_FINDINGS + "\n")
+        self._rows.close()
+        errors = _errors(summary.get("errors") or [])
+        warnings = _errors(summary.get("warnings") or [], empty="No repairs.")
+        out.write(f"\n## Errors\n\n{errors}\n\n## Warnings (input repaired)\n\n{warnings}\n")
+
+    def _summary(self, summary: Mapping[str, Any]) -> str:
+        items = {
+            "Scan id": self._header.get("scan_id") or MISSING,
+            "Generated at": self._header.get("generated_at") or MISSING,
+            "Coverage": coverage_text(summary.get("coverage") or {}),
+            "Findings by risk level": _counts_text(ordered(self.tally.by_risk, RISK_ORDER)),
+            "Findings by action": _counts_text(ordered(self.tally.by_action, ACTION_ORDER)),
+            "Errors": len(summary.get("errors") or []),
+            "Warnings (input repaired)": len(summary.get("warnings") or []),
+        }
+        return "\n".join(f"- **{label}:** {escape(str(value))}" for label, value in items.items())
+
+
 def render(report: Mapping[str, Any]) -> str:
     """Render the report as GitHub-flavoured Markdown."""
-    findings: Sequence[Mapping[str, Any]] = report.get("findings") or []
-    sections = [
-        f"# {TITLE}",
-        "## Summary",
-        _summary(report, findings),
-        "## Findings",
-        _findings_table(findings) if findings else NO_FINDINGS,
-        "## Errors",
-        _errors(report.get("errors") or []),
-        "## Warnings (input repaired)",
-        _errors(report.get("warnings") or [], empty="No repairs."),
-    ]
-    return "\n\n".join(sections) + "\n"
+    buffer = io.StringIO()
+    write_report(report, MarkdownWriter(buffer))
+    return buffer.getvalue()
 
 
 def count_by(findings: Iterable[Mapping[str, Any]], key: str, order: Iterable[str]) -> dict[str, int]:
     """Count findings by a field, known values in the given order (zeros kept), unknown ones after."""
-    counts = Counter(str(finding.get(key) or "unknown") for finding in findings)
-    known = {value: counts.pop(value, 0) for value in order}
-    return known | dict(sorted(counts.items()))
+    return ordered(Counter(str(finding.get(key) or "unknown") for finding in findings), order)
+
+
+def ordered(counts: Mapping[str, int], order: Iterable[str]) -> dict[str, int]:
+    """Counts with the known values first, in order (zeros kept), unknown ones after."""
+    rest = dict(counts)
+    known = {value: rest.pop(value, 0) for value in order}
+    return known | dict(sorted(rest.items()))
 
 
 def coverage_text(coverage: Mapping[str, Any]) -> str:
@@ -95,32 +147,19 @@ def escape(text: str) -> str:
     return _LINE_BREAKS.sub("<br>", _MARKDOWN_SPECIALS.sub(r"\\\1", text))
 
 
-def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> str:
-    items = {
-        "Scan id": report.get("scan_id", MISSING),
-        "Generated at": report.get("generated_at", MISSING),
-        "Coverage": coverage_text(report.get("coverage") or {}),
-        "Findings by risk level": _counts_text(count_by(findings, "risk_level", RISK_ORDER)),
-        "Findings by action": _counts_text(count_by(findings, "action", ACTION_ORDER)),
-        "Errors": len(report.get("errors") or []),
-        "Warnings (input repaired)": len(report.get("warnings") or []),
-    }
-    return "\n".join(f"- **{label}:** {escape(str(value))}" for label, value in items.items())
-
-
 def _counts_text(counts: Mapping[str, int]) -> str:
     return " · ".join(f"{value} {count}" for value, count in counts.items())
 
 
-def _findings_table(findings: Iterable[Mapping[str, Any]]) -> str:
-    header = _table_line(_COLUMNS)
-    rule = _table_line("---:" if column in _RIGHT_ALIGNED else "---" for column in _COLUMNS)
-    rows = (_table_line(escape(cell) for cell in _finding_cells(finding)) for finding in findings)
-    return "\n".join([header, rule, *rows])
-
-
 def _table_line(cells: Iterable[str]) -> str:
     return "| " + " | ".join(cells) + " |"
+
+
+def _verdict_row_parts(finding: Mapping[str, Any]) -> tuple[str, str]:
+    """The table line around the tenant cell (the only cell that differs between tenants)."""
+    cells = [escape(cell) for cell in _finding_cells(finding)]
+    before, after = cells[:_TENANT_CELL], cells[_TENANT_CELL + 1 :]
+    return "| " + " | ".join(before) + " | ", " | " + " | ".join(after) + " |"
 
 
 def _finding_cells(finding: Mapping[str, Any]) -> list[str]:

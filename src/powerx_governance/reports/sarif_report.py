@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from typing import Any, Final
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, BinaryIO, Final
 
 from powerx_governance import __version__
-from powerx_governance.reports import json_report
 from powerx_governance.reports.markdown_report import error_text
+from powerx_governance.reports.stream import HEADER_KEYS, ReportItem, SharedCache, encode, write_report
 
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION: Final = "2.1.0"
@@ -35,28 +37,73 @@ _RESULT_PROPERTIES: Final = (
     "sla_deadline",
 )
 
+_TENANT_PROPERTIES: Final = frozenset({"tenant_uuid", "tenant_key"})
+
 Json = dict[str, Any]
 Finding = Mapping[str, Any]
 
 
+class SarifWriter:
+    """One SARIF run: results streamed as findings come; rules (one per advisory met) and the
+    invocation (errors as failed notifications, repairs as warnings) follow them."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._rules = _static_rules()
+        self._rule_index = {rule["id"]: i for i, rule in enumerate(self._rules)}
+        self._header: Mapping[str, Any] = {}
+        self._written = 0
+        self._templates: SharedCache[list[_Template]] = SharedCache()
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self._header = header
+        self._out.write(
+            b'{"$schema": %s, "version": %s, "runs": [{"results": ['
+            % (encode(SARIF_SCHEMA), encode(SARIF_VERSION))
+        )
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        chunk = []
+        for item in items:
+            templates = self._templates.get(item, self._learn)
+            for template in templates:
+                result = template.result(item.tenant_uuid, item.tenant_key, self._rule_index)
+                chunk.append((b"\n  " if self._written == 0 else b",\n  ") + encode(result))
+                self._written += 1
+        self._out.write(b"".join(chunk))
+
+    def _learn(self, finding: Finding) -> list[_Template]:
+        """The finding's results without their tenant, registering a rule for each new advisory."""
+        for advisory in finding.get("advisories") or []:
+            if str(advisory["id"]) not in self._rule_index:
+                self._rule_index[str(advisory["id"])] = len(self._rules)
+                self._rules.append(_advisory_rule(advisory))
+        return _templates(finding)
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        driver = {
+            "name": TOOL_NAME,
+            "version": __version__,
+            "informationUri": INFORMATION_URI,
+            "rules": self._rules,
+        }
+        rest = {
+            "tool": {"driver": driver},
+            "invocations": [_invocation(summary.get("errors") or [], summary.get("warnings") or [])],
+            "properties": {
+                **{k: self._header.get(k) for k in HEADER_KEYS},
+                "coverage": summary.get("coverage"),
+            },
+        }
+        tail = encode(rest)[1:]  # the run's other members, after its results
+        self._out.write(b"\n], " + tail + b"]}\n")
+
+
 def render(report: Mapping[str, Any]) -> str:
     """Render the report as a SARIF 2.1.0 log (JSON text)."""
-    return json_report.render(to_sarif(report))
-
-
-def to_sarif(report: Mapping[str, Any]) -> Json:
-    """Build the SARIF log: one run, rules per advisory and finding kind, one result per issue."""
-    findings: list[Finding] = list(report.get("findings") or [])
-    rules = [*_static_rules(), *(_advisory_rule(advisory) for advisory in _distinct_advisories(findings))]
-    rule_index = {rule["id"]: index for index, rule in enumerate(rules)}
-    driver = {"name": TOOL_NAME, "version": __version__, "informationUri": INFORMATION_URI, "rules": rules}
-    run = {
-        "tool": {"driver": driver},
-        "invocations": [_invocation(report.get("errors") or [], report.get("warnings") or [])],
-        "results": [result for finding in findings for result in _results(finding, rule_index)],
-        "properties": {key: report.get(key) for key in ("schema", "scan_id", "generated_at", "coverage")},
-    }
-    return {"$schema": SARIF_SCHEMA, "version": SARIF_VERSION, "runs": [run]}
+    buffer = BytesIO()
+    write_report(report, SarifWriter(buffer))
+    return buffer.getvalue().decode("utf-8")
 
 
 def level(severity: object) -> str:
@@ -81,14 +128,6 @@ def _rule(rule_id: str, name: str, description: str) -> Json:
     }
 
 
-def _distinct_advisories(findings: Iterable[Finding]) -> list[Mapping[str, Any]]:
-    first_seen: dict[str, Mapping[str, Any]] = {}
-    for finding in findings:
-        for advisory in finding.get("advisories") or []:
-            first_seen.setdefault(str(advisory["id"]), advisory)
-    return list(first_seen.values())
-
-
 def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
     advisory_id = str(advisory["id"])
     properties: Json = {"tags": ["security"]}
@@ -104,16 +143,47 @@ def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
     }
 
 
-def _results(finding: Finding, rule_index: Mapping[str, int]) -> list[Json]:
+@dataclass(frozen=True, slots=True)
+class _Template:
+    """One result of a finding, all but the tenant."""
+
+    rule_id: str
+    level: str
+    text: str
+    plugin_id: str
+    properties: Json  # the result properties after tenant_uuid and tenant_key
+
+    def result(self, tenant_uuid: str, tenant_key: str | None, rule_index: Mapping[str, int]) -> Json:
+        return {
+            "ruleId": self.rule_id,
+            "ruleIndex": rule_index[self.rule_id],
+            "level": self.level,
+            "message": {"text": self.text},
+            "locations": [
+                {
+                    "logicalLocations": [
+                        {"fullyQualifiedName": f"{tenant_uuid}/{self.plugin_id}", "kind": "module"}
+                    ]
+                }
+            ],
+            "partialFingerprints": {FINGERPRINT_KEY: _fingerprint(tenant_uuid, self.plugin_id, self.rule_id)},
+            "properties": {
+                "tenant_uuid": tenant_uuid,
+                "tenant_key": tenant_key,
+                **self.properties,
+            },
+        }
+
+
+def _templates(finding: Finding) -> list[_Template]:
     advisories = finding.get("advisories") or []
     if not advisories:
         rule_id = LIFECYCLE_RULE if _lifecycle_status(finding) else OUTDATED_RULE
-        return [_result(finding, rule_id, rule_index, level(finding.get("risk_level")))]
+        return [_template(finding, rule_id, level(finding.get("risk_level")))]
     return [
-        _result(
+        _template(
             finding,
             str(advisory["id"]),
-            rule_index,
             level(advisory.get("severity") or finding.get("risk_level")),
             advisory,
         )
@@ -121,23 +191,16 @@ def _results(finding: Finding, rule_index: Mapping[str, int]) -> list[Json]:
     ]
 
 
-def _result(
-    finding: Finding,
-    rule_id: str,
-    rule_index: Mapping[str, int],
-    result_level: str,
-    advisory: Mapping[str, Any] | None = None,
-) -> Json:
-    tenant, plugin = str(finding.get("tenant_uuid", "")), str(finding.get("plugin_id", ""))
-    return {
-        "ruleId": rule_id,
-        "ruleIndex": rule_index[rule_id],
-        "level": result_level,
-        "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"},
-        "locations": [{"logicalLocations": [{"fullyQualifiedName": f"{tenant}/{plugin}", "kind": "module"}]}],
-        "partialFingerprints": {FINGERPRINT_KEY: _fingerprint(tenant, plugin, rule_id)},
-        "properties": {key: finding.get(key) for key in _RESULT_PROPERTIES},
-    }
+def _template(
+    finding: Finding, rule_id: str, result_level: str, advisory: Mapping[str, Any] | None = None
+) -> _Template:
+    return _Template(
+        rule_id=rule_id,
+        level=result_level,
+        text=f"{_headline(finding)} {_detail(finding, advisory)}",
+        plugin_id=str(finding.get("plugin_id", "")),
+        properties={key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES},
+    )
 
 
 def _headline(finding: Finding) -> str:

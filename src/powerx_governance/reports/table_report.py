@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import heapq
 import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -13,14 +14,16 @@ from rich.text import Text
 
 from powerx_governance.reports.csv_report import max_cvss
 from powerx_governance.reports.markdown_report import (
+    ACTION_ORDER,
     MISSING,
     NO_FINDINGS,
     RISK_ORDER,
-    count_by,
     coverage_text,
     error_text,
+    ordered,
     tenant_label,
 )
+from powerx_governance.reports.stream import ReportItem, Tally, write_report
 
 WIDTH: Final = 160
 _RISK_STYLES: Final = {
@@ -48,6 +51,68 @@ _NUMERIC_COLUMNS: Final = ("Priority", "CVSS")
 _MAX_WIDTHS: Final = {"Tenant": 18}
 
 
+TOP: Final = 50  # findings a person reads on screen; --all shows every one
+_ALL_CHUNK: Final = 500  # rows per drawn table with --all, so a huge fleet never waits on one layout
+
+
+class TableWriter:
+    """A summary a person can read: coverage, counts by risk and action, the `limit` findings of
+    highest priority (all with `limit=None`), how to get the rest, then errors and warnings.
+
+    Only the top findings are kept (a heap), so a fleet of any size prints in constant memory.
+    """
+
+    def __init__(self, console: Console, *, limit: int | None = TOP) -> None:
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be zero or more, got {limit}")
+        self._console, self._limit = console, limit
+        self._top: list[tuple[int, int, ReportItem]] = []
+        self._header: Mapping[str, Any] = {}
+        self.tally = Tally()
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self._header = header
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        for item in items:
+            self.tally.count(item)
+            entry = (item.priority, -self.tally.findings, item)  # ties: first seen first
+            if self._limit is None or len(self._top) < self._limit:
+                heapq.heappush(self._top, entry)
+            elif self._limit and entry[:2] > self._top[0][:2]:
+                heapq.heapreplace(self._top, entry)
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        console = self._console
+        console.print(self._summary(summary))
+        shown = [item.document() for _, _, item in sorted(self._top, key=lambda e: e[:2], reverse=True)]
+        for start in range(0, len(shown), _ALL_CHUNK):
+            console.print(_table(shown[start : start + _ALL_CHUNK]))
+        if not self.tally.findings:
+            console.print(Text(NO_FINDINGS))
+        elif self.tally.findings > len(shown):
+            console.print(
+                Text(
+                    f"Showing the {len(shown)} findings of highest priority of {self.tally.findings:,}."
+                    " The rest: --all, or --format json | jsonl | csv | markdown | sarif (--output FILE)."
+                )
+            )
+        _print_errors(console, summary.get("errors") or [])
+        _print_warnings(console, summary.get("warnings") or [])
+
+    def _summary(self, summary: Mapping[str, Any]) -> Text:
+        # Text, never str: catalog and tenant data must not be parsed as Rich markup.
+        text = Text(
+            f"Scan {self._header.get('scan_id') or MISSING} at {self._header.get('generated_at') or MISSING}"
+            f" · coverage: {coverage_text(summary.get('coverage') or {})}\n"
+            f"Findings: {self.tally.findings:,} · by risk level: "
+        )
+        risks = ordered(self.tally.by_risk, RISK_ORDER)
+        text += Text(" · ").join(_risk_text(f"{level} {n:,}", level) for level, n in risks.items())
+        actions = ordered(self.tally.by_action, ACTION_ORDER)
+        return text + Text("\nBy action: " + " · ".join(f"{action} {n:,}" for action, n in actions.items()))
+
+
 def render(report: Mapping[str, Any], *, limit: int | None = None) -> str:
     """Render the report table as plain text, 160 columns wide, without colour."""
     console = Console(file=io.StringIO(), record=True, width=WIDTH, color_system=None, highlight=False)
@@ -57,43 +122,28 @@ def render(report: Mapping[str, Any], *, limit: int | None = None) -> str:
 
 def print_table(report: Mapping[str, Any], console: Console, *, limit: int | None = None) -> None:
     """Print the summary, up to `limit` findings (all when None) and the scan errors to a console."""
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be zero or more, got {limit}")
-    findings: Sequence[Mapping[str, Any]] = report.get("findings") or []
-    shown = findings[:limit]
-    console.print(_summary(report, findings))
-    if shown:
-        console.print(_table(shown))
-    elif not findings:
-        console.print(Text(NO_FINDINGS))
-    if len(findings) > len(shown):
-        console.print(Text(f"… and {len(findings) - len(shown)} more"))
-    _print_errors(console, report.get("errors") or [])
-    _print_warnings(console, report.get("warnings") or [])
+    write_report(report, TableWriter(console, limit=limit))
 
 
-def _summary(report: Mapping[str, Any], findings: Sequence[Mapping[str, Any]]) -> Text:
-    # Text, never str: catalog and tenant data must not be parsed as Rich markup.
-    heading = Text(
-        f"Scan {report.get('scan_id', MISSING)} at {report.get('generated_at', MISSING)}"
-        f" · coverage: {coverage_text(report.get('coverage') or {})}\nFindings by risk level: "
-    )
-    counts = count_by(findings, "risk_level", RISK_ORDER)
-    return heading + Text(" · ").join(_risk_text(f"{level} {n}", level) for level, n in counts.items())
-
-
-def _table(findings: Iterable[Mapping[str, Any]]) -> Table:
+def _table(findings: Sequence[Mapping[str, Any]]) -> Table:
+    widest_plugin = max((len(str(f.get("plugin_id") or "")) for f in findings), default=0)
     table = Table(
-        *map(_column, _COLUMNS), box=box.SIMPLE_HEAD, collapse_padding=True, pad_edge=False, highlight=False
+        *(_column(name, widest_plugin) for name in _COLUMNS),
+        box=box.SIMPLE_HEAD,
+        collapse_padding=True,
+        pad_edge=False,
+        highlight=False,
     )
     for finding in findings:
         table.add_row(*_row(finding))
     return table
 
 
-def _column(name: str) -> Column:
-    # fold, never ellipsis: a clipped plugin id or tenant UUID would name the wrong thing.
+def _column(name: str, widest_plugin: int) -> Column:
     justify: JustifyMethod = "right" if name in _NUMERIC_COLUMNS else "left"
+    if name == "Plugin":  # a plugin id is never wrapped: the other columns give way
+        return Column(name, justify=justify, no_wrap=True, min_width=widest_plugin)
+    # fold, never ellipsis: a clipped tenant UUID or advisory id would name the wrong thing.
     return Column(name, justify=justify, overflow="fold", max_width=_MAX_WIDTHS.get(name))
 
 

@@ -123,12 +123,29 @@ def scan(
     installations (delta scans), so co-upgrade notes still see the whole tenant.
     """
     result = ScanResult(generated_at=engine.now)
-    deps = _DependencyCheck(installed)
-    with bulk_allocation():
-        _scan_all(engine, manifests, tenants, on_tenant, result, deps)
-    result.distinct_combinations = engine.distinct_combinations
+    for found in scan_tenants(
+        engine, manifests, result, tenants=tenants, on_tenant=on_tenant, installed=installed
+    ):
+        result.findings += found
     result.findings.sort(key=_by_priority)  # stable: equal priorities keep input (tenant) order
     return result
+
+
+def scan_tenants(
+    engine: PolicyEngine,
+    manifests: Iterable[ManifestResult],
+    result: ScanResult,
+    *,
+    tenants: frozenset[str] = frozenset(),
+    on_tenant: ProgressHook | None = None,
+    installed: Mapping[str, dict[str, str]] | None = None,
+) -> Iterator[list[Finding]]:
+    """Scan tenant by tenant, yielding each tenant's findings (highest priority first) as soon as
+    they are known; `result` keeps the counts and errors, never the findings (streamed reports)."""
+    deps = _DependencyCheck(installed)
+    with bulk_allocation():
+        yield from _scan_all(engine, manifests, tenants, on_tenant, result, deps)
+    result.distinct_combinations = engine.distinct_combinations
 
 
 def _scan_all(
@@ -138,7 +155,7 @@ def _scan_all(
     on_tenant: ProgressHook | None,
     result: ScanResult,
     deps: _DependencyCheck,
-) -> None:
+) -> Iterator[list[Finding]]:
     for item in manifests:
         if tenants:
             matched = _matches(item, tenants)
@@ -157,7 +174,9 @@ def _scan_all(
             result.tenants_scanned += 1
         else:
             result.tenants_stale += 1
-        _scan_tenant(engine, item.manifest, item.source, result, deps, item.stale_since)
+        found = _scan_tenant(engine, item.manifest, item.source, result, deps, item.stale_since)
+        found.sort(key=_by_priority)
+        yield found
 
 
 def _by_priority(finding: Finding) -> int:
@@ -179,11 +198,11 @@ def _scan_tenant(
     result: ScanResult,
     deps: _DependencyCheck,
     stale_since: datetime | None,
-) -> None:
+) -> list[Finding]:
     result.installations += len(tenant.plugins)
     ctx = engine.context(tenant)
     installed: dict[str, str] | None = None
-    findings = result.findings
+    findings: list[Finding] = []
     for i, installation in enumerate(tenant.plugins):
         verdict = engine.evaluate(ctx, installation)
         if verdict is None:
@@ -206,3 +225,4 @@ def _scan_tenant(
                 )
                 notes = deps.notes(verdict, installed)
             findings.append(Finding(tenant, installation, verdict, notes, stale_since))
+    return findings

@@ -13,7 +13,9 @@ from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan
+from powerx_governance.reports.stream import ReportWriter
+from powerx_governance.scans.report import FindingDocuments, report_header, report_summary
+from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan, scan_tenants
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,17 +34,60 @@ class FileScan:
     rules: GovernanceRules
 
 
-def run_file_scan(request: FileScanRequest, on_tenant: ProgressHook | None = None) -> FileScan:
-    """Load everything, scan, and return the result; InputError when an input is unusable as a whole."""
+def _prepare(request: FileScanRequest) -> tuple[PolicyEngine, GovernanceRules, Loaded]:
+    """Rules, catalog and engine; InputError when an input is unusable as a whole."""
     rules = load_rules(request.rules) if request.rules else DEFAULT_RULES
     loaded = Loaded()
     load_catalog(request.catalog, loaded)
     if request.compat is not None:
         load_matrix(request.compat, loaded)
-    engine = PolicyEngine(CatalogIndex.build(loaded.catalog()), rules, request.now)
+    return PolicyEngine(CatalogIndex.build(loaded.catalog()), rules, request.now), rules, loaded
+
+
+def run_file_scan(request: FileScanRequest, on_tenant: ProgressHook | None = None) -> FileScan:
+    """Load everything, scan, and return the result with every finding (bounded fleets, tests)."""
+    engine, rules, loaded = _prepare(request)
     result = scan(engine, load_manifests(request.manifests), tenants=request.tenants, on_tenant=on_tenant)
     result.add_catalog_problems(loaded.problems, loaded.warnings)
     return FileScan(result, rules)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedScan:
+    result: ScanResult  # counts, errors and warnings; the findings went to the writer
+    rules: GovernanceRules
+    worst_risk: Severity
+
+
+def stream_file_scan(
+    request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None = None
+) -> StreamedScan:
+    """What `powerx version scan` runs: findings written tenant by tenant, never held whole."""
+    engine, rules, loaded = _prepare(request)
+    result = ScanResult(generated_at=request.now)
+    result.add_catalog_problems(loaded.problems, loaded.warnings)
+    documents, worst = FindingDocuments(request.now), Severity.NONE
+    writer.start(report_header(result))
+    manifests = load_manifests(request.manifests)
+    for found in scan_tenants(engine, manifests, result, tenants=request.tenants, on_tenant=on_tenant):
+        worst = max((worst, *(f.verdict.risk_level for f in found)), key=lambda s: s.rank)
+        writer.add(documents(found))
+    writer.finish(report_summary(result))
+    return StreamedScan(result, rules, worst)
+
+
+def known_tenants(manifests: Path, selectors: frozenset[str]) -> set[str]:
+    """Which of `selectors` (tenant uuids or keys) some manifest under `manifests` names."""
+    return {
+        selector
+        for item in load_manifests(manifests)
+        for selector in (
+            {item.manifest.tenant_uuid, item.manifest.tenant_key or ""}
+            if item.manifest is not None
+            else {item.problem.tenant_uuid or "" if item.problem else ""}
+        )
+        if selector in selectors
+    }
 
 
 def worst_risk(result: ScanResult) -> Severity:

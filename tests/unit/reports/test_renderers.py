@@ -23,6 +23,7 @@ SNAPSHOTS = Path(__file__).parent / "snapshots"
 SNAPSHOT_SUFFIXES = {
     ReportFormat.TABLE: "txt",
     ReportFormat.JSON: "json",
+    ReportFormat.JSONL: "jsonl",
     ReportFormat.CSV: "csv",
     ReportFormat.MARKDOWN: "md",
     ReportFormat.SARIF: "sarif.json",
@@ -211,11 +212,32 @@ def test_renderers_tolerate_missing_optional_keys(fmt: ReportFormat) -> None:
     assert "com.powerx.plugins.crm" in render(minimal, fmt)
 
 
-def test_json_round_trips_with_keys_in_order(report: dict[str, Any]) -> None:
+def test_json_round_trips_header_first_summary_after_the_streamed_findings(report: dict[str, Any]) -> None:
     text = render(report, ReportFormat.JSON)
     assert text.endswith("}\n")
-    assert json.loads(text) == report
-    assert list(json.loads(text)) == list(report)
+    assert json.loads(text) == {**report, "warnings": []}
+    assert list(json.loads(text)) == [
+        "schema",
+        "scan_id",
+        "generated_at",
+        "findings",
+        "coverage",
+        "errors",
+        "warnings",
+    ]
+
+
+def test_jsonl_is_one_finding_per_line_then_the_summary(report: dict[str, Any]) -> None:
+    lines = [json.loads(line) for line in render(report, ReportFormat.JSONL).splitlines()]
+    assert lines[:-1] == report["findings"]
+    assert lines[-1] == {
+        "schema": "powerx.scan-summary/v1",
+        "scan_id": report["scan_id"],
+        "generated_at": report["generated_at"],
+        "coverage": report["coverage"],
+        "errors": report["errors"],
+        "warnings": [],
+    }
 
 
 def test_csv_parses_back_to_one_row_per_finding(report: dict[str, Any]) -> None:
@@ -343,7 +365,8 @@ def test_table_truncates_to_limit(report: dict[str, Any]) -> None:
     text = print_to_text(report, limit=1)
     assert "com.powerx.plugins.crm" in text
     assert "legacy-mail" not in text
-    assert "… and 3 more" in text
+    assert "Showing the 1 findings of highest priority of 4." in text
+    assert "--all" in text
 
 
 def test_table_rejects_negative_limit(report: dict[str, Any]) -> None:

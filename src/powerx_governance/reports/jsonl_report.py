@@ -1,0 +1,39 @@
+"""JSON-lines scan report: one finding per line, then one `powerx.scan-summary/v1` line (DESIGN §4)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from io import BytesIO
+from typing import Any, BinaryIO, Final
+
+from powerx_governance.reports.stream import HEADER_KEYS, SUMMARY_KEYS, ReportItem, encode, write_report
+
+SUMMARY_SCHEMA: Final = "powerx.scan-summary/v1"
+
+
+class JsonlWriter:
+    """Handy for pipelines: `jq -c 'select(.critical_patch)'` reads findings as they arrive."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._header: Mapping[str, Any] = {}
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self._header = header
+
+    def add(self, items: Iterable[ReportItem]) -> None:
+        self._out.write(b"".join(item.json() + b"\n" for item in items))
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        line = {
+            "schema": SUMMARY_SCHEMA,
+            **{key: self._header.get(key) for key in HEADER_KEYS if key != "schema"},
+            **{key: summary.get(key) for key in SUMMARY_KEYS},
+        }
+        self._out.write(encode(line) + b"\n")
+
+
+def render(report: Mapping[str, Any]) -> str:
+    buffer = BytesIO()
+    write_report(report, JsonlWriter(buffer))
+    return buffer.getvalue().decode("utf-8")
