@@ -1,0 +1,124 @@
+"""Streamed reports through `powerx version scan` on the example fleet: the same content as the
+report built whole (DESIGN §4, schema-valid), JSON lines, and a table a person can read."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from datetime import UTC, datetime
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import pytest
+
+from powerx_governance.reports.stream import encode
+from powerx_governance.scans.report import FindingDocuments, build_report
+from powerx_governance.scans.service import FileScanRequest, run_file_scan
+from tests.functional.cli import NOW, REPO, powerx
+
+SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
+EXAMPLE = (
+    "--catalog",
+    REPO / "examples" / "catalog.yaml",
+    "--manifests",
+    REPO / "examples" / "manifests",
+    "--rules",
+    REPO / "config" / "version" / "governance_rules.yaml",
+    "--compat",
+    REPO / "config" / "version" / "compat_matrix.yaml",
+    "--now",
+    NOW,
+)
+
+
+def _request() -> FileScanRequest:
+    return FileScanRequest(
+        catalog=REPO / "examples" / "catalog.yaml",
+        manifests=REPO / "examples" / "manifests",
+        now=datetime(2026, 11, 30, tzinfo=UTC),
+        rules=REPO / "config" / "version" / "governance_rules.yaml",
+        compat=REPO / "config" / "version" / "compat_matrix.yaml",
+    )
+
+
+@cache
+def _whole() -> dict[str, Any]:
+    """The report built whole in memory, as before streaming."""
+    return build_report(run_file_scan(_request()).result)
+
+
+def _by_installation(findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(findings, key=lambda f: (f["tenant_uuid"], f["plugin_id"]))
+
+
+def _scan(tmp_path: Path, fmt: str, *args: str) -> Path:
+    out = tmp_path / f"report.{fmt}"
+    run = powerx("version", "scan", *EXAMPLE, "--format", fmt, "--output", out, *args)
+    assert run.returncode == 0, run.stderr
+    return out
+
+
+def test_spliced_json_is_the_document_member_for_member() -> None:
+    done = run_file_scan(_request())
+    items = FindingDocuments(done.result.generated_at)(done.result.findings)
+    assert items
+    for item in items:
+        assert item.json() == encode(item.document())
+
+
+def test_streamed_json_is_schema_valid_and_equal_to_the_whole_report(tmp_path: Path) -> None:
+    report = json.loads(_scan(tmp_path, "json").read_text(encoding="utf-8"))
+    jsonschema.validate(report, SCHEMA)
+    whole = _whole()
+    assert {k: v for k, v in report.items() if k not in ("scan_id", "findings")} == {
+        k: v for k, v in whole.items() if k not in ("scan_id", "findings")
+    }
+    assert _by_installation(report["findings"]) == _by_installation(whole["findings"])
+    tenants = [f["tenant_uuid"] for f in report["findings"]]
+    assert tenants == sorted(tenants, key=tenants.index)  # tenant by tenant, as produced
+
+
+def test_jsonl_is_the_findings_then_one_summary_line(tmp_path: Path) -> None:
+    lines = [json.loads(line) for line in _scan(tmp_path, "jsonl").read_text(encoding="utf-8").splitlines()]
+    *findings, summary = lines
+    whole = _whole()
+    assert _by_installation(findings) == _by_installation(whole["findings"])
+    assert summary["schema"] == "powerx.scan-summary/v1"
+    assert {k: summary[k] for k in ("coverage", "errors", "warnings")} == {
+        k: whole[k] for k in ("coverage", "errors", "warnings")
+    }
+    assert set(summary) == {"schema", "scan_id", "generated_at", "coverage", "errors", "warnings"}
+
+
+def test_csv_has_one_row_per_finding_of_the_whole_report(tmp_path: Path) -> None:
+    text = _scan(tmp_path, "csv").read_text(encoding="utf-8")
+    rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    assert sorted((r["tenant_uuid"], r["plugin_id"]) for r in rows) == sorted(
+        (f["tenant_uuid"], f["plugin_id"]) for f in _whole()["findings"]
+    )
+
+
+def test_the_table_summarises_then_shows_the_top_findings(tmp_path: Path) -> None:
+    text = _scan(tmp_path, "table").read_text(encoding="utf-8")
+    whole = _whole()
+    total = len(whole["findings"])
+    assert f"Findings: {total:,}" in text
+    assert "By action: upgrade_now" in text
+    assert f"Showing the 50 findings of highest priority of {total:,}." in text
+    top = max(f["priority"] for f in whole["findings"])
+    first_row = next(line for line in text.splitlines() if line[:9].strip().isdigit())
+    assert int(first_row.split()[0]) == top
+    plugin_ids = {f["plugin_id"] for f in whole["findings"]}
+    shown = [line for line in text.splitlines() if any(p in line for p in plugin_ids)]
+    assert len(shown) >= 50  # every plugin id on one line: never wrapped
+
+
+@pytest.mark.parametrize("flag", ["--all"])
+def test_all_shows_every_finding(tmp_path: Path, flag: str) -> None:
+    text = _scan(tmp_path, "table", flag).read_text(encoding="utf-8")
+    assert "Showing the" not in text
+    rows = [line for line in text.splitlines() if line[:9].strip().isdigit()]
+    assert len(rows) == len(_whole()["findings"])
