@@ -27,6 +27,7 @@ from powerx_governance.events.cli import events_app
 from powerx_governance.flags.cli import flags_app
 from powerx_governance.policy_versions.cli import policy_app
 from powerx_governance.reports import ReportFormat, print_table, render
+from powerx_governance.scans.cli import alerts_app
 from powerx_governance.scans.report import build_report
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, run_file_scan, worst_risk
@@ -208,4 +209,5 @@ version_app.add_typer(token_app, name="token")
 version_app.add_typer(flags_app, name="flags")
 version_app.add_typer(policy_app, name="policy")
 version_app.add_typer(events_app, name="events")
+version_app.add_typer(alerts_app, name="alerts")
 app.add_typer(audit_app, name="audit")
