@@ -12,6 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from powerx_governance.errors import InputError
 from powerx_governance.policy_versions.models import PolicyVersionError, UnknownPolicyVersionError
+from powerx_governance.scans.queries import UnknownTenantsError
 
 PROBLEM = "application/problem+json"
 
@@ -78,6 +79,12 @@ async def _input(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _unknown_tenants(_: Request, exc: Exception) -> JSONResponse:
+    names = cast(UnknownTenantsError, exc).names  # registered for this type only
+    errors = [{"field": "tenants", "error": f"unknown tenant {name!r}"} for name in names]
+    return problem_response(422, "Unknown tenants", str(exc), errors=errors, tenants=names)
+
+
 async def _unknown_policy(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(404, "Not found", str(exc))
 
@@ -92,6 +99,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(InputError, _input)
     app.add_exception_handler(UnknownPolicyVersionError, _unknown_policy)
+    app.add_exception_handler(UnknownTenantsError, _unknown_tenants)
     app.add_exception_handler(PolicyVersionError, _policy)
 
 

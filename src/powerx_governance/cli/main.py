@@ -46,6 +46,7 @@ version_app = typer.Typer(
             "flags": "powerx_governance.flags.cli:flags_app",
             "policy": "powerx_governance.policy_versions.cli:policy_app",
             "events": "powerx_governance.events.cli:events_app",
+            "alerts": "powerx_governance.scans.cli:alerts_app",
         }
     ),
 )

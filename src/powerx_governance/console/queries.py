@@ -40,6 +40,7 @@ from powerx_governance.decisions.tables import DecisionKind, DecisionRow, Decisi
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.recommendations.queries import decode_cursor, encode_cursor, recommendation_dict
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.scans.queries import last_fleet_scan, tenant_coverage, tenant_outcome
 from powerx_governance.scans.tables import ScanRow, ScanStatus
 
 RISK_LEVELS: Final = ("critical", "high", "medium", "low", "none")
@@ -69,6 +70,7 @@ class LastScan:
     tenants_total: int
     tenants_scanned: int
     errors: int
+    tenant_outcome: str | None = None  # a tenant's view: scanned | stale | failed in that scan
 
 
 @dataclass(slots=True)
@@ -104,21 +106,34 @@ class Posture:
         return sum(self.open_by_risk.values())
 
 
-def _last_scan(session: Session) -> LastScan | None:
-    row = session.execute(
-        select(ScanRow).where(ScanRow.status.in_(FINISHED)).order_by(ScanRow.finished_at.desc()).limit(1)
-    ).scalar_one_or_none()
+def _last_scan(session: Session, tenant_uuid: str | None) -> LastScan | None:
+    """The last fleet full scan: its figures for the fleet, or one tenant's part of it."""
+    row = last_fleet_scan(session)
     if row is None:
         return None
+    if tenant_uuid is None:
+        return LastScan(
+            row.scan_id,
+            row.status,
+            row.kind,
+            row.finished_at,
+            row.coverage_rate,
+            row.tenants_total,
+            row.tenants_scanned,
+            len(row.errors),
+        )
+    coverage = tenant_coverage(session, row, tenant_uuid)
+    outcome = tenant_outcome(row, tenant_uuid)
     return LastScan(
         row.scan_id,
         row.status,
         row.kind,
         row.finished_at,
-        row.coverage_rate,
-        row.tenants_total,
-        row.tenants_scanned,
-        len(row.errors),
+        coverage["rate"],
+        coverage["tenants_total"],
+        coverage["tenants_scanned"],
+        sum(1 for e in row.errors if e.get("tenant_uuid") == tenant_uuid),
+        outcome.value if outcome is not None else None,
     )
 
 
@@ -150,7 +165,7 @@ def posture(session: Session, *, tenant_uuid: str | None, now: datetime, top: in
     result = Posture(
         tenants=_count(session, TenantRow.tenant_uuid, tenant_uuid),
         installations=_count(session, InstallationRow.tenant_uuid, tenant_uuid),
-        last_scan=_last_scan(session),
+        last_scan=_last_scan(session, tenant_uuid),
     )
     plugins: dict[str, PluginExposure] = {}
     for plugin_id, risk, state, count, criticals, late in session.execute(stmt):

@@ -5,18 +5,30 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.deps import GovernanceOn, Operator, Reader, ServiceDep, SessionDep, scoped_tenant
+from powerx_governance.api.deps import (
+    GovernanceOn,
+    Operator,
+    Reader,
+    ServiceDep,
+    SessionDep,
+    require,
+    scoped_tenant,
+)
 from powerx_governance.api.problems import ProblemError
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import Principal
+from powerx_governance.scans.queries import list_alerts, resolve_tenants
 from powerx_governance.scans.runner import scan_summary
 from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.tables import AlertState, ScanKind, ScanRow, ScanTrigger
 
 router = APIRouter(prefix="/internal/version/governance", tags=["scans"])
+OperatorOnly = Annotated[Principal, Depends(require(Role.OPERATOR))]  # people on call, not service tokens
 
 
 class ScanKindName(StrEnum):
@@ -32,8 +44,10 @@ class ScanRequest(BaseModel):
 
 
 @router.post("/scan", status_code=202, dependencies=[GovernanceOn])
-def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep) -> JSONResponse:
-    """Queue a full or delta scan (optionally for some tenants); 202 with the scan id."""
+def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep, session: SessionDep) -> JSONResponse:
+    """Queue a full or delta scan (optionally for some tenants, by uuid or key); 202 with the scan id.
+
+    Tenants the store does not know are a 422 naming them: nothing is queued."""
     if body.kind is ScanKindName.DELTA and body.tenants:
         raise ProblemError(
             422,
@@ -41,8 +55,9 @@ def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep) -> JSONRespo
             "tenants: a delta scan takes no tenant list",
             errors=[{"field": "tenants", "error": "not allowed with kind=delta"}],
         )
+    tenants = resolve_tenants(session, body.tenants)
     scan_id = svc.request_scan(
-        ScanKind(body.kind.value), ScanTrigger.API, tenants=tuple(body.tenants), requested_by=who.name
+        ScanKind(body.kind.value), ScanTrigger.API, tenants=tuple(tenants), requested_by=who.name
     )
     location = f"/internal/version/governance/scans/{scan_id}"
     return JSONResponse(
@@ -75,3 +90,14 @@ def scan_report(scan_id: str, who: Reader, session: SessionDep, request: Request
     if row is None:
         raise ProblemError(404, "Not found", f"no scan {scan_id}")
     return stored_report(session, row, tenant_uuid=scoped_tenant(who, None, request.url.path))
+
+
+@router.get("/alerts")
+def alerts(
+    who: OperatorOnly,
+    session: SessionDep,
+    state: AlertState | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Operational alerts, newest first, with their state (firing | resolved), cause and times."""
+    return {"items": list_alerts(session, state=state.value if state else None, limit=limit)}

@@ -25,20 +25,21 @@ from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.catalog.loader import Loaded
 from powerx_governance.db.session import transaction
 from powerx_governance.durations import parse_duration
-from powerx_governance.errors import InputError
+from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.jobs import queue
-from powerx_governance.notifications.service import notify_alert
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.policy_versions.models import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
+from powerx_governance.scans.alerts import SCAN_FAILURES, raise_scan_alert, resolve_scan_alerts
+from powerx_governance.scans.audit import record_scan
 from powerx_governance.scans.scanner import ScanResult, scan
-from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanStatus, ScanTrigger
-from powerx_governance.sources.interface import CatalogSource, TenantSource
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.sources.interface import CatalogSource, SourceError, TenantSource
 
 SCAN_TASK = "scan"
 _SCAN_LOCK_CLASS = 0x5343414E  # "SCAN": the advisory lock class of scans (the schema is the object id)
@@ -88,6 +89,7 @@ def request_scan(
         ScanRow(
             scan_id=scan_id,
             kind=kind.value,
+            fleet=kind is ScanKind.FULL and not tenants,
             trigger=trigger.value,
             status=ScanStatus.QUEUED.value,
             requested_by=requested_by,
@@ -119,6 +121,7 @@ class _Outcome:
     policy_version: int | None
     changes: ChangeSet = field(default_factory=ChangeSet)
     timings: dict[str, float] = field(default_factory=dict)
+    unscanned: dict[str, str] = field(default_factory=dict)  # tenant -> "stale" | "failed"
 
 
 class _Timer:
@@ -181,9 +184,12 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
             _finish(runtime, scan_id, kind, outcome, time.perf_counter() - started)
         except Exception as exc:  # every failure must end the scan as failed
             log.exception("scan failed", extra={"scan_id": scan_id, "kind": kind.value})
-            _finish_failed(
-                runtime, scan_id, kind, f"{type(exc).__name__}: {exc}", time.perf_counter() - started
-            )
+            _finish_failed(runtime, scan_id, kind, _failure_text(exc), time.perf_counter() - started)
+
+
+def _failure_text(exc: Exception) -> str:
+    """A source failure already names its source and what happened; anything else names its type."""
+    return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
 
 
 def _engine(session: Session, runtime: ScanRuntime, policy: CurrentPolicy, now: datetime) -> PolicyEngine:
@@ -216,6 +222,7 @@ def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcom
     intake = _refresh_catalog(runtime, now)
     timer.lap("catalog")
     results = _fetch(runtime, tenants)
+    results += _not_found(runtime, tenants, results)
     timer.lap("fetch")
     with transaction(runtime.factory) as session:
         results = _fall_back_to_last_good(session, runtime, results, policy, now)
@@ -236,7 +243,32 @@ def _full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> _Outcom
         _run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     result.add_catalog_problems(intake.problems, intake.warnings)
-    return _Outcome(result, policy.version, changes, timer.timings)
+    return _Outcome(result, policy.version, changes, timer.timings, _unscanned(results))
+
+
+def _not_found(
+    runtime: ScanRuntime, tenants: Sequence[str], results: list[ManifestResult]
+) -> list[ManifestResult]:
+    """Tenants asked for by name that the source did not return: each is a failed tenant, named."""
+    seen = {r.manifest.tenant_uuid for r in results if r.manifest is not None}
+    seen |= {r.problem.tenant_uuid for r in results if r.problem is not None and r.problem.tenant_uuid}
+    source = runtime.tenant_source.name if runtime.tenant_source is not None else "store"
+    return [
+        ManifestResult(source, None, InputProblem(source, f"tenant {name}", None, "no such tenant", name))
+        for name in dict.fromkeys(tenants)
+        if name not in seen
+    ]
+
+
+def _unscanned(results: list[ManifestResult]) -> dict[str, str]:
+    """The tenants not read afresh: evaluated from their last good manifest, or not at all."""
+    unscanned: dict[str, str] = {}
+    for r in results:
+        if r.manifest is not None and r.stale_since is not None:
+            unscanned[r.manifest.tenant_uuid] = "stale"
+        elif r.manifest is None and r.problem is not None and r.problem.tenant_uuid:
+            unscanned[r.problem.tenant_uuid] = "failed"
+    return unscanned
 
 
 def _fall_back_to_last_good(
@@ -341,32 +373,40 @@ def _run_hooks(
 
 def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcome, seconds: float) -> None:
     now, result = runtime.clock(), outcome.result
-    rules = runtime.rules()
-    complete = result.complete(rules.defaults.min_coverage)
+    complete = result.complete(runtime.rules().defaults.min_coverage)
     with transaction(runtime.factory) as session:
         row = session.get_one(ScanRow, scan_id)
-        row.status = (ScanStatus.SUCCEEDED if complete else ScanStatus.INCOMPLETE).value
-        row.finished_at = now
-        row.tenants_total, row.tenants_scanned = result.tenants_total, result.tenants_scanned
-        row.tenants_stale = result.tenants_stale
-        row.tenants_failed = result.tenants_total - result.tenants_scanned - result.tenants_stale
-        row.policy_version = outcome.policy_version
-        row.installations, row.findings = result.installations, len(result.findings)
-        row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
-        row.errors = [p.as_report_error() for p in result.errors[:1000]]
-        row.warnings = [p.as_report_error() for p in result.warnings[:1000]]
-        row.timings = {**outcome.timings, "total": round(seconds, 4)}
+        _record_outcome(row, outcome, complete, now, seconds)
+        record_scan(session, row, now)
         if not complete:
             _after_failure(session, runtime, row, now)
-        else:
-            runtime.metrics.scan_consecutive_failures.set(0)
-    runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
-    runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
+        elif row.fleet:
+            _after_fleet_success(session, runtime, row, now)
+        fleet = row.fleet
+    if fleet:  # deltas and tenant-filtered scans never stand for the fleet's coverage
+        runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
+        runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
     if outcome.policy_version is not None:
         runtime.metrics.policy_version.set(outcome.policy_version)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
+
+
+def _record_outcome(row: ScanRow, outcome: _Outcome, complete: bool, now: datetime, seconds: float) -> None:
+    result = outcome.result
+    row.status = (ScanStatus.SUCCEEDED if complete else ScanStatus.INCOMPLETE).value
+    row.finished_at = now
+    row.tenants_total, row.tenants_scanned = result.tenants_total, result.tenants_scanned
+    row.tenants_stale = result.tenants_stale
+    row.tenants_failed = result.tenants_total - result.tenants_scanned - result.tenants_stale
+    row.unscanned = outcome.unscanned
+    row.policy_version = outcome.policy_version
+    row.installations, row.findings = result.installations, len(result.findings)
+    row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
+    row.errors = [p.as_report_error() for p in result.errors[:1000]]
+    row.warnings = [p.as_report_error() for p in result.warnings[:1000]]
+    row.timings = {**outcome.timings, "total": round(seconds, 4)}
 
 
 def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: str, seconds: float) -> None:
@@ -376,13 +416,17 @@ def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: 
         row.status, row.finished_at, row.failure = ScanStatus.FAILED.value, now, failure[:2000]
         row.coverage_rate = 0.0
         row.timings = {"total": round(seconds, 4)}
+        record_scan(session, row, now)
         _after_failure(session, runtime, row, now)
-    runtime.metrics.scan_coverage_rate.set(0.0)
+        fleet = row.fleet
+    if fleet:
+        runtime.metrics.scan_coverage_rate.set(0.0)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
 
 
 def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
-    """Count it, retry it within the configured delay (≤ 2 minutes), alert at escalation_after in a row."""
+    """Count it, retry it within the configured delay (≤ 2 minutes); a fleet full scan also extends
+    the failure streak, which raises the alert (with its cause) at escalation_after in a row."""
     runtime.metrics.scan_failure_total.labels(kind=row.kind).inc()
     if row.attempt < MAX_RETRY_ATTEMPTS:
         request_scan(
@@ -396,33 +440,19 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
             attempt=row.attempt + 1,
             run_after=now + timedelta(seconds=runtime.retry_delay_seconds),
         )
+    if not row.fleet:
+        return
     streak = consecutive_failures(session)
     runtime.metrics.scan_consecutive_failures.set(streak)
     rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
-    threshold = rules.defaults.escalation_after
-    if streak == threshold:
-        message = (
-            f"{streak} consecutive scans failed or finished below {rules.defaults.min_coverage:.0%} coverage"
-        )
-        session.add(
-            AlertRow(
-                kind="scan_failures",
-                channel=rules.defaults.alert_channel,
-                message=message,
-                data={"last_scan": row.scan_id, "failure": row.failure},
-                raised_at=now,
-            )
-        )
-        notify_alert(
-            session,
-            "scan_failures",
-            message,
-            rules.defaults.alert_channel,
-            now,
-            key=f"scan_failures:{row.scan_id}",
-            data={"last_scan": row.scan_id, "failure": row.failure},
-        )
-        runtime.metrics.alerts_total.labels(kind="scan_failures").inc()
+    if streak >= rules.defaults.escalation_after and raise_scan_alert(session, row, streak, rules, now):
+        runtime.metrics.alerts_total.labels(kind=SCAN_FAILURES).inc()
+
+
+def _after_fleet_success(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
+    """The streak ends: the gauge drops to 0 and a firing scan-failure alert is resolved, with a message."""
+    runtime.metrics.scan_consecutive_failures.set(0)
+    resolve_scan_alerts(session, row, _rules_or_defaults(runtime), now)
 
 
 def _rules_or_defaults(runtime: ScanRuntime) -> GovernanceRules:
@@ -434,11 +464,15 @@ def _rules_or_defaults(runtime: ScanRuntime) -> GovernanceRules:
 
 
 def consecutive_failures(session: Session) -> int:
-    """Finished scans in a row, newest first, that were not successful."""
+    """Finished fleet full scans in a row, newest first, that were not successful.
+
+    Delta scans (pushes) and tenant-filtered scans neither extend nor end the streak: a push
+    that succeeds says nothing about whether the fleet can be scanned.
+    """
     finished = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
     stmt = (
         select(ScanRow.status)
-        .where(ScanRow.status.in_(finished))
+        .where(ScanRow.fleet.is_(True), ScanRow.status.in_(finished))
         .order_by(ScanRow.finished_at.desc(), ScanRow.requested_at.desc())
         .limit(100)
     )
@@ -455,6 +489,7 @@ def scan_summary(row: ScanRow) -> dict[str, Any]:
     return {
         "scan_id": row.scan_id,
         "kind": row.kind,
+        "fleet": row.fleet,
         "trigger": row.trigger,
         "status": row.status,
         "requested_by": row.requested_by,

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.recommendations.queries import recommendation_dict
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.scans.queries import tenant_coverage
 from powerx_governance.scans.report import REPORT_SCHEMA, iso, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow
 
@@ -17,7 +18,8 @@ _DROP = ("id", "revision", "state", "first_seen_at", "updated_at", "resolved_at"
 
 
 def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -> dict[str, Any]:
-    """Coverage of `scan` plus the open findings of the tenants it covered (one tenant when scoped)."""
+    """Coverage of `scan` plus the open findings of the tenants it covered; scoped to one tenant,
+    both are that tenant's (its part of the scan: scanned, stale or failed), never the fleet's."""
     stmt = (
         select(RecommendationRow, VerdictRow.document)
         .join(VerdictRow)
@@ -48,16 +50,20 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
         "generated_at": iso(generated_at),
         "policy_version": scan.policy_version,
         "status": scan.status,
-        "coverage": {
-            "tenants_total": scan.tenants_total,
-            "tenants_scanned": scan.tenants_scanned,
-            "tenants_stale": scan.tenants_stale,
-            "tenants_failed": scan.tenants_failed,
-            "installations": scan.installations,
-            "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0,
-        },
+        "coverage": _coverage(scan) if tenant_uuid is None else tenant_coverage(session, scan, tenant_uuid),
         "errors": errors,
         "findings": findings,
+    }
+
+
+def _coverage(scan: ScanRow) -> dict[str, Any]:
+    return {
+        "tenants_total": scan.tenants_total,
+        "tenants_scanned": scan.tenants_scanned,
+        "tenants_stale": scan.tenants_stale,
+        "tenants_failed": scan.tenants_failed,
+        "installations": scan.installations,
+        "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0,
     }
 
 

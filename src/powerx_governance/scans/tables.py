@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
@@ -34,11 +34,19 @@ class ScanTrigger(StrEnum):
     RETRY = "retry"
 
 
+class AlertState(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"  # the condition ended (e.g. the next fleet full scan succeeded)
+
+
 class ScanRow(Base):
     __tablename__ = "scans"
+    __table_args__ = (Index("ix_scans_fleet_finished_at", "fleet", "finished_at"),)
 
     scan_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(String(8))
+    # a full scan of the whole fleet (no tenant filter): the only kind the fleet signals follow
+    fleet: Mapped[bool] = mapped_column(default=False, server_default=false())
     trigger: Mapped[str] = mapped_column(String(16))
     status: Mapped[str] = mapped_column(String(16), index=True)
     requested_by: Mapped[str | None] = mapped_column(String(128))
@@ -62,6 +70,8 @@ class ScanRow(Base):
     timings: Mapped[dict[str, Any]]
     failure: Mapped[str | None] = mapped_column(String(2000))
     policy_version: Mapped[int | None]
+    # tenants this scan did not read afresh: tenant uuid (or the name asked for) -> "stale" | "failed"
+    unscanned: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
 
 class AlertRow(Base):
@@ -75,3 +85,8 @@ class AlertRow(Base):
     message: Mapped[str] = mapped_column(String(2000))
     data: Mapped[dict[str, Any]]
     raised_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(
+        String(16), index=True, default=AlertState.FIRING.value, server_default=AlertState.FIRING.value
+    )
+    resolved_at: Mapped[datetime | None]
+    cause: Mapped[str | None] = mapped_column(String(2000))  # what failed, e.g. the source and its error

@@ -13,9 +13,9 @@ from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.decisions.followups import accept_rate
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState
-from powerx_governance.scans.tables import ScanRow, ScanStatus, ScanTrigger
-
-_FINISHED = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
+from powerx_governance.scans.queries import last_fleet_scan
+from powerx_governance.scans.runner import consecutive_failures
+from powerx_governance.scans.tables import ScanRow, ScanTrigger
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -36,9 +36,8 @@ def _percentiles(values: list[float]) -> dict[str, float | None]:
 
 
 def _coverage(session: Session) -> dict[str, Any]:
-    last = session.execute(
-        select(ScanRow).where(ScanRow.status.in_(_FINISHED)).order_by(ScanRow.finished_at.desc()).limit(1)
-    ).scalar_one_or_none()
+    """The last fleet full scan (deltas and tenant-filtered scans never stand for the fleet)."""
+    last = last_fleet_scan(session)
     if last is None:
         return {"last_scan": None}
     return {
@@ -48,6 +47,9 @@ def _coverage(session: Session) -> dict[str, Any]:
         "rate": last.coverage_rate,
         "tenants_total": last.tenants_total,
         "tenants_scanned": last.tenants_scanned,
+        "tenants_stale": last.tenants_stale,
+        "tenants_failed": last.tenants_failed,
+        "consecutive_failures": consecutive_failures(session),
     }
 
 

@@ -101,7 +101,7 @@ def _seed(service: GovernanceService) -> Seeded:
                  "state": "enabled", "auto_update": False, "pinned": False}
             )  # fmt: skip
             recommendations.append(_recommendation(2 * i + j, uuid, plugin))
-    scan: dict[str, Any] = {"scan_id": "scan-fixture", "kind": "full", "trigger": "api"}
+    scan: dict[str, Any] = {"scan_id": "scan-fixture", "kind": "full", "fleet": True, "trigger": "api"}
     scan |= {"status": "succeeded", "tenant_filter": [], "attempt": 1, "errors": [], "timings": {}}
     scan |= {"requested_at": NOW, "started_at": NOW, "finished_at": NOW, "coverage_rate": 1.0}
     scan |= {"tenants_total": TENANTS, "tenants_scanned": TENANTS, "tenants_failed": 0}

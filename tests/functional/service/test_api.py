@@ -310,6 +310,7 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("GET", f"{API}/scans", None, (200, 200, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/scans/{{scan}}", None, (200, 200, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/scans/unknown-scan", None, (404, 404, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/alerts", None, (403, 200, 403, 403, 403, 403, 401, 401)),  # people on call only
     ("GET", f"{API}/scans/{{scan}}/report", None, (200, 200, 200, 200, 200, 200, 401, 401)),
     ("GET", f"{API}/recommendations", None, (200, 200, 200, 200, 200, 200, 401, 401)),
     ("GET", f"{API}/recommendations?tenant={{tenant_a}}", None, (200, 200, 200, 200, 404, 404, 401, 401)),
@@ -663,6 +664,7 @@ def test_openapi_describes_every_route(fleet: Fleet) -> None:
         ("GET", f"{API}/scans"),
         ("GET", f"{API}/scans/{{scan_id}}"),
         ("GET", f"{API}/scans/{{scan_id}}/report"),
+        ("GET", f"{API}/alerts"),
         ("GET", f"{API}/recommendations"),
         ("GET", f"{API}/recommendations/{{recommendation_id}}"),
         ("POST", f"{API}/webhooks/releases"),

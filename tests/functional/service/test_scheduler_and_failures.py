@@ -250,7 +250,13 @@ def test_an_unreachable_catalog_fails_the_scan_which_is_retried_then_alerted(
         scan_id = retry["scan_id"]
     [alert] = _alerts(service)
     assert (alert.kind, alert.channel) == ("scan_failures", rules.alert_channel)
-    assert alert.message.startswith(f"{rules.escalation_after} consecutive scans failed")
+    assert alert.message.startswith(f"{rules.escalation_after} consecutive full scans failed")
+    assert (alert.state, alert.resolved_at) == ("firing", None)
+    assert alert.cause is not None
+    assert alert.cause.startswith("catalog-service: cannot connect")
+    assert "Connection refused" in alert.cause
+    assert f"after {HTTP_ATTEMPTS} attempts" in alert.cause
+    assert alert.cause in alert.message
     assert alert.data["last_scan"] == failed[-1]
     assert metric(client.get("/metrics").text, "version_alerts_total", kind="scan_failures") == 1
 

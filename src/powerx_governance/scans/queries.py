@@ -1,0 +1,117 @@
+"""Scan reads shared by the API, the console and the CLI: the fleet's last scan, a tenant's part of
+a scan, and the operational alerts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.scans.report import iso
+from powerx_governance.scans.tables import AlertRow, ScanRow, ScanStatus
+
+FINISHED = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
+
+
+class TenantOutcome(StrEnum):
+    SCANNED = "scanned"  # its manifest was read afresh and evaluated
+    STALE = "stale"  # evaluated from its last good manifest
+    FAILED = "failed"  # not evaluated
+
+
+class UnknownTenantsError(LookupError):
+    """Tenants named in a scan request that the store does not know (by uuid or key)."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        super().__init__(f"unknown tenants: {', '.join(names)}")
+        self.names = list(names)
+
+
+def last_fleet_scan(session: Session) -> ScanRow | None:
+    """The newest finished full scan of the whole fleet: what coverage and the failure streak follow."""
+    stmt = (
+        select(ScanRow)
+        .where(ScanRow.fleet.is_(True), ScanRow.status.in_(FINISHED))
+        .order_by(ScanRow.finished_at.desc(), ScanRow.requested_at.desc())
+        .limit(1)
+    )
+    return session.execute(stmt).scalar_one_or_none()
+
+
+def resolve_tenants(session: Session, names: Sequence[str]) -> list[str]:
+    """The tenant uuids of `names` (each a uuid or a tenant key), in order; UnknownTenantsError naming
+    the ones the store does not know."""
+    wanted = list(dict.fromkeys(names))
+    if not wanted:
+        return []
+    stmt = select(TenantRow.tenant_uuid, TenantRow.tenant_key).where(
+        or_(TenantRow.tenant_uuid.in_(wanted), TenantRow.tenant_key.in_(wanted))
+    )
+    uuid_of: dict[str, str] = {}
+    for uuid, key in session.execute(stmt):
+        uuid_of[uuid] = uuid
+        if key is not None:
+            uuid_of.setdefault(key, uuid)
+    unknown = [name for name in wanted if name not in uuid_of]
+    if unknown:
+        raise UnknownTenantsError(unknown)
+    return list(dict.fromkeys(uuid_of[name] for name in wanted))
+
+
+def tenant_outcome(scan: ScanRow, tenant_uuid: str) -> TenantOutcome | None:
+    """What `scan` did for one tenant; None when the tenant was not part of it (or it has not finished)."""
+    if scan.status not in FINISHED or (scan.tenant_filter and tenant_uuid not in scan.tenant_filter):
+        return None
+    if scan.status == ScanStatus.FAILED.value:
+        return TenantOutcome.FAILED
+    return TenantOutcome(scan.unscanned.get(tenant_uuid, TenantOutcome.SCANNED.value))
+
+
+def tenant_coverage(session: Session, scan: ScanRow, tenant_uuid: str) -> dict[str, Any]:
+    """The report's `coverage` block for one tenant's view of `scan` (not the fleet's figures)."""
+    outcome = tenant_outcome(scan, tenant_uuid)
+    evaluated = outcome in (TenantOutcome.SCANNED, TenantOutcome.STALE)
+    installations = (
+        session.scalar(
+            select(func.count())
+            .select_from(InstallationRow)
+            .where(InstallationRow.tenant_uuid == tenant_uuid)
+        )
+        if evaluated
+        else 0
+    )
+    return {
+        "tenants_total": int(outcome is not None),
+        "tenants_scanned": int(outcome is TenantOutcome.SCANNED),
+        "tenants_stale": int(outcome is TenantOutcome.STALE),
+        "tenants_failed": int(outcome is TenantOutcome.FAILED),
+        "installations": int(installations or 0),
+        "rate": 1.0 if outcome is TenantOutcome.SCANNED else 0.0,
+    }
+
+
+def alert_dict(row: AlertRow) -> dict[str, Any]:
+    """An alert as the API and the CLI show it."""
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "state": row.state,
+        "message": row.message,
+        "cause": row.cause,
+        "channel": row.channel,
+        "raised_at": iso(row.raised_at),
+        "resolved_at": iso(row.resolved_at),
+        "data": row.data,
+    }
+
+
+def list_alerts(session: Session, *, state: str | None = None, limit: int = 50) -> list[dict[str, Any]]:
+    """Alerts, newest first; only those in `state` (firing | resolved) when given."""
+    stmt = select(AlertRow).order_by(AlertRow.raised_at.desc(), AlertRow.id.desc()).limit(limit)
+    if state is not None:
+        stmt = stmt.where(AlertRow.state == state)
+    return [alert_dict(row) for row in session.execute(stmt).scalars()]
