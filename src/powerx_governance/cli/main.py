@@ -168,7 +168,7 @@ def demo_command(
     with transaction(service.factory) as session:
         report = stored_report(session, session.get_one(ScanRow, scan_id), tenant_uuid=None)
         _, token = create_token(
-            session, name="demo operator", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
+            session, name="demo operator", role=Role.OPERATOR, tenant=None, now=service.clock()
         )
     print_table(report, stdout_console(), limit=25)
     _write_reports(report, out)
