@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from powerx_governance.audit.cli import audit_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token
+from powerx_governance.catalog.cli import pushes_app
 from powerx_governance.cli.consoles import stdout_console
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.cli.service_commands import serve, serve_command, token_app
@@ -208,4 +209,5 @@ version_app.add_typer(token_app, name="token")
 version_app.add_typer(flags_app, name="flags")
 version_app.add_typer(policy_app, name="policy")
 version_app.add_typer(events_app, name="events")
+version_app.add_typer(pushes_app, name="pushes")
 app.add_typer(audit_app, name="audit")
