@@ -146,6 +146,7 @@ def remove_release(
     session.delete(pushed)
     session.flush()
     store.refresh_plugin(session, plugin_id, now)
+    store.drop_unheld_plugins(session, [plugin_id])
     _audit(session, removal, "pushed_release", f"{plugin_id}@{version}", before, now)
     return frozenset({plugin_id})
 

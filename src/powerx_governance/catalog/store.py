@@ -26,6 +26,7 @@ from powerx_governance.catalog.tables import (
     PushedAdvisoryRow,
     PushedReleaseRow,
 )
+from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.policy.matching import POWERX_ECOSYSTEM
 
 MATRIX = "compat_matrix"
@@ -132,6 +133,33 @@ def write_advisory(
     row.document, row.content_hash, row.modified, row.updated_at = doc, digest, advisory.modified, now
     row.origin, row.catalog_document, row.catalog_hash = origin.value, catalog_doc, catalog_hash
     return before | advisory_plugins(advisory)
+
+
+def drop_unheld_plugins(session: Session, plugin_ids: Iterable[str]) -> set[str]:
+    """Forget plugins that neither source holds and no tenant runs (a removed push's leftovers)."""
+    candidates = set(plugin_ids)
+    if not candidates:
+        return set()
+    held = set(
+        session.execute(
+            select(PushedReleaseRow.plugin_id).where(PushedReleaseRow.plugin_id.in_(candidates))
+        ).scalars()
+    )
+    held |= set(
+        session.execute(
+            select(InstallationRow.plugin_id).where(InstallationRow.plugin_id.in_(candidates))
+        ).scalars()
+    )
+    unheld = set(
+        session.execute(
+            select(PluginRow.plugin_id).where(
+                PluginRow.plugin_id.in_(candidates - held), PluginRow.catalog_hash.is_(None)
+            )
+        ).scalars()
+    )
+    if unheld:
+        session.execute(delete(PluginRow).where(PluginRow.plugin_id.in_(unheld)))
+    return unheld
 
 
 def stored_catalog_advisory(row: AdvisoryRow | None) -> Advisory | None:
