@@ -366,6 +366,13 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ),
     ("DELETE", f"{API}/events/subscriptions/{{scan}}", None, (403, 404, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/events", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    (
+        "DELETE",
+        f"{API}/smoke/tenants/{{smoke_tenant}}",
+        {},
+        (404, 404, 403, 403, 403, 403, 401, 401),
+    ),
+    ("DELETE", f"{API}/smoke/tenants/{{tenant_a}}", {}, (422, 422, 403, 403, 403, 403, 401, 401)),
     ("GET", "/healthz", None, (200,) * 8),
     ("GET", "/readyz", None, (200,) * 8),
     ("GET", "/metrics", None, (200,) * 8),
@@ -385,6 +392,7 @@ def _placeholders(fleet: Fleet) -> dict[str, Any]:
         "advisory": "PXSA-NEVER-PUSHED",  # admitted callers get 404: nothing changes
         "plugin": CRM,
         "release": "9.9.9",
+        "smoke_tenant": "powerx-smoke-never-made",
     }
 
 
@@ -423,7 +431,7 @@ def test_the_role_table_covers_every_route_of_the_app(fleet: Fleet) -> None:
     served = {
         (m.upper(), re.sub(r"\{[^}]+\}", "{}", p)) for p, operations in paths.items() for m in operations
     }
-    ids = {"scan", "rec_a", "rec_b", "flag", "version", "advisory", "plugin", "release"}
+    ids = {"scan", "rec_a", "rec_b", "flag", "version", "advisory", "plugin", "release", "smoke_tenant"}
     tested = {
         (method, re.sub(r"\{(\w+)\}", lambda m: "{}" if m[1] in ids else m[0], path.split("?")[0]))
         for method, path, _, _ in MATRIX
