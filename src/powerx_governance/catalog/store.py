@@ -174,38 +174,39 @@ def stored_catalog_advisory(row: AdvisoryRow | None) -> Advisory | None:
 def _sync_plugins(
     session: Session, plugins: Iterable[Plugin], pushed: Mapping[str, list[Release]], now: datetime
 ) -> set[str]:
-    rows = {row.plugin_id: row for row in session.execute(select(PluginRow)).scalars()}
+    known = {
+        pid: (content, catalog)
+        for pid, content, catalog in session.execute(
+            select(PluginRow.plugin_id, PluginRow.content_hash, PluginRow.catalog_hash)
+        )
+    }
     changed: set[str] = set()
     seen: set[str] = set()
     for plugin in plugins:
-        seen.add(plugin.plugin_id)
+        pid = plugin.plugin_id
+        seen.add(pid)
         catalog = _document(plugin)
-        row = rows.get(plugin.plugin_id)
-        if row is not None and row.catalog_hash == catalog[1] and plugin.plugin_id not in pushed:
-            if row.content_hash != catalog[1]:  # a push was removed since: back to the catalog's record
-                changed.add(plugin.plugin_id)
-                row.document, row.content_hash, row.updated_at, row.dirty = catalog[0], catalog[1], now, True
-            continue
-        merged = merge_plugin(plugin.plugin_id, plugin, pushed.get(plugin.plugin_id, ()))
-        if write_plugin(session, row, merged, catalog, now):
-            changed.add(plugin.plugin_id)
-    for plugin_id in sorted(set(pushed) - seen):  # known to the push source only
+        merged = merge_plugin(pid, plugin, pushed[pid]) if pid in pushed else plugin
+        in_force = catalog if merged is plugin else _document(merged)
+        if known.get(pid) == (in_force[1], catalog[1]):
+            continue  # the common case: nothing changed
+        if write_plugin(session, session.get(PluginRow, pid), merged, catalog, now):
+            changed.add(pid)
+    for pid in sorted(set(pushed) - seen):  # known to the push source only
         if write_plugin(
-            session, rows.get(plugin_id), merge_plugin(plugin_id, None, pushed[plugin_id]), None, now
+            session, session.get(PluginRow, pid), merge_plugin(pid, None, pushed[pid]), None, now
         ):
-            changed.add(plugin_id)
-    gone = set(rows) - seen - set(pushed)
+            changed.add(pid)
+    gone = set(known) - seen - set(pushed)
     if gone:
         session.execute(delete(PluginRow).where(PluginRow.plugin_id.in_(gone)))
     return changed | gone
 
 
-def _unchanged_catalog_record(row: AdvisoryRow | None, catalog: Advisory | None) -> bool:
+def _unchanged(known: tuple[str, str | None] | None, catalog: Advisory | None) -> bool:
+    """The stored record in force is the catalog's, and the catalog's record did not change."""
     return (
-        row is not None
-        and catalog is not None
-        and row.origin == Origin.CATALOG.value
-        and row.catalog_hash == _document(catalog)[1]
+        known is not None and catalog is not None and known == (Origin.CATALOG.value, _document(catalog)[1])
     )
 
 
@@ -213,13 +214,19 @@ def _sync_advisories(
     session: Session, advisories: Iterable[Advisory], pushed: Mapping[str, Advisory], now: datetime
 ) -> set[str]:
     """Store the advisories in force; returns the plugin ids any added, changed or removed one touches."""
-    rows = {row.advisory_id: row for row in session.execute(select(AdvisoryRow)).scalars()}
+    known = {
+        aid: (origin, catalog)
+        for aid, origin, catalog in session.execute(
+            select(AdvisoryRow.advisory_id, AdvisoryRow.origin, AdvisoryRow.catalog_hash)
+        )
+    }
     catalog = {a.id: a for a in advisories}
     touched: set[str] = set()
-    for advisory_id in sorted(set(rows) | set(catalog) | set(pushed)):
-        row, mine = rows.get(advisory_id), catalog.get(advisory_id)
-        if _unchanged_catalog_record(row, mine) and advisory_id not in pushed:
-            continue  # the common case
+    for advisory_id in sorted(set(known) | set(catalog) | set(pushed)):
+        mine = catalog.get(advisory_id)
+        if advisory_id not in pushed and _unchanged(known.get(advisory_id), mine):
+            continue  # the common case: the catalog's record, unchanged
+        row = session.get(AdvisoryRow, advisory_id)
         touched |= write_advisory(session, row, mine, pushed.get(advisory_id), now)
     return touched
 
