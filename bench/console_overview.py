@@ -75,9 +75,7 @@ def _served(service: GovernanceService) -> Iterator[str]:
 
 def _signed_in(service: GovernanceService, base_url: str) -> httpx.Client:
     with transaction(service.factory) as session:
-        _, token = create_token(
-            session, name="bench", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
-        )
+        _, token = create_token(session, name="bench", role=Role.OPERATOR, tenant=None, now=service.clock())
     client = httpx.Client(base_url=base_url, timeout=60)
     form = client.get("/console/sign-in").text
     csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)

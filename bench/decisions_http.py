@@ -50,7 +50,7 @@ def _prepare(env: dict[str, str], count: int) -> tuple[str, list[tuple[int, int]
         service.run_pending()
         with transaction(service.factory) as session:
             _, token = create_token(
-                session, name="bench", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
+                session, name="bench", role=Role.OPERATOR, tenant=None, now=service.clock()
             )
             recs = session.execute(
                 select(RecommendationRow.id, RecommendationRow.revision)

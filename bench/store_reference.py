@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, func, select, text
 
 from bench.common import OUT, dataset, peak_rss_mib, run_phase
 from powerx_governance.catalog.models import Advisory
-from powerx_governance.catalog.store import put_advisory
+from powerx_governance.catalog.pushes import push_advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.store import load_manifests
 from powerx_governance.inventory.tables import InstallationRow
@@ -120,7 +120,7 @@ def _push(service: GovernanceService, plugin_id: str, serial: int) -> float:
     )
     start = time.perf_counter()
     with transaction(service.factory) as session:
-        put_advisory(session, advisory, service.clock())
+        push_advisory(session, advisory, actor="bench", now=service.clock())
         service.request_delta(session, "bench")
     service.run_pending(tasks=SCANS_ONLY)
     return time.perf_counter() - start

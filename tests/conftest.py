@@ -33,6 +33,9 @@ from powerx_governance.api.app import create_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token, revoke_token
 from powerx_governance.db.session import sqlite_url, transaction
+from powerx_governance.inventory import store as inventory_store
+from powerx_governance.inventory.models import TenantManifest
+from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
@@ -209,24 +212,43 @@ def make_service(database_url: str, tmp_path: Path) -> Iterator[ServiceFactory]:
         yield build
 
 
-def issue_token(service: GovernanceService, role: Role, tenant_uuid: str | None = None) -> str:
+def store_tenant(service: GovernanceService, tenant_uuid: str, *, tenant_key: str | None = None) -> None:
+    """Store a tenant without plugins, as the tenant directory's manifest push would."""
+    manifest = TenantManifest(tenant_uuid=tenant_uuid, tenant_key=tenant_key, core_version="1.24.0")
+    with transaction(service.factory) as session:
+        inventory_store.upsert_manifests(session, [manifest], service.clock())
+
+
+def _store_from_source(service: GovernanceService, tenant: str) -> None:
+    """A tenant's token names a stored tenant: before the first scan, store the tenant the way the
+    scan would (from the service's tenant source), when the source has it."""
+    source = service.runtime.tenant_source
+    with service.factory() as session:
+        if source is None or session.get(TenantRow, tenant) is not None:
+            return
+    found = [r.manifest for r in source.manifests([tenant]) if r.manifest is not None]
+    with transaction(service.factory) as session:
+        inventory_store.upsert_manifests(session, found, service.clock())
+
+
+def issue_token(service: GovernanceService, role: Role, tenant: str | None = None) -> str:
     """A new API token's plaintext, created the way `powerx version token create` does."""
+    if tenant is not None:
+        _store_from_source(service, tenant)
     with transaction(service.factory) as session:
         _, plaintext = create_token(
             session,
-            name=f"{role.value}-{tenant_uuid or 'fleet'}",
+            name=f"{role.value}-{tenant or 'fleet'}",
             role=role,
-            tenant_uuid=tenant_uuid,
+            tenant=tenant,
             now=service.clock(),
         )
     return plaintext
 
 
-def issue_revoked_token(service: GovernanceService, role: Role, tenant_uuid: str | None = None) -> str:
+def issue_revoked_token(service: GovernanceService, role: Role, tenant: str | None = None) -> str:
     with transaction(service.factory) as session:
-        row, plaintext = create_token(
-            session, name="revoked", role=role, tenant_uuid=tenant_uuid, now=service.clock()
-        )
+        row, plaintext = create_token(session, name="revoked", role=role, tenant=tenant, now=service.clock())
         revoke_token(session, row.id, service.clock())
     return plaintext
 

@@ -6,7 +6,7 @@ import msgspec
 
 from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.catalog.models import Advisory
-from powerx_governance.catalog.store import put_advisory
+from powerx_governance.catalog.pushes import push_advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from tests.conftest import ServiceFactory
@@ -37,7 +37,7 @@ def test_only_touched_plugins_are_reindexed(make_service: ServiceFactory) -> Non
         Advisory,
     )
     with transaction(service.factory) as session:
-        put_advisory(session, advisory, service.clock())
+        push_advisory(session, advisory, actor="test", now=service.clock())
     with service.factory() as session:
         after = cache.index(session)
     assert after.plugins[CRM] is not first.plugins[CRM]

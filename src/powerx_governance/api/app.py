@@ -22,6 +22,7 @@ from powerx_governance.recommendations.routes import router as recommendations_r
 from powerx_governance.scans.routes import router as scans_router
 from powerx_governance.service import GovernanceService
 from powerx_governance.sources.webhooks import router as webhooks_router
+from powerx_governance.workflows.routes import router as workflows_router
 
 
 def create_app(service: GovernanceService, *, background: bool = True) -> FastAPI:
@@ -54,6 +55,7 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.include_router(flags_router)
     app.include_router(policy_router)
     app.include_router(events_router)
+    app.include_router(workflows_router)
     app.mount(STATIC_URL, static_files(), name="console-static")  # before the console's catch-all page
     app.include_router(console_router)
 

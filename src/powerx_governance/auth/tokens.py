@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.auth.tables import ApiTokenRow, Role
+from powerx_governance.inventory.tables import TenantRow
 
 TOKEN_PREFIX = "pxg_"  # noqa: S105 - a public prefix, not a secret
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is a hint, not worth a write per request
@@ -41,14 +42,37 @@ def hash_token(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode()).hexdigest()
 
 
+def resolve_tenant(session: Session, tenant: str) -> str:
+    """The uuid of the stored tenant `tenant` names (its uuid or its key); TokenError naming it otherwise."""
+    if session.get(TenantRow, tenant) is not None:
+        return tenant
+    uuids = sorted(
+        session.execute(select(TenantRow.tenant_uuid).where(TenantRow.tenant_key == tenant)).scalars()
+    )
+    if len(uuids) == 1:
+        return uuids[0]
+    if uuids:
+        raise TokenError(
+            f"tenant key {tenant!r} names {len(uuids)} tenants ({', '.join(uuids)}); give the uuid"
+        )
+    raise TokenError(
+        f"unknown tenant {tenant!r}: no tenant has this uuid or key"
+        " (a tenant is known once a scan or a manifest push has stored it)"
+    )
+
+
 def create_token(
-    session: Session, *, name: str, role: Role, tenant_uuid: str | None, now: datetime
+    session: Session, *, name: str, role: Role, tenant: str | None, now: datetime
 ) -> tuple[ApiTokenRow, str]:
-    """A new token; the plaintext is returned once and never stored."""
-    if role in (Role.TENANT_ADMIN, Role.VIEWER) and not tenant_uuid:
+    """A new token; the plaintext is returned once and never stored.
+
+    `tenant` (a tenant_admin's or viewer's) is a stored tenant's uuid or key; the uuid is kept.
+    """
+    if role in (Role.TENANT_ADMIN, Role.VIEWER) and not tenant:
         raise TokenError(f"role {role} needs a tenant (--tenant)")
-    if role in (Role.SERVICE, Role.OPERATOR) and tenant_uuid:
+    if role in (Role.SERVICE, Role.OPERATOR) and tenant:
         raise TokenError(f"role {role} is fleet-wide and takes no tenant")
+    tenant_uuid = resolve_tenant(session, tenant) if tenant else None
     plaintext = TOKEN_PREFIX + secrets.token_urlsafe(32)
     row = ApiTokenRow(
         name=name,

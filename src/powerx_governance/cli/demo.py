@@ -73,7 +73,7 @@ def _first_report(service: GovernanceService, scan_id: str) -> tuple[dict[str, A
     with transaction(service.factory) as session:
         report = stored_report(session, session.get_one(ScanRow, scan_id), tenant_uuid=None)
         _, token = create_token(
-            session, name="demo operator", role=Role.OPERATOR, tenant_uuid=None, now=service.clock()
+            session, name="demo operator", role=Role.OPERATOR, tenant=None, now=service.clock()
         )
     return report, token
 

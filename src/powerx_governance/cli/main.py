@@ -47,6 +47,7 @@ version_app = typer.Typer(
             "policy": "powerx_governance.policy_versions.cli:policy_app",
             "events": "powerx_governance.events.cli:events_app",
             "alerts": "powerx_governance.scans.cli:alerts_app",
+            "pushes": "powerx_governance.catalog.cli:pushes_app",
         }
     ),
 )

@@ -51,19 +51,22 @@ def serve_command(
 def token_create(
     name: Annotated[str, typer.Option(help="Who or what uses the token.")],
     role: Annotated[Role, typer.Option(help="service | operator | tenant_admin | viewer")],
-    tenant: Annotated[str | None, typer.Option(help="The tenant of a tenant_admin or viewer.")] = None,
+    tenant: Annotated[
+        str | None, typer.Option(help="The tenant of a tenant_admin or viewer: its uuid or its key.")
+    ] = None,
 ) -> None:
     """Create a token and print it once."""
     service = GovernanceService.create(load_settings())
     try:
         with transaction(service.factory) as session:
-            row, plaintext = create_token(session, name=name, role=role, tenant_uuid=tenant, now=utc_now())
-            token_id = row.id
+            row, plaintext = create_token(session, name=name, role=role, tenant=tenant, now=utc_now())
+            token_id, tenant_uuid = row.id, row.tenant_uuid
     except TokenError as exc:
         err.print(f"error: {exc}", highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
     err.print(
-        f"token {token_id} ({role}{' of ' + tenant if tenant else ''}) created; it is shown only once:",
+        f"token {token_id} ({role}{' of ' + tenant_uuid if tenant_uuid else ''}) created;"
+        " it is shown only once:",
         highlight=False,
     )
     out.print(plaintext, highlight=False, soft_wrap=True)

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from powerx_governance.catalog import pushes
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.catalog.loader import Loaded
@@ -197,15 +198,16 @@ def _engine(session: Session, runtime: ScanRuntime, policy: CurrentPolicy, now: 
 
 
 def _refresh_catalog(runtime: ScanRuntime, now: datetime) -> Loaded:
-    """Fetch the catalog and store it; advisories stay as stored when the source's could not be read."""
+    """Fetch the catalog and store it merged with the push source (pushed records stay; the ones the
+    catalog source withdrew are retired); advisories stay as stored when the source's could not be read."""
     if runtime.catalog_source is None:
         return Loaded()
     loaded = runtime.catalog_source.catalog()
     catalog = loaded.catalog()
+    keep = bool(catalog.advisory_source_problems)
     with transaction(runtime.factory) as session:
-        catalog_store.replace_catalog(
-            session, catalog, now, keep_advisories=bool(catalog.advisory_source_problems)
-        )
+        pushed = None if keep else pushes.retire_withdrawn(session, catalog.advisories, now)
+        catalog_store.replace_catalog(session, catalog, now, keep_advisories=keep, pushed=pushed)
     return loaded
 
 

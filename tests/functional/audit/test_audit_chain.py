@@ -61,7 +61,15 @@ from powerx_governance.auth.tables import Role
 from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.service import GovernanceService
 from powerx_governance.sources.http_client import HttpPolicy
-from tests.conftest import REPO, FakeClock, LiveServer, ServiceFactory, built_services, issue_token
+from tests.conftest import (
+    REPO,
+    FakeClock,
+    LiveServer,
+    ServiceFactory,
+    built_services,
+    issue_token,
+    store_tenant,
+)
 from tests.functional.cli import powerx_with
 
 T1: Final = "7d0e5a52-3c1f-4f7e-9a51-0c8f1d2b9e11"
@@ -620,6 +628,7 @@ def _problem_fields(response: httpx.Response) -> list[str]:
 def test_ingest_route_is_idempotent_validated_and_scoped(service: GovernanceService) -> None:
     internal = issue_token(service, Role.SERVICE)
     operator = issue_token(service, Role.OPERATOR)
+    store_tenant(service, T1)
     viewer = issue_token(service, Role.VIEWER, T1)
     with LiveServer(service, background=False) as live, live.client(internal) as client:
         first = client.post(API, json=_body(1))

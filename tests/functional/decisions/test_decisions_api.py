@@ -86,7 +86,7 @@ def test_stale_revision_idempotency_and_refusals(make_service: ServiceFactory) -
         issue_token(service, Role.TENANT_ADMIN, SANDBOX),
         issue_token(service, Role.VIEWER, SANDBOX),
     )
-    other = issue_token(service, Role.TENANT_ADMIN, "acme-retail-7d0e5a52")
+    other = issue_token(service, Role.TENANT_ADMIN, "acme-retail")
     with LiveServer(service, background=False) as live, live.client(admin) as client:
         card = _recommendation(client, SANDBOX, CRM)
         body = {"recommendation_id": card["id"], "revision": card["revision"], "decision": "upgrade"}

@@ -327,6 +327,20 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("POST", f"{API}/webhooks/releases", {}, (422, 403, 403, 403, 403, 403, 401, 401)),
     ("POST", f"{API}/webhooks/advisories", {}, (422, 403, 403, 403, 403, 403, 401, 401)),
     ("POST", f"{API}/webhooks/manifests", {}, (422, 403, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/webhooks/releases", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/webhooks/advisories", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    (
+        "DELETE",
+        f"{API}/webhooks/advisories/{{advisory}}",
+        {"reason": "matrix"},
+        (404, 404, 403, 403, 403, 403, 401, 401),
+    ),
+    (
+        "DELETE",
+        f"{API}/webhooks/releases/{{plugin}}/{{release}}",
+        {"reason": "matrix"},
+        (404, 404, 403, 403, 403, 403, 401, 401),
+    ),
     ("POST", AUDIT, {}, (422, 403, 403, 403, 403, 403, 401, 401)),
     ("GET", AUDIT, None, (200, 200, 200, 200, 200, 200, 401, 401)),
     ("GET", f"{AUDIT}?tenant={{tenant_a}}", None, (200, 200, 200, 200, 404, 404, 401, 401)),
@@ -353,6 +367,13 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ),
     ("DELETE", f"{API}/events/subscriptions/{{scan}}", None, (403, 404, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/events", None, (200, 200, 403, 403, 403, 403, 401, 401)),
+    (
+        "DELETE",
+        f"{API}/smoke/tenants/{{smoke_tenant}}",
+        {},
+        (404, 404, 403, 403, 403, 403, 401, 401),
+    ),
+    ("DELETE", f"{API}/smoke/tenants/{{tenant_a}}", {}, (422, 422, 403, 403, 403, 403, 401, 401)),
     ("GET", "/healthz", None, (200,) * 8),
     ("GET", "/readyz", None, (200,) * 8),
     ("GET", "/metrics", None, (200,) * 8),
@@ -369,6 +390,10 @@ def _placeholders(fleet: Fleet) -> dict[str, Any]:
         "tenant_b": TENANT_B,
         "flag": "no-such-flag",  # admitted callers get 422: nothing changes
         "version": 1,
+        "advisory": "PXSA-NEVER-PUSHED",  # admitted callers get 404: nothing changes
+        "plugin": CRM,
+        "release": "9.9.9",
+        "smoke_tenant": "powerx-smoke-never-made",
     }
 
 
@@ -407,7 +432,7 @@ def test_the_role_table_covers_every_route_of_the_app(fleet: Fleet) -> None:
     served = {
         (m.upper(), re.sub(r"\{[^}]+\}", "{}", p)) for p, operations in paths.items() for m in operations
     }
-    ids = {"scan", "rec_a", "rec_b", "flag", "version"}
+    ids = {"scan", "rec_a", "rec_b", "flag", "version", "advisory", "plugin", "release", "smoke_tenant"}
     tested = {
         (method, re.sub(r"\{(\w+)\}", lambda m: "{}" if m[1] in ids else m[0], path.split("?")[0]))
         for method, path, _, _ in MATRIX

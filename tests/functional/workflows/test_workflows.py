@@ -5,17 +5,30 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import verify
+from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.tables import Role
+from powerx_governance.catalog.tables import AdvisoryRow, PluginRow, PushedAdvisoryRow, PushedReleaseRow
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.tables import DecisionRow, DecisionState
-from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.events.tables import EventRow
+from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.notifications.tables import (
+    ConsoleCardRow,
+    NotificationDeliveryRow,
+    NotificationEventRow,
+)
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
-from tests.conftest import LiveServer, ServiceFactory, issue_token, service_env
+from powerx_governance.service import GovernanceService
+from powerx_governance.workflows.figures import workflow_figures
+from tests.conftest import LiveServer, ServiceFactory, issue_token, service_env, wait_until
 from tests.functional.cli import POWERX, REPO, powerx_with
 
 
@@ -23,52 +36,107 @@ def _cli(database_url: str, tmp_path: Path, *args: str) -> subprocess.CompletedP
     return powerx_with(service_env(database_url, tmp_path), "version", *args)
 
 
-def test_smoke_drives_a_running_service_end_to_end(make_service: ServiceFactory) -> None:
+def _idle(service: GovernanceService) -> bool:
+    """No job is due or running (the background worker has caught up)."""
+    with service.factory() as session:
+        busy = session.scalar(
+            select(func.count())
+            .select_from(JobRow)
+            .where(
+                JobRow.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]),
+                JobRow.run_after <= service.clock(),
+            )
+        )
+    return busy == 0
+
+
+def _rows(session: Session, table: Any, *columns: str) -> list[tuple[Any, ...]]:
+    return sorted(tuple(getattr(row, c) for c in columns) for row in session.execute(select(table)).scalars())
+
+
+def _fleet_state(service: GovernanceService) -> dict[str, Any]:
+    """What a smoke run must leave as it found: every tenant's data, the catalog, the fleet figures."""
+    wait_until(lambda: _idle(service), timeout=60)
+    with service.factory() as session:
+        figures = workflow_figures(session, service.clock())
+        return {
+            "tenants": _rows(session, TenantRow, "tenant_uuid", "manifest_hash"),
+            "recommendations": _rows(
+                session,
+                RecommendationRow,
+                "id",
+                "tenant_uuid",
+                "plugin_id",
+                "revision",
+                "state",
+                "risk_level",
+            ),
+            "decisions": _rows(session, DecisionRow, "id", "tenant_uuid", "kind", "state"),
+            "notification_events": _rows(session, NotificationEventRow, "id", "tenant_uuid", "kind"),
+            "deliveries": _rows(session, NotificationDeliveryRow, "id", "tenant_uuid", "status"),
+            "console_cards": _rows(session, ConsoleCardRow, "id", "tenant_uuid"),
+            "events": _rows(session, EventRow, "id", "tenant_uuid", "type"),
+            "plugins": _rows(session, PluginRow, "plugin_id", "content_hash"),
+            "advisories": _rows(session, AdvisoryRow, "advisory_id", "content_hash"),
+            "pushed": _rows(session, PushedAdvisoryRow, "advisory_id")
+            + _rows(session, PushedReleaseRow, "version"),
+            "coverage": {
+                k: figures["coverage"][k] for k in ("status", "rate", "tenants_total", "tenants_scanned")
+            },
+            "figures": {
+                k: figures[k] for k in ("accept_rate", "ignores", "sla_misses", "open_critical_patches")
+            },
+        }
+
+
+def _smoke(live: LiveServer, operator: str, pusher: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [
+            str(POWERX),
+            *("version", "smoke", "--url", live.base_url),
+            *("--operator-token", operator, "--service-token", pusher, "--timeout", "60"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        cwd=REPO,
+    )
+
+
+def test_smoke_drives_a_running_service_end_to_end_and_leaves_the_real_tenants_as_they_were(
+    make_service: ServiceFactory,
+) -> None:
     service = make_service()
     operator, pusher = issue_token(service, Role.OPERATOR), issue_token(service, Role.SERVICE)
     with LiveServer(service) as live:
-        run = subprocess.run(
-            [
-                str(POWERX),
-                "version",
-                "smoke",
-                "--url",
-                live.base_url,
-                "--operator-token",
-                operator,
-                "--service-token",
-                pusher,
-                "--timeout",
-                "60",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-            cwd=REPO,
-        )
-        refused = subprocess.run(
-            [
-                str(POWERX),
-                "version",
-                "smoke",
-                "--url",
-                live.base_url,
-                "--operator-token",
-                "pxg_wrong",
-                "--service-token",
-                pusher,
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-            cwd=REPO,
-        )
+        with live.client(operator) as client:
+            scan = client.post("/internal/version/governance/scan", json={}).json()["scan_id"]
+            wait_until(
+                lambda: client.get(f"/internal/version/governance/scans/{scan}").json()["status"] != "queued"
+            )
+        before = _fleet_state(service)
+        run = _smoke(live, operator, pusher)
+        after = _fleet_state(service)
+        refused = _smoke(live, "pxg_wrong", pusher)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert run.stdout.count("PASS") == 6
+    assert run.stdout.count("PASS") == 8
+    assert "PASS clean up" in run.stdout
+    assert before["recommendations"]
+    assert {k: v for k, v in after.items() if v != before[k]} == {}
+    with service.factory() as session:
+        marked = session.execute(
+            select(AuditEventRow.operation, AuditEventRow.tenant_uuid, AuditEventRow.correlation_id).where(
+                AuditEventRow.correlation_id.like("powerx-smoke-%")
+            )
+        ).all()
+        assert verify(session).ok
+    operations = {operation for operation, _, _ in marked}
+    assert {"decision.upgrade", "push.removed", "smoke.cleaned"} <= operations
+    assert {tenant for _, tenant, _ in marked if tenant} == {marked[0][2]}  # the synthetic tenant only
     assert refused.returncode == 1
     assert "FAIL scan" in refused.stdout
+    assert "clean up" not in refused.stdout  # it made nothing to clean up
 
 
 def test_reconcile_repairs_a_decision_without_audit_and_a_silent_critical(
