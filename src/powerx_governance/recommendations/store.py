@@ -58,6 +58,7 @@ class Change:
     critical_patch: bool
     previous_state: str | None = None  # None for a recommendation opened by this change
     target_version: str | None = None
+    current_version: str | None = None  # the installed version (None for a resolution)
 
 
 @dataclass
@@ -284,6 +285,7 @@ def _plan_finding(
                 values["action"],
                 values["critical_patch"],
                 target_version=values["target_version"],
+                current_version=values["current_version"],
             )
         )
         return
@@ -309,6 +311,7 @@ def _plan_finding(
             values["critical_patch"],
             previous_state=old.state,
             target_version=values["target_version"],
+            current_version=values["current_version"],
         )
     )
 
