@@ -24,7 +24,6 @@ from powerx_governance.domain import Severity
 from powerx_governance.events.tables import EventRow, EventType
 from powerx_governance.notifications import jobs as notification_jobs
 from powerx_governance.notifications.tables import NotificationEventRow
-from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import RULES, FakeClock, LiveServer, ServiceFactory, issue_token
@@ -184,7 +183,11 @@ def repeated_breaches(service: GovernanceService, sink: Subscriber) -> dict[str,
     return {name: [k for k, n in Counter(keys).items() if n > 1] for name, keys in recorded.items()}
 
 
-def open_critical(service: GovernanceService) -> list[RecommendationRow]:
-    with service.factory() as session:
-        stmt = select(RecommendationRow).where(RecommendationRow.critical_patch.is_(True))
-        return list(session.execute(stmt).scalars())
+def repeated_findings(service: GovernanceService) -> list[tuple[object, ...]]:
+    """Finding notifications saying the same thing twice: (recommendation, change, risk, action, target)."""
+    said = Counter(
+        (n.recommendation_id, n.change, n.risk_level, n.data.get("action"), n.data.get("target_version"))
+        for n in notifications(service, "finding")
+        if "decision_id" not in n.data  # a decision's end is announced once per decision
+    )
+    return [k for k, n in said.items() if n > 1]

@@ -32,6 +32,7 @@ from tests.functional.decisions.support import (
     high_advisory,
     notifications,
     repeated_breaches,
+    repeated_findings,
 )
 
 UPGRADE_POLICY: Final = f"{BASE}/flags/{Flag.UPGRADE_POLICY.value}"
@@ -108,6 +109,7 @@ def _drive(fleet: Governed, steps: list[Step]) -> None:
 def _assert_once(fleet: Governed) -> None:
     repeated = repeated_breaches(fleet.service, fleet.sink)
     assert repeated == {"audit": [], "notification": [], "cloudevent": [], "delivered": []}
+    assert repeated_findings(fleet.service) == []
     breaches = audit(fleet.service, "sla.breach")
     assert len(notifications(fleet.service, "sla_breach")) == len(breaches)
     delivered = [e for e in fleet.sink.events() if e["type"] == EventType.SLA_BREACH.value]
