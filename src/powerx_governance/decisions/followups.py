@@ -10,10 +10,12 @@ once however many ticks, instances, flag switches, policy versions or re-scans s
 
 Upgrade and schedule decisions keep their meaning while the recommendation under them moves:
 reaching the decided target (or a later release without the advisories the target fixes)
-fulfils them; only new risk on the decided target (an advisory that was not known to affect it)
-supersedes them; a new target for any other reason (policy mode, policy version, a new lower
-release) leaves them standing. A decision that ends and reopens its recommendation is announced:
-a `finding` notification (change `reopened`) and a `plugin.version.alert` event.
+fulfils them; only new risk on the decided target (an advisory affecting it that was stored or
+changed since the decision) supersedes them; a new target for any other reason (policy mode,
+policy version, a new lower release) leaves them standing. A `target`-scoped ignore ends for new
+risk too, and for any move the data makes, never for a policy switch. A decision that ends and reopens its
+recommendation is announced: a `finding` notification (change `reopened`) and a
+`plugin.version.alert` event.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
+from powerx_governance.catalog.tables import AdvisoryRow
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Severity
 from powerx_governance.events.outbox import record_reopened, record_sla_breach
@@ -194,31 +197,81 @@ def _reached(
 # -- judging the decisions standing on changed recommendations ------------------------------------
 
 
+def _policy_switched(session: Session, change: Change) -> bool:
+    """The change came with another policy: a new rules version, or the upgrade-policy flag switched."""
+    if change.policy_version != change.previous_policy_version:
+        return True
+    stmt = (
+        select(RecommendationRevisionRow.revision, VerdictRow.document)
+        .join(VerdictRow, RecommendationRevisionRow.verdict == VerdictRow.fingerprint)
+        .where(
+            RecommendationRevisionRow.recommendation_id == change.recommendation_id,
+            RecommendationRevisionRow.revision.in_((change.revision - 1, change.revision)),
+        )
+    )
+    modes = {revision: document.get("policy_mode") for revision, document in session.execute(stmt)}
+    return modes.get(change.revision - 1) != modes.get(change.revision)
+
+
+def _new_risk(session: Session, advisories: frozenset[str], decision: DecisionRow) -> frozenset[str]:
+    """Those of `advisories` stored or changed since the decision: what the admin could not know."""
+    if not advisories:
+        return frozenset()
+    stmt = select(AdvisoryRow.advisory_id).where(
+        AdvisoryRow.advisory_id.in_(sorted(advisories)), AdvisoryRow.updated_at >= decision.created_at
+    )
+    return frozenset(session.execute(stmt).scalars())
+
+
+def _superseding(
+    session: Session,
+    change: Change,
+    decision: DecisionRow,
+    decided: _Decided,
+    plugin: PluginIndex | None,
+    *,
+    data_only: bool,
+) -> tuple[str, dict[str, Any]] | None:
+    """Why a moved target is a new question for the admin; None when it is not.
+
+    New risk on the decided target always is. With `data_only` (ignores of one target: "this
+    target only") so is any move the data made (a new or withdrawn release or advisory), but
+    not a move a policy switch made (a rules version, the upgrade-policy flag).
+    """
+    moved = f"the target moved from {decision.target_version} to {change.target_version}"
+    target = _version(decision.target_version)
+    if target is None:  # nothing was decided about a release: any target is a new question
+        return moved, {}
+    new_risk = _new_risk(session, (_affecting(plugin, target) or frozenset()) - decided.carried, decision)
+    if new_risk:
+        advisories = ", ".join(sorted(new_risk))
+        reason = f"new risk: {advisories} affects the decided target {decision.target_version}; {moved}"
+        return reason, {"new_advisories": sorted(new_risk), "new_target_version": change.target_version}
+    if data_only and not _policy_switched(session, change):
+        return moved, {"new_target_version": change.target_version}
+    return None
+
+
 def _judge_upgrade(
     session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
 ) -> None:
     """Fulfil an upgrade/schedule decision whose target was reached; supersede it only for new risk."""
-    decided, target = _decided(session, decision), _version(decision.target_version)
-    if _reached(_version(change.current_version), target, plugin, decided.fixes):
+    decided = _decided(session, decision)
+    if _reached(_version(change.current_version), _version(decision.target_version), plugin, decided.fixes):
         reached = change.current_version
         reason = f"the installation reached {reached} (decided target {decision.target_version})"
         _end(session, decision, DecisionState.FULFILLED, reason, now, reopen=True)
         return
     if change.target_version == decision.target_version:
         return
-    moved = f"the target moved from {decision.target_version} to {change.target_version}"
-    if target is None:  # nothing was decided about a release: any target is a new question
-        _end_and_announce(session, decision, DecisionState.SUPERSEDED, moved, now)
-        return
-    new_risk = (_affecting(plugin, target) or frozenset()) - decided.carried
-    if new_risk:
-        advisories = ", ".join(sorted(new_risk))
-        reason = f"new risk: {advisories} affects the decided target {decision.target_version}; {moved}"
-        extra = {"new_advisories": sorted(new_risk), "new_target_version": change.target_version}
-        _end_and_announce(session, decision, DecisionState.SUPERSEDED, reason, now, extra)
+    why = _superseding(session, change, decision, decided, plugin, data_only=False)
+    if why is not None:
+        _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
-def _judge_ignore(session: Session, change: Change, decision: DecisionRow, now: datetime) -> None:
+def _judge_ignore(
+    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+) -> None:
     if (
         change.risk_level == Severity.CRITICAL.value
         and decision.details.get("risk_level") != Severity.CRITICAL.value
@@ -241,8 +294,9 @@ def _judge_ignore(session: Session, change: Change, decision: DecisionRow, now: 
             now=now,
         )
     elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
-        moved = f"the target moved from {decision.target_version} to {change.target_version}"
-        _end_and_announce(session, decision, DecisionState.SUPERSEDED, moved, now)
+        why = _superseding(session, change, decision, _decided(session, decision), plugin, data_only=True)
+        if why is not None:
+            _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
 def _judge(
@@ -259,7 +313,7 @@ def _judge(
             reopen=False,
         )
     elif DecisionKind(decision.kind) is DecisionKind.IGNORE:
-        _judge_ignore(session, change, decision, now)
+        _judge_ignore(session, change, decision, plugin, now)
     else:
         _judge_upgrade(session, change, decision, plugin, now)
 

@@ -59,6 +59,8 @@ class Change:
     previous_state: str | None = None  # None for a recommendation opened by this change
     target_version: str | None = None
     current_version: str | None = None  # the installed version (None for a resolution)
+    policy_version: int | None = None  # the rules version that produced it ...
+    previous_policy_version: int | None = None  # ... and the one that produced what it replaces
 
 
 @dataclass
@@ -312,6 +314,8 @@ def _plan_finding(
             previous_state=old.state,
             target_version=values["target_version"],
             current_version=values["current_version"],
+            policy_version=values["policy_version"],
+            previous_policy_version=old.policy_version,
         )
     )
 

@@ -165,3 +165,34 @@ def test_an_expired_ignore_reopens_with_a_notification_and_an_alert_event(
     [alert] = alerts
     assert (alert["data"]["change"], alert["data"]["previous_state"]) == ("reopened", "ignored")
     assert alert["data"]["decision"]["state"] == "expired"
+
+
+def test_an_ignore_of_one_target_survives_policy_switches_and_ends_when_the_data_moves_it(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    with governed(make_service, tmp_path) as fleet:
+        card = fleet.recommendation(SANDBOX, CRM)
+        decision = _decide(fleet, card, "ignore", reason="2.4.0 breaks our export job", scope="target")
+        for enabled in (False, True):
+            answer = fleet.ops.put(UPGRADE_POLICY, json={"enabled": enabled, "reason": "compare"})
+            assert answer.status_code == 200
+            fleet.settle()
+        assert fleet.ops.post(f"{BASE}/policy/versions", json={"content": SHORTER_SLA}).status_code == 201
+        fleet.settle()
+        assert fleet.decisions(card["id"])[0]["state"] == "active"
+        assert fleet.recommendation(SANDBOX, CRM)["state"] == "ignored"
+        yanked = {
+            "version": "2.4.0",
+            "channel": "stable",
+            "released_at": "2026-09-15T06:00:00Z",
+            "yanked": True,
+        }
+        answer = fleet.pusher.post(f"{BASE}/webhooks/releases", json={"plugin_id": CRM, "release": yanked})
+        assert answer.status_code == 202, answer.text
+        fleet.service.run_pending(limit=100_000)
+        moved = fleet.recommendation(SANDBOX, CRM)
+        assert (moved["state"], moved["target_version"]) == ("open", "2.4.1")
+        [ended] = fleet.decisions(card["id"])
+        assert (ended["state"], ended["end_reason"]) == ("superseded", "the target moved from 2.4.0 to 2.4.1")
+        notices, alerts = _reopened(fleet, decision["id"])
+    assert len(notices) == len(alerts) == 1
