@@ -13,8 +13,8 @@ reaching the decided target (or a later release without the advisories the targe
 fulfils them; only new risk on the decided target (an advisory affecting it that was stored or
 changed since the decision) supersedes them; a new target for any other reason (policy mode,
 policy version, a new lower release) leaves them standing. A `target`-scoped ignore ends for new
-risk too, and for any move the data makes, never for a policy switch. A decision that ends and reopens its
-recommendation is announced: a `finding` notification (change `reopened`) and a
+risk too, and for any move the data makes, never for a policy switch. A decision that ends and
+reopens its recommendation is announced: a `finding` notification (change `reopened`) and a
 `plugin.version.alert` event.
 """
 
