@@ -1,34 +1,56 @@
 """What happens to decisions afterwards: fulfilment, broken and expired ignores, SLA breaches.
 
 `on_recommendation_changes` runs inside the transaction that persists a scan's changes;
-`check` runs at every scheduler tick. Breaches go through the job queue with one idempotency
-key per breach, so a breach is recorded (audit, notification, metric) exactly once however
-many ticks or instances see it.
+`check` runs at every scheduler tick. A breach is identified by what it is about, never by
+revision numbers, policy versions or flag state: (recommendation, kind, deadline) for a critical
+patch past its SLA deadline, the decision for a missed schedule. That identity is the job's
+idempotency key and the notification's dedupe key, and the job records nothing when the audit
+trail already holds that breach, so it is recorded (audit, notification, event, metric) exactly
+once however many ticks, instances, flag switches, policy versions or re-scans see it.
+
+Upgrade and schedule decisions keep their meaning while the recommendation under them moves:
+reaching the decided target (or a later release without the advisories the target fixes)
+fulfils them; only new risk on the decided target (an advisory affecting it that was stored or
+changed since the decision) supersedes them; a new target for any other reason (policy mode,
+policy version, a new lower release) leaves them standing. A `target`-scoped ignore ends for new
+risk too, and for any move the data makes, never for a policy switch. A decision that ends and
+reopens its recommendation is announced: a `finding` notification (change `reopened`) and a
+`plugin.version.alert` event.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.audit.tables import AuditEventRow
+from powerx_governance.catalog.tables import AdvisoryRow
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Severity
-from powerx_governance.events.outbox import record_sla_breach
+from powerx_governance.events.outbox import record_reopened, record_sla_breach
 from powerx_governance.jobs import queue
-from powerx_governance.notifications.service import notify_ignore_broken, notify_sla_breach
+from powerx_governance.notifications.service import notify_ignore_broken, notify_reopened, notify_sla_breach
+from powerx_governance.policy.index import CatalogIndex, PluginIndex
 from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import (
     RecommendationChange,
+    RecommendationRevisionRow,
     RecommendationRow,
     RecommendationState,
+    VerdictRow,
 )
 from powerx_governance.scans.report import iso
+from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
 
 SLA_TASK = "sla_breach"
+CRITICAL_PAST_DEADLINE: Final = "critical_past_deadline"
+CatalogOf = Callable[[Session], CatalogIndex]
 _OPEN_STATES = (
     RecommendationState.OPEN.value,
     RecommendationState.DECIDED.value,
@@ -54,8 +76,11 @@ def _end(
     *,
     reopen: bool,
     extra: dict[str, Any] | None = None,
-) -> None:
-    """Close a decision, optionally reopen its recommendation, and audit it (actor `system`)."""
+) -> str:
+    """Close a decision, optionally reopen its recommendation, and audit it (actor `system`).
+
+    Returns the recommendation's state before.
+    """
     decision.state, decision.ended_at, decision.end_reason = state.value, now, reason
     rec = session.get_one(RecommendationRow, decision.recommendation_id)
     before = rec.state
@@ -88,9 +113,195 @@ def _end(
         ),
         now,
     )
+    return before
 
 
-def _judge(session: Session, change: Change, decision: DecisionRow, now: datetime) -> None:
+def _end_and_announce(
+    session: Session,
+    decision: DecisionRow,
+    state: DecisionState,
+    reason: str,
+    now: datetime,
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """End a decision, reopen its recommendation, and tell the admin (notification + event)."""
+    before = _end(session, decision, state, reason, now, reopen=True, extra=extra)
+    notify_reopened(
+        session,
+        recommendation_id=decision.recommendation_id,
+        decision_id=decision.id,
+        decision_state=state.value,
+        reason=reason,
+        now=now,
+    )
+    rec = session.get_one(RecommendationRow, decision.recommendation_id)
+    record_reopened(session, rec, before, decision, now)
+
+
+# -- what the decided finding was, and what the catalog says now ------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Decided:
+    """The finding a decision answered: the advisories its target fixes, and those it still carried."""
+
+    fixes: frozenset[str]
+    carried: frozenset[str]
+
+
+def _decided(session: Session, decision: DecisionRow) -> _Decided:
+    """Read from the verdict of the revision the admin decided on."""
+    stmt = (
+        select(VerdictRow.document)
+        .join(RecommendationRevisionRow, RecommendationRevisionRow.verdict == VerdictRow.fingerprint)
+        .where(
+            RecommendationRevisionRow.recommendation_id == decision.recommendation_id,
+            RecommendationRevisionRow.revision == decision.revision,
+        )
+    )
+    document: dict[str, Any] = session.execute(stmt).scalar_one_or_none() or {}
+    advisories = document.get("advisories") or []
+    carried = frozenset(a["id"] for a in advisories if a.get("in_target") or a.get("unavoidable"))
+    return _Decided(frozenset(a["id"] for a in advisories) - carried, carried)
+
+
+def _version(text: str | None) -> Version | None:
+    if text is None:
+        return None
+    try:
+        return parse_version(text)
+    except InvalidVersionError:
+        return None
+
+
+def _affecting(plugin: PluginIndex | None, version: Version | None) -> frozenset[str] | None:
+    """Ids of the advisories affecting `version` now (None when the catalog cannot say)."""
+    if plugin is None or version is None:
+        return None
+    mask = plugin.affected_mask(version)
+    return frozenset(a.id for i, a in enumerate(plugin.advisories) if mask >> i & 1)
+
+
+def _reached(
+    installed: Version | None, target: Version | None, plugin: PluginIndex | None, fixes: frozenset[str]
+) -> bool:
+    """The decided target, or a later release that carries none of the advisories the target fixes."""
+    if installed is None or target is None or installed.key < target.key:
+        return False
+    if installed.key == target.key:
+        return True
+    carried = _affecting(plugin, installed)
+    return carried is not None and not carried & fixes
+
+
+# -- judging the decisions standing on changed recommendations ------------------------------------
+
+
+def _policy_switched(session: Session, change: Change) -> bool:
+    """The change came with another policy: a new rules version, or the upgrade-policy flag switched."""
+    if change.policy_version != change.previous_policy_version:
+        return True
+    stmt = (
+        select(RecommendationRevisionRow.revision, VerdictRow.document)
+        .join(VerdictRow, RecommendationRevisionRow.verdict == VerdictRow.fingerprint)
+        .where(
+            RecommendationRevisionRow.recommendation_id == change.recommendation_id,
+            RecommendationRevisionRow.revision.in_((change.revision - 1, change.revision)),
+        )
+    )
+    modes = {revision: document.get("policy_mode") for revision, document in session.execute(stmt)}
+    return modes.get(change.revision - 1) != modes.get(change.revision)
+
+
+def _new_risk(session: Session, advisories: frozenset[str], decision: DecisionRow) -> frozenset[str]:
+    """Those of `advisories` stored or changed since the decision: what the admin could not know."""
+    if not advisories:
+        return frozenset()
+    stmt = select(AdvisoryRow.advisory_id).where(
+        AdvisoryRow.advisory_id.in_(sorted(advisories)), AdvisoryRow.updated_at >= decision.created_at
+    )
+    return frozenset(session.execute(stmt).scalars())
+
+
+def _superseding(
+    session: Session,
+    change: Change,
+    decision: DecisionRow,
+    decided: _Decided,
+    plugin: PluginIndex | None,
+    *,
+    data_only: bool,
+) -> tuple[str, dict[str, Any]] | None:
+    """Why a moved target is a new question for the admin; None when it is not.
+
+    New risk on the decided target always is. With `data_only` (ignores of one target: "this
+    target only") so is any move the data made (a new or withdrawn release or advisory), but
+    not a move a policy switch made (a rules version, the upgrade-policy flag).
+    """
+    moved = f"the target moved from {decision.target_version} to {change.target_version}"
+    target = _version(decision.target_version)
+    if target is None:  # nothing was decided about a release: any target is a new question
+        return moved, {}
+    new_risk = _new_risk(session, (_affecting(plugin, target) or frozenset()) - decided.carried, decision)
+    if new_risk:
+        advisories = ", ".join(sorted(new_risk))
+        reason = f"new risk: {advisories} affects the decided target {decision.target_version}; {moved}"
+        return reason, {"new_advisories": sorted(new_risk), "new_target_version": change.target_version}
+    if data_only and not _policy_switched(session, change):
+        return moved, {"new_target_version": change.target_version}
+    return None
+
+
+def _judge_upgrade(
+    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+) -> None:
+    """Fulfil an upgrade/schedule decision whose target was reached; supersede it only for new risk."""
+    decided = _decided(session, decision)
+    if _reached(_version(change.current_version), _version(decision.target_version), plugin, decided.fixes):
+        reached = change.current_version
+        reason = f"the installation reached {reached} (decided target {decision.target_version})"
+        _end(session, decision, DecisionState.FULFILLED, reason, now, reopen=True)
+        return
+    if change.target_version == decision.target_version:
+        return
+    why = _superseding(session, change, decision, decided, plugin, data_only=False)
+    if why is not None:
+        _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+
+
+def _judge_ignore(
+    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+) -> None:
+    if (
+        change.risk_level == Severity.CRITICAL.value
+        and decision.details.get("risk_level") != Severity.CRITICAL.value
+    ):
+        reason = "a new advisory made the ignored installation critical"
+        _end(
+            session,
+            decision,
+            DecisionState.BROKEN,
+            reason,
+            now,
+            reopen=True,
+            extra={"new_risk_level": change.risk_level},
+        )
+        notify_ignore_broken(
+            session,
+            decision_id=decision.id,
+            recommendation_id=decision.recommendation_id,
+            reason=reason,
+            now=now,
+        )
+    elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
+        why = _superseding(session, change, decision, _decided(session, decision), plugin, data_only=True)
+        if why is not None:
+            _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+
+
+def _judge(
+    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+) -> None:
     """Decide what a recommendation change means for the decision standing on it."""
     if change.change is RecommendationChange.RESOLVED:
         _end(
@@ -101,52 +312,19 @@ def _judge(session: Session, change: Change, decision: DecisionRow, now: datetim
             now,
             reopen=False,
         )
-        return
-    kind = DecisionKind(decision.kind)
-    if kind is DecisionKind.IGNORE:
-        if (
-            change.risk_level == Severity.CRITICAL.value
-            and decision.details.get("risk_level") != Severity.CRITICAL.value
-        ):
-            reason = "a new advisory made the ignored installation critical"
-            _end(
-                session,
-                decision,
-                DecisionState.BROKEN,
-                reason,
-                now,
-                reopen=True,
-                extra={"new_risk_level": change.risk_level},
-            )
-            notify_ignore_broken(
-                session,
-                decision_id=decision.id,
-                recommendation_id=decision.recommendation_id,
-                reason=reason,
-                now=now,
-            )
-        elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
-            _end(
-                session,
-                decision,
-                DecisionState.SUPERSEDED,
-                f"the target moved from {decision.target_version} to {change.target_version}",
-                now,
-                reopen=True,
-            )
-    elif change.target_version != decision.target_version:
-        _end(
-            session,
-            decision,
-            DecisionState.SUPERSEDED,
-            f"the target moved from {decision.target_version} to {change.target_version}",
-            now,
-            reopen=True,
-        )
+    elif DecisionKind(decision.kind) is DecisionKind.IGNORE:
+        _judge_ignore(session, change, decision, plugin, now)
+    else:
+        _judge_upgrade(session, change, decision, plugin, now)
 
 
 def on_recommendation_changes(
-    session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime
+    session: Session,
+    changes: ChangeSet,
+    now: datetime,
+    triggered_at: datetime,
+    *,
+    catalog: CatalogOf | None = None,
 ) -> None:
     """Change hook: fulfil, break or supersede the decisions standing on changed recommendations."""
     decided = [
@@ -155,10 +333,22 @@ def on_recommendation_changes(
         if c.previous_state in (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
     ]
     standing = _active(session, [c.recommendation_id for c in decided])
+    if not standing:
+        return
+    plugins = catalog(session).plugins if catalog is not None else {}
     for change in decided:
         decision = standing.get(change.recommendation_id)
         if decision is not None:
-            _judge(session, change, decision, now)
+            _judge(session, change, decision, plugins.get(change.plugin_id), now)
+
+
+def change_hook(catalog: CatalogOf) -> Callable[[Session, ChangeSet, datetime, datetime], None]:
+    """`on_recommendation_changes` with the catalog it reads advisories from."""
+
+    def hook(session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime) -> None:
+        on_recommendation_changes(session, changes, now, triggered_at, catalog=catalog)
+
+    return hook
 
 
 def _expire_ignores(session: Session, now: datetime) -> int:
@@ -170,19 +360,17 @@ def _expire_ignores(session: Session, now: datetime) -> int:
     )
     expired = list(session.execute(stmt).scalars())
     for decision in expired:
-        _end(
-            session,
-            decision,
-            DecisionState.EXPIRED,
-            f"the ignore expired at {iso(decision.until)}",
-            now,
-            reopen=True,
-        )
+        reason = f"the ignore expired at {iso(decision.until)}"
+        _end_and_announce(session, decision, DecisionState.EXPIRED, reason, now)
     return len(expired)
 
 
+def _critical_key(rec_id: int, deadline: str | None) -> str:
+    return f"critical:{rec_id}:{deadline}"
+
+
 def _queue_breaches(session: Session, now: datetime) -> int:
-    """Queue one breach job per missed schedule and per critical patch past its SLA deadline."""
+    """Queue one breach job per missed schedule and per (critical patch, SLA deadline) passed."""
     queued = 0
     missed = select(DecisionRow.id).where(
         DecisionRow.state == DecisionState.ACTIVE.value,
@@ -193,20 +381,16 @@ def _queue_breaches(session: Session, now: datetime) -> int:
         queued += queue.enqueue(
             session, SLA_TASK, {"decision_id": decision_id}, key=f"sla:schedule:{decision_id}", now=now
         )
-    late = select(RecommendationRow.id, RecommendationRow.revision).where(
+    late = select(RecommendationRow.id, RecommendationRow.sla_deadline).where(
         RecommendationRow.critical_patch.is_(True),
         RecommendationRow.state.in_(_OPEN_STATES),
         RecommendationRow.sla_deadline.is_not(None),
         RecommendationRow.sla_deadline <= now,
     )
-    for rec_id, revision in session.execute(late):
-        queued += queue.enqueue(
-            session,
-            SLA_TASK,
-            {"recommendation_id": rec_id, "revision": revision},
-            key=f"sla:critical:{rec_id}:{revision}",
-            now=now,
-        )
+    for rec_id, deadline in session.execute(late):
+        payload = {"recommendation_id": rec_id, "sla_deadline": iso(deadline)}
+        key = f"sla:{_critical_key(rec_id, iso(deadline))}"
+        queued += queue.enqueue(session, SLA_TASK, payload, key=key, now=now)
     return queued
 
 
@@ -215,32 +399,66 @@ def check(session: Session, now: datetime) -> dict[str, int]:
     return {"expired": _expire_ignores(session, now), "breaches_queued": _queue_breaches(session, now)}
 
 
+def _recorded(session: Session, rec: RecommendationRow, deadline: str) -> bool:
+    """The audit trail already holds this (recommendation, critical_past_deadline, deadline) breach."""
+    stmt = select(AuditEventRow.meta).where(
+        AuditEventRow.tenant_uuid == rec.tenant_uuid,
+        AuditEventRow.operation == "sla.breach",
+        AuditEventRow.resource_id == str(rec.id),
+    )
+    return any(
+        meta.get("kind") == CRITICAL_PAST_DEADLINE and meta.get("sla_deadline") == deadline
+        for meta in session.execute(stmt).scalars()
+    )
+
+
+def _critical_breach(
+    session: Session, payload: dict[str, Any], now: datetime
+) -> tuple[RecommendationRow, dict[str, Any]] | None:
+    """The breach a check saw (its deadline passed while the critical patch was open), unless recorded."""
+    rec = session.get_one(RecommendationRow, payload["recommendation_id"])
+    deadline = payload.get("sla_deadline")
+    if deadline is None and rec.sla_deadline is not None and rec.sla_deadline <= now:
+        deadline = iso(rec.sla_deadline)  # a job queued before breaches were keyed on their deadline
+    if deadline is None or _recorded(session, rec, deadline):
+        return None
+    return rec, {"kind": CRITICAL_PAST_DEADLINE, "sla_deadline": deadline}
+
+
+def _missed_schedule(
+    session: Session, payload: dict[str, Any], now: datetime
+) -> tuple[RecommendationRow, dict[str, Any]] | None:
+    decision = session.get_one(DecisionRow, payload["decision_id"])
+    if decision.state != DecisionState.ACTIVE.value:
+        return None
+    rec = session.get_one(RecommendationRow, decision.recommendation_id)
+    detail = {
+        "kind": "schedule_missed",
+        "scheduled_for": iso(decision.scheduled_for),
+        "decision_id": decision.id,
+    }
+    _end(
+        session,
+        decision,
+        DecisionState.BREACHED,
+        "the scheduled upgrade time passed without the target reached",
+        now,
+        reopen=True,
+        extra=detail,
+    )
+    return rec, detail
+
+
 def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
     """The `sla_breach` job: audit the breach (and close a missed schedule); returns what it recorded."""
-    if "decision_id" in payload:
-        decision = session.get_one(DecisionRow, payload["decision_id"])
-        if decision.state != DecisionState.ACTIVE.value:
-            return {}
-        rec = session.get_one(RecommendationRow, decision.recommendation_id)
-        detail = {
-            "kind": "schedule_missed",
-            "scheduled_for": iso(decision.scheduled_for),
-            "decision_id": decision.id,
-        }
-        _end(
-            session,
-            decision,
-            DecisionState.BREACHED,
-            "the scheduled upgrade time passed without the target reached",
-            now,
-            reopen=True,
-            extra=detail,
-        )
-    else:
-        rec = session.get_one(RecommendationRow, payload["recommendation_id"])
-        if rec.revision != payload["revision"] or rec.state not in _OPEN_STATES:
-            return {}
-        detail = {"kind": "critical_past_deadline", "sla_deadline": iso(rec.sla_deadline)}
+    found = (
+        _missed_schedule(session, payload, now)
+        if "decision_id" in payload
+        else _critical_breach(session, payload, now)
+    )
+    if found is None:
+        return {}
+    rec, detail = found
     record(
         session,
         AuditEvent(
@@ -266,9 +484,9 @@ def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> d
         session,
         recommendation_id=rec.id,
         breach=str(detail["kind"]),
-        breach_key=_breach_key(payload),
+        breach_key=_breach_key(payload, detail),
         now=now,
-        sla_deadline=rec.sla_deadline,
+        sla_deadline=_parsed(detail.get("sla_deadline")),
         scheduled_for=_scheduled(payload, session),
         decision_id=payload.get("decision_id"),
     )
@@ -276,10 +494,14 @@ def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> d
     return {**detail, "recommendation_id": rec.id, "tenant_uuid": rec.tenant_uuid, "plugin_id": rec.plugin_id}
 
 
-def _breach_key(payload: dict[str, Any]) -> str:
+def _parsed(moment: str | None) -> datetime | None:
+    return None if moment is None else datetime.fromisoformat(moment)
+
+
+def _breach_key(payload: dict[str, Any], detail: dict[str, Any]) -> str:
     if "decision_id" in payload:
         return f"schedule:{payload['decision_id']}"
-    return f"critical:{payload['recommendation_id']}:{payload['revision']}"
+    return _critical_key(payload["recommendation_id"], detail["sla_deadline"])
 
 
 def _scheduled(payload: dict[str, Any], session: Session) -> datetime | None:

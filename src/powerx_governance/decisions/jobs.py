@@ -10,7 +10,7 @@ from powerx_governance.service import GovernanceService
 
 
 def install(service: GovernanceService) -> None:
-    service.runtime.change_hooks.append(followups.on_recommendation_changes)
+    service.runtime.change_hooks.append(followups.change_hook(service.runtime.catalog_cache.index))
     service.periodic.append(_periodic)
     service.tasks[followups.SLA_TASK] = lambda payload: _breach(service, payload)
 

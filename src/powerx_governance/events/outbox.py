@@ -248,7 +248,7 @@ def record_sla_breach(session: Session, rec: RecommendationRow, breach: dict[str
         "target_version": rec.target_version,
         "risk_level": rec.risk_level,
         "critical_patch": rec.critical_patch,
-        "sla_deadline": iso(rec.sla_deadline),
+        "sla_deadline": breach.get("sla_deadline", iso(rec.sla_deadline)),
         "scheduled_for": breach.get("scheduled_for"),
         "decision_id": breach.get("decision_id"),
         "breached_at": iso(now),
@@ -257,6 +257,37 @@ def record_sla_breach(session: Session, rec: RecommendationRow, breach: dict[str
     return record(
         session, [NewEvent(EventType.SLA_BREACH, tenant, subject(tenant, rec.plugin_id), data)], now
     )
+
+
+def record_reopened(
+    session: Session, rec: RecommendationRow, previous_state: str, decision: DecisionRow, now: datetime
+) -> int:
+    """One `plugin.version.alert` (change `reopened`) for a recommendation a decision's end reopened."""
+    data = {
+        "tenant_uuid": rec.tenant_uuid,
+        "plugin_id": rec.plugin_id,
+        "recommendation_id": rec.id,
+        "revision": rec.revision,
+        "change": RecommendationChange.REOPENED.value,
+        "previous_state": previous_state,
+        "current_version": rec.current_version,
+        "target_version": rec.target_version,
+        "latest_version": rec.latest_version,
+        "risk_level": rec.risk_level,
+        "priority": rec.priority,
+        "action": rec.action,
+        "critical_patch": rec.critical_patch,
+        "sla_deadline": iso(rec.sla_deadline),
+        "decision": {
+            "decision_id": decision.id,
+            "decision": decision.kind,
+            "state": decision.state,
+            "target_version": decision.target_version,
+            "reason": decision.end_reason,
+        },
+    }
+    tenant = rec.tenant_uuid
+    return record(session, [NewEvent(EventType.ALERT, tenant, subject(tenant, rec.plugin_id), data)], now)
 
 
 def prune(session: Session, older_than: datetime) -> int:

@@ -5,9 +5,13 @@ the transaction), so a notification exists exactly when the change that causes i
 
 - `on_recommendation_changes` (the scan's change hook) announces opened, escalated and
   reopened findings. Dedupe keys make a re-scan without escalation announce nothing:
-  `finding:{id}:opened`, `finding:{id}:escalated:{risk}:{action}`, `finding:{id}:reopened:{revision}`.
+  `finding:{id}:opened`, `finding:{id}:escalated:{risk}:{action}`,
+  `finding:{id}:reopened:{risk}:{action}:{target}` (what it says, never a revision number).
+- `notify_reopened` announces a finding reopened by a decision's end (expired ignore,
+  superseded decision), once per decision: `finding:{id}:reopened:decision:{decision_id}`.
 - `notify_decision`, `notify_sla_breach`, `notify_ignore_broken`, `notify_alert` announce the
-  other events; each is deduped on its own key and returns whether it was new.
+  other events; each is deduped on its own key (an SLA breach on its recommendation, kind and
+  deadline, or its decision) and returns whether it was new.
 - Each recipient of the event's route gets it at once or in its next digest (its priority
   filter). Findings sent at once are batched per transaction, recipient and tenant: a scan
   that opens ten critical findings for a tenant sends that tenant's admins one message.
@@ -51,7 +55,7 @@ from powerx_governance.notifications.tables import (
 )
 from powerx_governance.notifications.templates import TemplateSet, finding_context, message_context
 from powerx_governance.recommendations.queries import recommendation_dict
-from powerx_governance.recommendations.store import ChangeSet
+from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import (
     RecommendationChange,
     RecommendationRow,
@@ -364,14 +368,14 @@ def _routes_of(session: Session, rec_ids: Sequence[int]) -> dict[int, str | None
     return {rec_id: route_of.get(fp) for rec_id, fp in verdict_of.items()}
 
 
-def _finding_key(
-    recommendation_id: int, change: RecommendationChange, risk: str, action: str, revision: int
-) -> str:
-    if change is RecommendationChange.ESCALATED:
-        return f"finding:{recommendation_id}:escalated:{risk}:{action}"
-    if change is RecommendationChange.REOPENED:
-        return f"finding:{recommendation_id}:reopened:{revision}"
-    return f"finding:{recommendation_id}:opened"
+def _finding_key(c: Change) -> str:
+    """What the finding says, never its revision: a flag or policy switched back and forth
+    announces nothing new."""
+    if c.change is RecommendationChange.ESCALATED:
+        return f"finding:{c.recommendation_id}:escalated:{c.risk_level}:{c.action}"
+    if c.change is RecommendationChange.REOPENED:
+        return f"finding:{c.recommendation_id}:reopened:{c.risk_level}:{c.action}:{c.target_version}"
+    return f"finding:{c.recommendation_id}:opened"
 
 
 def on_recommendation_changes(
@@ -390,7 +394,7 @@ def on_recommendation_changes(
     routes = _routes_of(session, [c.recommendation_id for c in wanted])
     events = [
         NewEvent(
-            dedupe_key=_finding_key(c.recommendation_id, c.change, c.risk_level, c.action, c.revision),
+            dedupe_key=_finding_key(c),
             kind=EventKind.FINDING,
             risk=Severity(c.risk_level),
             triggered_at=triggered_at,
@@ -488,6 +492,43 @@ def notify_ignore_broken(
     return _about_event(
         session, f"ignore_broken:{decision_id}", EventKind.IGNORE_BROKEN, recommendation_id, now, data
     )
+
+
+def notify_reopened(
+    session: Session,
+    *,
+    recommendation_id: int,
+    decision_id: int,
+    decision_state: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Announce a finding a decision's end reopened (expired ignore, superseded decision), once per
+    decision: a `finding` with change `reopened`, as a re-scan announces one."""
+    if runtime_of(session) is None:
+        return False
+    row = session.get_one(RecommendationRow, recommendation_id)
+    event = NewEvent(
+        dedupe_key=f"finding:{recommendation_id}:reopened:decision:{decision_id}",
+        kind=EventKind.FINDING,
+        risk=Severity(row.risk_level),
+        triggered_at=now,
+        tenant_uuid=row.tenant_uuid,
+        recommendation_id=recommendation_id,
+        change=RecommendationChange.REOPENED.value,
+        route=_routes_of(session, [recommendation_id]).get(recommendation_id),
+        data={
+            "revision": row.revision,
+            "plugin_id": row.plugin_id,
+            "action": row.action,
+            "target_version": row.target_version,
+            "critical_patch": row.critical_patch,
+            "decision_id": decision_id,
+            "decision_state": decision_state,
+            "reason": reason,
+        },
+    )
+    return record_events(session, [event], now) == 1
 
 
 def notify_alert(

@@ -58,6 +58,9 @@ class Change:
     critical_patch: bool
     previous_state: str | None = None  # None for a recommendation opened by this change
     target_version: str | None = None
+    current_version: str | None = None  # the installed version (None for a resolution)
+    policy_version: int | None = None  # the rules version that produced it ...
+    previous_policy_version: int | None = None  # ... and the one that produced what it replaces
 
 
 @dataclass
@@ -284,6 +287,7 @@ def _plan_finding(
                 values["action"],
                 values["critical_patch"],
                 target_version=values["target_version"],
+                current_version=values["current_version"],
             )
         )
         return
@@ -309,6 +313,9 @@ def _plan_finding(
             values["critical_patch"],
             previous_state=old.state,
             target_version=values["target_version"],
+            current_version=values["current_version"],
+            policy_version=values["policy_version"],
+            previous_policy_version=old.policy_version,
         )
     )
 
