@@ -112,9 +112,8 @@ def main() -> None:
 
 def _print(runs: dict[str, list[Run]], out: Path) -> None:
     floor = statistics.median(r.seconds for r in runs["floor"])
-    print(
-        f"{'command':10s} {'wall (median)':>14s} {'runs':>26s} {'peak RSS':>10s} {'x floor':>8s} {'report':>9s}"
-    )
+    columns = ("wall (median)", 14), ("runs", 26), ("peak RSS", 10), ("x floor", 8), ("report", 9)
+    print(f"{'command':10s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
     for name, rs in runs.items():
         wall = statistics.median(r.seconds for r in rs)
         size = (out / f"report.{name}").stat().st_size / 1e6 if name != "floor" else 0.0
