@@ -118,6 +118,10 @@ def scan_command(
         FailOn, typer.Option(help="Exit 1 when a finding's risk is at or above this.")
     ] = FailOn.NONE,
     now: Annotated[str | None, typer.Option(help="Evaluation time, RFC 3339 (default: now).")] = None,
+    baseline: Annotated[
+        Path | None,
+        typer.Option(help="The previous json/jsonl report: SLA clocks of findings it had keep running."),
+    ] = None,
 ) -> None:
     """Scan tenant manifests against the catalog and report what needs action."""
     settings = load_settings()
@@ -128,6 +132,7 @@ def scan_command(
         rules=rules or settings.rules_path,
         compat=compat or settings.compat_path,
         tenants=frozenset(tenant or ()),
+        baseline=baseline,
     )
     _check_tenants(request)
     try:

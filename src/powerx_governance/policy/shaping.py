@@ -171,14 +171,20 @@ def decide(x: Situation) -> _Decision:
     return _Decision(action, clause, target, fired, risk, lifecycle)
 
 
-def _sla_deadline(x: Situation, d: _Decision) -> datetime | None:
-    """The clock starts when the fix became actionable: the later of fix release and advisory publication."""
+def _sla_hours(x: Situation, d: _Decision) -> float | None:
     if d.target is None or x.plain:
         return None
     rule = _first(d.fired, "sla_hours")
     setting = rule.sla_hours if rule else x.rules.defaults.sla_hours
     hours = setting.for_level(d.risk) if isinstance(setting, SlaHours) else setting
-    if hours is None:
+    return None if hours is None else float(hours)
+
+
+def _sla_deadline(x: Situation, d: _Decision) -> datetime | None:
+    """From when the fix became actionable: the later of fix release and advisory publication (the
+    first-seen part of DESIGN §5.8 is per installation: `Verdict.sla_deadline_for`)."""
+    hours = _sla_hours(x, d)
+    if hours is None or d.target is None:
         return None
     advisories = x.plugin.advisories
     starts = [x.plugin.releases[d.target].release.released_at]
@@ -397,6 +403,7 @@ def shape_verdict(x: Situation) -> Verdict:
         critical_patch=x.security.critical_patch and target is not None,
         partial=x.security.partial and target is not None,
         sla_deadline=_sla_deadline(x, d),
+        sla_hours=_sla_hours(x, d),
         advisories=_advisory_findings(x),
         release_notes=_release_notes(x, d.target),
         reasons=_reasons(x, d),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
@@ -55,7 +55,7 @@ class Verdict:
     action: Action
     critical_patch: bool
     partial: bool
-    sla_deadline: datetime | None
+    sla_deadline: datetime | None  # from when the fix became actionable; see `sla_deadline_for`
     advisories: tuple[AdvisoryFinding, ...]
     release_notes: tuple[ReleaseNote, ...]
     reasons: tuple[str, ...]
@@ -69,3 +69,11 @@ class Verdict:
     target_dependencies: tuple[tuple[str, str], ...]  # (plugin id, constraint) of the target release
     reportable: bool  # an installation that is up to date and clean has no finding (DESIGN §4)
     policy_mode: PolicyMode = PolicyMode.GOVERNED
+    sla_hours: float | None = None  # the SLA the deadline counts (None: no deadline)
+
+    def sla_deadline_for(self, first_seen: datetime) -> datetime | None:
+        """DESIGN §5.8: the clock starts at the later of when the fix became actionable and when this
+        installation was first seen with this finding; nobody is overdue the day they are first seen."""
+        if self.sla_deadline is None or self.sla_hours is None:
+            return self.sla_deadline
+        return max(self.sla_deadline, first_seen + timedelta(hours=self.sla_hours))

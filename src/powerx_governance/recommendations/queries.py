@@ -66,6 +66,9 @@ def recommendation_dict(row: RecommendationRow, verdict: dict[str, Any]) -> dict
         "tenant_uuid": row.tenant_uuid,
         "plugin_id": row.plugin_id,
         **verdict,
+        "sla_deadline": iso(
+            row.sla_deadline
+        ),  # counted from first sight (DESIGN §5.8), not the shared verdict's
         **row.tenant_facts,
         "revision": row.revision,
         "state": row.state,

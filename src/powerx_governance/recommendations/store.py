@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Final
 
 import msgspec
@@ -81,6 +81,7 @@ class _Stored:
     risk_level: str
     action: str
     policy_version: int | None
+    first_seen_at: datetime
 
 
 class _Fingerprints:
@@ -151,6 +152,7 @@ def _stored(
         RecommendationRow.risk_level,
         RecommendationRow.action,
         RecommendationRow.policy_version,
+        RecommendationRow.first_seen_at,
     )
     stmt = select(*columns)
     if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
@@ -182,9 +184,10 @@ def _read(session: Session, queries: Sequence[Any]) -> dict[tuple[str, str], _St
             risk,
             action,
             policy_version,
+            first_seen_at,
         ) in session.connection().execute(query):
             found[(tenant, plugin)] = _Stored(
-                rec_id, fingerprint, revision, state, risk, action, policy_version
+                rec_id, fingerprint, revision, state, risk, action, policy_version, _aware(first_seen_at)
             )
     return found
 
@@ -214,6 +217,11 @@ class _Plan:
     restamped: list[int] = field(default_factory=list)  # unchanged, but produced by another policy version
 
 
+def _aware(moment: datetime) -> datetime:
+    """A timestamp read through the raw connection (SQLite keeps no zone; the store writes UTC)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def _row_values(
     f: Finding,
     fingerprint: str,
@@ -221,6 +229,7 @@ def _row_values(
     scan_id: str | None,
     now: datetime,
     policy_version: int | None,
+    first_seen: datetime,
 ) -> dict[str, Any]:
     v = f.verdict
     return {
@@ -233,7 +242,7 @@ def _row_values(
         "priority": v.priority,
         "action": str(v.action),
         "critical_patch": v.critical_patch,
-        "sla_deadline": v.sla_deadline,
+        "sla_deadline": v.sla_deadline_for(first_seen),  # DESIGN §5.8: the one deadline every count uses
         "tenant_facts": _tenant_facts(f),
         "updated_at": now,
         "scan_id": scan_id,
@@ -293,6 +302,7 @@ def _plan_finding(
         return
     if old.state in _CLOSED:
         change = RecommendationChange.REOPENED
+        values = {**values, "first_seen_at": now}  # seen again with a finding: its SLA clock starts anew
     elif _escalated(old.risk_level, old.action, f.verdict.risk_level, f.verdict.action):
         change = RecommendationChange.ESCALATED
     else:
@@ -393,7 +403,8 @@ def persist_findings(
                 plan.restamped.append(old.id)
             continue
         verdict_fp, _ = prints.verdict(f)
-        values = _row_values(f, fingerprint, verdict_fp, scan_id, now, policy_version)
+        first_seen = now if old is None or old.state in _CLOSED else old.first_seen_at
+        values = _row_values(f, fingerprint, verdict_fp, scan_id, now, policy_version, first_seen)
         _plan_finding(plan, f, old, values, now)
         if (
             len(plan.inserts) + len(plan.updates) >= _WRITE_EVERY

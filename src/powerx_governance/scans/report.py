@@ -39,8 +39,9 @@ def _advisory(a: AdvisoryFinding) -> dict[str, Any]:
     }
 
 
-def verdict_document(v: Verdict) -> dict[str, Any]:
-    """The tenant-independent part of a finding, built once per distinct verdict."""
+def verdict_document(v: Verdict, first_seen: datetime | None = None) -> dict[str, Any]:
+    """The tenant-independent part of a finding, built once per distinct verdict (and first-seen
+    time: the SLA deadline counts from it, DESIGN §5.8; without it, from when the fix was actionable)."""
     return {
         "current_version": v.current_version,
         "target_version": v.target_version,
@@ -51,7 +52,7 @@ def verdict_document(v: Verdict) -> dict[str, Any]:
         "action": v.action.value,
         "critical_patch": v.critical_patch,
         "partial": v.partial,
-        "sla_deadline": iso(v.sla_deadline),
+        "sla_deadline": iso(v.sla_deadline if first_seen is None else v.sla_deadline_for(first_seen)),
         "advisories": [_advisory(a) for a in v.advisories],
         "changelog": [f"{n.version}: {n.changelog.strip()}" for n in v.release_notes if n.changelog],
         "release_notes": [{"version": n.version, "url": n.url} for n in v.release_notes if n.url],
@@ -113,8 +114,12 @@ class VerdictPart:
     compatibility: bytes
 
     @classmethod
-    def of(cls, verdict: Verdict) -> VerdictPart:
-        document = {"plugin_id": verdict.plugin_id, **verdict_document(verdict)}
+    def of(cls, verdict: Verdict, first_seen: datetime) -> VerdictPart:
+        document = {
+            "plugin_id": verdict.plugin_id,
+            **verdict_document(verdict, first_seen),
+            "first_seen_at": iso(first_seen),
+        }
         return cls(verdict, document, encode(document)[1:-1], encode(verdict.compatibility))
 
 
@@ -195,15 +200,16 @@ class FindingDocuments:
 
     def __init__(self, at: datetime) -> None:
         self._at = at
-        self._parts: dict[int, VerdictPart] = {}
+        self._parts: dict[tuple[int, datetime], VerdictPart] = {}
 
     def __call__(self, findings: Iterable[Finding]) -> list[FindingItem]:
         items: list[FindingItem] = []
         tenant: tuple[object, TenantBytes] | None = None
         for f in findings:
-            part = self._parts.get(id(f.verdict))
+            first_seen = f.first_seen or self._at
+            part = self._parts.get((id(f.verdict), first_seen))
             if part is None:
-                part = self._parts[id(f.verdict)] = VerdictPart.of(f.verdict)
+                part = self._parts[(id(f.verdict), first_seen)] = VerdictPart.of(f.verdict, first_seen)
             if tenant is None or tenant[0] is not f.tenant:
                 tenant = (f.tenant, TenantBytes.of(f, self._at))
             items.append(FindingItem(f, part, tenant[1], self._at))

@@ -28,6 +28,7 @@ class Finding(msgspec.Struct, frozen=True, gc=False):
     verdict: Verdict
     dependency_notes: tuple[str, ...]
     stale_since: datetime | None = None  # evaluated from the tenant's last good manifest, read then
+    first_seen: datetime | None = None  # first seen with this finding (DESIGN §5.8); None: at this scan
 
 
 @dataclass

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import msgspec
+
 from powerx_governance.catalog.loader import Loaded, load_catalog, load_matrix
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.loader import load_manifests
@@ -14,8 +16,9 @@ from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.reports.stream import ReportWriter
+from powerx_governance.scans.baseline import Baseline, load_baseline
 from powerx_governance.scans.report import FindingDocuments, report_header, report_summary
-from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan, scan_tenants
+from powerx_governance.scans.scanner import Finding, ProgressHook, ScanResult, scan, scan_tenants
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +29,7 @@ class FileScanRequest:
     rules: Path | None = None
     compat: Path | None = None
     tenants: frozenset[str] = frozenset()
+    baseline: Path | None = None  # the previous report: when findings were first seen (DESIGN §5.8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +68,7 @@ def stream_file_scan(
 ) -> StreamedScan:
     """What `powerx version scan` runs: findings written tenant by tenant, never held whole."""
     engine, rules, loaded = _prepare(request)
+    baseline = load_baseline(request.baseline) if request.baseline else None
     result = ScanResult(generated_at=request.now)
     result.add_catalog_problems(loaded.problems, loaded.warnings)
     documents, worst = FindingDocuments(request.now), Severity.NONE
@@ -71,9 +76,16 @@ def stream_file_scan(
     manifests = load_manifests(request.manifests)
     for found in scan_tenants(engine, manifests, result, tenants=request.tenants, on_tenant=on_tenant):
         worst = max((worst, *(f.verdict.risk_level for f in found)), key=lambda s: s.rank)
-        writer.add(documents(found))
+        writer.add(documents(_first_seen(found, baseline) if baseline else found))
     writer.finish(report_summary(result))
     return StreamedScan(result, rules, worst)
+
+
+def _first_seen(found: list[Finding], baseline: Baseline) -> list[Finding]:
+    """The tenant's findings with the first-seen times the previous report gives them."""
+    return [
+        msgspec.structs.replace(f, first_seen=seen) if (seen := baseline.first_seen(f)) else f for f in found
+    ]
 
 
 def known_tenants(manifests: Path, selectors: frozenset[str]) -> set[str]:

@@ -14,7 +14,7 @@ from powerx_governance.scans.queries import tenant_coverage
 from powerx_governance.scans.report import REPORT_SCHEMA, iso, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow
 
-_DROP = ("id", "revision", "state", "first_seen_at", "updated_at", "resolved_at", "scan_id")
+_DROP = ("id", "revision", "state", "updated_at", "resolved_at", "scan_id")  # first_seen_at stays: §5.8
 
 
 def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Final
@@ -36,6 +37,7 @@ from tests.functional.decisions.support import (
 )
 
 UPGRADE_POLICY: Final = f"{BASE}/flags/{Flag.UPGRADE_POLICY.value}"
+PAST_CRITICAL_SLA: Final = 24 * 8  # hours: past every critical-patch SLA of the shipped rules
 HR_VERSIONS: Final = ("4.6.0", "4.6.2", "4.6.1")  # critical, fixed (resolves), critical again
 
 
@@ -95,7 +97,7 @@ _APPLY: Final[dict[Step, Callable[[Governed, int], None]]] = {
 
 
 def _drive(fleet: Governed, steps: list[Step]) -> None:
-    fleet.settle()  # the first SLA check: the example fleet has critical patches past their deadline
+    fleet.settle(hours=PAST_CRITICAL_SLA)  # deadlines count from first sight (DESIGN §5.8): let them pass
     assert audit(fleet.service, "sla.breach"), "the fleet starts with breaches"
     counts: dict[Step, int] = dict.fromkeys(Step, 0)
     for step in steps:
@@ -144,7 +146,7 @@ def test_no_second_breach_for_the_same_deadline_whatever_happens_between(
 def test_flag_off_and_on_sends_no_breach_again(make_service: ServiceFactory, tmp_path: Path) -> None:
     """The issue's case: switching plugin-upgrade-policy off and on re-sent every breach."""
     with governed(make_service, tmp_path) as fleet:
-        fleet.settle()
+        fleet.settle(hours=PAST_CRITICAL_SLA)
         first = len(audit(fleet.service, "sla.breach"))
         assert first > 0
         hr = fleet.recommendation(KEYSTONE, HR)
@@ -154,3 +156,24 @@ def test_flag_off_and_on_sends_no_breach_again(make_service: ServiceFactory, tmp
         assert len(audit(fleet.service, "sla.breach")) == first
         assert fleet.recommendation(KEYSTONE, HR)["sla_deadline"] == hr["sla_deadline"]
         _assert_once(fleet)
+
+
+def test_no_breach_on_the_day_governance_first_sees_a_tenant(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """DESIGN §5.8: fixes released long ago are not overdue on first sight; the clock runs from then."""
+    with governed(make_service, tmp_path) as fleet:
+        hours_later = 1.0
+        fleet.settle(hours=hours_later)
+        assert audit(fleet.service, "sla.breach") == []
+        critical = [
+            i
+            for i in fleet.ops.get(f"{BASE}/recommendations", params={"limit": 500}).json()["items"]
+            if i["critical_patch"]
+        ]
+        assert critical
+        first_sight = fleet.clock() - timedelta(hours=hours_later)
+        for item in critical:
+            assert datetime.fromisoformat(item["sla_deadline"]) > first_sight
+        fleet.settle(hours=PAST_CRITICAL_SLA)
+        assert len(audit(fleet.service, "sla.breach")) >= len(critical)

@@ -35,7 +35,9 @@ RECOMMENDATION_ONLY: Final = frozenset(
     }
 )
 # What a report adds to the finding: figures as of the report's time.
-REPORT_ONLY: Final = frozenset({"manifest_age_seconds"})
+REPORT_ONLY: Final = frozenset(
+    {"manifest_age_seconds", "first_seen_at"}
+)  # first_seen_at: when the scan first saw it
 
 
 def wait_for_scan(client: httpx.Client, scan_id: str, *, timeout: float = 30.0) -> dict[str, Any]:
