@@ -140,10 +140,12 @@ def scan_command(
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
-    if output is not None:
-        findings = done.result.tenants_total and f"{done.result.installations:,} installations"
+    if output is not None:  # errors and repairs named here too: a CSV report carries findings only
+        r = done.result
         err.print(
-            f"report written to {output} ({done.result.tenants_total:,} tenants, {findings})", highlight=False
+            f"report written to {output}: {r.tenants_total:,} tenants, {r.installations:,} installations,"
+            f" {len(r.errors):,} errors, {len(r.warnings):,} warnings (input repaired)",
+            highlight=False,
         )
     raise typer.Exit(exit_code(done.result, done.worst_risk, fail_on, done.rules.defaults.min_coverage))
 
