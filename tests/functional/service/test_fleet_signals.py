@@ -126,7 +126,7 @@ def _alert_messages(service: GovernanceService) -> list[tuple[str, str]]:
 
 def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fires(outage: Outage) -> None:
     first = outage.full_scan()
-    assert (first["status"], first["fleet"], outage.metric("version_scan_coverage_rate")) == (
+    assert (first["status"], first["fleet"], outage.metric("version_scan_coverage_ratio")) == (
         "succeeded",
         True,
         1.0,
@@ -139,7 +139,7 @@ def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fir
             delta = outage.push(failed * 10 + revision)
             assert (delta["status"], delta["fleet"], delta["coverage"]["rate"]) == ("succeeded", False, 1.0)
             assert outage.metric("version_scan_consecutive_failures") == failed
-            assert outage.metric("version_scan_coverage_rate") == 0.0
+            assert outage.metric("version_scan_coverage_ratio") == 0.0
         figures = outage.cli("metrics", "--json")["coverage"]
         assert (figures["last_scan"], figures["status"], figures["rate"]) == (full["scan_id"], "failed", 0.0)
         assert figures["consecutive_failures"] == failed
@@ -166,7 +166,7 @@ def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fir
     recovered = outage.full_scan()
     assert recovered["status"] == "succeeded"
     assert outage.metric("version_scan_consecutive_failures") == 0
-    assert outage.metric("version_scan_coverage_rate") == 1.0
+    assert outage.metric("version_scan_coverage_ratio") == 1.0
     [resolved] = outage.operator.get(f"{API}/alerts", params={"state": "resolved"}).json()["items"]
     assert (resolved["id"], resolved["state"], resolved["cause"]) == (alert["id"], "resolved", alert["cause"])
     assert resolved["resolved_at"] is not None
@@ -202,7 +202,7 @@ def test_tenant_filtered_full_scans_are_not_fleet_scans(outage: Outage) -> None:
         scan = outage.scan(started.json()["scan_id"])
         assert (scan["status"], scan["fleet"], scan["tenants"]) == ("failed", False, [ACME])  # key → uuid
     assert outage.metric("version_scan_consecutive_failures") == 0
-    assert outage.metric("version_scan_coverage_rate") == 1.0
+    assert outage.metric("version_scan_coverage_ratio") == 1.0
     assert outage.operator.get(f"{API}/alerts").json()["items"] == []
     assert outage.cli("metrics", "--json")["coverage"]["status"] == "succeeded"
 
