@@ -113,7 +113,8 @@ def main() -> None:
 def _print(runs: dict[str, list[Run]], out: Path) -> None:
     floor = statistics.median(r.seconds for r in runs["floor"])
     print(
-        f"{'command':10s} {'wall (median)':>14s} {'runs':>26s} {'peak RSS':>10s} {'x floor':>8s} {'report':>9s}"
+        f"{'command':10s} {'wall (median)':>14s} {'runs':>26s} "
+        f"{'peak RSS':>10s} {'x floor':>8s} {'report':>9s}"
     )
     for name, rs in runs.items():
         wall = statistics.median(r.seconds for r in rs)
