@@ -625,6 +625,7 @@ def test_a_chunked_body_over_the_limit_gets_413(fleet: Fleet) -> None:
 
 # -- operations ------------------------------------------------------------------------------------
 
+# DESIGN §6's metrics under their Prometheus names (README: "Metrics and alerts").
 DESIGN_METRICS: Final = (
     "version_scan_coverage_ratio",
     "version_scan_failure_total",
@@ -641,7 +642,7 @@ def test_health_and_readiness(fleet: Fleet) -> None:
     assert (ready.status_code, ready.json()) == (200, {"status": "ready"})
 
 
-def test_metrics_carry_the_design_names_and_the_last_scan(fleet: Fleet) -> None:
+def test_metrics_carry_the_design_metrics_and_the_last_scan(fleet: Fleet) -> None:
     with fleet.client(None) as client:
         response = client.get("/metrics")
     assert response.status_code == 200
