@@ -205,9 +205,18 @@ class _Cause:
 def _exception_cause(exc: Exception) -> _Cause:
     """The failing source and its failure kind (`connect`, `http_5xx`, …), or the error's type."""
     if isinstance(exc, SourceError):
-        kind = getattr(exc, "kind", None)  # HTTP sources say how the last attempt failed
-        return _Cause(exc.source, str(kind) if kind else "unavailable")
+        return _Cause(exc.source, _source_failure_kind(exc) or "unavailable")
     return _Cause("governance", type(exc).__name__)
+
+
+def _source_failure_kind(exc: BaseException | None) -> str | None:
+    """How the last attempt failed, when an HTTP source error says so (possibly as the cause)."""
+    while isinstance(exc, SourceError):
+        kind = getattr(exc, "kind", None)
+        if kind:
+            return str(kind)
+        exc = exc.__cause__
+    return None
 
 
 def _incomplete_cause(runtime: ScanRuntime, result: ScanResult) -> _Cause:

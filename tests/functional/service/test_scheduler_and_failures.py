@@ -244,6 +244,9 @@ def test_an_unreachable_catalog_fails_the_scan_which_is_retried_then_alerted(
         assert metric(metrics, "version_source_errors_total", source="catalog-service", kind="connect") == (
             attempt * HTTP_ATTEMPTS
         )
+        # what the Prometheus alert carries: the failing source and how its last attempt failed
+        cause = {"source": "catalog-service", "reason": "connect"}
+        assert metric(metrics, "version_scan_last_failure_info", **cause) == 1
         assert len(_alerts(service)) == (1 if attempt == rules.escalation_after else 0)
         clock.advance(RETRY_DELAY)
         failed.append(scan_id)
