@@ -21,8 +21,9 @@ $(UV):
 demo: .venv/.synced
 	$(RUN) powerx version demo
 
-## test: the whole test suite (unit, property, functional)
+## test: the whole test suite (unit, property, functional); installs promtool when missing
 test: .venv/.synced
+	@command -v promtool >/dev/null || bash .ci/install-promtool
 	$(RUN) pytest
 
 ## lint: ruff and strict mypy

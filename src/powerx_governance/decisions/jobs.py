@@ -21,7 +21,7 @@ def _periodic(service: GovernanceService) -> None:
         followups.check(session, now)
         rate = followups.accept_rate(session)
     if rate is not None:
-        service.metrics.recommendation_accept_rate.set(rate)
+        service.metrics.recommendation_accept_ratio.set(rate)
 
 
 def _breach(service: GovernanceService, payload: dict[str, Any]) -> None:

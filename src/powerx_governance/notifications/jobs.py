@@ -8,7 +8,7 @@ a permanent failure, or the last of `delivery.max_attempts`, leaves the delivery
 (delivery, attempt), and every attempt carries the delivery's idempotency key downstream, so
 a job run twice (a worker dying after sending) never produces a second message.
 
-Each delivery sent at once observes `version_recommendation_push_latency_ms`: from the arrival
+Each delivery sent at once observes `version_recommendation_push_latency_seconds`: from the arrival
 of the data that triggered it (the scan's request time) to its delivery. Digests do not: they
 wait for their hour or day on purpose.
 """
@@ -137,8 +137,8 @@ class Notifier:
         with transaction(self.service.factory) as session:
             recorded = mark_delivered(session, prepared, receipt.reference, now)
         if recorded and prepared.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
-            latency = (now - prepared.triggered_at).total_seconds() * 1000
-            self.service.metrics.recommendation_push_latency_ms.observe(max(0.0, latency))
+            latency = (now - prepared.triggered_at).total_seconds()
+            self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
 
     def _failed(
         self,

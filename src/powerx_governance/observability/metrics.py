@@ -1,17 +1,29 @@
-"""Prometheus metrics with the DESIGN §6 names, one registry per service instance."""
+"""Prometheus metrics, one registry per service instance.
+
+Names follow Prometheus' conventions (base units: `_seconds`, ratios 0-1 as `_ratio`, counters
+`_total`); the README maps the brief's and DESIGN §6's names onto them. `promtool check metrics`
+on a live scrape is part of the test suite.
+"""
 
 from __future__ import annotations
 
+from typing import Final
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+# Label values exported at 0 from the start: `increase()` in the alert rules cannot see a
+# counter's first event when its series only appears with that event.
+SCAN_KINDS: Final = ("full", "delta")
+SLA_BREACH_KINDS: Final = ("critical_past_deadline", "schedule_missed")
 
 
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
-        self.scan_coverage_rate = Gauge(
-            "version_scan_coverage_rate",
-            "Share of selected tenants scanned by the last finished scan",
+        self.scan_coverage_ratio = Gauge(
+            "version_scan_coverage_ratio",
+            "Share (0-1) of the fleet's tenants scanned by the last finished fleet full scan",
             registry=r,
         )
         self.scan_failure_total = Counter(
@@ -29,7 +41,14 @@ class Metrics:
         )
         self.scan_consecutive_failures = Gauge(
             "version_scan_consecutive_failures",
-            "Unsuccessful scans in a row (alert at escalation_after)",
+            "Unsuccessful fleet full scans in a row (alert at escalation_after)",
+            registry=r,
+        )
+        self.scan_last_failure_info = Gauge(
+            "version_scan_last_failure_info",
+            "1 for what made the last fleet full scan of the current failing streak unsuccessful "
+            "(absent while full scans succeed)",
+            ["source", "reason"],
             registry=r,
         )
         self.source_errors_total = Counter(
@@ -41,15 +60,15 @@ class Metrics:
         self.recommendation_changes_total = Counter(
             "version_recommendation_changes_total", "Recommendation changes written", ["change"], registry=r
         )
-        self.recommendation_push_latency_ms = Histogram(
-            "version_recommendation_push_latency_ms",
-            "From the triggering data's arrival to the updated recommendation (and later its delivery)",
+        self.recommendation_push_latency_seconds = Histogram(
+            "version_recommendation_push_latency_seconds",
+            "Seconds from the triggering data's arrival to the delivery of the updated recommendation",
             registry=r,
-            buckets=(50, 100, 250, 500, 1000, 2000, 5000, 10_000, 30_000, 60_000, 300_000),
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
         )
-        self.recommendation_accept_rate = Gauge(
-            "version_recommendation_accept_rate",
-            "Share of resolved recommendations whose target was reached",
+        self.recommendation_accept_ratio = Gauge(
+            "version_recommendation_accept_ratio",
+            "Share (0-1) of answered decisions that are upgrades or schedules whose target was reached",
             registry=r,
         )
         self.recommendation_ignore_total = Counter(
@@ -80,9 +99,22 @@ class Metrics:
             "Tenants the last scan evaluated from their last good manifest (theirs could not be read)",
             registry=r,
         )
+        for kind in SCAN_KINDS:
+            self.scan_failure_total.labels(kind=kind)
+        for kind in SLA_BREACH_KINDS:
+            self.sla_breaches_total.labels(kind=kind)
 
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()
+
+    def scan_failed(self, source: str, reason: str) -> None:
+        """The failing streak's cause is now this one (only one series at a time)."""
+        self.scan_last_failure_info.clear()
+        self.scan_last_failure_info.labels(source=source, reason=reason).set(1)
+
+    def scan_recovered(self) -> None:
+        """A fleet full scan succeeded: no failure to name any more."""
+        self.scan_last_failure_info.clear()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -185,12 +185,50 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
             _finish(runtime, scan_id, kind, outcome, time.perf_counter() - started)
         except Exception as exc:  # every failure must end the scan as failed
             log.exception("scan failed", extra={"scan_id": scan_id, "kind": kind.value})
-            _finish_failed(runtime, scan_id, kind, _failure_text(exc), time.perf_counter() - started)
+            failure, cause = _failure_text(exc), _exception_cause(exc)
+            _finish_failed(runtime, scan_id, kind, failure, cause, time.perf_counter() - started)
 
 
 def _failure_text(exc: Exception) -> str:
     """A source failure already names its source and what happened; anything else names its type."""
     return str(exc) if isinstance(exc, SourceError) else f"{type(exc).__name__}: {exc}"
+
+
+@dataclass(frozen=True)
+class _Cause:
+    """Why a scan was unsuccessful, in the bounded terms the `version_scan_last_failure_info`
+    metric and the Prometheus alert carry (the full text is on the scan and the A-2 alert)."""
+
+    source: str
+    reason: str
+
+
+def _exception_cause(exc: Exception) -> _Cause:
+    """The failing source and its failure kind (`connect`, `http_5xx`, …), or the error's type."""
+    if isinstance(exc, SourceError):
+        return _Cause(exc.source, _source_failure_kind(exc) or "unavailable")
+    return _Cause("governance", type(exc).__name__)
+
+
+def _source_failure_kind(exc: BaseException | None) -> str | None:
+    """How the last attempt failed, when an HTTP source error says so (possibly as the cause)."""
+    while isinstance(exc, SourceError):
+        kind = getattr(exc, "kind", None)
+        if kind:
+            return str(kind)
+        exc = exc.__cause__
+    return None
+
+
+def _incomplete_cause(runtime: ScanRuntime, result: ScanResult) -> _Cause:
+    """An incomplete scan: unreadable security data comes first (it fails closed), then coverage."""
+    if result.security_data_problems:
+        return _Cause(
+            runtime.catalog_source.name if runtime.catalog_source else "catalog", "security_data_unreadable"
+        )
+    return _Cause(
+        runtime.tenant_source.name if runtime.tenant_source else "inventory", "coverage_below_minimum"
+    )
 
 
 def _engine(session: Session, runtime: ScanRuntime, policy: CurrentPolicy, now: datetime) -> PolicyEngine:
@@ -381,12 +419,12 @@ def _finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: _Outcom
         _record_outcome(row, outcome, complete, now, seconds)
         record_scan(session, row, now)
         if not complete:
-            _after_failure(session, runtime, row, now)
+            _after_failure(session, runtime, row, _incomplete_cause(runtime, result), now)
         elif row.fleet:
             _after_fleet_success(session, runtime, row, now)
         fleet = row.fleet
     if fleet:  # deltas and tenant-filtered scans never stand for the fleet's coverage
-        runtime.metrics.scan_coverage_rate.set(result.coverage_rate)
+        runtime.metrics.scan_coverage_ratio.set(result.coverage_rate)
         runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
     if outcome.policy_version is not None:
         runtime.metrics.policy_version.set(outcome.policy_version)
@@ -411,7 +449,9 @@ def _record_outcome(row: ScanRow, outcome: _Outcome, complete: bool, now: dateti
     row.timings = {**outcome.timings, "total": round(seconds, 4)}
 
 
-def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: str, seconds: float) -> None:
+def _finish_failed(
+    runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: str, cause: _Cause, seconds: float
+) -> None:
     now = runtime.clock()
     with transaction(runtime.factory) as session:
         row = session.get_one(ScanRow, scan_id)
@@ -419,14 +459,16 @@ def _finish_failed(runtime: ScanRuntime, scan_id: str, kind: ScanKind, failure: 
         row.coverage_rate = 0.0
         row.timings = {"total": round(seconds, 4)}
         record_scan(session, row, now)
-        _after_failure(session, runtime, row, now)
+        _after_failure(session, runtime, row, cause, now)
         fleet = row.fleet
     if fleet:
-        runtime.metrics.scan_coverage_rate.set(0.0)
+        runtime.metrics.scan_coverage_ratio.set(0.0)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
 
 
-def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
+def _after_failure(
+    session: Session, runtime: ScanRuntime, row: ScanRow, cause: _Cause, now: datetime
+) -> None:
     """Count it, retry it within the configured delay (≤ 2 minutes); a fleet full scan also extends
     the failure streak, which raises the alert (with its cause) at escalation_after in a row."""
     runtime.metrics.scan_failure_total.labels(kind=row.kind).inc()
@@ -446,6 +488,7 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
         return
     streak = consecutive_failures(session)
     runtime.metrics.scan_consecutive_failures.set(streak)
+    runtime.metrics.scan_failed(cause.source, cause.reason)
     rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
     if streak >= rules.defaults.escalation_after and raise_scan_alert(session, row, streak, rules, now):
         runtime.metrics.alerts_total.labels(kind=SCAN_FAILURES).inc()
@@ -454,6 +497,7 @@ def _after_failure(session: Session, runtime: ScanRuntime, row: ScanRow, now: da
 def _after_fleet_success(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
     """The streak ends: the gauge drops to 0 and a firing scan-failure alert is resolved, with a message."""
     runtime.metrics.scan_consecutive_failures.set(0)
+    runtime.metrics.scan_recovered()
     resolve_scan_alerts(session, row, _rules_or_defaults(runtime), now)
 
 

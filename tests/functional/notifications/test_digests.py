@@ -76,7 +76,7 @@ def test_a_burst_of_5000_findings_yields_one_digest_per_tenant_and_recipient(
     assert len(receiver.accepted) == TENANTS
     assert status_counts(service) == {"delivered": 2 * TENANTS}
 
-    histogram = service.metrics.recommendation_push_latency_ms
+    histogram = service.metrics.recommendation_push_latency_seconds
     counts = [s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count")]
     assert counts == [0]  # digests wait on purpose: they are not push latency
 

@@ -34,7 +34,7 @@ from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token, s
 from tests.functional.cli import powerx_with
 from tests.functional.console.support import sign_in
 from tests.functional.notifications.support import install, notification_env, routes_file
-from tests.functional.service.support import API, Inputs, metric
+from tests.functional.service.support import API, Inputs, metric, metric_sum
 
 ACME: Final = "90072176-2ac5-5c15-a81e-9bece3eb7393"  # tenant_key acme-retail
 ALERT_ROUTE: Final = "im://wecom/powerx-governance-oncall"  # defaults.alert_channel of the shipped rules
@@ -126,7 +126,7 @@ def _alert_messages(service: GovernanceService) -> list[tuple[str, str]]:
 
 def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fires(outage: Outage) -> None:
     first = outage.full_scan()
-    assert (first["status"], first["fleet"], outage.metric("version_scan_coverage_rate")) == (
+    assert (first["status"], first["fleet"], outage.metric("version_scan_coverage_ratio")) == (
         "succeeded",
         True,
         1.0,
@@ -139,7 +139,7 @@ def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fir
             delta = outage.push(failed * 10 + revision)
             assert (delta["status"], delta["fleet"], delta["coverage"]["rate"]) == ("succeeded", False, 1.0)
             assert outage.metric("version_scan_consecutive_failures") == failed
-            assert outage.metric("version_scan_coverage_rate") == 0.0
+            assert outage.metric("version_scan_coverage_ratio") == 0.0
         figures = outage.cli("metrics", "--json")["coverage"]
         assert (figures["last_scan"], figures["status"], figures["rate"]) == (full["scan_id"], "failed", 0.0)
         assert figures["consecutive_failures"] == failed
@@ -160,13 +160,19 @@ def test_pushes_during_an_outage_of_full_scans_keep_the_streak_and_the_alert_fir
     assert alert["cause"] in alert["message"]
     assert outage.cli("alerts", "list", "--state", "firing", "--json")["items"] == [alert]
     assert [kind for kind, _ in _alert_messages(outage.service)] == ["scan_failures"]
-    assert metric(outage.operator.get("/metrics").text, "version_alerts_total", kind="scan_failures") == 1
+    metrics = outage.operator.get("/metrics").text
+    assert metric(metrics, "version_alerts_total", kind="scan_failures") == 1
+    # the Prometheus alert's cause: the failing source and reason, one series while the streak lasts
+    cause = {"source": "catalog-file", "reason": "unavailable"}
+    assert metric(metrics, "version_scan_last_failure_info", **cause) == 1
+    assert metric_sum(metrics, "version_scan_last_failure_info") == 1
 
     outage.catalog_up()
     recovered = outage.full_scan()
     assert recovered["status"] == "succeeded"
     assert outage.metric("version_scan_consecutive_failures") == 0
-    assert outage.metric("version_scan_coverage_rate") == 1.0
+    assert outage.metric("version_scan_coverage_ratio") == 1.0
+    assert metric_sum(outage.operator.get("/metrics").text, "version_scan_last_failure_info") == 0
     [resolved] = outage.operator.get(f"{API}/alerts", params={"state": "resolved"}).json()["items"]
     assert (resolved["id"], resolved["state"], resolved["cause"]) == (alert["id"], "resolved", alert["cause"])
     assert resolved["resolved_at"] is not None
@@ -202,7 +208,7 @@ def test_tenant_filtered_full_scans_are_not_fleet_scans(outage: Outage) -> None:
         scan = outage.scan(started.json()["scan_id"])
         assert (scan["status"], scan["fleet"], scan["tenants"]) == ("failed", False, [ACME])  # key → uuid
     assert outage.metric("version_scan_consecutive_failures") == 0
-    assert outage.metric("version_scan_coverage_rate") == 1.0
+    assert outage.metric("version_scan_coverage_ratio") == 1.0
     assert outage.operator.get(f"{API}/alerts").json()["items"] == []
     assert outage.cli("metrics", "--json")["coverage"]["status"] == "succeeded"
 

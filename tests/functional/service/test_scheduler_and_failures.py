@@ -240,10 +240,13 @@ def test_an_unreachable_catalog_fails_the_scan_which_is_retried_then_alerted(
         metrics = client.get("/metrics").text
         assert metric(metrics, "version_scan_failure_total", kind="full") == attempt
         assert metric(metrics, "version_scan_consecutive_failures") == attempt
-        assert metric(metrics, "version_scan_coverage_rate") == 0.0
+        assert metric(metrics, "version_scan_coverage_ratio") == 0.0
         assert metric(metrics, "version_source_errors_total", source="catalog-service", kind="connect") == (
             attempt * HTTP_ATTEMPTS
         )
+        # what the Prometheus alert carries: the failing source and how its last attempt failed
+        cause = {"source": "catalog-service", "reason": "connect"}
+        assert metric(metrics, "version_scan_last_failure_info", **cause) == 1
         assert len(_alerts(service)) == (1 if attempt == rules.escalation_after else 0)
         clock.advance(RETRY_DELAY)
         failed.append(scan_id)
@@ -308,7 +311,7 @@ def test_retries_reach_full_coverage_through_a_directory_failing_a_fifth_of_requ
     assert scan["findings"] == coverage["tenants_scanned"]  # crm 2.3.0 with a critical advisory, each
     assert fake.failures_served >= 0.1 * fake.requests  # the faults really happened …
     assert metric_sum(metrics, "version_source_errors_total") == fake.failures_served  # … each one retried
-    assert metric(metrics, "version_scan_coverage_rate") == coverage["rate"]
+    assert metric(metrics, "version_scan_coverage_ratio") == coverage["rate"]
 
 
 def test_tenants_the_directory_never_serves_count_against_coverage(make_service: ServiceFactory) -> None:
@@ -345,5 +348,5 @@ def test_tenants_the_directory_never_serves_count_against_coverage(make_service:
         "HTTP 503" in e["error"] and f"after {HTTP_ATTEMPTS} attempts" in e["error"] for e in report["errors"]
     )
     assert (retry["trigger"], retry["status"]) == ("retry", "queued")
-    assert metric(metrics, "version_scan_coverage_rate") == 0.97
+    assert metric(metrics, "version_scan_coverage_ratio") == 0.97
     assert metric(metrics, "version_scan_failure_total", kind="full") == 1
