@@ -4,27 +4,41 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 RUN := $(UV) run --frozen
+# `make demo HOST=0.0.0.0 PORT=8799`: where the demo serves (POWERX_HOST / POWERX_PORT)
 HOST ?= 127.0.0.1
 PORT ?= 8717
+# `make test PYTEST_ARGS="tests/unit -x"`: what pytest runs (default: the whole suite)
+PYTEST_ARGS ?=
 
-.PHONY: demo scan test lint bench conformance clean
+.PHONY: demo test lint bench conformance clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install --quiet "uv==$(UV_VERSION)"
 
+# Two environments in one .venv, each sync exact: `.synced` has every dependency group (test, lint,
+# bench), `.synced-runtime` the service's own dependencies only. Syncing one removes the other's
+# stamp, so switching between `make demo` and `make test` always re-syncs.
 .venv/.synced: $(UV) pyproject.toml uv.lock
+	rm -f .venv/.synced-runtime
 	$(UV) sync --frozen --all-groups
 	touch $@
 
-## demo: scan the bundled example data (table on screen, every report format under var/reports/)
-demo: .venv/.synced
-	$(RUN) powerx version demo
+.venv/.synced-runtime: $(UV) pyproject.toml uv.lock
+	rm -f .venv/.synced
+	$(UV) sync --frozen --no-default-groups
+	touch $@
 
-## test: the whole test suite (unit, property, functional); installs promtool when missing
+## demo: the service on the example fleet (SQLite), a first scan, every report format under var/reports/;
+## serves on $(HOST):$(PORT) until Ctrl-C (runtime dependencies only)
+demo: .venv/.synced-runtime
+	POWERX_HOST=$(HOST) POWERX_PORT=$(PORT) $(UV) run --frozen --no-default-groups powerx version demo
+
+## test: the whole test suite (unit, property, functional); starts PostgreSQL, installs Chromium and
+## promtool when missing (.ci/ensure-test-deps)
 test: .venv/.synced
-	@command -v promtool >/dev/null || bash .ci/install-promtool
-	$(RUN) pytest
+	bash .ci/ensure-test-deps
+	$(RUN) pytest $(PYTEST_ARGS)
 
 ## lint: ruff and strict mypy
 lint: .venv/.synced
