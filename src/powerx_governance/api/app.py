@@ -10,7 +10,7 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
-from powerx_governance.api import problems
+from powerx_governance.api import docs, problems
 from powerx_governance.audit.routes import router as audit_router
 from powerx_governance.console.rendering import STATIC_URL, static_files
 from powerx_governance.console.routes import router as console_router
@@ -38,13 +38,17 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
             if background:
                 service.stop()
 
+    title = "PowerX Version Governance"
     app = FastAPI(
-        title="PowerX Version Governance",
+        title=title,
         version=__version__,
         description="Plugin version posture, prioritised patches and decisions for every PowerX tenant.",
         lifespan=lifespan,
+        docs_url=None,  # docs.install serves it from shipped files
+        redoc_url=None,  # ReDoc loads from a CDN; /docs is the one API page
     )
     app.state.service = service
+    docs.install(app, title=title)
     problems.install(app)
     app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)
     app.include_router(scans_router)

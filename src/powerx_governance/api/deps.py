@@ -6,13 +6,14 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Annotated, cast
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal, authenticate
 from powerx_governance.flags.config import Flag
+from powerx_governance.inventory.queries import tenants_named
 from powerx_governance.service import GovernanceService
 
 log = logging.getLogger("powerx.auth")
@@ -98,6 +99,49 @@ def scoped_tenant(who: Principal, requested: str | None, path: str) -> str | Non
 Reader = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR, Role.TENANT_ADMIN, Role.VIEWER))]
 Operator = Annotated[Principal, Depends(require(Role.SERVICE, Role.OPERATOR))]
 Internal = Annotated[Principal, Depends(require(Role.SERVICE))]
+
+TenantQuery = Annotated[
+    str | None,
+    Query(description="Only this tenant: its tenant_uuid or its tenant_key (as the CLI's --tenant)."),
+]
+
+
+def _requested_tenant(
+    who: Principal, session: Session, requested: str, path: str, *, stored: bool
+) -> str | None:
+    """The uuid `requested` (a uuid or a key) names for `who`; see `tenant_scope`."""
+    if "\x00" in requested:
+        raise ProblemError(422, "Invalid request", "tenant: NUL is not allowed", errors=[{"field": "tenant"}])
+    uuids = tenants_named(session, requested)
+    if not who.fleet_wide:
+        if requested != who.tenant_uuid and who.tenant_uuid not in uuids:
+            raise refuse_cross_tenant(who, requested, path)
+        return who.tenant_uuid
+    if len(uuids) > 1:
+        detail = f"tenant key {requested!r} names {len(uuids)} tenants ({', '.join(uuids)}); give the uuid"
+        raise ProblemError(422, "Invalid request", detail, errors=[{"field": "tenant", "error": detail}])
+    if uuids:
+        return uuids[0]
+    if stored:
+        raise ProblemError(404, "Not found", f"no tenant {requested!r} (by tenant_uuid or tenant_key)")
+    return requested
+
+
+def tenant_scope(*, stored: bool = True) -> Callable[..., str | None]:
+    """A dependency: the tenant a listing is limited to, from its `tenant` query parameter (a uuid or a
+    key, resolved to the uuid once). A tenant-bound caller is always limited to its own tenant and gets
+    404 for another one. A fleet-wide caller naming no stored tenant gets 404, unless `stored` is off:
+    then the name is taken as the uuid of a tenant that may be gone (the audit trail outlives tenants)."""
+
+    def scope(who: Reader, session: SessionDep, request: Request, tenant: TenantQuery = None) -> str | None:
+        if tenant is None:
+            return None if who.fleet_wide else who.tenant_uuid
+        return _requested_tenant(who, session, tenant, request.url.path, stored=stored)
+
+    return scope
+
+
+TenantScope = Annotated[str | None, Depends(tenant_scope())]
 
 
 GOVERNANCE_OFF = (

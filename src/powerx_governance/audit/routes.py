@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Final
 
-from fastapi import APIRouter, Body, Query, Request
+from fastapi import APIRouter, Body, Depends, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.deps import Internal, Reader, ServiceDep, SessionDep, scoped_tenant
+from powerx_governance.api.deps import Internal, ServiceDep, SessionDep, tenant_scope
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.audit.service import (
     LIMITS,
@@ -137,10 +137,8 @@ def _view(recorded: Recorded) -> dict[str, Any]:
 
 @router.get("/version")
 def get_events(
-    who: Reader,
     session: SessionDep,
-    request: Request,
-    tenant: str | None = None,
+    scope: Annotated[str | None, Depends(tenant_scope(stored=False))],
     start: AwareDatetime | None = None,
     end: AwareDatetime | None = None,
     operation: str | None = None,
@@ -151,7 +149,7 @@ def get_events(
 ) -> dict[str, Any]:
     """Audit records in seq order; tenant-bound callers see their own tenant's records only."""
     wanted = EventFilter(
-        tenant_uuid=scoped_tenant(who, tenant, request.url.path),
+        tenant_uuid=scope,
         start=start,
         end=end,
         operation=operation,

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.auth.tables import ApiTokenRow, Role
-from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.inventory.queries import tenants_named
 
 TOKEN_PREFIX = "pxg_"  # noqa: S105 - a public prefix, not a secret
 _TOUCH_EVERY = timedelta(minutes=1)  # last_used_at is a hint, not worth a write per request
@@ -44,11 +44,7 @@ def hash_token(plaintext: str) -> str:
 
 def resolve_tenant(session: Session, tenant: str) -> str:
     """The uuid of the stored tenant `tenant` names (its uuid or its key); TokenError naming it otherwise."""
-    if session.get(TenantRow, tenant) is not None:
-        return tenant
-    uuids = sorted(
-        session.execute(select(TenantRow.tenant_uuid).where(TenantRow.tenant_key == tenant)).scalars()
-    )
+    uuids = tenants_named(session, tenant)
     if len(uuids) == 1:
         return uuids[0]
     if uuids:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query
 from pydantic import AwareDatetime, BaseModel, Field
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
+from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantScope
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
@@ -125,14 +125,11 @@ def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
 
 @router.get("/decisions")
 def get_decisions(
-    who: Reader,
     svc: ServiceDep,
-    request: Request,
-    tenant: str | None = None,
+    scope: TenantScope,
     recommendation_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
 ) -> dict[str, Any]:
-    scope = scoped_tenant(who, tenant, request.url.path)
     with svc.factory() as session:
         rows = decisions_for(session, tenant_uuid=scope, recommendation_id=recommendation_id, limit=limit)
         return {"items": [decision_dict(r) for r in rows]}

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from powerx_governance.api.deps import Reader, SessionDep, refuse_cross_tenant, scoped_tenant
+from powerx_governance.api.deps import Reader, SessionDep, TenantScope, refuse_cross_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.domain import Action, Severity
 from powerx_governance.recommendations.queries import (
@@ -23,10 +23,8 @@ router = APIRouter(prefix="/internal/version/governance", tags=["recommendations
 
 @router.get("/recommendations")
 def recommendations(
-    who: Reader,
     session: SessionDep,
-    request: Request,
-    tenant: str | None = None,
+    scope: TenantScope,
     plugin: str | None = None,
     risk: Severity | None = None,
     action: Action | None = None,
@@ -35,7 +33,6 @@ def recommendations(
     cursor: str | None = None,
 ) -> dict[str, Any]:
     """Recommendations sorted by priority, highest first; follow `next_cursor` for more."""
-    scope = scoped_tenant(who, tenant, request.url.path)
     wanted = RecommendationFilter(
         tenant_uuid=scope,
         plugin_id=plugin,

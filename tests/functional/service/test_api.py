@@ -36,6 +36,7 @@ from tests.conftest import (
     issue_token,
     postgres_getter,
     provisioned_database,
+    store_tenant,
 )
 from tests.functional.service.support import (
     API,
@@ -56,6 +57,7 @@ CRM: Final = "com.powerx.plugins.crm"
 MAX_BODY: Final = 8192
 PROBLEM: Final = "application/problem+json"
 PAGE: Final = 50
+AUDIT: Final = "/internal/audit/version"
 
 
 @dataclass(frozen=True)
@@ -223,6 +225,97 @@ def test_filters_select_exactly_the_matching_recommendations(
     assert paged == expected
 
 
+# -- tenant= takes a uuid or a key, as the CLI's --tenant does ------------------------------------
+
+TENANT_A_KEY: Final = "sandbox-a"
+TENANT_B_KEY: Final = "acme-retail"
+
+
+@pytest.mark.parametrize("who", ["operator", "service", "tenant_admin", "viewer"])
+def test_a_tenant_key_lists_what_its_uuid_lists(fleet: Fleet, who: str) -> None:
+    with fleet.client(who) as client:
+        by_key, _ = every_page(client, limit=40, tenant=TENANT_A_KEY)
+        by_key_filtered, _ = every_page(client, limit=40, tenant=TENANT_A_KEY, plugin=CRM)
+    assert by_key == [i for i in fleet.items if i["tenant_uuid"] == TENANT_A]
+    assert by_key_filtered == [fleet.item(TENANT_A, CRM)]
+
+
+@pytest.mark.parametrize("path", [f"{API}/decisions", AUDIT])
+@pytest.mark.parametrize("who", ["operator", "tenant_admin"])
+def test_decisions_and_audit_take_a_tenant_key_too(fleet: Fleet, who: str, path: str) -> None:
+    with fleet.client(who) as client:
+        by_uuid = client.get(path, params={"tenant": TENANT_A})
+        by_key = client.get(path, params={"tenant": TENANT_A_KEY})
+    assert by_uuid.status_code == by_key.status_code == 200, by_key.text
+    assert by_key.json() == by_uuid.json()
+
+
+@pytest.mark.parametrize("path", [f"{API}/recommendations", f"{API}/decisions", AUDIT])
+def test_another_tenants_key_is_not_found_for_a_tenant_bound_caller(fleet: Fleet, path: str) -> None:
+    with fleet.client("tenant_admin") as client:
+        response = client.get(path, params={"tenant": TENANT_B_KEY})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+
+
+@pytest.mark.parametrize("path", [f"{API}/recommendations", f"{API}/decisions"])
+def test_a_tenant_no_store_knows_is_not_found(fleet: Fleet, operator: httpx.Client, path: str) -> None:
+    response = operator.get(path, params={"tenant": "no-such-tenant"})
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert "no-such-tenant" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", [f"{API}/recommendations", f"{API}/decisions", AUDIT])
+def test_a_tenant_name_with_nul_is_a_4xx_problem(operator: httpx.Client, path: str) -> None:
+    response = operator.get(path, params={"tenant": "acme\x00retail"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+
+
+def test_the_audit_trail_of_a_tenant_that_is_gone_stays_listable(operator: httpx.Client) -> None:
+    """Audit records outlive their tenant (a smoke tenant's clean-up): an unknown name is taken as a uuid."""
+    response = operator.get(AUDIT, params={"tenant": "0f0e0d0c-gone-tenant"})
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == []
+
+
+def test_a_tenant_key_that_names_two_tenants_asks_for_the_uuid(make_service: ServiceFactory) -> None:
+    service = make_service()
+    store_tenant(service, "11111111-aaaa-4aaa-8aaa-111111111111", tenant_key="twin")
+    store_tenant(service, "22222222-bbbb-4bbb-8bbb-222222222222", tenant_key="twin")
+    with LiveServer(service, background=False) as live, live.client(issue_token(service, Role.OPERATOR)) as c:
+        ambiguous = c.get(f"{API}/recommendations", params={"tenant": "twin"})
+        by_uuid = c.get(f"{API}/recommendations", params={"tenant": "22222222-bbbb-4bbb-8bbb-222222222222"})
+    assert ambiguous.status_code == 422
+    assert ambiguous.json()["errors"][0]["field"] == "tenant"
+    assert "give the uuid" in ambiguous.json()["detail"]
+    assert by_uuid.status_code == 200
+    assert by_uuid.json() == {"items": [], "next_cursor": None}
+
+
+# -- /docs works offline --------------------------------------------------------------------------
+
+
+def test_the_api_docs_load_nothing_from_another_origin(fleet: Fleet) -> None:
+    with fleet.client(None) as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"].startswith("text/html")
+        urls = re.findall(r"""(?:src|href|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+        assets = {u for u in urls if u.startswith("/docs/assets/")}
+        answers = {u: client.get(u) for u in assets}
+        redoc = client.get("/redoc")
+    assert "//" not in "".join(urls), urls  # no http(s):// nor protocol-relative URL
+    assert not re.search(r"https?://", page.text)
+    shipped = {"swagger-ui-bundle.js", "swagger-ui.css", "favicon-32x32.png"}
+    assert {u.rsplit("/", 1)[1] for u in assets} == shipped
+    assert {u: r.status_code for u, r in answers.items()} == dict.fromkeys(assets, 200)
+    assert all(len(r.content) > 500 for r in answers.values())
+    assert "/openapi.json" in urls
+    assert redoc.status_code == 404  # FastAPI's ReDoc page loads from a CDN: not served
+
+
 def test_no_recommendation_is_resolved_after_one_scan(operator: httpx.Client) -> None:
     assert every_page(operator, limit=20, state="resolved") == ([], 1)
 
@@ -294,7 +387,6 @@ ROLES: Final = (
     "anonymous",
     "revoked",
 )
-AUDIT: Final = "/internal/audit/version"
 ADMITTED_THEN_REFUSED: Final = {"kind": "delta", "tenants": ["x"]}  # passes auth, then 422: nothing queued
 STALE_DECISION_A: Final = {"recommendation_id": "{rec_a}", "revision": 99, "decision": "upgrade"}  # 409
 STALE_DECISION_B: Final = {"recommendation_id": "{rec_b}", "revision": 99, "decision": "upgrade"}
