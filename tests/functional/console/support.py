@@ -79,7 +79,7 @@ def chromium_or_skip() -> Path:
     """Debian's Chromium. Missing: a failure under CI or where apt-get could install it, else a skip."""
     if CHROMIUM.exists():
         return CHROMIUM
-    message = f"{CHROMIUM} is missing (apt-get install chromium; .ci/run installs it)"
+    message = f"{CHROMIUM} is missing (apt-get install chromium; make test installs it)"
     if os.environ.get("CI"):
         pytest.fail(f"{message}; CI must run the browser tests")
     if shutil.which("apt-get") and os.geteuid() == 0:
