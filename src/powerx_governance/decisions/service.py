@@ -24,7 +24,7 @@ from powerx_governance.events.outbox import record_decision
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import notify_decision
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 
 class DecisionError(Exception):

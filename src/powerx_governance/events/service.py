@@ -28,7 +28,7 @@ from powerx_governance.events.cloudevents import DEFAULT_SOURCE, SecretError, en
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
 from powerx_governance.notifications.config import AllowList
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 MAX_BATCH: Final = 100
 MAX_ATTEMPTS: Final = 50
