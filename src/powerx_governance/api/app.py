@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
 from powerx_governance.api import problems
+from powerx_governance.api.edge import EdgeGuard
 from powerx_governance.audit.routes import router as audit_router
 from powerx_governance.console.rendering import STATIC_URL, static_files
 from powerx_governance.console.routes import router as console_router
@@ -46,7 +47,8 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     )
     app.state.service = service
     problems.install(app)
-    app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)
+    app.add_middleware(EdgeGuard)
+    app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)  # outermost: bounds what the guard reads
     app.include_router(scans_router)
     app.include_router(recommendations_router)
     app.include_router(decisions_router)

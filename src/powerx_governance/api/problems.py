@@ -128,7 +128,7 @@ class BodyLimit:
         if not complete:
             await self._refuse(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
@@ -150,7 +150,8 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app `body` (already read) first."""
     sent = False
 
     async def replay() -> Message:

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
+from powerx_governance.api.bounds import parse_id
 from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import authenticate
@@ -476,9 +477,17 @@ def _card(
     )
 
 
+def _rec_id(page: Page, text: str) -> int:
+    """A card's id from its path: anything but an id in range is a card that does not exist."""
+    rec_id = parse_id(text)
+    if rec_id is None:
+        raise page.not_found("recommendation")
+    return rec_id
+
+
 @router.get("/console/recommendations/{rec_id}")
-def recommendation(rec_id: int, page: PageDep) -> Response:
-    return _card(page, rec_id)
+def recommendation(rec_id: str, page: PageDep) -> Response:
+    return _card(page, _rec_id(page, rec_id))
 
 
 def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int = 1) -> None:
@@ -488,9 +497,10 @@ def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int
 
 
 @router.post("/console/recommendations/{rec_id}/decision")
-def post_decision(rec_id: int, posted: PostedDep) -> Response:
+def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
     """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
     page, form = posted.page, posted.form
+    rec_id = _rec_id(page, rec_text)
     if not page.user.may_decide:
         raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
     page.require_governance()

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.session import transaction
@@ -31,9 +32,9 @@ class DecisionBody(BaseModel):
     revision: int = Field(ge=1, le=MAX_ID)
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: Annotated[str, Field(max_length=256)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
@@ -46,9 +47,9 @@ class BulkBody(BaseModel):
     target_version: str | None = None
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: str | None = None
     idempotency_key: str | None = None
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from powerx_governance.api.bounds import MAX_ID
 from powerx_governance.api.deps import Operator, ServiceDep, SessionDep
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
@@ -24,7 +25,7 @@ class NewVersion(BaseModel):
 
 
 class Rollback(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -38,7 +39,7 @@ def list_versions(_: Operator, session: SessionDep) -> dict[str, Any]:
 
 
 @router.get("/versions/{number}")
-def show_version(number: int, _: Operator, session: SessionDep) -> dict[str, Any]:
+def show_version(number: Annotated[int, Path(ge=1, le=MAX_ID)], _: Operator, session: SessionDep) -> dict[str, Any]:
     row = policies.get_version(session, number)
     return policies.version_dict(row, policies.current_number(session), content=True)
 
@@ -47,8 +48,8 @@ def show_version(number: int, _: Operator, session: SessionDep) -> dict[str, Any
 def diff_versions(
     _: Operator,
     session: SessionDep,
-    older: Annotated[int, Query(alias="from", ge=1)],
-    newer: Annotated[int, Query(alias="to", ge=1)],
+    older: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
+    newer: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)],
 ) -> dict[str, Any]:
     a, b = policies.get_version(session, older), policies.get_version(session, newer)
     return {"from": older, "to": newer, "diff": policies.diff(a, b)}

@@ -78,7 +78,9 @@ CASES: Final = {
     "audit end before year 1 in UTC": Case("operator", "GET", AUDIT, 422, "end", {"end": "0001-01-01T00:00:00+14:00"}),
     "audit meta 600 deep": Case("service", "POST", AUDIT, 422, "body", body=_audit_event(meta=_nested(600))),
     "audit meta 300 deep": Case("service", "POST", AUDIT, 422, "body", body=_audit_event(meta=_nested(300))),
-    "webhook push 5000 deep": Case("service", "POST", f"{API}/webhooks/releases", 422, "body", body=_nested(5000)),
+    "webhook push 5000 deep": Case(
+        "service", "POST", f"{API}/webhooks/releases", 422, "body", body=b'{"a":' * 5000 + b"1" + b"}" * 5000
+    ),
     "NUL in a recommendation filter": Case("operator", "GET", f"{API}/recommendations", 422, "plugin", {"plugin": "crm\x00"}),
     "NUL in an audit filter": Case("operator", "GET", AUDIT, 422, "operation", {"operation": "\x00"}),
     "NUL in a decisions filter": Case("operator", "GET", f"{API}/decisions", 422, "tenant", {"tenant": "a\x00b"}),
@@ -97,7 +99,11 @@ CASES: Final = {
 def test_hostile_api_input_is_a_4xx_problem_naming_the_field(target: Target, name: str) -> None:
     case = CASES[name]
     with target.client(case.who) as client:
-        answer = client.request(case.method, case.path, params=case.params, json=case.body)
+        if isinstance(case.body, bytes):
+            headers = {"Content-Type": "application/json"}
+            answer = client.request(case.method, case.path, params=case.params, content=case.body, headers=headers)
+        else:
+            answer = client.request(case.method, case.path, params=case.params, json=case.body)
     assert answer.status_code == case.status, answer.text
     assert answer.headers["content-type"] == "application/problem+json"
     problem = answer.json()
@@ -164,7 +170,7 @@ def test_console_decision_forms_that_cannot_be_read_are_shown_on_the_card(
         ("/console", {"plugin": "\x00"}),
         ("/console/tenants", {"q": "\x00"}),
         ("/console", {"cursor": _cursor(50, HUGE)}),
-        ("/console/adoption", {"weeks": str(HUGE)}),
+        ("/console/adoption", {"weeks": "9" * 5000}),
         ("/console/adoption", {"tenant": "\x00"}),
         ("/console/tenants/a%00b", {}),
         ("/console/scans/a%00b", {}),
