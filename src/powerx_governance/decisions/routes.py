@@ -16,6 +16,7 @@ from powerx_governance.decisions.service import (
     BulkSelection,
     DecisionError,
     DecisionRequest,
+    IdempotencyConflictError,
     decide,
     decide_many,
     decision_dict,
@@ -73,10 +74,11 @@ def _request(
 
 def _problem(exc: DecisionError) -> ProblemError:
     titles = {404: "Not found", 409: "Stale revision", 403: "Refused by policy"}
+    title = "Idempotency key reused" if isinstance(exc, IdempotencyConflictError) else None
     field = exc.field or "body"
     return ProblemError(
         exc.status,
-        titles.get(exc.status, "Invalid decision"),
+        title or titles.get(exc.status, "Invalid decision"),
         f"{field}: {exc}",
         errors=[{"field": field, "error": str(exc)}],
     )
