@@ -18,8 +18,9 @@ from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from powerx_governance.api.bounds import parse_id
-from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
+from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
 from powerx_governance.auth.tables import Role
+from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
 from powerx_governance.console import pages, queries
 from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
@@ -335,6 +336,18 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
         return _sign_in_page(
             request, settings, next_path=next_path, status=422, error="Enter your access token."
         )
+    address = client_address(request)
+    wait = svc.auth_throttle.retry_after(Channel.CONSOLE, address, token)
+    if wait is not None:
+        page = _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=429,
+            error=f"Too many failed sign-ins from this address or with this token. Try again in {wait} s.",
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     now = svc.clock()
     with transaction(svc.factory) as session:
         who = authenticate(session, token, now)
@@ -344,6 +357,7 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
                 session, SIGN_IN, who, claims, now, request.client.host if request.client else None
             )
     if who is None:
+        svc.auth_throttle.failed(Channel.CONSOLE, address, token)
         return _sign_in_page(
             request,
             settings,
