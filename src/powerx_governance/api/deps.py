@@ -57,7 +57,8 @@ def principal(request: Request, svc: ServiceDep) -> Principal:
         raise ProblemError(
             429,
             "Too many failed attempts",
-            f"too many failed authentication attempts from this address or with this token; try again in {wait} s",
+            "too many failed authentication attempts from this address or with this token;"
+            f" try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
     with svc.factory() as s, s.begin():

@@ -68,6 +68,11 @@ def _nul_paths(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ..
             yield from _nul_paths(item, (*path, str(index)))
 
 
+def check_path(path: str) -> None:
+    if "\x00" in path:
+        raise RefusedInputError("path", "NUL characters are not allowed")
+
+
 def check_query(query: bytes) -> None:
     if b"%00" not in query and b"\x00" not in query:
         return
@@ -96,7 +101,7 @@ def check_form(body: bytes) -> None:
 
 
 def _content_type(scope: Scope) -> str:
-    raw = dict(scope.get("headers", [])).get(b"content-type", b"")
+    raw: bytes = dict(scope.get("headers", [])).get(b"content-type", b"")
     return raw.decode("latin-1").split(";", maxsplit=1)[0].strip().lower()
 
 
@@ -115,8 +120,7 @@ class EdgeGuard:
             await self.app(scope, receive, send)
             return
         try:
-            if "\x00" in scope["path"]:
-                raise RefusedInputError("path", "NUL characters are not allowed")
+            check_path(scope["path"])
             check_query(scope.get("query_string", b""))
             receive = await self._checked_body(scope, receive)
         except RefusedInputError as exc:
@@ -143,9 +147,7 @@ def _refusal(scope: Scope, exc: RefusedInputError) -> Response:
 
         context = {"user": None, "title": "Invalid input", "message": detail, "status": 422, "nav": None}
         return render("error.html", context, status=422)
-    return problem_response(
-        422, "Invalid request", detail, errors=[{"field": exc.field, "error": str(exc)}]
-    )
+    return problem_response(422, "Invalid request", detail, errors=[{"field": exc.field, "error": str(exc)}])
 
 
 async def _read(receive: Receive) -> bytes:

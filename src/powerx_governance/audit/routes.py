@@ -11,7 +11,7 @@ from starlette.responses import JSONResponse
 
 from powerx_governance.api.bounds import Instant, Seq
 from powerx_governance.api.deps import Internal, Reader, ServiceDep, SessionDep, scoped_tenant
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.audit.service import (
     LIMITS,
     AuditEvent,
@@ -113,7 +113,10 @@ def parse_events(body: Any) -> list[AuditEvent]:
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     },
-    responses={200: {"description": "every event id was already recorded: the existing records"}},
+    responses={
+        200: {"description": "every event id was already recorded: the existing records"},
+        **declared(409),
+    },
 )
 def post_events(body: Annotated[Any, Body()], who: Internal, svc: ServiceDep) -> JSONResponse:
     """Record one event or a batch; 201 when something new was recorded, 200 when all ids were known."""

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse
 
 from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     BulkSelection,
@@ -84,7 +84,15 @@ def _problem(exc: DecisionError) -> ProblemError:
     )
 
 
-@router.post("/decision", status_code=201, dependencies=[GovernanceOn])
+@router.post(
+    "/decision",
+    status_code=201,
+    dependencies=[GovernanceOn],
+    responses={
+        200: {"description": "the decision this caller made earlier under the same key"},
+        **declared(404, 409, 503),
+    },
+)
 def post_decision(
     body: DecisionBody,
     who: Reader,
@@ -107,7 +115,7 @@ def post_decision(
     return JSONResponse(result, status_code=201 if created else 200)
 
 
-@router.post("/decisions/bulk", dependencies=[GovernanceOn])
+@router.post("/decisions/bulk", dependencies=[GovernanceOn], responses=declared(409, 503))
 def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
     """One decision per selected tenant (operators): e.g. schedule X → 2.4.1 for every `finance` tenant."""
     selection = BulkSelection(

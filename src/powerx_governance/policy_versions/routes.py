@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
-from powerx_governance.api.bounds import MAX_ID
 from powerx_governance.api.deps import Operator, ServiceDep, SessionDep
+from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
 from powerx_governance.policy_versions.tables import PolicySource
+from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance/policy", tags=["policy"])
 
@@ -38,13 +39,15 @@ def list_versions(_: Operator, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.get("/versions/{number}")
-def show_version(number: Annotated[int, Path(ge=1, le=MAX_ID)], _: Operator, session: SessionDep) -> dict[str, Any]:
+@router.get("/versions/{number}", responses=declared(404))
+def show_version(
+    number: Annotated[int, Path(ge=1, le=MAX_ID)], _: Operator, session: SessionDep
+) -> dict[str, Any]:
     row = policies.get_version(session, number)
     return policies.version_dict(row, policies.current_number(session), content=True)
 
 
-@router.get("/diff")
+@router.get("/diff", responses=declared(404))
 def diff_versions(
     _: Operator,
     session: SessionDep,
@@ -55,7 +58,7 @@ def diff_versions(
     return {"from": older, "to": newer, "diff": policies.diff(a, b)}
 
 
-@router.post("/versions", status_code=201)
+@router.post("/versions", status_code=201, responses=declared(409))
 def add_version(body: NewVersion, who: Operator, svc: ServiceDep) -> JSONResponse:
     """Store a valid rules document as the next version: it becomes current and a full re-scan is queued."""
     with transaction(svc.factory) as session:  # committed before the answer
@@ -71,7 +74,7 @@ def add_version(body: NewVersion, who: Operator, svc: ServiceDep) -> JSONRespons
     )
 
 
-@router.post("/rollback")
+@router.post("/rollback", responses=declared(404, 409))
 def rollback(body: Rollback, who: Operator, svc: ServiceDep) -> dict[str, Any]:
     """Make an earlier version current again and queue a full re-scan."""
     with transaction(svc.factory) as session:  # committed before the answer

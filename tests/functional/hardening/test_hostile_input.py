@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as default
 from typing import Any, Final
 
 import httpx
@@ -46,52 +47,97 @@ class Case:
     path: str
     status: int
     field: str | None
-    params: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = default(default_factory=dict)
     body: Any = None
 
 
 CASES: Final = {
-    "recommendation cursor past 2^63": Case("operator", "GET", f"{API}/recommendations", 422, "cursor", {"cursor": _cursor(50, HUGE)}),
+    "recommendation cursor past 2^63": Case(
+        "operator", "GET", f"{API}/recommendations", 422, "cursor", {"cursor": _cursor(50, HUGE)}
+    ),
     "audit cursor past 2^63": Case("operator", "GET", AUDIT, 422, "cursor", {"cursor": str(HUGE)}),
     "audit cursor of 5000 digits": Case("operator", "GET", AUDIT, 422, "cursor", {"cursor": "9" * 5000}),
     "policy version 2^63": Case("operator", "GET", f"{API}/policy/versions/{HUGE}", 422, "number"),
     "policy version 2^31": Case("operator", "GET", f"{API}/policy/versions/{BIG}", 422, "number"),
     "policy diff to 2^63": Case("operator", "GET", f"{API}/policy/diff", 422, "to", {"from": 1, "to": HUGE}),
-    "policy diff from 2^31": Case("operator", "GET", f"{API}/policy/diff", 422, "from", {"from": BIG, "to": 1}),
-    "rollback to 2^63": Case("operator", "POST", f"{API}/policy/rollback", 422, "version", body={"version": HUGE}),
-    "rollback to 2^31": Case("operator", "POST", f"{API}/policy/rollback", 422, "version", body={"version": BIG}),
+    "policy diff from 2^31": Case(
+        "operator", "GET", f"{API}/policy/diff", 422, "from", {"from": BIG, "to": 1}
+    ),
+    "rollback to 2^63": Case(
+        "operator", "POST", f"{API}/policy/rollback", 422, "version", body={"version": HUGE}
+    ),
+    "rollback to 2^31": Case(
+        "operator", "POST", f"{API}/policy/rollback", 422, "version", body={"version": BIG}
+    ),
     "events after 2^63": Case("operator", "GET", f"{API}/events", 422, "after", {"after": HUGE}),
     "decision until overflows UTC": Case(
-        "admin_a", "POST", f"{API}/decision", 422, "until",
-        body={"recommendation_id": 1, "revision": 1, "decision": "ignore", "reason": "x", "scope": "until", "until": OVERFLOWING},
+        "admin_a",
+        "POST",
+        f"{API}/decision",
+        422,
+        "until",
+        body={
+            "recommendation_id": 1,
+            "revision": 1,
+            "decision": "ignore",
+            "reason": "x",
+            "scope": "until",
+            "until": OVERFLOWING,
+        },
     ),
     "decision scheduled_for overflows UTC": Case(
-        "admin_a", "POST", f"{API}/decision", 422, "scheduled_for",
+        "admin_a",
+        "POST",
+        f"{API}/decision",
+        422,
+        "scheduled_for",
         body={"recommendation_id": 1, "revision": 1, "decision": "schedule", "scheduled_for": OVERFLOWING},
     ),
     "bulk until overflows UTC": Case(
-        "operator", "POST", f"{API}/decisions/bulk", 422, "until",
+        "operator",
+        "POST",
+        f"{API}/decisions/bulk",
+        422,
+        "until",
         body={"plugin_id": CRM, "decision": "ignore", "reason": "x", "scope": "until", "until": OVERFLOWING},
     ),
-    "audit occurred_at overflows UTC": Case("service", "POST", AUDIT, 422, "occurred_at", body=_audit_event(occurred_at=OVERFLOWING)),
+    "audit occurred_at overflows UTC": Case(
+        "service", "POST", AUDIT, 422, "occurred_at", body=_audit_event(occurred_at=OVERFLOWING)
+    ),
     "audit start overflows UTC": Case("operator", "GET", AUDIT, 422, "start", {"start": OVERFLOWING}),
-    "audit end before year 1 in UTC": Case("operator", "GET", AUDIT, 422, "end", {"end": "0001-01-01T00:00:00+14:00"}),
+    "audit end before year 1 in UTC": Case(
+        "operator", "GET", AUDIT, 422, "end", {"end": "0001-01-01T00:00:00+14:00"}
+    ),
     "audit meta 600 deep": Case("service", "POST", AUDIT, 422, "body", body=_audit_event(meta=_nested(600))),
     "audit meta 300 deep": Case("service", "POST", AUDIT, 422, "body", body=_audit_event(meta=_nested(300))),
     "webhook push 5000 deep": Case(
         "service", "POST", f"{API}/webhooks/releases", 422, "body", body=b'{"a":' * 5000 + b"1" + b"}" * 5000
     ),
-    "NUL in a recommendation filter": Case("operator", "GET", f"{API}/recommendations", 422, "plugin", {"plugin": "crm\x00"}),
+    "NUL in a recommendation filter": Case(
+        "operator", "GET", f"{API}/recommendations", 422, "plugin", {"plugin": "crm\x00"}
+    ),
     "NUL in an audit filter": Case("operator", "GET", AUDIT, 422, "operation", {"operation": "\x00"}),
-    "NUL in a decisions filter": Case("operator", "GET", f"{API}/decisions", 422, "tenant", {"tenant": "a\x00b"}),
-    "NUL in an events filter": Case("operator", "GET", f"{API}/events", 422, "tenant_uuid", {"tenant_uuid": "\x00"}),
-    "NUL in a subscription reference": Case("operator", "GET", f"{API}/events/subscriptions/a%00b", 422, "path"),
+    "NUL in a decisions filter": Case(
+        "operator", "GET", f"{API}/decisions", 422, "tenant", {"tenant": "a\x00b"}
+    ),
+    "NUL in an events filter": Case(
+        "operator", "GET", f"{API}/events", 422, "tenant_uuid", {"tenant_uuid": "\x00"}
+    ),
+    "NUL in a subscription reference": Case(
+        "operator", "GET", f"{API}/events/subscriptions/a%00b", 422, "path"
+    ),
     "NUL in a scan id": Case("operator", "GET", f"{API}/scans/a%00b", 422, "path"),
     "NUL in a JSON body": Case(
-        "admin_a", "POST", f"{API}/decision", 422, "reason",
+        "admin_a",
+        "POST",
+        f"{API}/decision",
+        422,
+        "reason",
         body={"recommendation_id": 1, "revision": 1, "decision": "ignore", "reason": "a\x00b"},
     ),
-    "NUL in a nested JSON body": Case("service", "POST", AUDIT, 422, "meta.note", body=_audit_event(meta={"note": "\x00"})),
+    "NUL in a nested JSON body": Case(
+        "service", "POST", AUDIT, 422, "meta.note", body=_audit_event(meta={"note": "\x00"})
+    ),
 }
 
 
@@ -101,7 +147,9 @@ def test_hostile_api_input_is_a_4xx_problem_naming_the_field(target: Target, nam
     with target.client(case.who) as client:
         if isinstance(case.body, bytes):
             headers = {"Content-Type": "application/json"}
-            answer = client.request(case.method, case.path, params=case.params, content=case.body, headers=headers)
+            answer = client.request(
+                case.method, case.path, params=case.params, content=case.body, headers=headers
+            )
         else:
             answer = client.request(case.method, case.path, params=case.params, json=case.body)
     assert answer.status_code == case.status, answer.text
@@ -126,13 +174,17 @@ def test_json_nested_within_the_limit_is_accepted(target: Target) -> None:
         answer = service.post(AUDIT, json=_audit_event(meta=_nested(20), resource_id="shallow"))
     assert answer.status_code == 201, answer.text
     with target.client("operator") as operator:
-        assert operator.get(AUDIT, params={"resource_id": "shallow"}).json()["items"][0]["meta"] == _nested(20)
+        assert operator.get(AUDIT, params={"resource_id": "shallow"}).json()["items"][0]["meta"] == _nested(
+            20
+        )
 
 
 # -- the console ----------------------------------------------------------------------------------
 
 
-def _post_card(target: Target, client: httpx.Client, rec_id: int | str, form: dict[str, str]) -> httpx.Response:
+def _post_card(
+    target: Target, client: httpx.Client, rec_id: int | str, form: dict[str, str]
+) -> httpx.Response:
     csrf = target.csrf(client, f"/console/recommendations/{target.rec(SANDBOX)}")
     return client.post(f"/console/recommendations/{rec_id}/decision", data={"csrf_token": csrf, **form})
 
@@ -150,8 +202,26 @@ def test_console_ids_out_of_range_are_not_found(target: Target, rec_id: int | st
         ({"decision": "upgrade", "revision": "²"}, "revision"),
         ({"decision": "upgrade", "revision": "1" * 5000}, "revision"),
         ({"decision": "upgrade", "revision": str(HUGE)}, "revision"),
-        ({"decision": "schedule", "revision": "1", "scheduled_for": "9999-12-31T23:00", "tz": "America/Adak"}, "scheduled_for"),
-        ({"decision": "ignore", "revision": "1", "reason": "r", "scope": "until", "until": "9999-12-31", "tz": "America/Adak"}, "until"),
+        (
+            {
+                "decision": "schedule",
+                "revision": "1",
+                "scheduled_for": "9999-12-31T23:00",
+                "tz": "America/Adak",
+            },
+            "scheduled_for",
+        ),
+        (
+            {
+                "decision": "ignore",
+                "revision": "1",
+                "reason": "r",
+                "scope": "until",
+                "until": "9999-12-31",
+                "tz": "America/Adak",
+            },
+            "until",
+        ),
         ({"decision": "ignore", "revision": "1", "reason": "a\x00b"}, "reason"),
     ],
 )

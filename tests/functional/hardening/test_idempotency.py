@@ -27,10 +27,18 @@ def _decisions(target: Target, key: str) -> list[DecisionRow]:
 def test_another_tenants_key_in_the_header_neither_leaks_nor_drops_the_decision(target: Target) -> None:
     key = f"shared-header-{target.backend}"
     with target.client("admin_b") as tenant_b:
-        theirs = tenant_b.post(f"{API}/decision", json=_body(target, ACME, "com.powerx.plugins.crm"), headers={"Idempotency-Key": key})
+        theirs = tenant_b.post(
+            f"{API}/decision",
+            json=_body(target, ACME, "com.powerx.plugins.crm"),
+            headers={"Idempotency-Key": key},
+        )
     assert theirs.status_code == 201, theirs.text
     with target.client("admin_a") as tenant_a:
-        ours = tenant_a.post(f"{API}/decision", json=_body(target, SANDBOX, "com.powerx.plugins.crm"), headers={"Idempotency-Key": key})
+        ours = tenant_a.post(
+            f"{API}/decision",
+            json=_body(target, SANDBOX, "com.powerx.plugins.crm"),
+            headers={"Idempotency-Key": key},
+        )
     assert ours.status_code == 201, ours.text
     assert ours.json()["tenant_uuid"] == SANDBOX
     assert ours.json()["id"] != theirs.json()["id"]
@@ -40,10 +48,14 @@ def test_another_tenants_key_in_the_header_neither_leaks_nor_drops_the_decision(
 def test_another_tenants_key_in_the_body_neither_leaks_nor_drops_the_decision(target: Target) -> None:
     key = f"shared-body-{target.backend}"
     with target.client("admin_b") as tenant_b:
-        theirs = tenant_b.post(f"{API}/decision", json=_body(target, ACME, "com.powerx.plugins.crm", idempotency_key=key))
+        theirs = tenant_b.post(
+            f"{API}/decision", json=_body(target, ACME, "com.powerx.plugins.crm", idempotency_key=key)
+        )
     assert theirs.status_code == 201, theirs.text
     with target.client("admin_a") as tenant_a:
-        ours = tenant_a.post(f"{API}/decision", json=_body(target, SANDBOX, "com.powerx.plugins.crm", idempotency_key=key))
+        ours = tenant_a.post(
+            f"{API}/decision", json=_body(target, SANDBOX, "com.powerx.plugins.crm", idempotency_key=key)
+        )
     assert ours.status_code == 201, ours.text
     assert ours.json()["tenant_uuid"] == SANDBOX
     assert "acme" not in ours.text.lower()

@@ -29,13 +29,13 @@ def test_a_subscription_to_an_allowed_name_that_resolves_to_loopback_is_refused_
     from powerx_governance.auth.tables import Role  # noqa: PLC0415
 
     service = make_service(POWERX_WORKER="0")
-    allow_loopback(service, tmp_path, "localhost", "127.0.0.1")
+    allow_loopback(service, tmp_path, "localhost", "127.0.0.2")  # the name, not the address it has
     operator = issue_token(service, Role.OPERATOR)
     with LiveServer(service, background=False) as live, live.client(operator) as client:
         refused = client.post(SUBSCRIPTIONS, json={"name": "sneaky", "url": "http://localhost:9/hook"})
         allowed = client.post(
             SUBSCRIPTIONS,
-            json={"name": "with-secrets", "url": "http://ops:hunter2@127.0.0.1:9/hook?token=s3cret&kind=x"},
+            json={"name": "with-secrets", "url": "http://ops:hunter2@127.0.0.2:9/hook?token=s3cret&kind=x"},
         )
         listed = client.get(SUBSCRIPTIONS).json()["items"]
         shown = client.get(f"{SUBSCRIPTIONS}/with-secrets").json()
@@ -46,12 +46,12 @@ def test_a_subscription_to_an_allowed_name_that_resolves_to_loopback_is_refused_
     assert allowed.status_code == 201, allowed.text
     assert paused.status_code == 200
     for view in (allowed.json(), listed[0], shown, paused.json()):
-        assert view["url"] == "http://ops:***@127.0.0.1:9/hook?token=***&kind=x"
+        assert view["url"] == "http://ops:***@127.0.0.2:9/hook?token=***&kind=x"
     with service.factory() as session:
         trail = json.dumps([[e.changes, e.meta] for e in session.execute(select(AuditEventRow)).scalars()])
     assert "hunter2" not in trail
     assert "s3cret" not in trail
-    assert "ops:***@127.0.0.1" in trail
+    assert "ops:***@127.0.0.2" in trail
 
 
 @pytest.mark.parametrize(
@@ -59,7 +59,10 @@ def test_a_subscription_to_an_allowed_name_that_resolves_to_loopback_is_refused_
     [
         ("https://hooks.example.com/x", "https://hooks.example.com/x"),
         ("https://user@hooks.example.com/x", "https://***@hooks.example.com/x"),
-        ("https://a:b@hooks.example.com:8443/x?access_token=t&x=1", "https://a:***@hooks.example.com:8443/x?access_token=***&x=1"),
+        (
+            "https://a:b@hooks.example.com:8443/x?access_token=t&x=1",
+            "https://a:***@hooks.example.com:8443/x?access_token=***&x=1",
+        ),
         ("https://hooks.example.com/x?sig=abc&api_key=k", "https://hooks.example.com/x?sig=***&api_key=***"),
     ],
 )
@@ -81,7 +84,9 @@ def test_a_refused_attempt_logs_the_token_id(target: Target, caplog: pytest.LogC
         assert admin.get(f"{API}/recommendations", params={"tenant": ACME}).status_code == 404
     with target.service.factory() as session:
         token_id = session.execute(
-            select(ApiTokenRow.id).where(ApiTokenRow.tenant_uuid == SANDBOX, ApiTokenRow.role == "tenant_admin")
+            select(ApiTokenRow.id).where(
+                ApiTokenRow.tenant_uuid == SANDBOX, ApiTokenRow.role == "tenant_admin"
+            )
         ).scalar_one()
     [record] = [r for r in caplog.records if r.getMessage() == "cross-tenant access refused"]
     logged = json.loads(JsonFormatter().format(record))

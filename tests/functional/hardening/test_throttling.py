@@ -1,4 +1,4 @@
-"""Finding 4: failed authentication is throttled per client address and per token prefix, logged and counted."""
+"""Finding 4: failed authentication is throttled per client address and per token prefix, logged, counted."""
 
 from __future__ import annotations
 
