@@ -9,7 +9,7 @@ examples per operation and mode, no shrinking; the schema is loaded once per sto
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Final
+from typing import Any, Final
 
 import pytest
 import schemathesis
@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import Case, GenerationMode
 from schemathesis.checks import not_a_server_error
+from schemathesis.core.result import Ok
 from schemathesis.schemas import APIOperation, BaseSchema
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 
@@ -34,14 +35,18 @@ def schema(target: Target) -> BaseSchema:
     return schemathesis.openapi.from_url(f"{target.live.base_url}/openapi.json")
 
 
-def _operations(schema: BaseSchema) -> Iterator[APIOperation]:
+Operation = APIOperation[Any, Any, Any, Any]
+
+
+def _operations(schema: BaseSchema) -> Iterator[Operation]:
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), f"the OpenAPI document is invalid: {result}"
         operation = result.ok()
         if operation.path not in SKIPPED:
             yield operation
 
 
-def _fuzz(operation: APIOperation, mode: GenerationMode, base_url: str, token: str) -> None:
+def _fuzz(operation: Operation, mode: GenerationMode, base_url: str, token: str) -> None:
     @seed(SEED)
     @settings(
         max_examples=EXAMPLES,
@@ -51,7 +56,7 @@ def _fuzz(operation: APIOperation, mode: GenerationMode, base_url: str, token: s
         suppress_health_check=list(HealthCheck),
     )
     @given(case=operation.as_strategy(generation_mode=mode))
-    def attempt(case: Case) -> None:
+    def attempt(case: Case[Operation]) -> None:
         headers = {"Authorization": f"Bearer {token}"}
         response = case.call(base_url=base_url, headers=headers, timeout=20)
         case.validate_response(response, checks=CHECKS, headers=headers)
