@@ -106,7 +106,8 @@ def _content_type(scope: Scope) -> str:
 
 
 def _is_json(content_type: str) -> bool:
-    return content_type == "application/json" or content_type.endswith("+json")
+    """What FastAPI would parse as JSON: application/json, */*+json, and no content type at all."""
+    return content_type in ("", "application/json") or content_type.endswith("+json")
 
 
 class EdgeGuard:

@@ -169,6 +169,19 @@ def test_an_audit_event_nested_deep_is_refused_so_every_page_still_reads(target:
     assert page.status_code == 200, page.text
 
 
+@pytest.mark.parametrize(
+    "content_type", [None, "application/json; charset=utf-8", "application/merge-patch+json"]
+)
+def test_deep_json_is_refused_whatever_json_content_type_it_claims(
+    target: Target, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    deep = b'{"events": [' + b"[" * 3000 + b"]" * 3000 + b"]}"
+    with target.client("service") as service:
+        answer = service.post(AUDIT, content=deep, headers=headers)
+    assert answer.status_code == 422, answer.text
+
+
 def test_json_nested_within_the_limit_is_accepted(target: Target) -> None:
     with target.client("service") as service:
         answer = service.post(AUDIT, json=_audit_event(meta=_nested(20), resource_id="shallow"))
