@@ -5,8 +5,11 @@
 - JSON bodies nested deeper than `MAX_JSON_DEPTH`: 422, decided by scanning the raw bytes
   before anything parses them (a deep document costs recursion in every later reader: the
   validator, the audit chain's canonical form, the JSON encoder of every page that shows it).
+- Times anywhere in a JSON body (a release's `released_at`, a manifest's `scanned_at`, an
+  advisory's `modified`...) whose UTC equivalent leaves years 1-9999: 422 naming the field,
+  since the store keeps every time in UTC.
 
-Numeric and time bounds are part of each route's declared types (`api.bounds`).
+Numeric and time bounds of parameters are part of each route's declared types (`api.bounds`).
 """
 
 from __future__ import annotations
@@ -14,12 +17,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from powerx_governance.api.bounds import to_utc
 from powerx_governance.api.problems import problem_response, replay_body
 
 MAX_JSON_DEPTH: Final = 32
@@ -27,6 +32,11 @@ _JSON_TOKENS: Final = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _OPEN: Final = frozenset(b"[{")
 _CLOSE: Final = frozenset(b"]}")
 _NUL_ESCAPE: Final = b"\\u0000"
+# only a time in the first or last year can leave years 1-9999 when converted to UTC
+_EDGE_YEAR: Final = re.compile(rb'"(?:9999|0001)-\d\d-\d\d[T ]')
+_DATETIME: Final = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d")
+_NUL: Final = "NUL characters are not allowed"
+_OUT_OF_RANGE: Final = "the time is out of range once converted to UTC (years 1-9999)"
 _FORM: Final = "application/x-www-form-urlencoded"
 _BODY_METHODS: Final = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
@@ -53,24 +63,36 @@ def json_too_deep(body: bytes, limit: int = MAX_JSON_DEPTH) -> bool:
     return False
 
 
-def _nul_paths(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
-    """Where a parsed (depth-checked) JSON document holds a NUL character, in a key or a string."""
+def _out_of_range(text: str) -> bool:
+    if not _DATETIME.match(text):
+        return False
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        return False  # not a time after all: the route's own validation decides
+    return moment.tzinfo is not None and to_utc(moment) is None
+
+
+def _refusals(value: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], str]]:
+    """Where a parsed (depth-checked) JSON document holds a NUL character or an out-of-range time."""
     if isinstance(value, str):
         if "\x00" in value:
-            yield path
+            yield path, _NUL
+        elif _out_of_range(value):
+            yield path, _OUT_OF_RANGE
     elif isinstance(value, dict):
         for key, item in value.items():
             if "\x00" in key:
-                yield path
-            yield from _nul_paths(item, (*path, key))
+                yield path, _NUL
+            yield from _refusals(item, (*path, key))
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _nul_paths(item, (*path, str(index)))
+            yield from _refusals(item, (*path, str(index)))
 
 
 def check_path(path: str) -> None:
     if "\x00" in path:
-        raise RefusedInputError("path", "NUL characters are not allowed")
+        raise RefusedInputError("path", _NUL)
 
 
 def check_query(query: bytes) -> None:
@@ -78,21 +100,21 @@ def check_query(query: bytes) -> None:
         return
     for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
         if "\x00" in name or "\x00" in value:
-            raise RefusedInputError(name.replace("\x00", "") or "query", "NUL characters are not allowed")
-    raise RefusedInputError("query", "NUL characters are not allowed")
+            raise RefusedInputError(name.replace("\x00", "") or "query", _NUL)
+    raise RefusedInputError("query", _NUL)
 
 
 def check_json(body: bytes) -> None:
     if json_too_deep(body):
         raise RefusedInputError("body", f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
-    if _NUL_ESCAPE not in body and b"\x00" not in body:
+    if _NUL_ESCAPE not in body and b"\x00" not in body and not _EDGE_YEAR.search(body):
         return
     try:
         document = json.loads(body)
     except ValueError:
         return  # not JSON: the route's own parsing says so
-    for path in _nul_paths(document):
-        raise RefusedInputError(".".join(path) or "body", "NUL characters are not allowed")
+    for path, message in _refusals(document):
+        raise RefusedInputError(".".join(path) or "body", message)
 
 
 def check_form(body: bytes) -> None:

@@ -113,6 +113,36 @@ CASES: Final = {
     "webhook push 5000 deep": Case(
         "service", "POST", f"{API}/webhooks/releases", 422, "body", body=b'{"a":' * 5000 + b"1" + b"}" * 5000
     ),
+    "release push with released_at overflowing UTC": Case(
+        "service",
+        "POST",
+        f"{API}/webhooks/releases",
+        422,
+        "release.released_at",
+        body={"plugin_id": CRM, "release": {"version": "9.9.9", "released_at": OVERFLOWING}},
+    ),
+    "manifest push with scanned_at overflowing UTC": Case(
+        "service",
+        "POST",
+        f"{API}/webhooks/manifests",
+        422,
+        "scanned_at",
+        body={
+            "schema": "powerx.manifest/v1",
+            "tenant_uuid": "t-1",
+            "core_version": "1.24.0",
+            "scanned_at": OVERFLOWING,
+            "plugins": [],
+        },
+    ),
+    "advisory push with modified before year 1 in UTC": Case(
+        "service",
+        "POST",
+        f"{API}/webhooks/advisories",
+        422,
+        "modified",
+        body={"id": "OSV-EDGE-1", "modified": "0001-01-01T00:00:00+14:00", "affected": []},
+    ),
     "NUL in a recommendation filter": Case(
         "operator", "GET", f"{API}/recommendations", 422, "plugin", {"plugin": "crm\x00"}
     ),
