@@ -1,7 +1,7 @@
 """decision idempotency keys scoped to the calling token, with a digest of the request
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05 09:00:00.000000
 
 Keys recorded before this revision were unique across the whole table; they keep the scope
@@ -13,8 +13,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
