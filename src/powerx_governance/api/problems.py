@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -15,6 +15,25 @@ from powerx_governance.policy_versions.models import PolicyVersionError, Unknown
 from powerx_governance.scans.queries import UnknownTenantsError
 
 PROBLEM = "application/problem+json"
+PROBLEM_TITLES: Final = {
+    400: "Bad request: the body could not be read",
+    401: "Authentication required: no token, or an unknown or revoked one",
+    403: "Forbidden: the caller's role may not do this",
+    404: "Not found (another tenant's resources do not exist for a tenant-bound caller)",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Invalid request: `errors` names each field",
+    429: "Too many failed authentication attempts: wait Retry-After seconds",
+    503: "Governance is off (feature flag), or the store is unavailable",
+}
+
+
+DECLARED_PROBLEM: Final = "x-problem"  # marks a declared refusal until api.openapi gives it its media type
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: problem answers beyond those its signature implies (see api.openapi)."""
+    return {status: {"description": PROBLEM_TITLES[status], DECLARED_PROBLEM: True} for status in statuses}
 
 
 class ProblemError(Exception):
@@ -128,7 +147,7 @@ class BodyLimit:
         if not complete:
             await self._refuse(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
@@ -150,7 +169,8 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app `body` (already read) first."""
     sent = False
 
     async def replay() -> Message:

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
+from powerx_governance.api.bounds import parse_id
+from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
 from powerx_governance.auth.tables import Role
+from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
 from powerx_governance.console import pages, queries
 from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
@@ -334,6 +336,18 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
         return _sign_in_page(
             request, settings, next_path=next_path, status=422, error="Enter your access token."
         )
+    address = client_address(request)
+    wait = svc.auth_throttle.retry_after(Channel.CONSOLE, address, token)
+    if wait is not None:
+        page = _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=429,
+            error=f"Too many failed sign-ins from this address or with this token. Try again in {wait} s.",
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     now = svc.clock()
     with transaction(svc.factory) as session:
         who = authenticate(session, token, now)
@@ -343,6 +357,7 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
                 session, SIGN_IN, who, claims, now, request.client.host if request.client else None
             )
     if who is None:
+        svc.auth_throttle.failed(Channel.CONSOLE, address, token)
         return _sign_in_page(
             request,
             settings,
@@ -476,9 +491,17 @@ def _card(
     )
 
 
+def _rec_id(page: Page, text: str) -> int:
+    """A card's id from its path: anything but an id in range is a card that does not exist."""
+    rec_id = parse_id(text)
+    if rec_id is None:
+        raise page.not_found("recommendation")
+    return rec_id
+
+
 @router.get("/console/recommendations/{rec_id}")
-def recommendation(rec_id: int, page: PageDep) -> Response:
-    return _card(page, rec_id)
+def recommendation(rec_id: str, page: PageDep) -> Response:
+    return _card(page, _rec_id(page, rec_id))
 
 
 def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int = 1) -> None:
@@ -488,9 +511,10 @@ def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int
 
 
 @router.post("/console/recommendations/{rec_id}/decision")
-def post_decision(rec_id: int, posted: PostedDep) -> Response:
+def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
     """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
     page, form = posted.page, posted.form
+    rec_id = _rec_id(page, rec_text)
     if not page.user.may_decide:
         raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
     page.require_governance()

@@ -5,16 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     BulkSelection,
     DecisionError,
     DecisionRequest,
+    IdempotencyConflictError,
     decide,
     decide_many,
     decision_dict,
@@ -31,9 +33,9 @@ class DecisionBody(BaseModel):
     revision: int = Field(ge=1, le=MAX_ID)
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: Annotated[str, Field(max_length=256)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
@@ -46,9 +48,9 @@ class BulkBody(BaseModel):
     target_version: str | None = None
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: str | None = None
     idempotency_key: str | None = None
 
@@ -72,16 +74,25 @@ def _request(
 
 def _problem(exc: DecisionError) -> ProblemError:
     titles = {404: "Not found", 409: "Stale revision", 403: "Refused by policy"}
+    title = "Idempotency key reused" if isinstance(exc, IdempotencyConflictError) else None
     field = exc.field or "body"
     return ProblemError(
         exc.status,
-        titles.get(exc.status, "Invalid decision"),
+        title or titles.get(exc.status, "Invalid decision"),
         f"{field}: {exc}",
         errors=[{"field": field, "error": str(exc)}],
     )
 
 
-@router.post("/decision", status_code=201, dependencies=[GovernanceOn])
+@router.post(
+    "/decision",
+    status_code=201,
+    dependencies=[GovernanceOn],
+    responses={
+        200: {"description": "the decision this caller made earlier under the same key"},
+        **declared(404, 409, 503),
+    },
+)
 def post_decision(
     body: DecisionBody,
     who: Reader,
@@ -104,7 +115,7 @@ def post_decision(
     return JSONResponse(result, status_code=201 if created else 200)
 
 
-@router.post("/decisions/bulk", dependencies=[GovernanceOn])
+@router.post("/decisions/bulk", dependencies=[GovernanceOn], responses=declared(409, 503))
 def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
     """One decision per selected tenant (operators): e.g. schedule X → 2.4.1 for every `finance` tenant."""
     selection = BulkSelection(

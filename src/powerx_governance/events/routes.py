@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from powerx_governance.api.deps import Operator, ServiceDep, require
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
@@ -49,7 +49,7 @@ def _problem(exc: service.SubscriptionError) -> ProblemError:
     )
 
 
-@router.post("/events/subscriptions", status_code=201)
+@router.post("/events/subscriptions", status_code=201, responses=declared(409))
 def create_subscription(body: SubscriptionBody, who: Manager, svc: ServiceDep) -> dict[str, Any]:
     """Subscribe a webhook; the answer carries the signing secret, shown this once."""
     spec = service.SubscriptionSpec(

@@ -104,6 +104,19 @@ class Metrics:
         for kind in SLA_BREACH_KINDS:
             self.sla_breaches_total.labels(kind=kind)
 
+        self.auth_failures_total = Counter(
+            "version_auth_failures_total",
+            "Failed authentication: unknown or revoked tokens (API requests, console sign-ins)",
+            ["channel"],
+            registry=r,
+        )
+        self.auth_throttled_total = Counter(
+            "version_auth_throttled_total",
+            "Attempts refused with 429 because the client address or token prefix failed too often",
+            ["channel"],
+            registry=r,
+        )
+
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()
 
