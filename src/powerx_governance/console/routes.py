@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from powerx_governance.api.bounds import parse_id
 from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
+from powerx_governance.api.problems import status_of
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
@@ -54,7 +55,7 @@ from powerx_governance.console.sessions import (
 from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.decisions.tables import IgnoreScope
 from powerx_governance.flags.config import Flag
 from powerx_governance.recommendations.queries import CursorError
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
@@ -504,12 +505,6 @@ def recommendation(rec_id: str, page: PageDep) -> Response:
     return _card(page, _rec_id(page, rec_id))
 
 
-def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int = 1) -> None:
-    svc.metrics.decisions_total.labels(decision=kind).inc(n)
-    if kind == DecisionKind.IGNORE.value:
-        svc.metrics.recommendation_ignore_total.labels(scope=scope or IgnoreScope.TARGET.value).inc(n)
-
-
 @router.post("/console/recommendations/{rec_id}/decision")
 def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
     """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
@@ -526,17 +521,18 @@ def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: Posted
     except FormError as exc:
         return _card(page, rec_id, status=422, error={"field": exc.field, "message": str(exc)}, form=form)
     except DecisionError as exc:
-        if exc.status == 404:
+        status, _ = status_of(exc)
+        if status == 404:
             raise page.not_found("recommendation") from exc
         return _card(
             page,
             rec_id,
-            status=exc.status,
-            error={"field": exc.field, "message": str(exc), "status": exc.status},
+            status=status,
+            error={"field": exc.field, "message": str(exc), "status": status},
             form=form,
         )
     if created:
-        _count_decision(page.svc, kind, scope)
+        page.svc.metrics.decisions_taken(kind, scope)
     return _redirect(f"{HOME}/recommendations/{rec_id}?done={kind}")
 
 
@@ -581,7 +577,7 @@ def post_bulk(posted: PostedDep) -> Response:
         with transaction(page.svc.factory) as session:
             batch_id, rows = decide_many(session, selection, template, page.user.principal, page.svc.clock())
     except (FormError, DecisionError) as exc:
-        status = exc.status if isinstance(exc, DecisionError) else 422
+        status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
         with page.svc.factory() as session:
             names = queries.plugin_names(session)
         values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
@@ -599,8 +595,8 @@ def post_bulk(posted: PostedDep) -> Response:
             nav="bulk",
             status=status,
         )
-    _count_decision(
-        page.svc, template.kind.value, template.scope.value if template.scope else None, len(rows)
+    page.svc.metrics.decisions_taken(
+        template.kind.value, template.scope.value if template.scope else None, len(rows)
     )
     return _redirect(f"{HOME}/bulk?{urlencode({'batch': batch_id})}")
 

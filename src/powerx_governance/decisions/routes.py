@@ -10,13 +10,11 @@ from starlette.responses import JSONResponse
 
 from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, scoped_tenant
-from powerx_governance.api.problems import ProblemError, declared
+from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     BulkSelection,
-    DecisionError,
     DecisionRequest,
-    IdempotencyConflictError,
     decide,
     decide_many,
     decision_dict,
@@ -72,18 +70,6 @@ def _request(
     )
 
 
-def _problem(exc: DecisionError) -> ProblemError:
-    titles = {404: "Not found", 409: "Stale revision", 403: "Refused by policy"}
-    title = "Idempotency key reused" if isinstance(exc, IdempotencyConflictError) else None
-    field = exc.field or "body"
-    return ProblemError(
-        exc.status,
-        title or titles.get(exc.status, "Invalid decision"),
-        f"{field}: {exc}",
-        errors=[{"field": field, "error": str(exc)}],
-    )
-
-
 @router.post(
     "/decision",
     status_code=201,
@@ -100,18 +86,11 @@ def post_decision(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409)."""
-    try:
-        with transaction(svc.factory) as session:
-            row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
-            result = decision_dict(row)
-    except DecisionError as exc:
-        raise _problem(exc) from exc
+    with transaction(svc.factory) as session:
+        row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
+        result = decision_dict(row)
     if created:
-        svc.metrics.decisions_total.labels(decision=result["decision"]).inc()
-        if result["decision"] == DecisionKind.IGNORE.value:
-            svc.metrics.recommendation_ignore_total.labels(
-                scope=result["scope"] or IgnoreScope.TARGET.value
-            ).inc()
+        svc.metrics.decisions_taken(result["decision"], result["scope"])
     return JSONResponse(result, status_code=201 if created else 200)
 
 
@@ -124,13 +103,10 @@ def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
         tenant_uuids=tuple(body.tenant_uuids),
         target_version=body.target_version,
     )
-    try:
-        with transaction(svc.factory) as session:
-            batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
-            made = [decision_dict(r) for r in rows]
-    except DecisionError as exc:
-        raise _problem(exc) from exc
-    svc.metrics.decisions_total.labels(decision=body.decision.value).inc(len(made))
+    with transaction(svc.factory) as session:
+        batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
+        made = [decision_dict(r) for r in rows]
+    svc.metrics.decisions_taken(body.decision.value, body.scope, len(made))
     return {"batch_id": batch_id, "count": len(made), "decisions": made}
 
 

@@ -30,9 +30,8 @@ from powerx_governance.times import iso
 
 
 class DecisionError(Exception):
-    """A decision that cannot be taken; `status` is the HTTP status, `field` the field at fault."""
-
-    status = 422
+    """A decision that cannot be taken; `field` names the field at fault (the API maps the kind
+    of error to its answer in one place, api/problems.py)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -40,19 +39,19 @@ class DecisionError(Exception):
 
 
 class UnknownRecommendationError(DecisionError):
-    status = 404
+    """No recommendation with this id for this caller."""
 
 
 class StaleRevisionError(DecisionError):
-    status = 409
+    """The recommendation has a newer revision: reload and decide again."""
 
 
 class RefusedError(DecisionError):
-    status = 403
+    """The policy refuses this decision (e.g. ignoring a critical patch without an approver)."""
 
 
 class IdempotencyConflictError(DecisionError):
-    status = 409
+    """The caller used this idempotency key before for a different request."""
 
 
 @dataclass(frozen=True, slots=True)

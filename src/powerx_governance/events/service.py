@@ -41,9 +41,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class SubscriptionError(Exception):
-    """A subscription request that cannot be carried out; `status` is the HTTP status, `field` the field."""
-
-    status = 422
+    """A subscription request that cannot be carried out; `field` names the field at fault."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -51,11 +49,11 @@ class SubscriptionError(Exception):
 
 
 class UnknownSubscriptionError(SubscriptionError):
-    status = 404
+    """No subscription with this id."""
 
 
 class DuplicateNameError(SubscriptionError):
-    status = 409
+    """A subscription with this name exists."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -117,6 +117,12 @@ class Metrics:
             registry=r,
         )
 
+    def decisions_taken(self, kind: str, ignore_scope: str | None, count: int = 1) -> None:
+        """Decisions recorded (API, console and bulk alike); ignores also by scope (`target` when unset)."""
+        self.decisions_total.labels(decision=kind).inc(count)
+        if kind == "ignore":
+            self.recommendation_ignore_total.labels(scope=ignore_scope or "target").inc(count)
+
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()
 
