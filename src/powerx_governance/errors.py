@@ -1,4 +1,4 @@
-"""Input errors shared by every loader: they name the file, the record and the field."""
+"""Errors shared by components: bad input (naming file, record and field), failing outside systems."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ class InputError(Exception):
     def __init__(self, problem: InputProblem) -> None:
         super().__init__(str(problem))
         self.problem = problem
+
+
+class SourceError(Exception):
+    """Base of every source failure; carries the source name."""
+
+    def __init__(self, source: str, message: str) -> None:
+        super().__init__(f"{source}: {message}")
+        self.source = source
+        self.message = message

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from powerx_governance.auth.throttle import AuthThrottle, parse_limit
 from powerx_governance.db.migrate import upgrade
 from powerx_governance.db.session import make_engine, session_factory, transaction
 from powerx_governance.durations import parse_duration
@@ -102,6 +103,14 @@ class GovernanceService:
     # run even while governance is off (audit shipping): the rest waits for the flag
     always_on_tasks: set[str] = field(default_factory=set)
     always_on_periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
+    auth_throttle: AuthThrottle = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.auth_throttle = AuthThrottle(
+            parse_limit(self.settings.auth_throttle_address, "POWERX_AUTH_THROTTLE_ADDRESS"),
+            parse_limit(self.settings.auth_throttle_token, "POWERX_AUTH_THROTTLE_TOKEN"),
+            self.metrics,
+        )
 
     # -- flags and policy ----------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from powerx_governance.auth.throttle import parse_limit
 from powerx_governance.durations import parse_duration
 from powerx_governance.flags.config import ConfiguredFlag, Flag, configured_flags
 
@@ -34,6 +35,8 @@ class Settings:
     poll_seconds: float  # POWERX_POLL_INTERVAL: how often the worker looks for jobs
     settings_file: Path | None  # POWERX_SETTINGS_FILE: YAML with a `flags:` section
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
+    auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
+    auth_throttle_token: str  # POWERX_AUTH_THROTTLE_TOKEN: failed authentications per token prefix
 
     @property
     def default_database(self) -> bool:
@@ -57,6 +60,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(
             "POWERX_SCAN_RETRY_DELAY must be at most 120s (failed scans are retried within 2 minutes)"
         )
+    throttle_address = env.get("POWERX_AUTH_THROTTLE_ADDRESS", "30/minute")
+    throttle_token = env.get("POWERX_AUTH_THROTTLE_TOKEN", "10/minute")
+    parse_limit(throttle_address, "POWERX_AUTH_THROTTLE_ADDRESS")
+    parse_limit(throttle_token, "POWERX_AUTH_THROTTLE_TOKEN")
     return Settings(
         rules_path=_path(env.get("POWERX_RULES")),
         compat_path=_path(env.get("POWERX_COMPAT")),
@@ -75,4 +82,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         poll_seconds=parse_duration(env.get("POWERX_POLL_INTERVAL", "1s")).total_seconds(),
         settings_file=settings_file,
         flags=configured_flags(env, settings_file),
+        auth_throttle_address=throttle_address,
+        auth_throttle_token=throttle_token,
     )

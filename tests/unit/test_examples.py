@@ -10,9 +10,10 @@ import pytest
 
 from powerx_governance.catalog.loader import Loaded, load_catalog, load_matrix
 from powerx_governance.domain import Action, Severity
+from powerx_governance.findings import Finding
 from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.policy.loader import load_rules
-from powerx_governance.scans.scanner import Finding, ScanResult
+from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, run_file_scan
 
 ROOT = Path(__file__).resolve().parents[2]

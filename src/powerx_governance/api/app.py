@@ -10,7 +10,8 @@ from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
-from powerx_governance.api import docs, problems
+from powerx_governance.api import docs, openapi, problems
+from powerx_governance.api.edge import EdgeGuard
 from powerx_governance.audit.routes import router as audit_router
 from powerx_governance.console.rendering import STATIC_URL, static_files
 from powerx_governance.console.routes import router as console_router
@@ -50,7 +51,11 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     app.state.service = service
     docs.install(app, title=title)
     problems.install(app)
-    app.add_middleware(problems.BodyLimit, limit=service.settings.max_body_bytes)
+    openapi.install(app)
+    app.add_middleware(EdgeGuard)
+    app.add_middleware(
+        problems.BodyLimit, limit=service.settings.max_body_bytes
+    )  # outermost: bounds what the guard reads
     app.include_router(scans_router)
     app.include_router(recommendations_router)
     app.include_router(decisions_router)
@@ -68,7 +73,11 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
         """The process is up."""
         return {"status": "ok"}
 
-    @app.get("/readyz", tags=["operations"])
+    @app.get(
+        "/readyz",
+        tags=["operations"],
+        responses={503: {"description": "the store does not answer", "content": {"application/json": {}}}},
+    )
     def readyz() -> JSONResponse:
         """The store answers."""
         try:
@@ -78,7 +87,14 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
             return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
         return JSONResponse({"status": "ready"})
 
-    @app.get("/metrics", tags=["operations"])
+    @app.get(
+        "/metrics",
+        tags=["operations"],
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text"}
+        },
+    )
     def metrics() -> Response:
         return Response(service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 

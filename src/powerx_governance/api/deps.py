@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.auth.tables import Role
+from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import Principal, authenticate
 from powerx_governance.flags.config import Flag
 from powerx_governance.inventory.queries import tenants_named
@@ -36,6 +37,11 @@ def session(svc: ServiceDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(session)]
 
 
+def client_address(request: Request) -> str:
+    """The peer address (the proxy's, unless uvicorn is told to trust its forwarded headers)."""
+    return request.client.host if request.client else "unknown"
+
+
 def principal(request: Request, svc: ServiceDep) -> Principal:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
@@ -46,9 +52,20 @@ def principal(request: Request, svc: ServiceDep) -> Principal:
             "send Authorization: Bearer <token>",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    presented, address = token.strip(), client_address(request)
+    wait = svc.auth_throttle.retry_after(Channel.API, address, presented)
+    if wait is not None:
+        raise ProblemError(
+            429,
+            "Too many failed attempts",
+            "too many failed authentication attempts from this address or with this token;"
+            f" try again in {wait} s",
+            headers={"Retry-After": str(wait)},
+        )
     with svc.factory() as s, s.begin():
-        found = authenticate(s, token.strip(), svc.clock())
+        found = authenticate(s, presented, svc.clock())
     if found is None:
+        svc.auth_throttle.failed(Channel.API, address, presented)
         raise ProblemError(
             401,
             "Authentication required",
@@ -111,7 +128,8 @@ def _requested_tenant(
 ) -> str | None:
     """The uuid `requested` (a uuid or a key) names for `who`; see `tenant_scope`."""
     if "\x00" in requested:
-        raise ProblemError(422, "Invalid request", "tenant: NUL is not allowed", errors=[{"field": "tenant"}])
+        detail = "NUL is not allowed in a tenant uuid or key"
+        raise ProblemError(422, "Invalid request", detail, errors=[{"field": "tenant", "error": detail}])
     uuids = tenants_named(session, requested)
     if not who.fleet_wide:
         if requested != who.tenant_uuid and who.tenant_uuid not in uuids:

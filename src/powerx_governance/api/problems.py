@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -10,11 +10,67 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from powerx_governance.catalog.pushes import PushNotFoundError
+from powerx_governance.decisions.service import (
+    DecisionError,
+    IdempotencyConflictError,
+    RefusedError,
+    StaleRevisionError,
+    UnknownRecommendationError,
+)
 from powerx_governance.errors import InputError
+from powerx_governance.events.service import DuplicateNameError, SubscriptionError, UnknownSubscriptionError
 from powerx_governance.policy_versions.models import PolicyVersionError, UnknownPolicyVersionError
 from powerx_governance.scans.queries import UnknownTenantsError
+from powerx_governance.workflows.smoke_tenants import SmokeTenantError, SmokeTenantNotFoundError
 
 PROBLEM = "application/problem+json"
+
+# Domain errors and the answers they become, in one place (the first matching class wins, so a
+# subclass comes before its base). Services raise these and never speak HTTP.
+DOMAIN_ERRORS: Final[tuple[tuple[type[Exception], int, str], ...]] = (
+    (UnknownRecommendationError, 404, "Not found"),
+    (StaleRevisionError, 409, "Stale revision"),
+    (IdempotencyConflictError, 409, "Idempotency key reused"),
+    (RefusedError, 403, "Refused by policy"),
+    (DecisionError, 422, "Invalid decision"),
+    (UnknownSubscriptionError, 404, "Not found"),
+    (DuplicateNameError, 409, "Conflict"),
+    (SubscriptionError, 422, "Invalid subscription"),
+    (UnknownPolicyVersionError, 404, "Not found"),
+    (PolicyVersionError, 409, "Policy version conflict"),
+    (PushNotFoundError, 404, "Not found"),
+    (SmokeTenantNotFoundError, 404, "Not found"),
+    (SmokeTenantError, 422, "Not a smoke tenant"),
+)
+
+
+def status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and title a domain error becomes (the console answers with the same)."""
+    return next(
+        ((status, title) for kind, status, title in DOMAIN_ERRORS if isinstance(exc, kind)), (500, "Error")
+    )
+
+
+PROBLEM_TITLES: Final = {
+    400: "Bad request: the body could not be read",
+    401: "Authentication required: no token, or an unknown or revoked one",
+    403: "Forbidden: the caller's role may not do this",
+    404: "Not found (another tenant's resources do not exist for a tenant-bound caller)",
+    409: "Conflict with the current state",
+    413: "Request body too large",
+    422: "Invalid request: `errors` names each field",
+    429: "Too many failed authentication attempts: wait Retry-After seconds",
+    503: "Governance is off (feature flag), or the store is unavailable",
+}
+
+
+DECLARED_PROBLEM: Final = "x-problem"  # marks a declared refusal until api.openapi gives it its media type
+
+
+def declared(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """`responses=` for a route: problem answers beyond those its signature implies (see api.openapi)."""
+    return {status: {"description": PROBLEM_TITLES[status], DECLARED_PROBLEM: True} for status in statuses}
 
 
 class ProblemError(Exception):
@@ -85,12 +141,13 @@ async def _unknown_tenants(_: Request, exc: Exception) -> JSONResponse:
     return problem_response(422, "Unknown tenants", str(exc), errors=errors, tenants=names)
 
 
-async def _unknown_policy(_: Request, exc: Exception) -> JSONResponse:
-    return problem_response(404, "Not found", str(exc))
-
-
-async def _policy(_: Request, exc: Exception) -> JSONResponse:
-    return problem_response(409, "Policy version conflict", str(exc))
+async def _domain(_: Request, exc: Exception) -> JSONResponse:
+    """A domain error as problem details; `field`, when the error names one, is in `errors`."""
+    status, title = status_of(exc)
+    field = getattr(exc, "field", None)
+    if field is None:
+        return problem_response(status, title, str(exc))
+    return problem_response(status, title, f"{field}: {exc}", errors=[{"field": field, "error": str(exc)}])
 
 
 def install(app: FastAPI) -> None:
@@ -98,9 +155,9 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(InputError, _input)
-    app.add_exception_handler(UnknownPolicyVersionError, _unknown_policy)
     app.add_exception_handler(UnknownTenantsError, _unknown_tenants)
-    app.add_exception_handler(PolicyVersionError, _policy)
+    for kind, _, _ in DOMAIN_ERRORS:
+        app.add_exception_handler(kind, _domain)
 
 
 class BodyLimit:
@@ -128,7 +185,7 @@ class BodyLimit:
         if not complete:
             await self._refuse(scope, receive, send)
             return
-        await self.app(scope, _replay(body, receive), send)
+        await self.app(scope, replay_body(body, receive), send)
 
     async def _read(self, receive: Receive) -> tuple[bytes, bool]:
         chunks: list[bytes] = []
@@ -150,7 +207,8 @@ class BodyLimit:
         await response(scope, receive, send)
 
 
-def _replay(body: bytes, receive: Receive) -> Receive:
+def replay_body(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that hands the app `body` (already read) first."""
     sent = False
 
     async def replay() -> Message:

@@ -6,11 +6,12 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, Body, Depends, Query
 from fastapi.exceptions import RequestValidationError
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.responses import JSONResponse
 
+from powerx_governance.api.bounds import Instant, Seq
 from powerx_governance.api.deps import Internal, ServiceDep, SessionDep, tenant_scope
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.audit.service import (
     LIMITS,
     AuditEvent,
@@ -38,7 +39,7 @@ class AuditEventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     event_id: str | None = Field(None, min_length=1, max_length=LIMITS["event_id"], pattern=_EVENT_ID_PATTERN)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: Instant | None = None
     tenant_uuid: str | None = _text("tenant_uuid", required=False)
     correlation_id: str | None = _text("correlation_id", required=False)
     source: str = _text("source")
@@ -112,7 +113,10 @@ def parse_events(body: Any) -> list[AuditEvent]:
     openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": _BODY_SCHEMA}}}
     },
-    responses={200: {"description": "every event id was already recorded: the existing records"}},
+    responses={
+        200: {"description": "every event id was already recorded: the existing records"},
+        **declared(409),
+    },
 )
 def post_events(body: Annotated[Any, Body()], who: Internal, svc: ServiceDep) -> JSONResponse:
     """Record one event or a batch; 201 when something new was recorded, 200 when all ids were known."""
@@ -139,13 +143,13 @@ def _view(recorded: Recorded) -> dict[str, Any]:
 def get_events(
     session: SessionDep,
     scope: Annotated[str | None, Depends(tenant_scope(stored=False))],
-    start: AwareDatetime | None = None,
-    end: AwareDatetime | None = None,
+    start: Instant | None = None,
+    end: Instant | None = None,
     operation: str | None = None,
     resource_type: str | None = None,
     resource_id: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    cursor: Annotated[int | None, Query(ge=0)] = None,
+    cursor: Seq | None = None,
 ) -> dict[str, Any]:
     """Audit records in seq order; tenant-bound callers see their own tenant's records only."""
     wanted = EventFilter(

@@ -35,9 +35,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from powerx_governance.audit.service import event_fields, read_marker, write_marker
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.db.session import transaction
+from powerx_governance.http.client import ErrorCallback, HttpPolicy, RetryingClient, request_headers
 from powerx_governance.jobs.queue import enqueue
 from powerx_governance.jobs.tables import JobRow, JobStatus
-from powerx_governance.sources.http_client import ErrorCallback, HttpPolicy, RetryingClient, request_headers
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService

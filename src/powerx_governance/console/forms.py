@@ -13,6 +13,7 @@ from typing import Final
 from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from powerx_governance.api.bounds import parse_id, to_utc
 from powerx_governance.decisions.service import BulkSelection, DecisionRequest
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
 
@@ -80,7 +81,10 @@ def local_datetime(
         raise FormError(field, "enter a date and time like 2026-12-01 09:30") from exc
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=zone(tz_name) or UTC)
-    return parsed.astimezone(UTC)
+    in_utc = to_utc(parsed)
+    if in_utc is None:
+        raise FormError(field, "that date is out of range")
+    return in_utc
 
 
 def _text(form: FormData, name: str, limit: int = MAX_TEXT) -> str | None:
@@ -126,10 +130,10 @@ def _template(form: FormData, kind: DecisionKind, recommendation_id: int, revisi
 def decision_request(form: FormData, recommendation_id: int) -> DecisionRequest:
     """One card's decision form as a request at the revision the admin saw."""
     kind = _kind(form)
-    revision = form.get("revision") or ""
-    if not revision.isdigit():
+    revision = parse_id(form.get("revision"))
+    if revision is None:
         raise FormError("revision", "the form lost its revision: reload the card")
-    return _template(form, kind, recommendation_id, int(revision))
+    return _template(form, kind, recommendation_id, revision)
 
 
 def bulk_selection(form: FormData) -> BulkSelection:

@@ -23,9 +23,9 @@ from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Action, Severity
 from powerx_governance.recommendations.queries import get_recommendation
 from powerx_governance.recommendations.tables import RecommendationState
-from powerx_governance.scans.report import iso
 from powerx_governance.scans.runner import scan_summary
 from powerx_governance.scans.tables import ScanRow
+from powerx_governance.times import iso
 
 PAGE_SIZE: Final = 25
 STATE_CHOICES: Final = (

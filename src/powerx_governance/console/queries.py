@@ -323,9 +323,14 @@ class TenantMatch:
     critical: int
 
 
+def _escape_like(text: str) -> str:
+    """`text` matched literally by LIKE ... ESCAPE '\\': its %, _ and \\ are not wildcards."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def find_tenants(session: Session, query: str, *, limit: int = 25) -> list[TenantMatch]:
     """Tenants whose uuid, key or name starts with `query` (case-insensitive), with open counts."""
-    prefix = query.strip().lower().replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
+    prefix = _escape_like(query.strip().lower()) + "%"
     stmt = (
         select(TenantRow)
         .where(

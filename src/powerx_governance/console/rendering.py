@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any, Final
 
 import jinja2
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
 
 from powerx_governance.console.forms import new_form_key
 from powerx_governance.console.views import time_tag
@@ -64,6 +65,17 @@ def render(template: str, context: dict[str, Any], *, status: int = 200) -> HTML
     return HTMLResponse(html, status_code=status, headers=SECURITY_HEADERS)
 
 
+# Assets are cached (their URLs carry a content hash), but never sniffed, framed or run as a page.
+STATIC_HEADERS: Final = {k: v for k, v in SECURITY_HEADERS.items() if k != "Cache-Control"}
+
+
+class _ShippedAssets(StaticFiles):
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.update(STATIC_HEADERS)
+        return response
+
+
 def static_files() -> StaticFiles:
-    """The shipped CSS and JS, for `app.mount(STATIC_URL, ...)`."""
-    return StaticFiles(directory=STATIC_DIR)
+    """The shipped CSS and JS, for `app.mount(STATIC_URL, ...)`, with the console's security headers."""
+    return _ShippedAssets(directory=STATIC_DIR)

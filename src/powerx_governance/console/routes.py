@@ -13,12 +13,15 @@ from dataclasses import dataclass
 from typing import Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.routing import APIRoute
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
-from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
+from powerx_governance.api.bounds import parse_id
+from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
+from powerx_governance.api.problems import status_of
 from powerx_governance.auth.tables import Role
+from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
 from powerx_governance.console import pages, queries
 from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
@@ -52,7 +55,7 @@ from powerx_governance.console.sessions import (
 from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.decisions.tables import IgnoreScope
 from powerx_governance.flags.config import Flag
 from powerx_governance.recommendations.queries import CursorError
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
@@ -334,6 +337,18 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
         return _sign_in_page(
             request, settings, next_path=next_path, status=422, error="Enter your access token."
         )
+    address = client_address(request)
+    wait = svc.auth_throttle.retry_after(Channel.CONSOLE, address, token)
+    if wait is not None:
+        page = _sign_in_page(
+            request,
+            settings,
+            next_path=next_path,
+            status=429,
+            error=f"Too many failed sign-ins from this address or with this token. Try again in {wait} s.",
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     now = svc.clock()
     with transaction(svc.factory) as session:
         who = authenticate(session, token, now)
@@ -343,6 +358,7 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
                 session, SIGN_IN, who, claims, now, request.client.host if request.client else None
             )
     if who is None:
+        svc.auth_throttle.failed(Channel.CONSOLE, address, token)
         return _sign_in_page(
             request,
             settings,
@@ -476,21 +492,24 @@ def _card(
     )
 
 
+def _rec_id(page: Page, text: str) -> int:
+    """A card's id from its path: anything but an id in range is a card that does not exist."""
+    rec_id = parse_id(text)
+    if rec_id is None:
+        raise page.not_found("recommendation")
+    return rec_id
+
+
 @router.get("/console/recommendations/{rec_id}")
-def recommendation(rec_id: int, page: PageDep) -> Response:
-    return _card(page, rec_id)
-
-
-def _count_decision(svc: GovernanceService, kind: str, scope: str | None, n: int = 1) -> None:
-    svc.metrics.decisions_total.labels(decision=kind).inc(n)
-    if kind == DecisionKind.IGNORE.value:
-        svc.metrics.recommendation_ignore_total.labels(scope=scope or IgnoreScope.TARGET.value).inc(n)
+def recommendation(rec_id: str, page: PageDep) -> Response:
+    return _card(page, _rec_id(page, rec_id))
 
 
 @router.post("/console/recommendations/{rec_id}/decision")
-def post_decision(rec_id: int, posted: PostedDep) -> Response:
+def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
     """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
     page, form = posted.page, posted.form
+    rec_id = _rec_id(page, rec_text)
     if not page.user.may_decide:
         raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
     page.require_governance()
@@ -502,17 +521,18 @@ def post_decision(rec_id: int, posted: PostedDep) -> Response:
     except FormError as exc:
         return _card(page, rec_id, status=422, error={"field": exc.field, "message": str(exc)}, form=form)
     except DecisionError as exc:
-        if exc.status == 404:
+        status, _ = status_of(exc)
+        if status == 404:
             raise page.not_found("recommendation") from exc
         return _card(
             page,
             rec_id,
-            status=exc.status,
-            error={"field": exc.field, "message": str(exc), "status": exc.status},
+            status=status,
+            error={"field": exc.field, "message": str(exc), "status": status},
             form=form,
         )
     if created:
-        _count_decision(page.svc, kind, scope)
+        page.svc.metrics.decisions_taken(kind, scope)
     return _redirect(f"{HOME}/recommendations/{rec_id}?done={kind}")
 
 
@@ -557,7 +577,7 @@ def post_bulk(posted: PostedDep) -> Response:
         with transaction(page.svc.factory) as session:
             batch_id, rows = decide_many(session, selection, template, page.user.principal, page.svc.clock())
     except (FormError, DecisionError) as exc:
-        status = exc.status if isinstance(exc, DecisionError) else 422
+        status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
         with page.svc.factory() as session:
             names = queries.plugin_names(session)
         values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
@@ -575,8 +595,8 @@ def post_bulk(posted: PostedDep) -> Response:
             nav="bulk",
             status=status,
         )
-    _count_decision(
-        page.svc, template.kind.value, template.scope.value if template.scope else None, len(rows)
+    page.svc.metrics.decisions_taken(
+        template.kind.value, template.scope.value if template.scope else None, len(rows)
     )
     return _redirect(f"{HOME}/bulk?{urlencode({'batch': batch_id})}")
 

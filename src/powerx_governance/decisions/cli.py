@@ -14,7 +14,13 @@ from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
-from powerx_governance.decisions.service import DecisionError, DecisionRequest, decide, decision_dict
+from powerx_governance.decisions.service import (
+    DecisionError,
+    DecisionRequest,
+    StaleRevisionError,
+    decide,
+    decision_dict,
+)
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
@@ -68,5 +74,5 @@ def decide_command(
             result = decision_dict(row)
     except DecisionError as exc:
         err.print(f"error: {exc.field or 'decision'}: {exc}", highlight=False)
-        raise typer.Exit(ExitCode.STALE if exc.status == 409 else ExitCode.USAGE) from exc
+        raise typer.Exit(ExitCode.STALE if isinstance(exc, StaleRevisionError) else ExitCode.USAGE) from exc
     typer.echo(json.dumps(result, indent=2))

@@ -45,7 +45,7 @@ from powerx_governance.recommendations.tables import (
     RecommendationState,
     VerdictRow,
 )
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
 
 SLA_TASK = "sla_breach"

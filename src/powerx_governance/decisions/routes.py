@@ -5,15 +5,15 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
+from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantScope
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     BulkSelection,
-    DecisionError,
     DecisionRequest,
     decide,
     decide_many,
@@ -31,9 +31,9 @@ class DecisionBody(BaseModel):
     revision: int = Field(ge=1, le=MAX_ID)
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: Annotated[str, Field(max_length=256)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
@@ -46,9 +46,9 @@ class BulkBody(BaseModel):
     target_version: str | None = None
     decision: DecisionKind
     reason: Annotated[str, Field(max_length=2000)] | None = None
-    scheduled_for: AwareDatetime | None = None
+    scheduled_for: Instant | None = None
     scope: IgnoreScope | None = None
-    until: AwareDatetime | None = None
+    until: Instant | None = None
     approver: str | None = None
     idempotency_key: str | None = None
 
@@ -70,18 +70,15 @@ def _request(
     )
 
 
-def _problem(exc: DecisionError) -> ProblemError:
-    titles = {404: "Not found", 409: "Stale revision", 403: "Refused by policy"}
-    field = exc.field or "body"
-    return ProblemError(
-        exc.status,
-        titles.get(exc.status, "Invalid decision"),
-        f"{field}: {exc}",
-        errors=[{"field": field, "error": str(exc)}],
-    )
-
-
-@router.post("/decision", status_code=201, dependencies=[GovernanceOn])
+@router.post(
+    "/decision",
+    status_code=201,
+    dependencies=[GovernanceOn],
+    responses={
+        200: {"description": "the decision this caller made earlier under the same key"},
+        **declared(404, 409, 503),
+    },
+)
 def post_decision(
     body: DecisionBody,
     who: Reader,
@@ -89,22 +86,15 @@ def post_decision(
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
     """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409)."""
-    try:
-        with transaction(svc.factory) as session:
-            row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
-            result = decision_dict(row)
-    except DecisionError as exc:
-        raise _problem(exc) from exc
+    with transaction(svc.factory) as session:
+        row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
+        result = decision_dict(row)
     if created:
-        svc.metrics.decisions_total.labels(decision=result["decision"]).inc()
-        if result["decision"] == DecisionKind.IGNORE.value:
-            svc.metrics.recommendation_ignore_total.labels(
-                scope=result["scope"] or IgnoreScope.TARGET.value
-            ).inc()
+        svc.metrics.decisions_taken(result["decision"], result["scope"])
     return JSONResponse(result, status_code=201 if created else 200)
 
 
-@router.post("/decisions/bulk", dependencies=[GovernanceOn])
+@router.post("/decisions/bulk", dependencies=[GovernanceOn], responses=declared(409, 503))
 def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
     """One decision per selected tenant (operators): e.g. schedule X → 2.4.1 for every `finance` tenant."""
     selection = BulkSelection(
@@ -113,13 +103,10 @@ def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
         tenant_uuids=tuple(body.tenant_uuids),
         target_version=body.target_version,
     )
-    try:
-        with transaction(svc.factory) as session:
-            batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
-            made = [decision_dict(r) for r in rows]
-    except DecisionError as exc:
-        raise _problem(exc) from exc
-    svc.metrics.decisions_total.labels(decision=body.decision.value).inc(len(made))
+    with transaction(svc.factory) as session:
+        batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
+        made = [decision_dict(r) for r in rows]
+    svc.metrics.decisions_taken(body.decision.value, body.scope, len(made))
     return {"batch_id": batch_id, "count": len(made), "decisions": made}
 
 

@@ -6,6 +6,8 @@ transaction; the route or CLI command commits them together.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,13 +26,12 @@ from powerx_governance.events.outbox import record_decision
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import notify_decision
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 
 class DecisionError(Exception):
-    """A decision that cannot be taken; `status` is the HTTP status, `field` the field at fault."""
-
-    status = 422
+    """A decision that cannot be taken; `field` names the field at fault (the API maps the kind
+    of error to its answer in one place, api/problems.py)."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -38,15 +39,19 @@ class DecisionError(Exception):
 
 
 class UnknownRecommendationError(DecisionError):
-    status = 404
+    """No recommendation with this id for this caller."""
 
 
 class StaleRevisionError(DecisionError):
-    status = 409
+    """The recommendation has a newer revision: reload and decide again."""
 
 
 class RefusedError(DecisionError):
-    status = 403
+    """The policy refuses this decision (e.g. ignoring a critical patch without an approver)."""
+
+
+class IdempotencyConflictError(DecisionError):
+    """The caller used this idempotency key before for a different request."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,19 +114,38 @@ def _load(session: Session, rec_id: int) -> tuple[RecommendationRow, dict[str, A
     return found
 
 
-def _existing(session: Session, key: str | None) -> DecisionRow | None:
-    if key is None:
+def _scope(who: Principal) -> str:
+    """Whose keys a key is compared with: the calling token's only."""
+    return f"token:{who.token_id}"
+
+
+def _digest(req: DecisionRequest) -> str:
+    """What was asked, to tell a replay from a different request under the same key."""
+    asked = [req.recommendation_id, req.revision, req.kind.value, req.reason, iso(req.scheduled_for)]
+    asked += [req.scope.value if req.scope else None, iso(req.until), req.approver]
+    return hashlib.sha256(json.dumps(asked).encode()).hexdigest()
+
+
+def _replayed(session: Session, req: DecisionRequest, who: Principal) -> DecisionRow | None:
+    """The caller's earlier decision under this key; a different request under it is a conflict."""
+    if req.idempotency_key is None:
         return None
-    return session.execute(select(DecisionRow).where(DecisionRow.idempotency_key == key)).scalar_one_or_none()
+    previous = session.execute(
+        select(DecisionRow).where(
+            DecisionRow.idempotency_scope == _scope(who), DecisionRow.idempotency_key == req.idempotency_key
+        )
+    ).scalar_one_or_none()
+    if previous is not None and previous.request_digest != _digest(req):
+        raise IdempotencyConflictError(
+            "this key was used for a different decision request; use a new key", field="idempotency_key"
+        )
+    return previous
 
 
 def decide(
     session: Session, req: DecisionRequest, who: Principal, now: datetime, *, batch_id: str | None = None
 ) -> tuple[DecisionRow, bool]:
-    """Record a decision; (row, created). A repeated idempotency key returns the first decision."""
-    previous = _existing(session, req.idempotency_key)
-    if previous is not None:
-        return previous, False
+    """Record a decision; (row, created). The caller repeating its idempotency key gets its first decision."""
     rec, verdict = _load(session, req.recommendation_id)
     if not who.may_read(rec.tenant_uuid):
         raise UnknownRecommendationError(
@@ -129,6 +153,9 @@ def decide(
         )
     if who.role is Role.VIEWER:
         raise RefusedError("a viewer may not decide")
+    previous = _replayed(session, req, who)  # only once the caller may decide here
+    if previous is not None:
+        return previous, False
     if req.revision != rec.revision:
         raise StaleRevisionError(
             f"recommendation {rec.id} is at revision {rec.revision}, not {req.revision}: reload it",
@@ -174,6 +201,8 @@ def _insert(
     scope = (req.scope or IgnoreScope.TARGET) if req.kind is DecisionKind.IGNORE else None
     row = DecisionRow(
         idempotency_key=req.idempotency_key,
+        idempotency_scope=_scope(who) if req.idempotency_key is not None else None,
+        request_digest=_digest(req) if req.idempotency_key is not None else None,
         recommendation_id=rec.id,
         revision=rec.revision,
         tenant_uuid=rec.tenant_uuid,

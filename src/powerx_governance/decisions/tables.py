@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
@@ -38,10 +38,14 @@ class DecisionRow(Base):
     __table_args__ = (
         Index("ix_decisions_tenant_plugin", "tenant_uuid", "plugin_id"),
         Index("ix_decisions_state_kind", "state", "kind"),
+        # a key belongs to the token that sent it: another caller's key is never looked up
+        UniqueConstraint("idempotency_scope", "idempotency_key", name="uq_decisions_idempotency"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
-    idempotency_key: Mapped[str | None] = mapped_column(String(200), unique=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(200))
+    idempotency_scope: Mapped[str | None] = mapped_column(String(64))  # `token:<id>` of the caller
+    request_digest: Mapped[str | None] = mapped_column(String(64))  # what was asked under the key
     recommendation_id: Mapped[int] = mapped_column(ForeignKey("recommendations.id"), index=True)
     revision: Mapped[int]
     tenant_uuid: Mapped[str] = mapped_column(String(128))

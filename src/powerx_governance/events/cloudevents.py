@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final, Protocol
 
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 SPECVERSION: Final = "1.0"
 DEFAULT_SOURCE: Final = "/powerx/version-governance"

@@ -24,14 +24,14 @@ from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.locks import advisory_xact_lock
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
-from powerx_governance.inventory.store import chunks
 from powerx_governance.jobs import queue
 from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import RecommendationChange, RecommendationRow
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 DELIVER_TASK: Final = "events_deliver"
 ALERT_CHANGES: Final = frozenset(

@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field
 from starlette.responses import Response
 
 from powerx_governance.api.deps import Operator, ServiceDep, require
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import declared
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
@@ -38,18 +38,7 @@ class ReplayBody(BaseModel):
     after: Annotated[int, Field(ge=0, le=_MAX_SEQ)]
 
 
-def _problem(exc: service.SubscriptionError) -> ProblemError:
-    titles = {404: "Not found", 409: "Conflict"}
-    field = exc.field or "body"
-    return ProblemError(
-        exc.status,
-        titles.get(exc.status, "Invalid subscription"),
-        f"{field}: {exc}",
-        errors=[{"field": field, "error": str(exc)}],
-    )
-
-
-@router.post("/events/subscriptions", status_code=201)
+@router.post("/events/subscriptions", status_code=201, responses=declared(409))
 def create_subscription(body: SubscriptionBody, who: Manager, svc: ServiceDep) -> dict[str, Any]:
     """Subscribe a webhook; the answer carries the signing secret, shown this once."""
     spec = service.SubscriptionSpec(
@@ -61,12 +50,9 @@ def create_subscription(body: SubscriptionBody, who: Manager, svc: ServiceDep) -
         max_attempts=body.max_attempts,
         secret=body.secret,
     )
-    try:
-        with transaction(svc.factory) as session:
-            row, secret = service.create(session, spec, destinations(session.info), who.name, svc.clock())
-            return {**service.view(row, row.cursor), "secret": secret}
-    except service.SubscriptionError as exc:
-        raise _problem(exc) from exc
+    with transaction(svc.factory) as session:
+        row, secret = service.create(session, spec, destinations(session.info), who.name, svc.clock())
+        return {**service.view(row, row.cursor), "secret": secret}
 
 
 @router.get("/events/subscriptions")
@@ -78,28 +64,22 @@ def list_subscriptions(_: Manager, svc: ServiceDep) -> dict[str, Any]:
 @router.get(_SUBSCRIPTION)
 def show_subscription(ref: str, _: Manager, svc: ServiceDep) -> dict[str, Any]:
     """Status, cursor, lag (newest seq - cursor), failures and the last error."""
-    try:
-        with svc.factory() as session:
-            return service.show(session, ref)
-    except service.SubscriptionError as exc:
-        raise _problem(exc) from exc
+    with svc.factory() as session:
+        return service.show(session, ref)
 
 
 def _change(
     svc: ServiceDep, ref: str, who: Principal, action: str, after: int | None = None
 ) -> dict[str, Any]:
-    try:
-        with transaction(svc.factory) as session:
-            now = svc.clock()
-            if action == "pause":
-                row = service.pause(session, ref, who.name, now)
-            elif action == "resume":
-                row = service.resume(session, ref, who.name, now)
-            else:
-                row = service.replay(session, ref, after or 0, who.name, now)
-            result = service.view(row, newest_seq(session))
-    except service.SubscriptionError as exc:
-        raise _problem(exc) from exc
+    with transaction(svc.factory) as session:
+        now = svc.clock()
+        if action == "pause":
+            row = service.pause(session, ref, who.name, now)
+        elif action == "resume":
+            row = service.resume(session, ref, who.name, now)
+        else:
+            row = service.replay(session, ref, after or 0, who.name, now)
+        result = service.view(row, newest_seq(session))
     svc.wake()
     return result
 
@@ -123,11 +103,8 @@ def replay_subscription(ref: str, body: ReplayBody, who: Manager, svc: ServiceDe
 
 @router.delete(_SUBSCRIPTION, status_code=204)
 def delete_subscription(ref: str, who: Manager, svc: ServiceDep) -> Response:
-    try:
-        with transaction(svc.factory) as session:
-            service.remove(session, ref, who.name, svc.clock())
-    except service.SubscriptionError as exc:
-        raise _problem(exc) from exc
+    with transaction(svc.factory) as session:
+        service.remove(session, ref, who.name, svc.clock())
     return Response(status_code=204)
 
 

@@ -27,8 +27,11 @@ from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, SecretError, envelope, new_secret, secret_key
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
+from powerx_governance.notifications.channels.interface import ChannelError
+from powerx_governance.notifications.channels.webhook import check_destination
 from powerx_governance.notifications.config import AllowList
-from powerx_governance.scans.report import iso
+from powerx_governance.observability.logging import mask_url
+from powerx_governance.times import iso
 
 MAX_BATCH: Final = 100
 MAX_ATTEMPTS: Final = 50
@@ -38,9 +41,7 @@ _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
 class SubscriptionError(Exception):
-    """A subscription request that cannot be carried out; `status` is the HTTP status, `field` the field."""
-
-    status = 422
+    """A subscription request that cannot be carried out; `field` names the field at fault."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
         super().__init__(message)
@@ -48,11 +49,11 @@ class SubscriptionError(Exception):
 
 
 class UnknownSubscriptionError(SubscriptionError):
-    status = 404
+    """No subscription with this id."""
 
 
 class DuplicateNameError(SubscriptionError):
-    status = 409
+    """A subscription with this name exists."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,13 +78,20 @@ class Destinations:
 
 
 def check_url(url: str, destinations: Destinations) -> None:
-    """The scheme and host must pass the webhook allow-list (addresses are checked at every send too)."""
+    """The scheme, host and the addresses it resolves to must pass the webhook allow-list (now, and
+    again at every send: a name may resolve elsewhere later)."""
     parts = urlsplit(url)
     schemes = ("https",) if destinations.require_https else ("https", "http")
     if parts.scheme not in schemes or not parts.hostname:
         raise SubscriptionError(f"the URL must be {' or '.join(schemes)} with a host", field="url")
     if not destinations.allow.allows_host(parts.hostname):
         raise SubscriptionError(f"host {parts.hostname!r} is not on webhooks.allow_hosts", field="url")
+    try:
+        check_destination("events", url, destinations.allow, require_https=destinations.require_https)
+    except ChannelError as exc:
+        raise SubscriptionError(exc.detail, field="url") from exc
+    except ValueError as exc:  # a port out of range
+        raise SubscriptionError(str(exc), field="url") from exc
 
 
 def _check(spec: SubscriptionSpec, destinations: Destinations) -> None:
@@ -112,7 +120,12 @@ def audit(
         resource_id=row.id,
         actor=actor,
         changes={"before": {"status": row.status, "cursor": row.cursor}, "after": after},
-        meta={"name": row.name, "url": row.url, "types": list(row.types), "tenants": list(row.tenants)},
+        meta={
+            "name": row.name,
+            "url": mask_url(row.url),
+            "types": list(row.types),
+            "tenants": list(row.tenants),
+        },
     )
     record(session, event, now)
 
@@ -164,7 +177,7 @@ def _created_event(row: SubscriptionRow, actor: str) -> AuditEvent:
 def _settings(row: SubscriptionRow) -> dict[str, Any]:
     return {
         "name": row.name,
-        "url": row.url,
+        "url": mask_url(row.url),  # user:password@ and ?token= are for delivery, never shown or audited
         "types": list(row.types),
         "tenants": list(row.tenants),
         "batch_size": row.batch_size,

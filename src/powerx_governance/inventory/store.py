@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -12,22 +12,17 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
+from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 
-_CHUNK = 5000
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 
 
 def manifest_hash(manifest: TenantManifest) -> str:
     """Content hash of what matters for evaluation (scanned_at excluded: a re-read is not a change)."""
     return hashlib.sha256(_ENCODER.encode(msgspec.structs.replace(manifest, scanned_at=None))).hexdigest()
-
-
-def chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
 
 
 def _tenant_values(m: TenantManifest, digest: str, now: datetime) -> dict[str, Any]:

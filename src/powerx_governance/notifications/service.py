@@ -37,8 +37,8 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.catalog.tables import PluginRow
 from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
-from powerx_governance.inventory.store import chunks
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
@@ -62,7 +62,7 @@ from powerx_governance.recommendations.tables import (
     RecommendationState,
     VerdictRow,
 )
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 log = logging.getLogger("powerx.notifications")
 

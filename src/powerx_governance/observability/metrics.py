@@ -104,6 +104,25 @@ class Metrics:
         for kind in SLA_BREACH_KINDS:
             self.sla_breaches_total.labels(kind=kind)
 
+        self.auth_failures_total = Counter(
+            "version_auth_failures_total",
+            "Failed authentication: unknown or revoked tokens (API requests, console sign-ins)",
+            ["channel"],
+            registry=r,
+        )
+        self.auth_throttled_total = Counter(
+            "version_auth_throttled_total",
+            "Attempts refused with 429 because the client address or token prefix failed too often",
+            ["channel"],
+            registry=r,
+        )
+
+    def decisions_taken(self, kind: str, ignore_scope: str | None, count: int = 1) -> None:
+        """Decisions recorded (API, console and bulk alike); ignores also by scope (`target` when unset)."""
+        self.decisions_total.labels(decision=kind).inc(count)
+        if kind == "ignore":
+            self.recommendation_ignore_total.labels(scope=ignore_scope or "target").inc(count)
+
     def source_error(self, source: str, kind: str) -> None:
         self.source_errors_total.labels(source=source, kind=kind).inc()
 

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
 from powerx_governance.api.deps import Operator, ServiceDep, SessionDep
+from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
 from powerx_governance.policy_versions.tables import PolicySource
+from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance/policy", tags=["policy"])
 
@@ -24,7 +26,7 @@ class NewVersion(BaseModel):
 
 
 class Rollback(BaseModel):
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
     reason: str | None = Field(default=None, max_length=1000)
 
 
@@ -37,24 +39,26 @@ def list_versions(_: Operator, session: SessionDep) -> dict[str, Any]:
     }
 
 
-@router.get("/versions/{number}")
-def show_version(number: int, _: Operator, session: SessionDep) -> dict[str, Any]:
+@router.get("/versions/{number}", responses=declared(404))
+def show_version(
+    number: Annotated[int, Path(ge=1, le=MAX_ID)], _: Operator, session: SessionDep
+) -> dict[str, Any]:
     row = policies.get_version(session, number)
     return policies.version_dict(row, policies.current_number(session), content=True)
 
 
-@router.get("/diff")
+@router.get("/diff", responses=declared(404))
 def diff_versions(
     _: Operator,
     session: SessionDep,
-    older: Annotated[int, Query(alias="from", ge=1)],
-    newer: Annotated[int, Query(alias="to", ge=1)],
+    older: Annotated[int, Query(alias="from", ge=1, le=MAX_ID)],
+    newer: Annotated[int, Query(alias="to", ge=1, le=MAX_ID)],
 ) -> dict[str, Any]:
     a, b = policies.get_version(session, older), policies.get_version(session, newer)
     return {"from": older, "to": newer, "diff": policies.diff(a, b)}
 
 
-@router.post("/versions", status_code=201)
+@router.post("/versions", status_code=201, responses=declared(409))
 def add_version(body: NewVersion, who: Operator, svc: ServiceDep) -> JSONResponse:
     """Store a valid rules document as the next version: it becomes current and a full re-scan is queued."""
     with transaction(svc.factory) as session:  # committed before the answer
@@ -70,7 +74,7 @@ def add_version(body: NewVersion, who: Operator, svc: ServiceDep) -> JSONRespons
     )
 
 
-@router.post("/rollback")
+@router.post("/rollback", responses=declared(404, 409))
 def rollback(body: Rollback, who: Operator, svc: ServiceDep) -> dict[str, Any]:
     """Make an earlier version current again and queue a full re-scan."""
     with transaction(svc.factory) as session:  # committed before the answer

@@ -11,7 +11,7 @@ from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 

@@ -18,8 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
+from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Action, Severity
-from powerx_governance.inventory.store import chunks
+from powerx_governance.findings import Finding, verdict_document
 from powerx_governance.recommendations.tables import (
     RecommendationChange,
     RecommendationRevisionRow,
@@ -27,8 +28,7 @@ from powerx_governance.recommendations.tables import (
     RecommendationState,
     VerdictRow,
 )
-from powerx_governance.scans.report import iso, verdict_document
-from powerx_governance.scans.scanner import Finding
+from powerx_governance.times import iso
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
 _URGENCY: Final = {

@@ -15,9 +15,9 @@ from pathlib import Path
 import msgspec
 
 from powerx_governance.errors import InputError, InputProblem
+from powerx_governance.findings import Finding
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.records import AwareDatetime
-from powerx_governance.scans.scanner import Finding
 
 Identity = tuple[str, str | None, tuple[str, ...]]  # installed version, target, advisory ids
 

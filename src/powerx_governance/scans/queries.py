@@ -11,8 +11,8 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
-from powerx_governance.scans.report import iso
 from powerx_governance.scans.tables import AlertRow, ScanRow, ScanStatus
+from powerx_governance.times import iso
 
 FINISHED = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
 

@@ -5,73 +5,18 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from powerx_governance.domain import Channel
 from powerx_governance.errors import InputProblem
-from powerx_governance.policy.verdict import AdvisoryFinding, Verdict
+from powerx_governance.findings import Finding, verdict_document
+from powerx_governance.policy.verdict import Verdict
 from powerx_governance.reports.stream import encode
-from powerx_governance.scans.scanner import Finding, ScanResult
+from powerx_governance.scans.scanner import ScanResult
+from powerx_governance.times import iso
 
 REPORT_SCHEMA: Final = "powerx.scan-report/v1"
-
-
-def iso(moment: datetime | None) -> str | None:
-    """RFC 3339 in UTC with a `Z`, the form every PowerX service writes."""
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _advisory(a: AdvisoryFinding) -> dict[str, Any]:
-    return {
-        "id": a.id,
-        "cvss": a.cvss,
-        "severity": a.severity.value,
-        "fixed_in": a.fixed_in,
-        "aliases": list(a.aliases),
-        "summary": a.summary,
-        "vector": a.vector,
-        "exploited": a.exploited,
-        "unavoidable": a.unavoidable,
-        "in_target": a.in_target,
-    }
-
-
-def verdict_document(v: Verdict, first_seen: datetime | None = None) -> dict[str, Any]:
-    """The tenant-independent part of a finding, built once per distinct verdict (and first-seen
-    time: the SLA deadline counts from it, DESIGN §5.8; without it, from when the fix was actionable)."""
-    return {
-        "current_version": v.current_version,
-        "target_version": v.target_version,
-        "latest_version": v.latest_version,
-        "update_type": v.update_type.value,
-        "risk_level": v.risk_level.value,
-        "priority": v.priority,
-        "action": v.action.value,
-        "critical_patch": v.critical_patch,
-        "partial": v.partial,
-        "sla_deadline": iso(v.sla_deadline if first_seen is None else v.sla_deadline_for(first_seen)),
-        "advisories": [_advisory(a) for a in v.advisories],
-        "changelog": [f"{n.version}: {n.changelog.strip()}" for n in v.release_notes if n.changelog],
-        "release_notes": [{"version": n.version, "url": n.url} for n in v.release_notes if n.url],
-        "reasons": list(v.reasons),
-        "rule_ids": list(v.rule_ids),
-        "policy_mode": v.policy_mode.value,
-        "enforcement": v.enforcement.value,
-        "notification": v.notification,
-        "lifecycle": v.lifecycle.value,
-        "replacement": v.replacement,
-        "exempted": None
-        if v.exempted is None
-        else {
-            "id": v.exempted.id,
-            "reason": v.exempted.reason,
-            "approver": v.exempted.approver,
-            "expires_at": iso(v.exempted.expires_at),
-        },
-    }
 
 
 def manifest_age_seconds(as_of: datetime | None, at: datetime) -> int | None:

@@ -19,7 +19,7 @@ from powerx_governance.api.deps import (
     require,
     scoped_tenant,
 )
-from powerx_governance.api.problems import ProblemError
+from powerx_governance.api.problems import ProblemError, declared
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.scans.queries import list_alerts, resolve_tenants
@@ -43,7 +43,7 @@ class ScanRequest(BaseModel):
     )
 
 
-@router.post("/scan", status_code=202, dependencies=[GovernanceOn])
+@router.post("/scan", status_code=202, dependencies=[GovernanceOn], responses=declared(503))
 def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep, session: SessionDep) -> JSONResponse:
     """Queue a full or delta scan (optionally for some tenants, by uuid or key); 202 with the scan id.
 

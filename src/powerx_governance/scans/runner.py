@@ -26,7 +26,7 @@ from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.catalog.loader import Loaded
 from powerx_governance.db.session import transaction
 from powerx_governance.durations import parse_duration
-from powerx_governance.errors import InputError, InputProblem
+from powerx_governance.errors import InputError, InputProblem, SourceError
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
@@ -40,7 +40,7 @@ from powerx_governance.scans.alerts import SCAN_FAILURES, raise_scan_alert, reso
 from powerx_governance.scans.audit import record_scan
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
-from powerx_governance.sources.interface import CatalogSource, SourceError, TenantSource
+from powerx_governance.sources.interface import CatalogSource, TenantSource
 
 SCAN_TASK = "scan"
 _SCAN_LOCK_CLASS = 0x5343414E  # "SCAN": the advisory lock class of scans (the schema is the object id)

@@ -8,27 +8,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import msgspec
-
 from powerx_governance.errors import InputProblem
+from powerx_governance.findings import Finding
 from powerx_governance.inventory.loader import ManifestResult
-from powerx_governance.inventory.models import Installation, TenantManifest
+from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.versioning.ranges import parse_constraint
 from powerx_governance.versioning.semver import parse_version
-
-
-class Finding(msgspec.Struct, frozen=True, gc=False):
-    """One installation's verdict. Not tracked by the cyclic GC: a fleet scan makes a million of
-    them and none can be part of a reference cycle (they only point at immutable records)."""
-
-    tenant: TenantManifest
-    installation: Installation
-    verdict: Verdict
-    dependency_notes: tuple[str, ...]
-    stale_since: datetime | None = None  # evaluated from the tenant's last good manifest, read then
-    first_seen: datetime | None = None  # first seen with this finding (DESIGN §5.8); None: at this scan
 
 
 @dataclass

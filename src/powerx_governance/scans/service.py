@@ -10,6 +10,7 @@ import msgspec
 
 from powerx_governance.catalog.loader import Loaded, load_catalog, load_matrix
 from powerx_governance.domain import Severity
+from powerx_governance.findings import Finding
 from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex
@@ -18,7 +19,7 @@ from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.reports.stream import ReportWriter
 from powerx_governance.scans.baseline import Baseline, load_baseline
 from powerx_governance.scans.report import FindingDocuments, report_header, report_summary
-from powerx_governance.scans.scanner import Finding, ProgressHook, ScanResult, scan, scan_tenants
+from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan, scan_tenants
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,8 +11,9 @@ from sqlalchemy.orm import Session
 from powerx_governance.recommendations.queries import recommendation_dict
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
 from powerx_governance.scans.queries import tenant_coverage
-from powerx_governance.scans.report import REPORT_SCHEMA, iso, manifest_age_seconds
+from powerx_governance.scans.report import REPORT_SCHEMA, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow
+from powerx_governance.times import iso
 
 _DROP = ("id", "revision", "state", "updated_at", "resolved_at", "scan_id")  # first_seen_at stays: §5.8
 

@@ -21,14 +21,14 @@ from powerx_governance.catalog.loader import (
 )
 from powerx_governance.catalog.models import CATALOG_SCHEMA
 from powerx_governance.errors import InputError, InputProblem
-from powerx_governance.safe_yaml import MAX_DOCUMENT_BYTES
-from powerx_governance.sources.http_client import (
+from powerx_governance.http.client import (
     ErrorCallback,
     HttpPolicy,
     HttpSourceError,
     RetryingClient,
     request_headers,
 )
+from powerx_governance.safe_yaml import MAX_DOCUMENT_BYTES
 from powerx_governance.sources.http_directory import check_base_url
 from powerx_governance.sources.interface import SourceUnavailableError
 

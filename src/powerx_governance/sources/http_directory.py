@@ -21,14 +21,14 @@ import httpx
 import msgspec
 
 from powerx_governance.errors import InputProblem
-from powerx_governance.inventory.loader import ManifestResult, manifest_from_data
-from powerx_governance.sources.http_client import (
+from powerx_governance.http.client import (
     ErrorCallback,
     HttpPolicy,
     HttpSourceError,
     RetryingClient,
     request_headers,
 )
+from powerx_governance.inventory.loader import ManifestResult, manifest_from_data
 from powerx_governance.sources.interface import SourceUnavailableError
 
 MAX_MANIFEST_BYTES: Final = 16 * 1024 * 1024

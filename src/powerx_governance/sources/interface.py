@@ -6,16 +6,8 @@ from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from powerx_governance.catalog.loader import Loaded
+from powerx_governance.errors import SourceError
 from powerx_governance.inventory.loader import ManifestResult
-
-
-class SourceError(Exception):
-    """Base of every source failure; carries the source name."""
-
-    def __init__(self, source: str, message: str) -> None:
-        super().__init__(f"{source}: {message}")
-        self.source = source
-        self.message = message
 
 
 class SourceUnavailableError(SourceError):

@@ -124,12 +124,9 @@ def list_pushed_advisories(_: Operator, session: SessionDep) -> dict[str, Any]:
 
 
 def _removed(svc: GovernanceService, who: str, remove: Callable[[Session], frozenset[str]]) -> JSONResponse:
-    try:
-        with transaction(svc.factory) as session:
-            plugins = remove(session)
-            scan_id = svc.request_delta(session, who)
-    except pushes.PushNotFoundError as exc:
-        raise ProblemError(404, "Not found", str(exc)) from exc
+    with transaction(svc.factory) as session:
+        plugins = remove(session)
+        scan_id = svc.request_delta(session, who)
     svc.wake()
     return JSONResponse({"removed": True, "delta_scan_id": scan_id, "plugins": sorted(plugins)})
 

@@ -21,7 +21,7 @@ from powerx_governance.recommendations.tables import (
     RecommendationRow,
     RecommendationState,
 )
-from powerx_governance.scans.report import iso
+from powerx_governance.times import iso
 
 
 @dataclass

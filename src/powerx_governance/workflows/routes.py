@@ -8,12 +8,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from powerx_governance.api.deps import Operator, ServiceDep
-from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.session import transaction
 from powerx_governance.workflows.smoke_tenants import (
     Cleanup,
-    SmokeTenantError,
-    SmokeTenantNotFoundError,
     remove_smoke_tenant,
 )
 
@@ -27,15 +24,8 @@ class CleanupBody(BaseModel):
 @router.delete("/tenants/{tenant_uuid}")
 def remove_tenant(tenant_uuid: str, body: CleanupBody, who: Operator, svc: ServiceDep) -> dict[str, Any]:
     """Remove a smoke tenant (uuid `powerx-smoke-…`) and everything stored for it (audited)."""
-    try:
-        with transaction(svc.factory) as session:
-            removed = remove_smoke_tenant(
-                session, tenant_uuid, Cleanup(who.name, body.correlation_id), svc.clock()
-            )
-    except SmokeTenantNotFoundError as exc:
-        raise ProblemError(404, "Not found", str(exc)) from exc
-    except SmokeTenantError as exc:
-        raise ProblemError(
-            422, "Not a smoke tenant", str(exc), errors=[{"field": "tenant_uuid", "error": str(exc)}]
-        ) from exc
+    with transaction(svc.factory) as session:
+        removed = remove_smoke_tenant(
+            session, tenant_uuid, Cleanup(who.name, body.correlation_id), svc.clock()
+        )
     return {"tenant_uuid": tenant_uuid, "removed": removed}

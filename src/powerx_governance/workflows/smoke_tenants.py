@@ -35,6 +35,8 @@ SMOKE_PREFIX: Final = "powerx-smoke-"
 class SmokeTenantError(ValueError):
     """The tenant is not a smoke tenant: nothing is removed."""
 
+    field = "tenant_uuid"
+
 
 class SmokeTenantNotFoundError(LookupError):
     """No such smoke tenant (already removed, or never made)."""

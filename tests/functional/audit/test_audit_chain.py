@@ -59,8 +59,8 @@ from powerx_governance.audit.sink import (
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.tables import Role
 from powerx_governance.db.session import sqlite_url, transaction
+from powerx_governance.http.client import HttpPolicy
 from powerx_governance.service import GovernanceService
-from powerx_governance.sources.http_client import HttpPolicy
 from tests.conftest import (
     REPO,
     FakeClock,

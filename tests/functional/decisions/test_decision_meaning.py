@@ -71,7 +71,7 @@ def test_upgrade_to_exactly_the_decided_target_is_fulfilled_and_counted(
             "the installation reached 2.4.0 (decided target 2.4.0)",
         )
         assert fleet.recommendation(SANDBOX, CRM)["state"] != "decided"
-        assert metric(fleet.service.metrics.render().decode(), "version_recommendation_accept_rate") == 1.0
+        assert metric(fleet.service.metrics.render().decode(), "version_recommendation_accept_ratio") == 1.0
         assert fleet.ops.get(f"{BASE}/recommendations/{card['id']}").json()["current_version"] == "2.4.0"
     [fulfilled] = audit(fleet.service, "decision.fulfilled")
     assert fulfilled.resource_id == str(decision["id"])

@@ -103,7 +103,7 @@ def _assert_finding_text(text: str, rec_id: int) -> None:
         "PXSA-2025-0009",
         "CVE-2025-38841",
         SSO_NOTES,
-        "2025-08-06 06:00 UTC",
+        "2026-12-01 00:00 UTC",  # first seen at the scan (NOW) + the critical rule's 24 h (DESIGN §5.8)
         f"{CONSOLE_URL}/recommendations/{rec_id}?action=upgrade",
         f"{CONSOLE_URL}/recommendations/{rec_id}?action=schedule",
         f"{CONSOLE_URL}/recommendations/{rec_id}?action=ignore",

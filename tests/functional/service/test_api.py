@@ -106,7 +106,12 @@ def fleet(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         provisioned_database(backend, directory, postgres_getter(request)) as url,
         built_services(url, directory) as build,
     ):
-        service = build(POWERX_MAX_BODY_BYTES=str(MAX_BODY))
+        # the access matrix sends the revoked token dozens of times a minute, on purpose
+        service = build(
+            POWERX_MAX_BODY_BYTES=str(MAX_BODY),
+            POWERX_AUTH_THROTTLE_ADDRESS="1000/minute",
+            POWERX_AUTH_THROTTLE_TOKEN="1000/minute",
+        )
         tokens = _tokens(service)
         with LiveServer(service) as live, live.client(tokens["operator"]) as client:
             trigger = client.post(f"{API}/scan", json={})

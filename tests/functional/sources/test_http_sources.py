@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from powerx_governance.http.client import HttpPolicy, retry_after_seconds
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.sources.http_catalog import HttpCatalogSource
-from powerx_governance.sources.http_client import HttpPolicy, retry_after_seconds
 from powerx_governance.sources.http_directory import HttpTenantSource
 from powerx_governance.sources.interface import CatalogSource, SourceUnavailableError, TenantSource
 from tests.functional.sources.fake_directory import (

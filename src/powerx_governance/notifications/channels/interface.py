@@ -18,10 +18,10 @@ from typing import Any, Final, Protocol
 
 import httpx
 
+from powerx_governance.http.client import HttpPolicy, request_headers, retry_after_seconds
 from powerx_governance.notifications.config import DeliveryPolicy, Recipient
 from powerx_governance.notifications.tables import MessageKind
 from powerx_governance.notifications.templates import Part, TemplateSet, card_kind, item_context
-from powerx_governance.sources.http_client import HttpPolicy, request_headers, retry_after_seconds
 
 _MAX_RESPONSE_BYTES: Final = 64 * 1024
 _RETRIED_STATUSES: Final = frozenset({408, 429})

@@ -12,9 +12,9 @@ from typing import Any, Final
 
 import msgspec
 
+from powerx_governance.http.client import HttpPolicy, request_headers
 from powerx_governance.notifications.channels.interface import JsonPoster, OutboundMessage, Receipt
 from powerx_governance.notifications.templates import Part
-from powerx_governance.sources.http_client import HttpPolicy, request_headers
 
 NOTIFY_PATH: Final = "/internal/notify/version"
 NOTIFY_SCHEMA: Final = "powerx.notify/v1"

@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from powerx_governance.http.client import HttpPolicy, request_headers
 from powerx_governance.notifications.channels.interface import (
     DestinationRefusedError,
     JsonPoster,
@@ -31,7 +32,6 @@ from powerx_governance.notifications.channels.interface import (
 )
 from powerx_governance.notifications.config import AllowList, ChannelType, is_public
 from powerx_governance.notifications.templates import Part, safe_url
-from powerx_governance.sources.http_client import HttpPolicy, request_headers
 
 Resolver = Callable[[str, int], list[str]]
 

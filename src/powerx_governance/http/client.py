@@ -22,7 +22,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_at
 from tenacity.wait import wait_base, wait_exponential, wait_random_exponential
 
 from powerx_governance import __version__
-from powerx_governance.sources.interface import SourceError
+from powerx_governance.errors import SourceError
 
 ErrorCallback = Callable[[str, str], None]
 """`on_error(source_name, kind)`: called once per failed attempt, from worker threads too."""

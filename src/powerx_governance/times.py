@@ -1,0 +1,12 @@
+"""Time as PowerX services write it."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+
+def iso(moment: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a `Z`, the form every PowerX service writes."""
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -1,0 +1,36 @@
+"""Migration 0008 on both stores: keys recorded before it keep their uniqueness under the scope `legacy`."""
+
+from __future__ import annotations
+
+from alembic import command
+from sqlalchemy import select
+
+from powerx_governance.auth.tables import Role
+from powerx_governance.auth.tokens import Principal
+from powerx_governance.db.migrate import _config
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions.service import DecisionRequest, decide
+from powerx_governance.decisions.tables import DecisionKind, DecisionRow
+from tests.conftest import ServiceFactory
+from tests.functional.console.support import SANDBOX, recommendation_id, scanned_service
+
+OPERATOR = Principal(7, "ops", Role.OPERATOR, None)
+
+
+def test_keys_recorded_before_0008_stay_unique_and_match_no_new_caller(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service, POWERX_WORKER="0")
+    rec_id = recommendation_id(service, SANDBOX, "com.powerx.plugins.crm")
+    request = DecisionRequest(rec_id, 1, DecisionKind.UPGRADE, idempotency_key="before-0008")
+    with transaction(service.factory) as session:
+        decide(session, request, OPERATOR, service.clock())
+    config = _config(service.engine)
+    with service.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0007")
+        command.upgrade(config, "head")
+    with transaction(service.factory) as session:
+        [legacy] = session.execute(select(DecisionRow)).scalars()
+        assert (legacy.idempotency_key, legacy.idempotency_scope) == ("before-0008", "legacy")
+        row, created = decide(session, request, OPERATOR, service.clock())
+    assert created
+    assert (row.idempotency_scope, row.id != legacy.id) == ("token:7", True)
