@@ -36,7 +36,7 @@ class ScanRuntime:
     tenant_source: TenantSource | None = None
     catalog_source: CatalogSource | None = None
     retry_delay_seconds: float = 60.0
-    change_hooks: list[ChangeHook] = field(default_factory=list)
+    change_hooks: tuple[ChangeHook, ...] = ()  # given at construction, in the order they run
     catalog_cache: CatalogCache = field(default_factory=CatalogCache)
 
     def rules(self) -> GovernanceRules:
