@@ -55,7 +55,7 @@ def run_delta(runtime: ScanRuntime, scan_id: str) -> Outcome:
         catalog_store.mark_plugins_clean(session, sorted(dirty_plugins))
         run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
-    return Outcome(result, policy.version, changes, timer.timings)
+    return Outcome(result, policy, changes, timer.timings)
 
 
 def _installed_for_dependencies(

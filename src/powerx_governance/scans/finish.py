@@ -69,22 +69,22 @@ def _incomplete_cause(runtime: ScanRuntime, result: ScanResult) -> _Cause:
 
 
 def finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: Outcome, seconds: float) -> None:
-    now, result = runtime.clock(), outcome.result
-    complete = result.complete(runtime.rules().defaults.min_coverage)
+    now, result, rules = runtime.clock(), outcome.result, outcome.policy.rules  # the rules it evaluated with
+    complete = result.complete(rules.defaults.min_coverage)
     with transaction(runtime.factory) as session:
         row = session.get_one(ScanRow, scan_id)
         _record_outcome(row, outcome, complete, now, seconds)
         record_scan(session, row, now)
         if not complete:
-            _after_failure(session, runtime, row, _incomplete_cause(runtime, result), now)
+            _after_failure(session, runtime, row, _incomplete_cause(runtime, result), now, rules)
         elif row.fleet:
-            _after_fleet_success(session, runtime, row, now)
+            _after_fleet_success(session, runtime, row, rules, now)
         fleet = row.fleet
     if fleet:  # deltas and tenant-filtered scans never stand for the fleet's coverage
         runtime.metrics.scan_coverage_ratio.set(result.coverage_rate)
         runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
-    if outcome.policy_version is not None:
-        runtime.metrics.policy_version.set(outcome.policy_version)
+    if outcome.policy.version is not None:
+        runtime.metrics.policy_version.set(outcome.policy.version)
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
@@ -98,7 +98,7 @@ def _record_outcome(row: ScanRow, outcome: Outcome, complete: bool, now: datetim
     row.tenants_stale = result.tenants_stale
     row.tenants_failed = result.tenants_total - result.tenants_scanned - result.tenants_stale
     row.unscanned = outcome.unscanned
-    row.policy_version = outcome.policy_version
+    row.policy_version = outcome.policy.version
     row.installations, row.findings = result.installations, len(result.findings)
     row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
     row.errors = [p.as_report_error() for p in result.errors[:1000]]
@@ -124,10 +124,17 @@ def finish_failed(
 
 
 def _after_failure(
-    session: Session, runtime: ScanRuntime, row: ScanRow, cause: _Cause, now: datetime
+    session: Session,
+    runtime: ScanRuntime,
+    row: ScanRow,
+    cause: _Cause,
+    now: datetime,
+    rules: GovernanceRules | None = None,
 ) -> None:
     """Count it, retry it within the configured delay (≤ 2 minutes); a fleet full scan also extends
-    the failure streak, which raises the alert (with its cause) at escalation_after in a row."""
+    the failure streak, which raises the alert (with its cause) at escalation_after in a row.
+
+    `rules`: those the scan evaluated with; None when it failed before (the rules are read again)."""
     runtime.metrics.scan_failure_total.labels(kind=row.kind).inc()
     if row.attempt < MAX_RETRY_ATTEMPTS:
         request_scan(
@@ -146,16 +153,19 @@ def _after_failure(
     streak = consecutive_failures(session)
     runtime.metrics.scan_consecutive_failures.set(streak)
     runtime.metrics.scan_failed(cause.source, cause.reason)
-    rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
+    if rules is None:
+        rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
     if streak >= rules.defaults.escalation_after and raise_scan_alert(session, row, streak, rules, now):
         runtime.metrics.alerts_total.labels(kind=SCAN_FAILURES).inc()
 
 
-def _after_fleet_success(session: Session, runtime: ScanRuntime, row: ScanRow, now: datetime) -> None:
+def _after_fleet_success(
+    session: Session, runtime: ScanRuntime, row: ScanRow, rules: GovernanceRules, now: datetime
+) -> None:
     """The streak ends: the gauge drops to 0 and a firing scan-failure alert is resolved, with a message."""
     runtime.metrics.scan_consecutive_failures.set(0)
     runtime.metrics.scan_recovered()
-    resolve_scan_alerts(session, row, _rules_or_defaults(runtime), now)
+    resolve_scan_alerts(session, row, rules, now)
 
 
 def _rules_or_defaults(runtime: ScanRuntime) -> GovernanceRules:

@@ -72,7 +72,7 @@ def run_full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> Outc
         run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("persist")
     result.add_catalog_problems(intake.problems, intake.warnings)
-    return Outcome(result, policy.version, changes, timer.timings, _unscanned(results))
+    return Outcome(result, policy, changes, timer.timings, _unscanned(results))
 
 
 def _not_found(

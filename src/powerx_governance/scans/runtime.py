@@ -46,7 +46,7 @@ class ScanRuntime:
 @dataclass
 class Outcome:
     result: ScanResult
-    policy_version: int | None
+    policy: CurrentPolicy  # what the scan evaluated with: finishing it uses the same rules
     changes: ChangeSet = field(default_factory=ChangeSet)
     timings: dict[str, float] = field(default_factory=dict)
     unscanned: dict[str, str] = field(default_factory=dict)  # tenant -> "stale" | "failed"
