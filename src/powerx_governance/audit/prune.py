@@ -17,6 +17,7 @@ from powerx_governance.audit.model import AuditEvent, ChainBrokenError, Retentio
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.audit.verify import broken
 from powerx_governance.audit.walk import Walk, start_hash
+from powerx_governance.db.rows import rowcount
 
 MIN_RETENTION_DAYS: Final = 365
 PRUNED_OPERATION: Final = "audit.pruned"
@@ -70,7 +71,7 @@ def prune(
     found = walk.run(session, 50_000, last[0])
     if found is not None:
         raise ChainBrokenError(broken(session, walk, *found))
-    pruned = session.execute(delete(AuditEventRow).where(AuditEventRow.seq <= last[0])).rowcount  # type: ignore[attr-defined]
+    pruned = rowcount(session.execute(delete(AuditEventRow).where(AuditEventRow.seq <= last[0])))
     write_marker(session, CHECKPOINT_MARKER, f"{last[0]}:{last[1]}")
     event = AuditEvent(
         source="governance",

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
 from powerx_governance.notifications.compose import compose
@@ -47,7 +48,7 @@ def _finish(session: Session, delivery_id: str, attempt: int, values: Mapping[st
         .values(attempts=attempt, **values)
         .execution_options(synchronize_session=False)
     )
-    return bool(done.rowcount == 1)  # type: ignore[attr-defined]
+    return rowcount(done) == 1
 
 
 def prepare_delivery(

@@ -9,6 +9,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.rows import rowcount
 from powerx_governance.notifications.outbox import delivery_row, enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
 from powerx_governance.notifications.tables import (
@@ -96,7 +97,7 @@ def _digest_delivery(
         .values(delivery_id=row["id"])
         .execution_options(synchronize_session=False)
     )
-    if taken.rowcount == 0:  # type: ignore[attr-defined]  # a concurrent flush took them first
+    if rowcount(taken) == 0:  # a concurrent flush took them first
         session.execute(delete(NotificationDeliveryRow).where(NotificationDeliveryRow.id == row["id"]))
         return None
     if recipient is None:
