@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from powerx_governance.synthetic import SyntheticSet, generate
+from bench.synthetic import SyntheticSet, generate
 
 OUT = Path(__file__).resolve().parent / "out"
 REFERENCE = {

@@ -22,16 +22,27 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.auth.throttle import AuthThrottle, parse_limit
+from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.db.migrate import upgrade
 from powerx_governance.db.session import make_engine, session_factory, transaction
+from powerx_governance.decisions import followups
 from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError
+from powerx_governance.events import outbox as event_outbox
 from powerx_governance.flags.config import Flag
 from powerx_governance.flags.service import flag_states, is_enabled
 from powerx_governance.jobs import queue
+from powerx_governance.notifications import service as notifications
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy_versions.service import PolicyRegistry
-from powerx_governance.scans.runner import SCAN_TASK, ScanBusyError, ScanRuntime, request_scan, run_scan
+from powerx_governance.scans.runner import (
+    SCAN_TASK,
+    ChangeHook,
+    ScanBusyError,
+    ScanRuntime,
+    request_scan,
+    run_scan,
+)
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
 from powerx_governance.settings import Settings
 from powerx_governance.sources.files import FileCatalogSource, FileTenantSource
@@ -72,8 +83,18 @@ def catalog_source_from(settings: Settings, metrics: Metrics) -> CatalogSource |
     return FileCatalogSource(Path(spec), settings.compat_path)
 
 
+def _change_hooks(catalog_cache: CatalogCache) -> tuple[ChangeHook, ...]:
+    """The components' change hooks, in the order they run in the transaction of a scan's changes:
+    decision bookkeeping, notifications, then events (which record after the audit records)."""
+    return (
+        followups.change_hook(catalog_cache.index),
+        notifications.on_recommendation_changes,
+        event_outbox.on_recommendation_changes,
+    )
+
+
 def _install_components(service: GovernanceService) -> None:
-    """Each component registers its tasks, change hooks and periodic follow-ups."""
+    """Each component registers its tasks and periodic follow-ups (its change hook is in `_change_hooks`)."""
     from powerx_governance.audit import sink as audit_sink  # noqa: PLC0415 - these import this module
     from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415
     from powerx_governance.events import jobs as event_jobs  # noqa: PLC0415
@@ -82,7 +103,7 @@ def _install_components(service: GovernanceService) -> None:
     decision_jobs.install(service)
     notification_jobs.install(service)
     audit_sink.install(service)
-    event_jobs.install(service)  # last: its change hook records events after the audit records
+    event_jobs.install(service)
 
 
 @dataclass
@@ -150,6 +171,7 @@ class GovernanceService:
             settings.rules_path,
             plain=lambda session: not is_enabled(session, settings.flags, Flag.UPGRADE_POLICY),
         )
+        catalog_cache = CatalogCache()
         runtime = ScanRuntime(
             factory=factory,
             policy=lambda: registry.current(clock()),
@@ -158,9 +180,11 @@ class GovernanceService:
             tenant_source=tenant_source_from(settings, metrics),
             catalog_source=catalog_source_from(settings, metrics),
             retry_delay_seconds=settings.retry_delay_seconds,
+            change_hooks=_change_hooks(catalog_cache),
+            catalog_cache=catalog_cache,
         )
         service = cls(settings, engine, factory, metrics, runtime, registry, clock)
-        service.tasks[SCAN_TASK] = lambda payload: run_scan(runtime, payload["scan_id"])
+        service.tasks[SCAN_TASK] = lambda payload: run_scan(service.runtime, payload["scan_id"])
         _install_components(service)
         return service
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 import pytest
+from bench.synthetic import CVSS_VECTORS, SyntheticSet, generate
 
 from powerx_governance.catalog.loader import Loaded, load_catalog
 from powerx_governance.domain import Severity
@@ -15,7 +16,6 @@ from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.policy.severity import score_vector
 from powerx_governance.scans.service import FileScanRequest, run_file_scan
-from powerx_governance.synthetic import CVSS_VECTORS, SyntheticSet, generate
 
 SMALL = {
     "tenants": 50,

@@ -137,7 +137,7 @@ def _window(factory: sessionmaker[Session], after: int, upto: int) -> tuple[list
     """The records with after < seq <= upto, and (when there are none) the next seq after the window.
 
     A window of seq numbers rather than a LIMIT: each read stays small whatever plan the database
-    picks (see `audit.service._pages`).
+    picks (see `audit.walk._pages`).
     """
     with factory() as session:
         stmt = (

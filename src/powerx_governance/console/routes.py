@@ -7,14 +7,10 @@ another tenant's card is a 404 page, a stale decision is shown on its card with 
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
 from typing import Annotated, Any, Final
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
-from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.routing import APIRoute
+from fastapi import APIRouter, Path, Query, Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from powerx_governance.api.bounds import parse_id
@@ -24,7 +20,21 @@ from powerx_governance.auth.tables import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
 from powerx_governance.console import pages, queries
-from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
+from powerx_governance.console.config import ConsoleSettings
+from powerx_governance.console.deps import (
+    HOME,
+    SIGN_IN_PATH,
+    ConsoleRoute,
+    FormDep,
+    Page,
+    PageDep,
+    PostedDep,
+    page_settings,
+    safe_next,
+    same_origin,
+    secure_cookies,
+    see_other,
+)
 from powerx_governance.console.forms import (
     FormData,
     FormError,
@@ -32,7 +42,6 @@ from powerx_governance.console.forms import (
     bulk_template,
     decision_request,
     new_form_key,
-    parse_form,
 )
 from powerx_governance.console.rendering import SECURITY_HEADERS, render
 from powerx_governance.console.sessions import (
@@ -42,7 +51,6 @@ from powerx_governance.console.sessions import (
     SESSION_COOKIE,
     SIGN_IN,
     SIGN_OUT,
-    ConsoleUser,
     csrf_matches,
     csrf_token,
     decode_session,
@@ -56,197 +64,13 @@ from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
 from powerx_governance.decisions.tables import IgnoreScope
-from powerx_governance.flags.config import Flag
 from powerx_governance.recommendations.queries import CursorError
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
 from powerx_governance.service import GovernanceService
 
-log = logging.getLogger("powerx.console")
-HOME: Final = "/console"
-SIGN_IN_PATH: Final = "/console/sign-in"
 LOGIN_COOKIE_SECONDS: Final = 3600
 
-
-class PageError(Exception):
-    """A page that answers with an error page (404, 403, 400) instead of its content."""
-
-    def __init__(self, status: int, title: str, message: str, user: ConsoleUser | None = None) -> None:
-        super().__init__(message)
-        self.status, self.title, self.message, self.user = status, title, message, user
-
-
-class SignInRequiredError(Exception):
-    def __init__(self, next_path: str) -> None:
-        super().__init__(next_path)
-        self.next_path = next_path
-
-
-def _error_page(exc: PageError) -> Response:
-    return render(
-        "error.html",
-        {"user": exc.user, "title": exc.title, "message": exc.message, "status": exc.status, "nav": None},
-        status=exc.status,
-    )
-
-
-class ConsoleRoute(APIRoute):
-    """Turns the console's exceptions into pages and redirects, for this router only."""
-
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        handle = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            try:
-                return await handle(request)
-            except SignInRequiredError as exc:
-                return RedirectResponse(
-                    f"{SIGN_IN_PATH}?{urlencode({'next': exc.next_path})}", status_code=303
-                )
-            except PageError as exc:
-                return _error_page(exc)
-
-        return handler
-
-
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
-
-
-# -- session plumbing -----------------------------------------------------------------------------
-
-
-def _settings(request: Request, svc: GovernanceService) -> ConsoleSettings:
-    return settings_for(request.app.state, svc.settings.var_dir)
-
-
-def _here(request: Request) -> str:
-    return request.url.path + (f"?{request.url.query}" if request.url.query else "")
-
-
-def safe_next(value: str | None) -> str:
-    """Only paths inside the console: never another site (`//evil`, `/\\evil`, `https://...`)."""
-    if not value or not value.startswith(HOME) or "//" in value or "\\" in value:
-        return HOME
-    if urlsplit(value).netloc or any(ord(c) < 32 for c in value):
-        return HOME
-    return value
-
-
-def _secure(request: Request, settings: ConsoleSettings) -> bool:
-    if settings.cookie_secure is CookieSecurity.AUTO:
-        forwarded = request.headers.get("x-forwarded-proto", "")
-        return request.url.scheme == "https" or forwarded.split(",")[0].strip() == "https"
-    return settings.cookie_secure is CookieSecurity.ALWAYS
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """A signed-in request: the service, the user and what every template needs."""
-
-    request: Request
-    svc: GovernanceService
-    user: ConsoleUser
-    tenant: queries.TenantLabel | None  # the user's own tenant (tenant-bound roles)
-
-    def render(
-        self, template: str, context: dict[str, Any], *, nav: str | None, status: int = 200
-    ) -> Response:
-        flags = self.svc.flags()
-        base = {
-            "user": self.user,
-            "own_tenant": self.tenant,
-            "flags": {"governance": flags[Flag.GOVERNANCE], "upgrade_policy": flags[Flag.UPGRADE_POLICY]},
-            "nav": nav,
-            "now": self.svc.clock(),
-            "here": _here(self.request),
-        }
-        return render(template, {**base, **context}, status=status)
-
-    def error(self, status: int, title: str, message: str) -> PageError:
-        return PageError(status, title, message, self.user)
-
-    def not_found(self, what: str = "page") -> PageError:
-        return self.error(404, "Not found", f"There is no such {what}, or it is not yours to see.")
-
-    def require_governance(self) -> None:
-        if not self.svc.enabled(Flag.GOVERNANCE):
-            raise self.error(
-                503,
-                "Governance is off",
-                "Plugin version governance is turned off (feature flag plugin-version-governance):"
-                " decisions and scans are paused until an operator turns it on. Nothing was recorded.",
-            )
-
-    def require_operator(self) -> None:
-        if not self.user.fleet_wide:
-            raise self.error(403, "Operators only", "This page is for operators; it shows the whole fleet.")
-
-    def scope(self, requested: str | None) -> str | None:
-        """The tenant a page is limited to: a tenant-bound user asking for another tenant gets 404."""
-        who = self.user.principal
-        if who.fleet_wide:
-            return requested
-        if requested is not None and requested != who.tenant_uuid:
-            refuse_cross_tenant(who, requested, self.request.url.path)  # logs the attempt
-            raise self.not_found("tenant")
-        return who.tenant_uuid
-
-
-def current_page(request: Request, svc: ServiceDep) -> Page:
-    settings = _settings(request, svc)
-    claims = decode_session(settings.secret, request.cookies.get(SESSION_COOKIE), svc.clock())
-    if claims is None:
-        raise SignInRequiredError(_here(request))
-    with svc.factory() as session:
-        principal = resume(session, claims)
-        own = queries.tenant(session, principal.tenant_uuid) if principal and principal.tenant_uuid else None
-    if principal is None:
-        raise SignInRequiredError(_here(request))
-    return Page(request, svc, ConsoleUser(principal, claims, csrf_token(settings.secret, claims.sid)), own)
-
-
-PageDep = Annotated[Page, Depends(current_page)]
-
-
-async def posted_form(request: Request) -> FormData:
-    return parse_form(request.headers.get("content-type", ""), await request.body())
-
-
-FormDep = Annotated[FormData, Depends(posted_form)]
-
-
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None or origin == "null":
-        return origin is None  # no header: not a browser form post from another site
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
-@dataclass(frozen=True, slots=True)
-class Posted:
-    page: Page
-    form: FormData
-
-
-def checked_post(page: PageDep, form: FormDep) -> Posted:
-    """A POST with the session's CSRF token from the same origin; a 403 page otherwise."""
-    settings = _settings(page.request, page.svc)
-    if not _same_origin(page.request) or not csrf_matches(
-        settings.secret, page.user.claims.sid, form.get("csrf_token")
-    ):
-        log.warning("console form refused: CSRF token or origin", extra={"path": page.request.url.path})
-        raise page.error(
-            403,
-            "Form refused",
-            "This form was not sent from a console page of this session. Reload the page and try again.",
-        )
-    return Posted(page, form)
-
-
-PostedDep = Annotated[Posted, Depends(checked_post)]
-
-
-def _redirect(url: str) -> RedirectResponse:
-    return RedirectResponse(url, status_code=303, headers={"Cache-Control": "no-store"})
 
 
 # -- sign-in / sign-out ---------------------------------------------------------------------------
@@ -286,7 +110,7 @@ def _sign_in_page(
         path=COOKIE_PATH,
         httponly=True,
         samesite="strict",
-        secure=_secure(request, settings),
+        secure=secure_cookies(request, settings),
     )
     return response
 
@@ -306,9 +130,9 @@ def sign_in_form(
     next_path: Annotated[str | None, Query(alias="next")] = None,
     signed_out: str | None = None,
 ) -> Response:
-    settings = _settings(request, svc)
+    settings = page_settings(request, svc)
     if not signed_out and _signed_in(request, svc, settings):
-        return _redirect(safe_next(next_path))
+        return see_other(safe_next(next_path))
     notice = "You are signed out." if signed_out else None
     return _sign_in_page(
         request, settings, next_path=safe_next(next_path), error=None, status=200, notice=notice
@@ -317,12 +141,12 @@ def sign_in_form(
 
 @router.post("/console/sign-in")
 def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
-    settings = _settings(request, svc)
+    settings = page_settings(request, svc)
     next_path = safe_next(form.get("next"))
     nonce = request.cookies.get(LOGIN_COOKIE, "")
     if (
         not nonce
-        or not _same_origin(request)
+        or not same_origin(request)
         or not csrf_matches(settings.secret, f"sign-in:{nonce}", form.get("csrf_token"))
     ):
         return _sign_in_page(
@@ -375,7 +199,7 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
             error=f"A {who.role.value} token is for machines; sign in with an operator, tenant admin"
             " or viewer token.",
         )
-    response = _redirect(next_path)
+    response = see_other(next_path)
     response.set_cookie(
         SESSION_COOKIE,
         encode_session(settings.secret, claims),
@@ -383,7 +207,7 @@ def sign_in(request: Request, svc: ServiceDep, form: FormDep) -> Response:
         path=COOKIE_PATH,
         httponly=True,
         samesite="lax",
-        secure=_secure(request, settings),
+        secure=secure_cookies(request, settings),
     )
     response.delete_cookie(LOGIN_COOKIE, path=COOKIE_PATH)
     return response
@@ -397,7 +221,7 @@ def sign_out(posted: PostedDep) -> Response:
         record_session_event(
             session, SIGN_OUT, page.user.principal, page.user.claims, page.svc.clock(), client
         )
-    response = _redirect(f"{SIGN_IN_PATH}?signed_out=1")
+    response = see_other(f"{SIGN_IN_PATH}?signed_out=1")
     response.delete_cookie(SESSION_COOKIE, path=COOKIE_PATH, httponly=True, samesite="lax")
     return response
 
@@ -434,15 +258,15 @@ def overview(page: PageDep) -> Response:
 def tenants(page: PageDep, q: str | None = None) -> Response:
     """Operators find a tenant by uuid, key or name; tenant-bound users go to their own tenant."""
     if not page.user.fleet_wide:
-        return _redirect(HOME)
+        return see_other(HOME)
     query = (q or "").strip()
     with page.svc.factory() as session:
         exact = queries.tenant(session, query) if query else None
         matches = queries.find_tenants(session, query) if query and exact is None else []
     if exact is not None:
-        return _redirect(f"{HOME}/tenants/{exact.tenant_uuid}")
+        return see_other(f"{HOME}/tenants/{exact.tenant_uuid}")
     if len(matches) == 1:
-        return _redirect(f"{HOME}/tenants/{matches[0].label.tenant_uuid}")
+        return see_other(f"{HOME}/tenants/{matches[0].label.tenant_uuid}")
     return page.render("tenants.html", {"q": query, "matches": matches}, nav="tenants")
 
 
@@ -533,7 +357,7 @@ def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: Posted
         )
     if created:
         page.svc.metrics.decisions_taken(kind, scope)
-    return _redirect(f"{HOME}/recommendations/{rec_id}?done={kind}")
+    return see_other(f"{HOME}/recommendations/{rec_id}?done={kind}")
 
 
 # -- bulk decisions (operators) -------------------------------------------------------------------
@@ -598,7 +422,7 @@ def post_bulk(posted: PostedDep) -> Response:
     page.svc.metrics.decisions_taken(
         template.kind.value, template.scope.value if template.scope else None, len(rows)
     )
-    return _redirect(f"{HOME}/bulk?{urlencode({'batch': batch_id})}")
+    return see_other(f"{HOME}/bulk?{urlencode({'batch': batch_id})}")
 
 
 # -- adoption -------------------------------------------------------------------------------------
@@ -635,7 +459,7 @@ def trigger_scan(posted: PostedDep) -> Response:
     except ValueError as exc:
         raise page.error(422, "Invalid scan", "Choose a full or a delta scan.") from exc
     scan_id = page.svc.request_scan(kind, ScanTrigger.API, requested_by=page.user.principal.name)
-    return _redirect(f"{HOME}/scans/{scan_id}")
+    return see_other(f"{HOME}/scans/{scan_id}")
 
 
 def _scan_row(page: Page, scan_id: str) -> dict[str, Any]:

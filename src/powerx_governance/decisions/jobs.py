@@ -1,4 +1,5 @@
-"""Wiring decisions into the service: change hook, periodic follow-ups, the SLA breach task."""
+"""Wiring decisions into the service: periodic follow-ups, the SLA breach task (the change hook is
+given to the scan runtime by `service._change_hooks`)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from powerx_governance.service import GovernanceService
 
 
 def install(service: GovernanceService) -> None:
-    service.runtime.change_hooks.append(followups.change_hook(service.runtime.catalog_cache.index))
     service.periodic.append(_periodic)
     service.tasks[followups.SLA_TASK] = lambda payload: _breach(service, payload)
 

@@ -24,6 +24,7 @@ from typing import Any, Final
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.rows import rowcount
 from powerx_governance.events.cloudevents import StoredEvent, envelope
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
 from powerx_governance.events.service import audit
@@ -70,7 +71,7 @@ def _acquire(session: Session, subscription_id: str, now: datetime) -> Subscript
         )
         .values(next_attempt_at=now + LEASE)
     )
-    if taken.rowcount != 1:  # type: ignore[attr-defined]
+    if rowcount(taken) != 1:
         return None
     stmt = select(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
     return session.execute(stmt.execution_options(populate_existing=True)).scalar_one()
@@ -118,7 +119,7 @@ def delivered(session: Session, batch: Batch, now: datetime) -> bool:
             updated_at=now,
         )
     )
-    if moved.rowcount == 1:  # type: ignore[attr-defined]
+    if rowcount(moved) == 1:
         return True
     session.execute(
         update(SubscriptionRow)

@@ -28,7 +28,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.durations import parse_duration
 from powerx_governance.events import delivery
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, encode, signed_headers
-from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, prune, wake
+from powerx_governance.events.outbox import DELIVER_TASK, prune, wake
 from powerx_governance.events.service import Destinations
 from powerx_governance.events.webhook import DeliveryError, EventPoster
 from powerx_governance.notifications.channels.interface import http_policy
@@ -158,7 +158,7 @@ def retention_of(env: Mapping[str, str]) -> timedelta:
 
 
 def install(service: GovernanceService, *, environ: Mapping[str, str] | None = None) -> Deliverer:
-    """Register the delivery task, the alert change hook and the pruning follow-up (a second call
+    """Register the delivery task and the pruning follow-up (a second call
     replaces the first)."""
     env = os.environ if environ is None else environ
     service.periodic[:] = [p for p in service.periodic if not isinstance(p, Pruner)]
@@ -167,6 +167,4 @@ def install(service: GovernanceService, *, environ: Mapping[str, str] | None = N
     info = dict(service.factory.kw.get("info") or {})
     service.factory.configure(info={**info, SOURCE_KEY: deliverer.source})
     service.tasks[DELIVER_TASK] = deliverer.deliver
-    if on_recommendation_changes not in service.runtime.change_hooks:
-        service.runtime.change_hooks.append(on_recommendation_changes)
     return deliverer

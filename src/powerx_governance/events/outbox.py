@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.locks import advisory_xact_lock
+from powerx_governance.db.rows import rowcount
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
 from powerx_governance.jobs import queue
@@ -297,4 +298,4 @@ def prune(session: Session, older_than: datetime) -> int:
     event still kept.
     """
     gone = session.execute(delete(EventRow).where(EventRow.time < older_than))
-    return int(gone.rowcount or 0)  # type: ignore[attr-defined]
+    return rowcount(gone)

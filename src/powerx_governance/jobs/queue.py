@@ -18,6 +18,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs.tables import JobRow, JobStatus
 
 STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
@@ -81,7 +82,7 @@ def claim(
                 status=JobStatus.RUNNING.value, locked_by=worker, locked_at=now, attempts=JobRow.attempts + 1
             )
         )
-        if taken.rowcount == 1:  # type: ignore[attr-defined]
+        if rowcount(taken) == 1:
             row = session.get_one(JobRow, job_id)
             return ClaimedJob(row.id, row.task, row.payload, row.attempts, row.max_attempts)
     return None

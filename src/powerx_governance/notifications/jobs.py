@@ -53,7 +53,6 @@ from powerx_governance.notifications.service import (
     flush_digests,
     mark_delivered,
     mark_failed,
-    on_recommendation_changes,
     prepare_delivery,
 )
 from powerx_governance.notifications.tables import MessageKind
@@ -180,7 +179,7 @@ def install(
     environ: Mapping[str, str] | None = None,
     channels: Mapping[ChannelType, Channel] | None = None,
 ) -> Notifier:
-    """Register the tasks, the change hook and the digest tick (a second call replaces the first)."""
+    """Register the tasks and the digest tick (a second call replaces the first)."""
     runtime = load_runtime(environ)
     info = dict(service.factory.kw.get("info") or {})
     earlier = info.get(_NOTIFIER_KEY)
@@ -190,7 +189,5 @@ def install(
     service.factory.configure(info={**info, RUNTIME_KEY: runtime, _NOTIFIER_KEY: notifier})
     service.tasks[DELIVER_TASK] = notifier.deliver
     service.tasks[DIGEST_TASK] = notifier.digest
-    if on_recommendation_changes not in service.runtime.change_hooks:
-        service.runtime.change_hooks.append(on_recommendation_changes)
     service.periodic.append(notifier.tick)
     return notifier

@@ -115,3 +115,36 @@ def list_alerts(session: Session, *, state: str | None = None, limit: int = 50) 
     if state is not None:
         stmt = stmt.where(AlertRow.state == state)
     return [alert_dict(row) for row in session.execute(stmt).scalars()]
+
+
+def scan_summary(row: ScanRow) -> dict[str, Any]:
+    """A scan as the API shows it."""
+    return {
+        "scan_id": row.scan_id,
+        "kind": row.kind,
+        "fleet": row.fleet,
+        "trigger": row.trigger,
+        "status": row.status,
+        "requested_by": row.requested_by,
+        "tenants": row.tenant_filter,
+        "retry_of": row.retry_of,
+        "attempt": row.attempt,
+        "requested_at": row.requested_at,
+        "started_at": row.started_at,
+        "finished_at": row.finished_at,
+        "coverage": {
+            "tenants_total": row.tenants_total,
+            "tenants_scanned": row.tenants_scanned,
+            "tenants_stale": row.tenants_stale,
+            "tenants_failed": row.tenants_failed,
+            "installations": row.installations,
+            "rate": row.coverage_rate,
+        },
+        "findings": row.findings,
+        "changes": row.changes,
+        "errors": row.errors,
+        "warnings": row.warnings,
+        "timings": row.timings,
+        "failure": row.failure,
+        "policy_version": row.policy_version,
+    }

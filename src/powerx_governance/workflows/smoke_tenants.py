@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.catalog import store as catalog_store
+from powerx_governance.db.rows import rowcount
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.events.tables import EventRow
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
@@ -62,7 +63,7 @@ def _tenant_tables() -> list[Any]:
 
 def _delete(session: Session, table: Any, tenant_uuid: str) -> int:
     result = session.execute(delete(table).where(table.tenant_uuid == tenant_uuid))
-    return int(result.rowcount)  # type: ignore[attr-defined]  # DML results carry the row count
+    return rowcount(result)
 
 
 def remove_smoke_tenant(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -276,7 +277,7 @@ def test_a_scan_that_crashes_is_marked_failed(make_service: ServiceFactory, smal
     def crash(*_: object) -> None:
         raise RuntimeError("the follow-up store is gone")
 
-    service.runtime.change_hooks.append(crash)
+    service.runtime = replace(service.runtime, change_hooks=(*service.runtime.change_hooks, crash))
     scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
     service.run_pending()
     assert _job(service, scan_id).status == "done"  # the job handled the failure: nothing left to retry

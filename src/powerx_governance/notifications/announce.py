@@ -1,0 +1,236 @@
+"""Announcing what happened: the scan's change hook and the events other components report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from powerx_governance.db.chunks import chunks
+from powerx_governance.domain import Severity
+from powerx_governance.notifications.outbox import NewEvent, record_events
+from powerx_governance.notifications.runtime import runtime_of
+from powerx_governance.notifications.tables import (
+    EventKind,
+)
+from powerx_governance.recommendations.store import Change, ChangeSet
+from powerx_governance.recommendations.tables import (
+    RecommendationChange,
+    RecommendationRow,
+    RecommendationState,
+    VerdictRow,
+)
+from powerx_governance.times import iso
+
+_ANNOUNCED: Final = frozenset(
+    {RecommendationChange.OPENED, RecommendationChange.ESCALATED, RecommendationChange.REOPENED}
+)
+
+
+def _routes_of(session: Session, rec_ids: Sequence[int]) -> dict[int, str | None]:
+    """The notification route of each recommendation's finding (`notification` of its verdict)."""
+    verdict_of: dict[int, str] = {}
+    for part in chunks(list(rec_ids)):
+        rows = session.execute(
+            select(RecommendationRow.id, RecommendationRow.verdict).where(RecommendationRow.id.in_(part))
+        ).all()
+        verdict_of.update(dict(rows))
+    route_of: dict[str, str | None] = {}
+    for part in chunks(sorted(set(verdict_of.values()))):
+        documents = session.execute(
+            select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(part))
+        ).all()
+        route_of.update({fp: doc.get("notification") for fp, doc in documents})
+    return {rec_id: route_of.get(fp) for rec_id, fp in verdict_of.items()}
+
+
+def _finding_key(c: Change) -> str:
+    """What the finding says, never its revision: a flag or policy switched back and forth
+    announces nothing new."""
+    if c.change is RecommendationChange.ESCALATED:
+        return f"finding:{c.recommendation_id}:escalated:{c.risk_level}:{c.action}"
+    if c.change is RecommendationChange.REOPENED:
+        return f"finding:{c.recommendation_id}:reopened:{c.risk_level}:{c.action}:{c.target_version}"
+    return f"finding:{c.recommendation_id}:opened"
+
+
+def on_recommendation_changes(
+    session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime
+) -> None:
+    """Change hook: announce opened, escalated and reopened findings (not ignored ones)."""
+    if runtime_of(session) is None:
+        return
+    wanted = [
+        c
+        for c in changes.changes
+        if c.change in _ANNOUNCED and c.previous_state != RecommendationState.IGNORED.value
+    ]
+    if not wanted:
+        return
+    routes = _routes_of(session, [c.recommendation_id for c in wanted])
+    events = [
+        NewEvent(
+            dedupe_key=_finding_key(c),
+            kind=EventKind.FINDING,
+            risk=Severity(c.risk_level),
+            triggered_at=triggered_at,
+            tenant_uuid=c.tenant_uuid,
+            recommendation_id=c.recommendation_id,
+            change=c.change.value,
+            route=routes.get(c.recommendation_id),
+            data={
+                "revision": c.revision,
+                "plugin_id": c.plugin_id,
+                "action": c.action,
+                "target_version": c.target_version,
+                "critical_patch": c.critical_patch,
+            },
+        )
+        for c in wanted
+    ]
+    record_events(session, events, now)
+
+
+def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str | None]:
+    """(tenant, risk, route) of a recommendation; LookupError when there is none."""
+    row = session.get(RecommendationRow, recommendation_id)
+    if row is None:
+        raise LookupError(f"no recommendation {recommendation_id}")
+    return (
+        row.tenant_uuid,
+        Severity(row.risk_level),
+        _routes_of(session, [recommendation_id]).get(recommendation_id),
+    )
+
+
+def _about_event(
+    session: Session, key: str, kind: EventKind, recommendation_id: int, now: datetime, data: dict[str, Any]
+) -> bool:
+    if runtime_of(session) is None:
+        return False
+    tenant, risk, route = _about(session, recommendation_id)
+    event = NewEvent(key, kind, risk, now, tenant, recommendation_id, None, route, data)
+    return record_events(session, [event], now) == 1
+
+
+def notify_decision(
+    session: Session,
+    *,
+    decision_id: int,
+    recommendation_id: int,
+    decision: str,
+    actor: str,
+    now: datetime,
+    reason: str | None = None,
+    target_version: str | None = None,
+    scheduled_for: datetime | None = None,
+    until: datetime | None = None,
+) -> bool:
+    """Announce an admin decision (upgrade, schedule, ignore) on a recommendation; False when not new."""
+    data = {
+        "decision_id": decision_id,
+        "decision": decision,
+        "actor": actor,
+        "reason": reason,
+        "target_version": target_version,
+        "scheduled_for": iso(scheduled_for),
+        "until": iso(until),
+    }
+    return _about_event(session, f"decision:{decision_id}", EventKind.DECISION, recommendation_id, now, data)
+
+
+def notify_sla_breach(
+    session: Session,
+    *,
+    recommendation_id: int,
+    breach: str,
+    breach_key: str,
+    now: datetime,
+    sla_deadline: datetime | None = None,
+    scheduled_for: datetime | None = None,
+    decision_id: int | None = None,
+) -> bool:
+    """Announce an SLA breach (`breach`: critical_past_deadline, schedule_missed ...) once per key."""
+    data = {
+        "breach": breach,
+        "sla_deadline": iso(sla_deadline),
+        "scheduled_for": iso(scheduled_for),
+        "decision_id": decision_id,
+    }
+    return _about_event(session, f"sla:{breach_key}", EventKind.SLA_BREACH, recommendation_id, now, data)
+
+
+def notify_ignore_broken(
+    session: Session, *, decision_id: int, recommendation_id: int, reason: str, now: datetime
+) -> bool:
+    """Announce that an ignore decision no longer holds (e.g. a new critical advisory)."""
+    data = {"decision_id": decision_id, "reason": reason}
+    return _about_event(
+        session, f"ignore_broken:{decision_id}", EventKind.IGNORE_BROKEN, recommendation_id, now, data
+    )
+
+
+def notify_reopened(
+    session: Session,
+    *,
+    recommendation_id: int,
+    decision_id: int,
+    decision_state: str,
+    reason: str,
+    now: datetime,
+) -> bool:
+    """Announce a finding a decision's end reopened (expired ignore, superseded decision), once per
+    decision: a `finding` with change `reopened`, as a re-scan announces one."""
+    if runtime_of(session) is None:
+        return False
+    row = session.get_one(RecommendationRow, recommendation_id)
+    event = NewEvent(
+        dedupe_key=f"finding:{recommendation_id}:reopened:decision:{decision_id}",
+        kind=EventKind.FINDING,
+        risk=Severity(row.risk_level),
+        triggered_at=now,
+        tenant_uuid=row.tenant_uuid,
+        recommendation_id=recommendation_id,
+        change=RecommendationChange.REOPENED.value,
+        route=_routes_of(session, [recommendation_id]).get(recommendation_id),
+        data={
+            "revision": row.revision,
+            "plugin_id": row.plugin_id,
+            "action": row.action,
+            "target_version": row.target_version,
+            "critical_patch": row.critical_patch,
+            "decision_id": decision_id,
+            "decision_state": decision_state,
+            "reason": reason,
+        },
+    )
+    return record_events(session, [event], now) == 1
+
+
+def notify_alert(
+    session: Session,
+    kind: str,
+    message: str,
+    channel: str | None,
+    now: datetime,
+    *,
+    key: str | None = None,
+    severity: Severity = Severity.HIGH,
+    data: Mapping[str, Any] | None = None,
+) -> bool:
+    """Announce an operational alert on route `channel` (rules `defaults.alert_channel`).
+
+    Deduped on `key` (default: kind and time), so a retried caller does not alert twice.
+    """
+    event = NewEvent(
+        dedupe_key=f"alert:{key or f'{kind}:{iso(now)}'}",
+        kind=EventKind.ALERT,
+        risk=severity,
+        triggered_at=now,
+        route=channel,
+        data={"alert": kind, "message": message, "severity": severity.value, "data": dict(data or {})},
+    )
+    return record_events(session, [event], now) == 1

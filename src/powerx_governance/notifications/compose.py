@@ -1,0 +1,183 @@
+"""Composing a delivery's message from its stored events and the recommendations as they are now."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from powerx_governance.catalog.tables import PluginRow
+from powerx_governance.db.chunks import chunks
+from powerx_governance.domain import Severity
+from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.notifications.channels.interface import OutboundMessage
+from powerx_governance.notifications.config import Recipient
+from powerx_governance.notifications.runtime import NotificationRuntime
+from powerx_governance.notifications.tables import (
+    MessageKind,
+    NotificationDeliveryRow,
+    NotificationEntryRow,
+    NotificationEventRow,
+)
+from powerx_governance.notifications.templates import finding_context, message_context
+from powerx_governance.recommendations.queries import recommendation_dict
+from powerx_governance.recommendations.tables import (
+    RecommendationRow,
+    RecommendationState,
+    VerdictRow,
+)
+from powerx_governance.times import iso
+
+_SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, RecommendationState.IGNORED.value})
+_ACTIVE: Final = (RecommendationState.OPEN.value, RecommendationState.DECIDED.value)
+
+
+def _events_of(session: Session, delivery_id: str) -> list[NotificationEventRow]:
+    stmt = (
+        select(NotificationEventRow)
+        .join(NotificationEntryRow, NotificationEntryRow.event_id == NotificationEventRow.id)
+        .where(NotificationEntryRow.delivery_id == delivery_id)
+        .order_by(NotificationEventRow.created_at, NotificationEventRow.id)
+    )
+    return list(session.execute(stmt).scalars())
+
+
+def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    found: dict[int, dict[str, Any]] = {}
+    for part in chunks(sorted(set(rec_ids))):
+        rows = session.execute(
+            select(RecommendationRow, VerdictRow.document)
+            .join(VerdictRow)
+            .where(RecommendationRow.id.in_(part))
+        ).all()
+        found.update({row.id: recommendation_dict(row, doc) for row, doc in rows})
+    return found
+
+
+def _plugin_names(session: Session, plugin_ids: Iterable[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for part in chunks(sorted(set(plugin_ids))):
+        rows = session.execute(
+            select(PluginRow.plugin_id, PluginRow.document["name"].as_string()).where(
+                PluginRow.plugin_id.in_(part)
+            )
+        ).all()
+        found.update(dict(rows))
+    return found
+
+
+def _tenant(session: Session, tenant_uuid: str | None) -> dict[str, Any] | None:
+    """Who the message is about, and the impact: how many of its installations need action."""
+    if tenant_uuid is None:
+        return None
+    row = session.get(TenantRow, tenant_uuid)
+    installations = session.execute(
+        select(func.count()).select_from(InstallationRow).where(InstallationRow.tenant_uuid == tenant_uuid)
+    ).scalar_one()
+    active = (RecommendationRow.tenant_uuid == tenant_uuid) & RecommendationRow.state.in_(_ACTIVE)
+    needing, critical = session.execute(
+        select(
+            func.count(),
+            func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value),
+        ).where(active)
+    ).one()
+    key = row.tenant_key if row else None
+    return {
+        "uuid": tenant_uuid,
+        "key": key,
+        "name": (row.name if row else None) or key or tenant_uuid,
+        "installations": installations,
+        "needing_action": needing,
+        "critical": critical,
+    }
+
+
+def _finding_contexts(
+    runtime: NotificationRuntime,
+    events: Sequence[NotificationEventRow],
+    recs: Mapping[int, dict[str, Any]],
+    names: Mapping[str, str | None],
+) -> list[dict[str, Any]]:
+    findings = []
+    for event in events:
+        rec = recs.get(event.recommendation_id or 0)
+        if rec is None or rec["state"] in _SILENCED:
+            continue  # resolved or ignored since it was announced: nothing left to say
+        findings.append(
+            finding_context(
+                rec,
+                change=event.change,
+                plugin_name=names.get(rec["plugin_id"]),
+                console_url=runtime.settings.console_url,
+                labels=runtime.templates.labels,
+            )
+        )
+    findings.sort(key=lambda f: (-int(f["priority"]), f["plugin_id"]))
+    return findings
+
+
+def _event_context(
+    runtime: NotificationRuntime,
+    event: NotificationEventRow,
+    recs: Mapping[int, dict[str, Any]],
+    names: Mapping[str, str | None],
+) -> dict[str, Any]:
+    rec = recs.get(event.recommendation_id or 0)
+    finding = None
+    if rec is not None:
+        finding = finding_context(
+            rec,
+            change=None,
+            plugin_name=names.get(rec["plugin_id"]),
+            console_url=runtime.settings.console_url,
+            labels=runtime.templates.labels,
+        )
+    return {**event.data, "finding": finding, "occurred_at": iso(event.triggered_at)}
+
+
+def _risk(findings: Sequence[Mapping[str, Any]], events: Sequence[NotificationEventRow]) -> str:
+    levels = [Severity(f["risk_level"]) for f in findings] or [Severity(e.risk_level) for e in events]
+    return max(levels, key=lambda s: s.rank, default=Severity.NONE).value
+
+
+def compose(
+    session: Session,
+    runtime: NotificationRuntime,
+    delivery: NotificationDeliveryRow,
+    recipient: Recipient,
+    now: datetime,
+) -> OutboundMessage | None:
+    """The message of a delivery, from the stored events and the recommendations as they are now."""
+    events = _events_of(session, delivery.id)
+    kind = MessageKind(delivery.kind)
+    recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
+    names = _plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    is_findings = kind in (MessageKind.FINDING, MessageKind.DIGEST)
+    findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
+    if not events or (is_findings and not findings):
+        return None
+    tenant = _tenant(session, delivery.tenant_uuid)
+    context = message_context(
+        kind,
+        tenant=tenant,
+        findings=findings,
+        event=None if is_findings else _event_context(runtime, events[0], recs, names),
+        console_url=runtime.settings.console_url,
+        labels=runtime.templates.labels,
+        generated_at=iso(now) or "",
+        max_items=runtime.routes.delivery.max_items_per_message,
+        period=recipient.digest.value if kind is MessageKind.DIGEST else None,
+    )
+    return OutboundMessage(
+        idempotency_key=delivery.idempotency_key,
+        kind=kind,
+        recipient=recipient,
+        tenant_uuid=delivery.tenant_uuid,
+        tenant_key=tenant["key"] if tenant else None,
+        risk_level=_risk(findings, events),
+        context=context,
+        templates=runtime.templates,
+    )

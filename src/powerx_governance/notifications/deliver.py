@@ -1,0 +1,133 @@
+"""The delivery worker's steps: prepare an attempt, record its outcome, schedule the retry."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from powerx_governance.db.rows import rowcount
+from powerx_governance.jobs import queue
+from powerx_governance.notifications.channels.interface import OutboundMessage
+from powerx_governance.notifications.compose import compose
+from powerx_governance.notifications.outbox import enqueue_delivery
+from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
+from powerx_governance.notifications.tables import (
+    DeliveryStatus,
+    NotificationDeliveryRow,
+)
+
+log = logging.getLogger("powerx.notifications")
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedDelivery:
+    """A delivery ready to send: its message and what recording the outcome needs."""
+
+    delivery_id: str
+    attempt: int
+    max_attempts: int
+    triggered_at: datetime
+    message: OutboundMessage
+
+
+def _finish(session: Session, delivery_id: str, attempt: int, values: Mapping[str, Any]) -> bool:
+    """Conditionally record an attempt's outcome: False when another worker recorded it first."""
+    done = session.execute(
+        update(NotificationDeliveryRow)
+        .where(
+            NotificationDeliveryRow.id == delivery_id,
+            NotificationDeliveryRow.status == DeliveryStatus.PENDING.value,
+            NotificationDeliveryRow.attempts == attempt - 1,
+        )
+        .values(attempts=attempt, **values)
+        .execution_options(synchronize_session=False)
+    )
+    return rowcount(done) == 1
+
+
+def prepare_delivery(
+    session: Session, delivery_id: str, attempt: int, now: datetime
+) -> PreparedDelivery | None:
+    """The message for this attempt, or None when there is nothing to send (done, stale, or skipped)."""
+    runtime = runtime_of(session)
+    delivery = session.get(NotificationDeliveryRow, delivery_id)
+    if runtime is None or delivery is None:
+        return None
+    if delivery.status != DeliveryStatus.PENDING.value or delivery.attempts != attempt - 1:
+        return None  # already recorded: at-least-once job delivery must not send twice
+    recipient = runtime.routes.recipients.get(delivery.recipient_id)
+    message = compose(session, runtime, delivery, recipient, now) if recipient else None
+    if message is None:
+        reason = "nothing left to say" if recipient else "recipient no longer configured"
+        _finish(
+            session,
+            delivery_id,
+            attempt,
+            {"status": DeliveryStatus.SKIPPED.value, "last_error": reason, "finished_at": now},
+        )
+        return None
+    return PreparedDelivery(delivery_id, attempt, delivery.max_attempts, delivery.triggered_at, message)
+
+
+def mark_delivered(
+    session: Session, prepared: PreparedDelivery, reference: str | None, now: datetime
+) -> bool:
+    """Record a successful attempt; False when it was recorded already."""
+    values = {
+        "status": DeliveryStatus.DELIVERED.value,
+        "provider_ref": (reference or "")[:256] or None,
+        "last_error": None,
+        "next_attempt_at": None,
+        "finished_at": now,
+    }
+    return _finish(session, prepared.delivery_id, prepared.attempt, values)
+
+
+def retry_delay(attempt: int, retry_after: float | None, runtime: NotificationRuntime) -> float:
+    """Seconds to the next attempt: the queue's jittered backoff, or the receiver's longer Retry-After."""
+    policy = runtime.routes.delivery
+    backoff = queue.backoff(attempt, base=policy.backoff_base, cap=policy.backoff_cap).total_seconds()
+    if retry_after is None:
+        return backoff
+    return max(backoff, min(retry_after, policy.max_retry_after))
+
+
+def _next_attempt(
+    session: Session, prepared: PreparedDelivery, now: datetime, *, permanent: bool, retry_after: float | None
+) -> datetime | None:
+    """When the next attempt runs; None when there is none (the delivery is dead)."""
+    runtime = runtime_of(session)
+    if permanent or runtime is None or prepared.attempt >= prepared.max_attempts:
+        return None
+    return now + timedelta(seconds=retry_delay(prepared.attempt, retry_after, runtime))
+
+
+def mark_failed(
+    session: Session,
+    prepared: PreparedDelivery,
+    error: str,
+    now: datetime,
+    *,
+    permanent: bool,
+    retry_after: float | None = None,
+) -> DeliveryStatus | None:
+    """Record a failed attempt: the next attempt is queued, or the delivery is dead. None when stale."""
+    run_after = _next_attempt(session, prepared, now, permanent=permanent, retry_after=retry_after)
+    values: dict[str, Any] = {"next_attempt_at": run_after, "last_error": error[:2000]}
+    if run_after is None:
+        values |= {"status": DeliveryStatus.DEAD.value, "finished_at": now}
+    if not _finish(session, prepared.delivery_id, prepared.attempt, values):
+        return None
+    if run_after is None:
+        log.error(
+            "notification delivery dead", extra={"delivery_id": prepared.delivery_id, "error": error[:500]}
+        )
+        return DeliveryStatus.DEAD
+    enqueue_delivery(session, prepared.delivery_id, prepared.attempt + 1, now, run_after)
+    return DeliveryStatus.PENDING

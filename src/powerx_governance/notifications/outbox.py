@@ -1,0 +1,288 @@
+"""The outbox: events written in the caller's transaction, assigned to recipients, batched into
+deliveries queued after commit.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.chunks import chunks
+from powerx_governance.domain import Severity
+from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.jobs import queue
+from powerx_governance.notifications.config import DigestPeriod, Recipient, RoutesConfig
+from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
+from powerx_governance.notifications.tables import (
+    DeliveryStatus,
+    EntryMode,
+    EventKind,
+    MessageKind,
+    NotificationDeliveryRow,
+    NotificationEntryRow,
+    NotificationEventRow,
+)
+
+DELIVER_TASK: Final = "notify_deliver"
+_BATCH_KEY: Final = "powerx.notifications.batch"
+_JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors, not channel errors
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event to announce, before it is written."""
+
+    dedupe_key: str
+    kind: EventKind
+    risk: Severity
+    triggered_at: datetime
+    tenant_uuid: str | None = None
+    recommendation_id: int | None = None
+    change: str | None = None
+    route: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class _Assignment:
+    recipient: Recipient
+    mode: EntryMode
+    due_at: datetime
+
+
+def next_digest(period: DigestPeriod, now: datetime, routes: RoutesConfig) -> datetime:
+    """When a digest entry made now goes out: the next full hour, or the next `daily_at` (UTC)."""
+    now = now.astimezone(UTC)
+    if period is DigestPeriod.HOURLY:
+        return now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    today = now.replace(hour=routes.daily_at.hour, minute=routes.daily_at.minute, second=0, microsecond=0)
+    return today if today > now else today + timedelta(days=1)
+
+
+def _assign(
+    routes: RoutesConfig, event: NewEvent, tenant_key: str | None, now: datetime
+) -> list[_Assignment]:
+    found: dict[str, _Assignment] = {}
+    for recipient in routes.recipients_for(event.route):
+        if recipient.id in found or not recipient.covers(event.tenant_uuid, tenant_key):
+            continue
+        mode = recipient.mode_for(event.kind, event.risk)
+        if mode is EntryMode.IMMEDIATE:
+            found[recipient.id] = _Assignment(recipient, mode, now)
+        elif mode is EntryMode.DIGEST:
+            found[recipient.id] = _Assignment(recipient, mode, next_digest(recipient.digest, now, routes))
+    return list(found.values())
+
+
+def _unseen(session: Session, events: Sequence[NewEvent]) -> list[NewEvent]:
+    """Events whose dedupe key is neither stored nor repeated earlier in the list."""
+    by_key = {e.dedupe_key: e for e in reversed(events)}  # reversed: the first occurrence wins
+    stored: set[str] = set()
+    for part in chunks(list(by_key), 500):
+        stored.update(
+            session.execute(
+                select(NotificationEventRow.dedupe_key).where(NotificationEventRow.dedupe_key.in_(part))
+            ).scalars()
+        )
+    return [e for key, e in reversed(by_key.items()) if key not in stored]
+
+
+def _tenant_keys(session: Session, tenant_uuids: Iterable[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for part in chunks(sorted(set(tenant_uuids))):
+        rows = session.execute(
+            select(TenantRow.tenant_uuid, TenantRow.tenant_key).where(TenantRow.tenant_uuid.in_(part))
+        ).all()
+        found.update(dict(rows))
+    return found
+
+
+def _event_row(event: NewEvent, event_id: str, now: datetime) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "dedupe_key": event.dedupe_key,
+        "kind": event.kind.value,
+        "tenant_uuid": event.tenant_uuid,
+        "recommendation_id": event.recommendation_id,
+        "change": event.change,
+        "risk_level": event.risk.value,
+        "route": event.route,
+        "data": event.data,
+        "triggered_at": event.triggered_at,
+        "created_at": now,
+    }
+
+
+def _message_kind(kind: EventKind) -> MessageKind:
+    return MessageKind(kind.value)
+
+
+@dataclass
+class _Writes:
+    """Deliveries and entries of one `record_events` call, written after their events."""
+
+    deliveries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _batch(session: Session) -> dict[tuple[str, str | None, str], str]:
+    """Immediate deliveries created in the current transaction, by (recipient, tenant, kind)."""
+    session.connection()  # begin the transaction if the caller has not yet
+    current = session.get_transaction()
+    held = session.info.get(_BATCH_KEY)
+    if held is None or held[0] is not current:
+        held = session.info[_BATCH_KEY] = (current, {})
+    batch: dict[tuple[str, str | None, str], str] = held[1]
+    return batch
+
+
+def delivery_row(
+    recipient_id: str,
+    channel: str,
+    tenant_uuid: str | None,
+    kind: MessageKind,
+    triggered_at: datetime,
+    now: datetime,
+    max_attempts: int,
+) -> dict[str, Any]:
+    delivery_id = str(uuid.uuid4())
+    return {
+        "id": delivery_id,
+        "idempotency_key": f"pxg-{kind.value}-{delivery_id}",
+        "kind": kind.value,
+        "recipient_id": recipient_id,
+        "channel": channel,
+        "tenant_uuid": tenant_uuid,
+        "status": DeliveryStatus.PENDING.value,
+        "attempts": 0,
+        "max_attempts": max_attempts,
+        "next_attempt_at": now,
+        "last_error": None,
+        "provider_ref": None,
+        "triggered_at": triggered_at,
+        "created_at": now,
+        "finished_at": None,
+    }
+
+
+def _immediate_delivery(
+    session: Session,
+    writes: _Writes,
+    event: NewEvent,
+    recipient: Recipient,
+    runtime: NotificationRuntime,
+    now: datetime,
+) -> str:
+    # Findings of one transaction share a message per (recipient, tenant); other events each get their own.
+    batch: dict[tuple[str, str | None, str], str] = _batch(session) if event.kind is EventKind.FINDING else {}
+    kind = _message_kind(event.kind)
+    slot = (recipient.id, event.tenant_uuid, kind.value)
+    found = batch.get(slot)
+    if found is None:
+        row = delivery_row(
+            recipient.id,
+            recipient.channel.value,
+            event.tenant_uuid,
+            kind,
+            event.triggered_at,
+            now,
+            runtime.routes.delivery.max_attempts,
+        )
+        writes.deliveries.append(row)
+        found = batch[slot] = row["id"]
+    return found
+
+
+def enqueue_delivery(
+    session: Session, delivery_id: str, attempt: int, now: datetime, run_after: datetime | None = None
+) -> None:
+    """Queue one attempt of a delivery (each attempt is its own job, so Retry-After can be honoured)."""
+    queue.enqueue(
+        session,
+        DELIVER_TASK,
+        {"delivery_id": delivery_id, "attempt": attempt},
+        key=f"notify:{delivery_id}:{attempt}",
+        now=now,
+        run_after=run_after,
+        max_attempts=_JOB_ATTEMPTS,
+    )
+
+
+def _integrity_errors(session: Session) -> tuple[type[Exception], ...]:
+    """SQLAlchemy's and the driver's own (bulk_insert writes through the driver directly)."""
+    driver_error = getattr(session.connection().dialect.dbapi, "IntegrityError", IntegrityError)
+    return IntegrityError, driver_error
+
+
+def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
+    """Insert event rows; the ids inserted. A dedupe key a concurrent transaction wrote first is skipped."""
+    conflict = _integrity_errors(session)
+    try:
+        with session.begin_nested():
+            bulk_insert(session, NotificationEventRow, rows)
+    except conflict:
+        inserted: set[str] = set()
+        for row in rows:  # the rare race: row by row, each in a savepoint of its own
+            try:
+                with session.begin_nested():
+                    bulk_insert(session, NotificationEventRow, [row])
+            except conflict:
+                continue
+            inserted.add(row["id"])
+        return inserted
+    return {row["id"] for row in rows}
+
+
+def record_events(session: Session, events: Sequence[NewEvent], now: datetime) -> int:
+    """Write the events not announced before, assign them to recipients; returns how many were new.
+
+    Events nobody wants (no recipient's filter admits them) are not written at all.
+    """
+    runtime = runtime_of(session)
+    if runtime is None or not events:
+        return 0
+    fresh = _unseen(session, events)
+    keys = _tenant_keys(session, (e.tenant_uuid for e in fresh if e.tenant_uuid))
+    planned = [
+        (event, str(uuid.uuid4()), assigned)
+        for event in fresh
+        if (assigned := _assign(runtime.routes, event, keys.get(event.tenant_uuid or ""), now))
+    ]
+    inserted = insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    writes = _Writes()
+    for event, event_id, assigned in planned:
+        if event_id not in inserted:
+            continue
+        for a in assigned:
+            delivery_id = (
+                _immediate_delivery(session, writes, event, a.recipient, runtime, now)
+                if a.mode is EntryMode.IMMEDIATE
+                else None
+            )
+            writes.entries.append(_entry_row(event_id, event, a, delivery_id))
+    bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
+    bulk_insert(session, NotificationEntryRow, writes.entries)
+    for row in writes.deliveries:
+        enqueue_delivery(session, row["id"], 1, now)
+    return len(inserted)
+
+
+def _entry_row(
+    event_id: str, event: NewEvent, assignment: _Assignment, delivery_id: str | None
+) -> dict[str, Any]:
+    return {
+        "event_id": event_id,
+        "recipient_id": assignment.recipient.id,
+        "tenant_uuid": event.tenant_uuid,
+        "mode": assignment.mode.value,
+        "due_at": assignment.due_at,
+        "delivery_id": delivery_id,
+    }
