@@ -20,6 +20,7 @@ INFORMATION_URI: Final = "https://example.invalid/powerx-version-governance"
 OUTDATED_RULE: Final = "PXVG-OUTDATED"
 LIFECYCLE_RULE: Final = "PXVG-LIFECYCLE"
 FINGERPRINT_KEY: Final = "pxvgFinding/v1"
+_FINGERPRINT_KEY: Final = f'"{FINGERPRINT_KEY}"'.encode()
 
 _LEVELS: Final = {"critical": "error", "high": "error", "medium": "warning"}
 _ENDED_LIFECYCLES: Final = frozenset({"deprecated", "sunset", "revoked"})
@@ -67,8 +68,8 @@ class SarifWriter:
         for item in items:
             templates = self._templates.get(item, self._learn)
             for template in templates:
-                result = template.result(item.tenant_uuid, item.tenant_key, self._rule_index)
-                chunk.append((b"\n  " if self._written == 0 else b",\n  ") + encode(result))
+                separator = b"\n  " if self._written == 0 else b",\n  "
+                chunk.append(separator + template.encoded(item.tenant_uuid, item.tenant_key))
                 self._written += 1
         self._out.write(b"".join(chunk))
 
@@ -78,7 +79,7 @@ class SarifWriter:
             if str(advisory["id"]) not in self._rule_index:
                 self._rule_index[str(advisory["id"])] = len(self._rules)
                 self._rules.append(_advisory_rule(advisory))
-        return _templates(finding)
+        return _templates(finding, self._rule_index)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         driver = {
@@ -145,45 +146,37 @@ def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
 
 @dataclass(frozen=True, slots=True)
 class _Template:
-    """One result of a finding, all but the tenant."""
+    """One result of a finding, all but the tenant, pre-encoded: a fleet has thousands of distinct
+    results and a million tenants' copies of them, so only the tenant's members are encoded per copy."""
 
     rule_id: str
-    level: str
-    text: str
     plugin_id: str
-    properties: Json  # the result properties after tenant_uuid and tenant_key
+    head: bytes  # ruleId, ruleIndex, level, message: the result's JSON up to its locations
+    properties: bytes  # the result properties after tenant_uuid and tenant_key, as JSON members
 
-    def result(self, tenant_uuid: str, tenant_key: str | None, rule_index: Mapping[str, int]) -> Json:
-        return {
-            "ruleId": self.rule_id,
-            "ruleIndex": rule_index[self.rule_id],
-            "level": self.level,
-            "message": {"text": self.text},
-            "locations": [
-                {
-                    "logicalLocations": [
-                        {"fullyQualifiedName": f"{tenant_uuid}/{self.plugin_id}", "kind": "module"}
-                    ]
-                }
-            ],
-            "partialFingerprints": {FINGERPRINT_KEY: _fingerprint(tenant_uuid, self.plugin_id, self.rule_id)},
-            "properties": {
-                "tenant_uuid": tenant_uuid,
-                "tenant_key": tenant_key,
-                **self.properties,
-            },
-        }
+    def encoded(self, tenant_uuid: str, tenant_key: str | None) -> bytes:
+        """This result for one tenant, as JSON (members in the order SARIF lists them)."""
+        location = encode(f"{tenant_uuid}/{self.plugin_id}")
+        fingerprint = encode(_fingerprint(tenant_uuid, self.plugin_id, self.rule_id))
+        properties = b'"tenant_uuid":%s,"tenant_key":%s' % (encode(tenant_uuid), encode(tenant_key))
+        if self.properties:
+            properties += b"," + self.properties
+        return b'%s,"locations":[{"logicalLocations":[{"fullyQualifiedName":%s,"kind":"module"}]}],' % (
+            self.head,
+            location,
+        ) + b'"partialFingerprints":{%s:%s},"properties":{%s}}' % (_FINGERPRINT_KEY, fingerprint, properties)
 
 
-def _templates(finding: Finding) -> list[_Template]:
+def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
     advisories = finding.get("advisories") or []
     if not advisories:
         rule_id = LIFECYCLE_RULE if _lifecycle_status(finding) else OUTDATED_RULE
-        return [_template(finding, rule_id, level(finding.get("risk_level")))]
+        return [_template(finding, rule_id, rule_index, level(finding.get("risk_level")))]
     return [
         _template(
             finding,
             str(advisory["id"]),
+            rule_index,
             level(advisory.get("severity") or finding.get("risk_level")),
             advisory,
         )
@@ -192,14 +185,24 @@ def _templates(finding: Finding) -> list[_Template]:
 
 
 def _template(
-    finding: Finding, rule_id: str, result_level: str, advisory: Mapping[str, Any] | None = None
+    finding: Finding,
+    rule_id: str,
+    rule_index: Mapping[str, int],
+    result_level: str,
+    advisory: Mapping[str, Any] | None = None,
 ) -> _Template:
+    head = {
+        "ruleId": rule_id,
+        "ruleIndex": rule_index[rule_id],
+        "level": result_level,
+        "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"},
+    }
+    properties = {key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES}
     return _Template(
         rule_id=rule_id,
-        level=result_level,
-        text=f"{_headline(finding)} {_detail(finding, advisory)}",
         plugin_id=str(finding.get("plugin_id", "")),
-        properties={key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES},
+        head=encode(head)[:-1],
+        properties=encode(properties)[1:-1],
     )
 
 
