@@ -21,6 +21,21 @@ def powerx(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[s
     )
 
 
+def scan_fleet(base: Path, *args: str | Path, now: str = NOW) -> subprocess.CompletedProcess[str]:
+    """`powerx version scan` of the fleet a test wrote under `base` (catalog.json, manifests/)."""
+    return powerx(
+        "version",
+        "scan",
+        "--catalog",
+        base / "catalog.json",
+        "--manifests",
+        base / "manifests",
+        "--now",
+        now,
+        *args,
+    )
+
+
 def powerx_with(env: Mapping[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
     """`powerx` with these settings on top of this process's environment (e.g. a test's store)."""
     return subprocess.run(

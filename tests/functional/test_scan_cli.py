@@ -14,7 +14,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.functional.cli import NOW, POWERX, REPO, powerx, write_json
+from tests.functional.cli import NOW, POWERX, REPO, powerx, scan_fleet, write_json
 from tests.shared_data import require_shared
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
@@ -65,22 +65,8 @@ def fleet(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def _scan(base: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return powerx(
-        "version",
-        "scan",
-        "--catalog",
-        base / "catalog.json",
-        "--manifests",
-        base / "manifests",
-        "--now",
-        NOW,
-        *args,
-    )
-
-
 def test_json_report_validates_against_the_design_schema(fleet: Path) -> None:
-    run = _scan(fleet, "--format", "json")
+    run = scan_fleet(fleet, "--format", "json")
     assert run.returncode == 0, run.stderr
     report = json.loads(run.stdout)
     jsonschema.validate(report, SCHEMA, format_checker=jsonschema.FormatChecker())
@@ -100,19 +86,19 @@ def test_json_report_validates_against_the_design_schema(fleet: Path) -> None:
 
 @pytest.mark.parametrize(("fail_on", "code"), [("critical", 1), ("high", 1), ("none", 0)])
 def test_fail_on_threshold(fleet: Path, fail_on: str, code: int) -> None:
-    assert _scan(fleet, "--format", "json", "--fail-on", fail_on).returncode == code
+    assert scan_fleet(fleet, "--format", "json", "--fail-on", fail_on).returncode == code
 
 
 def test_fail_on_below_the_worst_risk_is_clean(tmp_path: Path) -> None:
     write_json(tmp_path / "catalog.json", _catalog(MEDIUM))
     write_json(tmp_path / "manifests" / "a.json", _manifest("a"))
-    assert _scan(tmp_path, "--format", "json", "--fail-on", "high").returncode == 0
-    assert _scan(tmp_path, "--format", "json", "--fail-on", "medium").returncode == 1
+    assert scan_fleet(tmp_path, "--format", "json", "--fail-on", "high").returncode == 0
+    assert scan_fleet(tmp_path, "--format", "json", "--fail-on", "medium").returncode == 1
 
 
 def test_bad_manifest_is_not_scanned_and_the_scan_goes_on(fleet: Path) -> None:
     write_json(fleet / "manifests" / "zz-bad.json", _manifest("broken", core_version="1.24"))
-    run = _scan(fleet, "--format", "json", "--output", fleet / "r.json")
+    run = scan_fleet(fleet, "--format", "json", "--output", fleet / "r.json")
     assert run.returncode == 3, "coverage 4/5 is below the default minimum of 0.99"
     report = json.loads((fleet / "r.json").read_text())
     assert report["coverage"]["tenants_total"] == 5
@@ -130,7 +116,7 @@ def test_a_bad_plugin_entry_is_named_and_the_rest_of_the_manifest_counts(fleet: 
     bad = _manifest("odd", "2.x.1")
     bad["plugins"].append({"plugin_id": PLUGIN, "version": "2.3.0", "channel": "stable"})
     write_json(fleet / "manifests" / "zz-odd.json", bad)
-    run = _scan(fleet, "--format", "json", "--output", fleet / "r.json")
+    run = scan_fleet(fleet, "--format", "json", "--output", fleet / "r.json")
     report = json.loads((fleet / "r.json").read_text())
     assert run.returncode != 3
     assert report["coverage"]["tenants_scanned"] == 5
@@ -161,7 +147,7 @@ def test_bad_release_and_advisory_are_skipped_and_named(tmp_path: Path) -> None:
     )
     write_json(tmp_path / "catalog.json", catalog)
     write_json(tmp_path / "manifests" / "a.json", _manifest("a"))
-    report = json.loads(_scan(tmp_path, "--format", "json").stdout)
+    report = json.loads(scan_fleet(tmp_path, "--format", "json").stdout)
     errors = {e["error"] for e in report["errors"]}
     assert any("releases[2] 2.5" in e and "version" in e for e in errors), errors
     assert any("releases[3] 2.6.0" in e and "released_at" in e for e in errors), errors
@@ -176,7 +162,7 @@ def test_unusable_inputs_exit_2_with_a_named_error(tmp_path: Path, fleet: Path) 
     assert missing.returncode == 2
     assert "nope.yaml" in missing.stderr
     (tmp_path / "rules.yaml").write_text("defaults:\n  scan_interval: soon\n", encoding="utf-8")
-    bad_rules = _scan(fleet, "--rules", tmp_path / "rules.yaml")
+    bad_rules = scan_fleet(fleet, "--rules", tmp_path / "rules.yaml")
     assert bad_rules.returncode == 2
     assert "defaults.scan_interval" in bad_rules.stderr
     naive = powerx(
@@ -204,7 +190,7 @@ def test_yaml_alias_bomb_is_refused(tmp_path: Path, fleet: Path) -> None:
 
 def test_tenant_filter_by_uuid_or_key(fleet: Path) -> None:
     report = json.loads(
-        _scan(fleet, "--format", "json", "--tenant", "tenant-1", "--tenant", "tenant-2").stdout
+        scan_fleet(fleet, "--format", "json", "--tenant", "tenant-1", "--tenant", "tenant-2").stdout
     )
     assert report["coverage"]["tenants_total"] == 2
     assert [f["tenant_uuid"] for f in report["findings"]] == ["tenant-1"]
@@ -274,7 +260,7 @@ def test_jsonl_and_cyclonedx_inventories(tmp_path: Path) -> None:
 @pytest.mark.parametrize("fmt", ["table", "json", "csv", "markdown", "sarif"])
 def test_every_format_writes_a_file(fleet: Path, fmt: str) -> None:
     out = fleet / f"report.{fmt}"
-    run = _scan(fleet, "--format", fmt, "--output", out)
+    run = scan_fleet(fleet, "--format", fmt, "--output", out)
     assert run.returncode == 0, run.stderr
     text = out.read_text(encoding="utf-8")
     assert "tenant-1" in text
@@ -291,7 +277,7 @@ def test_csv_neutralises_formula_injection_from_manifest_data(tmp_path: Path) ->
         tmp_path / "manifests" / "evil.json", _manifest('=HYPERLINK("http://x")', tenant_key="@SUM(A1)")
     )
     out = tmp_path / "r.csv"
-    assert _scan(tmp_path, "--format", "csv", "--output", out).returncode == 0
+    assert scan_fleet(tmp_path, "--format", "csv", "--output", out).returncode == 0
     row = next(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert row["tenant_uuid"].startswith("'=")
     assert row["tenant_key"].startswith("'@")

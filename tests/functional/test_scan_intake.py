@@ -11,7 +11,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from tests.functional.cli import NOW, REPO, powerx, write_json
+from tests.functional.cli import REPO, scan_fleet, write_json
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
@@ -111,23 +111,9 @@ def _write(base: Path, cases: list[tuple[str, str, tuple[str, ...], dict[str, An
     return base
 
 
-def _scan(base: Path, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return powerx(
-        "version",
-        "scan",
-        "--catalog",
-        base / "catalog.json",
-        "--manifests",
-        base / "manifests",
-        "--now",
-        NOW,
-        *args,
-    )
-
-
 @pytest.fixture
 def intake(tmp_path: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    run = _scan(_write(tmp_path, CASES), "--format", "json", "--output", tmp_path / "report.json")
+    run = scan_fleet(_write(tmp_path, CASES), "--format", "json", "--output", tmp_path / "report.json")
     return run, json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
 
 
@@ -172,7 +158,7 @@ def test_nothing_readable_goes_to_review_and_the_scan_is_incomplete(intake: Any)
 
 
 def test_repairs_alone_leave_the_scan_complete(tmp_path: Path) -> None:
-    run = _scan(_write(tmp_path, CASES[:2]), "--format", "json")
+    run = scan_fleet(_write(tmp_path, CASES[:2]), "--format", "json")
     report = json.loads(run.stdout)
     assert run.returncode == 0, run.stderr
     assert report["errors"] == []
@@ -180,7 +166,7 @@ def test_repairs_alone_leave_the_scan_complete(tmp_path: Path) -> None:
 
 
 def test_incomplete_wins_over_findings(tmp_path: Path) -> None:
-    assert _scan(_write(tmp_path, CASES), "--format", "json", "--fail-on", "low").returncode == 3
+    assert scan_fleet(_write(tmp_path, CASES), "--format", "json", "--fail-on", "low").returncode == 3
 
 
 @pytest.mark.parametrize(
@@ -188,14 +174,14 @@ def test_incomplete_wins_over_findings(tmp_path: Path) -> None:
     [("table", "Errors (", "Warnings: input repaired"), ("markdown", "## Errors", "## Warnings")],
 )
 def test_warnings_are_shown_apart_from_errors(tmp_path: Path, fmt: str, errors: str, warnings: str) -> None:
-    out = _scan(_write(tmp_path, CASES), "--format", fmt).stdout
+    out = scan_fleet(_write(tmp_path, CASES), "--format", fmt).stdout
     errors_at, warnings_at = out.index(errors), out.index(warnings)
     assert "PXSA-DATE" in out[warnings_at:]
     assert "PXSA-DATE" not in out[errors_at:warnings_at]
 
 
 def test_sarif_lists_repairs_as_warnings_and_losses_as_errors(tmp_path: Path) -> None:
-    sarif = json.loads(_scan(_write(tmp_path, CASES), "--format", "sarif").stdout)
+    sarif = json.loads(scan_fleet(_write(tmp_path, CASES), "--format", "sarif").stdout)
     invocation = sarif["runs"][0]["invocations"][0]
     levels = {
         n["level"] for n in invocation["toolExecutionNotifications"] if "PXSA-DATE" in n["message"]["text"]
@@ -206,11 +192,11 @@ def test_sarif_lists_repairs_as_warnings_and_losses_as_errors(tmp_path: Path) ->
 
 def test_an_unknown_tenant_is_a_usage_error_naming_it(tmp_path: Path) -> None:
     base = _write(tmp_path, CASES[:1])
-    run = _scan(base, "--tenant", "does-not-exist", "--tenant", "dateonly")
+    run = scan_fleet(base, "--tenant", "does-not-exist", "--tenant", "dateonly")
     assert run.returncode == 2
     assert "does-not-exist" in run.stderr
     assert "dateonly" not in run.stderr.split("does-not-exist", 1)[1]
-    assert _scan(base, "--tenant", "dateonly", "--format", "json").returncode == 0
+    assert scan_fleet(base, "--tenant", "dateonly", "--format", "json").returncode == 0
 
 
 def test_an_unreadable_advisory_source_calls_nothing_clean(tmp_path: Path) -> None:
@@ -218,7 +204,7 @@ def test_an_unreadable_advisory_source_calls_nothing_clean(tmp_path: Path) -> No
     catalog = json.loads((base / "catalog.json").read_text(encoding="utf-8"))
     catalog["advisories"] = "no-such-directory"
     write_json(base / "catalog.json", catalog)
-    run = _scan(base, "--format", "json")
+    run = scan_fleet(base, "--format", "json")
     [finding] = json.loads(run.stdout)["findings"]
     assert (finding["action"], finding["risk_level"]) == ("review", "medium")
     assert any("advisory source could not be read" in r for r in finding["reasons"])
@@ -231,7 +217,7 @@ def test_an_installed_release_the_catalog_could_not_read_is_review(tmp_path: Pat
     catalog["advisories"] = []
     catalog["plugins"][0]["releases"][0]["min_core"] = "one point two"  # the installed 1.0.0
     write_json(base / "catalog.json", catalog)
-    run = _scan(base, "--format", "json")
+    run = scan_fleet(base, "--format", "json")
     [finding] = json.loads(run.stdout)["findings"]
     assert finding["action"] == "review"
     assert any("release 1.0.0 could not be read" in r and "min_core" in r for r in finding["reasons"])

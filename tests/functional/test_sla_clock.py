@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from powerx_governance.scans.service import FileScanRequest, run_file_scan
-from tests.functional.cli import powerx, write_json
+from tests.functional.cli import powerx, scan_fleet, write_json
 
 PLUGIN = "com.powerx.plugins.crm"
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
@@ -43,21 +43,8 @@ def _fleet(base: Path, *, installed: str = "2.3.0") -> Path:
 
 
 def _scan(base: Path, now: str, out: str, *args: str | Path) -> dict[str, Any]:
-    run = powerx(
-        "version",
-        "scan",
-        "--catalog",
-        base / "catalog.json",
-        "--manifests",
-        base / "manifests",
-        "--now",
-        now,
-        "--format",
-        "jsonl" if out.endswith(".jsonl") else "json",
-        "--output",
-        base / out,
-        *args,
-    )
+    fmt = "jsonl" if out.endswith(".jsonl") else "json"
+    run = scan_fleet(base, "--format", fmt, "--output", base / out, *args, now=now)
     assert run.returncode == 0, run.stderr
     text = (base / out).read_text(encoding="utf-8")
     if out.endswith(".jsonl"):

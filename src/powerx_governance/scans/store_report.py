@@ -58,14 +58,7 @@ def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -
 
 
 def _coverage(scan: ScanRow) -> dict[str, Any]:
-    return {
-        "tenants_total": scan.tenants_total,
-        "tenants_scanned": scan.tenants_scanned,
-        "tenants_stale": scan.tenants_stale,
-        "tenants_failed": scan.tenants_failed,
-        "installations": scan.installations,
-        "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0,
-    }
+    return {**scan.coverage(), "rate": scan.coverage_rate if scan.coverage_rate is not None else 0.0}
 
 
 def _as_of(finding: dict[str, Any]) -> datetime | None:

@@ -73,6 +73,17 @@ class ScanRow(Base):
     # tenants this scan did not read afresh: tenant uuid (or the name asked for) -> "stale" | "failed"
     unscanned: Mapped[dict[str, Any]] = mapped_column(default=dict, server_default="{}")
 
+    def coverage(self) -> dict[str, Any]:
+        """The scan's coverage as reports, the API and the audit trail show it."""
+        return {
+            "tenants_total": self.tenants_total,
+            "tenants_scanned": self.tenants_scanned,
+            "tenants_stale": self.tenants_stale,
+            "tenants_failed": self.tenants_failed,
+            "installations": self.installations,
+            "rate": self.coverage_rate,
+        }
+
 
 class AlertRow(Base):
     """Operational alerts raised by the service (e.g. three consecutive failed scans)."""
