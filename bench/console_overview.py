@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from bench.common import dataset
 from bench.store_reference import database
-from powerx_governance.api.app import create_app
+from powerx_governance.app import create_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.console import queries

@@ -29,7 +29,7 @@ from bench.common import OUT, peak_rss_mib
 from bench.store_reference import SCANS_ONLY, database, fleet_service
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service as subscriptions
-from powerx_governance.events.jobs import destinations
+from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.outbox import DELIVER_TASK
 from powerx_governance.events.tables import EventRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
@@ -109,7 +109,7 @@ def _subscribe(service: GovernanceService, url: str, batch_size: int) -> None:
         subscriptions.create(
             session,
             subscriptions.SubscriptionSpec(name="bench", url=url, batch_size=batch_size),
-            destinations(session.info),
+            service.require(EventsConfig).destinations,
             "bench",
             service.clock(),
         )

@@ -26,8 +26,8 @@ import msgspec
 from sqlalchemy import create_engine, func, select, text
 
 from bench.common import OUT, dataset, peak_rss_mib, run_phase
-from powerx_governance.catalog.models import Advisory
 from powerx_governance.catalog.pushes import push_advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.store import load_manifests
 from powerx_governance.inventory.tables import InstallationRow

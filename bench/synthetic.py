@@ -22,7 +22,7 @@ from typing import Final
 
 import msgspec
 
-from powerx_governance.catalog.models import (
+from powerx_governance.catalog_records import (
     CATALOG_SCHEMA,
     Advisory,
     Dependency,

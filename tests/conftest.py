@@ -29,7 +29,7 @@ import pytest
 import uvicorn
 from psycopg import sql
 
-from powerx_governance.api.app import create_app
+from powerx_governance.app import create_app
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import create_token, revoke_token
 from powerx_governance.db.session import sqlite_url, transaction

@@ -1,8 +1,10 @@
-"""Errors shared by components: bad input (naming file, record and field), failing outside systems."""
+"""Errors shared by components: bad input (naming file, record and field), failing outside systems,
+and the kinds of domain refusal the API maps to statuses."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,3 +48,41 @@ class SourceError(Exception):
         super().__init__(f"{source}: {message}")
         self.source = source
         self.message = message
+
+
+class DomainError(Exception):
+    """A refusal in domain terms. Services raise these and never speak HTTP: `api.problems` maps
+    each kind below to one status, in one place (the console answers with the same).
+
+    `title` is the answer's title; a `field` attribute, when an error has one, names the field at
+    fault; `problem_extra` adds members to the problem details (e.g. the unknown names).
+    """
+
+    title: ClassVar[str] = "Invalid request"
+
+    def problem_extra(self) -> dict[str, Any]:
+        return {}
+
+
+class NotFoundError(DomainError):
+    """Nothing by that name or id (for this caller: another tenant's records do not exist for it)."""
+
+    title = "Not found"
+
+
+class ConflictError(DomainError):
+    """The request conflicts with the current state (a newer revision, a name taken, a key reused)."""
+
+    title = "Conflict"
+
+
+class DeniedError(DomainError):
+    """The policy or the caller's role refuses it."""
+
+    title = "Refused by policy"
+
+
+class InvalidError(DomainError):
+    """The request cannot be carried out as given."""
+
+    title = "Invalid request"

@@ -11,11 +11,11 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TypeVar
 
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import IntegrityError
@@ -23,38 +23,43 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.auth.throttle import AuthThrottle, parse_limit
 from powerx_governance.catalog.cache import CatalogCache
+from powerx_governance.components import COMPONENTS
 from powerx_governance.db.migrate import upgrade
 from powerx_governance.db.session import make_engine, session_factory, transaction
-from powerx_governance.decisions import followups
 from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError
-from powerx_governance.events import outbox as event_outbox
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from powerx_governance.flags.service import flag_states, is_enabled
 from powerx_governance.jobs import queue
-from powerx_governance.notifications import service as notifications
+from powerx_governance.kernel import (
+    ChangeHook,
+    ChangeStage,
+    Collaborators,
+    Component,
+    ComponentError,
+    Install,
+    InstallContext,
+    Periodic,
+    Task,
+    resolve,
+)
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy_versions.service import PolicyRegistry
 from powerx_governance.scans.runner import (
-    SCAN_TASK,
-    ChangeHook,
     ScanBusyError,
     ScanRuntime,
     request_scan,
-    run_scan,
 )
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
-from powerx_governance.settings import Settings
+from powerx_governance.settings import Settings, load_settings
 from powerx_governance.sources.files import FileCatalogSource, FileTenantSource
 from powerx_governance.sources.interface import CatalogSource, TenantSource
+from powerx_governance.times import utc_now
 
 log = logging.getLogger("powerx.service")
 Clock = Callable[[], datetime]
-Task = Callable[[dict[str, Any]], None]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
+T = TypeVar("T")
 
 
 def _is_url(value: str) -> bool:
@@ -83,27 +88,61 @@ def catalog_source_from(settings: Settings, metrics: Metrics) -> CatalogSource |
     return FileCatalogSource(Path(spec), settings.compat_path)
 
 
-def _change_hooks(catalog_cache: CatalogCache) -> tuple[ChangeHook, ...]:
-    """The components' change hooks, in the order they run in the transaction of a scan's changes:
-    decision bookkeeping, notifications, then events (which record after the audit records)."""
-    return (
-        followups.change_hook(catalog_cache.index),
-        notifications.on_recommendation_changes,
-        event_outbox.on_recommendation_changes,
+def _policy_rescan(session: Session, actor: str, now: datetime) -> str:
+    """A new or restored policy version re-evaluates the fleet: a full scan in the same transaction."""
+    return request_scan(session, kind=ScanKind.FULL, trigger=ScanTrigger.POLICY, now=now, requested_by=actor)
+
+
+@dataclass(frozen=True, slots=True)
+class Installed:
+    """What the components contributed, gathered once at start."""
+
+    tasks: Mapping[str, Task]
+    periodic: tuple[Periodic, ...]
+    always_on_tasks: frozenset[str]  # run even while governance is off (audit shipping)
+    always_on_periodic: tuple[Periodic, ...]
+    change_hooks: tuple[ChangeHook, ...]  # by stage, then component order
+    collaborators: Collaborators
+    sections: Mapping[str, object]  # each component's settings section, by component name
+
+
+def install_components(service: GovernanceService, components: tuple[Component, ...]) -> Installed:
+    """Read every component's settings section and install it; ComponentError names what is wrong."""
+    collaborators = Collaborators()
+    sections: dict[str, object] = {}
+    tasks: dict[str, Task] = {}
+    periodic: list[Periodic] = []
+    always_on_tasks: set[str] = set()
+    always_on_periodic: list[Periodic] = []
+    hooks: list[tuple[ChangeStage, int, ChangeHook]] = []
+    for position, component in enumerate(components):
+        section = (
+            resolve(component.settings, component.name)(service.settings) if component.settings else None
+        )
+        sections[component.name] = section
+        if component.install is None:
+            continue
+        install: Install = resolve(component.install, component.name)
+        made = install(InstallContext(service, section, collaborators, component.name))
+        for task, run in made.tasks.items():
+            if task in tasks:
+                raise ComponentError(f"component {component.name!r} registers task {task!r} twice")
+            tasks[task] = run
+        periodic.extend(made.periodic)
+        always_on_tasks |= made.always_on_tasks
+        always_on_periodic.extend(made.always_on_periodic)
+        if made.change_hook is not None:
+            hooks.append((made.change_stage, position, made.change_hook))
+        collaborators = collaborators.adding(made.provides, component.name)
+    return Installed(
+        tasks=tasks,
+        periodic=tuple(periodic),
+        always_on_tasks=frozenset(always_on_tasks),
+        always_on_periodic=tuple(always_on_periodic),
+        change_hooks=tuple(hook for _, _, hook in sorted(hooks, key=lambda h: (h[0], h[1]))),
+        collaborators=collaborators,
+        sections=sections,
     )
-
-
-def _install_components(service: GovernanceService) -> None:
-    """Each component registers its tasks and periodic follow-ups (its change hook is in `_change_hooks`)."""
-    from powerx_governance.audit import sink as audit_sink  # noqa: PLC0415 - these import this module
-    from powerx_governance.decisions import jobs as decision_jobs  # noqa: PLC0415
-    from powerx_governance.events import jobs as event_jobs  # noqa: PLC0415
-    from powerx_governance.notifications import jobs as notification_jobs  # noqa: PLC0415
-
-    decision_jobs.install(service)
-    notification_jobs.install(service)
-    audit_sink.install(service)
-    event_jobs.install(service)
 
 
 @dataclass
@@ -112,19 +151,16 @@ class GovernanceService:
     engine: Engine
     factory: sessionmaker[Session]
     metrics: Metrics
-    runtime: ScanRuntime
     policies: PolicyRegistry
+    catalog_cache: CatalogCache
     clock: Clock = utc_now
     worker_name: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}:{id(object())}")
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
     _wake: threading.Event = field(default_factory=threading.Event)
-    tasks: dict[str, Task] = field(default_factory=dict)
-    periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
-    # run even while governance is off (audit shipping): the rest waits for the flag
-    always_on_tasks: set[str] = field(default_factory=set)
-    always_on_periodic: list[Callable[[GovernanceService], None]] = field(default_factory=list)
     auth_throttle: AuthThrottle = field(init=False)
+    installed: Installed = field(init=False)  # set once by `create`, before anything runs
+    runtime: ScanRuntime = field(init=False)
 
     def __post_init__(self) -> None:
         self.auth_throttle = AuthThrottle(
@@ -132,6 +168,31 @@ class GovernanceService:
             parse_limit(self.settings.auth_throttle_token, "POWERX_AUTH_THROTTLE_TOKEN"),
             self.metrics,
         )
+
+    def rescan(self, session: Session, actor: str, now: datetime) -> str:
+        """A full re-scan after a policy or flag change (`kernel.Rescan`), in the caller's transaction."""
+        return _policy_rescan(session, actor, now)
+
+    # -- components ----------------------------------------------------------------------------
+
+    @property
+    def tasks(self) -> Mapping[str, Task]:
+        return self.installed.tasks
+
+    def require(self, kind: type[T]) -> T:
+        """A collaborator a component provides (e.g. `NotificationRuntime`, `EventsConfig`)."""
+        return self.installed.collaborators.require(kind, "the service")
+
+    @property
+    def notifications(self) -> NotificationRuntime:
+        return self.require(NotificationRuntime)
+
+    def section(self, component: str, kind: type[T]) -> T:
+        """A component's settings section, read at start."""
+        found = self.installed.sections.get(component)
+        if not isinstance(found, kind):
+            raise ComponentError(f"component {component!r} has no {kind.__name__} settings section")
+        return found
 
     # -- flags and policy ----------------------------------------------------------------------
 
@@ -158,7 +219,14 @@ class GovernanceService:
             self._wake.set()
 
     @classmethod
-    def create(cls, settings: Settings, *, clock: Clock = utc_now, migrate: bool = True) -> GovernanceService:
+    def create(
+        cls,
+        settings: Settings,
+        *,
+        clock: Clock = utc_now,
+        migrate: bool = True,
+        components: tuple[Component, ...] = COMPONENTS,
+    ) -> GovernanceService:
         if settings.default_database:
             settings.var_dir.mkdir(parents=True, exist_ok=True)
         engine = make_engine(settings.database_url)
@@ -170,22 +238,22 @@ class GovernanceService:
             factory,
             settings.rules_path,
             plain=lambda session: not is_enabled(session, settings.flags, Flag.UPGRADE_POLICY),
+            rescan=_policy_rescan,
         )
-        catalog_cache = CatalogCache()
-        runtime = ScanRuntime(
+        service = cls(settings, engine, factory, metrics, registry, CatalogCache(), clock)
+        service.installed = install_components(service, components)
+        service.runtime = ScanRuntime(
             factory=factory,
             policy=lambda: registry.current(clock()),
             clock=clock,
             metrics=metrics,
+            notifications=service.notifications,
             tenant_source=tenant_source_from(settings, metrics),
             catalog_source=catalog_source_from(settings, metrics),
             retry_delay_seconds=settings.retry_delay_seconds,
-            change_hooks=_change_hooks(catalog_cache),
-            catalog_cache=catalog_cache,
+            change_hooks=service.installed.change_hooks,
+            catalog_cache=service.catalog_cache,
         )
-        service = cls(settings, engine, factory, metrics, runtime, registry, clock)
-        service.tasks[SCAN_TASK] = lambda payload: run_scan(service.runtime, payload["scan_id"])
-        _install_components(service)
         return service
 
     # -- scans -------------------------------------------------------------------------------
@@ -237,7 +305,7 @@ class GovernanceService:
         Nothing is scheduled while the `plugin-version-governance` flag is off.
         """
         self.sync_policy()
-        for follow_up in self.always_on_periodic:
+        for follow_up in self.installed.always_on_periodic:
             follow_up(self)
         if not self.enabled(Flag.GOVERNANCE):
             return None
@@ -257,7 +325,7 @@ class GovernanceService:
                 )
         except IntegrityError:
             scan_id = None  # another instance (or an earlier tick) already requested this slot
-        for follow_up in self.periodic:  # digests, SLA checks, expiries: each idempotent per period
+        for follow_up in self.installed.periodic:  # digests, SLA checks, expiries: each idempotent per period
             follow_up(self)
         self._wake.set()
         return scan_id
@@ -271,7 +339,9 @@ class GovernanceService:
         """
         ran = 0
         if not self.enabled(Flag.GOVERNANCE):
-            tasks = frozenset(self.always_on_tasks & set(tasks if tasks is not None else self.tasks))
+            tasks = frozenset(
+                self.installed.always_on_tasks & set(tasks if tasks is not None else self.tasks)
+            )
         while ran < limit:
             with transaction(self.factory) as session:
                 job = queue.claim(session, self.worker_name, self.clock(), tasks)
@@ -341,3 +411,8 @@ class GovernanceService:
         for thread in self._threads:
             thread.join(timeout=30)
         self.engine.dispose()
+
+
+def open_service() -> GovernanceService:
+    """The service this process's environment configures (what a command-line command works on)."""
+    return GovernanceService.create(load_settings())

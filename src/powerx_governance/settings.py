@@ -1,15 +1,19 @@
-"""One typed settings object, built from the environment by a function (never at import time)."""
+"""The core settings, built from one snapshot of the environment by a function (never at import time).
+
+Components read their own sections from the same snapshot (`environ`) once, at start: each
+declares a settings reader (`kernel.Component.settings`) and gets its typed section in `install`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from powerx_governance.auth.throttle import parse_limit
 from powerx_governance.durations import parse_duration
-from powerx_governance.flags.config import ConfiguredFlag, Flag, configured_flags
+from powerx_governance.feature_flags import ConfiguredFlag, Flag, configured_flags
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,7 @@ class Settings:
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
     auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
     auth_throttle_token: str  # POWERX_AUTH_THROTTLE_TOKEN: failed authentications per token prefix
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # the snapshot read once
 
     @property
     def default_database(self) -> bool:
@@ -52,7 +57,7 @@ def _flag(value: str | None, default: bool) -> bool:
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    env = os.environ if environ is None else environ
+    env = dict(os.environ if environ is None else environ)  # read once: components read this snapshot
     var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
     settings_file = _path(env.get("POWERX_SETTINGS_FILE"))
     retry = parse_duration(env.get("POWERX_SCAN_RETRY_DELAY", "60s")).total_seconds()
@@ -84,4 +89,5 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,
         auth_throttle_token=throttle_token,
+        environ=env,
     )

@@ -10,3 +10,8 @@ def iso(moment: datetime | None) -> str | None:
     if moment is None:
         return None
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def utc_now() -> datetime:
+    """The current time, zone-aware UTC (the default clock; the engine never reads it)."""
+    return datetime.now(UTC)

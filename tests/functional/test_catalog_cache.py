@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 
 from powerx_governance.catalog.cache import CatalogCache
-from powerx_governance.catalog.models import Advisory
 from powerx_governance.catalog.pushes import push_advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from tests.conftest import ServiceFactory

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from powerx_governance.errors import InputError
-from powerx_governance.flags.config import ConfiguredFlag, Flag, FlagSource, configured_flags
+from powerx_governance.feature_flags import ConfiguredFlag, Flag, FlagSource, configured_flags
 
 
 def test_defaults_are_on() -> None:

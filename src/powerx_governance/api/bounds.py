@@ -12,7 +12,7 @@ from typing import Annotated, Final
 
 from pydantic import AfterValidator, AwareDatetime, Field
 
-from powerx_governance.recommendations.queries import MAX_ID  # integer columns on PostgreSQL
+from powerx_governance.db.rows import MAX_ID  # integer columns on PostgreSQL
 
 MAX_SEQ: Final = 2**63 - 1  # bigint columns
 _MAX_ID_DIGITS: Final = len(str(MAX_ID))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator
-from typing import Annotated, cast
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
@@ -13,18 +13,23 @@ from powerx_governance.api.problems import ProblemError
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import Principal, authenticate
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from powerx_governance.inventory.queries import tenants_named
-from powerx_governance.service import GovernanceService
+
+if TYPE_CHECKING:  # the composition root: routes see it as a type only, so no component imports it
+    from powerx_governance.service import GovernanceService
 
 log = logging.getLogger("powerx.auth")
 
 
 def service(request: Request) -> GovernanceService:
-    return cast(GovernanceService, request.app.state.service)
+    return cast("GovernanceService", request.app.state.service)
 
 
-ServiceDep = Annotated[GovernanceService, Depends(service)]
+if TYPE_CHECKING:
+    ServiceDep = Annotated[GovernanceService, Depends(service)]
+else:  # FastAPI reads this at run time: the dependency is what matters, not the class
+    ServiceDep = Annotated[Any, Depends(service)]
 
 
 def session(svc: ServiceDep) -> Iterator[Session]:

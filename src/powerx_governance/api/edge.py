@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl
@@ -132,11 +132,17 @@ def _is_json(content_type: str) -> bool:
     return content_type in ("", "application/json") or content_type.endswith("+json")
 
 
+PageRefusal = Callable[[str], Response]
+"""Renders a refused console request (the detail) as a page; the console provides it."""
+CONSOLE_PREFIX: Final = "/console"
+
+
 class EdgeGuard:
     """ASGI middleware applying the checks above; the body is read once and replayed to the app."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, pages: PageRefusal | None = None) -> None:
         self.app = app
+        self.pages = pages  # how a refused console request is answered (an HTML page), when served
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -147,7 +153,7 @@ class EdgeGuard:
             check_query(scope.get("query_string", b""))
             receive = await self._checked_body(scope, receive)
         except RefusedInputError as exc:
-            await _refusal(scope, exc)(scope, receive, send)
+            await self._refusal(scope, exc)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -162,15 +168,13 @@ class EdgeGuard:
             check_json(body)
         return replay_body(body, receive)
 
-
-def _refusal(scope: Scope, exc: RefusedInputError) -> Response:
-    detail = f"{exc.field}: {exc}"
-    if scope["path"].startswith("/console"):
-        from powerx_governance.console.rendering import render  # noqa: PLC0415 - the console imports the API
-
-        context = {"user": None, "title": "Invalid input", "message": detail, "status": 422, "nav": None}
-        return render("error.html", context, status=422)
-    return problem_response(422, "Invalid request", detail, errors=[{"field": exc.field, "error": str(exc)}])
+    def _refusal(self, scope: Scope, exc: RefusedInputError) -> Response:
+        detail = f"{exc.field}: {exc}"
+        if self.pages is not None and scope["path"].startswith(CONSOLE_PREFIX):
+            return self.pages(detail)
+        return problem_response(
+            422, "Invalid request", detail, errors=[{"field": exc.field, "error": str(exc)}]
+        )
 
 
 async def _read(receive: Receive) -> bytes:

@@ -10,46 +10,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from powerx_governance.catalog.pushes import PushNotFoundError
-from powerx_governance.decisions.service import (
-    DecisionError,
-    IdempotencyConflictError,
-    RefusedError,
-    StaleRevisionError,
-    UnknownRecommendationError,
+from powerx_governance.errors import (
+    ConflictError,
+    DeniedError,
+    DomainError,
+    InputError,
+    InvalidError,
+    NotFoundError,
 )
-from powerx_governance.errors import InputError
-from powerx_governance.events.service import DuplicateNameError, SubscriptionError, UnknownSubscriptionError
-from powerx_governance.policy_versions.models import PolicyVersionError, UnknownPolicyVersionError
-from powerx_governance.scans.queries import UnknownTenantsError
-from powerx_governance.workflows.smoke_tenants import SmokeTenantError, SmokeTenantNotFoundError
 
 PROBLEM = "application/problem+json"
 
-# Domain errors and the answers they become, in one place (the first matching class wins, so a
-# subclass comes before its base). Services raise these and never speak HTTP.
-DOMAIN_ERRORS: Final[tuple[tuple[type[Exception], int, str], ...]] = (
-    (UnknownRecommendationError, 404, "Not found"),
-    (StaleRevisionError, 409, "Stale revision"),
-    (IdempotencyConflictError, 409, "Idempotency key reused"),
-    (RefusedError, 403, "Refused by policy"),
-    (DecisionError, 422, "Invalid decision"),
-    (UnknownSubscriptionError, 404, "Not found"),
-    (DuplicateNameError, 409, "Conflict"),
-    (SubscriptionError, 422, "Invalid subscription"),
-    (UnknownPolicyVersionError, 404, "Not found"),
-    (PolicyVersionError, 409, "Policy version conflict"),
-    (PushNotFoundError, 404, "Not found"),
-    (SmokeTenantNotFoundError, 404, "Not found"),
-    (SmokeTenantError, 422, "Not a smoke tenant"),
+# The kinds of domain error and the status each becomes, in one place (the first matching kind
+# wins: an error of two kinds, e.g. a decision error that is also "not found", takes the first).
+# Services raise these and never speak HTTP; the title is the error's own.
+DOMAIN_ERRORS: Final[tuple[tuple[type[DomainError], int], ...]] = (
+    (NotFoundError, 404),
+    (ConflictError, 409),
+    (DeniedError, 403),
+    (InvalidError, 422),
 )
 
 
 def status_of(exc: Exception) -> tuple[int, str]:
     """The HTTP status and title a domain error becomes (the console answers with the same)."""
-    return next(
-        ((status, title) for kind, status, title in DOMAIN_ERRORS if isinstance(exc, kind)), (500, "Error")
-    )
+    if isinstance(exc, DomainError):
+        return next((status for kind, status in DOMAIN_ERRORS if isinstance(exc, kind)), 422), exc.title
+    return 500, "Error"
 
 
 PROBLEM_TITLES: Final = {
@@ -135,18 +122,13 @@ async def _input(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _unknown_tenants(_: Request, exc: Exception) -> JSONResponse:
-    names = cast(UnknownTenantsError, exc).names  # registered for this type only
-    errors = [{"field": "tenants", "error": f"unknown tenant {name!r}"} for name in names]
-    return problem_response(422, "Unknown tenants", str(exc), errors=errors, tenants=names)
-
-
 async def _domain(_: Request, exc: Exception) -> JSONResponse:
     """A domain error as problem details; `field`, when the error names one, is in `errors`."""
     status, title = status_of(exc)
+    extra = exc.problem_extra() if isinstance(exc, DomainError) else {}
     field = getattr(exc, "field", None)
     if field is None:
-        return problem_response(status, title, str(exc))
+        return problem_response(status, title, str(exc), **extra)
     return problem_response(status, title, f"{field}: {exc}", errors=[{"field": field, "error": str(exc)}])
 
 
@@ -155,9 +137,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http)
     app.add_exception_handler(ProblemError, _problem)
     app.add_exception_handler(InputError, _input)
-    app.add_exception_handler(UnknownTenantsError, _unknown_tenants)
-    for kind, _, _ in DOMAIN_ERRORS:
-        app.add_exception_handler(kind, _domain)
+    app.add_exception_handler(DomainError, _domain)
 
 
 class BodyLimit:

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.model import AuditError, AuditEvent, EventConflictError, StoredEvent, rfc3339
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.jobs.tables import LockRow
+from powerx_governance.db.locks import LockRow
 
 GENESIS: Final = "0" * 64
 SCHEMA: Final = "powerx.audit-event/v1"

@@ -16,7 +16,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, NoReturn, TextIO
+from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 
 import typer
 from rich.console import Console
@@ -31,10 +31,13 @@ from powerx_governance.audit.service import (
     prune,
     verify,
 )
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
-from powerx_governance.service import GovernanceService, utc_now
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
+from powerx_governance.times import utc_now
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: verify, export, prune.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -70,7 +73,7 @@ def _fail(message: str, code: ExitCode) -> NoReturn:
 def _service() -> Iterator[GovernanceService]:
     """The configured store; an unusable database or setting is a usage error (exit 2)."""
     try:
-        service = GovernanceService.create(load_settings())
+        service = open_service()
     except (SQLAlchemyError, ValueError) as exc:
         _fail(f"cannot open the store: {exc}", ExitCode.USAGE)
     try:

@@ -20,7 +20,6 @@ How shipping works:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
@@ -38,9 +37,11 @@ from powerx_governance.db.session import transaction
 from powerx_governance.http.client import ErrorCallback, HttpPolicy, RetryingClient, request_headers
 from powerx_governance.jobs.queue import enqueue
 from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.kernel import Contribution, InstallContext
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
+    from powerx_governance.settings import Settings
 
 SHIP_TASK: Final = "ship_audit"
 SHIPPED_MARKER: Final = "audit-shipped"
@@ -186,28 +187,24 @@ class SinkSettings:
     policy: HttpPolicy = field(default_factory=HttpPolicy)
 
 
-def sink_settings(
-    environ: Mapping[str, str] | None = None, *, policy: HttpPolicy | None = None
-) -> SinkSettings:
-    env = os.environ if environ is None else environ
+def sink_settings(env: Mapping[str, str], *, policy: HttpPolicy | None = None) -> SinkSettings:
+    """The audit's settings section: `POWERX_AUDIT_SINK_URL` (no shipping when unset) and its token."""
     url = env.get(SINK_URL_ENV, "").strip() or None
     if url is not None and not url.startswith(("http://", "https://")):
         raise ValueError(f"{SINK_URL_ENV} must be an http(s) URL, not {url!r}")
     return SinkSettings(url, env.get(SINK_TOKEN_ENV) or None, policy or HttpPolicy())
 
 
-def install(
-    service: GovernanceService,
-    *,
-    environ: Mapping[str, str] | None = None,
-    policy: HttpPolicy | None = None,
-) -> None:
-    """Register `ship_audit`; with a sink URL configured, also the periodic follow-up that queues it."""
-    settings = sink_settings(environ, policy=policy)
-    service.tasks[SHIP_TASK] = lambda payload: run_ship_job(service, settings, payload)
-    service.always_on_tasks.add(SHIP_TASK)  # decisions and flag changes are audited while governance is off
-    if settings.url is not None and queue_shipping not in service.always_on_periodic:
-        service.always_on_periodic.append(queue_shipping)
+def install(ctx: InstallContext) -> Contribution:
+    """`ship_audit` (it runs while governance is off: decisions and flag changes are audited then too);
+    with a sink URL configured, also the periodic follow-up that queues it."""
+    settings: SinkSettings = ctx.settings
+    host = ctx.host
+    return Contribution(
+        tasks={SHIP_TASK: lambda payload: run_ship_job(host, settings, payload)},
+        always_on_tasks=frozenset({SHIP_TASK}),
+        always_on_periodic=(queue_shipping,) if settings.url is not None else (),
+    )
 
 
 def run_ship_job(service: GovernanceService, settings: SinkSettings, payload: Mapping[str, Any]) -> None:
@@ -241,3 +238,7 @@ def _shipping(session: Session) -> bool:
     active = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
     stmt = select(JobRow.id).where(JobRow.task == SHIP_TASK, JobRow.status.in_(active)).limit(1)
     return session.execute(stmt).first() is not None
+
+
+def read_settings(settings: Settings) -> SinkSettings:
+    return sink_settings(settings.environ)

@@ -13,9 +13,9 @@ import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from powerx_governance.catalog.models import Advisory, CompatEntry, Plugin
 from powerx_governance.catalog.store import MATRIX
 from powerx_governance.catalog.tables import AdvisoryRow, CatalogDocumentRow, PluginRow
+from powerx_governance.catalog_records import Advisory, CompatEntry, Plugin
 from powerx_governance.policy.compat import CompatMatrix
 from powerx_governance.policy.index import (
     CatalogIndex,

@@ -13,11 +13,11 @@ from rich.table import Table
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import pushes
-from powerx_governance.cli.consoles import stdout_console
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
-from powerx_governance.service import GovernanceService, utc_now
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.consoles import stdout_console
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+from powerx_governance.times import utc_now
 
 pushes_app = typer.Typer(
     help="What the push source (release and advisory webhooks) holds; operators remove records.",
@@ -36,7 +36,7 @@ def _when(value: Any) -> str:
 @pushes_app.command("list")
 def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Pushed advisories and releases, each in force, withdrawn or overridden by the catalog source."""
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     with service.factory() as session:
         listing = {
             "advisories": pushes.pushed_advisory_items(session),
@@ -66,7 +66,7 @@ def list_command(as_json: Annotated[bool, typer.Option("--json", help="Print JSO
 def _remove(
     what: str, remove: Callable[[Session, pushes.Removal], frozenset[str]], reason: str, actor: str | None
 ) -> None:
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     removal = pushes.Removal(actor=f"cli:{actor or getpass.getuser()}", reason=reason)
     try:
         with transaction(service.factory) as session:

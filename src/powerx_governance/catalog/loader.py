@@ -11,7 +11,8 @@ from typing import Any
 
 import msgspec
 
-from powerx_governance.catalog.models import (
+from powerx_governance.catalog.osv_intake import read_advisory, repair_timestamp
+from powerx_governance.catalog_records import (
     Advisory,
     Catalog,
     CompatEntry,
@@ -19,7 +20,6 @@ from powerx_governance.catalog.models import (
     Release,
     UnreadableRelease,
 )
-from powerx_governance.catalog.osv_intake import read_advisory, repair_timestamp
 from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.records import convert_record
 from powerx_governance.safe_yaml import load_document

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 import msgspec
 
-from powerx_governance.catalog.models import Advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.errors import InputProblem
 from powerx_governance.policy.matching import read_affected
 from powerx_governance.policy.severity import advisory_severity

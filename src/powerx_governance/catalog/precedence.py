@@ -18,7 +18,7 @@ from typing import Final
 
 import msgspec
 
-from powerx_governance.catalog.models import Advisory, Plugin, Release
+from powerx_governance.catalog_records import Advisory, Plugin, Release
 from powerx_governance.domain import LifecycleStatus
 from powerx_governance.versioning.semver import PrecedenceKey, parse_version
 

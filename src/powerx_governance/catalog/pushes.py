@@ -20,14 +20,15 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.catalog import store
-from powerx_governance.catalog.models import Advisory, Plugin, Release
 from powerx_governance.catalog.precedence import Origin, push_wins, release_key, retired_by_catalog
 from powerx_governance.catalog.tables import AdvisoryRow, PluginRow, PushedAdvisoryRow, PushedReleaseRow
+from powerx_governance.catalog_records import Advisory, Plugin, Release
+from powerx_governance.errors import NotFoundError
 
 SOURCE = "governance"
 
 
-class PushNotFoundError(LookupError):
+class PushNotFoundError(NotFoundError, LookupError):
     """The push source holds no such record."""
 
 

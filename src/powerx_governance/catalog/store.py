@@ -17,7 +17,6 @@ import msgspec
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from powerx_governance.catalog.models import Advisory, Catalog, CompatEntry, Plugin, Release
 from powerx_governance.catalog.precedence import Origin, advisory_in_force, merge_plugin
 from powerx_governance.catalog.tables import (
     AdvisoryRow,
@@ -26,6 +25,7 @@ from powerx_governance.catalog.tables import (
     PushedAdvisoryRow,
     PushedReleaseRow,
 )
+from powerx_governance.catalog_records import Advisory, Catalog, CompatEntry, Plugin, Release
 from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.policy.matching import POWERX_ECOSYSTEM
 

@@ -8,10 +8,14 @@ imports one only when it is run or its help is shown (Click's lazy-group pattern
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import typer
 from typer.core import TyperGroup
+
+from powerx_governance.components import COMPONENTS
+from powerx_governance.kernel import Component, ComponentError
 
 
 class LazyTyperGroup(TyperGroup):
@@ -45,3 +49,23 @@ def _load(target: str, name: str) -> Any:
         command = typer.main.get_command(single)
     command.name = name
     return command
+
+
+def version_commands() -> dict[str, str]:
+    """`powerx version <name>` commands, as the components declare them (nothing is imported)."""
+    return _commands(lambda component: component.commands)
+
+
+def root_commands() -> dict[str, str]:
+    """`powerx <name>` commands, as the components declare them."""
+    return _commands(lambda component: component.root_commands)
+
+
+def _commands(of: Callable[[Component], Mapping[str, str]]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for component in COMPONENTS:
+        for name, reference in of(component).items():
+            if name in found:
+                raise ComponentError(f"component {component.name!r} declares command {name!r} again")
+            found[name] = reference
+    return found

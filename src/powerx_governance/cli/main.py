@@ -13,22 +13,22 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from powerx_governance.cli.consoles import stdout_console
-from powerx_governance.cli.exit_codes import ExitCode
-from powerx_governance.cli.lazy import lazy_group
+from powerx_governance.cli.lazy import lazy_group, root_commands, version_commands
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
 from powerx_governance.reports import TOP, ReportFormat, report_writer
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, StreamedScan, known_tenants, stream_file_scan
 from powerx_governance.settings import load_settings
+from powerx_governance.terminal.consoles import stdout_console
+from powerx_governance.terminal.exit_codes import ExitCode
 
 app = typer.Typer(
     name="powerx",
     help="PowerX platform tools.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    cls=lazy_group({"audit": "powerx_governance.audit.cli:audit_app"}),
+    cls=lazy_group(root_commands()),
 )
 # The service's commands are imported only when run: a file scan never loads the service.
 version_app = typer.Typer(
@@ -38,16 +38,7 @@ version_app = typer.Typer(
         {
             "demo": "powerx_governance.cli.demo:demo_command",
             "serve": "powerx_governance.cli.service_commands:serve_command",
-            "decide": "powerx_governance.decisions.cli:decide_command",
-            "smoke": "powerx_governance.workflows.cli:smoke_command",
-            "reconcile": "powerx_governance.workflows.cli:reconcile_command",
-            "metrics": "powerx_governance.workflows.cli:metrics_command",
-            "token": "powerx_governance.cli.service_commands:token_app",
-            "flags": "powerx_governance.flags.cli:flags_app",
-            "policy": "powerx_governance.policy_versions.cli:policy_app",
-            "events": "powerx_governance.events.cli:events_app",
-            "alerts": "powerx_governance.scans.cli:alerts_app",
-            "pushes": "powerx_governance.catalog.cli:pushes_app",
+            **version_commands(),
         }
     ),
 )

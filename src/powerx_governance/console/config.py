@@ -1,4 +1,4 @@
-"""Console settings from the environment, built on first use (never at import time).
+"""The console's settings section, read once at start from the settings' environment snapshot.
 
 - `POWERX_SESSION_SECRET` (default: a random key kept in `$POWERX_VAR_DIR/console-session.key`)
   signs session cookies and CSRF tokens; set it (32+ characters) when several instances serve
@@ -13,15 +13,17 @@ from __future__ import annotations
 import logging
 import os
 import secrets
-import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Final
 
 from powerx_governance.durations import parse_duration
+
+if TYPE_CHECKING:
+    from powerx_governance.settings import Settings
 
 log = logging.getLogger("powerx.console")
 KEY_FILE: Final = "console-session.key"
@@ -83,16 +85,6 @@ def load_console_settings(env: Mapping[str, str], var_dir: Path) -> ConsoleSetti
     )
 
 
-_LOCK = threading.Lock()
-
-
-def settings_for(state: Any, var_dir: Path) -> ConsoleSettings:
-    """The settings of one app (kept on its `state`), loaded by the first request that needs them."""
-    found: ConsoleSettings | None = getattr(state, "console_settings", None)
-    if found is None:
-        with _LOCK:
-            found = getattr(state, "console_settings", None)
-            if found is None:
-                found = load_console_settings(os.environ, var_dir)
-                state.console_settings = found
-    return found
+def read_settings(settings: Settings) -> ConsoleSettings:
+    """The console's section, read at start (the key file is created then when no secret is set)."""
+    return load_console_settings(settings.environ, settings.var_dir)

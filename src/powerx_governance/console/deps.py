@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import Depends, Request
@@ -18,7 +18,7 @@ from starlette.responses import RedirectResponse, Response
 
 from powerx_governance.api.deps import ServiceDep, refuse_cross_tenant
 from powerx_governance.console import queries
-from powerx_governance.console.config import ConsoleSettings, CookieSecurity, settings_for
+from powerx_governance.console.config import ConsoleSettings, CookieSecurity
 from powerx_governance.console.forms import (
     FormData,
     parse_form,
@@ -32,8 +32,10 @@ from powerx_governance.console.sessions import (
     decode_session,
     resume,
 )
-from powerx_governance.flags.config import Flag
-from powerx_governance.service import GovernanceService
+from powerx_governance.feature_flags import Flag
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 log = logging.getLogger("powerx.console")
 HOME: Final = "/console"
@@ -82,7 +84,7 @@ class ConsoleRoute(APIRoute):
 
 
 def page_settings(request: Request, svc: GovernanceService) -> ConsoleSettings:
-    return settings_for(request.app.state, svc.settings.var_dir)
+    return svc.section("console", ConsoleSettings)
 
 
 def _here(request: Request) -> str:

@@ -79,3 +79,9 @@ class _ShippedAssets(StaticFiles):
 def static_files() -> StaticFiles:
     """The shipped CSS and JS, for `app.mount(STATIC_URL, ...)`, with the console's security headers."""
     return _ShippedAssets(directory=STATIC_DIR)
+
+
+def refused_page(detail: str) -> HTMLResponse:
+    """A console request refused at the edge (`api.edge.EdgeGuard`) as a page, not problem JSON."""
+    context = {"user": None, "title": "Invalid input", "message": detail, "status": 422, "nav": None}
+    return render("error.html", context, status=422)

@@ -7,7 +7,7 @@ another tenant's card is a 404 page, a stale decision is shown on its card with 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
@@ -66,7 +66,9 @@ from powerx_governance.decisions.service import DecisionError, decide, decide_ma
 from powerx_governance.decisions.tables import IgnoreScope
 from powerx_governance.recommendations.queries import CursorError
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
-from powerx_governance.service import GovernanceService
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 LOGIN_COOKIE_SECONDS: Final = 3600
 
@@ -340,7 +342,9 @@ def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: Posted
     try:
         request = decision_request(form, rec_id)
         with transaction(page.svc.factory) as session:
-            row, created = decide(session, request, page.user.principal, page.svc.clock())
+            row, created = decide(
+                session, page.svc.notifications, request, page.user.principal, page.svc.clock()
+            )
             kind, scope = row.kind, row.scope
     except FormError as exc:
         return _card(page, rec_id, status=422, error={"field": exc.field, "message": str(exc)}, form=form)
@@ -399,7 +403,9 @@ def post_bulk(posted: PostedDep) -> Response:
     try:
         selection, template = bulk_selection(form), bulk_template(form)
         with transaction(page.svc.factory) as session:
-            batch_id, rows = decide_many(session, selection, template, page.user.principal, page.svc.clock())
+            batch_id, rows = decide_many(
+                session, page.svc.notifications, selection, template, page.user.principal, page.svc.clock()
+            )
     except (FormError, DecisionError) as exc:
         status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
         with page.svc.factory() as session:

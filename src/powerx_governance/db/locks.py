@@ -10,11 +10,22 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import func, select
+from sqlalchemy import String, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from powerx_governance.jobs.tables import LockRow
+from powerx_governance.db.base import Base
+
+
+class LockRow(Base):
+    """A named lease: whoever updates the row while it is free or expired holds it."""
+
+    __tablename__ = "locks"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    owner: Mapped[str | None] = mapped_column(String(128))
+    expires_at: Mapped[datetime]
+
 
 _NEVER: Final = datetime(9999, 12, 31, tzinfo=UTC)
 

@@ -14,3 +14,6 @@ def rowcount(result: Result[Any]) -> int:
     the count.
     """
     return int(cast(CursorResult[Any], result).rowcount)
+
+
+MAX_ID = 2**31 - 1  # ids and revisions are 32-bit integers on PostgreSQL

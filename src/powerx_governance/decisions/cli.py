@@ -12,7 +12,6 @@ from rich.console import Console
 
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     DecisionError,
@@ -22,8 +21,8 @@ from powerx_governance.decisions.service import (
     decision_dict,
 )
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
-from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
 
 err = Console(stderr=True)
 
@@ -55,7 +54,7 @@ def decide_command(
     actor: Annotated[str | None, typer.Option(help="Who decides (default: the OS user).")] = None,
 ) -> None:
     """Record an upgrade, schedule or ignore decision with its audit event."""
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     who = Principal(0, f"cli:{actor or getpass.getuser()}", Role.OPERATOR, None)
     req = DecisionRequest(
         recommendation_id=recommendation,
@@ -70,7 +69,7 @@ def decide_command(
     )
     try:
         with transaction(service.factory) as session:
-            row, _ = decide(session, req, who, service.clock())
+            row, _ = decide(session, service.notifications, req, who, service.clock())
             result = decision_dict(row)
     except DecisionError as exc:
         err.print(f"error: {exc.field or 'decision'}: {exc}", highlight=False)

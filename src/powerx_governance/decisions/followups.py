@@ -31,11 +31,16 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.catalog.tables import AdvisoryRow
+from powerx_governance.decisions.events import record_reopened, record_sla_breach
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Severity
-from powerx_governance.events.outbox import record_reopened, record_sla_breach
 from powerx_governance.jobs import queue
-from powerx_governance.notifications.service import notify_ignore_broken, notify_reopened, notify_sla_breach
+from powerx_governance.notifications.service import (
+    NotificationRuntime,
+    notify_ignore_broken,
+    notify_reopened,
+    notify_sla_breach,
+)
 from powerx_governance.policy.index import CatalogIndex, PluginIndex
 from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import (
@@ -118,6 +123,7 @@ def _end(
 
 def _end_and_announce(
     session: Session,
+    runtime: NotificationRuntime,
     decision: DecisionRow,
     state: DecisionState,
     reason: str,
@@ -128,6 +134,7 @@ def _end_and_announce(
     before = _end(session, decision, state, reason, now, reopen=True, extra=extra)
     notify_reopened(
         session,
+        runtime,
         recommendation_id=decision.recommendation_id,
         decision_id=decision.id,
         decision_state=state.value,
@@ -253,7 +260,12 @@ def _superseding(
 
 
 def _judge_upgrade(
-    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    change: Change,
+    decision: DecisionRow,
+    plugin: PluginIndex | None,
+    now: datetime,
 ) -> None:
     """Fulfil an upgrade/schedule decision whose target was reached; supersede it only for new risk."""
     decided = _decided(session, decision)
@@ -266,11 +278,16 @@ def _judge_upgrade(
         return
     why = _superseding(session, change, decision, decided, plugin, data_only=False)
     if why is not None:
-        _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+        _end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
 def _judge_ignore(
-    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    change: Change,
+    decision: DecisionRow,
+    plugin: PluginIndex | None,
+    now: datetime,
 ) -> None:
     if (
         change.risk_level == Severity.CRITICAL.value
@@ -288,6 +305,7 @@ def _judge_ignore(
         )
         notify_ignore_broken(
             session,
+            runtime,
             decision_id=decision.id,
             recommendation_id=decision.recommendation_id,
             reason=reason,
@@ -296,11 +314,16 @@ def _judge_ignore(
     elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
         why = _superseding(session, change, decision, _decided(session, decision), plugin, data_only=True)
         if why is not None:
-            _end_and_announce(session, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+            _end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
 def _judge(
-    session: Session, change: Change, decision: DecisionRow, plugin: PluginIndex | None, now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    change: Change,
+    decision: DecisionRow,
+    plugin: PluginIndex | None,
+    now: datetime,
 ) -> None:
     """Decide what a recommendation change means for the decision standing on it."""
     if change.change is RecommendationChange.RESOLVED:
@@ -313,13 +336,14 @@ def _judge(
             reopen=False,
         )
     elif DecisionKind(decision.kind) is DecisionKind.IGNORE:
-        _judge_ignore(session, change, decision, plugin, now)
+        _judge_ignore(session, runtime, change, decision, plugin, now)
     else:
-        _judge_upgrade(session, change, decision, plugin, now)
+        _judge_upgrade(session, runtime, change, decision, plugin, now)
 
 
 def on_recommendation_changes(
     session: Session,
+    runtime: NotificationRuntime,
     changes: ChangeSet,
     now: datetime,
     triggered_at: datetime,
@@ -339,19 +363,21 @@ def on_recommendation_changes(
     for change in decided:
         decision = standing.get(change.recommendation_id)
         if decision is not None:
-            _judge(session, change, decision, plugins.get(change.plugin_id), now)
+            _judge(session, runtime, change, decision, plugins.get(change.plugin_id), now)
 
 
-def change_hook(catalog: CatalogOf) -> Callable[[Session, ChangeSet, datetime, datetime], None]:
-    """`on_recommendation_changes` with the catalog it reads advisories from."""
+def change_hook(
+    runtime: NotificationRuntime, catalog: CatalogOf
+) -> Callable[[Session, ChangeSet, datetime, datetime], None]:
+    """`on_recommendation_changes` with the notifications and the catalog it reads advisories from."""
 
     def hook(session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime) -> None:
-        on_recommendation_changes(session, changes, now, triggered_at, catalog=catalog)
+        on_recommendation_changes(session, runtime, changes, now, triggered_at, catalog=catalog)
 
     return hook
 
 
-def _expire_ignores(session: Session, now: datetime) -> int:
+def _expire_ignores(session: Session, runtime: NotificationRuntime, now: datetime) -> int:
     stmt = select(DecisionRow).where(
         DecisionRow.state == DecisionState.ACTIVE.value,
         DecisionRow.kind == DecisionKind.IGNORE.value,
@@ -361,7 +387,7 @@ def _expire_ignores(session: Session, now: datetime) -> int:
     expired = list(session.execute(stmt).scalars())
     for decision in expired:
         reason = f"the ignore expired at {iso(decision.until)}"
-        _end_and_announce(session, decision, DecisionState.EXPIRED, reason, now)
+        _end_and_announce(session, runtime, decision, DecisionState.EXPIRED, reason, now)
     return len(expired)
 
 
@@ -394,9 +420,12 @@ def _queue_breaches(session: Session, now: datetime) -> int:
     return queued
 
 
-def check(session: Session, now: datetime) -> dict[str, int]:
+def check(session: Session, runtime: NotificationRuntime, now: datetime) -> dict[str, int]:
     """The periodic follow-up: expire ignores, queue SLA breaches."""
-    return {"expired": _expire_ignores(session, now), "breaches_queued": _queue_breaches(session, now)}
+    return {
+        "expired": _expire_ignores(session, runtime, now),
+        "breaches_queued": _queue_breaches(session, now),
+    }
 
 
 def _recorded(session: Session, rec: RecommendationRow, deadline: str) -> bool:
@@ -449,7 +478,9 @@ def _missed_schedule(
     return rec, detail
 
 
-def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> dict[str, Any]:
+def record_breach(
+    session: Session, runtime: NotificationRuntime, payload: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     """The `sla_breach` job: audit the breach (and close a missed schedule); returns what it recorded."""
     found = (
         _missed_schedule(session, payload, now)
@@ -482,6 +513,7 @@ def record_breach(session: Session, payload: dict[str, Any], now: datetime) -> d
     )
     notify_sla_breach(
         session,
+        runtime,
         recommendation_id=rec.id,
         breach=str(detail["kind"]),
         breach_key=_breach_key(payload, detail),

@@ -1,31 +1,41 @@
-"""Wiring decisions into the service: periodic follow-ups, the SLA breach task (the change hook is
-given to the scan runtime by `service._change_hooks`)."""
+"""Decisions at run time: the change hook (decision bookkeeping), the periodic checks, the SLA breach task."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions import followups
-from powerx_governance.service import GovernanceService
+from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
+from powerx_governance.notifications.runtime import NotificationRuntime
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 
-def install(service: GovernanceService) -> None:
-    service.periodic.append(_periodic)
-    service.tasks[followups.SLA_TASK] = lambda payload: _breach(service, payload)
+def install(ctx: InstallContext) -> Contribution:
+    """Expiries and SLA checks on every tick, the `sla_breach` task, and the change hook that fulfils,
+    breaks or supersedes the decisions standing on changed recommendations."""
+    notifications = ctx.require(NotificationRuntime)
+    host = ctx.host
 
+    def periodic(service: GovernanceService) -> None:
+        now = service.clock()
+        with transaction(service.factory) as session:
+            followups.check(session, notifications, now)
+            rate = followups.accept_rate(session)
+        if rate is not None:
+            service.metrics.recommendation_accept_ratio.set(rate)
 
-def _periodic(service: GovernanceService) -> None:
-    now = service.clock()
-    with transaction(service.factory) as session:
-        followups.check(session, now)
-        rate = followups.accept_rate(session)
-    if rate is not None:
-        service.metrics.recommendation_accept_ratio.set(rate)
+    def breach(payload: dict[str, Any]) -> None:
+        with transaction(host.factory) as session:
+            recorded = followups.record_breach(session, notifications, payload, host.clock())
+        if recorded:
+            host.metrics.sla_breaches_total.labels(kind=recorded["kind"]).inc()
 
-
-def _breach(service: GovernanceService, payload: dict[str, Any]) -> None:
-    with transaction(service.factory) as session:
-        recorded = followups.record_breach(session, payload, service.clock())
-    if recorded:
-        service.metrics.sla_breaches_total.labels(kind=recorded["kind"]).inc()
+    return Contribution(
+        tasks={followups.SLA_TASK: breach},
+        periodic=(periodic,),
+        change_hook=followups.change_hook(notifications, host.catalog_cache.index),
+        change_stage=ChangeStage.DECIDE,
+    )

@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantScope
 from powerx_governance.api.problems import declared
+from powerx_governance.db.rows import MAX_ID  # integer columns on PostgreSQL
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import (
     BulkSelection,
@@ -21,7 +22,6 @@ from powerx_governance.decisions.service import (
     decisions_for,
 )
 from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
-from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])
 
@@ -87,7 +87,7 @@ def post_decision(
 ) -> JSONResponse:
     """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409)."""
     with transaction(svc.factory) as session:
-        row, created = decide(session, _request(body, idempotency_key), who, svc.clock())
+        row, created = decide(session, svc.notifications, _request(body, idempotency_key), who, svc.clock())
         result = decision_dict(row)
     if created:
         svc.metrics.decisions_taken(result["decision"], result["scope"])
@@ -104,7 +104,9 @@ def post_bulk(body: BulkBody, who: Reader, svc: ServiceDep) -> dict[str, Any]:
         target_version=body.target_version,
     )
     with transaction(svc.factory) as session:
-        batch_id, rows = decide_many(session, selection, _request(body, None), who, svc.clock())
+        batch_id, rows = decide_many(
+            session, svc.notifications, selection, _request(body, None), who, svc.clock()
+        )
         made = [decision_dict(r) for r in rows]
     svc.metrics.decisions_taken(body.decision.value, body.scope, len(made))
     return {"batch_id": batch_id, "count": len(made), "decisions": made}

@@ -20,16 +20,17 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
+from powerx_governance.decisions.events import record_decision
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
 from powerx_governance.domain import Enforcement, Severity
-from powerx_governance.events.outbox import record_decision
+from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
 from powerx_governance.inventory.tables import TenantRow
-from powerx_governance.notifications.service import notify_decision
+from powerx_governance.notifications.service import NotificationRuntime, notify_decision
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
 from powerx_governance.times import iso
 
 
-class DecisionError(Exception):
+class DecisionError(InvalidError):
     """A decision that cannot be taken; `field` names the field at fault (the API maps the kind
     of error to its answer in one place, api/problems.py)."""
 
@@ -38,20 +39,28 @@ class DecisionError(Exception):
         self.field = field
 
 
-class UnknownRecommendationError(DecisionError):
+class UnknownRecommendationError(DecisionError, NotFoundError):
     """No recommendation with this id for this caller."""
 
+    title = "Not found"
 
-class StaleRevisionError(DecisionError):
+
+class StaleRevisionError(DecisionError, ConflictError):
     """The recommendation has a newer revision: reload and decide again."""
 
+    title = "Stale revision"
 
-class RefusedError(DecisionError):
+
+class RefusedError(DecisionError, DeniedError):
     """The policy refuses this decision (e.g. ignoring a critical patch without an approver)."""
 
+    title = "Refused by policy"
 
-class IdempotencyConflictError(DecisionError):
+
+class IdempotencyConflictError(DecisionError, ConflictError):
     """The caller used this idempotency key before for a different request."""
+
+    title = "Idempotency key reused"
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +152,13 @@ def _replayed(session: Session, req: DecisionRequest, who: Principal) -> Decisio
 
 
 def decide(
-    session: Session, req: DecisionRequest, who: Principal, now: datetime, *, batch_id: str | None = None
+    session: Session,
+    runtime: NotificationRuntime,
+    req: DecisionRequest,
+    who: Principal,
+    now: datetime,
+    *,
+    batch_id: str | None = None,
 ) -> tuple[DecisionRow, bool]:
     """Record a decision; (row, created). The caller repeating its idempotency key gets its first decision."""
     rec, verdict = _load(session, req.recommendation_id)
@@ -174,6 +189,7 @@ def decide(
     rec.updated_at = now
     notify_decision(
         session,
+        runtime,
         decision_id=row.id,
         recommendation_id=rec.id,
         decision=row.kind,
@@ -321,7 +337,12 @@ def select_for_bulk(session: Session, selection: BulkSelection) -> list[Recommen
 
 
 def decide_many(
-    session: Session, selection: BulkSelection, template: DecisionRequest, who: Principal, now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    selection: BulkSelection,
+    template: DecisionRequest,
+    who: Principal,
+    now: datetime,
 ) -> tuple[str, list[DecisionRow]]:
     """One decision (and audit event) per selected tenant, sharing a batch id."""
     if not who.fleet_wide:
@@ -341,7 +362,7 @@ def decide_many(
             idempotency_key=f"{template.idempotency_key}:{rec.id}" if template.idempotency_key else None,
             correlation_id=batch_id,
         )
-        row, _ = decide(session, req, who, now, batch_id=batch_id)
+        row, _ = decide(session, runtime, req, who, now, batch_id=batch_id)
         made.append(row)
     return batch_id, made
 

@@ -11,21 +11,23 @@ import getpass
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service
-from powerx_governance.events.jobs import destinations
+from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.outbox import newest_seq
 from powerx_governance.events.tables import EventType
-from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 events_app = typer.Typer(help="CloudEvents subscriptions of downstream services.", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -42,7 +44,7 @@ def _fail(message: str) -> NoReturn:
 def _service() -> Iterator[GovernanceService]:
     """The configured store; subscription errors and an unusable database exit 2."""
     try:
-        svc = GovernanceService.create(load_settings())
+        svc = open_service()
     except (SQLAlchemyError, ValueError) as exc:
         _fail(f"cannot open the store: {exc}")
     try:
@@ -92,7 +94,9 @@ def subscribe_command(
         secret=secret,
     )
     with _service() as svc, transaction(svc.factory) as session:
-        row, plaintext = service.create(session, spec, destinations(session.info), _actor(), svc.clock())
+        row, plaintext = service.create(
+            session, spec, svc.require(EventsConfig).destinations, _actor(), svc.clock()
+        )
         view = service.view(row, row.cursor)
     _print({**view, "secret": plaintext})
     err.print("the secret is shown only once: store it with the subscriber")

@@ -16,7 +16,6 @@ timeouts and `webhooks` section).
 from __future__ import annotations
 
 import logging
-import os
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -28,39 +27,41 @@ from powerx_governance.db.session import transaction
 from powerx_governance.durations import parse_duration
 from powerx_governance.events import delivery
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, encode, signed_headers
-from powerx_governance.events.outbox import DELIVER_TASK, prune, wake
+from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, prune, wake
 from powerx_governance.events.service import Destinations
 from powerx_governance.events.webhook import DeliveryError, EventPoster
+from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
 from powerx_governance.notifications.channels.interface import http_policy
-from powerx_governance.notifications.config import BUILT_IN_ROUTES, RoutesConfig
-from powerx_governance.notifications.service import RUNTIME_KEY, NotificationRuntime
+from powerx_governance.notifications.config import RoutesConfig
+from powerx_governance.notifications.runtime import NotificationRuntime
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
+    from powerx_governance.settings import Settings
 
 SOURCE_ENV: Final = "POWERX_EVENTS_SOURCE"
 RETENTION_ENV: Final = "POWERX_EVENT_RETENTION"
 DEFAULT_RETENTION: Final = "30d"
 PRUNE_EVERY: Final = timedelta(hours=1)
-SOURCE_KEY: Final = "powerx.events.source"
 MAX_ROUNDS: Final = 50
 log = logging.getLogger("powerx.events")
 
 
-def routes_of(info: Mapping[str, Any]) -> RoutesConfig:
-    """The notification routes installed on the service (the allow-list lives there)."""
-    runtime = info.get(RUNTIME_KEY)
-    return runtime.routes if isinstance(runtime, NotificationRuntime) else BUILT_IN_ROUTES
+@dataclass(frozen=True, slots=True)
+class EventSettings:
+    """The events' settings section."""
+
+    source: str  # POWERX_EVENTS_SOURCE: the CloudEvents `source` attribute
+    retention: timedelta  # POWERX_EVENT_RETENTION: how long events stay for replay and the pull feed
 
 
-def destinations(info: Mapping[str, Any]) -> Destinations:
-    """Where subscriptions may point, from a session's or factory's `info`."""
-    routes = routes_of(info)
-    return Destinations(routes.allow, routes.require_https)
+@dataclass(frozen=True, slots=True)
+class EventsConfig:
+    """What the events' routes, CLI and delivery use: the source and where subscriptions may point."""
 
-
-def source_of(info: Mapping[str, Any]) -> str:
-    return str(info.get(SOURCE_KEY, DEFAULT_SOURCE))
+    source: str
+    destinations: Destinations
+    routes: RoutesConfig  # the notification routes file's delivery timeouts
 
 
 @dataclass
@@ -68,7 +69,7 @@ class Deliverer:
     """The installed `events_deliver` task of one service."""
 
     service: GovernanceService
-    source: str = DEFAULT_SOURCE
+    config: EventsConfig
     poster: EventPoster = field(default_factory=EventPoster)
     wall_clock: Callable[[], float] = time.time  # webhook-timestamp is the real sending time
 
@@ -77,7 +78,7 @@ class Deliverer:
         subscription_id = str(payload["subscription_id"])
         for _ in range(MAX_ROUNDS):
             with transaction(self.service.factory) as session:
-                batch = delivery.claim(session, subscription_id, self.service.clock(), self.source)
+                batch = delivery.claim(session, subscription_id, self.service.clock(), self.config.source)
             if batch is None or not self._attempt(batch):
                 return
         with transaction(self.service.factory) as session:
@@ -101,7 +102,7 @@ class Deliverer:
         return True
 
     def _send(self, batch: delivery.Batch) -> None:
-        routes = routes_of(self.service.factory.kw.get("info") or {})
+        routes = self.config.routes
         self.poster.check(batch.url, routes.allow, require_https=routes.require_https)
         content_type, body = encode(batch.envelopes, batch=batch.batch_mode)
         message_id = str(batch.envelopes[0]["id"])
@@ -157,14 +158,25 @@ def retention_of(env: Mapping[str, str]) -> timedelta:
     return retention
 
 
-def install(service: GovernanceService, *, environ: Mapping[str, str] | None = None) -> Deliverer:
-    """Register the delivery task and the pruning follow-up (a second call
-    replaces the first)."""
-    env = os.environ if environ is None else environ
-    service.periodic[:] = [p for p in service.periodic if not isinstance(p, Pruner)]
-    service.periodic.append(Pruner(retention_of(env)))
-    deliverer = Deliverer(service, source=env.get(SOURCE_ENV) or DEFAULT_SOURCE)
-    info = dict(service.factory.kw.get("info") or {})
-    service.factory.configure(info={**info, SOURCE_KEY: deliverer.source})
-    service.tasks[DELIVER_TASK] = deliverer.deliver
-    return deliverer
+def load_settings(env: Mapping[str, str]) -> EventSettings:
+    """The events' settings section: `POWERX_EVENTS_SOURCE`, `POWERX_EVENT_RETENTION`."""
+    return EventSettings(source=env.get(SOURCE_ENV) or DEFAULT_SOURCE, retention=retention_of(env))
+
+
+def install(ctx: InstallContext) -> Contribution:
+    """The delivery task, the pruning follow-up and the alert change hook; offers `EventsConfig`."""
+    settings: EventSettings = ctx.settings
+    routes = ctx.require(NotificationRuntime).routes  # the IM webhooks' allow-list and timeouts
+    config = EventsConfig(settings.source, Destinations(routes.allow, routes.require_https), routes)
+    deliverer = Deliverer(ctx.host, config)
+    return Contribution(
+        tasks={DELIVER_TASK: deliverer.deliver},
+        periodic=(Pruner(settings.retention),),
+        change_hook=on_recommendation_changes,
+        change_stage=ChangeStage.PUBLISH,
+        provides=(config,),
+    )
+
+
+def read_settings(settings: Settings) -> EventSettings:
+    return load_settings(settings.environ)

@@ -14,7 +14,7 @@ from powerx_governance.auth.tables import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service
-from powerx_governance.events.jobs import destinations, source_of
+from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.outbox import newest_seq
 from powerx_governance.events.tables import EventType
 
@@ -51,7 +51,9 @@ def create_subscription(body: SubscriptionBody, who: Manager, svc: ServiceDep) -
         secret=body.secret,
     )
     with transaction(svc.factory) as session:
-        row, secret = service.create(session, spec, destinations(session.info), who.name, svc.clock())
+        row, secret = service.create(
+            session, spec, svc.require(EventsConfig).destinations, who.name, svc.clock()
+        )
         return {**service.view(row, row.cursor), "secret": secret}
 
 
@@ -125,6 +127,6 @@ def get_events(
             limit=limit,
             types=[t.value for t in event_type or ()],
             tenant_uuid=tenant_uuid,
-            source=source_of(session.info),
+            source=svc.require(EventsConfig).source,
         )
     return {"events": page.events, "next_cursor": page.next_cursor}

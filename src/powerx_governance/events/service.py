@@ -24,6 +24,7 @@ from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.errors import ConflictError, InvalidError, NotFoundError
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, SecretError, envelope, new_secret, secret_key
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
@@ -40,7 +41,7 @@ MAX_FEED_PAGE: Final = 1000
 _NAME: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
 
-class SubscriptionError(Exception):
+class SubscriptionError(InvalidError):
     """A subscription request that cannot be carried out; `field` names the field at fault."""
 
     def __init__(self, message: str, *, field: str | None = None) -> None:
@@ -48,12 +49,16 @@ class SubscriptionError(Exception):
         self.field = field
 
 
-class UnknownSubscriptionError(SubscriptionError):
+class UnknownSubscriptionError(SubscriptionError, NotFoundError):
     """No subscription with this id."""
 
+    title = "Not found"
 
-class DuplicateNameError(SubscriptionError):
+
+class DuplicateNameError(SubscriptionError, ConflictError):
     """A subscription with this name exists."""
+
+    title = "Conflict"
 
 
 @dataclass(frozen=True, slots=True)

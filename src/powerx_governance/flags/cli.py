@@ -9,14 +9,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerx_governance.cli.consoles import stdout_console
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
-from powerx_governance.flags.config import Flag, parse_switch
+from powerx_governance.feature_flags import Flag, parse_switch
 from powerx_governance.flags.service import FlagState, change_flag, flag_states
-from powerx_governance.service import GovernanceService, utc_now
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.consoles import stdout_console
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+from powerx_governance.times import utc_now
 
 flags_app = typer.Typer(help="Feature flags (changes are stored and audited).", no_args_is_help=True)
 out = stdout_console()
@@ -39,7 +39,7 @@ def _row(state: FlagState) -> tuple[str, ...]:
 @flags_app.command("list")
 def list_command() -> None:
     """Every flag, whether it is on, and where that comes from."""
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     table = Table("flag", "state", "source", "configured", "changed by", "changed at", "reason")
     with service.factory() as session:
         for state in flag_states(session, service.settings.flags).values():
@@ -48,11 +48,18 @@ def list_command() -> None:
 
 
 def _change(flag: Flag, enabled: bool | None, reason: str | None, actor: str | None) -> None:
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     who = f"cli:{actor or getpass.getuser()}"
     with transaction(service.factory) as session:
         state, scan_id = change_flag(
-            session, service.settings.flags, flag, enabled, actor=who, reason=reason, now=utc_now()
+            session,
+            service.settings.flags,
+            flag,
+            enabled,
+            actor=who,
+            reason=reason,
+            now=utc_now(),
+            rescan=service.rescan,
         )
     err.print(
         f"{flag.value} is {'on' if state.enabled else 'off'} ({state.source.value})"

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
 from powerx_governance.api.deps import Operator, Reader, ServiceDep, SessionDep
 from powerx_governance.db.session import transaction
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from powerx_governance.flags.service import change_flag, flag_states
-from powerx_governance.service import GovernanceService
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 router = APIRouter(prefix="/internal/version/governance/flags", tags=["flags"])
 FlagName = Annotated[Flag, Path(description="plugin-version-governance | plugin-upgrade-policy")]
@@ -32,7 +34,14 @@ def _change(
 ) -> dict[str, Any]:
     with transaction(svc.factory) as session:  # committed before the answer: the caller may act on it
         state, scan_id = change_flag(
-            session, svc.settings.flags, flag, enabled, actor=actor, reason=reason, now=svc.clock()
+            session,
+            svc.settings.flags,
+            flag,
+            enabled,
+            actor=actor,
+            reason=reason,
+            now=svc.clock(),
+            rescan=svc.rescan,
         )
     svc.wake()
     return state.as_dict() | {"scan_id": scan_id}

@@ -19,10 +19,9 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.flags.config import ConfiguredFlag, Flag, FlagSource
+from powerx_governance.feature_flags import ConfiguredFlag, Flag, FlagSource
 from powerx_governance.flags.tables import FeatureFlagRow
-from powerx_governance.scans.runner import request_scan
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.kernel import Rescan
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +100,7 @@ def change_flag(
     actor: str,
     reason: str | None,
     now: datetime,
+    rescan: Rescan,
 ) -> tuple[FlagState, str | None]:
     """Override a flag (None: back to its configured value), audited; switching the upgrade
     policy queues a full re-scan. Returns the new state and that scan's id (None when none)."""
@@ -115,7 +115,5 @@ def change_flag(
     record(session, _flag_event(flag, before, after, actor, reason, reset=enabled is None), now)
     scan_id = None
     if flag is Flag.UPGRADE_POLICY and before.enabled != after.enabled:
-        scan_id = request_scan(
-            session, kind=ScanKind.FULL, trigger=ScanTrigger.POLICY, now=now, requested_by=actor
-        )
+        scan_id = rescan(session, actor, now)
     return after, scan_id

@@ -36,13 +36,3 @@ class JobRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-
-
-class LockRow(Base):
-    """A named lease: whoever updates the row while it is free or expired holds it."""
-
-    __tablename__ = "locks"
-
-    name: Mapped[str] = mapped_column(String(128), primary_key=True)
-    owner: Mapped[str | None] = mapped_column(String(128))
-    expires_at: Mapped[datetime]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.outbox import NewEvent, record_events
-from powerx_governance.notifications.runtime import runtime_of
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
     EventKind,
 )
@@ -58,11 +58,9 @@ def _finding_key(c: Change) -> str:
 
 
 def on_recommendation_changes(
-    session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime
+    runtime: NotificationRuntime, session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime
 ) -> None:
     """Change hook: announce opened, escalated and reopened findings (not ignored ones)."""
-    if runtime_of(session) is None:
-        return
     wanted = [
         c
         for c in changes.changes
@@ -91,7 +89,7 @@ def on_recommendation_changes(
         )
         for c in wanted
     ]
-    record_events(session, events, now)
+    record_events(session, runtime, events, now)
 
 
 def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str | None]:
@@ -107,17 +105,22 @@ def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str
 
 
 def _about_event(
-    session: Session, key: str, kind: EventKind, recommendation_id: int, now: datetime, data: dict[str, Any]
+    session: Session,
+    runtime: NotificationRuntime,
+    key: str,
+    kind: EventKind,
+    recommendation_id: int,
+    now: datetime,
+    data: dict[str, Any],
 ) -> bool:
-    if runtime_of(session) is None:
-        return False
     tenant, risk, route = _about(session, recommendation_id)
     event = NewEvent(key, kind, risk, now, tenant, recommendation_id, None, route, data)
-    return record_events(session, [event], now) == 1
+    return record_events(session, runtime, [event], now) == 1
 
 
 def notify_decision(
     session: Session,
+    runtime: NotificationRuntime,
     *,
     decision_id: int,
     recommendation_id: int,
@@ -139,11 +142,14 @@ def notify_decision(
         "scheduled_for": iso(scheduled_for),
         "until": iso(until),
     }
-    return _about_event(session, f"decision:{decision_id}", EventKind.DECISION, recommendation_id, now, data)
+    return _about_event(
+        session, runtime, f"decision:{decision_id}", EventKind.DECISION, recommendation_id, now, data
+    )
 
 
 def notify_sla_breach(
     session: Session,
+    runtime: NotificationRuntime,
     *,
     recommendation_id: int,
     breach: str,
@@ -160,21 +166,36 @@ def notify_sla_breach(
         "scheduled_for": iso(scheduled_for),
         "decision_id": decision_id,
     }
-    return _about_event(session, f"sla:{breach_key}", EventKind.SLA_BREACH, recommendation_id, now, data)
+    return _about_event(
+        session, runtime, f"sla:{breach_key}", EventKind.SLA_BREACH, recommendation_id, now, data
+    )
 
 
 def notify_ignore_broken(
-    session: Session, *, decision_id: int, recommendation_id: int, reason: str, now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    *,
+    decision_id: int,
+    recommendation_id: int,
+    reason: str,
+    now: datetime,
 ) -> bool:
     """Announce that an ignore decision no longer holds (e.g. a new critical advisory)."""
     data = {"decision_id": decision_id, "reason": reason}
     return _about_event(
-        session, f"ignore_broken:{decision_id}", EventKind.IGNORE_BROKEN, recommendation_id, now, data
+        session,
+        runtime,
+        f"ignore_broken:{decision_id}",
+        EventKind.IGNORE_BROKEN,
+        recommendation_id,
+        now,
+        data,
     )
 
 
 def notify_reopened(
     session: Session,
+    runtime: NotificationRuntime,
     *,
     recommendation_id: int,
     decision_id: int,
@@ -184,8 +205,6 @@ def notify_reopened(
 ) -> bool:
     """Announce a finding a decision's end reopened (expired ignore, superseded decision), once per
     decision: a `finding` with change `reopened`, as a re-scan announces one."""
-    if runtime_of(session) is None:
-        return False
     row = session.get_one(RecommendationRow, recommendation_id)
     event = NewEvent(
         dedupe_key=f"finding:{recommendation_id}:reopened:decision:{decision_id}",
@@ -207,11 +226,12 @@ def notify_reopened(
             "reason": reason,
         },
     )
-    return record_events(session, [event], now) == 1
+    return record_events(session, runtime, [event], now) == 1
 
 
 def notify_alert(
     session: Session,
+    runtime: NotificationRuntime,
     kind: str,
     message: str,
     channel: str | None,
@@ -233,4 +253,4 @@ def notify_alert(
         route=channel,
         data={"alert": kind, "message": message, "severity": severity.value, "data": dict(data or {})},
     )
-    return record_events(session, [event], now) == 1
+    return record_events(session, runtime, [event], now) == 1

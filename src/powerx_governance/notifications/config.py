@@ -11,7 +11,6 @@ Both files are refused as a whole when invalid; errors name the file and the fie
 from __future__ import annotations
 
 import ipaddress
-import os
 import re
 import string
 from collections.abc import Mapping
@@ -112,9 +111,8 @@ def _smtp(env: Mapping[str, str]) -> SmtpSettings | None:
     )
 
 
-def load_notification_settings(environ: Mapping[str, str] | None = None) -> NotificationSettings:
-    """Notification settings from the environment; ValueError names the bad variable."""
-    env = os.environ if environ is None else environ
+def load_notification_settings(env: Mapping[str, str]) -> NotificationSettings:
+    """Notification settings from the environment snapshot; ValueError names the bad variable."""
     routes = env.get("POWERX_NOTIFICATION_ROUTES")
     return NotificationSettings(
         templates_path=Path(env.get("POWERX_NOTIFICATION_TEMPLATES") or DEFAULT_TEMPLATES),
@@ -493,7 +491,7 @@ def _routes(
 
 
 def routes_from_data(
-    raw: Any, source: str, settings: NotificationSettings, env: Mapping[str, str] | None = None
+    raw: Any, source: str, settings: NotificationSettings, env: Mapping[str, str]
 ) -> RoutesConfig:
     """Validate a routes document given as plain data; InputError names the field."""
     parsed = convert_record(raw, _RoutesFile, source=source, record="notification routes")
@@ -505,7 +503,7 @@ def routes_from_data(
         allow = AllowList.parse(parsed.webhooks.allow_hosts)
     except ValueError as exc:
         raise _problem(source, "webhooks.allow_hosts", str(exc)) from exc
-    ctx = _Context(source, settings, allow, parsed.webhooks.require_https, os.environ if env is None else env)
+    ctx = _Context(source, settings, allow, parsed.webhooks.require_https, env)
     recipients = {str(rid): _recipient(ctx, str(rid), raw) for rid, raw in parsed.recipients.items()}
     return RoutesConfig(
         recipients=recipients,
@@ -518,7 +516,7 @@ def routes_from_data(
     )
 
 
-def load_routes(settings: NotificationSettings, env: Mapping[str, str] | None = None) -> RoutesConfig:
+def load_routes(settings: NotificationSettings, env: Mapping[str, str]) -> RoutesConfig:
     """The routes file named by the settings, or the built-in console-only routes."""
     if settings.routes_path is None:
         return BUILT_IN_ROUTES

@@ -16,7 +16,7 @@ from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
 from powerx_governance.notifications.compose import compose
 from powerx_governance.notifications.outbox import enqueue_delivery
-from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
     DeliveryStatus,
     NotificationDeliveryRow,
@@ -52,12 +52,11 @@ def _finish(session: Session, delivery_id: str, attempt: int, values: Mapping[st
 
 
 def prepare_delivery(
-    session: Session, delivery_id: str, attempt: int, now: datetime
+    session: Session, runtime: NotificationRuntime, delivery_id: str, attempt: int, now: datetime
 ) -> PreparedDelivery | None:
     """The message for this attempt, or None when there is nothing to send (done, stale, or skipped)."""
-    runtime = runtime_of(session)
     delivery = session.get(NotificationDeliveryRow, delivery_id)
-    if runtime is None or delivery is None:
+    if delivery is None:
         return None
     if delivery.status != DeliveryStatus.PENDING.value or delivery.attempts != attempt - 1:
         return None  # already recorded: at-least-once job delivery must not send twice
@@ -99,17 +98,22 @@ def retry_delay(attempt: int, retry_after: float | None, runtime: NotificationRu
 
 
 def _next_attempt(
-    session: Session, prepared: PreparedDelivery, now: datetime, *, permanent: bool, retry_after: float | None
+    runtime: NotificationRuntime,
+    prepared: PreparedDelivery,
+    now: datetime,
+    *,
+    permanent: bool,
+    retry_after: float | None,
 ) -> datetime | None:
     """When the next attempt runs; None when there is none (the delivery is dead)."""
-    runtime = runtime_of(session)
-    if permanent or runtime is None or prepared.attempt >= prepared.max_attempts:
+    if permanent or prepared.attempt >= prepared.max_attempts:
         return None
     return now + timedelta(seconds=retry_delay(prepared.attempt, retry_after, runtime))
 
 
 def mark_failed(
     session: Session,
+    runtime: NotificationRuntime,
     prepared: PreparedDelivery,
     error: str,
     now: datetime,
@@ -118,7 +122,7 @@ def mark_failed(
     retry_after: float | None = None,
 ) -> DeliveryStatus | None:
     """Record a failed attempt: the next attempt is queued, or the delivery is dead. None when stale."""
-    run_after = _next_attempt(session, prepared, now, permanent=permanent, retry_after=retry_after)
+    run_after = _next_attempt(runtime, prepared, now, permanent=permanent, retry_after=retry_after)
     values: dict[str, Any] = {"next_attempt_at": run_after, "last_error": error[:2000]}
     if run_after is None:
         values |= {"status": DeliveryStatus.DEAD.value, "finished_at": now}

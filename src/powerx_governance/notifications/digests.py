@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.rows import rowcount
 from powerx_governance.notifications.outbox import delivery_row, enqueue_delivery
-from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
     DeliveryStatus,
     MessageKind,
@@ -31,11 +31,8 @@ def digests_due(session: Session, now: datetime) -> bool:
     return session.execute(stmt.limit(1)).first() is not None
 
 
-def flush_digests(session: Session, now: datetime) -> list[str]:
+def flush_digests(session: Session, runtime: NotificationRuntime, now: datetime) -> list[str]:
     """One delivery per (recipient, tenant) for the due digest entries; returns the new delivery ids."""
-    runtime = runtime_of(session)
-    if runtime is None:
-        return []
     groups = session.execute(
         select(
             NotificationEntryRow.recipient_id,

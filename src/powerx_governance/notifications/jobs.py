@@ -18,12 +18,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import jinja2
 
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
+from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
 from powerx_governance.notifications.channels.console import ConsoleChannel
 from powerx_governance.notifications.channels.interface import (
     Channel,
@@ -46,13 +48,13 @@ from powerx_governance.notifications.config import (
 from powerx_governance.notifications.service import (
     DELIVER_TASK,
     DIGEST_TASK,
-    RUNTIME_KEY,
     NotificationRuntime,
     PreparedDelivery,
     digests_due,
     flush_digests,
     mark_delivered,
     mark_failed,
+    on_recommendation_changes,
     prepare_delivery,
 )
 from powerx_governance.notifications.tables import MessageKind
@@ -60,14 +62,13 @@ from powerx_governance.notifications.templates import TemplateSet
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
+    from powerx_governance.settings import Settings
 
-_NOTIFIER_KEY = "powerx.notifications.notifier"
 
-
-def load_runtime(environ: Mapping[str, str] | None = None) -> NotificationRuntime:
-    """Settings, routes and compiled templates from the environment; InputError/ValueError when invalid."""
-    settings = load_notification_settings(environ)
-    routes = load_routes(settings, environ)
+def load_runtime(env: Mapping[str, str]) -> NotificationRuntime:
+    """The settings section: settings, routes and compiled templates; InputError/ValueError when invalid."""
+    settings = load_notification_settings(env)
+    routes = load_routes(settings, env)
     path = settings.templates_path
     templates = TemplateSet.from_file(load_templates_file(path), str(path), console_url=settings.console_url)
     return NotificationRuntime(settings, routes, templates)
@@ -105,7 +106,7 @@ class Notifier:
         """The `notify_deliver` task: one attempt of one delivery."""
         delivery_id, attempt = str(payload["delivery_id"]), int(payload["attempt"])
         with transaction(self.service.factory) as session:
-            prepared = prepare_delivery(session, delivery_id, attempt, self.service.clock())
+            prepared = prepare_delivery(session, self.runtime, delivery_id, attempt, self.service.clock())
         if prepared is None:
             return
         try:
@@ -150,6 +151,7 @@ class Notifier:
         with transaction(self.service.factory) as session:  # the next attempt is a job due later
             mark_failed(
                 session,
+                self.runtime,
                 prepared,
                 str(exc),
                 self.service.clock(),
@@ -160,7 +162,7 @@ class Notifier:
     def digest(self, payload: dict[str, Any]) -> None:
         """The `notify_digest` task: turn due digest entries into deliveries."""
         with transaction(self.service.factory) as session:
-            created = flush_digests(session, self.service.clock())
+            created = flush_digests(session, self.runtime, self.service.clock())
         if created:
             self.service.wake()
 
@@ -173,21 +175,19 @@ class Notifier:
                 queue.enqueue(session, DIGEST_TASK, {"slot": slot}, key=f"notify:digest:{slot}", now=now)
 
 
-def install(
-    service: GovernanceService,
-    *,
-    environ: Mapping[str, str] | None = None,
-    channels: Mapping[ChannelType, Channel] | None = None,
-) -> Notifier:
-    """Register the tasks and the digest tick (a second call replaces the first)."""
-    runtime = load_runtime(environ)
-    info = dict(service.factory.kw.get("info") or {})
-    earlier = info.get(_NOTIFIER_KEY)
-    if isinstance(earlier, Notifier) and earlier.tick in service.periodic:
-        service.periodic.remove(earlier.tick)
-    notifier = Notifier(service, runtime, channels or build_channels(runtime, service))
-    service.factory.configure(info={**info, RUNTIME_KEY: runtime, _NOTIFIER_KEY: notifier})
-    service.tasks[DELIVER_TASK] = notifier.deliver
-    service.tasks[DIGEST_TASK] = notifier.digest
-    service.periodic.append(notifier.tick)
-    return notifier
+def install(ctx: InstallContext) -> Contribution:
+    """The delivery and digest tasks, the digest tick, the change hook; offers the runtime to others."""
+    runtime: NotificationRuntime = ctx.settings
+    notifier = Notifier(ctx.host, runtime, build_channels(runtime, ctx.host))
+    return Contribution(
+        tasks={DELIVER_TASK: notifier.deliver, DIGEST_TASK: notifier.digest},
+        periodic=(notifier.tick,),
+        change_hook=partial(on_recommendation_changes, runtime),
+        change_stage=ChangeStage.ANNOUNCE,
+        provides=(runtime,),
+    )
+
+
+def read_settings(settings: Settings) -> NotificationRuntime:
+    """The section: POWERX_NOTIFICATION_*, POWERX_SMTP_*, POWERX_NOTIFY_*, POWERX_CONSOLE_URL."""
+    return load_runtime(settings.environ)

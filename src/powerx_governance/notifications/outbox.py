@@ -20,7 +20,7 @@ from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.config import DigestPeriod, Recipient, RoutesConfig
-from powerx_governance.notifications.runtime import NotificationRuntime, runtime_of
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
     DeliveryStatus,
     EntryMode,
@@ -241,13 +241,14 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     return {row["id"] for row in rows}
 
 
-def record_events(session: Session, events: Sequence[NewEvent], now: datetime) -> int:
+def record_events(
+    session: Session, runtime: NotificationRuntime, events: Sequence[NewEvent], now: datetime
+) -> int:
     """Write the events not announced before, assign them to recipients; returns how many were new.
 
     Events nobody wants (no recipient's filter admits them) are not written at all.
     """
-    runtime = runtime_of(session)
-    if runtime is None or not events:
+    if not events:
         return 0
     fresh = _unseen(session, events)
     keys = _tenant_keys(session, (e.tenant_uuid for e in fresh if e.tenant_uuid))

@@ -18,8 +18,8 @@ the transaction), so a notification exists exactly when the change that causes i
 - `flush_digests` turns due digest entries into one delivery per (recipient, tenant).
 - `prepare_delivery`, `mark_delivered`, `mark_failed` are the delivery worker's steps.
 
-The runtime (routes, templates, settings) travels in `session.info` of the service's sessions
-(`jobs.install` puts it there); on a session without it these functions do nothing.
+The runtime (routes, templates, settings) is built once at start from the notifications'
+settings section and passed explicitly to every function that needs it (`NotificationRuntime`).
 
 The code is split by role: `runtime`, `outbox` (events, recipients, batches), `announce` (the
 change hook and `notify_*`), `digests`, `compose`, `deliver` (the worker's steps) and `queries`
@@ -51,12 +51,11 @@ from powerx_governance.notifications.outbox import (
     record_events,
 )
 from powerx_governance.notifications.queries import console_cards, dead_letters, delivery_counts
-from powerx_governance.notifications.runtime import RUNTIME_KEY, NotificationRuntime, runtime_of
+from powerx_governance.notifications.runtime import NotificationRuntime
 
 __all__ = [
     "DELIVER_TASK",
     "DIGEST_TASK",
-    "RUNTIME_KEY",
     "NewEvent",
     "NotificationRuntime",
     "PreparedDelivery",
@@ -79,5 +78,4 @@ __all__ = [
     "prepare_delivery",
     "record_events",
     "retry_delay",
-    "runtime_of",
 ]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Final
 
-from powerx_governance.catalog.models import CompatAction, CompatEntry
+from powerx_governance.catalog_records import CompatAction, CompatEntry
 from powerx_governance.versioning.semver import Version, parse_version
 
 _STRENGTH: Final = {CompatAction.BLOCK: 2, CompatAction.WARN: 1, CompatAction.ALLOW: 0}

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
-from powerx_governance.catalog.models import CompatAction
+from powerx_governance.catalog_records import CompatAction
 from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus
 from powerx_governance.durations import parse_duration
 from powerx_governance.inventory.models import Installation, TenantManifest

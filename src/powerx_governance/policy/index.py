@@ -5,7 +5,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from dataclasses import dataclass, field
 
-from powerx_governance.catalog.models import Advisory, Catalog, Lifecycle, Plugin, Release
+from powerx_governance.catalog_records import Advisory, Catalog, Lifecycle, Plugin, Release
 from powerx_governance.domain import Channel
 from powerx_governance.policy.compat import CompatMatrix
 from powerx_governance.policy.matching import AffectedSpec, affected_specs

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from powerx_governance.catalog.models import Advisory, OsvAffected, OsvRange
+from powerx_governance.catalog_records import Advisory, OsvAffected, OsvRange
 from powerx_governance.versioning.semver import InvalidVersionError, PrecedenceKey, Version, read_version
 
 POWERX_ECOSYSTEM: Final = "powerx"

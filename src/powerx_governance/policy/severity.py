@@ -9,7 +9,7 @@ from typing import Any, Final
 from cvss import CVSS2, CVSS3, CVSS4
 from cvss.exceptions import CVSSError
 
-from powerx_governance.catalog.models import Advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.domain import Severity
 
 # Labels as databases write them; GitHub says MODERATE for medium.

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from powerx_governance.catalog.models import Lifecycle
+from powerx_governance.catalog_records import Lifecycle
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
 from powerx_governance.policy.index import IndexedRelease, PluginIndex
 from powerx_governance.policy.rules import GovernanceRules, Notification, Rule, SlaHours

@@ -12,15 +12,16 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from powerx_governance.cli.consoles import stdout_console
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
+from powerx_governance.kernel import Rescan
 from powerx_governance.policy_versions import service as policies
 from powerx_governance.policy_versions.models import PolicyVersionError
 from powerx_governance.policy_versions.tables import PolicySource
-from powerx_governance.service import GovernanceService, utc_now
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.consoles import stdout_console
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+from powerx_governance.times import utc_now
 
 policy_app = typer.Typer(
     help="Policy versions of governance_rules.yaml: history, diff, rollback.", no_args_is_help=True
@@ -32,10 +33,15 @@ T = TypeVar("T")
 
 def _in_transaction(work: Callable[[Session], T]) -> T:
     """Run `work` in one transaction; refusals become a message and exit code 2."""
-    service = GovernanceService.create(load_settings())
+    return _with_rescan(lambda session, _: work(session))
+
+
+def _with_rescan(work: Callable[[Session, Rescan], T]) -> T:
+    """`_in_transaction` for changes that queue a full re-scan (the service's)."""
+    service = open_service()
     try:
         with transaction(service.factory) as session:
-            return work(session)
+            return work(session, service.policies.rescan)
     except (PolicyVersionError, InputError) as exc:
         err.print(f"error: {exc}", highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
@@ -100,10 +106,16 @@ def apply_command(
     except OSError as exc:
         err.print(f"error: {file}: {exc.strerror}", highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
-    number = _in_transaction(
-        lambda session: (
+    number = _with_rescan(
+        lambda session, rescan: (
             policies.add_version(
-                session, content, source=PolicySource.API, author=_actor(actor), now=utc_now(), note=note
+                session,
+                content,
+                source=PolicySource.API,
+                author=_actor(actor),
+                now=utc_now(),
+                rescan=rescan,
+                note=note,
             ).number
         )
     )
@@ -117,8 +129,10 @@ def rollback_command(
     actor: Annotated[str | None, typer.Option(help="Who rolls back (default: the OS user).")] = None,
 ) -> None:
     """Make an earlier version current again and queue a full re-scan."""
-    previous, scan_id = _in_transaction(
-        lambda session: policies.rollback(session, number, actor=_actor(actor), now=utc_now(), reason=reason)
+    previous, scan_id = _with_rescan(
+        lambda session, rescan: policies.rollback(
+            session, number, actor=_actor(actor), now=utc_now(), rescan=rescan, reason=reason
+        )
     )
     err.print(
         f"policy version {number} is current again (was {previous}); full re-scan {scan_id} queued",

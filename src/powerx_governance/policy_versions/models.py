@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from powerx_governance.errors import ConflictError, NotFoundError
 from powerx_governance.policy.rules import GovernanceRules
 
 
@@ -16,11 +17,15 @@ class CurrentPolicy:
     plain: bool = False
 
 
-class PolicyVersionError(Exception):
+class PolicyVersionError(ConflictError):
     """A policy version operation that cannot be done (unknown version, nothing to roll back to)."""
 
+    title = "Policy version conflict"
 
-class UnknownPolicyVersionError(PolicyVersionError):
+
+class UnknownPolicyVersionError(PolicyVersionError, NotFoundError):
+    title = "Not found"
+
     def __init__(self, number: int) -> None:
         super().__init__(f"there is no policy version {number}")
         self.number = number

@@ -10,10 +10,10 @@ from starlette.responses import JSONResponse
 
 from powerx_governance.api.deps import Operator, ServiceDep, SessionDep
 from powerx_governance.api.problems import declared
+from powerx_governance.db.rows import MAX_ID
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
 from powerx_governance.policy_versions.tables import PolicySource
-from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance/policy", tags=["policy"])
 
@@ -63,7 +63,13 @@ def add_version(body: NewVersion, who: Operator, svc: ServiceDep) -> JSONRespons
     """Store a valid rules document as the next version: it becomes current and a full re-scan is queued."""
     with transaction(svc.factory) as session:  # committed before the answer
         row = policies.add_version(
-            session, body.content, source=PolicySource.API, author=who.name, now=svc.clock(), note=body.note
+            session,
+            body.content,
+            source=PolicySource.API,
+            author=who.name,
+            now=svc.clock(),
+            rescan=svc.policies.rescan,
+            note=body.note,
         )
         found = policies.version_dict(row, row.number)
     svc.wake()
@@ -79,7 +85,12 @@ def rollback(body: Rollback, who: Operator, svc: ServiceDep) -> dict[str, Any]:
     """Make an earlier version current again and queue a full re-scan."""
     with transaction(svc.factory) as session:  # committed before the answer
         previous, scan_id = policies.rollback(
-            session, body.version, actor=who.name, now=svc.clock(), reason=body.reason
+            session,
+            body.version,
+            actor=who.name,
+            now=svc.clock(),
+            rescan=svc.policies.rescan,
+            reason=body.reason,
         )
     svc.wake()
     return {"current_version": body.version, "previous_version": previous, "scan_id": scan_id}

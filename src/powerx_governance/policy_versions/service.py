@@ -26,6 +26,7 @@ from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.db.locks import transaction_lock
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
+from powerx_governance.kernel import Rescan
 from powerx_governance.policy.loader import rules_from_data
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.policy_versions.models import (
@@ -35,8 +36,6 @@ from powerx_governance.policy_versions.models import (
 )
 from powerx_governance.policy_versions.tables import PolicySource, PolicyStateRow, PolicyVersionRow
 from powerx_governance.safe_yaml import parse_document, read_bytes
-from powerx_governance.scans.runner import request_scan
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 
 log = logging.getLogger("powerx.policy")
 _STATE_ID = 1
@@ -124,10 +123,6 @@ def _set_current(
     return previous
 
 
-def _rescan(session: Session, actor: str, now: datetime) -> str:
-    return request_scan(session, kind=ScanKind.FULL, trigger=ScanTrigger.POLICY, now=now, requested_by=actor)
-
-
 def add_version(
     session: Session,
     content: str,
@@ -135,6 +130,7 @@ def add_version(
     source: PolicySource,
     author: str,
     now: datetime,
+    rescan: Rescan,
     note: str | None = None,
     file_hash: str | None = None,
 ) -> PolicyVersionRow:
@@ -157,7 +153,7 @@ def add_version(
     previous = _set_current(session, number, author, now, file_hash)
     if previous is None:  # the first version a store runs with is its starting point, not a change
         return row
-    scan_id = _rescan(session, author, now)
+    scan_id = rescan(session, author, now)
     _audit(
         session,
         "policy.version_created",
@@ -174,14 +170,14 @@ def add_version(
 
 
 def rollback(
-    session: Session, number: int, *, actor: str, now: datetime, reason: str | None = None
+    session: Session, number: int, *, actor: str, now: datetime, rescan: Rescan, reason: str | None = None
 ) -> tuple[int | None, str]:
     """Make version `number` current again and queue a full re-scan; (previous version, scan id)."""
     transaction_lock(session, _LOCK_CLASS, "policy")
     target = get_version(session, number)
     parse_content(target.content, f"policy version {number}")  # still valid under today's schema
     previous = _set_current(session, number, actor, now, None)
-    scan_id = _rescan(session, actor, now)
+    scan_id = rescan(session, actor, now)
     _audit(
         session,
         "policy.rollback",
@@ -250,7 +246,7 @@ def _refuse(session: Session, path: Path, digest: str, error: InputError, now: d
     )
 
 
-def sync_file(session: Session, path: Path | None, now: datetime) -> int | None:
+def sync_file(session: Session, path: Path | None, now: datetime, rescan: Rescan) -> int | None:
     """Turn a changed rules file into a new version (or the built-in defaults into version 1);
     the number of the version created, if any.
 
@@ -262,7 +258,9 @@ def sync_file(session: Session, path: Path | None, now: datetime) -> int | None:
     if path is None:
         if current is not None:
             return None
-        row = add_version(session, builtin_content(), source=PolicySource.BUILTIN, author="builtin", now=now)
+        row = add_version(
+            session, builtin_content(), source=PolicySource.BUILTIN, author="builtin", now=now, rescan=rescan
+        )
         return row.number
     try:
         content = read_bytes(path, limit=MAX_POLICY_BYTES).decode("utf-8", errors="replace")
@@ -282,6 +280,7 @@ def sync_file(session: Session, path: Path | None, now: datetime) -> int | None:
             source=PolicySource.FILE,
             author=f"file:{path}",
             now=now,
+            rescan=rescan,
             file_hash=digest,
             note=f"read from {path}",
         )
@@ -298,9 +297,14 @@ class PolicyRegistry:
     """The current policy for scans, parsed once per version; reads the rules file on `sync`."""
 
     def __init__(
-        self, factory: sessionmaker[Session], rules_path: Path | None, plain: Callable[[Session], bool]
+        self,
+        factory: sessionmaker[Session],
+        rules_path: Path | None,
+        plain: Callable[[Session], bool],
+        rescan: Rescan,
     ) -> None:
         self._factory = factory
+        self.rescan = rescan
         self._path = rules_path
         self._plain = plain
         self._parsed: dict[int, GovernanceRules] = {}
@@ -308,7 +312,7 @@ class PolicyRegistry:
     def sync(self, now: datetime) -> int | None:
         """Read the rules file (instances reading it at once take turns: see `sync_file`)."""
         with transaction(self._factory) as session:
-            return sync_file(session, self._path, now)
+            return sync_file(session, self._path, now, self.rescan)
 
     def current(self, now: datetime) -> CurrentPolicy:
         with self._factory() as session:

@@ -10,10 +10,9 @@ from typing import Any
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.rows import MAX_ID
 from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.times import iso
-
-MAX_ID = 2**31 - 1  # ids are 32-bit integers on PostgreSQL
 
 
 class CursorError(ValueError):

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Query, Request
 
 from powerx_governance.api.deps import Reader, SessionDep, TenantScope, refuse_cross_tenant
 from powerx_governance.api.problems import ProblemError
+from powerx_governance.db.rows import MAX_ID
 from powerx_governance.domain import Action, Severity
 from powerx_governance.recommendations.queries import (
-    MAX_ID,
     CursorError,
     RecommendationFilter,
     get_recommendation,

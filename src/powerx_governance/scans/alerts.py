@@ -9,7 +9,7 @@ from typing import Final
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from powerx_governance.notifications.service import notify_alert
+from powerx_governance.notifications.service import NotificationRuntime, notify_alert
 from powerx_governance.policy.rules import GovernanceRules
 from powerx_governance.scans.tables import AlertRow, AlertState, ScanRow
 
@@ -37,7 +37,12 @@ def firing(session: Session, kind: str = SCAN_FAILURES) -> list[AlertRow]:
 
 
 def raise_scan_alert(
-    session: Session, row: ScanRow, streak: int, rules: GovernanceRules, now: datetime
+    session: Session,
+    notifications: NotificationRuntime,
+    row: ScanRow,
+    streak: int,
+    rules: GovernanceRules,
+    now: datetime,
 ) -> bool:
     """Raise the alert for a failing streak once (none while one is firing); True when raised."""
     if firing(session):
@@ -60,12 +65,21 @@ def raise_scan_alert(
     session.add(alert)
     session.flush()
     notify_alert(
-        session, SCAN_FAILURES, message, alert.channel, now, key=f"{SCAN_FAILURES}:{alert.id}", data=data
+        session,
+        notifications,
+        SCAN_FAILURES,
+        message,
+        alert.channel,
+        now,
+        key=f"{SCAN_FAILURES}:{alert.id}",
+        data=data,
     )
     return True
 
 
-def resolve_scan_alerts(session: Session, row: ScanRow, rules: GovernanceRules, now: datetime) -> int:
+def resolve_scan_alerts(
+    session: Session, notifications: NotificationRuntime, row: ScanRow, rules: GovernanceRules, now: datetime
+) -> int:
     """A fleet full scan succeeded: resolve the firing scan-failure alerts and say so; how many."""
     alerts = firing(session)
     for alert in alerts:
@@ -79,6 +93,7 @@ def resolve_scan_alerts(session: Session, row: ScanRow, rules: GovernanceRules, 
         # same severity and route as the alert: whoever was paged hears that it is over
         notify_alert(
             session,
+            notifications,
             SCAN_RECOVERED,
             message,
             alert.channel or rules.defaults.alert_channel,

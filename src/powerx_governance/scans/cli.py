@@ -11,10 +11,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.scans.queries import list_alerts
-from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
 
 alerts_app = typer.Typer(help="Operational alerts (e.g. full scans failing in a row).", no_args_is_help=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -34,7 +33,7 @@ def alerts_list(
 ) -> None:
     """Alerts, newest first: kind, state (firing | resolved), raised and resolved times, cause."""
     try:
-        service = GovernanceService.create(load_settings())
+        service = open_service()
         try:
             with service.factory() as session:
                 items = list_alerts(session, state=state.value if state else None, limit=limit)

@@ -154,7 +154,9 @@ def _after_failure(
     runtime.metrics.scan_failed(cause.source, cause.reason)
     if rules is None:
         rules = _rules_or_defaults(runtime)  # the failure may be the rules file itself
-    if streak >= rules.defaults.escalation_after and raise_scan_alert(session, row, streak, rules, now):
+    if streak >= rules.defaults.escalation_after and raise_scan_alert(
+        session, runtime.notifications, row, streak, rules, now
+    ):
         runtime.metrics.alerts_total.labels(kind=SCAN_FAILURES).inc()
 
 
@@ -164,7 +166,7 @@ def _after_fleet_success(
     """The streak ends: the gauge drops to 0 and a firing scan-failure alert is resolved, with a message."""
     runtime.metrics.scan_consecutive_failures.set(0)
     runtime.metrics.scan_recovered()
-    resolve_scan_alerts(session, row, rules, now)
+    resolve_scan_alerts(session, runtime.notifications, row, rules, now)
 
 
 def _rules_or_defaults(runtime: ScanRuntime) -> GovernanceRules:

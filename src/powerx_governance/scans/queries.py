@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
+from powerx_governance.errors import InvalidError
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.scans.tables import AlertRow, ScanRow, ScanStatus
 from powerx_governance.times import iso
@@ -23,12 +24,18 @@ class TenantOutcome(StrEnum):
     FAILED = "failed"  # not evaluated
 
 
-class UnknownTenantsError(LookupError):
+class UnknownTenantsError(InvalidError, LookupError):
     """Tenants named in a scan request that the store does not know (by uuid or key)."""
+
+    title = "Unknown tenants"
 
     def __init__(self, names: Sequence[str]) -> None:
         super().__init__(f"unknown tenants: {', '.join(names)}")
         self.names = list(names)
+
+    def problem_extra(self) -> dict[str, Any]:
+        errors = [{"field": "tenants", "error": f"unknown tenant {name!r}"} for name in self.names]
+        return {"errors": errors, "tenants": self.names}
 
 
 def last_fleet_scan(session: Session) -> ScanRow | None:

@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.catalog.cache import CatalogCache
+from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.rules import GovernanceRules
@@ -33,6 +34,7 @@ class ScanRuntime:
     policy: Callable[[], CurrentPolicy]
     clock: Clock
     metrics: Metrics
+    notifications: NotificationRuntime  # scan-failure alerts are announced through it
     tenant_source: TenantSource | None = None
     catalog_source: CatalogSource | None = None
     retry_delay_seconds: float = 60.0

@@ -19,7 +19,7 @@ from powerx_governance.catalog.loader import (
     load_matrix_entries,
     load_plugins,
 )
-from powerx_governance.catalog.models import CATALOG_SCHEMA
+from powerx_governance.catalog_records import CATALOG_SCHEMA
 from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.http.client import (
     ErrorCallback,

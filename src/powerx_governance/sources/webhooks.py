@@ -9,7 +9,7 @@ scans until withdrawn, and removed only by an operator (audited).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body
 from pydantic import BaseModel, Field
@@ -20,13 +20,15 @@ from powerx_governance.api.deps import Internal, Operator, ServiceDep, SessionDe
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.catalog import pushes
 from powerx_governance.catalog.loader import Loaded, add_advisory, release_problem
-from powerx_governance.catalog.models import Release
+from powerx_governance.catalog_records import Release
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import manifest_from_data
 from powerx_governance.records import convert_record
-from powerx_governance.service import GovernanceService
+
+if TYPE_CHECKING:
+    from powerx_governance.service import GovernanceService
 
 router = APIRouter(prefix="/internal/version/governance/webhooks", tags=["webhooks"])
 JsonObject = Annotated[dict[str, Any], Body()]

@@ -10,10 +10,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerx_governance.cli.exit_codes import ExitCode
 from powerx_governance.db.session import transaction
-from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
 from powerx_governance.workflows.figures import workflow_figures
 from powerx_governance.workflows.reconcile import reconcile
 from powerx_governance.workflows.smoke import SmokeRun, smoke
@@ -49,9 +48,9 @@ def reconcile_command(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Report only; change nothing.")] = False,
 ) -> None:
     """Find (and repair) misalignment; exit 0 when aligned, 1 when something was found."""
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     with transaction(service.factory) as session:
-        report = reconcile(session, service.clock(), repair=not dry_run)
+        report = reconcile(session, service.clock(), repair=not dry_run, notifications=service.notifications)
     for item in report.findings:
         verb = "repaired" if item.repaired else "found"
         out.print(f"{verb}: {item.kind} {item.resource}: {item.detail}", highlight=False)
@@ -64,7 +63,7 @@ def metrics_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Workflow metrics: coverage, push latency percentiles, accept rate, ignore totals, SLA misses."""
-    service = GovernanceService.create(load_settings())
+    service = open_service()
     with service.factory() as session:
         figures = workflow_figures(session, service.clock(), days=days)
     if as_json:

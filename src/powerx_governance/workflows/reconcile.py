@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,7 +14,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState
-from powerx_governance.notifications.service import on_recommendation_changes
+from powerx_governance.notifications.service import NotificationRuntime, on_recommendation_changes
 from powerx_governance.notifications.tables import NotificationEventRow
 from powerx_governance.recommendations.store import Change, ChangeSet
 from powerx_governance.recommendations.tables import (
@@ -146,7 +147,9 @@ def _opened(rec: RecommendationRow) -> Change:
     )
 
 
-def _critical_never_notified(session: Session, now: datetime, repair: bool, report: ReconcileReport) -> None:
+def _critical_never_notified(
+    notifications: NotificationRuntime, session: Session, now: datetime, repair: bool, report: ReconcileReport
+) -> None:
     """Every open critical patch must have been announced at least once."""
     announced = select(NotificationEventRow.recommendation_id).where(
         NotificationEventRow.recommendation_id.is_not(None)
@@ -161,7 +164,9 @@ def _critical_never_notified(session: Session, now: datetime, repair: bool, repo
         ).scalars()
     )
     if repair and silent:
-        on_recommendation_changes(session, ChangeSet([_opened(rec) for rec in silent]), now, now)
+        on_recommendation_changes(
+            notifications, session, ChangeSet([_opened(rec) for rec in silent]), now, now
+        )
     report.findings.extend(
         Finding(
             "critical_never_notified",
@@ -174,14 +179,22 @@ def _critical_never_notified(session: Session, now: datetime, repair: bool, repo
 
 
 Check = Callable[[Session, datetime, bool, ReconcileReport], None]
-CHECKS: list[Check] = [_decisions_without_audit, _states_out_of_line, _critical_never_notified]
+
+
+def default_checks(notifications: NotificationRuntime) -> list[Check]:
+    return [_decisions_without_audit, _states_out_of_line, partial(_critical_never_notified, notifications)]
 
 
 def reconcile(
-    session: Session, now: datetime, *, repair: bool, checks: list[Check] | None = None
+    session: Session,
+    now: datetime,
+    *,
+    repair: bool,
+    notifications: NotificationRuntime,
+    checks: list[Check] | None = None,
 ) -> ReconcileReport:
     """Run every check; with `repair`, fix what is found in the caller's transaction."""
     report = ReconcileReport()
-    for check in checks or CHECKS:
+    for check in checks or default_checks(notifications):
         check(session, now, repair, report)
     return report

@@ -20,6 +20,7 @@ from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.db.rows import rowcount
 from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.errors import InvalidError, NotFoundError
 from powerx_governance.events.tables import EventRow
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.notifications.tables import (
@@ -33,13 +34,15 @@ from powerx_governance.recommendations.tables import RecommendationRevisionRow, 
 SMOKE_PREFIX: Final = "powerx-smoke-"
 
 
-class SmokeTenantError(ValueError):
+class SmokeTenantError(InvalidError, ValueError):
     """The tenant is not a smoke tenant: nothing is removed."""
+
+    title = "Not a smoke tenant"
 
     field = "tenant_uuid"
 
 
-class SmokeTenantNotFoundError(LookupError):
+class SmokeTenantNotFoundError(NotFoundError, LookupError):
     """No such smoke tenant (already removed, or never made)."""
 
 

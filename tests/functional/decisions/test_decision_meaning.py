@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from powerx_governance.events.tables import EventType
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from tests.conftest import ServiceFactory
 from tests.functional.decisions.support import (
     BASE,

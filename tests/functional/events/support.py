@@ -28,7 +28,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.service import DecisionRequest, decide
 from powerx_governance.decisions.tables import DecisionKind
 from powerx_governance.events import service as subscriptions
-from powerx_governance.events.jobs import destinations
+from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.tables import EventRow, EventType
 from powerx_governance.jobs.tables import JobRow, JobStatus
 from powerx_governance.notifications import jobs as notification_jobs
@@ -175,7 +175,7 @@ def subscribe(service: GovernanceService, url: str, name: str = "downstream", **
         row, secret = subscriptions.create(
             session,
             subscriptions.SubscriptionSpec(name=name, url=url, **spec),
-            destinations(session.info),
+            service.require(EventsConfig).destinations,
             OPERATOR.name,
             service.clock(),
         )
@@ -206,7 +206,7 @@ def take_decision(
     """Decide on a recommendation the way the API does (same service function, its own transaction)."""
     request = DecisionRequest(recommendation_id=rec.id, revision=rec.revision, kind=kind, **fields)
     with transaction(service.factory) as session:
-        row, _ = decide(session, request, OPERATOR, service.clock())
+        row, _ = decide(session, service.notifications, request, OPERATOR, service.clock())
         return row.id
 
 

@@ -22,7 +22,7 @@ def test_keys_recorded_before_0008_stay_unique_and_match_no_new_caller(make_serv
     rec_id = recommendation_id(service, SANDBOX, "com.powerx.plugins.crm")
     request = DecisionRequest(rec_id, 1, DecisionKind.UPGRADE, idempotency_key="before-0008")
     with transaction(service.factory) as session:
-        decide(session, request, OPERATOR, service.clock())
+        decide(session, service.notifications, request, OPERATOR, service.clock())
     config = _config(service.engine)
     with service.engine.begin() as connection:
         config.attributes["connection"] = connection
@@ -31,6 +31,6 @@ def test_keys_recorded_before_0008_stay_unique_and_match_no_new_caller(make_serv
     with transaction(service.factory) as session:
         [legacy] = session.execute(select(DecisionRow)).scalars()
         assert (legacy.idempotency_key, legacy.idempotency_scope) == ("before-0008", "legacy")
-        row, created = decide(session, request, OPERATOR, service.clock())
+        row, created = decide(session, service.notifications, request, OPERATOR, service.clock())
     assert created
     assert (row.idempotency_scope, row.id != legacy.id) == ("token:7", True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from tests.conftest import RULES, ServiceFactory
 from tests.functional.cli import powerx_with
 from tests.functional.operations.support import audit

@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 
 from powerx_governance.auth.tables import Role
-from powerx_governance.flags.config import Flag
+from powerx_governance.feature_flags import Flag
 from powerx_governance.notifications.service import DELIVER_TASK
 from powerx_governance.policy.shaping import PLAIN_REASON
 from powerx_governance.scans.runner import SCAN_TASK

@@ -7,13 +7,13 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import given
 from hypothesis import strategies as st
 
-from powerx_governance.catalog.models import ACTIVE, Advisory, Lifecycle, Plugin, Release
 from powerx_governance.catalog.precedence import (
     Origin,
     advisory_in_force,
     merge_plugin,
     retired_by_catalog,
 )
+from powerx_governance.catalog_records import ACTIVE, Advisory, Lifecycle, Plugin, Release
 from powerx_governance.domain import LifecycleStatus
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

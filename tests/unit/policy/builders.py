@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 
-from powerx_governance.catalog.models import Advisory, Catalog, CompatEntry, Plugin
+from powerx_governance.catalog_records import Advisory, Catalog, CompatEntry, Plugin
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex

@@ -10,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 
-from powerx_governance.catalog.models import Advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.domain import Severity
 from powerx_governance.policy.severity import (
     InvalidVectorError,

@@ -21,7 +21,7 @@ import msgspec
 import pytest
 import semver
 
-from powerx_governance.catalog.models import Advisory
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.policy.matching import AffectedSpec, affected_specs
 from powerx_governance.versioning.semver import parse_version
 from tests.shared_data import require_shared

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from powerx_governance.db.models import metadata
+from powerx_governance.schema import metadata
 
 connection = context.config.attributes.get("connection")
 if connection is None:

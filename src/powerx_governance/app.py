@@ -5,29 +5,31 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
 from powerx_governance import __version__
 from powerx_governance.api import docs, openapi, problems
 from powerx_governance.api.edge import EdgeGuard
-from powerx_governance.audit.routes import router as audit_router
-from powerx_governance.console.rendering import STATIC_URL, static_files
-from powerx_governance.console.routes import router as console_router
-from powerx_governance.decisions.routes import router as decisions_router
-from powerx_governance.events.routes import router as events_router
-from powerx_governance.flags.routes import router as flags_router
-from powerx_governance.policy_versions.routes import router as policy_router
-from powerx_governance.recommendations.routes import router as recommendations_router
-from powerx_governance.scans.routes import router as scans_router
+from powerx_governance.components import COMPONENTS
+from powerx_governance.console.rendering import STATIC_URL, refused_page, static_files
+from powerx_governance.kernel import Component, ComponentError, resolve
 from powerx_governance.service import GovernanceService
-from powerx_governance.sources.webhooks import router as webhooks_router
-from powerx_governance.workflows.routes import router as workflows_router
 
 
-def create_app(service: GovernanceService, *, background: bool = True) -> FastAPI:
-    """The app; with `background` the job worker and scheduler run while it serves."""
+def _router(reference: str, owner: str) -> APIRouter:
+    found = resolve(reference, owner)
+    if not isinstance(found, APIRouter):
+        raise ComponentError(f"component {owner!r}: {reference} is not a FastAPI APIRouter")
+    return found
+
+
+def create_app(
+    service: GovernanceService, *, background: bool = True, components: tuple[Component, ...] = COMPONENTS
+) -> FastAPI:
+    """The app: every component's API routers, then the console's; with `background` the job worker
+    and scheduler run while it serves."""
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -52,21 +54,17 @@ def create_app(service: GovernanceService, *, background: bool = True) -> FastAP
     docs.install(app, title=title)
     problems.install(app)
     openapi.install(app)
-    app.add_middleware(EdgeGuard)
+    app.add_middleware(EdgeGuard, pages=refused_page)
     app.add_middleware(
         problems.BodyLimit, limit=service.settings.max_body_bytes
     )  # outermost: bounds what the guard reads
-    app.include_router(scans_router)
-    app.include_router(recommendations_router)
-    app.include_router(decisions_router)
-    app.include_router(webhooks_router)
-    app.include_router(audit_router)
-    app.include_router(flags_router)
-    app.include_router(policy_router)
-    app.include_router(events_router)
-    app.include_router(workflows_router)
+    for component in components:
+        for reference in component.routers:
+            app.include_router(_router(reference, component.name))
     app.mount(STATIC_URL, static_files(), name="console-static")  # before the console's catch-all page
-    app.include_router(console_router)
+    for component in components:
+        for reference in component.console_routers:
+            app.include_router(_router(reference, component.name))
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -1,0 +1,12 @@
+"""The scans component's declaration (see `powerx_governance.kernel`)."""
+
+from powerx_governance.kernel import Component
+
+COMPONENT = Component(
+    name="scans",
+    summary="Full and delta scans: request, run, finish, coverage, failure alerts.",
+    tables=("powerx_governance.scans.tables",),
+    routers=("powerx_governance.scans.routes:router",),
+    commands={"alerts": "powerx_governance.scans.cli:alerts_app"},
+    install="powerx_governance.scans.jobs:install",
+)
