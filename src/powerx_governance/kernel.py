@@ -16,6 +16,7 @@ reference fails at start, naming the component and the reference.
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -152,5 +153,8 @@ def resolve(reference: str, owner: str) -> Any:
         raise ComponentError(f"component {owner!r}: {module_name} has no {attribute!r}") from exc
 
 
-def module_of(reference: str) -> str:
-    return reference.partition(REFERENCE_SEPARATOR)[0]
+def replacing(components: tuple[Component, ...], name: str, **changes: Any) -> tuple[Component, ...]:
+    """The list with component `name` changed (e.g. another settings reader); ComponentError if absent."""
+    if name not in {c.name for c in components}:
+        raise ComponentError(f"no component {name!r} to replace")
+    return tuple(dataclasses.replace(c, **changes) if c.name == name else c for c in components)

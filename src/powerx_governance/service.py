@@ -104,6 +104,7 @@ class Installed:
     change_hooks: tuple[ChangeHook, ...]  # by stage, then component order
     collaborators: Collaborators
     sections: Mapping[str, object]  # each component's settings section, by component name
+    components: tuple[Component, ...]
 
 
 def install_components(service: GovernanceService, components: tuple[Component, ...]) -> Installed:
@@ -142,6 +143,7 @@ def install_components(service: GovernanceService, components: tuple[Component, 
         change_hooks=tuple(hook for _, _, hook in sorted(hooks, key=lambda h: (h[0], h[1]))),
         collaborators=collaborators,
         sections=sections,
+        components=components,
     )
 
 
@@ -226,10 +228,13 @@ class GovernanceService:
         clock: Clock = utc_now,
         migrate: bool = True,
         components: tuple[Component, ...] = COMPONENTS,
+        engine: Engine | None = None,
     ) -> GovernanceService:
+        """Build the service: the store (migrated), then every component in order; ComponentError or
+        ValueError names what is misconfigured, before anything runs."""
         if settings.default_database:
             settings.var_dir.mkdir(parents=True, exist_ok=True)
-        engine = make_engine(settings.database_url)
+        engine = engine or make_engine(settings.database_url)
         if migrate:
             upgrade(engine)
         factory = session_factory(engine)
@@ -255,6 +260,20 @@ class GovernanceService:
             catalog_cache=service.catalog_cache,
         )
         return service
+
+    def reconfigured(
+        self, environ: Mapping[str, str], *, components: tuple[Component, ...] | None = None
+    ) -> GovernanceService:
+        """A service on the same store with these environment variables changed: what a restart with
+        a changed configuration gives. This one is left as it is (stop it first if it runs)."""
+        settings = load_settings({**self.settings.environ, **environ})
+        return GovernanceService.create(
+            settings,
+            clock=self.clock,
+            migrate=False,
+            components=components or self.installed.components,
+            engine=self.engine,
+        )
 
     # -- scans -------------------------------------------------------------------------------
 

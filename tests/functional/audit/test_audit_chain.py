@@ -52,15 +52,18 @@ from powerx_governance.audit.sink import (
     SINK_TOKEN_ENV,
     SINK_URL_ENV,
     SinkError,
-    install,
+    SinkSettings,
     queue_shipping,
     shipped_through,
+    sink_settings,
 )
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.tables import Role
 from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.http.client import HttpPolicy
+from powerx_governance.kernel import replacing
 from powerx_governance.service import GovernanceService
+from powerx_governance.settings import Settings
 from tests.conftest import (
     REPO,
     FakeClock,
@@ -760,12 +763,25 @@ def collector() -> Iterator[_Collector]:
         thread.join(timeout=10)
 
 
+def fast_sink_settings(settings: Settings) -> SinkSettings:
+    """The audit component's settings section with quick retries (the tests' faults are many)."""
+    return sink_settings(settings.environ, policy=FAST_RETRIES)
+
+
+def with_sink(service: GovernanceService, env: dict[str, str]) -> GovernanceService:
+    """The service restarted with this audit sink configuration and quick retries."""
+    components = replacing(
+        service.installed.components, "audit", settings=f"{__name__}:{fast_sink_settings.__name__}"
+    )
+    return service.reconfigured(env, components=components)
+
+
 def _ship_everything(service: GovernanceService, rounds: int = 30) -> None:
     """Run the scheduler's follow-ups and the worker until the watermark reaches the newest record."""
     clock = service.clock
     assert isinstance(clock, FakeClock)
     for _ in range(rounds):
-        for follow_up in service.always_on_periodic:
+        for follow_up in service.installed.always_on_periodic:
             follow_up(service)
         service.run_pending()
         with service.factory() as session:
@@ -779,8 +795,8 @@ def _ship_everything(service: GovernanceService, rounds: int = 30) -> None:
 def test_http_sink_ships_every_event_exactly_once_through_faults(
     service: GovernanceService, collector: _Collector
 ) -> None:
-    install(service, environ={SINK_URL_ENV: collector.url}, policy=FAST_RETRIES)
-    assert queue_shipping in service.always_on_periodic
+    service = with_sink(service, {SINK_URL_ENV: collector.url})
+    assert queue_shipping in service.installed.always_on_periodic
     record_events(service, 0, 120)
     _ship_everything(service)
     record_events(service, 120, 30)  # later events are shipped by a later job
@@ -798,8 +814,8 @@ def test_http_sink_ships_every_event_exactly_once_through_faults(
 
 
 def test_sink_task_needs_a_configured_url(service: GovernanceService) -> None:
-    install(service, environ={})
-    assert queue_shipping not in service.always_on_periodic
+    service = with_sink(service, {})
+    assert queue_shipping not in service.installed.always_on_periodic
     with pytest.raises(SinkError, match=SINK_URL_ENV):
         service.tasks[SHIP_TASK]({"from_seq": 1})
 
@@ -811,9 +827,7 @@ def test_http_sink_feeds_a_powerx_audit_service(service: GovernanceService, tmp_
         remote = build(POWERX_WORKER="0")
         token = issue_token(remote, Role.SERVICE)
         with LiveServer(remote, background=False) as live:
-            install(
-                service, environ={SINK_URL_ENV: live.base_url, SINK_TOKEN_ENV: token}, policy=FAST_RETRIES
-            )
+            service = with_sink(service, {SINK_URL_ENV: live.base_url, SINK_TOKEN_ENV: token})
             _ship_everything(service)
             with transaction(service.factory) as session:  # ship it all again: the remote dedupes
                 session.execute(

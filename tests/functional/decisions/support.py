@@ -22,7 +22,6 @@ from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.tables import Role
 from powerx_governance.domain import Severity
 from powerx_governance.events.tables import EventRow, EventType
-from powerx_governance.notifications import jobs as notification_jobs
 from powerx_governance.notifications.tables import NotificationEventRow
 from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
@@ -106,7 +105,7 @@ def governed(make_service: ServiceFactory, tmp_path: Path) -> Iterator[Governed]
         },
         routes={"default": ["console"]},
     )
-    notification_jobs.install(service, environ={"POWERX_NOTIFICATION_ROUTES": str(routes)})
+    service = service.reconfigured({"POWERX_NOTIFICATION_ROUTES": str(routes)})
     with ExitStack() as stack:
         sink = stack.enter_context(subscriber())
         subscribe(service, sink.url)

@@ -31,7 +31,6 @@ from powerx_governance.events import service as subscriptions
 from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.tables import EventRow, EventType
 from powerx_governance.jobs.tables import JobRow, JobStatus
-from powerx_governance.notifications import jobs as notification_jobs
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
@@ -147,15 +146,15 @@ def subscriber(*, delay: float = 0.0) -> Iterator[Subscriber]:
 # -- the service ------------------------------------------------------------------------------------
 
 
-def allow_loopback(service: GovernanceService, directory: Path, *hosts: str) -> None:
-    """Reinstall notifications with a routes file whose webhook allow-list admits the loopback subscriber."""
+def allow_loopback(service: GovernanceService, directory: Path, *hosts: str) -> GovernanceService:
+    """The service restarted with a routes file whose webhook allow-list admits the loopback subscriber."""
     routes = routes_file(
         directory,
         recipients={"console": {"channel": "console", "immediate": [], "digest": "none"}},
         routes={"default": ["console"]},
         allow_hosts=hosts or ("127.0.0.1",),
     )
-    notification_jobs.install(service, environ={"POWERX_NOTIFICATION_ROUTES": str(routes)})
+    return service.reconfigured({"POWERX_NOTIFICATION_ROUTES": str(routes)})
 
 
 def fleet_service(
@@ -165,8 +164,7 @@ def fleet_service(
     fleet = write_fleet(tmp_path / "fleet", tenants=tenants, plugins=plugins)
     clock = FakeClock()
     service = make_service(clock=clock, **fleet.env(), **env)
-    allow_loopback(service, tmp_path)
-    return service, clock, fleet
+    return allow_loopback(service, tmp_path), clock, fleet
 
 
 def subscribe(service: GovernanceService, url: str, name: str = "downstream", **spec: Any) -> tuple[str, str]:

@@ -155,10 +155,12 @@ def test_an_allowed_name_resolving_to_loopback_is_refused_at_send_and_suspends(
     make_service: ServiceFactory, tmp_path: Path
 ) -> None:
     service, clock, _ = fleet_service(make_service, tmp_path, tenants=1, plugins=1)
-    allow_loopback(service, tmp_path, "localhost", "127.0.0.1")  # creation checks the address too
+    service = allow_loopback(service, tmp_path, "localhost", "127.0.0.1")  # creation checks the address too
     with subscriber() as receiver:
         sub, _ = subscribe(service, receiver.url.replace("127.0.0.1", "localhost"))
-        allow_loopback(service, tmp_path, "localhost")  # now the name is allowed, its loopback address not
+        service = allow_loopback(
+            service, tmp_path, "localhost"
+        )  # now the name is allowed, its loopback address not
         scan(service)
         drain(service, clock)
     state = show(service, sub)

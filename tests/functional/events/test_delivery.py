@@ -193,7 +193,7 @@ def test_two_workers_never_deliver_one_subscription_at_once(
 ) -> None:
     service, clock, _ = fleet_service(make_service, tmp_path, tenants=3, plugins=2)
     other = make_service(clock=clock)  # a second instance on the same store: another worker
-    allow_loopback(other, tmp_path)
+    other = allow_loopback(other, tmp_path)
     with subscriber(delay=0.03) as receiver:
         subscribe(service, receiver.url)
         scan(service)

@@ -24,7 +24,7 @@ DAY = 24 * 3600.0
 
 def test_events_older_than_the_retention_are_pruned(make_service: ServiceFactory, tmp_path: Path) -> None:
     service, clock, _ = fleet_service(make_service, tmp_path, POWERX_WORKER="0")
-    event_jobs.install(service, environ={event_jobs.RETENTION_ENV: "7d"})
+    service = service.reconfigured({event_jobs.RETENTION_ENV: "7d"})
     subscribe(service, "http://127.0.0.1:9/events")
     service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
     service.run_pending(tasks=frozenset({"scan"}))

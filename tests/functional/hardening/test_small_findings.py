@@ -29,7 +29,7 @@ def test_a_subscription_to_an_allowed_name_that_resolves_to_loopback_is_refused_
     from powerx_governance.auth.tables import Role  # noqa: PLC0415
 
     service = make_service(POWERX_WORKER="0")
-    allow_loopback(service, tmp_path, "localhost", "127.0.0.2")  # the name, not the address it has
+    service = allow_loopback(service, tmp_path, "localhost", "127.0.0.2")  # the name, not the address it has
     operator = issue_token(service, Role.OPERATOR)
     with LiveServer(service, background=False) as live, live.client(operator) as client:
         refused = client.post(SUBSCRIPTIONS, json={"name": "sneaky", "url": "http://localhost:9/hook"})

@@ -65,9 +65,16 @@ def notification_env(
     return env
 
 
-def install(service: GovernanceService, env: Mapping[str, str]) -> jobs.Notifier:
-    """What GovernanceService.create will do once it installs notifications itself."""
-    return jobs.install(service, environ=env)
+def install(service: GovernanceService, env: Mapping[str, str]) -> GovernanceService:
+    """The service restarted with this notification configuration (same store, same clock)."""
+    return service.reconfigured(env)
+
+
+def digest_tick(service: GovernanceService) -> None:
+    """The notifications' periodic follow-up alone: queue a digest flush when one is due."""
+    ticks = [p for p in service.installed.periodic if isinstance(getattr(p, "__self__", None), jobs.Notifier)]
+    assert len(ticks) == 1, ticks
+    ticks[0](service)
 
 
 def scan(service: GovernanceService, *tenants: str) -> None:

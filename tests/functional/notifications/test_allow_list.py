@@ -49,7 +49,7 @@ def test_an_allowed_name_resolving_to_a_private_address_gets_no_request(
         routes={"default": ["oncall"]},
         allow_hosts=("localhost",),  # the name is allowed, but it resolves to loopback
     )
-    install(service, notification_env(routes))
+    service = install(service, notification_env(routes))
     scan(service)
     drain(service, clock)
     assert receiver.requests == []

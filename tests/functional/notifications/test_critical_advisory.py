@@ -118,7 +118,7 @@ def test_a_critical_advisory_reaches_the_inbox_and_im_with_its_facts(
     receiver, sink_url = sink
     clock = FakeClock()
     service = make_service(clock=clock)
-    install(service, notification_env(_routes(tmp_path, sink_url), smtp_port=smtp_port))
+    service = install(service, notification_env(_routes(tmp_path, sink_url), smtp_port=smtp_port))
     scan(service, ACME, KESTREL)
     drain(service, clock)
     sso, payments = _rec_id(service, SSO), _rec_id(service, PAYMENTS)
@@ -198,7 +198,7 @@ def test_the_latency_from_trigger_to_delivery_is_measured(
         },
         routes={"default": ["oncall"]},
     )
-    install(service, notification_env(routes))
+    service = install(service, notification_env(routes))
     service.request_scan(ScanKind.FULL, ScanTrigger.API, tenants=(ACME, KESTREL))
     clock.advance(7)  # the data arrived 7 s before the worker got to it
     service.run_pending(limit=1)

@@ -45,7 +45,7 @@ def test_a_rescan_sends_nothing_new_and_an_escalation_sends_again(
         recipients={"admins": {"channel": "notify_service", "immediate": EVERY_LEVEL, "digest": "none"}},
         routes={"default": ["admins"]},
     )
-    install(service, notification_env(routes, notify_url=sink_url))
+    service = install(service, notification_env(routes, notify_url=sink_url))
 
     scan(service)
     drain(service, clock)
@@ -102,7 +102,7 @@ def test_a_sink_failing_30_percent_gets_every_message_exactly_once(
             routes={"default": ["admins", "oncall"]},
             max_attempts=12,
         )
-        install(service, notification_env(routes, notify_url=sink_url))
+        service = install(service, notification_env(routes, notify_url=sink_url))
         scan(service)
         drain(service, clock)
     with transaction(service.factory) as session:
@@ -131,7 +131,7 @@ def test_a_sink_that_always_fails_leaves_a_dead_letter_after_n_attempts_honourin
             routes={"default": ["oncall"]},
             max_attempts=3,
         )
-        install(service, notification_env(routes))
+        service = install(service, notification_env(routes))
         scan(service)
         drain(service, clock)
     assert len(receiver.requests) == 3
@@ -161,7 +161,7 @@ def test_a_permanent_refusal_is_dead_at_once(make_service: ServiceFactory, tmp_p
             routes={"default": ["oncall"]},
             max_attempts=5,
         )
-        install(service, notification_env(routes))
+        service = install(service, notification_env(routes))
         scan(service)
         drain(service, clock)
     assert len(receiver.requests) == 1

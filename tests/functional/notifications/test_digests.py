@@ -13,6 +13,7 @@ from tests.conftest import FakeClock, ServiceFactory
 from tests.functional.notifications.fleet import write_fleet
 from tests.functional.notifications.sinks import HttpSink, Mailbox, body_text
 from tests.functional.notifications.support import (
+    digest_tick,
     drain,
     install,
     notification_env,
@@ -54,7 +55,7 @@ def test_a_burst_of_5000_findings_yields_one_digest_per_tenant_and_recipient(
         },
         routes={"default": ["admins-email", "team-slack"]},
     )
-    notifier = install(service, notification_env(routes, smtp_port=smtp_port))
+    service = install(service, notification_env(routes, smtp_port=smtp_port))
     scan(service)
     with transaction(service.factory) as session:
         events = session.execute(select(func.count()).select_from(NotificationEventRow)).scalar_one()
@@ -62,7 +63,7 @@ def test_a_burst_of_5000_findings_yields_one_digest_per_tenant_and_recipient(
     assert status_counts(service) == {}  # nothing is sent at once: none of them is critical
 
     clock.advance(3600)
-    notifier.tick(service)
+    digest_tick(service)
     drain(service, clock)
 
     emails = inbox.all()
@@ -80,6 +81,6 @@ def test_a_burst_of_5000_findings_yields_one_digest_per_tenant_and_recipient(
     counts = [s.value for m in histogram.collect() for s in m.samples if s.name.endswith("_count")]
     assert counts == [0]  # digests wait on purpose: they are not push latency
 
-    notifier.tick(service)  # nothing is due any more
+    digest_tick(service)  # nothing is due any more
     drain(service, clock)
     assert len(inbox.all()) == TENANTS

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import Session
 
 from powerx_governance.db.session import transaction
-from powerx_governance.domain import Severity
+from powerx_governance.kernel import ComponentError
 from powerx_governance.notifications.service import (
     console_cards,
     notify_alert,
@@ -47,7 +46,7 @@ def test_events_reach_their_recipients_once(
         },
         routes={"default": ["admins", "console"], ALERT_ROUTE: ["oncall", "console"]},
     )
-    install(service, notification_env(routes, smtp_port=smtp_port))
+    service = install(service, notification_env(routes, smtp_port=smtp_port))
     scan(service)  # one finding, risk none: below this admin's immediate filter, no digest
     drain(service, clock)
     assert inbox.all() == []
@@ -56,6 +55,7 @@ def test_events_reach_their_recipients_once(
         rec = session.execute(select(RecommendationRow.id)).scalar_one()
         assert notify_decision(
             session,
+            service.notifications,
             decision_id=7,
             recommendation_id=rec,
             decision="schedule",
@@ -66,6 +66,7 @@ def test_events_reach_their_recipients_once(
         )
         assert notify_decision(  # a second decision in the same transaction: a message of its own
             session,
+            service.notifications,
             decision_id=9,
             recommendation_id=rec,
             decision="upgrade",
@@ -74,6 +75,7 @@ def test_events_reach_their_recipients_once(
         )
         assert notify_sla_breach(
             session,
+            service.notifications,
             recommendation_id=rec,
             breach="schedule_missed",
             breach_key="schedule:7",
@@ -82,16 +84,35 @@ def test_events_reach_their_recipients_once(
             decision_id=7,
         )
         assert notify_ignore_broken(
-            session, decision_id=8, recommendation_id=rec, reason="a new advisory made it critical", now=now
+            session,
+            service.notifications,
+            decision_id=8,
+            recommendation_id=rec,
+            reason="a new advisory made it critical",
+            now=now,
         )
         assert notify_alert(
-            session, "scan_failures", "3 consecutive scans failed", ALERT_ROUTE, now, key="s1"
+            session,
+            service.notifications,
+            "scan_failures",
+            "3 consecutive scans failed",
+            ALERT_ROUTE,
+            now,
+            key="s1",
         )
     with transaction(service.factory) as session:  # a retried caller: the same keys again
         assert not notify_decision(
-            session, decision_id=7, recommendation_id=rec, decision="schedule", actor="x", now=now
+            session,
+            service.notifications,
+            decision_id=7,
+            recommendation_id=rec,
+            decision="schedule",
+            actor="x",
+            now=now,
         )
-        assert not notify_alert(session, "scan_failures", "again", ALERT_ROUTE, now, key="s1")
+        assert not notify_alert(
+            session, service.notifications, "scan_failures", "again", ALERT_ROUTE, now, key="s1"
+        )
     drain(service, clock)
 
     admin = {str(m["Subject"]).strip(): m for m in inbox.to("admins+tenant-000@tenants.powerx.test")}
@@ -119,16 +140,27 @@ def test_events_reach_their_recipients_once(
     assert sorted(c["kind"] for c in tenant_cards) == ["decision", "decision", "ignore_broken", "sla_breach"]
 
 
-def test_a_session_without_notifications_does_nothing(make_service: ServiceFactory) -> None:
+def test_a_component_whose_collaborator_is_missing_fails_at_start(make_service: ServiceFactory) -> None:
+    """Before, notification code silently did nothing on a session without its runtime; now a
+    component that needs the notifications cannot be built without them."""
     service = make_service(clock=FakeClock())
-    with Session(service.engine) as session, session.begin():  # not the service's sessions
-        assert not notify_alert(session, "x", "y", None, service.clock(), severity=Severity.CRITICAL)
+    without = tuple(c for c in service.installed.components if c.name != "notifications")
+    with pytest.raises(
+        ComponentError, match=r"'decisions' needs a NotificationRuntime"
+    ):
+        service.reconfigured({}, components=without)
 
 
 def test_an_unknown_recommendation_is_an_error(make_service: ServiceFactory) -> None:
     service = make_service(clock=FakeClock())
-    install(service, notification_env(None))
+    service = install(service, notification_env(None))
     with transaction(service.factory) as session, pytest.raises(LookupError):
         notify_decision(
-            session, decision_id=1, recommendation_id=999, decision="upgrade", actor="a", now=service.clock()
+            session,
+            service.notifications,
+            decision_id=1,
+            recommendation_id=999,
+            decision="upgrade",
+            actor="a",
+            now=service.clock(),
         )

@@ -42,7 +42,7 @@ def test_hostile_catalog_values_are_escaped_in_every_format(
         },
         routes={"default": ["admins", "wecom", "slack"]},
     )
-    install(service, notification_env(routes, smtp_port=smtp_port))
+    service = install(service, notification_env(routes, smtp_port=smtp_port))
     scan(service)
     drain(service, clock)
 

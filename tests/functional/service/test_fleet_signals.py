@@ -106,7 +106,7 @@ def outage(make_service: ServiceFactory, database_url: str, tmp_path: Path) -> I
         recipients={"oncall": {"channel": "console", "immediate": [], "digest": "none", "events": ["alert"]}},
         routes={"default": [], ALERT_ROUTE: ["oncall"]},
     )
-    install(service, notification_env(routes))
+    service = install(service, notification_env(routes))
     env = service_env(database_url, tmp_path, sources)
     with (
         LiveServer(service, background=False) as live,
