@@ -145,9 +145,7 @@ def test_a_component_whose_collaborator_is_missing_fails_at_start(make_service: 
     component that needs the notifications cannot be built without them."""
     service = make_service(clock=FakeClock())
     without = tuple(c for c in service.installed.components if c.name != "notifications")
-    with pytest.raises(
-        ComponentError, match=r"'decisions' needs a NotificationRuntime"
-    ):
+    with pytest.raises(ComponentError, match=r"'decisions' needs a NotificationRuntime"):
         service.reconfigured({}, components=without)
 
 

@@ -1,0 +1,49 @@
+"""Every component declares itself once and its declaration resolves (issue 11 point 1)."""
+
+from __future__ import annotations
+
+import pytest
+import typer
+from fastapi import APIRouter
+
+from powerx_governance.components import COMPONENTS
+from powerx_governance.kernel import Collaborators, ComponentError, resolve
+
+
+def test_component_names_and_commands_are_unique() -> None:
+    names = [c.name for c in COMPONENTS]
+    assert len(names) == len(set(names))
+    commands = [n for c in COMPONENTS for n in c.commands]
+    assert len(commands) == len(set(commands))
+
+
+def test_every_reference_resolves_to_what_its_slot_needs() -> None:
+    for component in COMPONENTS:
+        for reference in (*component.routers, *component.console_routers):
+            assert isinstance(resolve(reference, component.name), APIRouter), reference
+        for reference in (*component.commands.values(), *component.root_commands.values()):
+            found = resolve(reference, component.name)
+            assert isinstance(found, typer.Typer) or callable(found), reference
+        for reference in (component.settings, component.install):
+            if reference is not None:
+                assert callable(resolve(reference, component.name)), reference
+        for module in component.tables:
+            resolve(f"{module}:Base", component.name)  # every tables module builds on the store's Base
+
+
+def test_a_wrong_reference_names_the_component_and_the_reference() -> None:
+    with pytest.raises(ComponentError, match=r"component 'demo': cannot import powerx_governance\.nowhere"):
+        resolve("powerx_governance.nowhere:router", "demo")
+    with pytest.raises(ComponentError, match="component 'demo': powerx_governance.kernel has no 'nothing'"):
+        resolve("powerx_governance.kernel:nothing", "demo")
+    with pytest.raises(ComponentError, match="not a 'module:attribute' reference"):
+        resolve("powerx_governance.kernel", "demo")
+
+
+def test_a_missing_collaborator_and_a_second_provider_are_errors() -> None:
+    with pytest.raises(ComponentError, match="'decisions' needs a int"):
+        Collaborators().require(int, "decisions")
+    provided = Collaborators().adding((1,), "one")
+    assert provided.require(int, "two") == 1
+    with pytest.raises(ComponentError, match="'three' provides a int already provided"):
+        provided.adding((2,), "three")
