@@ -31,7 +31,5 @@ def serve_command(
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
 ) -> None:
     """Run the governance service: HTTP API, job worker and scheduler."""
-    env = dict(os.environ)
-    env |= {"POWERX_HOST": host} if host else {}
-    env |= {"POWERX_PORT": str(port)} if port else {}
-    serve(GovernanceService.create(load_settings(env)), log_level=log_level)
+    overrides = ({"POWERX_HOST": host} if host else {}) | ({"POWERX_PORT": str(port)} if port else {})
+    serve(GovernanceService.create(load_settings({**os.environ, **overrides})), log_level=log_level)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.locks import advisory_xact_lock
+from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.db.rows import rowcount
 from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
 from powerx_governance.jobs import queue
@@ -44,7 +45,7 @@ ALERT_CHANGES: Final = frozenset(
 )
 JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors; HTTP failures are ours
 _LOCK_CLASS: Final = 0x45564E54  # "EVNT"; the second key is the schema: one event log per schema
-_WOKEN_KEY: Final = "powerx.events.woken"
+_WOKEN: Final[PerTransaction[set[str]]] = PerTransaction(set)
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,13 +144,7 @@ def wake(
 
 def _woken(session: Session) -> set[str]:
     """Subscriptions already given a delivery job in the current transaction."""
-    session.connection()  # begin the transaction if the caller has not yet
-    current = session.get_transaction()
-    held = session.info.get(_WOKEN_KEY)
-    if held is None or held[0] is not current:
-        held = session.info[_WOKEN_KEY] = (current, set())
-    woken: set[str] = held[1]
-    return woken
+    return _WOKEN.of(session)
 
 
 # -- what each event says ---------------------------------------------------------------------------

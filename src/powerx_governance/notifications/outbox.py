@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.chunks import chunks
+from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
@@ -32,7 +33,7 @@ from powerx_governance.notifications.tables import (
 )
 
 DELIVER_TASK: Final = "notify_deliver"
-_BATCH_KEY: Final = "powerx.notifications.batch"
+_BATCHES: Final[PerTransaction[dict[tuple[str, str | None, str], str]]] = PerTransaction(dict)
 _JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors, not channel errors
 
 
@@ -135,13 +136,7 @@ class _Writes:
 
 def _batch(session: Session) -> dict[tuple[str, str | None, str], str]:
     """Immediate deliveries created in the current transaction, by (recipient, tenant, kind)."""
-    session.connection()  # begin the transaction if the caller has not yet
-    current = session.get_transaction()
-    held = session.info.get(_BATCH_KEY)
-    if held is None or held[0] is not current:
-        held = session.info[_BATCH_KEY] = (current, {})
-    batch: dict[tuple[str, str | None, str], str] = held[1]
-    return batch
+    return _BATCHES.of(session)
 
 
 def delivery_row(

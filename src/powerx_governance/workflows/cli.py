@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated
 
 import typer
@@ -24,16 +23,15 @@ err = Console(stderr=True)
 def smoke_command(
     url: Annotated[str, typer.Option(help="Base URL of the running service.")] = "http://127.0.0.1:8717",
     operator_token: Annotated[
-        str | None, typer.Option(help="Operator token (or $POWERX_OPERATOR_TOKEN).")
+        str | None, typer.Option(envvar="POWERX_OPERATOR_TOKEN", help="Operator token.")
     ] = None,
     service_token: Annotated[
-        str | None, typer.Option(help="Service token (or $POWERX_SERVICE_TOKEN).")
+        str | None, typer.Option(envvar="POWERX_SERVICE_TOKEN", help="Service token.")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each scan.")] = 120.0,
 ) -> None:
     """Drive a running service end to end; exit 0 when every step passes, 1 naming the failed step."""
-    operator = operator_token or os.environ.get("POWERX_OPERATOR_TOKEN")
-    service = service_token or os.environ.get("POWERX_SERVICE_TOKEN")
+    operator, service = operator_token, service_token
     if not operator or not service:
         err.print("error: an operator and a service token are needed (--operator-token, --service-token)")
         raise typer.Exit(ExitCode.USAGE)
