@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -31,6 +31,9 @@ from powerx_governance.errors import InputError
 from powerx_governance.feature_flags import Flag
 from powerx_governance.flags.service import flag_states, is_enabled
 from powerx_governance.jobs import queue
+from powerx_governance.jobs.interface import Handlers, JobQueue, QueueBackend
+from powerx_governance.jobs.local import LocalQueue
+from powerx_governance.jobs.settings import JobsSettings, load_jobs_settings
 from powerx_governance.kernel import (
     ChangeHook,
     ChangeStage,
@@ -163,6 +166,8 @@ class GovernanceService:
     auth_throttle: AuthThrottle = field(init=False)
     installed: Installed = field(init=False)  # set once by `create`, before anything runs
     runtime: ScanRuntime = field(init=False)
+    queue: JobQueue = field(init=False)  # runs the jobs: the local table, or procrastinate
+    _background: list[Callable[[], None]] = field(default_factory=list)  # stops what `start` started
 
     def __post_init__(self) -> None:
         self.auth_throttle = AuthThrottle(
@@ -259,7 +264,42 @@ class GovernanceService:
             change_hooks=service.installed.change_hooks,
             catalog_cache=service.catalog_cache,
         )
+        service.queue = service._job_queue()
         return service
+
+    def jobs_settings(self) -> JobsSettings:
+        found = self.installed.sections.get("jobs")
+        if isinstance(found, JobsSettings):
+            return found
+        return load_jobs_settings(self.settings.environ, self.settings.database_url)
+
+    def _job_queue(self) -> JobQueue:
+        """The backend `POWERX_QUEUE_BACKEND` names; jobs enqueued on this engine go to it."""
+        jobs = self.jobs_settings()
+        handlers = Handlers(
+            tasks=self.installed.tasks,
+            runnable=self._runnable,
+            tick=self.schedule_tick,
+            postponed=(ScanBusyError,),
+        )
+        if jobs.backend is QueueBackend.PROCRASTINATE:
+            from powerx_governance.jobs.procrastinate_queue import (  # noqa: PLC0415 - only at scale
+                ProcrastinateQueue,
+            )
+
+            backend = ProcrastinateQueue(
+                self.factory, self.engine, self.clock, self.worker_name, handlers, jobs.procrastinate
+            )
+            queue.route_jobs(self.engine, backend)
+            return backend
+        queue.route_jobs(self.engine, None)
+        return LocalQueue(self.factory, self.clock, self.worker_name, handlers)
+
+    def _runnable(self) -> frozenset[str] | None:
+        """Every task while governance is on (None); only the always-on ones (audit shipping) while off."""
+        if self.enabled(Flag.GOVERNANCE):
+            return None
+        return self.installed.always_on_tasks
 
     def reconfigured(
         self, environ: Mapping[str, str], *, components: tuple[Component, ...] | None = None
@@ -352,38 +392,9 @@ class GovernanceService:
     # -- jobs --------------------------------------------------------------------------------
 
     def run_pending(self, limit: int = 100, *, tasks: frozenset[str] | None = None) -> int:
-        """Run due jobs (only `tasks` when given) until none is left (or `limit`); returns how many ran.
-
-        While governance is off only the always-on tasks run (audit shipping); the rest wait.
-        """
-        ran = 0
-        if not self.enabled(Flag.GOVERNANCE):
-            tasks = frozenset(
-                self.installed.always_on_tasks & set(tasks if tasks is not None else self.tasks)
-            )
-        while ran < limit:
-            with transaction(self.factory) as session:
-                job = queue.claim(session, self.worker_name, self.clock(), tasks)
-            if job is None:
-                return ran
-            self._run(job)
-            ran += 1
-        return ran
-
-    def _run(self, job: queue.ClaimedJob) -> None:
-        try:
-            self.tasks[job.task](job.payload)
-        except ScanBusyError:
-            with transaction(self.factory) as session:  # another scan runs: try again in a moment
-                queue.postpone(session, job, self.clock() + timedelta(seconds=2))
-            return
-        except Exception as exc:  # a failing job must not kill the worker; it is retried
-            log.exception("job failed", extra={"job_id": job.id, "task": job.task})
-            with transaction(self.factory) as session:
-                queue.fail(session, job, f"{type(exc).__name__}: {exc}", self.clock())
-            return
-        with transaction(self.factory) as session:
-            queue.complete(session, job, self.clock())
+        """Run due jobs (only `tasks` when given) in this process until none is left (or `limit`);
+        returns how many ran. While governance is off only the always-on tasks run (audit shipping)."""
+        return self.queue.run_pending(limit, tasks=tasks)
 
     # -- background threads ------------------------------------------------------------------
 
@@ -393,10 +404,28 @@ class GovernanceService:
         Other processes (CLI commands) never author policy versions from their own environment.
         """
         self.sync_policy()
+        if self.queue.backend is QueueBackend.PROCRASTINATE:
+            self._start_procrastinate()
+            return
         if self.settings.worker:
             self._spawn("worker", self._worker_loop)
         if self.settings.scheduler:
             self._spawn("scheduler", self._scheduler_loop)
+
+    def _start_procrastinate(self) -> None:
+        """On procrastinate the tick is a periodic task run by the workers; `POWERX_WORKER=1` runs one
+        in this process too (`serve --no-worker` and the API-only processes run none)."""
+        if not self.settings.worker:
+            return
+        from powerx_governance.jobs.procrastinate_queue import (  # noqa: PLC0415 - only at scale
+            BackgroundWorker,
+            ProcrastinateQueue,
+        )
+
+        if isinstance(self.queue, ProcrastinateQueue):
+            worker = BackgroundWorker(self.queue, f"{self.worker_name}:serve")
+            worker.start()
+            self._background.append(worker.stop)
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         thread = threading.Thread(target=target, name=f"powerx-{name}", daemon=True)
@@ -427,6 +456,8 @@ class GovernanceService:
     def stop(self) -> None:
         self._stop.set()
         self._wake.set()
+        for stop in self._background:
+            stop()
         for thread in self._threads:
             thread.join(timeout=30)
         self.engine.dispose()

@@ -29,7 +29,16 @@ def serve_command(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default $POWERX_PORT or 8717).")] = None,
     log_level: Annotated[str, typer.Option(help="debug | info | warning | error")] = "info",
+    no_worker: Annotated[
+        bool,
+        typer.Option(
+            "--no-worker",
+            help="API and console only: jobs and the scheduler run in `powerx version worker` processes.",
+        ),
+    ] = False,
 ) -> None:
     """Run the governance service: HTTP API, job worker and scheduler."""
     overrides = ({"POWERX_HOST": host} if host else {}) | ({"POWERX_PORT": str(port)} if port else {})
+    if no_worker:
+        overrides |= {"POWERX_WORKER": "0", "POWERX_SCHEDULER": "0"}
     serve(GovernanceService.create(load_settings({**os.environ, **overrides})), log_level=log_level)

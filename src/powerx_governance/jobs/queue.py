@@ -4,24 +4,66 @@ At-least-once: a job is claimed with a conditional update (one worker wins on SQ
 PostgreSQL), retried with capped exponential backoff and jitter, and after `max_attempts`
 it stays `dead`, visible to operators. The idempotency key is unique, so enqueuing the same
 effect twice is a no-op.
+
+The row is written on every backend: it is the idempotency ledger and the dead letter. When the
+service runs its jobs on procrastinate (`jobs/procrastinate_queue.py`), the engine's `Deferrer`
+also defers the procrastinate job in the same transaction, and the local worker leaves the row
+alone (`runner`).
 """
 
 from __future__ import annotations
 
 import random
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.rows import rowcount
-from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.jobs.tables import JobRow, JobRunner, JobStatus
 
 STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
+
+
+@dataclass(frozen=True, slots=True)
+class Deferral:
+    """A job handed to another engine, in the transaction that wrote its ledger row."""
+
+    job_id: int
+    task: str
+    payload: dict[str, Any]
+    run_after: datetime | None  # None: now
+    now: datetime  # the service clock's "now" (run_after is relative to it)
+    lock: str | None = None  # jobs with the same lock never run at the same time
+    queueing_lock: str | None = None  # at most one waiting job with this lock
+
+
+class Deferrer(Protocol):
+    runner: JobRunner
+
+    def defer(self, session: Session, deferral: Deferral) -> None: ...
+
+
+_DEFERRERS: weakref.WeakKeyDictionary[Engine, Deferrer] = weakref.WeakKeyDictionary()
+
+
+def route_jobs(engine: Engine, deferrer: Deferrer | None) -> None:
+    """Jobs enqueued on `engine` are deferred through `deferrer` too (None: the local table only)."""
+    if deferrer is None:
+        _DEFERRERS.pop(engine, None)
+    else:
+        _DEFERRERS[engine] = deferrer
+
+
+def _deferrer(session: Session) -> Deferrer | None:
+    bind = session.get_bind()
+    engine = bind.engine if isinstance(bind, Connection) else bind
+    return _DEFERRERS.get(engine)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,26 +84,35 @@ def enqueue(
     now: datetime,
     run_after: datetime | None = None,
     max_attempts: int = 5,
+    lock: str | None = None,
+    queueing_lock: str | None = None,
 ) -> bool:
-    """Add a job in the caller's transaction; False when a job with this key already exists."""
+    """Add a job in the caller's transaction; False when a job with this key already exists.
+
+    `lock` / `queueing_lock` are honoured by the procrastinate backend (the local worker runs one
+    job at a time per thread, and scans hold their own lock)."""
     if session.execute(select(JobRow.id).where(JobRow.idempotency_key == key)).first() is not None:
         return False
+    deferrer = _deferrer(session)
+    row = JobRow(
+        task=task,
+        payload=payload,
+        idempotency_key=key,
+        status=JobStatus.QUEUED.value,
+        attempts=0,
+        max_attempts=max_attempts,
+        run_after=run_after or now,
+        created_at=now,
+        runner=(deferrer.runner if deferrer is not None else JobRunner.LOCAL).value,
+    )
     try:
         with session.begin_nested():
-            session.add(
-                JobRow(
-                    task=task,
-                    payload=payload,
-                    idempotency_key=key,
-                    status=JobStatus.QUEUED.value,
-                    attempts=0,
-                    max_attempts=max_attempts,
-                    run_after=run_after or now,
-                    created_at=now,
-                )
-            )
+            session.add(row)
+            session.flush()
     except IntegrityError:
         return False
+    if deferrer is not None:
+        deferrer.defer(session, Deferral(row.id, task, payload, run_after, now, lock, queueing_lock))
     return True
 
 
@@ -69,8 +120,12 @@ def claim(
     session: Session, worker: str, now: datetime, tasks: frozenset[str] | None = None
 ) -> ClaimedJob | None:
     """Take the oldest due job (or a stale running one); None when there is nothing to do."""
-    due = (JobRow.status == JobStatus.QUEUED.value) & (JobRow.run_after <= now)
-    stale = (JobRow.status == JobStatus.RUNNING.value) & (JobRow.locked_at < now - STALE_AFTER)
+    due = _due_local(now)
+    stale = (
+        (JobRow.status == JobStatus.RUNNING.value)
+        & (JobRow.locked_at < now - STALE_AFTER)
+        & (JobRow.runner == JobRunner.LOCAL.value)
+    )
     stmt = select(JobRow.id).where(due | stale).order_by(JobRow.run_after, JobRow.id).limit(5)
     if tasks is not None:
         stmt = stmt.where(JobRow.task.in_(tasks))
@@ -86,6 +141,20 @@ def claim(
             row = session.get_one(JobRow, job_id)
             return ClaimedJob(row.id, row.task, row.payload, row.attempts, row.max_attempts)
     return None
+
+
+def start_deferred(session: Session, job_id: int, worker: str, now: datetime) -> ClaimedJob | None:
+    """A procrastinate job starts: its ledger row counts the attempt; None when the ledger says it
+    already finished (at-least-once delivery: a job completed before its worker died runs no twice)."""
+    taken = session.execute(
+        update(JobRow)
+        .where(JobRow.id == job_id, JobRow.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)))
+        .values(status=JobStatus.RUNNING.value, locked_by=worker, locked_at=now, attempts=JobRow.attempts + 1)
+    )
+    if rowcount(taken) != 1:
+        return None
+    row = session.get_one(JobRow, job_id)
+    return ClaimedJob(row.id, row.task, row.payload, row.attempts, row.max_attempts)
 
 
 def complete(session: Session, job: ClaimedJob, now: datetime) -> None:
@@ -124,6 +193,35 @@ def fail(session: Session, job: ClaimedJob, error: str, now: datetime, *, transi
 
 def counts(session: Session) -> dict[str, int]:
     return dict(session.execute(select(JobRow.status, func.count()).group_by(JobRow.status)).all())
+
+
+def _due_local(now: datetime) -> Any:
+    return (
+        (JobRow.status == JobStatus.QUEUED.value)
+        & (JobRow.run_after <= now)
+        & (JobRow.runner == JobRunner.LOCAL.value)
+    )
+
+
+def due_count(session: Session, now: datetime) -> int:
+    """Jobs of the local table due now and waiting for a worker."""
+    return session.execute(select(func.count()).where(_due_local(now))).scalar_one()
+
+
+def oldest_waiting(session: Session, now: datetime) -> datetime | None:
+    """When the longest-waiting due job of the local table became due (None: nothing waits)."""
+    return session.execute(select(func.min(JobRow.run_after)).where(_due_local(now))).scalar_one_or_none()
+
+
+def dead_letters(session: Session, limit: int) -> list[JobRow]:
+    """Jobs that failed for good, newest first: what an operator looks at."""
+    stmt = (
+        select(JobRow)
+        .where(JobRow.status == JobStatus.DEAD.value)
+        .order_by(JobRow.finished_at.desc(), JobRow.id.desc())
+        .limit(limit)
+    )
+    return list(session.execute(stmt).scalars())
 
 
 Task = Callable[[dict[str, Any]], None]

@@ -16,7 +16,14 @@ class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
-    DEAD = "dead"  # exhausted its retries: the dead letter, visible to operators
+    DEAD = "dead"  # exhausted its retries (or failed for good): the dead letter, visible to operators
+
+
+class JobRunner(StrEnum):
+    """Which queue runs a job: the local table's worker, or procrastinate (the row is then the ledger)."""
+
+    LOCAL = "local"
+    PROCRASTINATE = "procrastinate"
 
 
 class JobRow(Base):
@@ -36,3 +43,4 @@ class JobRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+    runner: Mapped[str] = mapped_column(String(16), default=JobRunner.LOCAL.value, server_default="local")

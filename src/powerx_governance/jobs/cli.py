@@ -1,0 +1,71 @@
+"""`powerx version jobs stats | dead`: the queue as operators see it."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy.exc import SQLAlchemyError
+
+from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.exit_codes import ExitCode
+
+jobs_app = typer.Typer(help="The job queue: stats and dead letters.", no_args_is_help=True)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@jobs_app.command("stats")
+def jobs_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Backend, due jobs waiting (depth), jobs by state, and the oldest waiting job's wait."""
+    try:
+        service = open_service()
+        try:
+            stats = service.queue.stats().as_dict()
+        finally:
+            service.stop()
+    except (SQLAlchemyError, ValueError) as exc:
+        err.print(f"error: cannot read the queue: {exc}")
+        raise typer.Exit(ExitCode.USAGE) from exc
+    if as_json:
+        typer.echo(json.dumps(stats, indent=2))
+        return
+    out.print(
+        f"backend {stats['backend']}: {stats['depth']} waiting, oldest {stats['oldest_waiting_seconds']}s"
+    )
+    for state, count in sorted(stats["by_state"].items()):
+        out.print(f"  {state}: {count}")
+
+
+@jobs_app.command("dead")
+def jobs_dead(
+    limit: Annotated[int, typer.Option(min=1, max=500, help="How many, newest first.")] = 50,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Dead letters: jobs that failed for good, with their task, attempts and last error."""
+    try:
+        service = open_service()
+        try:
+            items = [letter.as_dict() for letter in service.queue.dead_letters(limit)]
+        finally:
+            service.stop()
+    except (SQLAlchemyError, ValueError) as exc:
+        err.print(f"error: cannot read the queue: {exc}")
+        raise typer.Exit(ExitCode.USAGE) from exc
+    if as_json:
+        typer.echo(json.dumps({"items": items}, indent=2))
+        return
+    table = Table("id", "task", "key", "attempts", "failed", "error")
+    for item in items:
+        table.add_row(
+            str(item["id"]),
+            item["task"],
+            item["key"],
+            str(item["attempts"]),
+            item["failed_at"] or "",
+            (item["error"] or "")[:200],
+        )
+    out.print(table)
