@@ -32,7 +32,7 @@ from powerx_governance.events.service import Destinations
 from powerx_governance.events.webhook import DeliveryError, EventPoster
 from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
 from powerx_governance.notifications.channels.interface import http_policy
-from powerx_governance.notifications.config import RoutesConfig
+from powerx_governance.notifications.routes_file import RoutesConfig
 from powerx_governance.notifications.runtime import NotificationRuntime
 
 if TYPE_CHECKING:

@@ -13,10 +13,10 @@ from typing import Final
 
 import httpx
 
+from powerx_governance.http.allow_list import AllowList
 from powerx_governance.http.client import request_headers, retry_after_seconds
 from powerx_governance.notifications.channels.interface import DestinationRefusedError, TransientChannelError
 from powerx_governance.notifications.channels.webhook import Resolver, check_destination, resolve
-from powerx_governance.notifications.config import AllowList
 
 CHANNEL: Final = "events"
 _MAX_RESPONSE_BYTES: Final = 64 * 1024

@@ -14,7 +14,7 @@ from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.notifications.channels.interface import OutboundMessage
-from powerx_governance.notifications.config import Recipient
+from powerx_governance.notifications.routes_file import Recipient
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
     MessageKind,

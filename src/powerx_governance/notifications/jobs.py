@@ -42,9 +42,9 @@ from powerx_governance.notifications.config import (
     WEBHOOK_CHANNELS,
     ChannelType,
     load_notification_settings,
-    load_routes,
     load_templates_file,
 )
+from powerx_governance.notifications.routes_file import load_routes
 from powerx_governance.notifications.service import (
     DELIVER_TASK,
     DIGEST_TASK,

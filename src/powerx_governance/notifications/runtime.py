@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from powerx_governance.notifications.config import NotificationSettings, RoutesConfig
+from powerx_governance.notifications.config import NotificationSettings
+from powerx_governance.notifications.routes_file import RoutesConfig
 from powerx_governance.notifications.templates import TemplateSet
 
 

@@ -9,9 +9,9 @@ import pytest
 
 from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
+from powerx_governance.http.allow_list import AllowList
 from powerx_governance.notifications.channels.interface import DestinationRefusedError
 from powerx_governance.notifications.channels.webhook import check_destination
-from powerx_governance.notifications.config import AllowList
 from powerx_governance.notifications.jobs import load_runtime
 from powerx_governance.notifications.service import dead_letters
 from tests.conftest import FakeClock, ServiceFactory

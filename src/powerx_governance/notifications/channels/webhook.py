@@ -21,6 +21,7 @@ from urllib.parse import quote, urlsplit
 
 import msgspec
 
+from powerx_governance.http.allow_list import AllowList, is_public
 from powerx_governance.http.client import HttpPolicy, request_headers
 from powerx_governance.notifications.channels.interface import (
     DestinationRefusedError,
@@ -30,7 +31,7 @@ from powerx_governance.notifications.channels.interface import (
     Receipt,
     TransientChannelError,
 )
-from powerx_governance.notifications.config import AllowList, ChannelType, is_public
+from powerx_governance.notifications.config import ChannelType
 from powerx_governance.notifications.templates import Part, safe_url
 
 Resolver = Callable[[str, int], list[str]]
