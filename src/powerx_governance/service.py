@@ -96,6 +96,17 @@ def _policy_rescan(session: Session, actor: str, now: datetime) -> str:
     return request_scan(session, kind=ScanKind.FULL, trigger=ScanTrigger.POLICY, now=now, requested_by=actor)
 
 
+DEFAULT_SHARD_SIZE = 500
+
+
+def shard_size(configured: int | None, backend: QueueBackend) -> int:
+    """Tenants per shard: as configured, else sharded on procrastinate (workers scan in parallel)
+    and one job on the local queue (the embedded default, unchanged)."""
+    if configured is not None:
+        return configured
+    return DEFAULT_SHARD_SIZE if backend is QueueBackend.PROCRASTINATE else 0
+
+
 @dataclass(frozen=True, slots=True)
 class Installed:
     """What the components contributed, gathered once at start."""
@@ -252,6 +263,7 @@ class GovernanceService:
         )
         service = cls(settings, engine, factory, metrics, registry, CatalogCache(), clock)
         service.installed = install_components(service, components)
+        jobs = service.jobs_settings()
         service.runtime = ScanRuntime(
             factory=factory,
             policy=lambda: registry.current(clock()),
@@ -263,6 +275,7 @@ class GovernanceService:
             retry_delay_seconds=settings.retry_delay_seconds,
             change_hooks=service.installed.change_hooks,
             catalog_cache=service.catalog_cache,
+            shard_size=shard_size(settings.scan_shard_size, jobs.backend),
         )
         service.queue = service._job_queue()
         return service

@@ -37,6 +37,9 @@ class Settings:
     worker: bool  # POWERX_WORKER: run the job worker in this process
     retry_delay_seconds: float  # POWERX_SCAN_RETRY_DELAY: failed scans are retried after it (<= 120 s)
     poll_seconds: float  # POWERX_POLL_INTERVAL: how often the worker looks for jobs
+    # POWERX_SCAN_SHARD_SIZE: tenants per shard job of a full scan; 0 = one job; unset = 500 on the
+    # procrastinate queue, 0 on the local one
+    scan_shard_size: int | None
     settings_file: Path | None  # POWERX_SETTINGS_FILE: YAML with a `flags:` section
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
     auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
@@ -54,6 +57,18 @@ def _path(value: str | None) -> Path | None:
 
 def _flag(value: str | None, default: bool) -> bool:
     return default if value is None else value.strip().lower() in ("1", "true", "yes", "on")
+
+
+def _shard_size(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        size = int(value)
+    except ValueError as exc:
+        raise ValueError(f"POWERX_SCAN_SHARD_SIZE must be a whole number of tenants, not {value!r}") from exc
+    if not 0 <= size <= 1_000_000:
+        raise ValueError(f"POWERX_SCAN_SHARD_SIZE must be from 0 to 1000000, not {value!r}")
+    return size
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +100,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         worker=_flag(env.get("POWERX_WORKER"), default=True),
         retry_delay_seconds=retry,
         poll_seconds=parse_duration(env.get("POWERX_POLL_INTERVAL", "1s")).total_seconds(),
+        scan_shard_size=_shard_size(env.get("POWERX_SCAN_SHARD_SIZE")),
         settings_file=settings_file,
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,

@@ -26,32 +26,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
 
-import httpx
 import procrastinate
 from procrastinate import JobContext, RetryDecision
 from procrastinate.retry import BaseRetryStrategy
 from sqlalchemy import Engine, text
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.db.session import transaction
-from powerx_governance.errors import SourceError
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import DeadLetter, Handlers, QueueBackend, QueueStats
 from powerx_governance.jobs.local import dead_letter
+from powerx_governance.jobs.retry import is_transient
 from powerx_governance.jobs.settings import ProcrastinateOptions
 from powerx_governance.jobs.tables import JobRunner
 
 log = logging.getLogger("powerx.jobs")
 TICK_TASK = "powerx.tick"
-TRANSIENT: tuple[type[BaseException], ...] = (
-    OperationalError,  # the database went away or timed out
-    InterfaceError,
-    httpx.TransportError,  # connect / read failures of outbound HTTP
-    SourceError,  # a tenant or catalog source is down (it retried already)
-    ConnectionError,
-    TimeoutError,
-)
 POSTPONE_SECONDS = 2  # a scan already running, or governance switched off: not a failed attempt
 FLAG_OFF_SECONDS = 30
 
@@ -73,10 +63,6 @@ class _Decide(BaseRetryStrategy):
         if isinstance(exception, RetryLaterError):
             return RetryDecision(retry_in={"seconds": max(0, round(exception.seconds))})
         return None
-
-
-def is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, TRANSIENT)
 
 
 def conninfo(engine: Engine) -> str:

@@ -73,11 +73,7 @@ def finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: Outcome,
     with transaction(runtime.factory) as session:
         row = session.get_one(ScanRow, scan_id)
         _record_outcome(row, outcome, complete, now, seconds)
-        record_scan(session, row, now)
-        if not complete:
-            _after_failure(session, runtime, row, _incomplete_cause(runtime, result), now, rules)
-        elif row.fleet:
-            _after_fleet_success(session, runtime, row, rules, now)
+        conclude(session, runtime, row, result, rules, now)
         fleet = row.fleet
     if fleet:  # deltas and tenant-filtered scans never stand for the fleet's coverage
         runtime.metrics.scan_coverage_ratio.set(result.coverage_rate)
@@ -87,6 +83,23 @@ def finish(runtime: ScanRuntime, scan_id: str, kind: ScanKind, outcome: Outcome,
     runtime.metrics.scan_duration_seconds.labels(kind=kind.value).observe(seconds)
     for change in outcome.changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
+
+
+def conclude(
+    session: Session,
+    runtime: ScanRuntime,
+    row: ScanRow,
+    result: ScanResult,
+    rules: GovernanceRules,
+    now: datetime,
+) -> None:
+    """After the outcome is on `row`: the scan's audit record, then the retry and the failure streak
+    (unsuccessful) or the streak's end (a successful fleet scan), in the caller's transaction."""
+    record_scan(session, row, now)
+    if row.status != ScanStatus.SUCCEEDED.value:
+        _after_failure(session, runtime, row, _incomplete_cause(runtime, result), now, rules)
+    elif row.fleet:
+        _after_fleet_success(session, runtime, row, rules, now)
 
 
 def _record_outcome(row: ScanRow, outcome: Outcome, complete: bool, now: datetime, seconds: float) -> None:

@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from sqlalchemy import func, select
 
 from powerx_governance.db.session import transaction
+from powerx_governance.scans import shards
 from powerx_governance.scans.delta import run_delta
 from powerx_governance.scans.finish import (
     consecutive_failures,
@@ -79,10 +80,17 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
             row = session.get_one(ScanRow, scan_id)
             if row.status not in (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value):
                 return  # already finished: at-least-once delivery must not run it twice
+            if shards.in_flight(session, scan_id):
+                raise ScanBusyError  # a sharded scan's shards are still running
+            if shards.planned(session, scan_id):
+                return  # the coordinator ran to its commit already: the shards and finish carry on
             row.status, row.started_at = ScanStatus.RUNNING.value, runtime.clock()
             kind, tenants = ScanKind(row.kind), list(row.tenant_filter)
         started = time.perf_counter()
         try:
+            if kind is ScanKind.FULL and runtime.shard_size > 0:
+                shards.plan_full(runtime, scan_id, tenants)
+                return
             outcome = (
                 run_full(runtime, scan_id, tenants) if kind is ScanKind.FULL else run_delta(runtime, scan_id)
             )

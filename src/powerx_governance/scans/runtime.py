@@ -40,6 +40,7 @@ class ScanRuntime:
     retry_delay_seconds: float = 60.0
     change_hooks: tuple[ChangeHook, ...] = ()  # given at construction, in the order they run
     catalog_cache: CatalogCache = field(default_factory=CatalogCache)
+    shard_size: int = 0  # tenants per shard of a full scan (0: one job scans everything)
 
     def rules(self) -> GovernanceRules:
         return self.policy().rules

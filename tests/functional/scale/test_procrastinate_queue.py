@@ -5,13 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import QueueBackend
+from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.shards import shard_progress
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.service import GovernanceService
 from tests.conftest import ServiceFactory, built_services, postgres_getter, provisioned_database
 
 
@@ -56,3 +61,48 @@ def test_a_job_that_always_fails_is_a_dead_letter_with_its_error(make_pg_service
     assert letters[0].error is not None
     assert "no-such-scan" in letters[0].error or "NoResultFound" in letters[0].error
     assert service.queue.stats().by_state == {"failed": 1}
+
+
+def _recommendations(service: GovernanceService) -> list[tuple[Any, ...]]:
+    with service.factory() as session:
+        rows = session.execute(
+            select(
+                RecommendationRow.tenant_uuid,
+                RecommendationRow.plugin_id,
+                RecommendationRow.action,
+                RecommendationRow.target_version,
+            )
+        ).all()
+    return sorted(tuple(r) for r in rows)
+
+
+def test_a_sharded_scan_finds_what_one_job_finds(
+    make_pg_service: ServiceFactory, make_service: ServiceFactory, backend: str
+) -> None:
+    if backend != "sqlite":
+        pytest.skip("the reference is the embedded default")
+    reference = make_service()
+    reference.request_scan(ScanKind.FULL, ScanTrigger.API)
+    reference.run_pending()
+    sharded = make_pg_service(
+        POWERX_QUEUE_BACKEND="procrastinate", POWERX_WORKER="0", POWERX_SCAN_SHARD_SIZE="7"
+    )
+    scan_id = sharded.request_scan(ScanKind.FULL, ScanTrigger.API)
+    sharded.run_pending()
+    with sharded.factory() as session:
+        row = session.get_one(ScanRow, scan_id)
+        progress = shard_progress(session, scan_id)
+    with reference.factory() as session:
+        expected = session.execute(select(ScanRow)).scalar_one()
+    assert row.status == expected.status
+    assert (row.tenants_total, row.tenants_scanned, row.installations, row.findings) == (
+        expected.tenants_total,
+        expected.tenants_scanned,
+        expected.installations,
+        expected.findings,
+    )
+    assert row.errors == expected.errors
+    assert progress is not None
+    assert progress["shards"] == 15  # 100 tenants by 7
+    assert progress["by_status"] == {"done": 15}
+    assert _recommendations(sharded) == _recommendations(reference)

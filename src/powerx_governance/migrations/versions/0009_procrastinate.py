@@ -1,4 +1,4 @@
-"""procrastinate's schema on PostgreSQL; the jobs table says which engine runs each job
+"""procrastinate's schema on PostgreSQL; the jobs table says which engine runs each job; scan shards
 
 Revision ID: 0009
 Revises: 0008
@@ -16,6 +16,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 from procrastinate.schema import SchemaManager
+from sqlalchemy.dialects import postgresql
 
 revision = "0009"
 down_revision = "0008"
@@ -33,7 +34,51 @@ PROCRASTINATE_OBJECTS = (
 )
 
 
+def _scan_shard_tables() -> None:
+    json = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+    when = sa.DateTime(timezone=True)
+    op.create_table(
+        "scan_plans",
+        sa.Column("scan_id", sa.String(length=36), nullable=False),
+        sa.Column("shards", sa.Integer(), nullable=False),
+        sa.Column("shards_finished", sa.Integer(), nullable=False),
+        sa.Column("evaluated_at", when, nullable=False),
+        sa.Column("dirty_plugins", json, nullable=False),
+        sa.Column("errors", json, nullable=False),
+        sa.Column("warnings", json, nullable=False),
+        sa.Column("security_data_problems", sa.Integer(), nullable=False),
+        sa.Column("timings", json, nullable=False),
+        sa.PrimaryKeyConstraint("scan_id", name=op.f("pk_scan_plans")),
+    )
+    op.create_table(
+        "scan_shards",
+        sa.Column("scan_id", sa.String(length=36), nullable=False),
+        sa.Column("shard", sa.Integer(), nullable=False),
+        sa.Column("tenants", json, nullable=False),
+        sa.Column("problems", json, nullable=False),
+        sa.Column("loose", json, nullable=False),
+        sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("worker", sa.String(length=200), nullable=True),
+        sa.Column("started_at", when, nullable=True),
+        sa.Column("finished_at", when, nullable=True),
+        sa.Column("seconds", sa.Float(), nullable=True),
+        sa.Column("tenants_total", sa.Integer(), nullable=False),
+        sa.Column("tenants_scanned", sa.Integer(), nullable=False),
+        sa.Column("tenants_stale", sa.Integer(), nullable=False),
+        sa.Column("installations", sa.Integer(), nullable=False),
+        sa.Column("findings", sa.Integer(), nullable=False),
+        sa.Column("changes", json, nullable=False),
+        sa.Column("errors", json, nullable=False),
+        sa.Column("warnings", json, nullable=False),
+        sa.Column("unscanned", json, nullable=False),
+        sa.Column("failure", sa.String(length=2000), nullable=True),
+        sa.PrimaryKeyConstraint("scan_id", "shard", name=op.f("pk_scan_shards")),
+    )
+
+
 def upgrade() -> None:
+    _scan_shard_tables()
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("runner", sa.String(length=16), nullable=False, server_default="local"))
     bind = op.get_bind()
@@ -50,3 +95,5 @@ def downgrade() -> None:
         op.execute("DROP FUNCTION IF EXISTS procrastinate_notify_queue_job_inserted CASCADE")
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("runner")
+    op.drop_table("scan_shards")
+    op.drop_table("scan_plans")
