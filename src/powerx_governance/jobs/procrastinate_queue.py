@@ -82,6 +82,7 @@ class ProcrastinateQueue:
     backend: QueueBackend = QueueBackend.PROCRASTINATE
     runner: JobRunner = JobRunner.PROCRASTINATE
     _ran: int = 0
+    ticks: int = 0  # periodic ticks this process ran (once per period across the cluster)
     _ran_lock: threading.Lock = field(default_factory=threading.Lock)
     _app: procrastinate.App | None = None
     _burst_app: procrastinate.App | None = None
@@ -94,7 +95,7 @@ class ProcrastinateQueue:
         session.execute(
             text(
                 "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW("
-                "CAST(:queue AS varchar), CAST(:task AS varchar), 0,"
+                "CAST(:queue AS varchar), CAST(:task AS varchar), CAST(:priority AS integer),"
                 " CAST(:lock AS text), CAST(:qlock AS text), CAST(:args AS jsonb),"
                 " CASE WHEN CAST(:delay AS float) > 0 THEN now() + make_interval(secs => :delay) END"
                 ")::procrastinate_job_to_defer_v1])"
@@ -104,6 +105,7 @@ class ProcrastinateQueue:
                 "task": deferral.task,
                 "lock": deferral.lock,
                 "qlock": deferral.queueing_lock,
+                "priority": deferral.priority,
                 "args": json.dumps({"job": deferral.job_id, "payload": deferral.payload}),
                 "delay": max(0.0, delay),
             },
@@ -179,6 +181,7 @@ class ProcrastinateQueue:
     def _tick(self, timestamp: int) -> None:
         """The periodic tick: scheduled scans and follow-ups, stalled jobs back, nothing else."""
         del timestamp  # the slot is the service clock's, as on the local backend
+        self.ticks += 1
         retried = self.recover_stalled()
         if retried:
             log.warning("retried %d jobs of stalled workers", retried)

@@ -41,6 +41,7 @@ class Deferral:
     now: datetime  # the service clock's "now" (run_after is relative to it)
     lock: str | None = None  # jobs with the same lock never run at the same time
     queueing_lock: str | None = None  # at most one waiting job with this lock
+    priority: int = 0  # higher first
 
 
 class Deferrer(Protocol):
@@ -86,11 +87,12 @@ def enqueue(
     max_attempts: int = 5,
     lock: str | None = None,
     queueing_lock: str | None = None,
+    priority: int = 0,
 ) -> bool:
     """Add a job in the caller's transaction; False when a job with this key already exists.
 
-    `lock` / `queueing_lock` are honoured by the procrastinate backend (the local worker runs one
-    job at a time per thread, and scans hold their own lock)."""
+    `lock`, `queueing_lock` and `priority` are honoured by the procrastinate backend (the local
+    worker runs due jobs oldest first, one at a time per thread, and scans hold their own lock)."""
     if session.execute(select(JobRow.id).where(JobRow.idempotency_key == key)).first() is not None:
         return False
     deferrer = _deferrer(session)
@@ -112,7 +114,8 @@ def enqueue(
     except IntegrityError:
         return False
     if deferrer is not None:
-        deferrer.defer(session, Deferral(row.id, task, payload, run_after, now, lock, queueing_lock))
+        deferral = Deferral(row.id, task, payload, run_after, now, lock, queueing_lock, priority)
+        deferrer.defer(session, deferral)
     return True
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 import httpx
+import psycopg
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from powerx_governance.errors import SourceError
@@ -12,6 +13,7 @@ from powerx_governance.errors import SourceError
 TRANSIENT: Final[tuple[type[BaseException], ...]] = (
     OperationalError,  # the database went away, timed out, or a serialization conflict
     InterfaceError,
+    psycopg.OperationalError,  # raised unwrapped by COPY on the raw connection (deadlocks, lost connections)
     httpx.TransportError,  # connect / read failures of outbound HTTP
     SourceError,  # a tenant or catalog source is down (it retried already)
     ConnectionError,

@@ -42,7 +42,9 @@ class _Probe(BaseHTTPRequestHandler):
         elif self.path == "/readyz":
             self._ready()
         elif self.path == "/metrics":
-            body = self.service.metrics.render() + render_queue_metrics(self.service.queue.stats())
+            jobs = self.service.queue
+            ticks = jobs.ticks if isinstance(jobs, ProcrastinateQueue) else None
+            body = self.service.metrics.render() + render_queue_metrics(jobs.stats(), ticks)
             self._answer(200, "text/plain; version=0.0.4; charset=utf-8", body)
         else:
             self._answer(404, "application/json", json.dumps({"status": "not found"}).encode())

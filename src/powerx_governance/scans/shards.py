@@ -25,7 +25,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+import psycopg
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import store as catalog_store
@@ -50,6 +52,8 @@ from powerx_governance.sources.interface import TenantSource
 SHARD_TASK: Final = "scan_shard"
 FINISH_TASK: Final = "scan_finish"
 SHARD_ATTEMPTS: Final = 3  # runs of one shard (a killed worker's run counts) before it is given up
+CONFLICT_RETRIES: Final = 5  # a shard's transaction run again after a concurrent shard's insert won
+SCAN_PRIORITY: Final = 10  # a running scan's shards and finish go before the deliveries they cause
 INTAKE_BATCH: Final = 1000  # manifests stored per transaction by the coordinator
 MAX_ERRORS: Final = 1000  # errors and warnings kept on the scan, as on an unsharded scan
 log = logging.getLogger("powerx.scans")
@@ -187,6 +191,7 @@ def _queue_shard(session: Session, scan_id: str, n: int, now: datetime) -> None:
         now=now,
         max_attempts=SHARD_ATTEMPTS + 2,  # the shard gives itself up first, with its error
         lock=f"scan:{scan_id}:shard:{n}",
+        priority=SCAN_PRIORITY,
     )
 
 
@@ -222,12 +227,26 @@ def run_shard(runtime: ScanRuntime, scan_id: str, shard: int) -> None:
         return
     started = time.perf_counter()
     try:
-        _evaluate(runtime, scan_id, shard, started)
+        _evaluate_racing(runtime, scan_id, shard, started)
     except Exception as exc:
         if is_transient(exc) and attempts < SHARD_ATTEMPTS:
             raise  # the queue retries it with backoff
         log.exception("scan shard given up", extra={"scan_id": scan_id, "shard": shard})
         _give_up(runtime, scan_id, shard, failure_text(exc))
+
+
+def _evaluate_racing(runtime: ScanRuntime, scan_id: str, shard: int, started: float) -> None:
+    """Shards running at once write the shared, content-addressed verdicts: when another shard
+    committed the same new verdict first, this shard's transaction is run again (it then finds it)."""
+    for attempt in range(1, CONFLICT_RETRIES + 1):
+        try:
+            _evaluate(runtime, scan_id, shard, started)
+        except (IntegrityError, psycopg.IntegrityError):  # COPY raises the driver's own error
+            if attempt == CONFLICT_RETRIES:
+                raise
+            log.info("scan shard met a concurrent insert; running it again", extra={"shard": shard})
+        else:
+            return
 
 
 def _results(session: Session, runtime: ScanRuntime, row: ScanShardRow) -> list[ManifestResult]:
@@ -322,6 +341,7 @@ def _count_finished(session: Session, scan_id: str, now: datetime) -> None:
             key=f"scan:{scan_id}:finish",
             now=now,
             lock=f"scan:{scan_id}:finish",
+            priority=SCAN_PRIORITY,
         )
 
 

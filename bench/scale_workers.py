@@ -1,0 +1,205 @@
+"""Scale-out: a sharded full scan on procrastinate with 1 and with 2 `powerx version worker` processes.
+
+    python -m bench.scale_workers [--tenants N] [--shard-size S] [--workers 1,2] [--noop-jobs K]
+
+Per worker count, on a fresh PostgreSQL schema: the first full scan (the one the workers' first
+periodic tick requests: every recommendation, revision, console card and event written) and a
+steady re-scan (nothing changed), each from its request to the finish job's commit (the store's
+timestamps), with N separate worker processes (concurrency 1 each). From
+the shard rows: the per-shard cost (evaluate + persist + follow-ups, in the worker) and the share
+of the wall time the coordinator took. Queue overhead: K jobs that do nothing (a shard job whose
+shard does not exist) through one worker, wall time per job: defer in the caller's transaction,
+fetch, the ledger's start and completion, procrastinate's finish.
+The default fleet is smaller than DESIGN §8's reference (4,000 tenants x 50 installations): the
+reference workload's first scan takes tens of minutes on this shared 2-core machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from bench.common import OUT
+from bench.store_reference import database
+from bench.synthetic import generate
+from powerx_governance.db.session import transaction
+from powerx_governance.jobs import queue
+from powerx_governance.scans.shards import SHARD_TASK
+from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.service import GovernanceService
+from powerx_governance.settings import load_settings
+
+POWERX = Path(sys.executable).with_name("powerx")
+
+
+def _fleet(tenants: int, installations: int) -> Path:
+    directory = OUT / f"scale-fleet-{tenants}x{installations}"
+    if not (directory / "manifests.jsonl").exists():
+        generate(
+            directory, tenants=tenants, installations_per_tenant=installations, plugins=500, advisories=1_000
+        )
+    return directory
+
+
+@contextmanager
+def _workers(env: dict[str, str], count: int) -> Iterator[None]:
+    logs = [(OUT / f"scale-worker-{n}.log").open("w") for n in range(count)]
+    command = [
+        str(POWERX),
+        "version",
+        "worker",
+        "--concurrency",
+        "1",
+        "--port",
+        "0",
+        "--log-level",
+        "warning",
+    ]
+    processes = [subprocess.Popen(command, env=env, stdout=log, stderr=log) for log in logs]
+    try:
+        yield
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+        for log in logs:
+            log.close()
+
+
+def _wait_scan(service: GovernanceService, scan_id: str, timeout: float = 3600) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with service.engine.connect() as connection:
+            status = connection.execute(
+                text("SELECT status FROM scans WHERE scan_id = :s"), {"s": scan_id}
+            ).scalar()
+        if status not in ("queued", "running"):
+            return str(status)
+        time.sleep(0.05)
+    raise TimeoutError(scan_id)
+
+
+def _scheduled(service: GovernanceService, timeout: float = 120) -> str:
+    """The scan the workers' first tick requests for the current slot."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with service.engine.connect() as connection:
+            found = connection.execute(text("SELECT scan_id FROM scans WHERE trigger = 'schedule'")).scalar()
+        if found:
+            return str(found)
+        time.sleep(0.05)
+    raise TimeoutError("no scheduled scan")
+
+
+def _scan(service: GovernanceService, scan_id: str | None = None) -> dict[str, Any]:
+    """A full scan (the given one, else a new one) from its request to its finish, by the store's clock."""
+    scan_id = scan_id or service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
+    status = _wait_scan(service, scan_id)
+    with service.engine.connect() as connection:
+        timings, requested, finished = connection.execute(
+            text("SELECT timings, requested_at, finished_at FROM scans WHERE scan_id = :s"), {"s": scan_id}
+        ).one()
+        wall = (finished - requested).total_seconds()
+        seconds = [
+            float(s)
+            for s in connection.execute(
+                text("SELECT seconds FROM scan_shards WHERE scan_id = :s AND seconds IS NOT NULL"),
+                {"s": scan_id},
+            ).scalars()
+        ]
+    return {
+        "status": status,
+        "wall_seconds": round(wall, 3),
+        "plan_seconds": (timings or {}).get("plan"),
+        "shards": len(seconds),
+        "shard_seconds_median": round(statistics.median(seconds), 4) if seconds else None,
+        "shard_seconds_max": round(max(seconds), 4) if seconds else None,
+        "shard_seconds_total": round(sum(seconds), 3),
+    }
+
+
+def _overhead(service: GovernanceService, env: dict[str, str], jobs: int) -> dict[str, Any]:
+    """K jobs that return at once through one worker: the queue's own cost per job."""
+    with transaction(service.factory) as session:
+        for n in range(jobs):
+            payload = {"scan_id": "no-such-scan", "shard": n}
+            queue.enqueue(session, SHARD_TASK, payload, key=f"bench:noop:{n}", now=service.clock())
+    start = time.perf_counter()
+    with _workers(env, 1):
+        while service.queue.stats().by_state.get("todo", 0) or service.queue.stats().by_state.get("doing", 0):
+            time.sleep(0.02)
+    wall = time.perf_counter() - start
+    return {"jobs": jobs, "seconds": round(wall, 3), "ms_per_job": round(wall / jobs * 1000, 2)}
+
+
+def run(tenants: int, installations: int, shard_size: int, counts: list[int], noop: int) -> dict[str, Any]:
+    fleet = _fleet(tenants, installations)
+    figures: dict[str, Any] = {
+        "tenants": tenants,
+        "installations": tenants * installations,
+        "shard_size": shard_size,
+    }
+    for count in counts:
+        with database("postgresql") as url:
+            env = {
+                **os.environ,
+                "POWERX_DATABASE_URL": url,
+                "POWERX_VAR_DIR": str(OUT),
+                "POWERX_TENANT_SOURCE": str(fleet / "manifests.jsonl"),
+                "POWERX_CATALOG_SOURCE": str(fleet / "catalog.json"),
+                "POWERX_QUEUE_BACKEND": "procrastinate",
+                "POWERX_SCAN_SHARD_SIZE": str(shard_size),
+                "POWERX_WORKER": "0",
+            }
+            service = GovernanceService.create(load_settings(env))
+            try:
+                with _workers(env, count):
+                    first = _scan(service, _scheduled(service))  # the first tick's scan: everything is new
+                    steady = _scan(service)
+                figures[f"workers_{count}"] = {"first": first, "steady": steady}
+                print(f"{count} worker(s): first {first}\n             steady {steady}", flush=True)
+                if count == counts[0] and noop:
+                    figures["queue_overhead"] = _overhead(service, env, noop)
+                    print(f"queue overhead: {figures['queue_overhead']}", flush=True)
+            finally:
+                service.stop()
+    if len(counts) == 2:
+        for phase in ("first", "steady"):
+            one = figures[f"workers_{counts[0]}"][phase]["wall_seconds"]
+            two = figures[f"workers_{counts[1]}"][phase]["wall_seconds"]
+            figures[f"speedup_{phase}"] = round(one / two, 2)
+            print(f"{phase}: {counts[1]} workers vs {counts[0]}: x{one / two:.2f}")
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--tenants", type=int, default=4_000)
+    parser.add_argument("--installations", type=int, default=50)
+    parser.add_argument("--shard-size", type=int, default=250)
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--noop-jobs", type=int, default=1_000)
+    args = parser.parse_args()
+    counts = [int(c) for c in args.workers.split(",")]
+    figures = run(args.tenants, args.installations, args.shard_size, counts, args.noop_jobs)
+    out = OUT / "scale_workers.json"
+    out.write_text(json.dumps(figures, indent=2))
+    print(f"figures written to {out}")
+
+
+if __name__ == "__main__":
+    main()
