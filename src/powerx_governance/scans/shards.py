@@ -26,7 +26,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -52,9 +52,10 @@ from powerx_governance.sources.interface import TenantSource
 SHARD_TASK: Final = "scan_shard"
 FINISH_TASK: Final = "scan_finish"
 SHARD_ATTEMPTS: Final = 3  # runs of one shard (a killed worker's run counts) before it is given up
-CONFLICT_RETRIES: Final = 5  # a shard's transaction run again after a concurrent shard's insert won
+CONFLICT_RETRIES: Final = 3  # a shard's transaction run again after a concurrent shard's insert won
 SCAN_PRIORITY: Final = 10  # a running scan's shards and finish go before the deliveries they cause
 INTAKE_BATCH: Final = 1000  # manifests stored per transaction by the coordinator
+_WRITERS_LOCK_CLASS: Final = 0x53484152  # "SHAR": the advisory lock class of shard writers
 MAX_ERRORS: Final = 1000  # errors and warnings kept on the scan, as on an unsharded scan
 log = logging.getLogger("powerx.scans")
 _WORKER: Final = f"{socket.gethostname()}:{os.getpid()}"
@@ -237,16 +238,26 @@ def run_shard(runtime: ScanRuntime, scan_id: str, shard: int) -> None:
 
 def _evaluate_racing(runtime: ScanRuntime, scan_id: str, shard: int, started: float) -> None:
     """Shards running at once write the shared, content-addressed verdicts: when another shard
-    committed the same new verdict first, this shard's transaction is run again (it then finds it)."""
+    committed the same new verdict first, this shard's transaction is run again, alone (it then
+    finds the verdict stored, and nobody else can insert one under it)."""
     for attempt in range(1, CONFLICT_RETRIES + 1):
         try:
-            _evaluate(runtime, scan_id, shard, started)
+            _evaluate(runtime, scan_id, shard, started, alone=attempt > 1)
         except (IntegrityError, psycopg.IntegrityError):  # COPY raises the driver's own error
             if attempt == CONFLICT_RETRIES:
                 raise
-            log.info("scan shard met a concurrent insert; running it again", extra={"shard": shard})
+            log.warning("scan shard met a concurrent insert; running it again", extra={"shard": shard})
         else:
             return
+
+
+def _writers_lock(session: Session, *, alone: bool) -> None:
+    """Shard writers share a lock; a shard run again after a conflict takes it exclusively (it waits
+    for the writers in flight, and holds new ones back until it commits). SQLite has one writer."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    lock = func.pg_advisory_xact_lock if alone else func.pg_advisory_xact_lock_shared
+    session.execute(select(lock(_WRITERS_LOCK_CLASS, func.hashtext(func.current_schema()))))
 
 
 def _results(session: Session, runtime: ScanRuntime, row: ScanShardRow) -> list[ManifestResult]:
@@ -270,9 +281,10 @@ def _results(session: Session, runtime: ScanRuntime, row: ScanShardRow) -> list[
     return results
 
 
-def _evaluate(runtime: ScanRuntime, scan_id: str, shard: int, started: float) -> None:
+def _evaluate(runtime: ScanRuntime, scan_id: str, shard: int, started: float, *, alone: bool) -> None:
     policy = runtime.policy()
     with transaction(runtime.factory) as session:
+        _writers_lock(session, alone=alone)
         row = session.get_one(ScanShardRow, (scan_id, shard))
         now = session.get_one(ScanPlanRow, scan_id).evaluated_at
         results = _fall_back_to_last_good(session, runtime, _results(session, runtime, row), policy, now)

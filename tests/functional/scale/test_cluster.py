@@ -212,11 +212,25 @@ def _run_cluster(env: dict[str, str], engine: Engine, reference: Engine, tmp_pat
             scan = client.get(f"{API}/scans/{scan_id}").json()
             progress = client.get(f"{API}/scans/{scan_id}/shards").json()
         _check_scan(scan, progress, shard)
+        wait_until(lambda: _pending(engine) == 0, timeout=180, interval=0.5)  # the deliveries it caused
         _check_store(engine, reference, scan_id)
         _check_dead_letter(env, apis[1], headers)
         survivors = [w for w in workers if w is not victim]
         _check_worker_probes(survivors)
         _check_periodic(engine, survivors)
+
+
+def _pending(engine: Engine) -> int:
+    """Jobs waiting or running, the periodic tick aside."""
+    with engine.connect() as connection:
+        return int(
+            connection.execute(
+                text(
+                    "SELECT count(*) FROM procrastinate_jobs"
+                    " WHERE status IN ('todo', 'doing') AND task_name <> 'powerx.tick'"
+                )
+            ).scalar_one()
+        )
 
 
 def _check_scan(scan: dict[str, Any], progress: dict[str, Any], shard: int) -> None:
