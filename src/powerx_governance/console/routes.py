@@ -452,6 +452,8 @@ def scans(page: PageDep) -> Response:
     page.require_operator()
     with page.svc.factory() as session:
         context = pages.scans(session)
+    context["queue"] = page.svc.queue.stats().as_dict()  # the jobs queue and its dead letters
+    context["dead_letters"] = [letter.as_dict() for letter in page.svc.queue.dead_letters(20)]
     return page.render("scans.html", context, nav="scans")
 
 

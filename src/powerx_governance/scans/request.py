@@ -12,6 +12,7 @@ from powerx_governance.jobs import queue
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
 
 SCAN_TASK = "scan"
+SCAN_PRIORITY = 10  # scans (and a sharded scan's shards and finish) go before the deliveries they cause
 
 
 def request_scan(
@@ -55,5 +56,6 @@ def request_scan(
         now=now,
         run_after=run_after,
         max_attempts=2,
+        priority=SCAN_PRIORITY,
     )
     return scan_id

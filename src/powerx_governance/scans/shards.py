@@ -43,6 +43,7 @@ from powerx_governance.policy_versions.models import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.finish import conclude, failure_text
 from powerx_governance.scans.full import _fall_back_to_last_good, _refresh_catalog, _unscanned
+from powerx_governance.scans.request import SCAN_PRIORITY
 from powerx_governance.scans.runtime import ScanRuntime, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.scans.shard_tables import ScanPlanRow, ScanShardRow, ShardStatus
@@ -53,7 +54,6 @@ SHARD_TASK: Final = "scan_shard"
 FINISH_TASK: Final = "scan_finish"
 SHARD_ATTEMPTS: Final = 3  # runs of one shard (a killed worker's run counts) before it is given up
 CONFLICT_RETRIES: Final = 3  # a shard's transaction run again after a concurrent shard's insert won
-SCAN_PRIORITY: Final = 10  # a running scan's shards and finish go before the deliveries they cause
 INTAKE_BATCH: Final = 1000  # manifests stored per transaction by the coordinator
 _WRITERS_LOCK_CLASS: Final = 0x53484152  # "SHAR": the advisory lock class of shard writers
 MAX_ERRORS: Final = 1000  # errors and warnings kept on the scan, as on an unsharded scan

@@ -7,9 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from powerx_governance.auth.tables import Role
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import QueueBackend
@@ -17,7 +19,15 @@ from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.shards import shard_progress
 from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
 from powerx_governance.service import GovernanceService
-from tests.conftest import ServiceFactory, built_services, postgres_getter, provisioned_database
+from tests.conftest import (
+    LiveServer,
+    ServiceFactory,
+    built_services,
+    issue_token,
+    postgres_getter,
+    provisioned_database,
+)
+from tests.functional.console.support import sign_in
 
 
 @pytest.fixture
@@ -106,3 +116,20 @@ def test_a_sharded_scan_finds_what_one_job_finds(
     assert progress["shards"] == 15  # 100 tenants by 7
     assert progress["by_status"] == {"done": 15}
     assert _recommendations(sharded) == _recommendations(reference)
+
+
+def test_the_console_scans_page_lists_the_dead_letters(make_pg_service: ServiceFactory) -> None:
+    service = make_pg_service(POWERX_QUEUE_BACKEND="procrastinate", POWERX_WORKER="0")
+    with transaction(service.factory) as session:
+        queue.enqueue(session, "scan", {"scan_id": "gone"}, key="broken-for-the-console", now=service.clock())
+    service.run_pending()
+    token = issue_token(service, Role.OPERATOR)
+    with (
+        LiveServer(service, background=False) as live,
+        httpx.Client(base_url=live.base_url, timeout=30) as client,
+    ):
+        sign_in(client, token, "/console/scans")
+        page = client.get("/console/scans").text
+    assert 'id="dead-letters"' in page
+    assert "broken-for-the-console" in page
+    assert "Queue procrastinate" in page
