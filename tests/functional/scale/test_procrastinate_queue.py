@@ -133,3 +133,24 @@ def test_the_console_scans_page_lists_the_dead_letters(make_pg_service: ServiceF
     assert 'id="dead-letters"' in page
     assert "broken-for-the-console" in page
     assert "Queue procrastinate" in page
+
+
+def test_the_local_queue_runs_a_sharded_scan_too(make_service: ServiceFactory, backend: str) -> None:
+    if backend != "sqlite":
+        pytest.skip("the embedded default")
+    reference = make_service()
+    reference.request_scan(ScanKind.FULL, ScanTrigger.API)
+    reference.run_pending()
+    sharded = reference.reconfigured({"POWERX_SCAN_SHARD_SIZE": "30"})
+    scan_id = sharded.request_scan(ScanKind.FULL, ScanTrigger.API)
+    before = _recommendations(reference)
+    sharded.run_pending()
+    with sharded.factory() as session:
+        row = session.get_one(ScanRow, scan_id)
+        progress = shard_progress(session, scan_id)
+    sharded.stop()
+    assert row.status == ScanStatus.SUCCEEDED.value
+    assert row.changes == 0  # the same fleet again: nothing changed
+    assert progress is not None
+    assert progress["by_status"] == {"done": 4}
+    assert _recommendations(reference) == before
