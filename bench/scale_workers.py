@@ -1,6 +1,7 @@
 """Scale-out: a sharded full scan on procrastinate with 1 and with 2 `powerx version worker` processes.
 
     python -m bench.scale_workers [--tenants N] [--shard-size S] [--workers 1,2] [--noop-jobs K]
+    python -m bench.scale_workers --tenants 0          # the queue overhead only
 
 Per worker count, on a fresh PostgreSQL schema: the first full scan (the one the workers' first
 periodic tick requests: every recommendation, revision, console card and event written) and a
@@ -140,31 +141,67 @@ def _overhead(service: GovernanceService, env: dict[str, str], jobs: int) -> dic
             queue.enqueue(session, SHARD_TASK, payload, key=f"bench:noop:{n}", now=service.clock())
     start = time.perf_counter()
     with _workers(env, 1):
-        while service.queue.stats().by_state.get("todo", 0) or service.queue.stats().by_state.get("doing", 0):
+        while _unfinished(service, "bench:noop:%"):
             time.sleep(0.02)
     wall = time.perf_counter() - start
     return {"jobs": jobs, "seconds": round(wall, 3), "ms_per_job": round(wall / jobs * 1000, 2)}
 
 
+def _unfinished(service: GovernanceService, keys: str) -> int:
+    with service.engine.connect() as connection:
+        return int(
+            connection.execute(
+                text("SELECT count(*) FROM jobs WHERE idempotency_key LIKE :k AND status <> 'done'"),
+                {"k": keys},
+            ).scalar_one()
+        )
+
+
+def _noop_overhead(jobs: int) -> dict[str, Any]:
+    """On an empty store: nothing but the no-op jobs in the queue."""
+    with database("postgresql") as url:
+        env = _environ(url, None, shard_size=0)  # no tenant source: the tick's scan finds an empty store
+        service = GovernanceService.create(load_settings(env))
+        try:
+            return _overhead(service, env, jobs)
+        finally:
+            service.stop()
+
+
+def _environ(url: str, fleet: Path | None, *, shard_size: int) -> dict[str, str]:
+    sources = (
+        {
+            "POWERX_TENANT_SOURCE": str(fleet / "manifests.jsonl"),
+            "POWERX_CATALOG_SOURCE": str(fleet / "catalog.json"),
+        }
+        if fleet is not None
+        else {}
+    )
+    return {
+        **os.environ,
+        **sources,
+        "POWERX_DATABASE_URL": url,
+        "POWERX_VAR_DIR": str(OUT),
+        "POWERX_QUEUE_BACKEND": "procrastinate",
+        "POWERX_SCAN_SHARD_SIZE": str(shard_size),
+        "POWERX_WORKER": "0",
+    }
+
+
 def run(tenants: int, installations: int, shard_size: int, counts: list[int], noop: int) -> dict[str, Any]:
+    figures: dict[str, Any] = {"queue_overhead": _noop_overhead(noop)} if noop else {}
+    print(f"queue overhead: {figures.get('queue_overhead')}", flush=True)
+    if not tenants:  # `--tenants 0`: the queue overhead only
+        return figures
     fleet = _fleet(tenants, installations)
-    figures: dict[str, Any] = {
+    figures |= {
         "tenants": tenants,
         "installations": tenants * installations,
         "shard_size": shard_size,
     }
     for count in counts:
         with database("postgresql") as url:
-            env = {
-                **os.environ,
-                "POWERX_DATABASE_URL": url,
-                "POWERX_VAR_DIR": str(OUT),
-                "POWERX_TENANT_SOURCE": str(fleet / "manifests.jsonl"),
-                "POWERX_CATALOG_SOURCE": str(fleet / "catalog.json"),
-                "POWERX_QUEUE_BACKEND": "procrastinate",
-                "POWERX_SCAN_SHARD_SIZE": str(shard_size),
-                "POWERX_WORKER": "0",
-            }
+            env = _environ(url, fleet, shard_size=shard_size)
             service = GovernanceService.create(load_settings(env))
             try:
                 with _workers(env, count):
@@ -172,9 +209,6 @@ def run(tenants: int, installations: int, shard_size: int, counts: list[int], no
                     steady = _scan(service)
                 figures[f"workers_{count}"] = {"first": first, "steady": steady}
                 print(f"{count} worker(s): first {first}\n             steady {steady}", flush=True)
-                if count == counts[0] and noop:
-                    figures["queue_overhead"] = _overhead(service, env, noop)
-                    print(f"queue overhead: {figures['queue_overhead']}", flush=True)
             finally:
                 service.stop()
     if len(counts) == 2:

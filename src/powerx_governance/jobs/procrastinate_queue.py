@@ -21,6 +21,7 @@ import asyncio
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +45,7 @@ log = logging.getLogger("powerx.jobs")
 TICK_TASK = "powerx.tick"
 POSTPONE_SECONDS = 2  # a scan already running, or governance switched off: not a failed attempt
 FLAG_OFF_SECONDS = 30
+RUNNABLE_TTL_SECONDS = 1.0
 
 
 class RetryLaterError(Exception):
@@ -85,6 +87,7 @@ class ProcrastinateQueue:
     ticks: int = 0  # periodic ticks this process ran (once per period across the cluster)
     _ran_lock: threading.Lock = field(default_factory=threading.Lock)
     _app: procrastinate.App | None = None
+    _runnable: tuple[float, frozenset[str] | None] = (float("-inf"), None)  # (read at, tasks)
     _burst_app: procrastinate.App | None = None
 
     # -- deferring (in the caller's transaction) ---------------------------------------------
@@ -144,8 +147,16 @@ class ProcrastinateQueue:
         run.__name__ = f"run_{name.replace('.', '_').replace(':', '_')}"
         return run
 
+    def _allowed(self) -> frozenset[str] | None:
+        """The tasks the governance flag lets run, read at most once a second (not once per job)."""
+        read_at, runnable = self._runnable
+        if time.monotonic() - read_at > RUNNABLE_TTL_SECONDS:
+            runnable = self.handlers.runnable()
+            self._runnable = (time.monotonic(), runnable)
+        return runnable
+
     def _run(self, context: JobContext, name: str, job_id: int, payload: dict[str, Any]) -> None:
-        runnable = self.handlers.runnable()
+        runnable = self._allowed()
         with transaction(self.factory) as session:
             job = queue.start_deferred(session, job_id, context.worker_name or self.worker_name, self.clock())
             held = job is not None and runnable is not None and name not in runnable
