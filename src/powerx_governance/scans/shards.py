@@ -41,13 +41,13 @@ from powerx_governance.jobs import queue
 from powerx_governance.jobs.retry import is_transient
 from powerx_governance.policy_versions.models import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
-from powerx_governance.scans.finish import conclude, failure_text
+from powerx_governance.scans.finish import conclude, exception_cause, failure_text, finish_failed
 from powerx_governance.scans.full import _fall_back_to_last_good, _refresh_catalog, _unscanned
 from powerx_governance.scans.request import SCAN_PRIORITY
 from powerx_governance.scans.runtime import ScanRuntime, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.scans.shard_tables import ScanPlanRow, ScanShardRow, ShardStatus
-from powerx_governance.scans.tables import ScanRow, ScanStatus
+from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus
 from powerx_governance.sources.interface import TenantSource
 
 SHARD_TASK: Final = "scan_shard"
@@ -361,7 +361,26 @@ def _count_finished(session: Session, scan_id: str, now: datetime) -> None:
 
 
 def run_finish(runtime: ScanRuntime, scan_id: str) -> None:
-    """The `scan_finish` job: coverage, the failure streak, alerts and the audit record, once."""
+    """The `scan_finish` job: coverage, the failure streak, alerts and the audit record, once.
+
+    A scan must never stay `running` (it would hold back every later scan): a failure that is not
+    transient ends it `failed`, counted, retried and alerted on like any failed scan."""
+    try:
+        _finish(runtime, scan_id)
+    except Exception as exc:
+        if is_transient(exc):
+            raise  # the queue runs the finish again; it finds the scan running still
+        log.exception("scan finish failed", extra={"scan_id": scan_id})
+        with runtime.factory() as session:
+            row = session.get_one(ScanRow, scan_id)
+            if row.status != ScanStatus.RUNNING.value:
+                return  # it finished before the failure (e.g. in the metrics): the outcome stands
+            started = row.started_at or runtime.clock()
+        seconds = (runtime.clock() - started).total_seconds()
+        finish_failed(runtime, scan_id, ScanKind.FULL, failure_text(exc), exception_cause(exc), seconds)
+
+
+def _finish(runtime: ScanRuntime, scan_id: str) -> None:
     policy = runtime.policy()
     now = runtime.clock()
     with transaction(runtime.factory) as session:

@@ -26,6 +26,7 @@ from tests.conftest import (
     issue_token,
     postgres_getter,
     provisioned_database,
+    wait_until,
 )
 from tests.functional.console.support import sign_in
 
@@ -154,3 +155,20 @@ def test_the_local_queue_runs_a_sharded_scan_too(make_service: ServiceFactory, b
     assert progress is not None
     assert progress["by_status"] == {"done": 4}
     assert _recommendations(reference) == before
+
+
+def test_serve_without_no_worker_runs_a_procrastinate_worker_in_process(
+    make_pg_service: ServiceFactory,
+) -> None:
+    service = make_pg_service(
+        POWERX_QUEUE_BACKEND="procrastinate", POWERX_WORKER="1", POWERX_SCAN_SHARD_SIZE="40"
+    )
+    service.start()
+    scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.API)
+
+    def finished() -> bool:
+        with service.factory() as session:
+            return session.get_one(ScanRow, scan_id).status == ScanStatus.SUCCEEDED.value
+
+    wait_until(finished, timeout=120, interval=0.2)
+    service.stop()  # the worker thread stops with the service
