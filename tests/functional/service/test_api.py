@@ -408,6 +408,7 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("GET", f"{API}/scans/{{scan}}", None, (200, 200, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/scans/unknown-scan", None, (404, 404, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/alerts", None, (403, 200, 403, 403, 403, 403, 401, 401)),  # people on call only
+    ("GET", f"{API}/scans/{{scan}}/shards", None, (404, 404, 403, 403, 403, 403, 401, 401)),  # not sharded
     ("GET", f"{API}/jobs/stats", None, (200, 200, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/jobs/dead", None, (200, 200, 403, 403, 403, 403, 401, 401)),
     ("GET", f"{API}/scans/{{scan}}/report", None, (200, 200, 200, 200, 200, 200, 401, 401)),
