@@ -21,8 +21,8 @@ from powerx_governance.console.views import card
 from powerx_governance.decisions.service import BulkSelection, decision_dict, decisions_for, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Action, Severity
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import get_recommendation
-from powerx_governance.recommendations.tables import RecommendationState
 from powerx_governance.scans.runner import scan_summary
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.times import iso

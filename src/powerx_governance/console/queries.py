@@ -36,12 +36,15 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from powerx_governance.audit.service import record_view
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.catalog.tables import PluginRow
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState
+from powerx_governance.decisions.model import DecisionKind, DecisionState
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import decode_cursor, encode_cursor, recommendation_dict
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
+from powerx_governance.scans.model import ScanStatus
 from powerx_governance.scans.queries import last_fleet_scan, tenant_coverage, tenant_outcome
-from powerx_governance.scans.tables import ScanRow, ScanStatus
+from powerx_governance.scans.tables import ScanRow
 
 RISK_LEVELS: Final = ("critical", "high", "medium", "low", "none")
 UNRESOLVED: Final = (

@@ -16,7 +16,7 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from powerx_governance.api.bounds import parse_id
 from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
 from powerx_governance.api.problems import status_of
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
 from powerx_governance.console import pages, queries
@@ -62,10 +62,11 @@ from powerx_governance.console.sessions import (
 )
 from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import IgnoreScope
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
-from powerx_governance.decisions.tables import IgnoreScope
 from powerx_governance.recommendations.queries import CursorError
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 
 LOGIN_COOKIE_SECONDS: Final = 3600

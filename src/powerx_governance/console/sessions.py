@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import ApiTokenRow, Role
+from powerx_governance.auth.model import Role
+from powerx_governance.auth.tables import ApiTokenRow
 from powerx_governance.auth.tokens import Principal
 
 SESSION_COOKIE: Final = "powerx_console"

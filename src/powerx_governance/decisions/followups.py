@@ -31,20 +31,16 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.catalog.tables import AdvisoryRow
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Severity
 from powerx_governance.events.outbox import record_reopened, record_sla_breach
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.service import notify_ignore_broken, notify_reopened, notify_sla_breach
 from powerx_governance.policy.index import CatalogIndex, PluginIndex
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRevisionRow,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
 

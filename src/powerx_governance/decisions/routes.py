@@ -12,6 +12,7 @@ from powerx_governance.api.bounds import Instant
 from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantScope
 from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 from powerx_governance.decisions.service import (
     BulkSelection,
     DecisionRequest,
@@ -20,7 +21,6 @@ from powerx_governance.decisions.service import (
     decision_dict,
     decisions_for,
 )
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
 from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])

@@ -18,14 +18,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.events.outbox import record_decision
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import notify_decision
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 

@@ -21,8 +21,8 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.flags.config import ConfiguredFlag, Flag, FlagSource
 from powerx_governance.flags.tables import FeatureFlagRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import request_scan
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,20 +15,17 @@ from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.notifications.channels.interface import OutboundMessage
 from powerx_governance.notifications.config import Recipient
+from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
-    MessageKind,
     NotificationDeliveryRow,
     NotificationEntryRow,
     NotificationEventRow,
 )
 from powerx_governance.notifications.templates import finding_context, message_context
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import recommendation_dict
-from powerx_governance.recommendations.tables import (
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 _SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, RecommendationState.IGNORED.value})

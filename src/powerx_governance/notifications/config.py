@@ -27,7 +27,7 @@ import msgspec
 from powerx_governance.domain import Severity
 from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError, InputProblem
-from powerx_governance.notifications.tables import EntryMode, EventKind
+from powerx_governance.notifications.model import EntryMode, EventKind
 from powerx_governance.records import convert_record
 from powerx_governance.safe_yaml import load_document
 

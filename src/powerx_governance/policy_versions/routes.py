@@ -12,7 +12,7 @@ from powerx_governance.api.deps import Operator, ServiceDep, SessionDep
 from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
-from powerx_governance.policy_versions.tables import PolicySource
+from powerx_governance.policy_versions.models import PolicySource
 from powerx_governance.recommendations.queries import MAX_ID
 
 router = APIRouter(prefix="/internal/version/governance/policy", tags=["policy"])

@@ -30,13 +30,14 @@ from powerx_governance.policy.loader import rules_from_data
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.policy_versions.models import (
     CurrentPolicy,
+    PolicySource,
     PolicyVersionError,
     UnknownPolicyVersionError,
 )
-from powerx_governance.policy_versions.tables import PolicySource, PolicyStateRow, PolicyVersionRow
+from powerx_governance.policy_versions.tables import PolicyStateRow, PolicyVersionRow
 from powerx_governance.safe_yaml import parse_document, read_bytes
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import request_scan
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 
 log = logging.getLogger("powerx.policy")
 _STATE_ID = 1

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request
 from powerx_governance.api.deps import Reader, SessionDep, TenantScope, refuse_cross_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.domain import Action, Severity
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
     MAX_ID,
     CursorError,
@@ -16,7 +17,6 @@ from powerx_governance.recommendations.queries import (
     get_recommendation,
     list_recommendations,
 )
-from powerx_governance.recommendations.tables import RecommendationState
 
 router = APIRouter(prefix="/internal/version/governance", tags=["recommendations"])
 

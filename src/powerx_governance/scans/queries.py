@@ -4,23 +4,15 @@ a scan, and the operational alerts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
-from powerx_governance.scans.tables import AlertRow, ScanRow, ScanStatus
+from powerx_governance.scans.model import FINISHED, ScanStatus, TenantOutcome
+from powerx_governance.scans.tables import AlertRow, ScanRow
 from powerx_governance.times import iso
-
-FINISHED = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
-
-
-class TenantOutcome(StrEnum):
-    SCANNED = "scanned"  # its manifest was read afresh and evaluated
-    STALE = "stale"  # evaluated from its last good manifest
-    FAILED = "failed"  # not evaluated
 
 
 class UnknownTenantsError(LookupError):

@@ -20,12 +20,13 @@ from powerx_governance.api.deps import (
     scoped_tenant,
 )
 from powerx_governance.api.problems import ProblemError, declared
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
+from powerx_governance.scans.model import AlertState, ScanKind, ScanTrigger
 from powerx_governance.scans.queries import list_alerts, resolve_tenants
 from powerx_governance.scans.runner import scan_summary
 from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import AlertState, ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 
 router = APIRouter(prefix="/internal/version/governance", tags=["scans"])
 OperatorOnly = Annotated[Principal, Depends(require(Role.OPERATOR))]  # people on call, not service tokens

@@ -11,11 +11,14 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.decisions.followups import accept_rate
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.model import ScanTrigger
 from powerx_governance.scans.queries import last_fleet_scan
 from powerx_governance.scans.runner import consecutive_failures
-from powerx_governance.scans.tables import ScanRow, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import httpx
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.console import queries
 from powerx_governance.console.queries import CardFilter
 from powerx_governance.db.bulk import bulk_insert
