@@ -31,9 +31,13 @@ from powerx_governance.api.app import create_app
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.console import queries
-from powerx_governance.console.queries import CardFilter
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.recommendations.queries import (
+    RecommendationFilter,
+    encode_cursor,
+    list_recommendations,
+)
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
@@ -125,11 +129,17 @@ def _queries(service: GovernanceService, repeat: int) -> dict[str, list[float]]:
         checks: dict[str, Callable[[], Any]] = {
             "posture (fleet)": lambda: queries.posture(session, tenant_uuid=None, now=now),
             "posture (one tenant)": lambda: queries.posture(session, tenant_uuid=tenant, now=now),
-            "card_page (fleet, open, first 25)": lambda: queries.card_page(
-                session, CardFilter(), limit=25, cursor=None
+            "list_recommendations (fleet, open, first 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=None
             ),
-            "card_page (tag=finance, critical)": lambda: queries.card_page(
-                session, CardFilter(tag="finance", risk_level="critical"), limit=25, cursor=None
+            "list_recommendations (fleet, open, a later 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=encode_cursor(50, 1)
+            ),
+            "list_recommendations (tag=finance, critical)": lambda: list_recommendations(
+                session,
+                RecommendationFilter(state="open", risk_level="critical", tenant_tags=("finance",)),
+                limit=25,
+                cursor=None,
             ),
             "adoption (fleet, 12 weeks)": lambda: queries.adoption(session, tenant_uuid=None, now=now),
         }

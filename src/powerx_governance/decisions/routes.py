@@ -13,8 +13,8 @@ from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantS
 from powerx_governance.api.problems import declared
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.model import DecisionKind, IgnoreScope
+from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
-    BulkSelection,
     DecisionRequest,
     decide,
     decide_many,

@@ -10,8 +10,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.decisions.followups import accept_rate
 from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.queries import accept_rate
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.tables import RecommendationRow
