@@ -179,8 +179,11 @@ def critical_patches_past_sla(session: Session, *, now: datetime) -> list[PastSl
     """The critical patches past their SLA: what the breach job records, what the console counts."""
     rec = RecommendationRow
     stmt = select(rec.id, rec.sla_deadline).where(rec.critical_patch.is_(True), past_sla_condition(now))
-    found = session.execute(stmt.order_by(rec.id)).tuples()
-    return [PastSla(rec_id, deadline) for rec_id, deadline in found if deadline is not None]
+    return [
+        PastSla(rec_id, deadline)
+        for rec_id, deadline in session.execute(stmt.order_by(rec.id))
+        if deadline is not None  # for the type checker: the condition excludes NULL deadlines
+    ]
 
 
 # -- exposure -------------------------------------------------------------------------------------
