@@ -31,9 +31,12 @@ from powerx_governance.api.app import create_app
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.console import queries
+from powerx_governance.console.pages import CARD_ORDER as CARDS
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.recommendations.queries import (
+    MAX_ID,
+    Cursor,
     RecommendationFilter,
     encode_cursor,
     list_recommendations,
@@ -126,20 +129,25 @@ def _queries(service: GovernanceService, repeat: int) -> dict[str, list[float]]:
     results = {}
     with service.factory() as session:
         tenant = session.execute(select(RecommendationRow.tenant_uuid).limit(1)).scalar_one()
+        from_50 = encode_cursor(Cursor(CARDS, 50, MAX_ID))
         checks: dict[str, Callable[[], Any]] = {
             "posture (fleet)": lambda: queries.posture(session, tenant_uuid=None, now=now),
             "posture (one tenant)": lambda: queries.posture(session, tenant_uuid=tenant, now=now),
-            "list_recommendations (fleet, open, first 25)": lambda: list_recommendations(
-                session, RecommendationFilter(state="open"), limit=25, cursor=None
+            "cards (fleet, open, first 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=None, order=CARDS
             ),
-            "list_recommendations (fleet, open, a later 25)": lambda: list_recommendations(
-                session, RecommendationFilter(state="open"), limit=25, cursor=encode_cursor(50, 1)
+            "cards (fleet, open, from priority 50)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=from_50, order=CARDS
             ),
-            "list_recommendations (tag=finance, critical)": lambda: list_recommendations(
+            "cards (tag=finance, critical)": lambda: list_recommendations(
                 session,
                 RecommendationFilter(state="open", risk_level="critical", tenant_tags=("finance",)),
                 limit=25,
                 cursor=None,
+                order=CARDS,
+            ),
+            "API order (fleet, open, first 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=None
             ),
             "adoption (fleet, 12 weeks)": lambda: queries.adoption(session, tenant_uuid=None, now=now),
         }

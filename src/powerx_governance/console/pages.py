@@ -26,6 +26,7 @@ from powerx_governance.domain import Action, Severity
 from powerx_governance.inventory.queries import installation, known_tags, tenant, tenant_labels
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
+    ListOrder,
     RecommendationFilter,
     get_recommendation,
     list_recommendations,
@@ -34,6 +35,9 @@ from powerx_governance.recommendations.queries import (
 from powerx_governance.scans.queries import active_scans, recent_scans, scan_progress
 
 PAGE_SIZE: Final = 25
+# Cards by priority, newest first among equals: the lister's order that walks the priority
+# indexes backwards, so a deep page of the fleet costs what the first one does.
+CARD_ORDER: Final = ListOrder.PRIORITY_NEWEST
 STATE_CHOICES: Final = (
     *(s.value for s in RecommendationState if s is not RecommendationState.SUPERSEDED),
     "all",
@@ -110,7 +114,7 @@ def overview(
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
     items, next_cursor = list_recommendations(
-        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor
+        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
     )
     names = summary.plugin_names.get(session)
     tenants = tenant_labels(session, [i["tenant_uuid"] for i in items])

@@ -14,9 +14,10 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.weeks import WeekValue, Window, epoch, series, week_of
@@ -49,20 +50,43 @@ class RecommendationFilter:
     tenant_tags: tuple[str, ...] = ()  # tenants carrying one of these (`domain.tags_match`)
 
 
-def encode_cursor(priority: int, rec_id: int) -> str:
-    """The cursor after the recommendation (priority, id) in the lister's order."""
-    return base64.urlsafe_b64encode(json.dumps([priority, rec_id]).encode()).decode().rstrip("=")
+class ListOrder(StrEnum):
+    """The lister's orders: priority highest first, ties by id."""
+
+    PRIORITY = "priority"  # ties oldest first (ascending id): the API's documented order
+    # ties newest first: walks the (state, priority, id) and (tenant, priority, id) indexes
+    # backwards, so every page costs what the first costs at fleet size (the console's cards)
+    PRIORITY_NEWEST = "priority_newest"
 
 
-def decode_cursor(cursor: str) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the next page starts: after the recommendation (priority, id) in `order`."""
+
+    order: ListOrder
+    priority: int
+    rec_id: int
+
+
+def encode_cursor(cursor: Cursor) -> str:
+    """`[priority, id]` for the API's order (the format it always had), `[priority, id, order]` else."""
+    fields: list[int | str] = [cursor.priority, cursor.rec_id]
+    if cursor.order is not ListOrder.PRIORITY:
+        fields.append(cursor.order.value)
+    return base64.urlsafe_b64encode(json.dumps(fields).encode()).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> Cursor:
+    """The cursor `encode_cursor` made; CursorError for anything else."""
     try:
-        priority, rec_id = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        priority, rec_id = int(priority), int(rec_id)
+        priority, rec_id, *rest = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        order = ListOrder(rest[0]) if rest else ListOrder.PRIORITY
+        cursor = Cursor(order, int(priority), int(rec_id))
     except (ValueError, TypeError, OverflowError) as exc:
         raise CursorError("cursor is not valid; use the next_cursor of a previous page") from exc
-    if not (0 <= priority <= 100 and 0 < rec_id <= MAX_ID):
+    if len(rest) > 1 or not (0 <= cursor.priority <= 100 and 0 < cursor.rec_id <= MAX_ID):
         raise CursorError("cursor is out of range; use the next_cursor of a previous page")
-    return priority, rec_id
+    return cursor
 
 
 def _filtered(session: Session, stmt: Select[Any], f: RecommendationFilter) -> Select[Any]:
@@ -84,11 +108,18 @@ def _filtered(session: Session, stmt: Select[Any], f: RecommendationFilter) -> S
     return stmt
 
 
-def _after(cursor: str) -> ColumnElement[bool]:
-    """Past the cursor in (priority desc, id asc) order; `priority <= p` bounds the index range."""
-    priority, rec_id = decode_cursor(cursor)
+def _after(cursor: Cursor) -> ColumnElement[bool]:
+    """Past the cursor in its order; `priority <= p` bounds the index range either way."""
     rec = RecommendationRow
-    return and_(rec.priority <= priority, or_(rec.priority < priority, rec.id > rec_id))
+    if cursor.order is ListOrder.PRIORITY_NEWEST:
+        return tuple_(rec.priority, rec.id) < tuple_(cursor.priority, cursor.rec_id)
+    return and_(rec.priority <= cursor.priority, or_(rec.priority < cursor.priority, rec.id > cursor.rec_id))
+
+
+_ORDER_BY: Final = {
+    ListOrder.PRIORITY: (RecommendationRow.priority.desc(), RecommendationRow.id),
+    ListOrder.PRIORITY_NEWEST: (RecommendationRow.priority.desc(), RecommendationRow.id.desc()),
+}
 
 
 def recommendation_dict(row: RecommendationRow, verdict: dict[str, Any]) -> dict[str, Any]:
@@ -113,21 +144,29 @@ def recommendation_dict(row: RecommendationRow, verdict: dict[str, Any]) -> dict
 
 
 def list_recommendations(
-    session: Session, f: RecommendationFilter, *, limit: int, cursor: str | None
+    session: Session,
+    f: RecommendationFilter,
+    *,
+    limit: int,
+    cursor: str | None,
+    order: ListOrder = ListOrder.PRIORITY,
 ) -> tuple[list[dict[str, Any]], str | None]:
-    """A page sorted by priority (highest first, then id); the cursor of the next page or None.
+    """A page in `order` (priority highest first); the cursor of the next page or None.
 
     The one lister: the API, the console and the CLI page with it. Raises `CursorError` for a
-    cursor this service did not make.
+    cursor this service did not make, or one made for another order.
     """
     rec = RecommendationRow
     stmt = _filtered(session, select(rec, VerdictRow.document).join(VerdictRow), f)
     if cursor is not None:
-        stmt = stmt.where(_after(cursor))
-    rows = session.execute(stmt.order_by(rec.priority.desc(), rec.id).limit(limit + 1)).all()
+        after = decode_cursor(cursor)
+        if after.order is not order:
+            raise CursorError(f"cursor belongs to the {after.order} order, not {order}; start again")
+        stmt = stmt.where(_after(after))
+    rows = session.execute(stmt.order_by(*_ORDER_BY[order]).limit(limit + 1)).all()
     items = [recommendation_dict(row, doc) for row, doc in rows[:limit]]
     last = rows[limit - 1][0] if len(rows) > limit else None
-    return items, encode_cursor(last.priority, last.id) if last else None
+    return items, encode_cursor(Cursor(order, last.priority, last.id)) if last else None
 
 
 def get_recommendation(session: Session, rec_id: int) -> dict[str, Any] | None:

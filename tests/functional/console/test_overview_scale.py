@@ -17,6 +17,7 @@ import httpx
 
 from powerx_governance.auth.model import Role
 from powerx_governance.console import queries
+from powerx_governance.console.pages import CARD_ORDER
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
@@ -121,7 +122,7 @@ def _walk(service: GovernanceService, wanted: RecommendationFilter, limit: int) 
     cursor: str | None = None
     with service.factory() as session:
         while True:
-            page, cursor = list_recommendations(session, wanted, limit=limit, cursor=cursor)
+            page, cursor = list_recommendations(session, wanted, limit=limit, cursor=cursor, order=CARD_ORDER)
             items += page
             if cursor is None:
                 return items
@@ -157,8 +158,8 @@ def _check_queries(service: GovernanceService, data: Seeded) -> None:
         (r["tenant_uuid"], r["plugin_id"]) for r in wanted
     }
     priority = {(r["tenant_uuid"], r["plugin_id"]): r["priority"] for r in wanted}
-    order = [(-priority[i["tenant_uuid"], i["plugin_id"]], i["id"]) for i in walked]
-    assert order == sorted(order)  # the API's order: priority highest first, then id
+    order = [(priority[i["tenant_uuid"], i["plugin_id"]], i["id"]) for i in walked]
+    assert order == sorted(order, reverse=True)
 
     critical = _walk(
         service, RecommendationFilter(state="open", risk_level="critical", plugin_id=PLUGINS[3]), limit=250
