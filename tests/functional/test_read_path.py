@@ -21,6 +21,7 @@ from powerx_governance.recommendations.queries import (
     CursorError,
     ListOrder,
     RecommendationFilter,
+    critical_patches_open,
     critical_patches_past_sla,
     exposure,
     list_recommendations,
@@ -122,6 +123,7 @@ def test_past_sla_in_sql_is_the_model_definition(
     with service.factory() as session:
         found = critical_patches_past_sla(session, now=NOW)
         figures = exposure(session, tenant_uuid=None, now=NOW)
+        assert figures.critical_open == critical_patches_open(session, tenant_uuid=None)
     assert len(found) == len(late) == figures.critical_past_sla > 0
     assert sum(p.past_sla for p in figures.top_plugins) == len(late)
     assert all(f.sla_deadline < NOW for f in found)

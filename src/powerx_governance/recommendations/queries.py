@@ -225,6 +225,18 @@ def critical_patches_past_sla(session: Session, *, now: datetime) -> list[PastSl
     ]
 
 
+def critical_patches_open(session: Session, *, tenant_uuid: str | None) -> int:
+    """Unresolved critical patches of the fleet (None) or one tenant: the overview's tile and
+    `powerx version metrics`."""
+    rec = RecommendationRow
+    stmt = (
+        select(func.count()).select_from(rec).where(rec.critical_patch.is_(True), rec.state.in_(UNRESOLVED))
+    )
+    if tenant_uuid is not None:
+        stmt = stmt.where(rec.tenant_uuid == tenant_uuid)
+    return int(session.scalar(stmt) or 0)
+
+
 # -- exposure -------------------------------------------------------------------------------------
 
 
