@@ -32,8 +32,9 @@ from powerx_governance.db.session import transaction
 from powerx_governance.inventory.store import load_manifests
 from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import SCAN_TASK
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from powerx_governance.auth.model import Role
 from powerx_governance.db.base import Base
-
-
-class Role(StrEnum):
-    SERVICE = "service"  # internal routes (scheduler, webhooks, other PowerX services)
-    OPERATOR = "operator"  # all tenants
-    TENANT_ADMIN = "tenant_admin"  # one tenant, may decide
-    VIEWER = "viewer"  # one tenant, read only
 
 
 class ApiTokenRow(Base):
@@ -30,3 +23,8 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (api/deps.py, cli/).
+__all__ = ["ApiTokenRow", "Role"]

@@ -25,14 +25,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.catalog.tables import AdvisoryRow
+from powerx_governance.decisions import queries as decision_queries
 from powerx_governance.decisions.events import record_reopened, record_sla_breach
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Severity
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.service import (
@@ -42,25 +44,16 @@ from powerx_governance.notifications.service import (
     notify_sla_breach,
 )
 from powerx_governance.policy.index import CatalogIndex, PluginIndex
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
+from powerx_governance.recommendations.queries import critical_patches_past_sla
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRevisionRow,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
 
 SLA_TASK = "sla_breach"
 CRITICAL_PAST_DEADLINE: Final = "critical_past_deadline"
 CatalogOf = Callable[[Session], CatalogIndex]
-_OPEN_STATES = (
-    RecommendationState.OPEN.value,
-    RecommendationState.DECIDED.value,
-    RecommendationState.IGNORED.value,
-)
 
 
 def _active(session: Session, rec_ids: list[int]) -> dict[int, DecisionRow]:
@@ -407,15 +400,10 @@ def _queue_breaches(session: Session, now: datetime) -> int:
         queued += queue.enqueue(
             session, SLA_TASK, {"decision_id": decision_id}, key=f"sla:schedule:{decision_id}", now=now
         )
-    late = select(RecommendationRow.id, RecommendationRow.sla_deadline).where(
-        RecommendationRow.critical_patch.is_(True),
-        RecommendationRow.state.in_(_OPEN_STATES),
-        RecommendationRow.sla_deadline.is_not(None),
-        RecommendationRow.sla_deadline <= now,
-    )
-    for rec_id, deadline in session.execute(late):
-        payload = {"recommendation_id": rec_id, "sla_deadline": iso(deadline)}
-        key = f"sla:{_critical_key(rec_id, iso(deadline))}"
+    for late in critical_patches_past_sla(session, now=now):
+        deadline = iso(late.sla_deadline)
+        payload = {"recommendation_id": late.recommendation_id, "sla_deadline": deadline}
+        key = f"sla:{_critical_key(late.recommendation_id, deadline)}"
         queued += queue.enqueue(session, SLA_TASK, payload, key=key, now=now)
     return queued
 
@@ -542,19 +530,4 @@ def _scheduled(payload: dict[str, Any], session: Session) -> datetime | None:
     return session.get_one(DecisionRow, payload["decision_id"]).scheduled_for
 
 
-def accept_rate(session: Session) -> float | None:
-    """Accepted ÷ answered: upgrade/schedule decisions whose target a later scan saw reached, over every
-    decision that stands or ended (superseded ones excluded: they were replaced, not answered)."""
-    counted = (
-        select(DecisionRow.kind, DecisionRow.state, func.count())
-        .where(DecisionRow.state != DecisionState.SUPERSEDED.value)
-        .group_by(DecisionRow.kind, DecisionRow.state)
-    )
-    rows = session.execute(counted).all()
-    total = sum(n for _, _, n in rows)
-    accepted = sum(
-        n
-        for kind, state, n in rows
-        if state == DecisionState.FULFILLED.value and kind != DecisionKind.IGNORE.value
-    )
-    return None if total == 0 else accepted / total
+accept_rate = decision_queries.accept_rate  # decisions/jobs.py reads the gauge's figure here

@@ -3,34 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class DecisionKind(StrEnum):
-    UPGRADE = "upgrade"
-    SCHEDULE = "schedule"
-    IGNORE = "ignore"
-
-
-class IgnoreScope(StrEnum):
-    TARGET = "target"  # this target version only: a new target reopens the recommendation
-    UNTIL = "until"  # this recommendation until a date
-    PLUGIN_UNTIL = "plugin_until"  # everything about this plugin in this tenant until a date
-
-
-class DecisionState(StrEnum):
-    ACTIVE = "active"
-    FULFILLED = "fulfilled"  # a later scan saw the target reached
-    BROKEN = "broken"  # an ignore broken by a new critical advisory
-    EXPIRED = "expired"  # an ignore whose date passed
-    SUPERSEDED = "superseded"  # a newer decision on the same recommendation
-    BREACHED = "breached"  # a scheduled upgrade whose time passed without the target reached
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 
 
 class DecisionRow(Base):
@@ -66,3 +45,8 @@ class DecisionRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(500))
     details: Mapped[dict[str, Any]]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (decisions/cli.py).
+__all__ = ["DecisionKind", "DecisionRow", "IgnoreScope"]

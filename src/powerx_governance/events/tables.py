@@ -3,27 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
+from powerx_governance.events.model import EventType
 
 Sequence = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
-
-
-class EventType(StrEnum):
-    ALERT = "plugin.version.alert"
-    DECISION = "plugin.version.decision"
-    SLA_BREACH = "plugin.version.sla_breach"
-
-
-class SubscriptionStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"  # by an operator
-    SUSPENDED = "suspended"  # gave up after `max_attempts` failures in a row: resume or replay
 
 
 class EventRow(Base):
@@ -61,3 +49,8 @@ class SubscriptionRow(Base):
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (events/cli.py).
+__all__ = ["EventRow", "EventType", "Sequence", "SubscriptionRow"]

@@ -19,7 +19,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.rows import rowcount
-from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.jobs.model import JobStatus
+from powerx_governance.jobs.tables import JobRow
 
 STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
 

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    DEAD = "dead"  # exhausted its retries: the dead letter, visible to operators
+from powerx_governance.jobs.model import JobStatus
 
 
 class JobRow(Base):
@@ -36,3 +29,8 @@ class JobRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (audit/sink.py).
+__all__ = ["JobRow", "JobStatus"]

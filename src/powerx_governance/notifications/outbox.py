@@ -21,13 +21,10 @@ from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.config import DigestPeriod
+from powerx_governance.notifications.model import DeliveryStatus, EntryMode, EventKind, MessageKind
 from powerx_governance.notifications.routes_file import Recipient, RoutesConfig
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
-    DeliveryStatus,
-    EntryMode,
-    EventKind,
-    MessageKind,
     NotificationDeliveryRow,
     NotificationEntryRow,
     NotificationEventRow,

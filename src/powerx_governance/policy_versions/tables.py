@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class PolicySource(StrEnum):
-    BUILTIN = "builtin"  # the built-in defaults (no rules file configured)
-    FILE = "file"  # read from the rules file (at start or on a reload)
-    API = "api"  # submitted by an operator over the API or CLI
+from powerx_governance.policy_versions.models import PolicySource
 
 
 class PolicyVersionRow(Base):
@@ -39,3 +33,8 @@ class PolicyStateRow(Base):
     file_hash: Mapped[str | None] = mapped_column(String(64))  # a file change is noticed against it
     changed_by: Mapped[str] = mapped_column(String(256))
     changed_at: Mapped[datetime]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (policy_versions/cli.py).
+__all__ = ["PolicySource", "PolicyStateRow", "PolicyVersionRow"]

@@ -21,13 +21,8 @@ from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Action, Severity
 from powerx_governance.findings import Finding, verdict_document
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRevisionRow,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")

@@ -3,21 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class RecommendationState(StrEnum):
-    OPEN = "open"
-    DECIDED = "decided"  # an upgrade or schedule decision was taken
-    IGNORED = "ignored"
-    RESOLVED = "resolved"  # the installation no longer needs action
-    SUPERSEDED = "superseded"  # replaced by a newer revision while decided/ignored
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 
 
 class VerdictRow(Base):
@@ -61,14 +53,6 @@ class RecommendationRow(Base):
     policy_version: Mapped[int | None]  # the governance rules version that produced it
 
 
-class RecommendationChange(StrEnum):
-    OPENED = "opened"
-    ESCALATED = "escalated"  # risk or action became more urgent
-    CHANGED = "changed"
-    RESOLVED = "resolved"
-    REOPENED = "reopened"
-
-
 class RecommendationRevisionRow(Base):
     __tablename__ = "recommendation_revisions"
 
@@ -86,3 +70,14 @@ class RecommendationRevisionRow(Base):
     scan_id: Mapped[str | None] = mapped_column(String(36))
     policy_version: Mapped[int | None]
     created_at: Mapped[datetime]
+
+
+# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
+# switched to it (notifications/announce.py).
+__all__ = [
+    "RecommendationChange",
+    "RecommendationRevisionRow",
+    "RecommendationRow",
+    "RecommendationState",
+    "VerdictRow",
+]

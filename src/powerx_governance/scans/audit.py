@@ -16,8 +16,9 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.scans.model import ScanStatus
 from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import ScanRow, ScanStatus
+from powerx_governance.scans.tables import ScanRow
 
 _OUTCOME: Final = {
     ScanStatus.SUCCEEDED.value: ("success", "info"),

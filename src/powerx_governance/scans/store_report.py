@@ -8,8 +8,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import recommendation_dict
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.scans.queries import tenant_coverage
 from powerx_governance.scans.report import REPORT_SCHEMA, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow

@@ -24,11 +24,12 @@ from sqlalchemy import func, select
 
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import run_scan
-from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.tables import AlertRow, ScanRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token, service_env, store_tenant
 from tests.functional.cli import powerx_with
