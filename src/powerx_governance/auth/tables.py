@@ -7,7 +7,6 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from powerx_governance.auth.model import Role
 from powerx_governance.db.base import Base
 
 
@@ -23,8 +22,3 @@ class ApiTokenRow(Base):
     created_at: Mapped[datetime]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (api/deps.py, cli/).
-__all__ = ["ApiTokenRow", "Role"]

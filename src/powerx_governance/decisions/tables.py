@@ -9,7 +9,6 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 
 
 class DecisionRow(Base):
@@ -45,8 +44,3 @@ class DecisionRow(Base):
     ended_at: Mapped[datetime | None]
     end_reason: Mapped[str | None] = mapped_column(String(500))
     details: Mapped[dict[str, Any]]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (decisions/cli.py).
-__all__ = ["DecisionKind", "DecisionRow", "IgnoreScope"]

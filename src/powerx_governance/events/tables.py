@@ -9,7 +9,6 @@ from sqlalchemy import BigInteger, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.events.model import EventType
 
 Sequence = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
 
@@ -49,8 +48,3 @@ class SubscriptionRow(Base):
     created_by: Mapped[str] = mapped_column(String(256))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (events/cli.py).
-__all__ = ["EventRow", "EventType", "Sequence", "SubscriptionRow"]

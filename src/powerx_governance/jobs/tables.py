@@ -9,7 +9,6 @@ from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.jobs.model import JobStatus
 
 
 class JobRow(Base):
@@ -29,8 +28,3 @@ class JobRow(Base):
     last_error: Mapped[str | None] = mapped_column(String(2000))
     created_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (audit/sink.py).
-__all__ = ["JobRow", "JobStatus"]

@@ -18,7 +18,6 @@ from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.notifications.model import EventKind, MessageKind
 
 
 class NotificationEventRow(Base):
@@ -104,15 +103,3 @@ class ConsoleCardRow(Base):
     data: Mapped[dict[str, Any]]  # plugin, versions, advisories, action links
     created_at: Mapped[datetime]
     dismissed_at: Mapped[datetime | None]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (notifications/announce.py, notifications/jobs.py).
-__all__ = [
-    "ConsoleCardRow",
-    "EventKind",
-    "MessageKind",
-    "NotificationDeliveryRow",
-    "NotificationEntryRow",
-    "NotificationEventRow",
-]

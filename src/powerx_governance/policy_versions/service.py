@@ -29,7 +29,7 @@ from powerx_governance.errors import InputError
 from powerx_governance.kernel import Rescan
 from powerx_governance.policy.loader import rules_from_data
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.policy_versions.models import (
+from powerx_governance.policy_versions.model import (
     CurrentPolicy,
     PolicySource,
     PolicyVersionError,

@@ -8,7 +8,6 @@ from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.policy_versions.models import PolicySource
 
 
 class PolicyVersionRow(Base):
@@ -33,8 +32,3 @@ class PolicyStateRow(Base):
     file_hash: Mapped[str | None] = mapped_column(String(64))  # a file change is noticed against it
     changed_by: Mapped[str] = mapped_column(String(256))
     changed_at: Mapped[datetime]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (policy_versions/cli.py).
-__all__ = ["PolicySource", "PolicyStateRow", "PolicyVersionRow"]

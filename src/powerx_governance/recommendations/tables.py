@@ -9,7 +9,6 @@ from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 
 
 class VerdictRow(Base):
@@ -70,14 +69,3 @@ class RecommendationRevisionRow(Base):
     scan_id: Mapped[str | None] = mapped_column(String(36))
     policy_version: Mapped[int | None]
     created_at: Mapped[datetime]
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (notifications/announce.py).
-__all__ = [
-    "RecommendationChange",
-    "RecommendationRevisionRow",
-    "RecommendationRow",
-    "RecommendationState",
-    "VerdictRow",
-]

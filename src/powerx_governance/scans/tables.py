@@ -9,7 +9,7 @@ from sqlalchemy import Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-from powerx_governance.scans.model import AlertState, ScanKind, ScanStatus, ScanTrigger
+from powerx_governance.scans.model import AlertState
 
 
 class ScanRow(Base):
@@ -74,8 +74,3 @@ class AlertRow(Base):
     )
     resolved_at: Mapped[datetime | None]
     cause: Mapped[str | None] = mapped_column(String(2000))  # what failed, e.g. the source and its error
-
-
-# Domain enums live in `model`; the ones listed here are re-exported only for modules not yet
-# switched to it (service.py, cli/demo.py).
-__all__ = ["AlertRow", "ScanKind", "ScanRow", "ScanStatus", "ScanTrigger"]
