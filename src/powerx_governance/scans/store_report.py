@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, Final, TypeVar
 
 import msgspec
-from sqlalchemy import Select, Text, cast, select
+from sqlalchemy import Select, String, Text, cast, select, type_coerce
 from sqlalchemy.orm import Session
 
 from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
@@ -109,12 +109,29 @@ _COLUMNS: Final = (
     RecommendationRow.tenant_uuid,
     RecommendationRow.plugin_id,
     RecommendationRow.verdict,
-    RecommendationRow.sla_deadline,
+    type_coerce(RecommendationRow.sla_deadline, String),  # as stored: see _IsoTimes
     cast(RecommendationRow.tenant_facts, Text),
     RecommendationRow.state,
-    RecommendationRow.first_seen_at,
+    type_coerce(RecommendationRow.first_seen_at, String),
     RecommendationRow.policy_version,
 )
+
+
+class _IsoTimes:
+    """Stored timestamps as RFC 3339 text, each distinct stored value converted once: a fleet scan
+    stamps a million rows with a few dozen moments, and converting costs more than the row."""
+
+    def __init__(self, session: Session) -> None:
+        stored = RecommendationRow.__table__.c.first_seen_at.type
+        self._parse = stored._cached_result_processor(session.get_bind().dialect, None)
+        self._seen: dict[Any, str | None] = {}
+
+    def __call__(self, raw: Any) -> str | None:
+        try:
+            return self._seen[raw]
+        except KeyError:
+            text = self._seen[raw] = iso(raw if self._parse is None else self._parse(raw))
+            return text
 
 
 def _open(stmt: _Query, scan: ScanRow, tenant_uuid: str | None) -> _Query:
@@ -145,6 +162,7 @@ def _findings(
         RecommendationRow.priority.desc(), RecommendationRow.id
     )
     rows = session.connection().execute(stmt.execution_options(yield_per=_READ_BATCH))
+    iso_time = _IsoTimes(session)
     for rec_id, tenant, plugin, verdict, sla, facts_text, state, first_seen, policy_version in rows:
         doc, exact = verdicts[verdict]
         facts, facts_exact = _facts(facts_text)
@@ -152,9 +170,9 @@ def _findings(
             "tenant_uuid": tenant,
             "plugin_id": plugin,
             **doc,
-            "sla_deadline": iso(sla),  # counted from first sight (DESIGN §5.8), not the shared verdict's
+            "sla_deadline": iso_time(sla),  # counted from first sight (DESIGN §5.8), not the shared verdict's
             **facts,
-            "first_seen_at": iso(first_seen),
+            "first_seen_at": iso_time(first_seen),
             "policy_version": policy_version,
         }
         for key in _DROP.intersection(finding):
