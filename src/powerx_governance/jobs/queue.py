@@ -9,7 +9,7 @@ effect twice is a no-op.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +18,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.bulk import FEW, bulk_insert, insert_new, integrity_errors
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs.model import JobStatus
 from powerx_governance.jobs.tables import JobRow
@@ -64,6 +66,65 @@ def enqueue(
     except IntegrityError:
         return False
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to add with `enqueue_many`."""
+
+    task: str
+    payload: dict[str, Any]
+    key: str
+    run_after: datetime | None = None
+    max_attempts: int = 5
+
+
+def enqueue_many(session: Session, jobs: Sequence[NewJob], *, now: datetime) -> int:
+    """Add jobs in the caller's transaction with a few statements, not a few per job (a fleet scan
+    queues one delivery per tenant); a job whose key exists is skipped, as `enqueue` does. How many
+    were added."""
+    wanted: dict[str, NewJob] = {}
+    for job in jobs:
+        wanted.setdefault(job.key, job)  # the first of a repeated key wins, as one by one
+    if len(wanted) <= FEW:
+        rows = [_job_row(job, now) for job in wanted.values()]
+        return len(insert_new(session, JobRow, rows, unique="idempotency_key", key="id"))
+    for part in chunks(list(wanted)):
+        for key in session.execute(
+            select(JobRow.idempotency_key).where(JobRow.idempotency_key.in_(part))
+        ).scalars():
+            del wanted[key]
+    rows = [_job_row(job, now) for job in wanted.values()]
+    try:
+        with session.begin_nested():
+            bulk_insert(session, JobRow, rows)
+    except integrity_errors(session):  # a concurrent transaction queued one of them first: one by one
+        return sum(
+            enqueue(
+                session,
+                j.task,
+                j.payload,
+                key=j.key,
+                now=now,
+                run_after=j.run_after,
+                max_attempts=j.max_attempts,
+            )
+            for j in wanted.values()
+        )
+    return len(rows)
+
+
+def _job_row(job: NewJob, now: datetime) -> dict[str, Any]:
+    return {
+        "task": job.task,
+        "payload": job.payload,
+        "idempotency_key": job.key,
+        "status": JobStatus.QUEUED.value,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "run_after": job.run_after or now,
+        "created_at": now,
+    }
 
 
 def claim(
