@@ -10,7 +10,7 @@ PORT ?= 8717
 # `make test PYTEST_ARGS="tests/unit -x"`: what pytest runs (default: the whole suite)
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench conformance clean
+.PHONY: demo test lint bench bench-store bench-decisions bench-verify conformance clean
 
 $(UV):
 	python3 -m venv $(TOOLS)
@@ -46,9 +46,27 @@ lint: .venv/.synced
 	$(RUN) ruff format --check .
 	$(RUN) mypy
 
-## bench: reference-workload benchmarks (not tests; figures on stdout)
+# `make bench-store BENCH_ARGS="--tenants 2000 --backend sqlite"`: arguments of the store, decisions
+# and verify benches (default: the reference workload on both stores)
+BENCH_ARGS ?=
+
+## bench: reference-workload benchmarks (not tests; figures on stdout): `powerx version scan` per
+## report format next to its json-load floor
 bench: .venv/.synced
 	$(RUN) python -m bench.scan_reference
+
+## bench-store: first ingest, steady full scan and push -> delta latency through the store, each a
+## whole process next to a process reading the inventory out of the store (SQLite and PostgreSQL)
+bench-store: .venv/.synced
+	$(RUN) python -m bench.store_reference $(BENCH_ARGS)
+
+## bench-decisions: decisions/s through `powerx version serve`, 16 clients, next to a read floor
+bench-decisions: .venv/.synced
+	$(RUN) python -m bench.decisions_http --backend both $(BENCH_ARGS)
+
+## bench-verify: `powerx audit verify` over 1,000,000 events next to a bare-driver read floor
+bench-verify: .venv/.synced
+	$(RUN) python -m bench.audit_verify --backend both $(BENCH_ARGS)
 
 ## conformance: DESIGN §5 executable cases
 conformance: .venv/.synced

@@ -2,27 +2,32 @@
 
     python -m bench.audit_verify [--events N] [--records K] [--backend sqlite|postgresql|both]
 
-For each backend, in a fresh database (SQLite file or a new PostgreSQL schema):
+For each backend, in a fresh database (SQLite file or a new PostgreSQL schema), one process
+per step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v`):
   fill     N events written with driver-level bulk inserts, hashes chained in Python (this
            measures verify, not record; the last event goes through `record` so the chain
            head marker is set exactly as in production)
-  verify   `verify` over the whole chain (goal: 1,000,000 events in <= 10 s on 2 cores)
+  floor    a process that only reads every stored column of every event out of the store
+  verify   the real `powerx audit verify` process over the whole chain (goal: 1,000,000 events
+           in <= 10 s on 2 cores), with its ratio to the floor
   record   K events through `record`, one transaction each (the decision path's cost)
-Each backend runs in a fresh interpreter so its peak memory is its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import peak_rss_mib, run_phase
+from bench.common import Run, json_line, whole_process
 from bench.store_reference import database
 from powerx_governance.audit.service import (
     GENESIS,
@@ -31,7 +36,6 @@ from powerx_governance.audit.service import (
     hashed_fields,
     record,
     rfc3339,
-    verify,
 )
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.db.bulk import bulk_insert
@@ -97,16 +101,6 @@ def fill(factory: sessionmaker[Session], count: int) -> float:
     return time.perf_counter() - begin
 
 
-def time_verify(factory: sessionmaker[Session], count: int) -> dict[str, Any]:
-    begin = time.perf_counter()
-    with factory() as session:
-        result = verify(session)
-    seconds = time.perf_counter() - begin
-    if not result.ok or result.checked != count:
-        raise SystemExit(f"verify failed on the benchmark chain: {result}")
-    return {"seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
-
-
 def time_record(factory: sessionmaker[Session], count: int, offset: int) -> dict[str, Any]:
     begin = time.perf_counter()
     now = START + timedelta(days=2)
@@ -117,34 +111,56 @@ def time_record(factory: sessionmaker[Session], count: int, offset: int) -> dict
     return {"events": count, "seconds": round(seconds, 3), "events_per_second": round(count / seconds)}
 
 
+def step(name: str, url: str, events: int, records: int) -> dict[str, Any]:
+    """One step in this process (the parent measures the process)."""
+    engine = make_engine(url)
+    try:
+        factory = session_factory(engine)
+        if name == "fill":
+            upgrade(engine)
+            return {"fill_seconds": round(fill(factory, events), 3)}
+        return time_record(factory, records, events)
+    finally:
+        engine.dispose()
+
+
 def run(backend: str, events: int, records: int) -> dict[str, Any]:
     with database(backend) as url:
-        engine = make_engine(url)
-        try:
-            upgrade(engine)
-            factory = session_factory(engine)
-            filled = fill(factory, events)
-            verified = time_verify(factory, events)
-            recorded = time_record(factory, records, events)
-        finally:
-            engine.dispose()
+        steps: dict[str, Run] = {}
+        command = [sys.executable, "-m", "bench.audit_verify", "--step", "fill", "--url", url]
+        steps["fill"] = whole_process([*command, "--events", str(events), "--records", str(records)])
+        steps["floor"] = whole_process([sys.executable, "-m", "bench.floors", "audit", url])
+        env = {**os.environ, "POWERX_DATABASE_URL": url, "POWERX_SCHEDULER": "0", "POWERX_WORKER": "0"}
+        powerx = str(Path(sys.executable).with_name("powerx"))
+        steps["verify"] = whole_process([powerx, "audit", "verify", "--json"], env=env)
+        command = [sys.executable, "-m", "bench.audit_verify", "--step", "record", "--url", url]
+        steps["record"] = whole_process([*command, "--events", str(events), "--records", str(records)])
+    verified = json_line(steps["verify"])
+    if not verified["ok"] or verified["checked"] != events:
+        raise SystemExit(f"verify failed on the benchmark chain: {verified}")
     return {
         "backend": backend,
         "events": events,
-        "fill_seconds": round(filled, 3),
-        "verify": verified,
-        "record": recorded,
-        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "fill_seconds": json_line(steps["fill"])["fill_seconds"],
+        "floor": steps["floor"],
+        "verify": steps["verify"],
+        "record": json_line(steps["record"]),
     }
 
 
 def _print(result: dict[str, Any]) -> None:
-    verified, recorded = result["verify"], result["record"]
+    floor, verified, recorded = result["floor"], result["verify"], result["record"]
+    print(f"[{result['backend']}] {result['events']:,} events (filled in {result['fill_seconds']:.1f} s)")
     print(
-        f"[{result['backend']}] {result['events']:,} events (filled in {result['fill_seconds']:.1f} s),"
-        f" peak RSS {result['peak_rss_mib']} MiB"
+        f"  floor   {floor.seconds:7.2f} s (cpu {floor.cpu_seconds:6.2f} s) {floor.peak_rss_mib:6.0f} MiB"
+        "  a bare driver reads every column of every event"
     )
-    print(f"  verify  {verified['seconds']:7.2f} s   {verified['events_per_second']:>10,} events/s")
+    print(
+        f"  verify  {verified.seconds:7.2f} s (cpu {verified.cpu_seconds:6.2f} s)"
+        f" {verified.peak_rss_mib:6.0f} MiB"
+        f"  `powerx audit verify`: {verified.seconds / floor.seconds:.2f}x floor,"
+        f" {result['events'] / verified.seconds:,.0f} events/s"
+    )
     print(
         f"  record  {recorded['seconds']:7.2f} s   {recorded['events_per_second']:>10,} events/s"
         f"  ({recorded['events']:,} events, one transaction each)"
@@ -156,26 +172,17 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
-    parser.add_argument("--phase", help=argparse.SUPPRESS)
+    parser.add_argument("--step", choices=["fill", "record"], help=argparse.SUPPRESS)
+    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.events < 1:
         parser.error("--events must be at least 1")
-    if args.phase:
-        print(json.dumps(run(args.phase, args.events, args.records)))
+    if args.step:
+        print(json.dumps(step(args.step, args.url, args.events, args.records)))
         return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        _print(
-            run_phase(
-                "bench.audit_verify",
-                "--phase",
-                backend,
-                "--events",
-                str(args.events),
-                "--records",
-                str(args.records),
-            )
-        )
+        _print(run(backend, args.events, args.records))
 
 
 if __name__ == "__main__":

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +69,38 @@ def run_phase(module: str, *args: str) -> dict[str, Any]:
         raise SystemExit(f"phase {args} failed:\n{done.stderr[-4000:]}")
     result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+@dataclass(frozen=True)
+class Run:
+    """One whole process as `/usr/bin/time -v` reports it (from the kernel: wait4), and its output."""
+
+    seconds: float
+    peak_rss_mib: float
+    returncode: int
+    stdout: str = ""
+    cpu_seconds: float = 0.0  # user + system: far less noisy than wall on a busy machine
+
+
+def whole_process(command: list[str], ok: tuple[int, ...] = (0,), env: dict[str, str] | None = None) -> Run:
+    """Run `command` to its end: its wall time, peak RSS and stdout; `ok`: the exit codes that mean it
+    did its work. Output goes through files, so a chatty process never blocks on a full pipe."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = code = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
+    if code not in ok:
+        raise SystemExit(f"{command[:4]}… exited {code}:\n{stderr[-3000:]}")
+    cpu = round(usage.ru_utime + usage.ru_stime, 3)
+    return Run(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), code, stdout, cpu)
+
+
+def json_line(run: Run) -> dict[str, Any]:
+    """The figures a phase process printed as its last line."""
+    found: dict[str, Any] = json.loads(run.stdout.strip().splitlines()[-1])
+    return found

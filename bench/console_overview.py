@@ -28,14 +28,21 @@ from sqlalchemy import func, select
 from bench.common import dataset
 from bench.store_reference import database
 from powerx_governance.app import create_app
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.console import queries
-from powerx_governance.console.queries import CardFilter
+from powerx_governance.console.pages import CARD_ORDER as CARDS
+from powerx_governance.db.rows import MAX_ID
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.recommendations.queries import (
+    Cursor,
+    RecommendationFilter,
+    encode_cursor,
+    list_recommendations,
+)
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
@@ -122,14 +129,25 @@ def _queries(service: GovernanceService, repeat: int) -> dict[str, list[float]]:
     results = {}
     with service.factory() as session:
         tenant = session.execute(select(RecommendationRow.tenant_uuid).limit(1)).scalar_one()
+        from_50 = encode_cursor(Cursor(CARDS, 50, MAX_ID))
         checks: dict[str, Callable[[], Any]] = {
             "posture (fleet)": lambda: queries.posture(session, tenant_uuid=None, now=now),
             "posture (one tenant)": lambda: queries.posture(session, tenant_uuid=tenant, now=now),
-            "card_page (fleet, open, first 25)": lambda: queries.card_page(
-                session, CardFilter(), limit=25, cursor=None
+            "cards (fleet, open, first 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=None, order=CARDS
             ),
-            "card_page (tag=finance, critical)": lambda: queries.card_page(
-                session, CardFilter(tag="finance", risk_level="critical"), limit=25, cursor=None
+            "cards (fleet, open, from priority 50)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=from_50, order=CARDS
+            ),
+            "cards (tag=finance, critical)": lambda: list_recommendations(
+                session,
+                RecommendationFilter(state="open", risk_level="critical", tenant_tags=("finance",)),
+                limit=25,
+                cursor=None,
+                order=CARDS,
+            ),
+            "API order (fleet, open, first 25)": lambda: list_recommendations(
+                session, RecommendationFilter(state="open"), limit=25, cursor=None
             ),
             "adoption (fleet, 12 weeks)": lambda: queries.adoption(session, tenant_uuid=None, now=now),
         }

@@ -3,8 +3,10 @@
     python -m bench.decisions_http [--tenants N] [--decisions K] [--clients C] [--backend sqlite|postgresql]
 
 Starts `powerx version serve` in its own process on a store holding a synthetic fleet (scanned
-first), then C client threads post K `upgrade` decisions on distinct recommendations. Reports
-throughput, latency percentiles, and checks every 2xx decision has its audit event.
+first). The floor, in the same run and the same server: C client threads each read their
+recommendation (GET, authenticated) K times in all; then they post K `upgrade` decisions on
+distinct recommendations. Reports both rates, the ratio, latency percentiles, the server
+process's CPU seconds for each part, and checks every 2xx decision has its audit event.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import func, select
@@ -26,11 +29,11 @@ from sqlalchemy import func, select
 from bench.common import OUT, dataset
 from bench.store_reference import database
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.db.session import transaction
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
@@ -60,6 +63,12 @@ def _prepare(env: dict[str, str], count: int) -> tuple[str, list[tuple[int, int]
         return token, [(rec_id, revision) for rec_id, revision in recs]
     finally:
         service.stop()
+
+
+def _get(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int | None]:
+    start = time.perf_counter()
+    answer = client.get(f"{BASE}/recommendations/{rec[0]}")
+    return answer.status_code, time.perf_counter() - start, None
 
 
 def _post(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int | None]:
@@ -98,17 +107,21 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
             _wait(base)
             local = threading.local()
 
-            def post(rec: tuple[int, int]) -> tuple[int, float, int | None]:
+            def client() -> httpx.Client:
                 if not hasattr(local, "client"):
                     local.client = httpx.Client(
                         base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
                     )
-                return _post(local.client, rec)
+                return local.client  # type: ignore[no-any-return]
 
-            start = time.perf_counter()
-            with ThreadPoolExecutor(clients) as pool:
-                results = list(pool.map(post, recs))
-            wall = time.perf_counter() - start
+            def timed(call: Any) -> tuple[float, float, list[tuple[int, float, int | None]]]:
+                cpu, start = _cpu_seconds(server.pid), time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    done = list(pool.map(lambda rec: call(client(), rec), recs))
+                return time.perf_counter() - start, _cpu_seconds(server.pid) - cpu, done
+
+            floor_wall, floor_cpu, reads = timed(_get)
+            wall, server_cpu, results = timed(_post)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -124,11 +137,25 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
             )
         service.stop()
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else 0.0
+    read_ok = sum(1 for r in reads if r[0] == 200)
     print(
-        f"[{backend}] {len(ok)}/{len(recs)} decisions 2xx in {wall:.2f} s = {len(ok) / wall:,.0f}/s "
-        f"with {clients} clients; latency p50 {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; "
-        f"audit events {audited}"
+        f"[{backend}] floor: {read_ok}/{len(recs)} reads 200 in {floor_wall:.2f} s"
+        f" = {read_ok / floor_wall:,.0f}/s"
+        f" (server cpu {floor_cpu:.2f} s) with {clients} clients"
     )
+    print(
+        f"  decisions: {len(ok)}/{len(recs)} 2xx in {wall:.2f} s = {len(ok) / wall:,.0f}/s"
+        f" = {(len(ok) / wall) / (read_ok / floor_wall):.2f}x the floor's rate"
+        f" (server cpu {server_cpu:.2f} s,"
+        f" {1000 * server_cpu / max(1, len(ok)):.2f} ms per decision); latency p50"
+        f" {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; audit events {audited}"
+    )
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of a running process so far (Linux /proc), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _wait(base: str) -> None:

@@ -32,7 +32,7 @@ from powerx_governance.events import service as subscriptions
 from powerx_governance.events.jobs import EventsConfig
 from powerx_governance.events.outbox import DELIVER_TASK
 from powerx_governance.events.tables import EventRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 
 

@@ -38,8 +38,8 @@ from bench.store_reference import database
 from bench.synthetic import generate
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.shards import SHARD_TASK
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 

@@ -15,18 +15,14 @@ is), `jsonl` as one JSON-lines file.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
-import subprocess
 import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import msgspec
 
-from bench.common import OUT, dataset
+from bench.common import OUT, Run, dataset, whole_process
 
 NOW: Final = "2026-11-30T00:00:00Z"
 FORMATS: Final = ("json", "jsonl", "csv", "sarif", "markdown", "table")
@@ -46,25 +42,10 @@ else:
 """
 
 
-@dataclass(frozen=True)
-class Run:
-    seconds: float
-    peak_rss_mib: float
-    returncode: int
-
-
 def measure(command: list[str], ok: tuple[int, ...] = (0, 1, 3)) -> Run:
     """Wall time and peak RSS of one process, from the kernel (what `/usr/bin/time -v` prints);
     `ok`: the exit codes that mean it did its work (a scan exits 1 or 3 on findings or gaps)."""
-    start = time.perf_counter()
-    with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) as process:
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-        seconds = time.perf_counter() - start
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-    if process.returncode not in ok:
-        raise SystemExit(f"{command[:4]}… exited {process.returncode}:\n{stderr[-3000:]}")
-    return Run(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), process.returncode)
+    return whole_process(command, ok)
 
 
 def manifest_files(jsonl: Path) -> Path:

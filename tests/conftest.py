@@ -30,7 +30,7 @@ import uvicorn
 from psycopg import sql
 
 from powerx_governance.app import create_app
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token, revoke_token
 from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.inventory import store as inventory_store

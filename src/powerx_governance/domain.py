@@ -1,7 +1,8 @@
-"""Shared vocabulary: channels, severities, actions, lifecycle states (string enums)."""
+"""Shared vocabulary: channels, severities, actions, lifecycle states (string enums), tenant tags."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Final
 
@@ -79,3 +80,10 @@ class Plan(StrEnum):
     FREE = "free"
     BASIC = "basic"
     PRO = "pro"
+
+
+def tags_match(wanted: Collection[str], tags: Collection[str]) -> bool:
+    """Whether a tenant carrying `tags` is selected by `wanted`: an empty selection selects every
+    tenant, otherwise one shared tag is enough. Rules, exemptions, bulk decisions and the console's
+    tag filter select tenants this way (`inventory.queries.tags_match_sql` is the same test in SQL)."""
+    return not wanted or not set(wanted).isdisjoint(tags)

@@ -24,9 +24,9 @@ from datetime import datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
-from sqlalchemy.orm import Session
+if TYPE_CHECKING:  # type names only: declaring components must not load SQLAlchemy or the service
+    from sqlalchemy.orm import Session
 
-if TYPE_CHECKING:  # the running service is the composition root: components see it only as a type
     from powerx_governance.service import GovernanceService
     from powerx_governance.settings import Settings
 
@@ -35,9 +35,9 @@ Task = Callable[[dict[str, Any]], None]
 """A job function: runs one job's payload (in-process, or on a queue worker at scale)."""
 Periodic = Callable[["GovernanceService"], None]
 """A follow-up run on every scheduler tick; idempotent per period across instances."""
-ChangeHook = Callable[[Session, Any, datetime, datetime], None]
+ChangeHook = Callable[["Session", Any, datetime, datetime], None]
 """Runs in the transaction of a scan's changes: (session, ChangeSet, now, triggered_at)."""
-Rescan = Callable[[Session, str, datetime], str]
+Rescan = Callable[["Session", str, datetime], str]
 """Queue a full re-scan for a policy change in the caller's transaction: (session, actor, now) -> scan id.
 
 The service provides it (`GovernanceService.rescan`) to policy versions and flags, which must not

@@ -49,12 +49,13 @@ from powerx_governance.kernel import (
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy_versions.service import PolicyRegistry
+from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.runner import (
     ScanBusyError,
     ScanRuntime,
     request_scan,
 )
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.settings import Settings, load_settings
 from powerx_governance.sources.files import FileCatalogSource, FileTenantSource
 from powerx_governance.sources.interface import CatalogSource, TenantSource

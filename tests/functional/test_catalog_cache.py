@@ -8,7 +8,7 @@ from powerx_governance.catalog.cache import CatalogCache
 from powerx_governance.catalog.pushes import push_advisory
 from powerx_governance.catalog_records import Advisory
 from powerx_governance.db.session import transaction
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from tests.conftest import ServiceFactory
 
 CRM = "com.powerx.plugins.crm"

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 import typer
 from fastapi import APIRouter
@@ -47,3 +50,17 @@ def test_a_missing_collaborator_and_a_second_provider_are_errors() -> None:
     assert provided.require(int, "two") == 1
     with pytest.raises(ComponentError, match="'three' provides a int already provided"):
         provided.adding((2,), "three")
+
+
+def test_a_file_scan_loads_no_service_code() -> None:
+    """`powerx version scan` lists the components' commands without importing them: the store,
+    the web framework and the service stay unloaded (seconds of imports a file scan never needs)."""
+    probe = (
+        "import sys, powerx_governance.cli.main as m; m.app; "
+        "print(sorted(n for n in ('sqlalchemy', 'fastapi', 'alembic', 'powerx_governance.service') "
+        "if n in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr

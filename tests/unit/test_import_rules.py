@@ -7,6 +7,7 @@ and only name the composition root's type (`GovernanceService`) for the type che
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
 from collections import defaultdict
@@ -17,6 +18,12 @@ import grimp
 
 REPO: Final = Path(__file__).resolve().parents[2]
 ROOT: Final = "powerx_governance"
+CONSOLE: Final = REPO / "src" / ROOT / "console"
+# What the console may take from SQLAlchemy: the type of the session it hands to the queries.
+CONSOLE_SQLALCHEMY: Final = frozenset({"Session", "sessionmaker"})
+# Calls that build or run SQL; the console leaves them to the components' queries.
+SQL_BUILDERS: Final = frozenset({"select", "text"})
+SESSION_READS: Final = frozenset({"execute", "scalar", "scalars", "get", "get_one", "query"})
 # Neutral homes: anything may import them, they import no component.
 NEUTRAL: Final = frozenset({"errors", "times", "domain", "versioning", "http", "records", "durations"})
 
@@ -79,3 +86,50 @@ def test_components_import_the_composition_root_only_for_type_checking() -> None
         if imported in root
     )
     assert leaks == []
+
+
+def _console_modules() -> list[tuple[str, ast.Module]]:
+    return [(path.name, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(CONSOLE.glob("*.py"))]
+
+
+def test_the_console_takes_only_the_session_type_from_sqlalchemy() -> None:
+    taken = [
+        (name, node.module, alias.name)
+        for name, tree in _console_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "sqlalchemy"
+        for alias in node.names
+    ]
+    imported = [
+        (name, alias.name)
+        for name, tree in _console_modules()
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+        if alias.name.split(".")[0] == "sqlalchemy"
+    ]
+    assert not imported
+    assert taken  # the check looks at the right files
+    assert {(module, what) for _, module, what in taken} <= {
+        ("sqlalchemy.orm", n) for n in CONSOLE_SQLALCHEMY
+    }
+
+
+def test_the_console_runs_no_sql_of_its_own() -> None:
+    """No `select(…)`, `text(…)`, and no `session.execute/scalar/get(…)`: reads go through `queries`."""
+    found = []
+    for name, tree in _console_modules():
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            if isinstance(func, ast.Name) and func.id in SQL_BUILDERS:
+                found.append((name, node.lineno, func.id))
+            elif (
+                isinstance(func, ast.Attribute)
+                and isinstance(func.value, ast.Name)
+                and func.value.id == "session"
+                and func.attr in SESSION_READS
+            ):
+                found.append((name, node.lineno, f"session.{func.attr}"))
+    assert not found, found

@@ -10,7 +10,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
 from powerx_governance.api.problems import ProblemError
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import Principal, authenticate
 from powerx_governance.feature_flags import Flag

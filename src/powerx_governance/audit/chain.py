@@ -87,6 +87,7 @@ class _Entry:
     fields: dict[str, Any]
     occurred_at: datetime
     occurred_given: bool
+    hashed: bytes  # the canonical JSON the chain hash covers, encoded before the chain lock is taken
 
     @property
     def event_id(self) -> str:
@@ -95,7 +96,9 @@ class _Entry:
 
 def _entry(event: AuditEvent, now: datetime) -> _Entry:
     occurred = (event.occurred_at or now).astimezone(UTC)
-    return _Entry(hashed_fields(event, occurred), occurred, event.occurred_at is not None)
+    fields = hashed_fields(event, occurred)
+    hashed = canonical({**fields, "recorded_at": rfc3339(now)})
+    return _Entry(fields, occurred, event.occurred_at is not None, hashed)
 
 
 def _dialect(session: Session) -> str:
@@ -227,7 +230,7 @@ def ingest(session: Session, events: Sequence[AuditEvent], now: datetime) -> lis
                 raise EventConflictError(entry.event_id, found.seq)
             results.append(Recorded(found, created=False))
             continue
-        digest = chain_hash(prev_hash, {**entry.fields, "recorded_at": rfc3339(now)})
+        digest = hashlib.sha256(prev_hash.encode("ascii") + entry.hashed).hexdigest()  # = chain_hash
         row = known[entry.event_id] = _new_row(entry, now, prev_hash, digest)
         fresh.append(row)
         results.append(Recorded(row, created=True))

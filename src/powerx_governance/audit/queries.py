@@ -1,12 +1,14 @@
-"""Reading the audit trail: a record in PowerX's field names, filtered listings."""
+"""Reading the audit trail: a record in PowerX's field names, filtered listings, the records about a
+recommendation, and the trail's newest record."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.chain import event_fields
@@ -54,3 +56,49 @@ def list_events(
     rows = list(session.execute(stmt.order_by(AuditEventRow.seq).limit(limit + 1)).scalars())
     page = rows[:limit]
     return [record_view(row) for row in page], (page[-1].seq if len(rows) > limit else None)
+
+
+def records_about_recommendation(
+    session: Session,
+    *,
+    tenant_uuid: str,
+    recommendation_id: int,
+    decision_ids: Sequence[int],
+    limit: int = 100,
+) -> list[dict[str, Any]]:
+    """The newest `limit` records about a recommendation and the decisions taken on it, oldest first."""
+    about = [
+        and_(
+            AuditEventRow.resource_type == "recommendation",
+            AuditEventRow.resource_id == str(recommendation_id),
+        )
+    ]
+    if decision_ids:
+        about.append(
+            and_(
+                AuditEventRow.resource_type == "decision",
+                AuditEventRow.resource_id.in_([str(d) for d in decision_ids]),
+            )
+        )
+    stmt = (
+        select(AuditEventRow)
+        .where(AuditEventRow.tenant_uuid == tenant_uuid, or_(*about))
+        .order_by(AuditEventRow.seq.desc())
+        .limit(limit)
+    )
+    return [record_view(row) for row in reversed(list(session.execute(stmt).scalars()))]
+
+
+def has_record(session: Session, *, correlation_id: str, operation: str) -> bool:
+    """Whether the trail holds a record of `operation` under `correlation_id`."""
+    stmt = (
+        select(AuditEventRow.seq)
+        .where(AuditEventRow.correlation_id == correlation_id, AuditEventRow.operation == operation)
+        .limit(1)
+    )
+    return session.execute(stmt).first() is not None
+
+
+def newest_seq(session: Session) -> int | None:
+    """The sequence number of the newest record (None: the trail is empty)."""
+    return session.scalar(select(func.max(AuditEventRow.seq)))

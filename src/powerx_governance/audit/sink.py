@@ -35,8 +35,9 @@ from powerx_governance.audit.service import event_fields, read_marker, write_mar
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.db.session import transaction
 from powerx_governance.http.client import ErrorCallback, HttpPolicy, RetryingClient, request_headers
+from powerx_governance.jobs.model import JobStatus
 from powerx_governance.jobs.queue import enqueue
-from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.jobs.tables import JobRow
 from powerx_governance.kernel import Contribution, InstallContext
 
 if TYPE_CHECKING:

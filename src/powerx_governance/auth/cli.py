@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import TokenError, create_token, list_tokens, revoke_token
 from powerx_governance.db.session import transaction
 from powerx_governance.terminal.context import open_service

@@ -3,19 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class Role(StrEnum):
-    SERVICE = "service"  # internal routes (scheduler, webhooks, other PowerX services)
-    OPERATOR = "operator"  # all tenants
-    TENANT_ADMIN = "tenant_admin"  # one tenant, may decide
-    VIEWER = "viewer"  # one tenant, read only
 
 
 class ApiTokenRow(Base):

@@ -10,7 +10,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from powerx_governance.auth.tables import ApiTokenRow, Role
+from powerx_governance.auth.model import Role
+from powerx_governance.auth.tables import ApiTokenRow
 from powerx_governance.inventory.queries import tenants_named
 
 TOKEN_PREFIX = "pxg_"  # noqa: S105 - a public prefix, not a secret

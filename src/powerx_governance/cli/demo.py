@@ -9,13 +9,14 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
 from powerx_governance.cli.service_commands import serve
 from powerx_governance.db.session import transaction
 from powerx_governance.reports import ReportFormat, print_table, render
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 from powerx_governance.terminal.consoles import stdout_console

@@ -14,8 +14,9 @@ from urllib.parse import parse_qs
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from powerx_governance.api.bounds import parse_id, to_utc
-from powerx_governance.decisions.service import BulkSelection, DecisionRequest
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
+from powerx_governance.decisions.queries import BulkSelection
+from powerx_governance.decisions.service import DecisionRequest
 
 MAX_FIELDS: Final = 100
 FORM_TYPE: Final = "application/x-www-form-urlencoded"

@@ -1,4 +1,4 @@
-"""Page contexts: what each console page shows, assembled from the services and console queries.
+"""Page contexts: what each console page shows, assembled from the services and the components' queries.
 
 Each function takes an open session, an explicit tenant scope and the evaluation time, and
 returns plain data for a template; routes stay parse → call → render.
@@ -10,24 +10,34 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from powerx_governance.audit.queries import records_about_recommendation
+from powerx_governance.catalog.queries import plugin_names
 from powerx_governance.console import charts, queries
 from powerx_governance.console.charts import Point
-from powerx_governance.console.queries import Adoption, CardFilter, TenantLabel, WeekValue
+from powerx_governance.console.queries import Adoption
 from powerx_governance.console.summary import FleetSummary
 from powerx_governance.console.views import card
-from powerx_governance.decisions.service import BulkSelection, decision_dict, decisions_for, select_for_bulk
-from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.db.weeks import WeekValue
+from powerx_governance.decisions.queries import BulkSelection, batch_decisions, select_for_bulk
+from powerx_governance.decisions.service import decision_dict, decisions_for
 from powerx_governance.domain import Action, Severity
-from powerx_governance.recommendations.queries import get_recommendation
-from powerx_governance.recommendations.tables import RecommendationState
-from powerx_governance.scans.runner import scan_summary
-from powerx_governance.scans.tables import ScanRow
-from powerx_governance.times import iso
+from powerx_governance.inventory.queries import installation, known_tags, tenant, tenant_labels
+from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.queries import (
+    ListOrder,
+    RecommendationFilter,
+    get_recommendation,
+    list_recommendations,
+    same_finding_elsewhere,
+)
+from powerx_governance.scans.queries import active_scans, recent_scans, scan_progress
 
 PAGE_SIZE: Final = 25
+# Cards by priority, newest first among equals: the lister's order that walks the priority
+# indexes backwards, so a deep page of the fleet costs what the first one does.
+CARD_ORDER: Final = ListOrder.PRIORITY_NEWEST
 STATE_CHOICES: Final = (
     *(s.value for s in RecommendationState if s is not RecommendationState.SUPERSEDED),
     "all",
@@ -50,14 +60,14 @@ class Filters:
     state: str = RecommendationState.OPEN.value
     tag: str | None = None
 
-    def card_filter(self, tenant_uuid: str | None) -> CardFilter:
-        return CardFilter(
+    def card_filter(self, tenant_uuid: str | None) -> RecommendationFilter:
+        return RecommendationFilter(
             tenant_uuid=tenant_uuid,
             plugin_id=self.plugin,
             risk_level=self.risk,
             action=self.action,
             state=None if self.state == "all" else self.state,
-            tag=self.tag,
+            tenant_tags=(self.tag,) if self.tag else (),
         )
 
     def query(self, **more: str) -> dict[str, str]:
@@ -103,11 +113,11 @@ def overview(
     """
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
-    items, next_cursor = queries.card_page(
-        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor
+    items, next_cursor = list_recommendations(
+        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
     )
     names = summary.plugin_names.get(session)
-    tenants = queries.tenant_labels(session, [i["tenant_uuid"] for i in items])
+    tenants = tenant_labels(session, [i["tenant_uuid"] for i in items])
     cards = [
         card(i, plugin_name=names.get(i["plugin_id"]), tenant=tenants.get(i["tenant_uuid"]), now=now)
         for i in items
@@ -120,11 +130,11 @@ def overview(
         "first_page": cursor is None,
         "filters": filters,
         "plugin_names": names,
-        "tags": queries.known_tags(session, tenant_uuid=tenant_uuid),
+        "tags": known_tags(session, tenant_uuid=tenant_uuid),
         "risk_choices": RISK_CHOICES,
         "action_choices": ACTION_CHOICES,
         "state_choices": STATE_CHOICES,
-        "scope_tenant": queries.tenant(session, tenant_uuid) if tenant_uuid else None,
+        "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
     }
 
 
@@ -134,7 +144,7 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
     if found is None:
         return None
     tenant_uuid = found["tenant_uuid"]
-    names = queries.plugin_names(session, [found["plugin_id"]])
+    names = plugin_names(session, [found["plugin_id"]])
     decisions = [
         decision_dict(d)
         for d in decisions_for(session, tenant_uuid=tenant_uuid, recommendation_id=rec_id, limit=100)
@@ -143,14 +153,14 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
         "card": card(
             found,
             plugin_name=names.get(found["plugin_id"]),
-            tenant=queries.tenant(session, tenant_uuid),
+            tenant=tenant(session, tenant_uuid),
             now=now,
         ),
         "history": list(reversed(found["history"])),
         "decisions": decisions,
         "audit": list(
             reversed(
-                queries.card_audit(
+                records_about_recommendation(
                     session,
                     tenant_uuid=tenant_uuid,
                     recommendation_id=rec_id,
@@ -158,8 +168,8 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
                 )
             )
         ),
-        "installation": queries.installation(session, tenant_uuid=tenant_uuid, plugin_id=found["plugin_id"]),
-        "elsewhere": queries.same_finding_elsewhere(
+        "installation": installation(session, tenant_uuid=tenant_uuid, plugin_id=found["plugin_id"]),
+        "elsewhere": same_finding_elsewhere(
             session,
             plugin_id=found["plugin_id"],
             current=found["current_version"],
@@ -239,48 +249,24 @@ def adoption(session: Session, *, tenant_uuid: str | None, now: datetime, weeks:
                 reasons,
             ),
         ],
-        "scope_tenant": queries.tenant(session, tenant_uuid) if tenant_uuid else None,
+        "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
     }
 
 
-def scan_status(row: ScanRow) -> dict[str, Any]:
-    """A scan as the progress script reads it."""
-    summary = scan_summary(row)
-    for name in ("requested_at", "started_at", "finished_at"):
-        summary[name] = iso(summary[name])
-    summary["finished"] = row.status not in ("queued", "running")
-    summary["error_count"] = len(row.errors)
-    summary["errors"] = row.errors[:20]
-    summary["warning_count"] = len(row.warnings or [])
-    summary["warnings"] = (row.warnings or [])[:20]
-    summary["unreadable"] = [e for e in row.errors if "sent to review" in str(e.get("error"))][:20]
-    return summary
-
-
 def scans(session: Session, *, limit: int = 30) -> dict[str, Any]:
-    rows = queries.scan_history(session, limit=limit)
-    return {"scans": [scan_status(r) for r in rows], "active": queries.active_scans(session)}
+    rows = recent_scans(session, limit=limit)
+    return {"scans": [scan_progress(r) for r in rows], "active": active_scans(session)}
 
 
 def batch(session: Session, batch_id: str) -> list[dict[str, Any]]:
     """The decisions of one bulk decision, for the confirmation page."""
-    rows = session.execute(
-        select(DecisionRow)
-        .where(DecisionRow.batch_id == batch_id)
-        .order_by(DecisionRow.tenant_uuid)
-        .limit(500)
-    ).scalars()
-    return [decision_dict(r) for r in rows]
-
-
-def tenant_labels(session: Session, uuids: list[str]) -> dict[str, TenantLabel]:
-    return queries.tenant_labels(session, uuids)
+    return [decision_dict(r) for r in batch_decisions(session, batch_id)]
 
 
 def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) -> dict[str, Any]:
     """How many open recommendations a bulk decision would answer, and the first few tenants."""
     rows = select_for_bulk(session, selection)
-    labels = queries.tenant_labels(session, [r.tenant_uuid for r in rows[:show]])
+    labels = tenant_labels(session, [r.tenant_uuid for r in rows[:show]])
     return {
         "count": len(rows),
         "targets": sorted({r.target_version or "—" for r in rows}),

@@ -16,9 +16,10 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from powerx_governance.api.bounds import parse_id
 from powerx_governance.api.deps import ServiceDep, client_address, refuse_cross_tenant
 from powerx_governance.api.problems import status_of
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.throttle import Channel
 from powerx_governance.auth.tokens import authenticate
+from powerx_governance.catalog.queries import plugin_names
 from powerx_governance.console import pages, queries
 from powerx_governance.console.config import ConsoleSettings
 from powerx_governance.console.deps import (
@@ -62,13 +63,14 @@ from powerx_governance.console.sessions import (
 )
 from powerx_governance.console.summary import summary_for
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import IgnoreScope
 from powerx_governance.decisions.service import DecisionError, decide, decide_many
-from powerx_governance.decisions.tables import IgnoreScope
 from powerx_governance.recommendations.queries import CursorError
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.queries import get_scan, scan_progress
 
 LOGIN_COOKIE_SECONDS: Final = 3600
 
@@ -375,7 +377,7 @@ def bulk(page: PageDep) -> Response:
     preview: dict[str, Any] | None = None
     done: list[dict[str, Any]] | None = None
     with page.svc.factory() as session:
-        names = queries.plugin_names(session)
+        names = plugin_names(session)
         if params.get("batch"):
             done = pages.batch(session, params["batch"])
         elif form.get("plugin"):
@@ -409,7 +411,7 @@ def post_bulk(posted: PostedDep) -> Response:
     except (FormError, DecisionError) as exc:
         status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
         with page.svc.factory() as session:
-            names = queries.plugin_names(session)
+            names = plugin_names(session)
         values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
         return page.render(
             "bulk.html",
@@ -473,10 +475,10 @@ def trigger_scan(posted: PostedDep) -> Response:
 def _scan_row(page: Page, scan_id: str) -> dict[str, Any]:
     page.require_operator()
     with page.svc.factory() as session:
-        row = session.get(ScanRow, scan_id)
+        row = get_scan(session, scan_id)
         if row is None:
             raise page.not_found("scan")
-        return pages.scan_status(row)
+        return scan_progress(row)
 
 
 @router.get("/console/scans/{scan_id}")

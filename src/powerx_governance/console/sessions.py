@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from powerx_governance.audit.queries import has_record
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import ApiTokenRow, Role
+from powerx_governance.auth.model import Role
+from powerx_governance.auth.queries import token_principal
 from powerx_governance.auth.tokens import Principal
 
 SESSION_COOKIE: Final = "powerx_console"
@@ -119,23 +119,14 @@ def new_login_nonce() -> str:
     return secrets.token_urlsafe(24)
 
 
-def _signed_out(session: Session, claims: SessionClaims) -> bool:
-    stmt = (
-        select(AuditEventRow.seq)
-        .where(AuditEventRow.correlation_id == claims.reference, AuditEventRow.operation == SIGN_OUT)
-        .limit(1)
-    )
-    return session.execute(stmt).first() is not None
-
-
 def resume(session: Session, claims: SessionClaims) -> Principal | None:
     """The principal of a session whose token is still valid and that was not signed out."""
-    row = session.get(ApiTokenRow, claims.token_id)
-    if row is None or row.revoked_at is not None or Role(row.role) not in CONSOLE_ROLES:
+    who = token_principal(session, claims.token_id)
+    if who is None or who.role not in CONSOLE_ROLES:
         return None
-    if _signed_out(session, claims):
+    if has_record(session, correlation_id=claims.reference, operation=SIGN_OUT):
         return None
-    return Principal(row.id, row.name, Role(row.role), row.tenant_uuid)
+    return who
 
 
 def record_session_event(

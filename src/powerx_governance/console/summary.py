@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Final
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.catalog.tables import PluginRow
-from powerx_governance.console.queries import FINISHED, Posture, plugin_names, posture
-from powerx_governance.scans.tables import ScanRow
+from powerx_governance.audit.queries import newest_seq
+from powerx_governance.catalog.queries import catalog_version, plugin_names
+from powerx_governance.console.queries import Posture, posture
+from powerx_governance.scans.queries import newest_finished
 
 log = logging.getLogger("powerx.console")
 INLINE_SECONDS: Final = 0.25  # a recomputation this fast runs inside the request
@@ -34,14 +33,7 @@ Version = tuple[object, ...]
 
 def data_version(session: Session, now: datetime) -> Version:
     """What the fleet posture depends on, read through two primary-key/index lookups."""
-    newest_event = session.scalar(select(func.max(AuditEventRow.seq)))
-    newest_scan = session.execute(
-        select(ScanRow.scan_id, ScanRow.finished_at)
-        .where(ScanRow.status.in_(FINISHED))
-        .order_by(ScanRow.finished_at.desc())
-        .limit(1)
-    ).first()
-    return (newest_event, tuple(newest_scan) if newest_scan else None, now.replace(second=0, microsecond=0))
+    return (newest_seq(session), newest_finished(session), now.replace(second=0, microsecond=0))
 
 
 class PluginNames:
@@ -52,7 +44,7 @@ class PluginNames:
         self._names: dict[str, str] = {}
 
     def get(self, session: Session) -> dict[str, str]:
-        version = tuple(session.execute(select(func.count(), func.max(PluginRow.updated_at))).one())
+        version = catalog_version(session)
         if version != self._version:
             self._names, self._version = plugin_names(session), version
         return self._names

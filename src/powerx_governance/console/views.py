@@ -8,7 +8,7 @@ from typing import Any, Final
 
 from markupsafe import Markup
 
-from powerx_governance.console.queries import TenantLabel
+from powerx_governance.inventory.queries import TenantLabel
 from powerx_governance.notifications.templates import finding_context
 
 ACTION_LABELS: Final = {

@@ -14,10 +14,16 @@ from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import JSON, Column, Table, bindparam, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 
+from powerx_governance.db.session import before_driver_write
+
 CHUNK = 10_000
+FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
 Processor = Callable[[Any], Any]
 
 
@@ -37,22 +43,6 @@ def _json(value: Any) -> Any:
     return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _memoised(convert: Processor) -> Processor:
-    """Convert each distinct hashable value once (a chunk repeats `now`, states, deadlines...)."""
-    seen: dict[Any, Any] = {}
-
-    def run(value: Any) -> Any:
-        try:
-            return seen[value]
-        except KeyError:
-            result = seen[value] = convert(value)
-            return result
-        except TypeError:  # unhashable (JSON documents): convert every time
-            return convert(value)
-
-    return run
-
-
 def _converters(table: Table, columns: Sequence[str], dialect: Dialect) -> list[tuple[int, Processor]]:
     """(position, conversion) for the columns whose values the driver cannot take as they are."""
     found: list[tuple[int, Processor]] = []
@@ -64,17 +54,49 @@ def _converters(table: Table, columns: Sequence[str], dialect: Dialect) -> list[
             continue
         convert = column.type._cached_bind_processor(dialect)
         if convert is not None:
-            found.append((i, _memoised(convert)))
+            found.append((i, convert))
     return found
 
 
-def _converted(values: Any, converting: list[tuple[int, Processor]]) -> Sequence[Any]:
+def _converted_column(values: tuple[Any, ...], convert: Processor) -> Sequence[Any]:
+    """One column's values converted, each distinct value once (a chunk repeats `now`, states,
+    deadlines...); the lookups run in C, which is most of a million-row write."""
+    try:
+        distinct = set(values)
+    except TypeError:  # unhashable (JSON documents): convert every one
+        return list(map(convert, values))
+    converted = {value: convert(value) for value in distinct}
+    return list(map(converted.__getitem__, values))
+
+
+def _converted(
+    rows: list[tuple[Any, ...]], converting: list[tuple[int, Processor]]
+) -> Sequence[Sequence[Any]]:
     if not converting:
-        return values  # type: ignore[no-any-return]
-    out = list(values)
+        return rows
+    columns: list[Sequence[Any]] = list(zip(*rows, strict=True))
     for i, convert in converting:
-        out[i] = convert(out[i])
-    return out
+        columns[i] = _converted_column(tuple(columns[i]), convert)
+    return list(zip(*columns, strict=True))
+
+
+def integrity_errors(session: Session) -> tuple[type[Exception], ...]:
+    """SQLAlchemy's and the driver's own: `bulk_insert` writes through the driver directly."""
+    driver_error = getattr(session.connection().dialect.dbapi, "IntegrityError", IntegrityError)
+    return IntegrityError, driver_error
+
+
+def insert_new(
+    session: Session, model: type[DeclarativeBase], rows: Sequence[dict[str, Any]], *, unique: str, key: str
+) -> set[Any]:
+    """Insert the rows whose `unique` column value is not stored yet, in one statement without a
+    savepoint (a handful of rows: a decision's event, its delivery job); the `key` values inserted."""
+    if not rows:
+        return set()
+    table = _table(model)
+    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert(table).on_conflict_do_nothing(index_elements=[table.c[unique]]).returning(table.c[key])
+    return set(session.execute(stmt, list(rows)).scalars())
 
 
 def bulk_insert(session: Session, model: type[DeclarativeBase], rows: Sequence[dict[str, Any]]) -> None:
@@ -89,9 +111,10 @@ def bulk_insert(session: Session, model: type[DeclarativeBase], rows: Sequence[d
     raw = connection.connection.dbapi_connection
     if raw is None:
         raise RuntimeError("no driver connection inside the transaction")
+    before_driver_write(connection)
     pick = itemgetter(*columns)
     for start in range(0, len(rows), CHUNK):
-        values = [_converted(pick(row), converting) for row in rows[start : start + CHUNK]]
+        values = _converted(list(map(pick, rows[start : start + CHUNK])), converting)
         _write(raw, dialect, table.name, columns, values)
 
 

@@ -10,9 +10,10 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 from powerx_governance.decisions.service import (
     DecisionError,
     DecisionRequest,
@@ -20,7 +21,6 @@ from powerx_governance.decisions.service import (
     decide,
     decision_dict,
 )
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
 from powerx_governance.terminal.context import open_service
 from powerx_governance.terminal.exit_codes import ExitCode
 

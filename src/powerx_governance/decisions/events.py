@@ -12,9 +12,10 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.events.model import EventType
 from powerx_governance.events.outbox import NewEvent, record, subject
-from powerx_governance.events.tables import EventType
-from powerx_governance.recommendations.tables import RecommendationChange, RecommendationRow
+from powerx_governance.recommendations.model import RecommendationChange
+from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.times import iso
 
 

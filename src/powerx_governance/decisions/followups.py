@@ -1,12 +1,7 @@
-"""What happens to decisions afterwards: fulfilment, broken and expired ignores, SLA breaches.
+"""What a scan's changes do to the decisions standing on them: fulfil, break or supersede them.
 
-`on_recommendation_changes` runs inside the transaction that persists a scan's changes;
-`check` runs at every scheduler tick. A breach is identified by what it is about, never by
-revision numbers, policy versions or flag state: (recommendation, kind, deadline) for a critical
-patch past its SLA deadline, the decision for a missed schedule. That identity is the job's
-idempotency key and the notification's dedupe key, and the job records nothing when the audit
-trail already holds that breach, so it is recorded (audit, notification, event, metric) exactly
-once however many ticks, instances, flag switches, policy versions or re-scans see it.
+`on_recommendation_changes` runs inside the transaction that persists a scan's changes (the
+scheduler's expiries and SLA breaches are in `sla`).
 
 Upgrade and schedule decisions keep their meaning while the recommendation under them moves:
 reaching the decided target (or a later release without the advisories the target fixes)
@@ -23,44 +18,29 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.catalog.tables import AdvisoryRow
-from powerx_governance.decisions.events import record_reopened, record_sla_breach
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.decisions.events import record_reopened
+from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Severity
-from powerx_governance.jobs import queue
 from powerx_governance.notifications.service import (
     NotificationRuntime,
     notify_ignore_broken,
     notify_reopened,
-    notify_sla_breach,
 )
 from powerx_governance.policy.index import CatalogIndex, PluginIndex
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRevisionRow,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
-from powerx_governance.times import iso
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.versioning.semver import InvalidVersionError, Version, parse_version
 
-SLA_TASK = "sla_breach"
-CRITICAL_PAST_DEADLINE: Final = "critical_past_deadline"
 CatalogOf = Callable[[Session], CatalogIndex]
-_OPEN_STATES = (
-    RecommendationState.OPEN.value,
-    RecommendationState.DECIDED.value,
-    RecommendationState.IGNORED.value,
-)
 
 
 def _active(session: Session, rec_ids: list[int]) -> dict[int, DecisionRow]:
@@ -72,7 +52,7 @@ def _active(session: Session, rec_ids: list[int]) -> dict[int, DecisionRow]:
     return {d.recommendation_id: d for d in session.execute(stmt).scalars()}
 
 
-def _end(
+def end(
     session: Session,
     decision: DecisionRow,
     state: DecisionState,
@@ -121,7 +101,7 @@ def _end(
     return before
 
 
-def _end_and_announce(
+def end_and_announce(
     session: Session,
     runtime: NotificationRuntime,
     decision: DecisionRow,
@@ -131,7 +111,7 @@ def _end_and_announce(
     extra: dict[str, Any] | None = None,
 ) -> None:
     """End a decision, reopen its recommendation, and tell the admin (notification + event)."""
-    before = _end(session, decision, state, reason, now, reopen=True, extra=extra)
+    before = end(session, decision, state, reason, now, reopen=True, extra=extra)
     notify_reopened(
         session,
         runtime,
@@ -272,13 +252,13 @@ def _judge_upgrade(
     if _reached(_version(change.current_version), _version(decision.target_version), plugin, decided.fixes):
         reached = change.current_version
         reason = f"the installation reached {reached} (decided target {decision.target_version})"
-        _end(session, decision, DecisionState.FULFILLED, reason, now, reopen=True)
+        end(session, decision, DecisionState.FULFILLED, reason, now, reopen=True)
         return
     if change.target_version == decision.target_version:
         return
     why = _superseding(session, change, decision, decided, plugin, data_only=False)
     if why is not None:
-        _end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+        end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
 def _judge_ignore(
@@ -294,7 +274,7 @@ def _judge_ignore(
         and decision.details.get("risk_level") != Severity.CRITICAL.value
     ):
         reason = "a new advisory made the ignored installation critical"
-        _end(
+        end(
             session,
             decision,
             DecisionState.BROKEN,
@@ -314,7 +294,7 @@ def _judge_ignore(
     elif decision.scope == IgnoreScope.TARGET.value and change.target_version != decision.target_version:
         why = _superseding(session, change, decision, _decided(session, decision), plugin, data_only=True)
         if why is not None:
-            _end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
+            end_and_announce(session, runtime, decision, DecisionState.SUPERSEDED, why[0], now, why[1])
 
 
 def _judge(
@@ -327,7 +307,7 @@ def _judge(
 ) -> None:
     """Decide what a recommendation change means for the decision standing on it."""
     if change.change is RecommendationChange.RESOLVED:
-        _end(
+        end(
             session,
             decision,
             DecisionState.FULFILLED,
@@ -375,186 +355,3 @@ def change_hook(
         on_recommendation_changes(session, runtime, changes, now, triggered_at, catalog=catalog)
 
     return hook
-
-
-def _expire_ignores(session: Session, runtime: NotificationRuntime, now: datetime) -> int:
-    stmt = select(DecisionRow).where(
-        DecisionRow.state == DecisionState.ACTIVE.value,
-        DecisionRow.kind == DecisionKind.IGNORE.value,
-        DecisionRow.until.is_not(None),
-        DecisionRow.until <= now,
-    )
-    expired = list(session.execute(stmt).scalars())
-    for decision in expired:
-        reason = f"the ignore expired at {iso(decision.until)}"
-        _end_and_announce(session, runtime, decision, DecisionState.EXPIRED, reason, now)
-    return len(expired)
-
-
-def _critical_key(rec_id: int, deadline: str | None) -> str:
-    return f"critical:{rec_id}:{deadline}"
-
-
-def _queue_breaches(session: Session, now: datetime) -> int:
-    """Queue one breach job per missed schedule and per (critical patch, SLA deadline) passed."""
-    queued = 0
-    missed = select(DecisionRow.id).where(
-        DecisionRow.state == DecisionState.ACTIVE.value,
-        DecisionRow.kind == DecisionKind.SCHEDULE.value,
-        DecisionRow.scheduled_for <= now,
-    )
-    for decision_id in session.execute(missed).scalars():
-        queued += queue.enqueue(
-            session, SLA_TASK, {"decision_id": decision_id}, key=f"sla:schedule:{decision_id}", now=now
-        )
-    late = select(RecommendationRow.id, RecommendationRow.sla_deadline).where(
-        RecommendationRow.critical_patch.is_(True),
-        RecommendationRow.state.in_(_OPEN_STATES),
-        RecommendationRow.sla_deadline.is_not(None),
-        RecommendationRow.sla_deadline <= now,
-    )
-    for rec_id, deadline in session.execute(late):
-        payload = {"recommendation_id": rec_id, "sla_deadline": iso(deadline)}
-        key = f"sla:{_critical_key(rec_id, iso(deadline))}"
-        queued += queue.enqueue(session, SLA_TASK, payload, key=key, now=now)
-    return queued
-
-
-def check(session: Session, runtime: NotificationRuntime, now: datetime) -> dict[str, int]:
-    """The periodic follow-up: expire ignores, queue SLA breaches."""
-    return {
-        "expired": _expire_ignores(session, runtime, now),
-        "breaches_queued": _queue_breaches(session, now),
-    }
-
-
-def _recorded(session: Session, rec: RecommendationRow, deadline: str) -> bool:
-    """The audit trail already holds this (recommendation, critical_past_deadline, deadline) breach."""
-    stmt = select(AuditEventRow.meta).where(
-        AuditEventRow.tenant_uuid == rec.tenant_uuid,
-        AuditEventRow.operation == "sla.breach",
-        AuditEventRow.resource_id == str(rec.id),
-    )
-    return any(
-        meta.get("kind") == CRITICAL_PAST_DEADLINE and meta.get("sla_deadline") == deadline
-        for meta in session.execute(stmt).scalars()
-    )
-
-
-def _critical_breach(
-    session: Session, payload: dict[str, Any], now: datetime
-) -> tuple[RecommendationRow, dict[str, Any]] | None:
-    """The breach a check saw (its deadline passed while the critical patch was open), unless recorded."""
-    rec = session.get_one(RecommendationRow, payload["recommendation_id"])
-    deadline = payload.get("sla_deadline")
-    if deadline is None and rec.sla_deadline is not None and rec.sla_deadline <= now:
-        deadline = iso(rec.sla_deadline)  # a job queued before breaches were keyed on their deadline
-    if deadline is None or _recorded(session, rec, deadline):
-        return None
-    return rec, {"kind": CRITICAL_PAST_DEADLINE, "sla_deadline": deadline}
-
-
-def _missed_schedule(
-    session: Session, payload: dict[str, Any], now: datetime
-) -> tuple[RecommendationRow, dict[str, Any]] | None:
-    decision = session.get_one(DecisionRow, payload["decision_id"])
-    if decision.state != DecisionState.ACTIVE.value:
-        return None
-    rec = session.get_one(RecommendationRow, decision.recommendation_id)
-    detail = {
-        "kind": "schedule_missed",
-        "scheduled_for": iso(decision.scheduled_for),
-        "decision_id": decision.id,
-    }
-    _end(
-        session,
-        decision,
-        DecisionState.BREACHED,
-        "the scheduled upgrade time passed without the target reached",
-        now,
-        reopen=True,
-        extra=detail,
-    )
-    return rec, detail
-
-
-def record_breach(
-    session: Session, runtime: NotificationRuntime, payload: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """The `sla_breach` job: audit the breach (and close a missed schedule); returns what it recorded."""
-    found = (
-        _missed_schedule(session, payload, now)
-        if "decision_id" in payload
-        else _critical_breach(session, payload, now)
-    )
-    if found is None:
-        return {}
-    rec, detail = found
-    record(
-        session,
-        AuditEvent(
-            source="governance",
-            operation="sla.breach",
-            resource_type="recommendation",
-            resource_id=str(rec.id),
-            actor="system",
-            tenant_uuid=rec.tenant_uuid,
-            severity="critical" if rec.critical_patch else "warning",
-            changes={"after": {"state": rec.state, "current_version": rec.current_version}},
-            meta={
-                **detail,
-                "plugin_id": rec.plugin_id,
-                "target_version": rec.target_version,
-                "risk_level": rec.risk_level,
-                "revision": rec.revision,
-            },
-        ),
-        now,
-    )
-    notify_sla_breach(
-        session,
-        runtime,
-        recommendation_id=rec.id,
-        breach=str(detail["kind"]),
-        breach_key=_breach_key(payload, detail),
-        now=now,
-        sla_deadline=_parsed(detail.get("sla_deadline")),
-        scheduled_for=_scheduled(payload, session),
-        decision_id=payload.get("decision_id"),
-    )
-    record_sla_breach(session, rec, detail, now)
-    return {**detail, "recommendation_id": rec.id, "tenant_uuid": rec.tenant_uuid, "plugin_id": rec.plugin_id}
-
-
-def _parsed(moment: str | None) -> datetime | None:
-    return None if moment is None else datetime.fromisoformat(moment)
-
-
-def _breach_key(payload: dict[str, Any], detail: dict[str, Any]) -> str:
-    if "decision_id" in payload:
-        return f"schedule:{payload['decision_id']}"
-    return _critical_key(payload["recommendation_id"], detail["sla_deadline"])
-
-
-def _scheduled(payload: dict[str, Any], session: Session) -> datetime | None:
-    if "decision_id" not in payload:
-        return None
-    return session.get_one(DecisionRow, payload["decision_id"]).scheduled_for
-
-
-def accept_rate(session: Session) -> float | None:
-    """Accepted ÷ answered: upgrade/schedule decisions whose target a later scan saw reached, over every
-    decision that stands or ended (superseded ones excluded: they were replaced, not answered)."""
-    counted = (
-        select(DecisionRow.kind, DecisionRow.state, func.count())
-        .where(DecisionRow.state != DecisionState.SUPERSEDED.value)
-        .group_by(DecisionRow.kind, DecisionRow.state)
-    )
-    rows = session.execute(counted).all()
-    total = sum(n for _, _, n in rows)
-    accepted = sum(
-        n
-        for kind, state, n in rows
-        if state == DecisionState.FULFILLED.value and kind != DecisionKind.IGNORE.value
-    )
-    return None if total == 0 else accepted / total

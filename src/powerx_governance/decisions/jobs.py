@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from powerx_governance.db.session import transaction
-from powerx_governance.decisions import followups
+from powerx_governance.decisions import followups, sla
+from powerx_governance.decisions.queries import accept_rate
 from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
 from powerx_governance.notifications.runtime import NotificationRuntime
 
@@ -22,19 +23,19 @@ def install(ctx: InstallContext) -> Contribution:
     def periodic(service: GovernanceService) -> None:
         now = service.clock()
         with transaction(service.factory) as session:
-            followups.check(session, notifications, now)
-            rate = followups.accept_rate(session)
+            sla.check(session, notifications, now)
+            rate = accept_rate(session)
         if rate is not None:
             service.metrics.recommendation_accept_ratio.set(rate)
 
     def breach(payload: dict[str, Any]) -> None:
         with transaction(host.factory) as session:
-            recorded = followups.record_breach(session, notifications, payload, host.clock())
+            recorded = sla.record_breach(session, notifications, payload, host.clock())
         if recorded:
             host.metrics.sla_breaches_total.labels(kind=recorded["kind"]).inc()
 
     return Contribution(
-        tasks={followups.SLA_TASK: breach},
+        tasks={sla.SLA_TASK: breach},
         periodic=(periodic,),
         change_hook=followups.change_hook(notifications, host.catalog_cache.index),
         change_stage=ChangeStage.DECIDE,

@@ -13,15 +13,15 @@ from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantS
 from powerx_governance.api.problems import declared
 from powerx_governance.db.rows import MAX_ID  # integer columns on PostgreSQL
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
+from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
-    BulkSelection,
     DecisionRequest,
     decide,
     decide_many,
     decision_dict,
     decisions_for,
 )
-from powerx_governance.decisions.tables import DecisionKind, IgnoreScope
 
 router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])
 

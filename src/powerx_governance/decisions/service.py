@@ -18,15 +18,17 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.decisions.events import record_decision
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState, IgnoreScope
+from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
+from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
-from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import NotificationRuntime, notify_decision
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 
@@ -301,39 +303,6 @@ def _decision_event(
             "batch_id": row.batch_id,
         },
     )
-
-
-@dataclass(frozen=True, slots=True)
-class BulkSelection:
-    """Which open recommendations an operator's bulk decision applies to."""
-
-    plugin_id: str
-    tenant_tags: tuple[str, ...] = ()
-    tenant_uuids: tuple[str, ...] = ()
-    target_version: str | None = None
-
-
-def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
-    stmt = select(RecommendationRow).where(
-        RecommendationRow.plugin_id == selection.plugin_id,
-        RecommendationRow.state == RecommendationState.OPEN.value,
-    )
-    if selection.target_version is not None:
-        stmt = stmt.where(RecommendationRow.target_version == selection.target_version)
-    if selection.tenant_uuids:
-        stmt = stmt.where(RecommendationRow.tenant_uuid.in_(selection.tenant_uuids))
-    rows = list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid)).scalars())
-    if not selection.tenant_tags:
-        return rows
-    wanted = set(selection.tenant_tags)
-    tags: dict[str, list[str]] = dict(
-        session.execute(
-            select(TenantRow.tenant_uuid, TenantRow.tags).where(
-                TenantRow.tenant_uuid.in_([r.tenant_uuid for r in rows])
-            )
-        ).all()
-    )
-    return [r for r in rows if wanted & set(tags.get(r.tenant_uuid, []))]
 
 
 def decide_many(

@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class DecisionKind(StrEnum):
-    UPGRADE = "upgrade"
-    SCHEDULE = "schedule"
-    IGNORE = "ignore"
-
-
-class IgnoreScope(StrEnum):
-    TARGET = "target"  # this target version only: a new target reopens the recommendation
-    UNTIL = "until"  # this recommendation until a date
-    PLUGIN_UNTIL = "plugin_until"  # everything about this plugin in this tenant until a date
-
-
-class DecisionState(StrEnum):
-    ACTIVE = "active"
-    FULFILLED = "fulfilled"  # a later scan saw the target reached
-    BROKEN = "broken"  # an ignore broken by a new critical advisory
-    EXPIRED = "expired"  # an ignore whose date passed
-    SUPERSEDED = "superseded"  # a newer decision on the same recommendation
-    BREACHED = "breached"  # a scheduled upgrade whose time passed without the target reached
 
 
 class DecisionRow(Base):

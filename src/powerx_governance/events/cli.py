@@ -21,8 +21,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service
 from powerx_governance.events.jobs import EventsConfig
+from powerx_governance.events.model import EventType
 from powerx_governance.events.outbox import newest_seq
-from powerx_governance.events.tables import EventType
 from powerx_governance.terminal.context import open_service
 from powerx_governance.terminal.exit_codes import ExitCode
 

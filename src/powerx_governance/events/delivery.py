@@ -26,9 +26,10 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.db.rows import rowcount
 from powerx_governance.events.cloudevents import StoredEvent, envelope
+from powerx_governance.events.model import SubscriptionStatus
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
 from powerx_governance.events.service import audit
-from powerx_governance.events.tables import EventRow, SubscriptionRow, SubscriptionStatus
+from powerx_governance.events.tables import EventRow, SubscriptionRow
 from powerx_governance.jobs import queue
 
 LEASE: Final = timedelta(minutes=5)  # far above one request's timeouts: a lease outliving its worker expires

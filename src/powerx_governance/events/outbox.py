@@ -28,10 +28,12 @@ from powerx_governance.db.chunks import chunks
 from powerx_governance.db.locks import advisory_xact_lock
 from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.db.rows import rowcount
-from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
+from powerx_governance.events.model import EventType, SubscriptionStatus
+from powerx_governance.events.tables import EventRow, SubscriptionRow
 from powerx_governance.jobs import queue
+from powerx_governance.recommendations.model import RecommendationChange
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import RecommendationChange, RecommendationRow
+from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.times import iso
 
 DELIVER_TASK: Final = "events_deliver"

@@ -10,13 +10,13 @@ from starlette.responses import Response
 
 from powerx_governance.api.deps import Operator, ServiceDep, require
 from powerx_governance.api.problems import declared
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
 from powerx_governance.events import service
 from powerx_governance.events.jobs import EventsConfig
+from powerx_governance.events.model import EventType
 from powerx_governance.events.outbox import newest_seq
-from powerx_governance.events.tables import EventType
 
 router = APIRouter(prefix="/internal/version/governance", tags=["events"])
 Manager = Annotated[Principal, Depends(require(Role.OPERATOR))]

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.errors import ConflictError, InvalidError, NotFoundError
 from powerx_governance.events.cloudevents import DEFAULT_SOURCE, SecretError, envelope, new_secret, secret_key
+from powerx_governance.events.model import EventType, SubscriptionStatus
 from powerx_governance.events.outbox import lock_log, newest_seq, wake
-from powerx_governance.events.tables import EventRow, EventType, SubscriptionRow, SubscriptionStatus
+from powerx_governance.events.tables import EventRow, SubscriptionRow
 from powerx_governance.http.allow_list import AllowList
 from powerx_governance.notifications.channels.interface import ChannelError
 from powerx_governance.notifications.channels.webhook import check_destination

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import BigInteger, Index, Integer, String
@@ -12,18 +11,6 @@ from sqlalchemy.orm import Mapped, mapped_column
 from powerx_governance.db.base import Base
 
 Sequence = BigInteger().with_variant(Integer(), "sqlite")  # SQLite only autoincrements INTEGER keys
-
-
-class EventType(StrEnum):
-    ALERT = "plugin.version.alert"
-    DECISION = "plugin.version.decision"
-    SLA_BREACH = "plugin.version.sla_breach"
-
-
-class SubscriptionStatus(StrEnum):
-    ACTIVE = "active"
-    PAUSED = "paused"  # by an operator
-    SUSPENDED = "suspended"  # gave up after `max_attempts` failures in a row: resume or replay
 
 
 class EventRow(Base):

@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NoReturn
@@ -37,9 +37,9 @@ from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import DeadLetter, Handlers, QueueBackend, QueueStats
 from powerx_governance.jobs.local import dead_letter
+from powerx_governance.jobs.model import JobRunner
 from powerx_governance.jobs.retry import is_transient
 from powerx_governance.jobs.settings import ProcrastinateOptions
-from powerx_governance.jobs.tables import JobRunner
 
 log = logging.getLogger("powerx.jobs")
 TICK_TASK = "powerx.tick"
@@ -94,24 +94,35 @@ class ProcrastinateQueue:
 
     def defer(self, session: Session, deferral: queue.Deferral) -> None:
         """The procrastinate job of a ledger row, inserted by procrastinate's own SQL function."""
-        delay = (deferral.run_after - deferral.now).total_seconds() if deferral.run_after else 0.0
+        self.defer_many(session, [deferral])
+
+    def defer_many(self, session: Session, deferrals: Sequence[queue.Deferral]) -> None:
+        """Procrastinate jobs of ledger rows, one statement (procrastinate's batch defer function)."""
+        if not deferrals:
+            return
+        jobs = [
+            {
+                "queue": d.task,
+                "task": d.task,
+                "priority": d.priority,
+                "lock": d.lock,
+                "qlock": d.queueing_lock,
+                "args": {"job": d.job_id, "payload": d.payload},
+                # run_after is the service clock's; procrastinate schedules by the database's
+                "delay": max(0.0, (d.run_after - d.now).total_seconds()) if d.run_after else 0.0,
+            }
+            for d in deferrals
+        ]
         session.execute(
             text(
-                "SELECT procrastinate_defer_jobs_v1(ARRAY[ROW("
-                "CAST(:queue AS varchar), CAST(:task AS varchar), CAST(:priority AS integer),"
-                " CAST(:lock AS text), CAST(:qlock AS text), CAST(:args AS jsonb),"
-                " CASE WHEN CAST(:delay AS float) > 0 THEN now() + make_interval(secs => :delay) END"
-                ")::procrastinate_job_to_defer_v1])"
+                "SELECT procrastinate_defer_jobs_v1(ARRAY("
+                "SELECT ROW(x.queue, x.task, x.priority, x.lock, x.qlock, x.args,"
+                " CASE WHEN x.delay > 0 THEN now() + make_interval(secs => x.delay) END"
+                ")::procrastinate_job_to_defer_v1"
+                " FROM jsonb_to_recordset(CAST(:jobs AS jsonb)) AS x(queue varchar, task varchar,"
+                " priority integer, lock text, qlock text, args jsonb, delay float)))"
             ),
-            {
-                "queue": deferral.task,
-                "task": deferral.task,
-                "lock": deferral.lock,
-                "qlock": deferral.queueing_lock,
-                "priority": deferral.priority,
-                "args": json.dumps({"job": deferral.job_id, "payload": deferral.payload}),
-                "delay": max(0.0, delay),
-            },
+            {"jobs": json.dumps(jobs)},
         )
 
     # -- the procrastinate app ---------------------------------------------------------------

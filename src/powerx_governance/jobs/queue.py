@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -24,8 +24,11 @@ from sqlalchemy import Connection, Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.bulk import FEW, bulk_insert, insert_new, integrity_errors
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import rowcount
-from powerx_governance.jobs.tables import JobRow, JobRunner, JobStatus
+from powerx_governance.jobs.model import JobRunner, JobStatus
+from powerx_governance.jobs.tables import JobRow
 
 STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
 
@@ -48,6 +51,8 @@ class Deferrer(Protocol):
     runner: JobRunner
 
     def defer(self, session: Session, deferral: Deferral) -> None: ...
+
+    def defer_many(self, session: Session, deferrals: Sequence[Deferral]) -> None: ...
 
 
 _DEFERRERS: weakref.WeakKeyDictionary[Engine, Deferrer] = weakref.WeakKeyDictionary()
@@ -117,6 +122,89 @@ def enqueue(
         deferral = Deferral(row.id, task, payload, run_after, now, lock, queueing_lock, priority)
         deferrer.defer(session, deferral)
     return True
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A job to add with `enqueue_many`."""
+
+    task: str
+    payload: dict[str, Any]
+    key: str
+    run_after: datetime | None = None
+    max_attempts: int = 5
+
+
+def enqueue_many(session: Session, jobs: Sequence[NewJob], *, now: datetime) -> int:
+    """Add jobs in the caller's transaction with a few statements, not a few per job (a fleet scan
+    queues one delivery per tenant); a job whose key exists is skipped, as `enqueue` does. How many
+    were added. Routed like `enqueue`: on procrastinate the added jobs are deferred in the same
+    transaction too."""
+    deferrer = _deferrer(session)
+    runner = (deferrer.runner if deferrer is not None else JobRunner.LOCAL).value
+    wanted: dict[str, NewJob] = {}
+    for job in jobs:
+        wanted.setdefault(job.key, job)  # the first of a repeated key wins, as one by one
+    if len(wanted) <= FEW:
+        rows = [_job_row(job, now, runner) for job in wanted.values()]
+        added = insert_new(session, JobRow, rows, unique="idempotency_key", key="id")
+        _defer_added(session, deferrer, sorted(added), now)
+        return len(added)
+    for part in chunks(list(wanted)):
+        for key in session.execute(
+            select(JobRow.idempotency_key).where(JobRow.idempotency_key.in_(part))
+        ).scalars():
+            del wanted[key]
+    rows = [_job_row(job, now, runner) for job in wanted.values()]
+    try:
+        with session.begin_nested():
+            bulk_insert(session, JobRow, rows)
+    except integrity_errors(session):  # a concurrent transaction queued one of them first: one by one
+        return sum(
+            enqueue(
+                session,
+                j.task,
+                j.payload,
+                key=j.key,
+                now=now,
+                run_after=j.run_after,
+                max_attempts=j.max_attempts,
+            )
+            for j in wanted.values()
+        )
+    if deferrer is not None:
+        added_ids: list[int] = []
+        for part in chunks(list(wanted)):
+            added_ids += session.execute(select(JobRow.id).where(JobRow.idempotency_key.in_(part))).scalars()
+        _defer_added(session, deferrer, added_ids, now)
+    return len(rows)
+
+
+def _defer_added(session: Session, deferrer: Deferrer | None, ids: Sequence[int], now: datetime) -> None:
+    """The procrastinate jobs of ledger rows just added by `enqueue_many`."""
+    if deferrer is None or not ids:
+        return
+    for part in chunks(list(ids)):
+        added = session.execute(
+            select(JobRow.id, JobRow.task, JobRow.payload, JobRow.run_after).where(JobRow.id.in_(part))
+        ).all()
+        deferrer.defer_many(
+            session, [Deferral(i, task, payload, run_after, now) for i, task, payload, run_after in added]
+        )
+
+
+def _job_row(job: NewJob, now: datetime, runner: str) -> dict[str, Any]:
+    return {
+        "task": job.task,
+        "payload": job.payload,
+        "idempotency_key": job.key,
+        "status": JobStatus.QUEUED.value,
+        "attempts": 0,
+        "max_attempts": job.max_attempts,
+        "run_after": job.run_after or now,
+        "created_at": now,
+        "runner": runner,
+    }
 
 
 def claim(

@@ -3,27 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"
-    DEAD = "dead"  # exhausted its retries (or failed for good): the dead letter, visible to operators
-
-
-class JobRunner(StrEnum):
-    """Which queue runs a job: the local table's worker, or procrastinate (the row is then the ledger)."""
-
-    LOCAL = "local"
-    PROCRASTINATE = "procrastinate"
+from powerx_governance.jobs.model import JobRunner
 
 
 class JobRow(Base):

@@ -11,18 +11,12 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
+from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.outbox import NewEvent, record_events
 from powerx_governance.notifications.runtime import NotificationRuntime
-from powerx_governance.notifications.tables import (
-    EventKind,
-)
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 _ANNOUNCED: Final = frozenset(

@@ -2,33 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from powerx_governance.catalog.tables import PluginRow
+from powerx_governance.catalog.queries import plugin_names
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.notifications.channels.interface import OutboundMessage
+from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import Recipient
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
-    MessageKind,
     NotificationDeliveryRow,
     NotificationEntryRow,
     NotificationEventRow,
 )
 from powerx_governance.notifications.templates import finding_context, message_context
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import recommendation_dict
-from powerx_governance.recommendations.tables import (
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 _SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, RecommendationState.IGNORED.value})
@@ -54,18 +51,6 @@ def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict
             .where(RecommendationRow.id.in_(part))
         ).all()
         found.update({row.id: recommendation_dict(row, doc) for row, doc in rows})
-    return found
-
-
-def _plugin_names(session: Session, plugin_ids: Iterable[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for part in chunks(sorted(set(plugin_ids))):
-        rows = session.execute(
-            select(PluginRow.plugin_id, PluginRow.document["name"].as_string()).where(
-                PluginRow.plugin_id.in_(part)
-            )
-        ).all()
-        found.update(dict(rows))
     return found
 
 
@@ -154,7 +139,7 @@ def compose(
     events = _events_of(session, delivery.id)
     kind = MessageKind(delivery.kind)
     recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
-    names = _plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
     is_findings = kind in (MessageKind.FINDING, MessageKind.DIGEST)
     findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
     if not events or (is_findings and not findings):

@@ -15,12 +15,10 @@ from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
 from powerx_governance.notifications.compose import compose
+from powerx_governance.notifications.model import DeliveryStatus
 from powerx_governance.notifications.outbox import enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime
-from powerx_governance.notifications.tables import (
-    DeliveryStatus,
-    NotificationDeliveryRow,
-)
+from powerx_governance.notifications.tables import NotificationDeliveryRow
 
 log = logging.getLogger("powerx.notifications")
 

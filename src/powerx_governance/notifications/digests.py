@@ -10,11 +10,10 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.rows import rowcount
+from powerx_governance.notifications.model import DeliveryStatus, MessageKind
 from powerx_governance.notifications.outbox import delivery_row, enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
-    DeliveryStatus,
-    MessageKind,
     NotificationDeliveryRow,
     NotificationEntryRow,
     NotificationEventRow,

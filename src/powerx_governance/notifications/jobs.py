@@ -44,6 +44,7 @@ from powerx_governance.notifications.config import (
     load_notification_settings,
     load_templates_file,
 )
+from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import load_routes
 from powerx_governance.notifications.service import (
     DELIVER_TASK,
@@ -57,7 +58,6 @@ from powerx_governance.notifications.service import (
     on_recommendation_changes,
     prepare_delivery,
 )
-from powerx_governance.notifications.tables import MessageKind
 from powerx_governance.notifications.templates import TemplateSet
 
 if TYPE_CHECKING:

@@ -14,20 +14,17 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.bulk import FEW, bulk_insert, insert_new
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.config import DigestPeriod
+from powerx_governance.notifications.model import DeliveryStatus, EntryMode, EventKind, MessageKind
 from powerx_governance.notifications.routes_file import Recipient, RoutesConfig
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.notifications.tables import (
-    DeliveryStatus,
-    EntryMode,
-    EventKind,
-    MessageKind,
     NotificationDeliveryRow,
     NotificationEntryRow,
     NotificationEventRow,
@@ -197,18 +194,29 @@ def _immediate_delivery(
     return found
 
 
+def _delivery_job(delivery_id: str, attempt: int, run_after: datetime | None = None) -> queue.NewJob:
+    return queue.NewJob(
+        DELIVER_TASK,
+        {"delivery_id": delivery_id, "attempt": attempt},
+        key=f"notify:{delivery_id}:{attempt}",
+        run_after=run_after,
+        max_attempts=_JOB_ATTEMPTS,
+    )
+
+
 def enqueue_delivery(
     session: Session, delivery_id: str, attempt: int, now: datetime, run_after: datetime | None = None
 ) -> None:
     """Queue one attempt of a delivery (each attempt is its own job, so Retry-After can be honoured)."""
+    job = _delivery_job(delivery_id, attempt, run_after)
     queue.enqueue(
         session,
-        DELIVER_TASK,
-        {"delivery_id": delivery_id, "attempt": attempt},
-        key=f"notify:{delivery_id}:{attempt}",
+        job.task,
+        job.payload,
+        key=job.key,
         now=now,
-        run_after=run_after,
-        max_attempts=_JOB_ATTEMPTS,
+        run_after=job.run_after,
+        max_attempts=job.max_attempts,
     )
 
 
@@ -220,6 +228,8 @@ def _integrity_errors(session: Session) -> tuple[type[Exception], ...]:
 
 def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     """Insert event rows; the ids inserted. A dedupe key a concurrent transaction wrote first is skipped."""
+    if len(rows) <= FEW:
+        return insert_new(session, NotificationEventRow, rows, unique="dedupe_key", key="id")
     conflict = _integrity_errors(session)
     try:
         with session.begin_nested():
@@ -248,11 +258,16 @@ def record_events(
         return 0
     fresh = _unseen(session, events)
     keys = _tenant_keys(session, (e.tenant_uuid for e in fresh if e.tenant_uuid))
-    planned = [
-        (event, str(uuid.uuid4()), assigned)
-        for event in fresh
-        if (assigned := _assign(runtime.routes, event, keys.get(event.tenant_uuid or ""), now))
-    ]
+    assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
+    planned = []
+    for event in fresh:
+        key = keys.get(event.tenant_uuid or "")
+        slot = (event.route, event.tenant_uuid, key, event.kind, event.risk)
+        assigned = assignments.get(slot)
+        if assigned is None:
+            assigned = assignments[slot] = _assign(runtime.routes, event, key, now)
+        if assigned:
+            planned.append((event, str(uuid.uuid4()), assigned))
     inserted = insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
     writes = _Writes()
     for event, event_id, assigned in planned:
@@ -267,8 +282,7 @@ def record_events(
             writes.entries.append(_entry_row(event_id, event, a, delivery_id))
     bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
     bulk_insert(session, NotificationEntryRow, writes.entries)
-    for row in writes.deliveries:
-        enqueue_delivery(session, row["id"], 1, now)
+    queue.enqueue_many(session, [_delivery_job(row["id"], 1) for row in writes.deliveries], now=now)
     return len(inserted)
 
 

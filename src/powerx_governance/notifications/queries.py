@@ -7,11 +7,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from powerx_governance.notifications.tables import (
-    ConsoleCardRow,
-    DeliveryStatus,
-    NotificationDeliveryRow,
-)
+from powerx_governance.notifications.model import DeliveryStatus
+from powerx_governance.notifications.tables import ConsoleCardRow, NotificationDeliveryRow
 from powerx_governance.times import iso
 
 

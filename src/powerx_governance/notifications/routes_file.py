@@ -30,7 +30,7 @@ from powerx_governance.notifications.config import (
     DigestPeriod,
     NotificationSettings,
 )
-from powerx_governance.notifications.tables import EntryMode, EventKind
+from powerx_governance.notifications.model import EntryMode, EventKind
 from powerx_governance.records import convert_record
 from powerx_governance.safe_yaml import load_document
 

@@ -23,7 +23,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from powerx_governance.errors import InputError, InputProblem
 from powerx_governance.notifications.config import TemplatesFile
-from powerx_governance.notifications.tables import MessageKind
+from powerx_governance.notifications.model import MessageKind
 
 ACTIONS: Final = ("upgrade", "schedule", "ignore")
 LABELS: Final = (*ACTIONS, "open")

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from powerx_governance.catalog_records import CompatAction
-from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus
+from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus, tags_match
 from powerx_governance.durations import parse_duration
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.policy.index import CatalogIndex, IndexedRelease, PluginIndex
@@ -265,13 +265,10 @@ def _eligible(
 
 
 def _rule_fits_tenant(rule: Rule, tenant: TenantManifest) -> bool:
-    return (not rule.tenant_tags or bool(set(rule.tenant_tags) & set(tenant.tags))) and (
-        not rule.plans or tenant.plan in rule.plans
-    )
+    return tags_match(rule.tenant_tags, tenant.tags) and (not rule.plans or tenant.plan in rule.plans)
 
 
 def _exemption_fits_tenant(exemption: Exemption, tenant: TenantManifest) -> bool:
     scope = exemption.scope
-    return (scope.tenant_uuid is None or scope.tenant_uuid in (tenant.tenant_uuid, tenant.tenant_key)) and (
-        not scope.tenant_tags or bool(set(scope.tenant_tags) & set(tenant.tags))
-    )
+    in_scope = scope.tenant_uuid is None or scope.tenant_uuid in (tenant.tenant_uuid, tenant.tenant_key)
+    return in_scope and tags_match(scope.tenant_tags, tenant.tags)

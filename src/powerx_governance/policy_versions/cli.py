@@ -16,8 +16,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputError
 from powerx_governance.kernel import Rescan
 from powerx_governance.policy_versions import service as policies
-from powerx_governance.policy_versions.models import PolicyVersionError
-from powerx_governance.policy_versions.tables import PolicySource
+from powerx_governance.policy_versions.model import PolicySource, PolicyVersionError
 from powerx_governance.terminal.consoles import stdout_console
 from powerx_governance.terminal.context import open_service
 from powerx_governance.terminal.exit_codes import ExitCode

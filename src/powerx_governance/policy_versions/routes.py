@@ -13,7 +13,7 @@ from powerx_governance.api.problems import declared
 from powerx_governance.db.rows import MAX_ID
 from powerx_governance.db.session import transaction
 from powerx_governance.policy_versions import service as policies
-from powerx_governance.policy_versions.tables import PolicySource
+from powerx_governance.policy_versions.model import PolicySource
 
 router = APIRouter(prefix="/internal/version/governance/policy", tags=["policy"])
 

@@ -29,12 +29,13 @@ from powerx_governance.errors import InputError
 from powerx_governance.kernel import Rescan
 from powerx_governance.policy.loader import rules_from_data
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.policy_versions.models import (
+from powerx_governance.policy_versions.model import (
     CurrentPolicy,
+    PolicySource,
     PolicyVersionError,
     UnknownPolicyVersionError,
 )
-from powerx_governance.policy_versions.tables import PolicySource, PolicyStateRow, PolicyVersionRow
+from powerx_governance.policy_versions.tables import PolicyStateRow, PolicyVersionRow
 from powerx_governance.safe_yaml import parse_document, read_bytes
 
 log = logging.getLogger("powerx.policy")

@@ -3,18 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 
 from sqlalchemy import String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class PolicySource(StrEnum):
-    BUILTIN = "builtin"  # the built-in defaults (no rules file configured)
-    FILE = "file"  # read from the rules file (at start or on a reload)
-    API = "api"  # submitted by an operator over the API or CLI
 
 
 class PolicyVersionRow(Base):

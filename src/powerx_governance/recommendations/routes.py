@@ -10,13 +10,13 @@ from powerx_governance.api.deps import Reader, SessionDep, TenantScope, refuse_c
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.rows import MAX_ID
 from powerx_governance.domain import Action, Severity
+from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
     CursorError,
     RecommendationFilter,
     get_recommendation,
     list_recommendations,
 )
-from powerx_governance.recommendations.tables import RecommendationState
 
 router = APIRouter(prefix="/internal/version/governance", tags=["recommendations"])
 

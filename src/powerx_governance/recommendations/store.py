@@ -8,26 +8,21 @@ reopened. Verdict documents are content-addressed and shared by every tenant tha
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import select, update
+from sqlalchemy import String, select, type_coerce, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Action, Severity
 from powerx_governance.findings import Finding, verdict_document
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRevisionRow,
-    RecommendationRow,
-    RecommendationState,
-    VerdictRow,
-)
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
 from powerx_governance.times import iso
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -72,8 +67,9 @@ class ChangeSet:
         return sum(1 for c in self.changes if c.change is kind)
 
 
-@dataclass(frozen=True, slots=True)
-class _Stored:
+class _Stored(NamedTuple):
+    """A stored recommendation as the diff needs it (a tuple: a fleet scan reads a million)."""
+
     id: int
     fingerprint: str
     revision: int
@@ -81,7 +77,24 @@ class _Stored:
     risk_level: str
     action: str
     policy_version: int | None
-    first_seen_at: datetime
+    first_seen_at: Any  # as the driver gives it; `_Moments` makes a datetime of it when needed
+
+
+class _Moments:
+    """Stored `first_seen_at` values as aware datetimes, each distinct stored value converted once:
+    only changed recommendations need theirs, and a fleet scan stamps them all with a few moments."""
+
+    def __init__(self, session: Session) -> None:
+        stored = RecommendationRow.__table__.c.first_seen_at.type
+        self._parse = stored._cached_result_processor(session.get_bind().dialect, None)
+        self._seen: dict[Any, datetime] = {}
+
+    def __call__(self, raw: Any) -> datetime:
+        found = self._seen.get(raw)
+        if found is None:
+            moment = raw if self._parse is None else self._parse(raw)
+            found = self._seen[raw] = _aware(cast(datetime, moment))
+        return found
 
 
 class _Fingerprints:
@@ -139,56 +152,49 @@ def _escalated(old_risk: str, old_action: str, new_risk: Severity, new_action: A
     return new_risk.rank > Severity(old_risk).rank or _URGENCY[new_action] > _URGENCY[Action(old_action)]
 
 
+_STORED_COLUMNS: Final = (
+    RecommendationRow.tenant_uuid,
+    RecommendationRow.plugin_id,
+    RecommendationRow.id,
+    RecommendationRow.fingerprint,
+    RecommendationRow.revision,
+    RecommendationRow.state,
+    RecommendationRow.risk_level,
+    RecommendationRow.action,
+    RecommendationRow.policy_version,
+    type_coerce(RecommendationRow.first_seen_at, String),  # as stored: converted only when used
+)
+
+
 def _stored(
     session: Session, scope: Sequence[tuple[str, str]] | Sequence[str] | None
 ) -> dict[tuple[str, str], _Stored]:
-    columns = (
-        RecommendationRow.tenant_uuid,
-        RecommendationRow.plugin_id,
-        RecommendationRow.id,
-        RecommendationRow.fingerprint,
-        RecommendationRow.revision,
-        RecommendationRow.state,
-        RecommendationRow.risk_level,
-        RecommendationRow.action,
-        RecommendationRow.policy_version,
-        RecommendationRow.first_seen_at,
-    )
-    stmt = select(*columns)
+    stmt = select(*_STORED_COLUMNS)
     if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
         wanted = set(scope)  # a fleet-wide scan: one sequential read beats thousands of IN lookups
-        return {k: v for k, v in _stored(session, None).items() if k[0] in wanted}
+        return _read(session, [stmt], lambda key: key[0] in wanted)
     if scope is None:
-        queries = [stmt]
-    elif scope and isinstance(scope[0], tuple):
+        return _read(session, [stmt])
+    if scope and isinstance(scope[0], tuple):
         # (tenant, plugin) pairs of a delta: read by plugin (indexed), keep the pairs asked for
         wanted_pairs = set(scope)
         plugins = sorted({p for _, p in wanted_pairs})
         by_plugin = [stmt.where(RecommendationRow.plugin_id.in_(part)) for part in chunks(plugins)]
-        return {k: v for k, v in _read(session, by_plugin).items() if k in wanted_pairs}
-    else:
-        queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
+        return _read(session, by_plugin, wanted_pairs.__contains__)
+    queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
     return _read(session, queries)
 
 
-def _read(session: Session, queries: Sequence[Any]) -> dict[tuple[str, str], _Stored]:
+def _read(
+    session: Session, queries: Sequence[Any], keep: Callable[[tuple[str, str]], bool] | None = None
+) -> dict[tuple[str, str], _Stored]:
     found: dict[tuple[str, str], _Stored] = {}
+    make = _Stored._make
     for query in queries:
-        for (
-            tenant,
-            plugin,
-            rec_id,
-            fingerprint,
-            revision,
-            state,
-            risk,
-            action,
-            policy_version,
-            first_seen_at,
-        ) in session.connection().execute(query):
-            found[(tenant, plugin)] = _Stored(
-                rec_id, fingerprint, revision, state, risk, action, policy_version, _aware(first_seen_at)
-            )
+        for row in session.connection().execute(query):
+            key = (row[0], row[1])
+            if keep is None or keep(key):
+                found[key] = make(row[2:])
     return found
 
 
@@ -389,7 +395,7 @@ def persist_findings(
     Stored recommendations inside the scope without a finding are resolved. Every open one
     in scope names `policy_version` afterwards, changed or not (no new revision for that alone).
     """
-    prints = _Fingerprints()
+    prints, moments = _Fingerprints(), _Moments(session)
     stored = _stored(session, scope)
     plan, done = _Plan(), ChangeSet()
     seen: set[tuple[str, str]] = set()
@@ -403,7 +409,7 @@ def persist_findings(
                 plan.restamped.append(old.id)
             continue
         verdict_fp, _ = prints.verdict(f)
-        first_seen = now if old is None or old.state in _CLOSED else old.first_seen_at
+        first_seen = now if old is None or old.state in _CLOSED else moments(old.first_seen_at)
         values = _row_values(f, fingerprint, verdict_fp, scan_id, now, policy_version, first_seen)
         _plan_finding(plan, f, old, values, now)
         if (

@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class RecommendationState(StrEnum):
-    OPEN = "open"
-    DECIDED = "decided"  # an upgrade or schedule decision was taken
-    IGNORED = "ignored"
-    RESOLVED = "resolved"  # the installation no longer needs action
-    SUPERSEDED = "superseded"  # replaced by a newer revision while decided/ignored
 
 
 class VerdictRow(Base):
@@ -59,14 +50,6 @@ class RecommendationRow(Base):
     resolved_at: Mapped[datetime | None]
     scan_id: Mapped[str | None] = mapped_column(String(36))
     policy_version: Mapped[int | None]  # the governance rules version that produced it
-
-
-class RecommendationChange(StrEnum):
-    OPENED = "opened"
-    ESCALATED = "escalated"  # risk or action became more urgent
-    CHANGED = "changed"
-    RESOLVED = "resolved"
-    REOPENED = "reopened"
 
 
 class RecommendationRevisionRow(Base):

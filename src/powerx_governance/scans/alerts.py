@@ -11,7 +11,8 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.notifications.service import NotificationRuntime, notify_alert
 from powerx_governance.policy.rules import GovernanceRules
-from powerx_governance.scans.tables import AlertRow, AlertState, ScanRow
+from powerx_governance.scans.model import AlertState
+from powerx_governance.scans.tables import AlertRow, ScanRow
 
 SCAN_FAILURES: Final = "scan_failures"
 SCAN_RECOVERED: Final = "scan_failures_resolved"

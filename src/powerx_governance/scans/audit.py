@@ -7,17 +7,15 @@ refuses a second event with that id.
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter
 from datetime import datetime
 from typing import Any, Final
 
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
-from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import ScanRow, ScanStatus
+from powerx_governance.scans.model import ScanStatus
+from powerx_governance.scans.store_report import ReportDigest, stored_report_digest
+from powerx_governance.scans.tables import ScanRow
 
 _OUTCOME: Final = {
     ScanStatus.SUCCEEDED.value: ("success", "info"),
@@ -27,27 +25,23 @@ _OUTCOME: Final = {
 _TENANTS_LISTED: Final = 100
 
 
-def report_sha256(report: dict[str, Any]) -> str:
-    """sha256 of a report's canonical JSON: keys sorted, no spaces, UTF-8 (json.dumps with
-    sort_keys=True, separators=(",", ":"), ensure_ascii=False), as GET …/scans/{id}/report serves it."""
-    text = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def scan_event_id(scan_id: str) -> str:
     return f"scan:{scan_id}"
 
 
 def record_scan(session: Session, row: ScanRow, now: datetime) -> None:
-    """Audit the finished scan `row` (in the caller's transaction)."""
-    report = stored_report(session, row, tenant_uuid=None) if row.status != ScanStatus.FAILED.value else None
-    record(session, scan_event(row, report), now)
+    """Audit the finished scan `row` (in the caller's transaction).
+
+    The stored report is digested as it is read, never built whole: it lists the fleet's open
+    findings, which a delta scan after a push would otherwise hold in memory just to hash."""
+    digest = stored_report_digest(session, row) if row.status != ScanStatus.FAILED.value else None
+    record(session, scan_event(row, digest), now)
 
 
-def scan_event(row: ScanRow, report: dict[str, Any] | None) -> AuditEvent:
-    """The event for a finished scan; `report` is its stored report (None: it failed, evaluated nothing)."""
+def scan_event(row: ScanRow, digest: ReportDigest | None) -> AuditEvent:
+    """The event for a finished scan; `digest` sums up its stored report (None: it failed, evaluated
+    nothing)."""
     outcome, severity = _OUTCOME[row.status]
-    findings = report["findings"] if report is not None else []
     return AuditEvent(
         source="governance",
         operation="scan.failed" if row.status == ScanStatus.FAILED.value else "scan.completed",
@@ -61,9 +55,9 @@ def scan_event(row: ScanRow, report: dict[str, Any] | None) -> AuditEvent:
         event_id=scan_event_id(row.scan_id),
         meta={
             **_scan_facts(row),
-            "by_risk": dict(Counter(str(f.get("risk_level")) for f in findings)),
-            "by_action": dict(Counter(str(f.get("action")) for f in findings)),
-            "report_sha256": report_sha256(report) if report is not None else None,
+            "by_risk": digest.by_risk if digest is not None else {},
+            "by_action": digest.by_action if digest is not None else {},
+            "report_sha256": digest.sha256 if digest is not None else None,
         },
     )
 

@@ -16,10 +16,11 @@ from powerx_governance.errors import InputError, SourceError
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
 from powerx_governance.scans.alerts import SCAN_FAILURES, raise_scan_alert, resolve_scan_alerts
 from powerx_governance.scans.audit import record_scan
+from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.request import request_scan
 from powerx_governance.scans.runtime import Outcome, ScanRuntime
 from powerx_governance.scans.scanner import ScanResult
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 
 log = logging.getLogger("powerx.scans")
 MAX_RETRY_ATTEMPTS = 5

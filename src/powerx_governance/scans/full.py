@@ -18,7 +18,7 @@ from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
-from powerx_governance.policy_versions.models import CurrentPolicy
+from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import persist_findings
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import scan

@@ -1,27 +1,22 @@
 """Scan reads shared by the API, the console and the CLI: the fleet's last scan, a tenant's part of
-a scan, and the operational alerts."""
+a scan, scan history and progress, and the operational alerts."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from enum import StrEnum
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.errors import InvalidError
-from powerx_governance.inventory.tables import InstallationRow, TenantRow
-from powerx_governance.scans.tables import AlertRow, ScanRow, ScanStatus
+from powerx_governance.inventory.queries import installation_count
+from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.scans.model import FINISHED, ScanStatus, TenantOutcome
+from powerx_governance.scans.tables import AlertRow, ScanRow
 from powerx_governance.times import iso
-
-FINISHED = (ScanStatus.SUCCEEDED.value, ScanStatus.INCOMPLETE.value, ScanStatus.FAILED.value)
-
-
-class TenantOutcome(StrEnum):
-    SCANNED = "scanned"  # its manifest was read afresh and evaluated
-    STALE = "stale"  # evaluated from its last good manifest
-    FAILED = "failed"  # not evaluated
 
 
 class UnknownTenantsError(InvalidError, LookupError):
@@ -82,15 +77,7 @@ def tenant_coverage(session: Session, scan: ScanRow, tenant_uuid: str) -> dict[s
     """The report's `coverage` block for one tenant's view of `scan` (not the fleet's figures)."""
     outcome = tenant_outcome(scan, tenant_uuid)
     evaluated = outcome in (TenantOutcome.SCANNED, TenantOutcome.STALE)
-    installations = (
-        session.scalar(
-            select(func.count())
-            .select_from(InstallationRow)
-            .where(InstallationRow.tenant_uuid == tenant_uuid)
-        )
-        if evaluated
-        else 0
-    )
+    installations = installation_count(session, tenant_uuid=tenant_uuid) if evaluated else 0
     return {
         "tenants_total": int(outcome is not None),
         "tenants_scanned": int(outcome is TenantOutcome.SCANNED),
@@ -148,3 +135,98 @@ def scan_summary(row: ScanRow) -> dict[str, Any]:
         "failure": row.failure,
         "policy_version": row.policy_version,
     }
+
+
+# -- history and progress -------------------------------------------------------------------------
+
+
+def get_scan(session: Session, scan_id: str) -> ScanRow | None:
+    return session.get(ScanRow, scan_id)
+
+
+def recent_scans(session: Session, *, limit: int, before: datetime | None = None) -> list[ScanRow]:
+    """Scans, newest request first (those requested before `before` when given)."""
+    stmt = select(ScanRow).order_by(ScanRow.requested_at.desc()).limit(limit)
+    if before is not None:
+        stmt = stmt.where(ScanRow.requested_at < before)
+    return list(session.execute(stmt).scalars())
+
+
+def active_scans(session: Session) -> int:
+    """Scans queued or running."""
+    unfinished = (ScanStatus.QUEUED.value, ScanStatus.RUNNING.value)
+    stmt = select(func.count()).select_from(ScanRow).where(ScanRow.status.in_(unfinished))
+    return int(session.scalar(stmt) or 0)
+
+
+def newest_finished(session: Session) -> tuple[str, datetime | None] | None:
+    """The id and finishing time of the scan that finished last (any kind, any scope)."""
+    found = session.execute(
+        select(ScanRow.scan_id, ScanRow.finished_at)
+        .where(ScanRow.status.in_(FINISHED))
+        .order_by(ScanRow.finished_at.desc())
+        .limit(1)
+    ).first()
+    return (found[0], found[1]) if found else None
+
+
+def scan_progress(row: ScanRow) -> dict[str, Any]:
+    """A scan as the console's progress page and script read it: the API's summary (times as text),
+    whether it finished, and the first errors, warnings and unreadable records."""
+    summary = scan_summary(row)
+    for name in ("requested_at", "started_at", "finished_at"):
+        summary[name] = iso(summary[name])
+    summary["finished"] = row.status in FINISHED
+    summary["error_count"] = len(row.errors)
+    summary["errors"] = row.errors[:20]
+    summary["warning_count"] = len(row.warnings or [])
+    summary["warnings"] = (row.warnings or [])[:20]
+    summary["unreadable"] = [e for e in row.errors if "sent to review" in str(e.get("error"))][:20]
+    return summary
+
+
+# -- the last fleet scan as the overview shows it -------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class LastScan:
+    scan_id: str
+    status: str
+    kind: str
+    finished_at: datetime | None
+    coverage_rate: float | None
+    tenants_total: int
+    tenants_scanned: int
+    errors: int
+    tenant_outcome: str | None = None  # a tenant's view: scanned | stale | failed in that scan
+
+
+def last_scan(session: Session, *, tenant_uuid: str | None) -> LastScan | None:
+    """The last fleet full scan: its figures for the fleet (None), or one tenant's part of it."""
+    row = last_fleet_scan(session)
+    if row is None:
+        return None
+    if tenant_uuid is None:
+        return LastScan(
+            row.scan_id,
+            row.status,
+            row.kind,
+            row.finished_at,
+            row.coverage_rate,
+            row.tenants_total,
+            row.tenants_scanned,
+            len(row.errors),
+        )
+    coverage = tenant_coverage(session, row, tenant_uuid)
+    outcome = tenant_outcome(row, tenant_uuid)
+    return LastScan(
+        row.scan_id,
+        row.status,
+        row.kind,
+        row.finished_at,
+        coverage["rate"],
+        coverage["tenants_total"],
+        coverage["tenants_scanned"],
+        sum(1 for e in row.errors if e.get("tenant_uuid") == tenant_uuid),
+        outcome.value if outcome is not None else None,
+    )

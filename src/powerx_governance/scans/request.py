@@ -9,7 +9,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from powerx_governance.jobs import queue
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 
 SCAN_TASK = "scan"
 SCAN_PRIORITY = 10  # scans (and a sharded scan's shards and finish) go before the deliveries they cause

@@ -7,7 +7,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 from starlette.responses import JSONResponse
 
 from powerx_governance.api.deps import (
@@ -20,12 +19,11 @@ from powerx_governance.api.deps import (
     scoped_tenant,
 )
 from powerx_governance.api.problems import ProblemError, declared
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
-from powerx_governance.scans.queries import list_alerts, resolve_tenants
-from powerx_governance.scans.runner import scan_summary
+from powerx_governance.scans.model import AlertState, ScanKind, ScanTrigger
+from powerx_governance.scans.queries import get_scan, list_alerts, recent_scans, resolve_tenants, scan_summary
 from powerx_governance.scans.store_report import stored_report
-from powerx_governance.scans.tables import AlertState, ScanKind, ScanRow, ScanTrigger
 
 router = APIRouter(prefix="/internal/version/governance", tags=["scans"])
 OperatorOnly = Annotated[Principal, Depends(require(Role.OPERATOR))]  # people on call, not service tokens
@@ -71,13 +69,12 @@ def trigger_scan(body: ScanRequest, who: Operator, svc: ServiceDep, session: Ses
 def scans(
     who: Operator, session: SessionDep, limit: Annotated[int, Query(ge=1, le=200)] = 20
 ) -> dict[str, Any]:
-    rows = session.execute(select(ScanRow).order_by(ScanRow.requested_at.desc()).limit(limit)).scalars()
-    return {"items": [scan_summary(r) for r in rows]}
+    return {"items": [scan_summary(r) for r in recent_scans(session, limit=limit)]}
 
 
 @router.get("/scans/{scan_id}")
 def scan_status(scan_id: str, who: Operator, session: SessionDep) -> dict[str, Any]:
-    row = session.get(ScanRow, scan_id)
+    row = get_scan(session, scan_id)
     if row is None:
         raise ProblemError(404, "Not found", f"no scan {scan_id}")
     return scan_summary(row)
@@ -86,7 +83,7 @@ def scan_status(scan_id: str, who: Operator, session: SessionDep) -> dict[str, A
 @router.get("/scans/{scan_id}/report")
 def scan_report(scan_id: str, who: Reader, session: SessionDep, request: Request) -> dict[str, Any]:
     """The DESIGN §4 report of a finished scan: its coverage and the current findings it covered."""
-    row = session.get(ScanRow, scan_id)
+    row = get_scan(session, scan_id)
     if row is None:
         raise ProblemError(404, "Not found", f"no scan {scan_id}")
     return stored_report(session, row, tenant_uuid=scoped_tenant(who, None, request.url.path))

@@ -29,10 +29,11 @@ from powerx_governance.scans.finish import (
     finish_failed,
 )
 from powerx_governance.scans.full import run_full
+from powerx_governance.scans.model import ScanKind, ScanStatus
 from powerx_governance.scans.queries import scan_summary
 from powerx_governance.scans.request import SCAN_TASK, request_scan
 from powerx_governance.scans.runtime import ChangeHook, Clock, ScanRuntime
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus
+from powerx_governance.scans.tables import ScanRow
 
 _SCAN_LOCK_CLASS = 0x5343414E  # "SCAN": the advisory lock class of scans (the schema is the object id)
 _LOCAL_LOCKS: dict[str, threading.Lock] = {}

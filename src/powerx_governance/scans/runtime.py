@@ -14,7 +14,7 @@ from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.observability.metrics import Metrics
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.rules import GovernanceRules
-from powerx_governance.policy_versions.models import CurrentPolicy
+from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.tables import ScanRow

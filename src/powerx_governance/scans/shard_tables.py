@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class ShardStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    DONE = "done"  # evaluated and persisted, with its follow-ups, in one transaction
-    GIVEN_UP = "given_up"  # failed for good: its tenants count as not scanned
-
-    @property
-    def final(self) -> bool:
-        return self in (ShardStatus.DONE, ShardStatus.GIVEN_UP)
+from powerx_governance.scans.model import ShardStatus
 
 
 class ScanPlanRow(Base):

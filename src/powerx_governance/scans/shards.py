@@ -39,15 +39,16 @@ from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.retry import is_transient
-from powerx_governance.policy_versions.models import CurrentPolicy
+from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.finish import conclude, exception_cause, failure_text, finish_failed
 from powerx_governance.scans.full import _fall_back_to_last_good, _refresh_catalog, _unscanned
+from powerx_governance.scans.model import ScanKind, ScanStatus, ShardStatus
 from powerx_governance.scans.request import SCAN_PRIORITY
 from powerx_governance.scans.runtime import ScanRuntime, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import ScanResult, scan
-from powerx_governance.scans.shard_tables import ScanPlanRow, ScanShardRow, ShardStatus
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus
+from powerx_governance.scans.shard_tables import ScanPlanRow, ScanShardRow
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.sources.interface import TenantSource
 
 SHARD_TASK: Final = "scan_shard"

@@ -3,40 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
-
-
-class ScanKind(StrEnum):
-    FULL = "full"
-    DELTA = "delta"
-
-
-class ScanStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"  # every selected tenant scanned
-    INCOMPLETE = "incomplete"  # finished, but coverage below the minimum or security data unreadable
-    FAILED = "failed"  # could not run (catalog source down, crash)
-
-
-class ScanTrigger(StrEnum):
-    SCHEDULE = "schedule"
-    API = "api"
-    CLI = "cli"
-    PUSH = "push"
-    POLICY = "policy"  # a new policy version, a rollback, or the upgrade-policy flag changed
-    RETRY = "retry"
-
-
-class AlertState(StrEnum):
-    FIRING = "firing"
-    RESOLVED = "resolved"  # the condition ended (e.g. the next fleet full scan succeeded)
+from powerx_governance.scans.model import AlertState
 
 
 class ScanRow(Base):

@@ -10,12 +10,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.decisions.followups import accept_rate
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.queries import accept_rate
+from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.recommendations.queries import critical_patches_open
+from powerx_governance.scans.model import ScanTrigger
 from powerx_governance.scans.queries import last_fleet_scan
 from powerx_governance.scans.runner import consecutive_failures
-from powerx_governance.scans.tables import ScanRow, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 
 
 def _percentiles(values: list[float]) -> dict[str, float | None]:
@@ -87,14 +89,6 @@ def _sla_misses(session: Session, since: datetime) -> dict[str, int]:
 def workflow_figures(session: Session, now: datetime, *, days: int = 30) -> dict[str, Any]:
     """Coverage, push latency percentiles, accept rate, ignore totals, SLA misses, open criticals."""
     since = now - timedelta(days=days)
-    open_critical = session.scalar(
-        select(func.count())
-        .select_from(RecommendationRow)
-        .where(
-            RecommendationRow.critical_patch.is_(True),
-            RecommendationRow.state != RecommendationState.RESOLVED.value,
-        )
-    )
     return {
         "window_days": days,
         "coverage": _coverage(session),
@@ -102,5 +96,5 @@ def workflow_figures(session: Session, now: datetime, *, days: int = 30) -> dict
         "accept_rate": accept_rate(session),
         "ignores": _ignores(session, since),
         "sla_misses": _sla_misses(session, since),
-        "open_critical_patches": open_critical,
+        "open_critical_patches": critical_patches_open(session, tenant_uuid=None),
     }

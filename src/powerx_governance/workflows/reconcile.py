@@ -13,15 +13,13 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState
+from powerx_governance.decisions.model import DecisionKind, DecisionState
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.notifications.service import NotificationRuntime, on_recommendation_changes
 from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.store import Change, ChangeSet
-from powerx_governance.recommendations.tables import (
-    RecommendationChange,
-    RecommendationRow,
-    RecommendationState,
-)
+from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.times import iso
 
 

@@ -58,7 +58,7 @@ from powerx_governance.audit.sink import (
     sink_settings,
 )
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.http.client import HttpPolicy
 from powerx_governance.kernel import replacing

@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import select
 
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import REPO, FakeClock, ServiceFactory
 

@@ -9,7 +9,7 @@ import httpx
 from playwright.sync_api import BrowserContext, Page, expect
 from sqlalchemy import func, select
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.recommendations.queries import get_recommendation

@@ -15,12 +15,13 @@ from typing import Any, Final
 
 import httpx
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.console import queries
-from powerx_governance.console.queries import CardFilter
+from powerx_governance.console.pages import CARD_ORDER
 from powerx_governance.db.bulk import bulk_insert
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.recommendations.queries import RecommendationFilter, list_recommendations
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
@@ -116,12 +117,12 @@ def _seed(service: GovernanceService) -> Seeded:
     return Seeded(recommendations)
 
 
-def _walk(service: GovernanceService, wanted: CardFilter, limit: int) -> list[dict[str, Any]]:
+def _walk(service: GovernanceService, wanted: RecommendationFilter, limit: int) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     cursor: str | None = None
     with service.factory() as session:
         while True:
-            page, cursor = queries.card_page(session, wanted, limit=limit, cursor=cursor)
+            page, cursor = list_recommendations(session, wanted, limit=limit, cursor=cursor, order=CARD_ORDER)
             items += page
             if cursor is None:
                 return items
@@ -142,16 +143,16 @@ def _check_queries(service: GovernanceService, data: Seeded) -> None:
     assert posture.last_scan is not None
     assert posture.last_scan.coverage_rate == 1.0
     open_now = [r for r in unresolved if r["state"] == "open"]
-    assert posture.open_by_risk == dict(Counter(r["risk_level"] for r in open_now))
-    assert posture.critical_open == sum(r["critical_patch"] for r in unresolved)
+    assert posture.exposure.open_by_risk == dict(Counter(r["risk_level"] for r in open_now))
+    assert posture.exposure.critical_open == sum(r["critical_patch"] for r in unresolved)
     late = [r for r in unresolved if r["critical_patch"] and r["sla_deadline"] < NOW]
-    assert posture.critical_past_sla == len(late) > 0
+    assert posture.exposure.critical_past_sla == len(late) > 0
     exposure = Counter(r["plugin_id"] for r in unresolved)
-    assert {p.plugin_id: p.tenants for p in posture.top_plugins} == dict(exposure)
+    assert {p.plugin_id: p.tenants for p in posture.exposure.top_plugins} == dict(exposure)
 
     finance = {f"tenant-{i:05d}" for i in range(0, TENANTS, 10)}
     wanted = [r for r in data.recommendations if r["state"] == "open" and r["tenant_uuid"] in finance]
-    walked = _walk(service, CardFilter(tag="finance"), limit=500)
+    walked = _walk(service, RecommendationFilter(state="open", tenant_tags=("finance",)), limit=500)
     assert len(walked) == len(wanted)
     assert {(i["tenant_uuid"], i["plugin_id"]) for i in walked} == {
         (r["tenant_uuid"], r["plugin_id"]) for r in wanted
@@ -160,7 +161,9 @@ def _check_queries(service: GovernanceService, data: Seeded) -> None:
     order = [(priority[i["tenant_uuid"], i["plugin_id"]], i["id"]) for i in walked]
     assert order == sorted(order, reverse=True)
 
-    critical = _walk(service, CardFilter(risk_level="critical", plugin_id=PLUGINS[3]), limit=250)
+    critical = _walk(
+        service, RecommendationFilter(state="open", risk_level="critical", plugin_id=PLUGINS[3]), limit=250
+    )
     assert len(critical) == sum(
         1 for r in data.recommendations
         if r["state"] == "open" and r["risk_level"] == "critical" and r["plugin_id"] == PLUGINS[3]

@@ -10,7 +10,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 from sqlalchemy import func, select
 
-from powerx_governance.auth.tables import ApiTokenRow, Role
+from powerx_governance.auth.model import Role
+from powerx_governance.auth.tables import ApiTokenRow
 from powerx_governance.auth.tokens import hash_token, revoke_token
 from powerx_governance.db.session import transaction
 from powerx_governance.recommendations.tables import RecommendationRow

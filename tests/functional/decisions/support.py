@@ -19,11 +19,12 @@ import httpx
 from sqlalchemy import select
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.domain import Severity
-from powerx_governance.events.tables import EventRow, EventType
+from powerx_governance.events.model import EventType
+from powerx_governance.events.tables import EventRow
 from powerx_governance.notifications.tables import NotificationEventRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import RULES, FakeClock, LiveServer, ServiceFactory, issue_token
 from tests.functional.events.support import Subscriber, subscribe, subscriber

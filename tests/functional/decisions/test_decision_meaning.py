@@ -12,7 +12,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from powerx_governance.events.tables import EventType
+from powerx_governance.events.model import EventType
 from powerx_governance.feature_flags import Flag
 from tests.conftest import ServiceFactory
 from tests.functional.decisions.support import (

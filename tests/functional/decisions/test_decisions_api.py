@@ -9,9 +9,9 @@ import httpx
 from sqlalchemy import select
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.decisions.tables import DecisionRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
 

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from powerx_governance.events.tables import EventType
+from powerx_governance.events.model import EventType
 from powerx_governance.feature_flags import Flag
 from tests.conftest import Backend, ServiceFactory, built_services, postgres_getter, provisioned_database
 from tests.functional.decisions.support import (

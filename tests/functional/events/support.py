@@ -22,15 +22,17 @@ from typing import Any
 from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, decide
-from powerx_governance.decisions.tables import DecisionKind
 from powerx_governance.events import service as subscriptions
 from powerx_governance.events.jobs import EventsConfig
-from powerx_governance.events.tables import EventRow, EventType
-from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.events.model import EventType
+from powerx_governance.events.tables import EventRow
+from powerx_governance.jobs.model import JobStatus
+from powerx_governance.jobs.tables import JobRow
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory

@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
-from powerx_governance.decisions.tables import DecisionKind
-from powerx_governance.events.tables import EventType
+from powerx_governance.auth.model import Role
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.events.model import EventType
 from powerx_governance.service import GovernanceService
 from tests.conftest import LiveServer, ServiceFactory, issue_token
 from tests.functional.events.support import (

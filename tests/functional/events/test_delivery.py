@@ -7,8 +7,8 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from powerx_governance.decisions.tables import DecisionKind
-from powerx_governance.events.tables import EventType, SubscriptionStatus
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.events.model import EventType, SubscriptionStatus
 from tests.conftest import ServiceFactory
 from tests.functional.events.support import (
     allow_loopback,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from powerx_governance.decisions.tables import DecisionKind
+from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.events import jobs as event_jobs
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from tests.conftest import ServiceFactory
 from tests.functional.events.support import (
     event_count,

@@ -10,7 +10,7 @@ from typing import Final
 import httpx
 import pytest
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.service import GovernanceService
 from tests.conftest import (
     BACKENDS,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from alembic import command
 from sqlalchemy import select
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.migrate import _config
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, decide
-from powerx_governance.decisions.tables import DecisionKind, DecisionRow
+from powerx_governance.decisions.tables import DecisionRow
 from tests.conftest import ServiceFactory
 from tests.functional.console.support import SANDBOX, recommendation_id, scanned_service
 

@@ -26,7 +26,7 @@ PROBLEM: Final = "application/problem+json"
 def test_a_subscription_to_an_allowed_name_that_resolves_to_loopback_is_refused_at_creation(
     make_service: ServiceFactory, tmp_path: Path
 ) -> None:
-    from powerx_governance.auth.tables import Role  # noqa: PLC0415
+    from powerx_governance.auth.model import Role  # noqa: PLC0415
 
     service = make_service(POWERX_WORKER="0")
     service = allow_loopback(service, tmp_path, "localhost", "127.0.0.2")  # the name, not the address it has

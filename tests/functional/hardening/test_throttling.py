@@ -7,7 +7,7 @@ import logging
 import httpx
 import pytest
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.settings import load_settings
 from tests.conftest import LiveServer, ServiceFactory, issue_token
 from tests.functional.console.support import csrf_of

@@ -12,8 +12,9 @@ from sqlalchemy import func, select
 
 from powerx_governance.db.session import transaction
 from powerx_governance.notifications import jobs
-from powerx_governance.notifications.tables import DeliveryStatus, NotificationDeliveryRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.notifications.model import DeliveryStatus
+from powerx_governance.notifications.tables import NotificationDeliveryRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock
 

@@ -15,7 +15,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.notifications.service import console_cards
 from powerx_governance.notifications.tables import NotificationDeliveryRow
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
 from tests.functional.notifications.sinks import HttpSink, Mailbox, body_text

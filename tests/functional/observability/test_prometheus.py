@@ -22,7 +22,7 @@ from typing import Final
 import pytest
 import yaml
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from tests.conftest import REPO, FakeClock, LiveServer, ServiceFactory, issue_token
 from tests.functional.service.support import API, Inputs, metric
 

@@ -9,8 +9,8 @@ from sqlalchemy import select
 
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.jobs.tables import JobRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import SCAN_TASK
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
 

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import httpx
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.feature_flags import Flag
 from powerx_governance.notifications.service import DELIVER_TASK
 from powerx_governance.policy.shaping import PLAIN_REASON
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import SCAN_TASK
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
 from tests.functional.console.support import sign_in
 from tests.functional.operations.support import (

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from powerx_governance.auth.tables import Role
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.auth.model import Role
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
 from tests.functional.operations.support import BASE

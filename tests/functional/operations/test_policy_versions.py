@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService

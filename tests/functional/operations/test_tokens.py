@@ -9,7 +9,7 @@ from typing import Final
 from sqlalchemy import select
 
 from powerx_governance.auth.tables import ApiTokenRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from tests.conftest import LiveServer, ServiceFactory, service_env
 from tests.functional.cli import powerx_with
 

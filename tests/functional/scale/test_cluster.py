@@ -27,7 +27,7 @@ from sqlalchemy import Engine, text
 from powerx_governance.db.migrate import upgrade
 from powerx_governance.db.session import make_engine, sqlite_url, transaction
 from powerx_governance.jobs import queue
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 from tests.conftest import (

@@ -11,13 +11,14 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import QueueBackend
 from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.shards import shard_progress
-from powerx_governance.scans.tables import ScanKind, ScanRow, ScanStatus, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import (
     LiveServer,

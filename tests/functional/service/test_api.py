@@ -20,7 +20,7 @@ import httpx
 import jsonschema
 import pytest
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.service import GovernanceService
 from tests.conftest import (

@@ -13,8 +13,8 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from powerx_governance.auth.tables import Role
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.auth.model import Role
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
 from tests.functional.console.support import sign_in

@@ -24,11 +24,15 @@ from sqlalchemy import func, select
 
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
+from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import run_scan
-from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.store_report import stored_report, stored_report_digest
+from powerx_governance.scans.tables import AlertRow, ScanRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token, service_env, store_tenant
 from tests.functional.cli import powerx_with
@@ -371,3 +375,37 @@ def test_alert_rows_keep_their_state_on_both_backends(outage: Outage) -> None:
             issue_token(outage.service, who, ACME if who is Role.TENANT_ADMIN else None)
         ) as c:
             assert c.get(f"{API}/alerts").status_code == 403
+
+
+def _canonical_sha256(report: dict[str, Any]) -> str:
+    canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def test_the_streamed_report_digest_equals_the_hash_of_the_report_served(outage: Outage) -> None:
+    """The scan event digests its report as it reads it: same sha256 and counts as hashing the whole
+    report served over HTTP, for a stale finding and for floats that msgspec and `json` print apart."""
+    outage.full_scan()
+    delta = outage.push(1)
+    [*_, event] = _scan_events(outage.service)
+    report = outage.operator.get(f"{API}/scans/{delta['scan_id']}/report").json()
+    assert event.meta["report_sha256"] == _canonical_sha256(report)
+    assert event.meta["by_risk"] == dict(Counter(f["risk_level"] for f in report["findings"]))
+    with transaction(outage.service.factory) as session:
+        recommendation = session.execute(
+            select(RecommendationRow).where(RecommendationRow.state != "resolved").limit(1)
+        ).scalar_one()
+        verdict = session.get_one(VerdictRow, recommendation.verdict)
+        verdict.document = {**verdict.document, "odd_numbers": [1e-05, 1e16, 0.5, -0.0, 2.5e-300]}
+        recommendation.tenant_facts = {
+            **recommendation.tenant_facts,
+            "manifest_stale": True,
+            "manifest_as_of": "2026-01-01T00:00:00Z",
+        }
+    with outage.service.factory() as session:
+        scan = session.get_one(ScanRow, delta["scan_id"])
+        expected = stored_report(session, scan, tenant_uuid=None)
+        digest = stored_report_digest(session, scan)
+    assert any(f["manifest_age_seconds"] and f.get("odd_numbers") for f in expected["findings"])
+    assert digest.sha256 == _canonical_sha256(expected) != event.meta["report_sha256"]
+    assert digest.by_action == dict(Counter(f["action"] for f in expected["findings"]))

@@ -19,10 +19,11 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.jobs.tables import JobRow
 from powerx_governance.policy.loader import load_rules
-from powerx_governance.scans.tables import AlertRow, ScanKind, ScanRow, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.tables import AlertRow, ScanRow
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 from tests.conftest import (

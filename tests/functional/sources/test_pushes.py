@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.service import GovernanceService
 from tests.conftest import LiveServer, ServiceFactory, issue_token, service_env
 from tests.functional.cli import powerx_with

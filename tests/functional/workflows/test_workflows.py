@@ -12,20 +12,22 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
-from powerx_governance.auth.tables import Role
+from powerx_governance.auth.model import Role
 from powerx_governance.catalog.tables import AdvisoryRow, PluginRow, PushedAdvisoryRow, PushedReleaseRow
 from powerx_governance.db.session import transaction
-from powerx_governance.decisions.tables import DecisionRow, DecisionState
+from powerx_governance.decisions.model import DecisionState
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.events.tables import EventRow
 from powerx_governance.inventory.tables import TenantRow
-from powerx_governance.jobs.tables import JobRow, JobStatus
+from powerx_governance.jobs.model import JobStatus
+from powerx_governance.jobs.tables import JobRow
 from powerx_governance.notifications.tables import (
     ConsoleCardRow,
     NotificationDeliveryRow,
     NotificationEventRow,
 )
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.tables import ScanKind, ScanTrigger
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.workflows.figures import workflow_figures
 from tests.conftest import LiveServer, ServiceFactory, issue_token, service_env, wait_until

@@ -19,8 +19,8 @@ from typing import Any, Final, Protocol
 import httpx
 
 from powerx_governance.http.client import HttpPolicy, request_headers, retry_after_seconds
+from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import DeliveryPolicy, Recipient
-from powerx_governance.notifications.tables import MessageKind
 from powerx_governance.notifications.templates import Part, TemplateSet, card_kind, item_context
 
 _MAX_RESPONSE_BYTES: Final = 64 * 1024

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 
 from powerx_governance.errors import ConflictError, NotFoundError
 from powerx_governance.policy.rules import GovernanceRules
+
+
+class PolicySource(StrEnum):
+    BUILTIN = "builtin"  # the built-in defaults (no rules file configured)
+    FILE = "file"  # read from the rules file (at start or on a reload)
+    API = "api"  # submitted by an operator over the API or CLI
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,17 @@
+"""The downstream event types, and the states of a webhook subscription."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class EventType(StrEnum):
+    ALERT = "plugin.version.alert"
+    DECISION = "plugin.version.decision"
+    SLA_BREACH = "plugin.version.sla_breach"
+
+
+class SubscriptionStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"  # by an operator
+    SUSPENDED = "suspended"  # gave up after `max_attempts` failures in a row: resume or replay

@@ -1,0 +1,107 @@
+"""The full scan's diff against the store: a steady fleet writes nothing, and a changed advisory
+touches exactly the recommendations of the plugin it names, keeping their first-seen time.
+
+Real service on a SQLite file or a PostgreSQL schema, the example fleet as file sources.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from powerx_governance.inventory.tables import InstallationRow
+from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.tables import ScanRow
+from powerx_governance.service import GovernanceService
+from tests.conftest import FakeClock, ServiceFactory
+from tests.functional.service.support import Inputs
+
+Snapshot = dict[tuple[str, str], tuple[Any, ...]]
+
+
+def _full_scan(service: GovernanceService, clock: FakeClock) -> ScanRow:
+    clock.advance(60)
+    scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+    service.run_pending()
+    with service.factory() as session:
+        return session.get_one(ScanRow, scan_id)
+
+
+def _snapshot(service: GovernanceService) -> Snapshot:
+    with service.factory() as session:
+        rows = session.execute(
+            select(
+                RecommendationRow.tenant_uuid,
+                RecommendationRow.plugin_id,
+                RecommendationRow.id,
+                RecommendationRow.revision,
+                RecommendationRow.state,
+                RecommendationRow.fingerprint,
+                RecommendationRow.first_seen_at,
+                RecommendationRow.updated_at,
+            )
+        ).all()
+    return {(r[0], r[1]): tuple(r[2:]) for r in rows}
+
+
+def _revisions(service: GovernanceService) -> int:
+    with service.factory() as session:
+        return int(session.scalar(select(func.count()).select_from(RecommendationRevisionRow)) or 0)
+
+
+def test_a_steady_scan_writes_nothing_and_a_changed_advisory_touches_only_its_plugin(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    inputs = Inputs(tmp_path / "inputs")
+    clock = FakeClock()
+    service = make_service(
+        clock=clock,
+        POWERX_WORKER="0",
+        POWERX_TENANT_SOURCE=str(inputs.manifests),
+        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+    )
+    first = _full_scan(service, clock)
+    assert first.changes > 0
+    before, revisions = _snapshot(service), _revisions(service)
+
+    steady = _full_scan(service, clock)
+    assert (steady.status, steady.changes) == ("succeeded", 0)
+    assert _snapshot(service) == before
+    assert _revisions(service) == revisions
+
+    plugin = "com.powerx.plugins.base"
+    with service.factory() as session:
+        query = select(InstallationRow.tenant_uuid).where(InstallationRow.plugin_id == plugin)
+        running = {(tenant, plugin) for tenant in session.execute(query).scalars()}
+    assert any(key in before for key in running), "some already have a recommendation for it"
+    assert any(key not in before for key in running), "and some were clean"
+    inputs.add_advisory(
+        {
+            "id": "PXSA-TEST-0001",
+            "published": "2026-01-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+            "affected": [
+                {
+                    "package": {"ecosystem": "PowerX", "name": plugin},
+                    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "999.0.0"}]}],
+                }
+            ],
+        }
+    )
+    changed = _full_scan(service, clock)
+    after = _snapshot(service)
+    moved = {key for key in after if after[key] != before.get(key)}
+    assert moved == running  # every installation of the plugin, and nothing else
+    assert changed.changes == len(running)
+    for key in moved - before.keys():
+        assert after[key][1:3] == (1, "open")
+    for key in moved & before.keys():
+        (rec_id, revision, _, fingerprint, first_seen, _) = before[key]
+        assert after[key][0] == rec_id
+        assert after[key][1] == revision + 1
+        assert after[key][3] != fingerprint
+        assert after[key][4] == first_seen  # still open: its SLA clock keeps running from first sight
+    assert _revisions(service) == revisions + len(running)
