@@ -173,3 +173,17 @@ def test_serve_without_no_worker_runs_a_procrastinate_worker_in_process(
 
     wait_until(finished, timeout=120, interval=0.2)
     service.stop()  # the worker thread stops with the service
+
+
+@pytest.mark.parametrize("count", [2, 100])  # a handful (one statement) and a batch (bulk insert)
+def test_jobs_enqueued_in_a_batch_are_procrastinate_jobs_too(
+    make_pg_service: ServiceFactory, count: int
+) -> None:
+    service = make_pg_service(POWERX_QUEUE_BACKEND="procrastinate", POWERX_WORKER="0")
+    jobs = [queue.NewJob("scan_shard", {"scan_id": "none", "shard": n}, f"batch:{n}") for n in range(count)]
+    with transaction(service.factory) as session:
+        assert queue.enqueue_many(session, [*jobs, jobs[0]], now=service.clock()) == count
+    assert service.queue.stats().by_state == {"todo": count}
+    assert service.run_pending() == count
+    with service.factory() as session:
+        assert queue.counts(session) == {"done": count}
