@@ -26,7 +26,7 @@ from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom, BomMetaData
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.impact_analysis import ImpactAnalysisResponse, ImpactAnalysisState
-from cyclonedx.model.tool import Tool
+from cyclonedx.model.tool import ToolRepository
 from cyclonedx.model.vulnerability import (
     BomTarget,
     BomTargetVersionRange,
@@ -143,10 +143,11 @@ def _bom(
     manifests: Sequence[TenantManifest], scope: Scope, now: datetime
 ) -> tuple[Bom, dict[str, Component]]:
     subject = _subject(scope)
-    tool = Tool(vendor="PowerX", name="powerx-version-governance", version=__version__)
-    bom = Bom(
-        serial_number=uuid.uuid4(), metadata=BomMetaData(component=subject, timestamp=now, tools=[tool])
+    tool = Component(
+        type=ComponentType.APPLICATION, group="com.powerx", name="powerx-version-governance", version=__version__
     )
+    metadata = BomMetaData(component=subject, timestamp=now, tools=ToolRepository(components=[tool]))
+    bom = Bom(serial_number=uuid.uuid4(), metadata=metadata)
     tenants = [_tenant_component(m) for m in manifests]
     bom.components = tenants
     bom.register_dependency(subject, tenants)

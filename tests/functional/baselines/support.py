@@ -60,8 +60,24 @@ CATALOG: Final = {
             "releases": [_release("1.0.0"), _release("1.0.1")],
         },
     ],
-    "advisories": [],
+    "advisories": [
+        {
+            "id": "PXSA-TEST-0001",
+            "aliases": ["CVE-2026-40001"],
+            "summary": "CRM 1.x exports leak session cookies",
+            "published": "2026-02-01T00:00:00Z",
+            "modified": "2026-02-01T00:00:00Z",
+            "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:H/I:N/A:N"}],
+            "affected": [
+                {
+                    "package": {"ecosystem": "PowerX", "name": CRM},
+                    "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "2.0.0"}]}],
+                }
+            ],
+        }
+    ],
 }
+ADVISORY: Final = "PXSA-TEST-0001"
 
 
 def manifest(tenant: str, *, base: str = "1.0.1", crm: str | None = None) -> dict[str, Any]:
