@@ -49,7 +49,12 @@ from powerx_governance.db.chunks import chunks
 from powerx_governance.decisions.tables import DecisionKind, DecisionRow, DecisionState
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.models import TenantManifest
-from powerx_governance.recommendations.tables import RecommendationRow, RecommendationState, VerdictRow
+from powerx_governance.recommendations.tables import (
+    RecommendationRevisionRow,
+    RecommendationRow,
+    RecommendationState,
+    VerdictRow,
+)
 
 SCHEMA_VERSION: Final = SchemaVersion.V1_6
 MEDIA_TYPE: Final = "application/vnd.cyclonedx+json; version=1.6"
@@ -144,7 +149,10 @@ def _bom(
 ) -> tuple[Bom, dict[str, Component]]:
     subject = _subject(scope)
     tool = Component(
-        type=ComponentType.APPLICATION, group="com.powerx", name="powerx-version-governance", version=__version__
+        type=ComponentType.APPLICATION,
+        group="com.powerx",
+        name="powerx-version-governance",
+        version=__version__,
     )
     metadata = BomMetaData(component=subject, timestamp=now, tools=ToolRepository(components=[tool]))
     bom = Bom(serial_number=uuid.uuid4(), metadata=metadata)
@@ -191,7 +199,7 @@ def analysis_of(rec_state: str, decision: DecisionRow | None, installed: str) ->
         return Analysis(
             ImpactAnalysisState.RESOLVED,
             (),
-            f"fixed: the installation no longer runs an affected version ({installed})",
+            f"fixed: the installation moved off the affected version {installed}",
         )
     if decision is None or decision.state != DecisionState.ACTIVE.value:
         return Analysis(ImpactAnalysisState.IN_TRIAGE, (), "no decision taken yet")
@@ -224,20 +232,44 @@ def _findings(session: Session, tenants: Sequence[str]) -> list[tuple[Recommenda
         rows = session.execute(
             stmt.where(RecommendationRow.tenant_uuid.in_(part)).order_by(RecommendationRow.id)
         )
-        found += [(rec, doc) for rec, doc in rows if doc.get("advisories")]
+        found += [(rec, doc) for rec, doc in rows]
     return found
+
+
+def _earlier_advisories(session: Session, rec_ids: list[int]) -> dict[int, dict[str, dict[str, Any]]]:
+    """recommendation → advisory id → the advisory as an earlier revision of its finding listed it."""
+    earlier: dict[int, dict[str, dict[str, Any]]] = {}
+    stmt = (
+        select(RecommendationRevisionRow.recommendation_id, VerdictRow.document)
+        .join(VerdictRow, VerdictRow.fingerprint == RecommendationRevisionRow.verdict)
+        .order_by(RecommendationRevisionRow.recommendation_id, RecommendationRevisionRow.revision)
+    )
+    for part in chunks(rec_ids):
+        for rec_id, doc in session.execute(stmt.where(RecommendationRevisionRow.recommendation_id.in_(part))):
+            for advisory in doc.get("advisories", ()):
+                earlier.setdefault(rec_id, {})[advisory["id"]] = advisory
+    return earlier
 
 
 def _vulnerabilities(
     session: Session, tenants: Sequence[str], plugins: dict[str, Component], now: datetime
 ) -> Iterable[Vulnerability]:
+    """The advisories of every finding with the analysis its decision gives, and the advisories an
+    earlier revision listed that the installation no longer carries (fixed: `resolved`)."""
     findings = _findings(session, tenants)
-    decisions = _decisions(session, [rec.id for rec, _ in findings])
+    rec_ids = [rec.id for rec, _ in findings]
+    decisions, earlier = _decisions(session, rec_ids), _earlier_advisories(session, rec_ids)
     for rec, doc in findings:
         installed = _installed_ref(plugins, rec)
+        closed = rec.state == RecommendationState.RESOLVED.value
+        current = {} if closed else {a["id"]: a for a in doc.get("advisories", ())}
         analysis = analysis_of(rec.state, decisions.get(rec.id), rec.current_version)
-        for advisory in doc["advisories"]:
+        for advisory in current.values():
             yield _vulnerability(rec, advisory, installed, analysis, now)
+        fixed = analysis_of(RecommendationState.RESOLVED.value, None, rec.current_version)
+        for advisory_id, advisory in earlier.get(rec.id, {}).items():
+            if advisory_id not in current:
+                yield _vulnerability(rec, advisory, installed, fixed, now)
 
 
 def _installed_ref(plugins: dict[str, Component], rec: RecommendationRow) -> str:

@@ -90,7 +90,12 @@ def manifest(tenant: str, *, base: str = "1.0.1", crm: str | None = None) -> dic
         "tags": ["platform"],
         "core_version": CORES[tenant],
         "plugins": [
-            {"plugin_id": CRM, "version": crm or CRM_RUNNING[tenant], "channel": "stable", "state": "enabled"},
+            {
+                "plugin_id": CRM,
+                "version": crm or CRM_RUNNING[tenant],
+                "channel": "stable",
+                "state": "enabled",
+            },
             {"plugin_id": BASE, "version": base, "channel": "stable", "state": "enabled"},
         ],
     }
@@ -134,7 +139,9 @@ def write_group_fleet(directory: Path) -> GroupFleet:
     return GroupFleet(directory, groups)
 
 
-def scanned(make_service: ServiceFactory, fleet: GroupFleet, clock: FakeClock, sink_url: str | None = None) -> GovernanceService:
+def scanned(
+    make_service: ServiceFactory, fleet: GroupFleet, clock: FakeClock, sink_url: str | None = None
+) -> GovernanceService:
     """A service on the group fleet after one full scan, run here (and the jobs it queued)."""
     service = make_service(clock=clock, POWERX_WORKER="0", **fleet.env(sink_url))
     scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")

@@ -51,7 +51,9 @@ def _push(client: httpx.Client, document: dict[str, Any]) -> None:
     assert pushed.status_code == 202, pushed.text
 
 
-def test_conflict_explicit_baseline_drift_and_its_resolution(make_service: ServiceFactory, tmp_path: Path) -> None:
+def test_conflict_explicit_baseline_drift_and_its_resolution(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
     clock = FakeClock()
     fleet = write_group_fleet(tmp_path)
     with http_sink() as (sink, sink_url), subscriber() as receiver:
@@ -63,7 +65,6 @@ def test_conflict_explicit_baseline_drift_and_its_resolution(make_service: Servi
             server.client(keys["operator"]) as operator,
             server.client(keys["service"]) as pusher,
         ):
-
             # 1. the derived CRM baseline is a conflict naming the members and what splits them
             detail = operator.get(f"{API}/groups/{GROUP}").json()
             assert [m["tenant_uuid"] for m in detail["members"]] == sorted([T1, T2, T3])
@@ -86,11 +87,16 @@ def test_conflict_explicit_baseline_drift_and_its_resolution(make_service: Servi
             assert answer.status_code == 200, answer.text
             assert answer.json()["revision"] == 1
             chosen = answer.json()["baseline"]
-            assert (chosen["mode"], chosen["status"], chosen["baseline"]) == ("explicit", "set", ">=1.0.0 <4.0.0")
+            assert (chosen["mode"], chosen["status"], chosen["baseline"]) == (
+                "explicit",
+                "set",
+                ">=1.0.0 <4.0.0",
+            )
             assert (chosen["conflict"], chosen["revision"]) == (None, 1)
             assert chosen["reason"].endswith("(revision 1): accept the spread until the core 3 rollout")
             audit = operator.get(
-                "/internal/audit/version", params={"resource_type": "group_baseline", "operation": "baseline.set"}
+                "/internal/audit/version",
+                params={"resource_type": "group_baseline", "operation": "baseline.set"},
             ).json()["items"]
             assert [(a["resource_id"], a["changes"]["after"]["spec"]) for a in audit] == [
                 (f"{GROUP}/{CRM}", ">=1.0.0 <4.0.0")

@@ -64,7 +64,12 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("GET", f"{API}/inventory/advisories/PXSA-NEVER", None, (404, 404, 404, 404, 404, 401)),
     ("GET", f"{API}/exports/cyclonedx", None, (422, 422, 200, 200, 200, 401)),  # fleet-wide: name a scope
     ("GET", f"{API}/exports/cyclonedx?tenant={T1}", None, (200, 200, 200, 200, 404, 401)),
-    ("GET", f"{API}/exports/cyclonedx?group={SOLO}&format=cyclonedx-vex", None, (200, 200, 404, 404, 200, 401)),
+    (
+        "GET",
+        f"{API}/exports/cyclonedx?group={SOLO}&format=cyclonedx-vex",
+        None,
+        (200, 200, 404, 404, 200, 401),
+    ),
 ]
 
 
@@ -104,10 +109,16 @@ def test_the_table_covers_every_route_of_the_component(served: Served) -> None:
         (m.upper(), p)
         for p, ops in paths.items()
         for m in ops
-        if p.startswith((f"{API}/groups", f"{API}/drift", f"{API}/baselines", f"{API}/inventory", f"{API}/exports"))
+        if p.startswith(
+            (f"{API}/groups", f"{API}/drift", f"{API}/baselines", f"{API}/inventory", f"{API}/exports")
+        )
     }
     templates = {
-        f"{API}/groups/{{group_id}}": (f"{API}/groups/{GROUP}", f"{API}/groups/{SOLO}", f"{API}/groups/no-such-group"),
+        f"{API}/groups/{{group_id}}": (
+            f"{API}/groups/{GROUP}",
+            f"{API}/groups/{SOLO}",
+            f"{API}/groups/no-such-group",
+        ),
         f"{API}/groups/{{group_id}}/baselines": (f"{API}/groups/{GROUP}/baselines",),
         f"{API}/groups/{{group_id}}/baselines/history": (f"{API}/groups/{GROUP}/baselines/history",),
         f"{API}/inventory/advisories/{{advisory_id}}": (f"{API}/inventory/advisories/{ADVISORY}",),
@@ -146,7 +157,9 @@ def test_a_tenant_admin_sees_only_its_own_rows(served: Served) -> None:
 def test_fleet_callers_see_every_member_and_the_exports_validate(served: Served) -> None:
     running = served.get("operator", f"{API}/inventory/tenants", plugin=CRM, version=">=2.0.0")
     assert [(t["tenant_uuid"], t["version"]) for t in running["items"]] == [(T2, "2.0.0"), (T3, "3.0.0")]
-    by_core = served.get("operator", f"{API}/inventory/tenants", plugin=CRM, core="^1.20", group=GROUP, tag="platform")
+    by_core = served.get(
+        "operator", f"{API}/inventory/tenants", plugin=CRM, core="^1.20", group=GROUP, tag="platform"
+    )
     assert [t["tenant_uuid"] for t in by_core["items"]] == [T1]
     affected = served.get("operator", f"{API}/inventory/advisories/{ADVISORY}")
     assert affected["tenants_total"] == 1
