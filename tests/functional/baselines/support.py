@@ -153,7 +153,7 @@ def scanned(
 
 
 def after_scans_tick(service: GovernanceService) -> None:
-    """The baselines' scheduler follow-up alone (re-evaluate every group after a finished scan), then its job."""
+    """The baselines' scheduler follow-up alone (every group after a finished scan), then its job."""
     [tick] = [p for p in service.installed.periodic if isinstance(p, AfterScans)]
     tick(service)
     service.run_pending(limit=10_000)

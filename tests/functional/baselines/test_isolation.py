@@ -139,7 +139,8 @@ def test_a_tenant_admin_sees_only_its_own_rows(served: Served) -> None:
     assert crm["status"] == "conflict"
     members = {m for part in ("subgroups", "splits") for s in crm["conflict"][part] for m in s["members"]}
     assert members == {T1}
-    assert T2 not in crm["reason"] and T3 not in crm["reason"]
+    assert T2 not in crm["reason"]
+    assert T3 not in crm["reason"]
     assert list(detail["installed"]) == [T1]
     running = served.get("admin_1", f"{API}/inventory/tenants", plugin=CRM)
     assert [t["tenant_uuid"] for t in running["items"]] == [T1]
