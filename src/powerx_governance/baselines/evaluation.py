@@ -7,10 +7,11 @@ event. Stored items are diffed set-wise, so a re-evaluation that changes nothing
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, Final, cast
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -31,6 +32,8 @@ from powerx_governance.baselines.model import (
 )
 from powerx_governance.baselines.service import all_groups, current_explicit
 from powerx_governance.baselines.tables import DriftRow, GroupBaselineRow, GroupMemberRow
+from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
 from powerx_governance.events import outbox as events_outbox
 from powerx_governance.events.tables import EventType
@@ -43,6 +46,8 @@ from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy_versions.models import CurrentPolicy
 from powerx_governance.times import iso
+
+MAX_LISTED: Final = 10  # drift items a notification names; the console lists them all
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,21 +181,42 @@ def _persist(
     session: Session, evaluator: Evaluator, result: GroupEvaluation, now: datetime
 ) -> tuple[int, int]:
     group_id = result.group.id
-    session.execute(delete(GroupMemberRow).where(GroupMemberRow.group_id == group_id))
-    session.add_all(GroupMemberRow(group_id=group_id, tenant_uuid=t) for t in result.members)
-    _persist_baselines(session, group_id, result.baselines, now)
-    return _persist_drift(session, evaluator, result, now)
+    _persist_members(session, group_id, result.members)
+    established = _persist_baselines(session, group_id, result.baselines, now)
+    return _persist_drift(session, evaluator if established else None, result, now)
+
+
+def _persist_members(session: Session, group_id: str, members: tuple[str, ...]) -> None:
+    stored = set(
+        session.execute(
+            select(GroupMemberRow.tenant_uuid).where(GroupMemberRow.group_id == group_id)
+        ).scalars()
+    )
+    gone = sorted(stored - set(members))
+    for part in chunks(gone):
+        session.execute(
+            delete(GroupMemberRow).where(
+                GroupMemberRow.group_id == group_id, GroupMemberRow.tenant_uuid.in_(part)
+            )
+        )
+    bulk_insert(
+        session,
+        GroupMemberRow,
+        [{"group_id": group_id, "tenant_uuid": t} for t in members if t not in stored],
+    )
 
 
 def _persist_baselines(
     session: Session, group_id: str, baselines: tuple[Baseline, ...], now: datetime
-) -> None:
+) -> bool:
+    """Store the group's baselines; whether the group had been evaluated before (its drift is news then)."""
     stored = {
         row.plugin_id: row
         for row in session.execute(
             select(GroupBaselineRow).where(GroupBaselineRow.group_id == group_id)
         ).scalars()
     }
+    established = bool(stored) or _evaluated_before(session, group_id)
     for baseline in baselines:
         values = {
             "mode": baseline.mode.value,
@@ -211,11 +237,20 @@ def _persist_baselines(
             row.evaluated_at = now
     for gone in stored.values():
         session.delete(gone)
+    return established
+
+
+def _evaluated_before(session: Session, group_id: str) -> bool:
+    """A group without baselines (no member runs a plugin) was evaluated when it has members stored."""
+    stmt = select(GroupMemberRow.tenant_uuid).where(GroupMemberRow.group_id == group_id).limit(1)
+    return session.execute(stmt).first() is not None
 
 
 def _persist_drift(
-    session: Session, evaluator: Evaluator, result: GroupEvaluation, now: datetime
+    session: Session, evaluator: Evaluator | None, result: GroupEvaluation, now: datetime
 ) -> tuple[int, int]:
+    """Diff the group's drift with what is stored; announce what opened and resolved (`evaluator`
+    None: the group's first evaluation, which establishes its drift without announcing it)."""
     group = result.group
     stored = {
         (row.group_id, row.tenant_uuid, row.plugin_id): row
@@ -245,7 +280,8 @@ def _persist_drift(
     for row in resolved:
         row.state, row.resolved_at, row.updated_at = DriftState.RESOLVED.value, now, now
     session.flush()
-    _announce(session, evaluator, group, opened, resolved, now)
+    if evaluator is not None:
+        _announce(session, evaluator, group, opened, resolved, now)
     return len(opened), len(resolved)
 
 
@@ -285,29 +321,47 @@ def _announce(
 ) -> None:
     if not opened and not resolved:
         return
-    notices = [_notice(group, row, now) for row in opened]
+    by_tenant: dict[str, list[DriftRow]] = {}
+    for row in opened:
+        by_tenant.setdefault(row.tenant_uuid, []).append(row)
+    notices = [_notice(group, tenant, rows, now) for tenant, rows in by_tenant.items()]
     notifications_outbox.record_events(session, evaluator.notifications, notices, now)
     changes = [(row, "opened") for row in opened] + [(row, "resolved") for row in resolved]
     events_outbox.record(session, [_cloud_event(group, row, change) for row, change in changes], now)
 
 
-def _notice(group: GroupSpec, row: DriftRow, now: datetime) -> notifications_outbox.NewEvent:
-    """A drift notification: an alert on the group's route (the notification outbox has no drift kind)."""
-    message = f"{row.plugin_id} in tenant {row.tenant_uuid} drifted from group {group.id}: {row.reason}"
+def _notice(
+    group: GroupSpec, tenant: str, rows: list[DriftRow], now: datetime
+) -> notifications_outbox.NewEvent:
+    """One member's new drift in one group, as an alert on the group's route (the notification
+    outbox has no drift kind); deduped on the items and their openings."""
+    items = ", ".join(f"{r.plugin_id} ({r.reason})" for r in rows[:MAX_LISTED])
+    more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
+    message = f"tenant {tenant} drifted from the baselines of group {group.id}: {items}{more}"
     return notifications_outbox.NewEvent(
-        dedupe_key=f"drift:{row.id}:{row.episode}",
+        dedupe_key=f"drift:{group.id}:{tenant}:{_openings(rows)}",
         kind=EventKind.ALERT,
         risk=Severity.MEDIUM,
         triggered_at=now,
-        tenant_uuid=row.tenant_uuid,
+        tenant_uuid=tenant,
         route=group.route,
         data={
             "alert": DRIFT_ALERT,
             "message": message,
             "severity": Severity.MEDIUM.value,
-            "data": {**drift_dict(row), "group_name": group.name or group.id},
+            "data": {
+                "group_id": group.id,
+                "group_name": group.name or group.id,
+                "items": [drift_dict(r) for r in rows],
+            },
         },
     )
+
+
+def _openings(rows: list[DriftRow]) -> str:
+    """A short digest of which items opened, and which time each opened."""
+    text = ",".join(f"{r.id}.{r.episode}" for r in sorted(rows, key=lambda r: r.id))
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 def _cloud_event(group: GroupSpec, row: DriftRow, change: str) -> events_outbox.NewEvent:

@@ -57,7 +57,7 @@ from powerx_governance.recommendations.tables import (
 )
 
 SCHEMA_VERSION: Final = SchemaVersion.V1_6
-MEDIA_TYPE: Final = "application/vnd.cyclonedx+json; version=1.6"
+MEDIA_TYPE: Final = "application/vnd.cyclonedx+json"
 _PROPERTY_PREFIX: Final = "powerx"
 _SEVERITY: Final = {
     "critical": VulnerabilitySeverity.CRITICAL,

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Path, Query
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 
 from powerx_governance.api.deps import Operator, Reader, ServiceDep, SessionDep, TenantScope
+from powerx_governance.api.problems import declared
 from powerx_governance.baselines import export, fleet, queries, service
 from powerx_governance.baselines.evaluation import Evaluator, evaluate
 from powerx_governance.baselines.model import DriftState, GroupSource, GroupSpec, Selector, UnknownGroupError
@@ -60,7 +61,7 @@ def list_groups(svc: ServiceDep, session: SessionDep, scope: TenantScope) -> dic
     return {"items": queries.list_groups(session, _evaluator(svc).settings, tenant=scope)}
 
 
-@router.post("/groups", status_code=201)
+@router.post("/groups", status_code=201, responses=declared(409))
 def create_group(body: GroupBody, who: Operator, svc: ServiceDep) -> dict[str, Any]:
     """Create a group (audited) and evaluate it at once."""
     spec = GroupSpec(
@@ -79,12 +80,12 @@ def create_group(body: GroupBody, who: Operator, svc: ServiceDep) -> dict[str, A
         return queries.group_detail(session, evaluator.settings, spec.id, tenant=None)
 
 
-@router.delete("/groups/{group_id}", status_code=204)
-def delete_group(group_id: GroupId, who: Operator, svc: ServiceDep) -> JSONResponse:
+@router.delete("/groups/{group_id}", status_code=204, responses=declared(409))
+def delete_group(group_id: GroupId, who: Operator, svc: ServiceDep) -> Response:
     """Delete a group made through the API (audited); groups of the groups file change there."""
     with transaction(svc.factory) as session:
         service.delete_group(session, _evaluator(svc).settings, group_id, actor=who.name, now=svc.clock())
-    return JSONResponse(None, status_code=204)
+    return Response(status_code=204)
 
 
 @router.get("/groups/{group_id}")
@@ -122,7 +123,7 @@ def baseline_history(
     return {"items": service.revisions(session, group_id, plugin)}
 
 
-@router.post("/groups/evaluate")
+@router.post("/groups/evaluate", responses=declared(404))
 def evaluate_groups(
     _: Operator, svc: ServiceDep, group: Annotated[str | None, Query(max_length=64)] = None
 ) -> dict[str, Any]:

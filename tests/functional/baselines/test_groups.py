@@ -112,7 +112,7 @@ def _push_makes_drift(
     assert (item["installed_version"], item["baseline"], item["state"]) == ("1.0.0", "1.0.1", "open")
     assert item["reason"] == "runs 1.0.0, below the group's derived baseline 1.0.1"
     [message] = sink.on("/slack")
-    assert "drifted from group platform" in str(message.body)
+    assert "drifted from the baselines of group platform" in str(message.body)
     opened = [e for e in receiver.events() if e["type"] == "plugin.version.drift"]
     assert [(e["subject"], e["data"]["change"], e["data"]["status"]) for e in opened] == [
         (f"{GROUP}/{T2}/{BASE}", "opened", "behind")
