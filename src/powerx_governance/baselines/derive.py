@@ -59,6 +59,29 @@ def members_of(engine: PolicyEngine, manifests: Iterable[TenantManifest]) -> lis
     return [Member(m.tenant_uuid, engine.context(m), {p.plugin_id: p for p in m.plugins}) for m in manifests]
 
 
+Runner = tuple[Member, Installation]
+FitCache = dict[tuple[str, int, Channel], Fit]
+
+
+def runners_by_plugin(members: Iterable[Member]) -> dict[str, list[Runner]]:
+    """plugin id → the members running it, with their installation."""
+    found: dict[str, list[Runner]] = {}
+    for member in members:
+        for plugin_id, installation in member.installed.items():
+            found.setdefault(plugin_id, []).append((member, installation))
+    return found
+
+
+def _fit_of(engine: PolicyEngine, plugin: PluginIndex, runner: Runner, cache: FitCache) -> Fit:
+    """A member's fit, computed once per (plugin, tenant context, channel): members share contexts."""
+    member, installation = runner
+    key = (plugin.plugin.plugin_id, member.context.id, installation.channel)
+    found = cache.get(key)
+    if found is None:
+        found = cache[key] = _fit(engine, plugin, member, installation)
+    return found
+
+
 def _fit(engine: PolicyEngine, plugin: PluginIndex, member: Member, installation: Installation) -> Fit:
     policy = engine.policy_for(member.context, plugin.plugin.plugin_id)
     channel = policy.channel or installation.channel
@@ -86,13 +109,12 @@ def _best(plugin: PluginIndex, fit: Fit) -> int | None:
     return min(fit.eligible, key=lambda i: (exposure(plugin, plugin.release_masks[i] & fit.escapable), -i))
 
 
-def derive(engine: PolicyEngine, plugin: PluginIndex, members: Sequence[Member]) -> Baseline:
+def derive(engine: PolicyEngine, plugin: PluginIndex, running: Sequence[Runner], cache: FitCache) -> Baseline:
     """The derived baseline of the members running `plugin`: a version, or a conflict naming who splits."""
     plugin_id = plugin.plugin.plugin_id
-    running = [(m, m.installed[plugin_id]) for m in members if plugin_id in m.installed]
     classes: dict[Fit, list[str]] = {}
-    for member, installation in running:
-        classes.setdefault(_fit(engine, plugin, member, installation), []).append(member.tenant_uuid)
+    for runner in running:
+        classes.setdefault(_fit_of(engine, plugin, runner, cache), []).append(runner[0].tenant_uuid)
     found = _highest_clean(plugin, list(classes))
     if found is not None:
         version = plugin.releases[found].version.text
@@ -209,7 +231,11 @@ def _position(
 
 
 def drift(
-    group_id: str, baseline: Baseline, plugin: PluginIndex | None, members: Sequence[Member]
+    group_id: str,
+    baseline: Baseline,
+    plugin: PluginIndex | None,
+    members: Sequence[Member],
+    running: Sequence[Runner],
 ) -> list[Drift]:
     """Members whose installed version differs from a set baseline (missing: explicit baselines only)."""
     if baseline.status is not BaselineStatus.SET or baseline.spec is None:
@@ -219,12 +245,24 @@ def drift(
     except ConstraintError:
         return []
     found: list[Drift] = []
-    for member in members:
-        installation = member.installed.get(baseline.plugin_id)
-        item = _member_drift(group_id, baseline, target, plugin, member.tenant_uuid, installation)
+    if baseline.mode is BaselineMode.EXPLICIT:
+        found += [
+            _missing(group_id, baseline, m.tenant_uuid)
+            for m in members
+            if baseline.plugin_id not in m.installed
+        ]
+    positions: dict[str, DriftStatus | None] = {}
+    for member, installation in running:
+        item = _member_drift(group_id, baseline, target, plugin, member.tenant_uuid, installation, positions)
         if item is not None:
             found.append(item)
     return found
+
+
+def _missing(group_id: str, baseline: Baseline, tenant_uuid: str) -> Drift:
+    spec = baseline.spec or ""
+    reason = f"does not run {baseline.plugin_id}; the group's explicit baseline is {spec}"
+    return Drift(group_id, tenant_uuid, baseline.plugin_id, DriftStatus.MISSING, None, spec, reason)
 
 
 def _member_drift(
@@ -233,19 +271,17 @@ def _member_drift(
     target: Version | Constraint,
     plugin: PluginIndex | None,
     tenant_uuid: str,
-    installation: Installation | None,
+    installation: Installation,
+    positions: dict[str, DriftStatus | None],
 ) -> Drift | None:
     spec, mode = baseline.spec or "", baseline.mode.value
-    if installation is None:
-        if baseline.mode is not BaselineMode.EXPLICIT:
-            return None
-        reason = f"does not run {baseline.plugin_id}; the group's explicit baseline is {spec}"
-        return Drift(group_id, tenant_uuid, baseline.plugin_id, DriftStatus.MISSING, None, spec, reason)
     try:
         installed = parse_version(installation.version)
     except InvalidVersionError:
         return None
-    status = _position(installed, target, plugin)
+    if installation.version not in positions:
+        positions[installation.version] = _position(installed, target, plugin)
+    status = positions[installation.version]
     if status is None:
         return None
     where = "below" if status is DriftStatus.BEHIND else "above"

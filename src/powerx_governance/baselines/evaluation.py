@@ -17,7 +17,15 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.baselines.config import BaselineSettings
-from powerx_governance.baselines.derive import Member, derive, drift, explicit_baseline, members_of
+from powerx_governance.baselines.derive import (
+    FitCache,
+    Member,
+    derive,
+    drift,
+    explicit_baseline,
+    members_of,
+    runners_by_plugin,
+)
 from powerx_governance.baselines.model import (
     DRIFT_ALERT,
     DRIFT_EVENT_TYPE,
@@ -32,7 +40,7 @@ from powerx_governance.baselines.model import (
 )
 from powerx_governance.baselines.service import all_groups, current_explicit
 from powerx_governance.baselines.tables import DriftRow, GroupBaselineRow, GroupMemberRow
-from powerx_governance.db.bulk import bulk_insert
+from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
 from powerx_governance.domain import Severity
 from powerx_governance.events import outbox as events_outbox
@@ -122,10 +130,10 @@ def evaluate(
     by_uuid = {m.tenant_uuid: m for m in members_of(engine, inventory_store.load_manifests(session, wanted))}
     explicit = current_explicit(session, [g.id for g in groups])
     opened = resolved = conflicts = 0
+    cache: FitCache = {}
     for group in groups:
-        result = evaluate_group(
-            engine, group, [by_uuid[t] for t in members[group.id] if t in by_uuid], explicit
-        )
+        chosen = [by_uuid[t] for t in members[group.id] if t in by_uuid]
+        result = evaluate_group(engine, group, chosen, explicit, cache)
         conflicts += sum(1 for b in result.baselines if b.status is BaselineStatus.CONFLICT)
         o, r = _persist(session, evaluator, result, now)
         opened, resolved = opened + o, resolved + r
@@ -150,22 +158,26 @@ def evaluate_group(
     group: GroupSpec,
     members: list[Member],
     explicit: dict[tuple[str, str], ExplicitBaseline],
+    cache: FitCache | None = None,
 ) -> GroupEvaluation:
     """Baselines of every plugin a member runs (and of every explicit baseline), and the drift from them."""
-    plugin_ids = {pid for m in members for pid in m.installed} | {p for g, p in explicit if g == group.id}
+    cache = {} if cache is None else cache
+    running = runners_by_plugin(members)
+    plugin_ids = set(running) | {p for g, p in explicit if g == group.id}
     baselines: list[Baseline] = []
     drifts: list[Drift] = []
     for plugin_id in sorted(plugin_ids):
         plugin = engine.index.plugins.get(plugin_id)
+        runners = running.get(plugin_id, [])
         chosen = explicit.get((group.id, plugin_id))
         if chosen is not None:
             baseline = explicit_baseline(plugin_id, chosen)
         elif plugin is None:
             baseline = _unknown(plugin_id)
         else:
-            baseline = derive(engine, plugin, members)
+            baseline = derive(engine, plugin, runners, cache)
         baselines.append(baseline)
-        drifts += drift(group.id, baseline, plugin, members)
+        drifts += drift(group.id, baseline, plugin, members, runners)
     return GroupEvaluation(group, tuple(m.tenant_uuid for m in members), tuple(baselines), tuple(drifts))
 
 
@@ -246,84 +258,128 @@ def _evaluated_before(session: Session, group_id: str) -> bool:
     return session.execute(stmt).first() is not None
 
 
+_DRIFT_COLUMNS: Final = (
+    "id",
+    "group_id",
+    "tenant_uuid",
+    "plugin_id",
+    "state",
+    "status",
+    "installed",
+    "baseline",
+    "reason",
+    "episode",
+    "opened_at",
+    "updated_at",
+    "resolved_at",
+)
+
+
+def _stored_drift(session: Session, group_id: str) -> dict[tuple[str, str, str], dict[str, Any]]:
+    columns = [getattr(DriftRow, c) for c in _DRIFT_COLUMNS]
+    rows = session.execute(select(*columns).where(DriftRow.group_id == group_id))
+    return {(r.group_id, r.tenant_uuid, r.plugin_id): dict(r._mapping) for r in rows}
+
+
 def _persist_drift(
     session: Session, evaluator: Evaluator | None, result: GroupEvaluation, now: datetime
 ) -> tuple[int, int]:
-    """Diff the group's drift with what is stored; announce what opened and resolved (`evaluator`
-    None: the group's first evaluation, which establishes its drift without announcing it)."""
+    """Diff the group's drift with what is stored, set-wise; announce what opened and resolved
+    (`evaluator` None: the group's first evaluation, which establishes its drift without announcing it)."""
     group = result.group
-    stored = {
-        (row.group_id, row.tenant_uuid, row.plugin_id): row
-        for row in session.execute(select(DriftRow).where(DriftRow.group_id == group.id)).scalars()
-    }
-    opened: list[DriftRow] = []
+    stored = _stored_drift(session, group.id)
+    new: list[dict[str, Any]] = []
+    changed: list[dict[str, Any]] = []
+    opened: list[dict[str, Any]] = []
     for item in result.drift:
         row = stored.pop(item.key, None)
-        if row is None:
-            row = DriftRow(
-                group_id=group.id,
-                tenant_uuid=item.tenant_uuid,
-                plugin_id=item.plugin_id,
-                episode=0,
-                opened_at=now,
-                resolved_at=None,
-            )
-            session.add(row)
-        if _same(row, item):
+        if row is not None and _same(row, item):
             continue
-        if row.state != DriftState.OPEN.value or row.status != item.status.value:
-            row.episode, row.opened_at, row.resolved_at = row.episode + 1, now, None
-            opened.append(row)
-        row.state, row.status, row.installed = DriftState.OPEN.value, item.status.value, item.installed
-        row.baseline, row.reason, row.updated_at = item.baseline, item.reason[:2000], now
-    resolved = [row for row in stored.values() if row.state == DriftState.OPEN.value]
+        fresh = row is None or row["state"] != DriftState.OPEN.value or row["status"] != item.status.value
+        values = _drift_values(group.id, item, row, now, fresh=fresh)
+        (new if row is None else changed).append(values)
+        if fresh:
+            opened.append(values)
+    resolved = [row for row in stored.values() if row["state"] == DriftState.OPEN.value]
     for row in resolved:
-        row.state, row.resolved_at, row.updated_at = DriftState.RESOLVED.value, now, now
-    session.flush()
+        row |= {"state": DriftState.RESOLVED.value, "resolved_at": now, "updated_at": now}
+    bulk_insert(session, DriftRow, [{k: v for k, v in r.items() if k != "id"} for r in new])
+    bulk_update(session, DriftRow, [*changed, *resolved], key="id")
+    if new:
+        ids = {(g, t, p): i for i, g, t, p in _ids(session, group.id)}
+        for values in new:
+            values["id"] = ids[(values["group_id"], values["tenant_uuid"], values["plugin_id"])]
     if evaluator is not None:
         _announce(session, evaluator, group, opened, resolved, now)
     return len(opened), len(resolved)
 
 
-def _same(row: DriftRow, item: Drift) -> bool:
-    return (
-        row.state == DriftState.OPEN.value
-        and row.status == item.status.value
-        and row.installed == item.installed
-        and row.baseline == item.baseline
-    )
+def _ids(session: Session, group_id: str) -> list[tuple[int, str, str, str]]:
+    stmt = select(DriftRow.id, DriftRow.group_id, DriftRow.tenant_uuid, DriftRow.plugin_id)
+    return [(i, g, t, p) for i, g, t, p in session.execute(stmt.where(DriftRow.group_id == group_id))]
+
+
+def _drift_values(
+    group_id: str, item: Drift, row: dict[str, Any] | None, now: datetime, *, fresh: bool
+) -> dict[str, Any]:
+    episode = (row["episode"] if row else 0) + (1 if fresh else 0)
+    return {
+        "id": row["id"] if row else None,
+        "group_id": group_id,
+        "tenant_uuid": item.tenant_uuid,
+        "plugin_id": item.plugin_id,
+        "state": DriftState.OPEN.value,
+        "status": item.status.value,
+        "installed": item.installed,
+        "baseline": item.baseline,
+        "reason": item.reason[:2000],
+        "episode": episode,
+        "opened_at": now if fresh or row is None else row["opened_at"],
+        "updated_at": now,
+        "resolved_at": None,
+    }
+
+
+def _same(row: dict[str, Any], item: Drift) -> bool:
+    stored = (row["state"], row["status"], row["installed"], row["baseline"])
+    return stored == (DriftState.OPEN.value, item.status.value, item.installed, item.baseline)
+
+
+def drift_view(row: dict[str, Any]) -> dict[str, Any]:
+    """A drift item as the API shows it, from its stored columns."""
+    return {
+        "id": row["id"],
+        "group_id": row["group_id"],
+        "tenant_uuid": row["tenant_uuid"],
+        "plugin_id": row["plugin_id"],
+        "state": row["state"],
+        "status": row["status"],
+        "installed_version": row["installed"],
+        "baseline": row["baseline"],
+        "reason": row["reason"],
+        "episode": row["episode"],
+        "opened_at": iso(row["opened_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+    }
 
 
 def drift_dict(row: DriftRow) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "group_id": row.group_id,
-        "tenant_uuid": row.tenant_uuid,
-        "plugin_id": row.plugin_id,
-        "state": row.state,
-        "status": row.status,
-        "installed_version": row.installed,
-        "baseline": row.baseline,
-        "reason": row.reason,
-        "episode": row.episode,
-        "opened_at": iso(row.opened_at),
-        "resolved_at": iso(row.resolved_at),
-    }
+    return drift_view({c: getattr(row, c) for c in _DRIFT_COLUMNS})
 
 
 def _announce(
     session: Session,
     evaluator: Evaluator,
     group: GroupSpec,
-    opened: list[DriftRow],
-    resolved: list[DriftRow],
+    opened: list[dict[str, Any]],
+    resolved: list[dict[str, Any]],
     now: datetime,
 ) -> None:
     if not opened and not resolved:
         return
-    by_tenant: dict[str, list[DriftRow]] = {}
+    by_tenant: dict[str, list[dict[str, Any]]] = {}
     for row in opened:
-        by_tenant.setdefault(row.tenant_uuid, []).append(row)
+        by_tenant.setdefault(row["tenant_uuid"], []).append(row)
     notices = [_notice(group, tenant, rows, now) for tenant, rows in by_tenant.items()]
     notifications_outbox.record_events(session, evaluator.notifications, notices, now)
     changes = [(row, "opened") for row in opened] + [(row, "resolved") for row in resolved]
@@ -331,11 +387,11 @@ def _announce(
 
 
 def _notice(
-    group: GroupSpec, tenant: str, rows: list[DriftRow], now: datetime
+    group: GroupSpec, tenant: str, rows: list[dict[str, Any]], now: datetime
 ) -> notifications_outbox.NewEvent:
     """One member's new drift in one group, as an alert on the group's route (the notification
     outbox has no drift kind); deduped on the items and their openings."""
-    items = ", ".join(f"{r.plugin_id} ({r.reason})" for r in rows[:MAX_LISTED])
+    items = ", ".join(f"{r['plugin_id']} ({r['reason']})" for r in rows[:MAX_LISTED])
     more = f" and {len(rows) - MAX_LISTED} more" if len(rows) > MAX_LISTED else ""
     message = f"tenant {tenant} drifted from the baselines of group {group.id}: {items}{more}"
     return notifications_outbox.NewEvent(
@@ -352,24 +408,24 @@ def _notice(
             "data": {
                 "group_id": group.id,
                 "group_name": group.name or group.id,
-                "items": [drift_dict(r) for r in rows],
+                "items": [drift_view(r) for r in rows],
             },
         },
     )
 
 
-def _openings(rows: list[DriftRow]) -> str:
+def _openings(rows: list[dict[str, Any]]) -> str:
     """A short digest of which items opened, and which time each opened."""
-    text = ",".join(f"{r.id}.{r.episode}" for r in sorted(rows, key=lambda r: r.id))
+    text = ",".join(f"{r['id']}.{r['episode']}" for r in sorted(rows, key=lambda r: int(r["id"])))
     return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
-def _cloud_event(group: GroupSpec, row: DriftRow, change: str) -> events_outbox.NewEvent:
-    data = {**drift_dict(row), "change": change, "group_name": group.name or group.id}
+def _cloud_event(group: GroupSpec, row: dict[str, Any], change: str) -> events_outbox.NewEvent:
+    data = {**drift_view(row), "change": change, "group_name": group.name or group.id}
     # the events log has no drift member in its EventType enum: the type travels as its string value
     drift_type = cast(EventType, _DriftType(DRIFT_EVENT_TYPE))
-    subject = f"{group.id}/{row.tenant_uuid}/{row.plugin_id}"
-    return events_outbox.NewEvent(drift_type, row.tenant_uuid, subject, data)
+    subject = f"{group.id}/{row['tenant_uuid']}/{row['plugin_id']}"
+    return events_outbox.NewEvent(drift_type, row["tenant_uuid"], subject, data)
 
 
 class _DriftType(str):
