@@ -111,10 +111,7 @@ def plugin_fleet(plugin_id: PluginId, page: PageDep) -> Response:
     per_version: dict[str, list[dict[str, Any]]] = {}
     for t in tenants:
         per_version.setdefault(t["version"], []).append(t)
-    points = [
-        Point(d["version"], d["tenants"], f"{d['tenants']:,} ({d['share'] * 100:.1f} %)")
-        for d in distribution
-    ]
+    points = [Point(d["version"], d["tenants"], f"{d['tenants']:,}") for d in distribution]
     context = {
         "plugin_id": plugin_id,
         "distribution": distribution,
