@@ -234,7 +234,7 @@ def drift(
     group_id: str,
     baseline: Baseline,
     plugin: PluginIndex | None,
-    members: Sequence[Member],
+    member_ids: Sequence[str],
     running: Sequence[Runner],
 ) -> list[Drift]:
     """Members whose installed version differs from a set baseline (missing: explicit baselines only)."""
@@ -246,11 +246,8 @@ def drift(
         return []
     found: list[Drift] = []
     if baseline.mode is BaselineMode.EXPLICIT:
-        found += [
-            _missing(group_id, baseline, m.tenant_uuid)
-            for m in members
-            if baseline.plugin_id not in m.installed
-        ]
+        runs = {member.tenant_uuid for member, _ in running}
+        found += [_missing(group_id, baseline, t) for t in member_ids if t not in runs]
     positions: dict[str, DriftStatus | None] = {}
     for member, installation in running:
         item = _member_drift(group_id, baseline, target, plugin, member.tenant_uuid, installation, positions)

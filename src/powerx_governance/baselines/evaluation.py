@@ -46,6 +46,7 @@ from powerx_governance.domain import Severity
 from powerx_governance.events import outbox as events_outbox
 from powerx_governance.events.tables import EventType
 from powerx_governance.inventory import store as inventory_store
+from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications import outbox as notifications_outbox
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -114,9 +115,14 @@ def evaluate(
     group_ids: Collection[str] | None = None,
     tenants: Collection[str] | None = None,
     plugins: Collection[str] | None = None,
+    only_plugins: Collection[str] | None = None,
 ) -> Outcome:
     """Re-evaluate groups: those named, else those with a member (now or before) among `tenants`
-    or running one of `plugins`, else every group; persist and announce what changed."""
+    or running one of `plugins`, else every group; persist and announce what changed.
+
+    `only_plugins`: re-evaluate the baselines and drift of these plugins only (the change hook:
+    the plugins whose findings changed), reading only their installations; the others stay as
+    the last full evaluation left them."""
     groups = all_groups(session, evaluator.settings)
     if group_ids is not None:
         groups = [g for g in groups if g.id in group_ids]
@@ -126,18 +132,30 @@ def evaluate(
     if not groups:
         return Outcome(0, 0, 0, 0)
     engine = evaluator.engine(session, now)
-    wanted = sorted({t for g in groups for t in members[g.id]})
-    by_uuid = {m.tenant_uuid: m for m in members_of(engine, inventory_store.load_manifests(session, wanted))}
+    scope = None if only_plugins is None else frozenset(only_plugins)
+    by_uuid = {m.tenant_uuid: m for m in members_of(engine, _manifests(session, groups, members, scope))}
     explicit = current_explicit(session, [g.id for g in groups])
     opened = resolved = conflicts = 0
     cache: FitCache = {}
     for group in groups:
-        chosen = [by_uuid[t] for t in members[group.id] if t in by_uuid]
-        result = evaluate_group(engine, group, chosen, explicit, cache)
+        member_ids = members[group.id]
+        chosen = [by_uuid[t] for t in member_ids if t in by_uuid]
+        result = evaluate_group(engine, group, member_ids, chosen, explicit, cache, scope)
         conflicts += sum(1 for b in result.baselines if b.status is BaselineStatus.CONFLICT)
         o, r = _persist(session, evaluator, result, now)
         opened, resolved = opened + o, resolved + r
     return Outcome(len(groups), opened, resolved, conflicts)
+
+
+def _manifests(
+    session: Session, groups: list[GroupSpec], members: dict[str, list[str]], scope: frozenset[str] | None
+) -> list[TenantManifest]:
+    """The members' manifests: whole, or with only the installations of the plugins in scope."""
+    wanted = {t for g in groups for t in members[g.id]}
+    if scope is None:
+        return inventory_store.load_manifests(session, sorted(wanted))
+    running = inventory_store.load_installations_of(session, sorted(scope))
+    return [m for m in running if m.tenant_uuid in wanted]
 
 
 def _touched(
@@ -156,14 +174,19 @@ def _touched(
 def evaluate_group(
     engine: PolicyEngine,
     group: GroupSpec,
+    member_ids: list[str],
     members: list[Member],
     explicit: dict[tuple[str, str], ExplicitBaseline],
     cache: FitCache | None = None,
+    scope: frozenset[str] | None = None,
 ) -> GroupEvaluation:
-    """Baselines of every plugin a member runs (and of every explicit baseline), and the drift from them."""
+    """Baselines of every plugin a member runs (and of every explicit baseline), and the drift from
+    them; only of the plugins in `scope` when given (`members` then carry only those installations)."""
     cache = {} if cache is None else cache
     running = runners_by_plugin(members)
     plugin_ids = set(running) | {p for g, p in explicit if g == group.id}
+    if scope is not None:
+        plugin_ids &= scope
     baselines: list[Baseline] = []
     drifts: list[Drift] = []
     for plugin_id in sorted(plugin_ids):
@@ -177,8 +200,8 @@ def evaluate_group(
         else:
             baseline = derive(engine, plugin, runners, cache)
         baselines.append(baseline)
-        drifts += drift(group.id, baseline, plugin, members, runners)
-    return GroupEvaluation(group, tuple(m.tenant_uuid for m in members), tuple(baselines), tuple(drifts))
+        drifts += drift(group.id, baseline, plugin, member_ids, runners)
+    return GroupEvaluation(group, tuple(member_ids), tuple(baselines), tuple(drifts), scope)
 
 
 def _unknown(plugin_id: str) -> Baseline:
@@ -194,7 +217,7 @@ def _persist(
 ) -> tuple[int, int]:
     group_id = result.group.id
     _persist_members(session, group_id, result.members)
-    established = _persist_baselines(session, group_id, result.baselines, now)
+    established = _persist_baselines(session, group_id, result.baselines, now, result.scope)
     return _persist_drift(session, evaluator if established else None, result, now)
 
 
@@ -219,7 +242,11 @@ def _persist_members(session: Session, group_id: str, members: tuple[str, ...]) 
 
 
 def _persist_baselines(
-    session: Session, group_id: str, baselines: tuple[Baseline, ...], now: datetime
+    session: Session,
+    group_id: str,
+    baselines: tuple[Baseline, ...],
+    now: datetime,
+    scope: frozenset[str] | None,
 ) -> bool:
     """Store the group's baselines; whether the group had been evaluated before (its drift is news then)."""
     stored = {
@@ -229,6 +256,8 @@ def _persist_baselines(
         ).scalars()
     }
     established = bool(stored) or _evaluated_before(session, group_id)
+    if scope is not None:
+        stored = {plugin: row for plugin, row in stored.items() if plugin in scope}
     for baseline in baselines:
         values = {
             "mode": baseline.mode.value,
@@ -288,6 +317,8 @@ def _persist_drift(
     (`evaluator` None: the group's first evaluation, which establishes its drift without announcing it)."""
     group = result.group
     stored = _stored_drift(session, group.id)
+    if result.scope is not None:
+        stored = {key: row for key, row in stored.items() if key[2] in result.scope}
     new: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
     opened: list[dict[str, Any]] = []

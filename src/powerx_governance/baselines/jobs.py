@@ -9,7 +9,7 @@ every group after each finished scan (`baselines_evaluate`, idempotent per scan)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Final
 
@@ -33,24 +33,27 @@ EVALUATE_TASK: Final = "baselines_evaluate"
 
 @dataclass
 class AfterScans:
-    """The periodic follow-up: one re-evaluation of every group after each finished scan."""
+    """The periodic follow-up: one re-evaluation of every group after each finished scan (scans that
+    finish together share one; the job's key is the newest of them, the same on every instance)."""
 
-    last_scan: str | None = None
+    seen: set[str] = field(default_factory=set)
+    since: datetime | None = None
 
     def __call__(self, service: GovernanceService) -> None:
+        stmt = select(ScanRow.scan_id, ScanRow.finished_at).where(ScanRow.finished_at.is_not(None))
+        if self.since is not None:
+            stmt = stmt.where(ScanRow.finished_at >= self.since)
         with service.factory() as session:
-            newest = session.execute(
-                select(ScanRow.scan_id)
-                .where(ScanRow.finished_at.is_not(None))
-                .order_by(ScanRow.finished_at.desc(), ScanRow.requested_at.desc())
-                .limit(1)
-            ).scalar_one_or_none()
-        if newest is None or newest == self.last_scan:
+            finished = session.execute(stmt.order_by(ScanRow.finished_at, ScanRow.scan_id)).all()
+        new = [(scan_id, at) for scan_id, at in finished if scan_id not in self.seen]
+        if not new:
             return
+        newest, at = new[-1]
         with transaction(service.factory) as session:
             key = f"{EVALUATE_TASK}:scan:{newest}"
             queue.enqueue(session, EVALUATE_TASK, {"scan_id": newest}, key=key, now=service.clock())
-        self.last_scan = newest
+        self.seen = {scan_id for scan_id, finished_at in finished if finished_at == at}
+        self.since = at
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,12 @@ class Runner:
             evaluate(session, self.evaluator, self.service.clock())
 
     def on_changes(self, session: Session, changes: ChangeSet, now: datetime, triggered_at: datetime) -> None:
-        """Change hook: the groups of the changed tenants, in the scan's transaction."""
+        """Change hook, in the scan's transaction: the baselines and drift of the plugins whose findings
+        changed, in the groups of the changed tenants (the after-scan task re-evaluates everything)."""
         tenants = {c.tenant_uuid for c in changes.changes}
         if tenants:
-            evaluate(session, self.evaluator, now, tenants=tenants)
+            plugins = {c.plugin_id for c in changes.changes}
+            evaluate(session, self.evaluator, now, tenants=tenants, only_plugins=plugins)
 
 
 def install(ctx: InstallContext) -> Contribution:

@@ -166,6 +166,7 @@ class GroupEvaluation:
     members: tuple[str, ...]
     baselines: tuple[Baseline, ...]
     drift: tuple[Drift, ...] = field(default_factory=tuple)
+    scope: frozenset[str] | None = None  # the plugins evaluated (None: every plugin)
 
 
 class UnknownGroupError(NotFoundError):

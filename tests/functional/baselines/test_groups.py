@@ -27,6 +27,7 @@ from tests.functional.baselines.support import (
     T1,
     T2,
     T3,
+    after_scans_tick,
     manifest,
     scanned,
     tokens,
@@ -157,3 +158,36 @@ def test_conflict_explicit_baseline_drift_and_its_resolution(
             _explicit_baseline_resolves_it(operator)
             _push_makes_drift(service, operator, pusher, sink, receiver)
             _upgrade_resolves_drift(service, operator, pusher, sink, receiver)
+
+
+def test_a_push_that_changes_no_finding_is_caught_after_the_scan(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """A member drops a plugin the group's explicit baseline names: no finding changes (no change hook
+    runs), so the after-scan re-evaluation finds the `missing` drift, and a new subscriber hears of it."""
+    clock = FakeClock()
+    service = scanned(make_service, write_group_fleet(tmp_path), clock)
+    keys = tokens(service)
+    with (
+        subscriber() as receiver,
+        LiveServer(service, background=False) as server,
+        server.client(keys["operator"]) as operator,
+        server.client(keys["service"]) as pusher,
+    ):
+        subscribe(service, receiver.url)
+        body = {"version": "1.0.1", "reason": "every platform tenant runs base 1.0.1"}
+        answer = operator.put(f"{API}/groups/{GROUP}/baselines", params={"plugin": BASE}, json=body)
+        assert answer.status_code == 200, answer.text
+        assert operator.get(f"{API}/drift").json()["items"] == []
+        without_base = manifest(T3)
+        without_base["plugins"] = [p for p in without_base["plugins"] if p["plugin_id"] != BASE]
+        _push(pusher, without_base)
+        service.run_pending(limit=1000)
+        assert operator.get(f"{API}/drift").json()["items"] == []  # no finding changed: no hook ran
+        after_scans_tick(service)
+        [item] = operator.get(f"{API}/drift").json()["items"]
+        assert (item["tenant_uuid"], item["plugin_id"], item["status"]) == (T3, BASE, "missing")
+        assert item["reason"] == f"does not run {BASE}; the group's explicit baseline is 1.0.1"
+        service.run_pending(limit=1000)
+        events = [e for e in receiver.events() if e["type"] == "plugin.version.drift"]
+        assert [(e["data"]["status"], e["data"]["change"]) for e in events] == [("missing", "opened")]
