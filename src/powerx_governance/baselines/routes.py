@@ -17,7 +17,7 @@ from powerx_governance.api.deps import Operator, Reader, ServiceDep, SessionDep,
 from powerx_governance.api.problems import declared
 from powerx_governance.baselines import export, fleet, queries, service
 from powerx_governance.baselines.evaluation import Evaluator, evaluate
-from powerx_governance.baselines.model import DriftState, GroupSource, GroupSpec, Selector, UnknownGroupError
+from powerx_governance.baselines.model import BaselineSpecError, DriftState, GroupSource, GroupSpec, Selector
 from powerx_governance.db.session import transaction
 
 if TYPE_CHECKING:
@@ -154,7 +154,7 @@ def drift(
 def baselines_of(who: Reader, session: SessionDep, scope: TenantScope, plugin: PluginQuery) -> dict[str, Any]:
     """The baselines a tenant's finding for a plugin links to: its groups' baselines and its drift."""
     if scope is None:
-        raise UnknownGroupError("(give tenant=...)")
+        raise BaselineSpecError("tenant", "name the tenant whose findings' baselines you want")
     return {"tenant_uuid": scope, "plugin_id": plugin, "items": queries.baseline_of(session, scope, plugin)}
 
 
