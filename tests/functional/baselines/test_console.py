@@ -16,7 +16,14 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect, sync_playwright
 
 from powerx_governance.auth.tables import Role
-from tests.conftest import FakeClock, LiveServer, built_services, issue_token, provisioned_database
+from tests.conftest import (
+    FakeClock,
+    LiveServer,
+    PostgresServer,
+    built_services,
+    issue_token,
+    provisioned_database,
+)
 from tests.functional.baselines.support import (
     ADVISORY,
     CRM,
@@ -31,7 +38,7 @@ from tests.functional.baselines.support import (
 from tests.functional.console.support import CHROMIUM_ARGS, chromium_or_skip, user_data_dir
 
 
-def _no_postgres() -> object:
+def _no_postgres() -> PostgresServer:
     raise AssertionError("the browser test runs on SQLite")
 
 
