@@ -11,15 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.baselines.derive import parse_spec
 from powerx_governance.baselines.model import BaselineSpecError
 from powerx_governance.baselines.tables import GroupMemberRow
-from powerx_governance.db.chunks import chunks
 from powerx_governance.errors import NotFoundError
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.policy.index import CatalogIndex, IndexedAdvisory
@@ -96,29 +95,36 @@ def distribution(session: Session, plugin_id: str, *, tenant: str | None = None)
     ]
 
 
-def tenants_running(
-    session: Session, wanted: FleetFilter, *, versions: Sequence[str] | None = None, limit: int = 1000
-) -> tuple[list[dict[str, Any]], int]:
-    """(tenants running the plugin as filtered, up to `limit`; how many match in all)."""
-    matcher = _matcher(wanted.version, "version")
-    core = _matcher(wanted.core, "core")
-    if versions is None:
-        versions = [
-            v for v in version_counts(session, wanted.plugin_id, tenant=wanted.tenant) if _admits(matcher, v)
-        ]
-    columns = (
-        TenantRow.tenant_uuid,
-        TenantRow.tenant_key,
-        TenantRow.name,
-        TenantRow.plan,
-        TenantRow.tags,
-        TenantRow.core_version,
-        InstallationRow.version,
-        InstallationRow.channel,
-        InstallationRow.state,
+_COLUMNS: Final = (
+    TenantRow.tenant_uuid,
+    TenantRow.tenant_key,
+    TenantRow.name,
+    TenantRow.plan,
+    TenantRow.tags,
+    TenantRow.core_version,
+    InstallationRow.version,
+    InstallationRow.channel,
+    InstallationRow.state,
+)
+_FIELDS: Final = (
+    "tenant_uuid",
+    "tenant_key",
+    "name",
+    "plan",
+    "tags",
+    "core_version",
+    "version",
+    "channel",
+    "state",
+)
+DEFAULT_PAGE: Final = 100
+
+
+def _installations(wanted: FleetFilter, versions: Sequence[str]) -> Select[Any]:
+    stmt = select(*_COLUMNS).join(TenantRow, TenantRow.tenant_uuid == InstallationRow.tenant_uuid)
+    stmt = stmt.where(
+        InstallationRow.plugin_id == wanted.plugin_id, InstallationRow.version.in_(list(versions))
     )
-    stmt = select(*columns).join(TenantRow, TenantRow.tenant_uuid == InstallationRow.tenant_uuid)
-    stmt = stmt.where(InstallationRow.plugin_id == wanted.plugin_id)
     if wanted.tenant is not None:
         stmt = stmt.where(InstallationRow.tenant_uuid == wanted.tenant)
     if wanted.group_id is not None:
@@ -127,27 +133,41 @@ def tenants_running(
             (GroupMemberRow.tenant_uuid == InstallationRow.tenant_uuid)
             & (GroupMemberRow.group_id == wanted.group_id),
         )
-    found: list[dict[str, Any]] = []
-    for part in chunks(list(versions)):
-        for uuid, key, name, plan, tags, core_version, version, channel, state in session.execute(
-            stmt.where(InstallationRow.version.in_(part))
-        ):
-            if (wanted.tag is None or wanted.tag in tags) and _admits(core, core_version):
-                found.append(
-                    {
-                        "tenant_uuid": uuid,
-                        "tenant_key": key,
-                        "name": name,
-                        "plan": plan,
-                        "tags": list(tags),
-                        "core_version": core_version,
-                        "version": version,
-                        "channel": channel,
-                        "state": state,
-                    }
-                )
-    found.sort(key=lambda t: (t["tenant_key"] or "", t["tenant_uuid"]))
-    return found[:limit], len(found)
+    return stmt
+
+
+def tenants_running(
+    session: Session,
+    wanted: FleetFilter,
+    *,
+    versions: Sequence[str] | None = None,
+    limit: int = DEFAULT_PAGE,
+    offset: int = 0,
+) -> tuple[list[dict[str, Any]], int]:
+    """(a page of the tenants running the plugin as filtered, by tenant key; how many match in all).
+
+    Versions narrow the indexed (plugin, version) read; without a tag or core filter the store
+    counts, orders and pages; a tag or core filter is applied to the plugin's rows as they are read.
+    """
+    matcher = _matcher(wanted.version, "version")
+    core = _matcher(wanted.core, "core")
+    if versions is None:
+        counts = version_counts(session, wanted.plugin_id, tenant=wanted.tenant)
+        versions = [v for v in counts if _admits(matcher, v)]
+    if not versions:
+        return [], 0
+    stmt = _installations(wanted, versions)
+    order = (func.coalesce(TenantRow.tenant_key, ""), TenantRow.tenant_uuid)
+    if wanted.tag is None and core is None:
+        total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
+        page = session.execute(stmt.order_by(*order).limit(limit).offset(offset)).all()
+        return [dict(zip(_FIELDS, row, strict=True)) for row in page], int(total)
+    found = [
+        row
+        for row in session.execute(stmt.order_by(*order))
+        if (wanted.tag is None or wanted.tag in row.tags) and _admits(core, row.core_version)
+    ]
+    return [dict(zip(_FIELDS, row, strict=True)) for row in found[offset : offset + limit]], len(found)
 
 
 def advisory(index: CatalogIndex, advisory_id: str) -> list[tuple[str, IndexedAdvisory]]:
@@ -161,7 +181,12 @@ def advisory(index: CatalogIndex, advisory_id: str) -> list[tuple[str, IndexedAd
 
 
 def affected_by(
-    session: Session, index: CatalogIndex, advisory_id: str, *, tenant: str | None = None, limit: int = 1000
+    session: Session,
+    index: CatalogIndex,
+    advisory_id: str,
+    *,
+    tenant: str | None = None,
+    limit: int = DEFAULT_PAGE,
 ) -> dict[str, Any]:
     """Who runs a version the advisory affects: per plugin, the affected versions and the tenants."""
     concerned = advisory(index, advisory_id)
@@ -174,7 +199,7 @@ def affected_by(
         hit = [v for v in _sorted_versions(list(counts)) if _affects(indexed, v)]
         tenants, matched = tenants_running(
             session, FleetFilter(plugin_id, tenant=tenant), versions=hit, limit=limit
-        )
+        )  # one counted, ordered page per plugin; `affected_versions` carries every count
         total += matched
         plugins.append(
             {

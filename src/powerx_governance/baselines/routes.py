@@ -27,6 +27,7 @@ router = APIRouter(prefix="/internal/version/governance", tags=["groups and inve
 GroupId = Annotated[str, Path(max_length=64, description="A tenant group id.")]
 PluginQuery = Annotated[str, Query(min_length=1, max_length=256, description="A plugin id.")]
 Limit = Annotated[int, Query(ge=1, le=5000)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 
 class SelectorBody(BaseModel):
@@ -172,14 +173,16 @@ def inventory_tenants(
     core: Annotated[str | None, Query(max_length=256, description="A core version or range.")] = None,
     tag: Annotated[str | None, Query(max_length=128)] = None,
     group: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Limit = 1000,
-) -> dict[str, Any]:
-    """Which tenants run a plugin, filtered by version or range, core, tag and group."""
+    limit: Limit = fleet.DEFAULT_PAGE,
+    offset: Offset = 0,
+) -> JSONResponse:
+    """Which tenants run a plugin, filtered by version or range, core, tag and group: `total`, and a
+    page of them by tenant key (`limit`, `offset`)."""
     if group is not None:
         queries.visible_group(session, _evaluator(svc).settings, group, tenant=scope)
     wanted = fleet.FleetFilter(plugin, version, core, tag, group, scope)
-    items, total = fleet.tenants_running(session, wanted, limit=limit)
-    return {"plugin_id": plugin, "total": total, "items": items}
+    items, total = fleet.tenants_running(session, wanted, limit=limit, offset=offset)
+    return JSONResponse({"plugin_id": plugin, "total": total, "items": items})
 
 
 @router.get("/inventory/distribution")
@@ -194,11 +197,12 @@ def inventory_affected(
     svc: ServiceDep,
     session: SessionDep,
     scope: TenantScope,
-    limit: Limit = 1000,
-) -> dict[str, Any]:
-    """Who is affected by an advisory (by id or alias), answered from the inventory."""
+    limit: Limit = fleet.DEFAULT_PAGE,
+) -> JSONResponse:
+    """Who is affected by an advisory (by id or alias), answered from the inventory: per plugin the
+    affected versions with their counts, the total, and the first `limit` tenants by key."""
     index = svc.catalog_cache.index(session)
-    return fleet.affected_by(session, index, advisory_id, tenant=scope, limit=limit)
+    return JSONResponse(fleet.affected_by(session, index, advisory_id, tenant=scope, limit=limit))
 
 
 # -- CycloneDX ----------------------------------------------------------------------------------------
