@@ -24,9 +24,9 @@ def test_every_reference_resolves_to_what_its_slot_needs() -> None:
         for reference in (*component.commands.values(), *component.root_commands.values()):
             found = resolve(reference, component.name)
             assert isinstance(found, typer.Typer) or callable(found), reference
-        for function in (component.settings, component.install):
-            if function is not None:
-                assert callable(resolve(function, component.name)), function
+        for optional in (component.settings, component.install):
+            if optional is not None:
+                assert callable(resolve(optional, component.name)), optional
         for module in component.tables:
             resolve(f"{module}:Base", component.name)  # every tables module builds on the store's Base
 
@@ -34,7 +34,7 @@ def test_every_reference_resolves_to_what_its_slot_needs() -> None:
 def test_a_wrong_reference_names_the_component_and_the_reference() -> None:
     with pytest.raises(ComponentError, match=r"component 'demo': cannot import powerx_governance\.nowhere"):
         resolve("powerx_governance.nowhere:router", "demo")
-    with pytest.raises(ComponentError, match=r"component 'demo': powerx_governance.kernel has no 'nothing'"):
+    with pytest.raises(ComponentError, match=r"component 'demo': powerx_governance\.kernel has no 'nothing'"):
         resolve("powerx_governance.kernel:nothing", "demo")
     with pytest.raises(ComponentError, match="not a 'module:attribute' reference"):
         resolve("powerx_governance.kernel", "demo")
