@@ -126,6 +126,8 @@ def evaluate(
     groups = all_groups(session, evaluator.settings)
     if group_ids is not None:
         groups = [g for g in groups if g.id in group_ids]
+    if not groups:  # no group at all: not even the tenants' facts are read
+        return Outcome(0, 0, 0, 0)
     members = memberships(session, groups)
     if tenants is not None or plugins is not None:
         groups = _touched(session, groups, members, set(tenants or ()), set(plugins or ()))
