@@ -120,8 +120,7 @@ _FIELDS: Final = (
 DEFAULT_PAGE: Final = 100
 
 
-def _installations(wanted: FleetFilter, versions: Sequence[str]) -> Select[Any]:
-    stmt = select(*_COLUMNS).join(TenantRow, TenantRow.tenant_uuid == InstallationRow.tenant_uuid)
+def _scoped(stmt: Select[Any], wanted: FleetFilter, versions: Sequence[str]) -> Select[Any]:
     stmt = stmt.where(
         InstallationRow.plugin_id == wanted.plugin_id, InstallationRow.version.in_(list(versions))
     )
@@ -136,35 +135,58 @@ def _installations(wanted: FleetFilter, versions: Sequence[str]) -> Select[Any]:
     return stmt
 
 
+def _joined(wanted: FleetFilter, versions: Sequence[str]) -> Select[Any]:
+    joined = select(*_COLUMNS).join(TenantRow, TenantRow.tenant_uuid == InstallationRow.tenant_uuid)
+    return _scoped(joined, wanted, versions).order_by(InstallationRow.tenant_uuid)
+
+
+def _page(
+    session: Session, wanted: FleetFilter, versions: Sequence[str], limit: int, offset: int
+) -> list[Any]:
+    """A page of installations read from the (plugin, version) index alone, then its tenants' facts."""
+    page = (
+        select(InstallationRow.tenant_uuid).order_by(InstallationRow.tenant_uuid).limit(limit).offset(offset)
+    )
+    uuids = list(session.execute(_scoped(page, wanted, versions)).scalars())
+    if not uuids:
+        return []
+    stmt = _joined(FleetFilter(wanted.plugin_id, tenant=wanted.tenant), versions)
+    return list(session.execute(stmt.where(InstallationRow.tenant_uuid.in_(uuids))))
+
+
 def tenants_running(
     session: Session,
     wanted: FleetFilter,
     *,
     versions: Sequence[str] | None = None,
+    total: int | None = None,
     limit: int = DEFAULT_PAGE,
     offset: int = 0,
 ) -> tuple[list[dict[str, Any]], int]:
-    """(a page of the tenants running the plugin as filtered, by tenant key; how many match in all).
+    """(a page of the tenants running the plugin as filtered, by tenant uuid; how many match in all).
 
     Versions narrow the indexed (plugin, version) read; without a tag or core filter the store
-    counts, orders and pages; a tag or core filter is applied to the plugin's rows as they are read.
+    counts (unless the caller knows `total`) and pages the installations alone and only the page's
+    tenants are read; a tag or core filter is applied to the plugin's rows as they are read.
     """
     matcher = _matcher(wanted.version, "version")
     core = _matcher(wanted.core, "core")
     if versions is None:
         counts = version_counts(session, wanted.plugin_id, tenant=wanted.tenant)
         versions = [v for v in counts if _admits(matcher, v)]
+        if wanted.group_id is None:
+            total = sum(counts[v] for v in versions)
     if not versions:
         return [], 0
-    stmt = _installations(wanted, versions)
-    order = (func.coalesce(TenantRow.tenant_key, ""), TenantRow.tenant_uuid)
     if wanted.tag is None and core is None:
-        total = session.execute(select(func.count()).select_from(stmt.subquery())).scalar_one()
-        page = session.execute(stmt.order_by(*order).limit(limit).offset(offset)).all()
-        return [dict(zip(_FIELDS, row, strict=True)) for row in page], int(total)
+        if total is None:
+            counted = _scoped(select(func.count()).select_from(InstallationRow), wanted, versions)
+            total = int(session.execute(counted).scalar_one())
+        rows = _page(session, wanted, versions, limit, offset)
+        return [dict(zip(_FIELDS, row, strict=True)) for row in rows], total
     found = [
         row
-        for row in session.execute(stmt.order_by(*order))
+        for row in session.execute(_joined(wanted, versions))
         if (wanted.tag is None or wanted.tag in row.tags) and _admits(core, row.core_version)
     ]
     return [dict(zip(_FIELDS, row, strict=True)) for row in found[offset : offset + limit]], len(found)
@@ -197,9 +219,10 @@ def affected_by(
     for plugin_id, indexed in sorted(concerned, key=lambda c: c[0]):
         counts = version_counts(session, plugin_id, tenant=tenant)
         hit = [v for v in _sorted_versions(list(counts)) if _affects(indexed, v)]
-        tenants, matched = tenants_running(
-            session, FleetFilter(plugin_id, tenant=tenant), versions=hit, limit=limit
-        )  # one counted, ordered page per plugin; `affected_versions` carries every count
+        matched = sum(counts[v] for v in hit)
+        tenants, _ = tenants_running(
+            session, FleetFilter(plugin_id, tenant=tenant), versions=hit, total=matched, limit=limit
+        )
         total += matched
         plugins.append(
             {

@@ -177,7 +177,7 @@ def inventory_tenants(
     offset: Offset = 0,
 ) -> JSONResponse:
     """Which tenants run a plugin, filtered by version or range, core, tag and group: `total`, and a
-    page of them by tenant key (`limit`, `offset`)."""
+    page of them by tenant uuid (`limit`, `offset`)."""
     if group is not None:
         queries.visible_group(session, _evaluator(svc).settings, group, tenant=scope)
     wanted = fleet.FleetFilter(plugin, version, core, tag, group, scope)
@@ -200,7 +200,7 @@ def inventory_affected(
     limit: Limit = fleet.DEFAULT_PAGE,
 ) -> JSONResponse:
     """Who is affected by an advisory (by id or alias), answered from the inventory: per plugin the
-    affected versions with their counts, the total, and the first `limit` tenants by key."""
+    affected versions with their counts, the total, and the first `limit` tenants by uuid."""
     index = svc.catalog_cache.index(session)
     return JSONResponse(fleet.affected_by(session, index, advisory_id, tenant=scope, limit=limit))
 
