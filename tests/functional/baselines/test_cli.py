@@ -48,6 +48,8 @@ def test_groups_and_inventory_from_the_command_line(make_service: ServiceFactory
         "2.0.0",
         "--reason",
         "move to core 2",
+        "--actor",
+        "li",
     )
     assert pinned.returncode == 0, pinned.stderr
     shown = _json(env, "groups", "show", "core12")
