@@ -12,6 +12,7 @@ from typing import Final
 
 from powerx_governance.audit.component import COMPONENT as AUDIT
 from powerx_governance.auth.component import COMPONENT as AUTH
+from powerx_governance.baselines.component import COMPONENT as BASELINES
 from powerx_governance.catalog.component import COMPONENT as CATALOG
 from powerx_governance.console.component import COMPONENT as CONSOLE
 from powerx_governance.decisions.component import COMPONENT as DECISIONS
@@ -42,5 +43,6 @@ COMPONENTS: Final[tuple[Component, ...]] = (
     AUDIT,
     SOURCES,
     WORKFLOWS,
+    BASELINES,
     CONSOLE,
 )

@@ -9,6 +9,7 @@ class EventType(StrEnum):
     ALERT = "plugin.version.alert"
     DECISION = "plugin.version.decision"
     SLA_BREACH = "plugin.version.sla_breach"
+    DRIFT = "plugin.version.drift"  # a group member off its baseline, or back on it (baselines)
 
 
 class SubscriptionStatus(StrEnum):

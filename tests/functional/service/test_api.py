@@ -478,6 +478,46 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("GET", "/readyz", None, (200,) * 8),
     ("GET", "/metrics", None, (200,) * 8),
     ("GET", "/openapi.json", None, (200,) * 8),
+    # groups, baselines, drift, inventory, exports (the baselines component; its own table is
+    # tests/functional/baselines/test_isolation.py): here with no groups file, so no group exists
+    ("GET", f"{API}/groups", None, (200, 200, 200, 200, 200, 200, 401, 401)),
+    (
+        "POST",
+        f"{API}/groups",
+        {"id": "Not An Id!", "tenants": ["x"]},
+        (422, 422, 403, 403, 403, 403, 401, 401),
+    ),
+    ("DELETE", f"{API}/groups/{{advisory}}", None, (404, 404, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/groups/{{advisory}}", None, (404, 404, 404, 404, 404, 404, 401, 401)),
+    (
+        "PUT",
+        f"{API}/groups/{{advisory}}/baselines?plugin={{plugin}}",
+        {"reason": ""},
+        (422, 422, 403, 403, 403, 403, 401, 401),
+    ),
+    (
+        "GET",
+        f"{API}/groups/{{advisory}}/baselines/history?plugin={{plugin}}",
+        None,
+        (404, 404, 403, 403, 403, 403, 401, 401),
+    ),
+    ("POST", f"{API}/groups/evaluate?group={{advisory}}", None, (404, 404, 403, 403, 403, 403, 401, 401)),
+    ("GET", f"{API}/drift", None, (200, 200, 200, 200, 200, 200, 401, 401)),
+    (
+        "GET",
+        f"{API}/baselines?tenant={{tenant_a}}&plugin={{plugin}}",
+        None,
+        (200, 200, 200, 200, 404, 404, 401, 401),
+    ),
+    ("GET", f"{API}/inventory/tenants?plugin={{plugin}}", None, (200, 200, 200, 200, 200, 200, 401, 401)),
+    (
+        "GET",
+        f"{API}/inventory/distribution?plugin={{plugin}}",
+        None,
+        (200, 200, 200, 200, 200, 200, 401, 401),
+    ),
+    ("GET", f"{API}/inventory/advisories/{{advisory}}", None, (404, 404, 404, 404, 404, 404, 401, 401)),
+    ("GET", f"{API}/exports/cyclonedx?tenant={{tenant_a}}", None, (200, 200, 200, 200, 404, 404, 401, 401)),
 ]
 
 

@@ -1,7 +1,7 @@
 """procrastinate's schema on PostgreSQL; the jobs table says which engine runs each job; scan shards
 
-Revision ID: 0009
-Revises: 0008
+Revision ID: 0010
+Revises: 0009
 Create Date: 2026-12-05 12:00:00.000000
 
 On PostgreSQL the schema procrastinate ships for the pinned version (`SchemaManager.get_schema()`,
@@ -18,8 +18,8 @@ from alembic import op
 from procrastinate.schema import SchemaManager
 from sqlalchemy.dialects import postgresql
 
-revision = "0009"
-down_revision = "0008"
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
