@@ -27,7 +27,7 @@ from tests.functional.notifications.fleet import critical_advisory
 from tests.functional.notifications.support import drain as drain_notifications
 from tests.functional.notifications.support import scan
 
-ALERT, DECISION, BREACH = (t.value for t in EventType)
+ALERT, DECISION, BREACH = EventType.ALERT.value, EventType.DECISION.value, EventType.SLA_BREACH.value
 
 
 def test_a_subscriber_receives_signed_alerts_decisions_and_breaches_in_order(
