@@ -13,14 +13,19 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.queries import records_about_recommendation
-from powerx_governance.catalog.queries import plugin_names
+from powerx_governance.catalog.queries import advisory_references, plugin_names
 from powerx_governance.console import charts, queries
 from powerx_governance.console.charts import Point
 from powerx_governance.console.queries import Adoption
 from powerx_governance.console.summary import FleetSummary
 from powerx_governance.console.views import card
 from powerx_governance.db.weeks import WeekValue
-from powerx_governance.decisions.queries import BulkSelection, batch_decisions, select_for_bulk
+from powerx_governance.decisions.queries import (
+    BulkSelection,
+    batch_decisions,
+    select_for_bulk,
+    standing_decisions,
+)
 from powerx_governance.decisions.service import decision_dict, decisions_for
 from powerx_governance.domain import Action, Severity
 from powerx_governance.inventory.queries import installation, known_tags, tenant, tenant_labels
@@ -28,13 +33,14 @@ from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
     ListOrder,
     RecommendationFilter,
+    count_recommendations,
     get_recommendation,
     list_recommendations,
-    same_finding_elsewhere,
 )
 from powerx_governance.scans.queries import active_scans, recent_scans, scan_progress
 
 PAGE_SIZE: Final = 25
+COUNT_CAP: Final = 10_000  # result counts beyond this read "more than 10,000": counting costs a scan
 # Cards by priority, newest first among equals: the lister's order that walks the priority
 # indexes backwards, so a deep page of the fleet costs what the first one does.
 CARD_ORDER: Final = ListOrder.PRIORITY_NEWEST
@@ -44,6 +50,22 @@ STATE_CHOICES: Final = (
 )
 RISK_CHOICES: Final = tuple(s.value for s in reversed(Severity))
 ACTION_CHOICES: Final = tuple(a.value for a in Action)
+ACTION_WORDS: Final = {
+    "upgrade_now": "upgrade now",
+    "schedule": "schedule an upgrade",
+    "review": "review (no fix available)",
+    "blocked": "blocked (no eligible fix)",
+    "none": "nothing to do",
+}
+
+
+STATE_WORDS: Final = {
+    "open": "Awaiting a decision",
+    "decided": "Scheduled or upgrading",
+    "ignored": "Ignored",
+    "resolved": "Installed",
+    "all": "Any state",
+}
 
 
 class FilterError(ValueError):
@@ -59,25 +81,41 @@ class Filters:
     action: str | None = None
     state: str = RecommendationState.OPEN.value
     tag: str | None = None
+    past_sla: bool = False
+    critical_patch: bool = False
 
-    def card_filter(self, tenant_uuid: str | None) -> RecommendationFilter:
-        return RecommendationFilter(
+    def card_filter(self, tenant_uuid: str | None, now: datetime) -> RecommendationFilter:
+        return RecommendationFilter(  # past SLA implies unresolved (`past_sla_condition`)
             tenant_uuid=tenant_uuid,
             plugin_id=self.plugin,
             risk_level=self.risk,
             action=self.action,
             state=None if self.state == "all" else self.state,
             tenant_tags=(self.tag,) if self.tag else (),
+            past_sla_at=now if self.past_sla else None,
+            critical_patch=True if self.critical_patch else None,
         )
 
     def query(self, **more: str) -> dict[str, str]:
         given = {"risk": self.risk, "plugin": self.plugin, "action": self.action, "tag": self.tag}
         kept = {k: v for k, v in given.items() if v}
-        return {**kept, **({"state": self.state} if self.state != "open" else {}), **more}
+        flags = {k: "1" for k, on in (("past_sla", self.past_sla), ("critical", self.critical_patch)) if on}
+        return {**kept, **flags, **({"state": self.state} if self.state != "open" else {}), **more}
 
     @property
     def active(self) -> bool:
-        return any((self.risk, self.plugin, self.action, self.tag)) or self.state != "open"
+        flags = (self.risk, self.plugin, self.action, self.tag, self.past_sla, self.critical_patch)
+        return any(flags) or self.state != "open"
+
+    def described(self, plugin_names: dict[str, str]) -> list[str]:
+        """The active filters in words, for the result line."""
+        words = [f"{self.risk} risk"] if self.risk else []
+        words += [plugin_names.get(self.plugin, self.plugin)] if self.plugin else []
+        words += [f"action: {ACTION_WORDS.get(self.action, self.action)}"] if self.action else []
+        words += [f"tenants tagged {self.tag}"] if self.tag else []
+        words += ["critical patches"] if self.critical_patch else []
+        words += ["past their SLA"] if self.past_sla else []
+        return [*words, STATE_WORDS.get(self.state, self.state).lower()]
 
 
 def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
@@ -95,6 +133,8 @@ def filters_from(params: dict[str, str]) -> Filters:
         action=_choice("action", params.get("action"), ACTION_CHOICES),
         state=_choice("state", params.get("state"), STATE_CHOICES) or "open",
         tag=(params.get("tag") or "").strip() or None,
+        past_sla=params.get("past_sla") == "1",
+        critical_patch=params.get("critical") == "1",
     )
 
 
@@ -113,19 +153,25 @@ def overview(
     """
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
+    wanted = filters.card_filter(tenant_uuid, now)
     items, next_cursor = list_recommendations(
-        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
+        session, wanted, limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
     )
+    total = count_recommendations(session, wanted, cap=COUNT_CAP)
     names = summary.plugin_names.get(session)
     tenants = tenant_labels(session, [i["tenant_uuid"] for i in items])
     cards = [
         card(i, plugin_name=names.get(i["plugin_id"]), tenant=tenants.get(i["tenant_uuid"]), now=now)
         for i in items
     ]
+    _decorate(session, cards)
     return {
         "posture": posture,
         "posture_as_of": None if fleet is None or fleet.fresh else fleet.as_of,
         "cards": cards,
+        "total": total,
+        "total_capped": total > COUNT_CAP,
+        "active_filters": filters.described(names),
         "next_cursor": next_cursor,
         "first_page": cursor is None,
         "filters": filters,
@@ -134,8 +180,30 @@ def overview(
         "risk_choices": RISK_CHOICES,
         "action_choices": ACTION_CHOICES,
         "state_choices": STATE_CHOICES,
+        "state_words": STATE_WORDS,
+        "action_words": ACTION_WORDS,
         "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
     }
+
+
+def _decorate(session: Session, cards: list[dict[str, Any]]) -> None:
+    """Each card's standing decision and its advisories' reference pages."""
+    standing = standing_decisions(session, [c["id"] for c in cards])
+    refs = advisory_references(session, [a["id"] for c in cards for a in c["advisories"] if a["id"]])
+    for c in cards:
+        found = standing.get(c["id"])
+        c["standing"] = decision_dict(found) if found else None
+        c["advisories"] = [{**a, "url": refs.get(a["id"])} for a in c["advisories"]]
+
+
+def _same_bulk_selection(session: Session, found: dict[str, Any]) -> int:
+    """Other tenants' open recommendations a bulk decision for this plugin and target would answer
+    (the same selection as `select_for_bulk`, so the card and the bulk preview agree)."""
+    target = found.get("target_version")
+    if target is None:
+        return 0
+    wanted = RecommendationFilter(plugin_id=found["plugin_id"], state="open", target_version=target)
+    return count_recommendations(session, wanted, cap=COUNT_CAP) - (1 if found["state"] == "open" else 0)
 
 
 def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, Any] | None:
@@ -149,13 +217,12 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
         decision_dict(d)
         for d in decisions_for(session, tenant_uuid=tenant_uuid, recommendation_id=rec_id, limit=100)
     ]
+    shown = card(
+        found, plugin_name=names.get(found["plugin_id"]), tenant=tenant(session, tenant_uuid), now=now
+    )
+    _decorate(session, [shown])
     return {
-        "card": card(
-            found,
-            plugin_name=names.get(found["plugin_id"]),
-            tenant=tenant(session, tenant_uuid),
-            now=now,
-        ),
+        "card": shown,
         "history": list(reversed(found["history"])),
         "decisions": decisions,
         "audit": list(
@@ -169,13 +236,7 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
             )
         ),
         "installation": installation(session, tenant_uuid=tenant_uuid, plugin_id=found["plugin_id"]),
-        "elsewhere": same_finding_elsewhere(
-            session,
-            plugin_id=found["plugin_id"],
-            current=found["current_version"],
-            target=found.get("target_version"),
-        )
-        - (1 if found["state"] != "resolved" else 0),
+        "elsewhere": _same_bulk_selection(session, found),
     }
 
 

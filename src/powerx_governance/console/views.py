@@ -10,6 +10,7 @@ from markupsafe import Markup
 
 from powerx_governance.inventory.queries import TenantLabel
 from powerx_governance.notifications.templates import finding_context
+from powerx_governance.recommendations.model import UNRESOLVED
 
 ACTION_LABELS: Final = {
     "upgrade": "Upgrade now",
@@ -26,10 +27,29 @@ STATE_LABELS: Final = {
 }
 ACTION_NAMES: Final = {
     "upgrade_now": "Upgrade now",
-    "schedule": "Schedule",
-    "review": "Review",
-    "blocked": "Blocked",
-    "none": "None",
+    "schedule": "Schedule an upgrade",
+    "review": "Review: no fix is available",
+    "blocked": "Blocked: no eligible release fixes it",
+    "none": "Nothing to do",
+}
+OPERATION_WORDS: Final = {
+    "decision.upgrade": "Upgrade decided",
+    "decision.schedule": "Upgrade scheduled",
+    "decision.ignore": "Ignored",
+    "decision.reopen": "Decision withdrawn, reopened",
+    "decision.fulfilled": "Decision done: target reached",
+    "decision.broken": "Ignore broken by a new advisory",
+    "decision.expired": "Ignore expired",
+    "decision.superseded": "Decision replaced",
+    "decision.breached": "Scheduled upgrade missed",
+    "sla.breach": "SLA deadline passed",
+    "recommendation.state_repaired": "State repaired by reconcile",
+}
+UPDATE_WORDS: Final = {
+    "major": "Major update: expect breaking changes",
+    "minor": "Minor update",
+    "patch": "Patch update",
+    "none": None,
 }
 
 
@@ -67,11 +87,14 @@ def _span(seconds: float) -> str:
     return f"{hours} h {mins} min" if hours else f"{mins} min"
 
 
-def countdown(deadline: datetime | str | None, now: datetime) -> Countdown:
-    """SLA time left (or overdue by), as text and a style."""
+def countdown(deadline: datetime | str | None, now: datetime, *, state: str = "open") -> Countdown:
+    """SLA time left (or overdue by), as text and a style; only unresolved findings run late
+    (`recommendations.model.past_sla`, the tiles' and the breach job's definition)."""
     due = parse_time(deadline)
+    if state not in UNRESOLVED:
+        return Countdown("installed" if state == "resolved" else "no longer applies", "none")
     if due is None:
-        return Countdown("no SLA", "none")
+        return Countdown("no deadline", "none")
     left = (due - now).total_seconds()
     if left < 0:
         return Countdown(f"overdue by {_span(left)}", "overdue")
@@ -120,7 +143,7 @@ def card(
         "state": rec["state"],
         "state_label": STATE_LABELS.get(rec["state"], rec["state"]),
         "action_label": ACTION_NAMES.get(rec["action"], rec["action"]),
-        "countdown": countdown(rec.get("sla_deadline"), now),
+        "countdown": countdown(rec.get("sla_deadline"), now, state=rec["state"]),
         "rule_ids": list(rec.get("rule_ids") or []),
         "changelog_entries": changelog_entries(list(rec.get("changelog") or [])),
         "first_seen_at": rec.get("first_seen_at"),
@@ -136,4 +159,55 @@ def card(
         "core_version": rec.get("core_version"),
         "channel": rec.get("channel"),
         "decidable": rec["state"] != "resolved",
+        "upgradable": bool(rec.get("target_version") or rec.get("latest_version")),
+        "exploited": any(a.get("exploited") for a in rec.get("advisories") or []),
+        "carries": [str(a.get("id")) for a in rec.get("advisories") or [] if a.get("in_target")],
+        "update_words": UPDATE_WORDS.get(rec.get("update_type") or "none"),
+        "standing": None,  # the active decision, when the page looked it up
     }
+
+
+@dataclass(frozen=True, slots=True)
+class Confirmation:
+    """What a decision will record, in words, and what the admin should know before confirming."""
+
+    title: str
+    lines: list[tuple[str, Markup | str]]
+    warnings: list[str]
+    late: bool  # a schedule after the SLA deadline: the admin must say so explicitly
+
+
+def confirmation(
+    c: dict[str, Any], kind: str, *, scheduled_for: datetime | None, tenants: int = 1
+) -> Confirmation:
+    """The confirmation step of one card's (or a bulk) decision."""
+    to = c.get("target_version") or c.get("latest_version")
+    lines: list[tuple[str, Markup | str]] = [
+        (
+            "Plugin",
+            f"{c['plugin_name']} {c['current_version']}" + (f" → {to}" if to and kind != "ignore" else ""),
+        ),
+        ("Tenants", f"{tenants:,}"),
+    ]
+    if scheduled_for is not None:
+        lines.append(("Upgrade at", time_tag(scheduled_for)))
+    warnings = [f"Needs a co-upgrade: {n}." for n in c["compatibility"]["co_upgrades"]]
+    warnings += [f"Compatibility note: {n}." for n in c["compatibility"]["notes"]]
+    if c.get("carries") and kind != "ignore":
+        warnings.append(f"The target still carries {', '.join(c['carries'])}: no eligible release avoids it.")
+    due = parse_time(c.get("sla_deadline"))
+    late = bool(kind == "schedule" and due and scheduled_for and scheduled_for > due)
+    if late and due is not None:
+        warnings.append(
+            f"This is after the SLA deadline ({utc_text(due)}): the finding will count as past its SLA."
+        )
+    if kind == "ignore" and c.get("critical_patch"):
+        warnings.append(
+            "This is a critical patch: ignoring it leaves a critical or exploited advisory in place."
+        )
+    titles = {
+        "upgrade": "Confirm: upgrade now",
+        "schedule": "Confirm: schedule the upgrade",
+        "ignore": "Confirm: ignore",
+    }
+    return Confirmation(titles.get(kind, "Confirm"), lines, warnings, late)

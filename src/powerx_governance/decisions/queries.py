@@ -138,3 +138,14 @@ def ignore_breakdown(session: Session, *, tenant_uuid: str | None, reasons: int 
         [(scope or "target", int(n)) for scope, n in session.execute(by_scope)],
         [(reason or "(none)", int(n)) for reason, n in session.execute(by_reason)],
     )
+
+
+def standing_decisions(session: Session, recommendation_ids: Sequence[int]) -> dict[int, DecisionRow]:
+    """The active decision of each recommendation that has one (what its card says was decided)."""
+    if not recommendation_ids:
+        return {}
+    stmt = select(DecisionRow).where(
+        DecisionRow.recommendation_id.in_(list(recommendation_ids)),
+        DecisionRow.state == DecisionState.ACTIVE.value,
+    )
+    return {row.recommendation_id: row for row in session.execute(stmt).scalars()}

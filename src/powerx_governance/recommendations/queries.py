@@ -48,6 +48,9 @@ class RecommendationFilter:
     action: str | None = None
     state: str | None = None
     tenant_tags: tuple[str, ...] = ()  # tenants carrying one of these (`domain.tags_match`)
+    past_sla_at: datetime | None = None  # only those past their SLA at this time (`past_sla_condition`)
+    critical_patch: bool | None = None
+    target_version: str | None = None
 
 
 class ListOrder(StrEnum):
@@ -100,12 +103,23 @@ def _filtered(session: Session, stmt: Select[Any], f: RecommendationFilter) -> S
         (rec.risk_level, f.risk_level),
         (rec.action, f.action),
         (state, f.state),
+        (rec.target_version, f.target_version),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
     if f.tenant_tags:
         stmt = stmt.where(rec.tenant_uuid.in_(tagged_tenants(session, f.tenant_tags)))
+    if f.past_sla_at is not None:
+        stmt = stmt.where(past_sla_condition(f.past_sla_at))
+    if f.critical_patch is not None:
+        stmt = stmt.where(rec.critical_patch.is_(f.critical_patch))
     return stmt
+
+
+def count_recommendations(session: Session, f: RecommendationFilter, *, cap: int = 10_000) -> int:
+    """How many recommendations the lister would list for `f`, counted up to `cap` (more: cap + 1)."""
+    rows = _filtered(session, select(RecommendationRow.id), f).limit(cap + 1).subquery()
+    return int(session.scalar(select(func.count()).select_from(rows)) or 0)
 
 
 def _after(cursor: Cursor) -> ColumnElement[bool]:
@@ -262,8 +276,10 @@ class Exposure:
 
     open_by_risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_LEVELS, 0))
     by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNRESOLVED, 0))
-    critical_open: int = 0
-    critical_past_sla: int = 0
+    critical_open: int = 0  # unresolved critical patches (open, decided or ignored): the metric's figure
+    critical_awaiting: int = 0  # critical patches still open: nobody has decided yet
+    critical_past_sla: int = 0  # critical patches past their SLA: the breach job's queue
+    past_sla: int = 0  # unresolved recommendations of any risk past their SLA: the cards' "overdue"
     top_plugins: list[PluginExposure] = field(default_factory=list)
 
     @property
@@ -283,6 +299,7 @@ def exposure(session: Session, *, tenant_uuid: str | None, now: datetime, top: i
             func.count(),
             func.sum(case((critical, 1), else_=0)),
             func.sum(case((and_(critical, past_sla_condition(now)), 1), else_=0)),
+            func.sum(case((past_sla_condition(now), 1), else_=0)),
         )
         .where(rec.state.in_(UNRESOLVED))
         .group_by(rec.plugin_id, rec.risk_level, rec.state)
@@ -291,9 +308,10 @@ def exposure(session: Session, *, tenant_uuid: str | None, now: datetime, top: i
         stmt = stmt.where(rec.tenant_uuid == tenant_uuid)
     result = Exposure()
     plugins: dict[str, PluginExposure] = {}
-    for plugin_id, risk, state, count, criticals, late in session.execute(stmt):
+    for plugin_id, risk, state, count, criticals, late, overdue in session.execute(stmt):
         plugin = plugins.setdefault(plugin_id, PluginExposure(plugin_id))
         _add(result, plugin, risk, state, int(count), int(criticals or 0), int(late or 0))
+        result.past_sla += int(overdue or 0)
     result.top_plugins = sorted(plugins.values(), key=lambda p: p.rank, reverse=True)[:top]
     return result
 
@@ -311,6 +329,7 @@ def _add(
     plugin.high += count if risk == "high" else 0
     if state == RecommendationState.OPEN.value:
         result.open_by_risk[risk] = result.open_by_risk.get(risk, 0) + count
+        result.critical_awaiting += criticals
         plugin.open += count
 
 
