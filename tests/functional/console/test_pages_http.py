@@ -110,10 +110,18 @@ def test_decision_errors_are_shown_on_the_card(console_server: ConsoleServer) ->
             client, url, {"csrf_token": csrf, "revision": "1", "decision": "ignore", "reason": " "}
         )
         assert re.search(r'<textarea id="reason"[^>]*aria-invalid="true"', no_reason)
-        dated = {"csrf_token": csrf, "revision": "1", "decision": "ignore", "reason": "later", "scope": "until"}
+        dated = {
+            "csrf_token": csrf,
+            "revision": "1",
+            "decision": "ignore",
+            "reason": "later",
+            "scope": "until",
+        }
         assert "later" in _refused_then_shown(client, url, dated)  # a dated scope needs its date; kept
         bad_date = _refused_then_shown(
-            client, url, {"csrf_token": csrf, "revision": "1", "decision": "schedule", "scheduled_for": "soon"}
+            client,
+            url,
+            {"csrf_token": csrf, "revision": "1", "decision": "schedule", "scheduled_for": "soon"},
         )
         assert "Enter a date and time" in bad_date
         key = {"csrf_token": csrf, "revision": "1", "decision": "schedule", "idempotency_key": "console:k1",
