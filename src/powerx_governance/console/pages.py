@@ -33,9 +33,12 @@ from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
     ListOrder,
     RecommendationFilter,
+    advisory_groups,
     count_recommendations,
     get_recommendation,
     list_recommendations,
+    verdict_documents,
+    verdicts_with_advisory,
 )
 from powerx_governance.scans.queries import active_scans, recent_scans, scan_progress
 
@@ -83,8 +86,11 @@ class Filters:
     tag: str | None = None
     past_sla: bool = False
     critical_patch: bool = False
+    advisory: str | None = None
 
-    def card_filter(self, tenant_uuid: str | None, now: datetime) -> RecommendationFilter:
+    def card_filter(
+        self, tenant_uuid: str | None, now: datetime, verdicts: tuple[str, ...] | None = None
+    ) -> RecommendationFilter:
         return RecommendationFilter(  # past SLA implies unresolved (`past_sla_condition`)
             tenant_uuid=tenant_uuid,
             plugin_id=self.plugin,
@@ -94,22 +100,38 @@ class Filters:
             tenant_tags=(self.tag,) if self.tag else (),
             past_sla_at=now if self.past_sla else None,
             critical_patch=True if self.critical_patch else None,
+            verdicts=verdicts,
         )
 
     def query(self, **more: str) -> dict[str, str]:
-        given = {"risk": self.risk, "plugin": self.plugin, "action": self.action, "tag": self.tag}
+        given = {
+            "risk": self.risk,
+            "plugin": self.plugin,
+            "action": self.action,
+            "tag": self.tag,
+            "advisory": self.advisory,
+        }
         kept = {k: v for k, v in given.items() if v}
         flags = {k: "1" for k, on in (("past_sla", self.past_sla), ("critical", self.critical_patch)) if on}
         return {**kept, **flags, **({"state": self.state} if self.state != "open" else {}), **more}
 
     @property
     def active(self) -> bool:
-        flags = (self.risk, self.plugin, self.action, self.tag, self.past_sla, self.critical_patch)
+        flags = (
+            self.risk,
+            self.plugin,
+            self.action,
+            self.tag,
+            self.past_sla,
+            self.critical_patch,
+            self.advisory,
+        )
         return any(flags) or self.state != "open"
 
     def described(self, plugin_names: dict[str, str]) -> list[str]:
         """The active filters in words, for the result line."""
-        words = [f"{self.risk} risk"] if self.risk else []
+        words = [f"affected by {self.advisory}"] if self.advisory else []
+        words += [f"{self.risk} risk"] if self.risk else []
         words += [plugin_names.get(self.plugin, self.plugin)] if self.plugin else []
         words += [f"action: {ACTION_WORDS.get(self.action, self.action)}"] if self.action else []
         words += [f"tenants tagged {self.tag}"] if self.tag else []
@@ -135,6 +157,7 @@ def filters_from(params: dict[str, str]) -> Filters:
         tag=(params.get("tag") or "").strip() or None,
         past_sla=params.get("past_sla") == "1",
         critical_patch=params.get("critical") == "1",
+        advisory=(params.get("advisory") or "").strip()[:128] or None,
     )
 
 
@@ -153,7 +176,8 @@ def overview(
     """
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
-    wanted = filters.card_filter(tenant_uuid, now)
+    verdicts = verdicts_with_advisory(session, filters.advisory) if filters.advisory else None
+    wanted = filters.card_filter(tenant_uuid, now, verdicts)
     items, next_cursor = list_recommendations(
         session, wanted, limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
     )
@@ -314,24 +338,66 @@ def adoption(session: Session, *, tenant_uuid: str | None, now: datetime, weeks:
     }
 
 
+def advisories(
+    session: Session, *, tenant_uuid: str | None, now: datetime, names: dict[str, str]
+) -> dict[str, Any]:
+    """The open work grouped by advisory, worst first, with each group's bulk selections."""
+    groups = advisory_groups(session, tenant_uuid=tenant_uuid, now=now)
+    refs = advisory_references(session, [g.advisory_id for g in groups])
+    return {
+        "groups": groups,
+        "refs": refs,
+        "plugin_names": names,
+        "open_total": sum(g.open for g in groups),
+        "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
+    }
+
+
 def scans(session: Session, *, limit: int = 30) -> dict[str, Any]:
     rows = recent_scans(session, limit=limit)
     return {"scans": [scan_progress(r) for r in rows], "active": active_scans(session)}
 
 
 def batch(session: Session, batch_id: str) -> list[dict[str, Any]]:
-    """The decisions of one bulk decision, for the confirmation page."""
-    return [decision_dict(r) for r in batch_decisions(session, batch_id)]
+    """The decisions of one bulk decision, with their tenants' names, for the result page."""
+    rows = [decision_dict(r) for r in batch_decisions(session, batch_id)]
+    labels = tenant_labels(session, [r["tenant_uuid"] for r in rows])
+    return [{**r, "tenant": labels.get(r["tenant_uuid"])} for r in rows]
 
 
-def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) -> dict[str, Any]:
-    """How many open recommendations a bulk decision would answer, and the first few tenants."""
+@dataclass(frozen=True, slots=True)
+class BulkPreview:
+    """What a bulk decision would record: the open recommendations of a selection, by target."""
+
+    count: int
+    targets: dict[str, int]  # target version ("" for none) → recommendations
+    sample: list[dict[str, Any]]
+    from_versions: list[str]
+    co_upgrades: list[str]
+    deadlines: list[datetime]  # the SLA deadlines of the selection, for the late-schedule warning
+
+    @property
+    def one_target(self) -> str | None:
+        """The single target version of the selection; None when mixed or missing."""
+        return next(iter(self.targets)) or None if len(self.targets) == 1 else None
+
+    def late(self, scheduled_for: datetime | None) -> int:
+        return 0 if scheduled_for is None else sum(1 for d in self.deadlines if d < scheduled_for)
+
+
+def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) -> BulkPreview:
+    """How many open recommendations a bulk decision would answer (the count it records), by target."""
     rows = select_for_bulk(session, selection)
     labels = tenant_labels(session, [r.tenant_uuid for r in rows[:show]])
-    return {
-        "count": len(rows),
-        "targets": sorted({r.target_version or "—" for r in rows}),
-        "sample": [
+    verdicts = verdict_documents(session, [r.verdict for r in rows])
+    targets: dict[str, int] = {}
+    for r in rows:
+        targets[r.target_version or ""] = targets.get(r.target_version or "", 0) + 1
+    co = sorted({str(n) for v in verdicts.values() for n in v.get("co_upgrades") or []})
+    return BulkPreview(
+        count=len(rows),
+        targets=dict(sorted(targets.items())),
+        sample=[
             {
                 "tenant": labels.get(r.tenant_uuid),
                 "tenant_uuid": r.tenant_uuid,
@@ -342,4 +408,7 @@ def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) 
             }
             for r in rows[:show]
         ],
-    }
+        from_versions=sorted({r.current_version for r in rows}),
+        co_upgrades=co,
+        deadlines=[r.sla_deadline for r in rows if r.sla_deadline is not None],
+    )

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
+from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from powerx_governance.api.bounds import parse_id
@@ -64,9 +65,10 @@ from powerx_governance.console.sessions import (
     resume,
 )
 from powerx_governance.console.summary import summary_for
-from powerx_governance.console.views import ACTION_NAMES, OPERATION_WORDS, confirmation, parse_time
+from powerx_governance.console.views import ACTION_NAMES, OPERATION_WORDS, confirmation, parse_time, time_tag
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.model import DecisionKind, IgnoreScope
+from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
     DecisionError,
     DecisionRequest,
@@ -83,6 +85,7 @@ from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.queries import get_scan, scan_progress
 
 LOGIN_COOKIE_SECONDS: Final = 3600
+BULK_WORDS: Final = {"upgrade": "Upgrade now", "schedule": "Schedule the upgrade", "ignore": "Ignore"}
 SESSION_ENDED: Final = {
     "revoked": "Your session ended because its access token was revoked or removed."
     " Sign in with a current token; an operator can issue one.",
@@ -299,6 +302,18 @@ def tenant_overview(tenant_uuid: str, page: PageDep) -> Response:
     return _overview(page, scope)
 
 
+@router.get("/console/advisories")
+def advisories(page: PageDep) -> Response:
+    """The open work grouped by advisory: one row each, expandable to its plugins, targets and tenants."""
+    scope = page.scope(None)
+    summary = summary_for(page.request.app.state, page.svc.factory, page.svc.clock)
+    with page.svc.factory() as session:
+        context = pages.advisories(
+            session, tenant_uuid=scope, now=page.svc.clock(), names=summary.plugin_names.get(session)
+        )
+    return page.render("advisories.html", {**context, "urlencode": urlencode}, nav="overview")
+
+
 # -- cards and decisions --------------------------------------------------------------------------
 
 
@@ -486,32 +501,110 @@ def post_reopen(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDe
 # -- bulk decisions (operators) -------------------------------------------------------------------
 
 
+SELECTION_FIELDS: Final = ("plugin", "target", "tags", "tenants", "advisory")
+BULK_FIELDS: Final = (
+    *SELECTION_FIELDS,
+    "decision",
+    "scheduled_for",
+    "tz",
+    "reason",
+    "scope",
+    "until",
+    "approver",
+)
+
+
+def _bulk_confirmation(
+    page: Page, form: FormData, preview: pages.BulkPreview, names: dict[str, str]
+) -> dict[str, Any]:
+    """The bulk confirmation step (may raise FormError): what will be recorded, with warnings."""
+    template = bulk_template(form)
+    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
+        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
+    if template.scheduled_for is not None and template.scheduled_for <= page.svc.clock():
+        raise FormError("scheduled_for", "choose an upgrade time in the future")
+    plugin = form.get("plugin") or ""
+    versions = f"{', '.join(preview.from_versions)} → {preview.one_target or 'unchanged'}"
+    lines: list[tuple[str, Any]] = [
+        ("Decision", BULK_WORDS[template.kind.value]),
+        ("Plugin", f"{names.get(plugin, plugin)}: {versions}"),
+        ("Tenants", f"{preview.count:,}"),
+    ]
+    if template.scheduled_for is not None:
+        lines.append(("Upgrade at", time_tag(template.scheduled_for)))
+    late = preview.late(template.scheduled_for)
+    warnings = [f"Needs a co-upgrade: {n}." for n in preview.co_upgrades]
+    if late:
+        warnings.append(f"{late:,} of these tenants would be upgraded after their SLA deadline.")
+    return {"lines": lines, "warnings": warnings, "late": late}
+
+
 @router.get("/console/bulk")
 def bulk(page: PageDep) -> Response:
     page.require_operator()
     params = dict(page.request.query_params)
     form = FormData({k: [v] for k, v in params.items()})
-    preview: dict[str, Any] | None = None
+    secret = page_settings(page.request, page.svc).secret
+    flash = read_flash(page.request, secret, page.user.claims.sid) or {}
+    preview: pages.BulkPreview | None = None
     done: list[dict[str, Any]] | None = None
+    confirm: dict[str, Any] | None = None
+    error = flash.get("error")
     with page.svc.factory() as session:
         names = plugin_names(session)
         if params.get("batch"):
             done = pages.batch(session, params["batch"])
         elif form.get("plugin"):
             preview = pages.bulk_preview(session, bulk_selection(form))
-    return page.render(
+    if preview is not None and params.get("step") == "confirm" and preview.count:
+        try:
+            confirm = _bulk_confirmation(page, form, preview, names)
+        except FormError as exc:
+            error = {"field": exc.field, "message": str(exc)}
+    response = page.render(
         "bulk.html",
         {
             "values": params,
+            "selection": {k: params[k] for k in SELECTION_FIELDS if params.get(k)},
+            "decision_values": {k: v for k in BULK_FIELDS if (v := form.get(k))},
             "plugin_names": names,
             "preview": preview,
+            "confirm": confirm,
             "done": done,
-            "error": None,
+            "error": error,
             "decision_key": new_form_key(),
             "scopes": [s.value for s in IgnoreScope],
+            "urlencode": urlencode,
         },
         nav="bulk",
     )
+    clear_flash(page.request, response)
+    return response
+
+
+def _bulk_refused(page: Page, form: FormData, error: dict[str, Any]) -> Response:
+    """Post/redirect/get: back to the bulk page with its selection and values, the error shown once."""
+    values = {k: v for k in BULK_FIELDS if (v := form.get(k))}
+    response = see_other(f"{HOME}/bulk?{urlencode(values)}#apply-title")
+    secret = page_settings(page.request, page.svc).secret
+    return set_flash(response, secret, page.user.claims.sid, {"error": error})
+
+
+def _bulk_check(page: Page, form: FormData, session: Session, selection: BulkSelection) -> None:
+    """What the confirmation showed still holds (one target, the count, the late schedules)."""
+    preview = pages.bulk_preview(session, selection, show=0)
+    template = bulk_template(form)
+    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
+        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
+    if str(preview.count) != (form.get("expected") or ""):
+        raise FormError(
+            "expected",
+            f"the selection changed since you confirmed it ({preview.count:,} now): review it again",
+        )
+    if preview.late(template.scheduled_for) and form.get("accept_late") != "1":
+        raise FormError(
+            "scheduled_for", "some tenants would be upgraded after their SLA deadline: confirm it"
+        )
 
 
 @router.post("/console/bulk")
@@ -522,28 +615,14 @@ def post_bulk(posted: PostedDep) -> Response:
     try:
         selection, template = bulk_selection(form), bulk_template(form)
         with transaction(page.svc.factory) as session:
+            _bulk_check(page, form, session, selection)
             batch_id, rows = decide_many(
                 session, page.svc.notifications, selection, template, page.user.principal, page.svc.clock()
             )
-    except (FormError, DecisionError) as exc:
-        status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
-        with page.svc.factory() as session:
-            names = plugin_names(session)
-        values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
-        return page.render(
-            "bulk.html",
-            {
-                "values": values,
-                "plugin_names": names,
-                "preview": None,
-                "done": None,
-                "error": {"field": exc.field, "message": str(exc)},
-                "decision_key": new_form_key(),
-                "scopes": [s.value for s in IgnoreScope],
-            },
-            nav="bulk",
-            status=status,
-        )
+    except FormError as exc:
+        return _bulk_refused(page, form, {"field": exc.field, "message": str(exc)})
+    except DecisionError as exc:
+        return _bulk_refused(page, form, {"field": exc.field, "message": str(exc)})
     page.svc.metrics.decisions_taken(
         template.kind.value, template.scope.value if template.scope else None, len(rows)
     )

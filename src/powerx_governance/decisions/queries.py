@@ -15,6 +15,7 @@ from powerx_governance.decisions.model import DecisionKind, DecisionState
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.inventory.queries import tagged_tenants
 from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.queries import verdicts_with_advisory
 from powerx_governance.recommendations.tables import RecommendationRow
 
 BATCH_SHOWN: Final = 500
@@ -28,6 +29,7 @@ class BulkSelection:
     tenant_tags: tuple[str, ...] = ()  # tenants carrying one of these (`domain.tags_match`)
     tenant_uuids: tuple[str, ...] = ()
     target_version: str | None = None
+    advisory_id: str | None = None  # only recommendations this advisory affects
 
 
 def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
@@ -43,6 +45,8 @@ def select_for_bulk(session: Session, selection: BulkSelection) -> list[Recommen
         stmt = stmt.where(rec.tenant_uuid.in_(selection.tenant_uuids))
     if selection.tenant_tags:
         stmt = stmt.where(rec.tenant_uuid.in_(tagged_tenants(session, selection.tenant_tags)))
+    if selection.advisory_id is not None:
+        stmt = stmt.where(rec.verdict.in_(verdicts_with_advisory(session, selection.advisory_id)))
     return list(session.execute(stmt.order_by(rec.tenant_uuid)).scalars())
 
 

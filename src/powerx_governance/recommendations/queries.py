@@ -17,9 +17,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import MAX_ID
 from powerx_governance.db.weeks import WeekValue, Window, epoch, series, week_of
 from powerx_governance.domain import Severity
@@ -51,6 +52,7 @@ class RecommendationFilter:
     past_sla_at: datetime | None = None  # only those past their SLA at this time (`past_sla_condition`)
     critical_patch: bool | None = None
     target_version: str | None = None
+    verdicts: tuple[str, ...] | None = None  # only these verdicts (e.g. `verdicts_with_advisory`)
 
 
 class ListOrder(StrEnum):
@@ -113,6 +115,8 @@ def _filtered(session: Session, stmt: Select[Any], f: RecommendationFilter) -> S
         stmt = stmt.where(past_sla_condition(f.past_sla_at))
     if f.critical_patch is not None:
         stmt = stmt.where(rec.critical_patch.is_(f.critical_patch))
+    if f.verdicts is not None:
+        stmt = stmt.where(rec.verdict.in_(f.verdicts))
     return stmt
 
 
@@ -412,3 +416,111 @@ def critical_patch_trends(session: Session, *, tenant_uuid: str | None, window: 
     return PatchTrends(
         series(window.weeks, patch), series(window.weeks, sla), hits / counted if counted else None, counted
     )
+
+
+# -- grouped by advisory --------------------------------------------------------------------------
+
+_SEVERITY_RANK: Final = {level: rank for rank, level in enumerate(reversed(RISK_LEVELS))}
+
+
+@dataclass(slots=True)
+class AdvisoryGroup:
+    """One advisory across the open recommendations it affects (one row of the grouped view)."""
+
+    advisory_id: str
+    summary: str = ""
+    severity: str = "none"
+    exploited: bool = False
+    open: int = 0  # open recommendations (tenant and plugin) it affects
+    past_sla: int = 0
+    plugins: set[str] = field(default_factory=set)
+    fixed_in: set[str] = field(default_factory=set)
+    # what a bulk decision would select: (plugin, target) → open recommendations (None: no target)
+    targets: dict[tuple[str, str | None], int] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> tuple[int, bool, int]:
+        return (_SEVERITY_RANK.get(self.severity, 0), self.exploited, self.open)
+
+
+def _advisories_of(session: Session, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for part in chunks(sorted(set(fingerprints))):
+        stmt = select(VerdictRow.fingerprint, VerdictRow.document["advisories"]).where(
+            VerdictRow.fingerprint.in_(part)
+        )
+        found.update({fp: list(advisories or []) for fp, advisories in session.execute(stmt)})
+    return found
+
+
+def advisory_groups(session: Session, *, tenant_uuid: str | None, now: datetime) -> list[AdvisoryGroup]:
+    """The open recommendations grouped by the advisories affecting them, worst first.
+
+    One grouped pass over the open recommendations by (verdict, plugin, target); advisories are
+    read from the distinct verdicts only, so the cost does not grow with the tenants per verdict.
+    """
+    rec = RecommendationRow
+    stmt = (
+        select(
+            rec.verdict,
+            rec.plugin_id,
+            rec.target_version,
+            func.count(),
+            func.sum(case((past_sla_condition(now), 1), else_=0)),
+        )
+        .where(rec.state == RecommendationState.OPEN.value, _in_scope(tenant_uuid))
+        .group_by(rec.verdict, rec.plugin_id, rec.target_version)
+    )
+    rows = session.execute(stmt).all()
+    advisories = _advisories_of(session, [r[0] for r in rows])
+    groups: dict[str, AdvisoryGroup] = {}
+    for fingerprint, plugin_id, target, count, late in rows:
+        for a in advisories.get(fingerprint, []):
+            _add_to_group(groups, a, plugin_id, target, int(count), int(late or 0))
+    return sorted(groups.values(), key=lambda g: g.rank, reverse=True)
+
+
+def _add_to_group(
+    groups: dict[str, AdvisoryGroup],
+    a: dict[str, Any],
+    plugin_id: str,
+    target: str | None,
+    count: int,
+    late: int,
+) -> None:
+    advisory_id = str(a.get("id") or "")
+    if not advisory_id:
+        return
+    group = groups.setdefault(advisory_id, AdvisoryGroup(advisory_id, summary=str(a.get("summary") or "")))
+    severity = str(a.get("severity") or "medium")
+    if _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(group.severity, 0):
+        group.severity = severity
+    group.exploited = group.exploited or bool(a.get("exploited"))
+    group.open += count
+    group.past_sla += late
+    group.plugins.add(plugin_id)
+    if a.get("fixed_in"):
+        group.fixed_in.add(str(a["fixed_in"]))
+    group.targets[plugin_id, target] = group.targets.get((plugin_id, target), 0) + count
+
+
+def verdicts_with_advisory(session: Session, advisory_id: str) -> tuple[str, ...]:
+    """The stored verdicts that list `advisory_id` among their advisories."""
+    text = cast(VerdictRow.document, String)
+    stmt = select(VerdictRow.fingerprint, VerdictRow.document["advisories"]).where(
+        text.contains(json.dumps(advisory_id))
+    )
+    return tuple(
+        fp
+        for fp, advisories in session.execute(stmt)
+        if any(isinstance(a, dict) and a.get("id") == advisory_id for a in advisories or [])
+    )
+
+
+def verdict_documents(session: Session, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The shared verdicts by fingerprint (co-upgrades, compatibility notes, advisories)."""
+    found: dict[str, dict[str, Any]] = {}
+    for part in chunks(sorted(set(fingerprints))):
+        stmt = select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(part))
+        found.update(dict(session.execute(stmt).tuples()))
+    return found
