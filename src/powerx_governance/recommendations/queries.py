@@ -442,6 +442,13 @@ class AdvisoryGroup:
     def rank(self) -> tuple[int, bool, int]:
         return (_SEVERITY_RANK.get(self.severity, 0), self.exploited, self.open)
 
+    @property
+    def paths(self) -> list[tuple[str, str | None, int]]:
+        """(plugin, target, open recommendations), by plugin and target; no target last."""
+        return sorted(
+            ((p, t, n) for (p, t), n in self.targets.items()), key=lambda x: (x[0], x[1] is None, x[1])
+        )
+
 
 def _advisories_of(session: Session, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     found: dict[str, list[dict[str, Any]]] = {}
@@ -522,5 +529,6 @@ def verdict_documents(session: Session, fingerprints: Sequence[str]) -> dict[str
     found: dict[str, dict[str, Any]] = {}
     for part in chunks(sorted(set(fingerprints))):
         stmt = select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(part))
-        found.update(dict(session.execute(stmt).tuples()))
+        for fingerprint, document in session.execute(stmt):
+            found[fingerprint] = document
     return found
