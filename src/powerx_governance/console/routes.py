@@ -285,10 +285,10 @@ def tenants(page: PageDep, q: str | None = None) -> Response:
     query = (q or "").strip()
     with page.svc.factory() as session:
         exact = queries.tenant(session, query) if query else None
-        matches = queries.find_tenants(session, query) if query and exact is None else []
+        matches = queries.find_tenants(session, query) if exact is None else []
     if exact is not None:
         return see_other(f"{HOME}/tenants/{exact.tenant_uuid}")
-    if len(matches) == 1:
+    if query and len(matches) == 1:
         return see_other(f"{HOME}/tenants/{matches[0].label.tenant_uuid}")
     return page.render("tenants.html", {"q": query, "matches": matches}, nav="tenants")
 
@@ -634,7 +634,17 @@ def post_bulk(posted: PostedDep) -> Response:
 
 @router.get("/console/adoption")
 def adoption(page: PageDep, tenant: str | None = None, weeks: int = 12) -> Response:
-    scope = page.scope(tenant or None)
+    """Trends of the fleet or one tenant; operators name the tenant by uuid, key or name."""
+    wanted = (tenant or "").strip() or None
+    with page.svc.factory() as session:
+        if wanted and page.user.fleet_wide and queries.tenant(session, wanted) is None:
+            found = queries.find_tenants(session, wanted, limit=2)
+            if len(found) != 1:
+                raise page.error(
+                    404, "No such tenant", f"No single tenant's name, key or uuid starts with {wanted!r}."
+                )
+            wanted = found[0].label.tenant_uuid
+    scope = page.scope(wanted)
     with page.svc.factory() as session:
         context = pages.adoption(
             session, tenant_uuid=scope, now=page.svc.clock(), weeks=min(max(weeks, 4), 52)

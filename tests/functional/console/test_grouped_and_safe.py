@@ -58,7 +58,8 @@ def test_advisory_group_bulk_count_is_what_is_recorded(console_server: ConsoleSe
         assert f'data-figure="bulk-recorded">{count}<' in recorded
     with service.factory() as session:
         batch = session.execute(select(DecisionRow).where(DecisionRow.plugin_id == SAML)).scalars().all()
-    assert len(batch) == count and {d.target_version for d in batch} == {unescape(target)}
+    assert len(batch) == count
+    assert {d.target_version for d in batch} == {unescape(target)}
 
 
 def test_mixed_targets_are_refused_and_review_cards_cannot_upgrade(console_server: ConsoleServer) -> None:
@@ -82,7 +83,8 @@ def test_mixed_targets_are_refused_and_review_cards_cannot_upgrade(console_serve
             assert 'name="step" value="confirm"' not in mixed
         if review is not None:
             card = client.get(f"/console/recommendations/{review.id}").text
-            assert 'id="no-target"' in card and 'value="upgrade"' not in card
+            assert 'id="no-target"' in card
+            assert 'value="upgrade"' not in card
             csrf = csrf_of(card)
             answer = client.post(
                 f"/console/recommendations/{review.id}/decision",
@@ -100,10 +102,16 @@ def test_decision_is_shown_and_can_be_reopened(console_server: ConsoleServer) ->
         card = client.get(f"/console/recommendations/{rec_id}").text
         confirm = client.get(
             f"/console/recommendations/{rec_id}/confirm",
-            params={"decision": "ignore", "revision": "1", "reason": "frozen until the migration", "scope": "until",
-                    "until": "2027-01-31"},
-        ).text  # fmt: skip
-        assert "Confirm: ignore" in confirm and "frozen until the migration" in confirm
+            params={
+                "decision": "ignore",
+                "revision": "1",
+                "reason": "frozen until the migration",
+                "scope": "until",
+                "until": "2027-01-31",
+            },
+        ).text
+        assert "Confirm: ignore" in confirm
+        assert "frozen until the migration" in confirm
         form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', confirm))
         done = client.post(
             f"/console/recommendations/{rec_id}/decision", data={k: unescape(v) for k, v in form.items()}
