@@ -265,7 +265,8 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
 
 
 def _week_label(adoption: Adoption, week: int) -> str:
-    return adoption.week_start(week).astimezone(UTC).strftime("%d %b")
+    monday = adoption.week_start(week).astimezone(UTC)
+    return f"{monday.day} {monday:%b}"
 
 
 def _points(adoption: Adoption, values: list[WeekValue], fmt: Any) -> list[Point]:

@@ -104,7 +104,7 @@ def decision_trends(session: Session, *, tenant_uuid: str | None, window: Window
             func.sum(case((_answered(), 1), else_=0)),
             func.sum(case((_accepted(), 1), else_=0)),
         )
-        .where(d.created_at > window.start, d.created_at <= window.now, _in_scope(tenant_uuid))
+        .where(d.created_at >= window.start, d.created_at <= window.now, _in_scope(tenant_uuid))
         .group_by(week, d.kind)
     )
     by_kind = {k.value: [0] * window.weeks for k in DecisionKind}

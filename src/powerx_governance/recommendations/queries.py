@@ -399,7 +399,7 @@ def critical_patch_trends(session: Session, *, tenant_uuid: str | None, window: 
         .where(
             rec.critical_patch.is_(True),
             rec.state == RecommendationState.RESOLVED.value,
-            rec.resolved_at > window.start,
+            rec.resolved_at >= window.start,
             rec.resolved_at <= window.now,
             _in_scope(tenant_uuid),
         )
