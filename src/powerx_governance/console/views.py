@@ -83,7 +83,7 @@ def _span(seconds: float) -> str:
     minutes = int(abs(seconds)) // 60
     days, hours, mins = minutes // 1440, minutes % 1440 // 60, minutes % 60
     if days:
-        return f"{days} d {hours} h"
+        return f"{days} d {hours} h" if hours and days < 3 else f"{days} d"
     return f"{hours} h {mins} min" if hours else f"{mins} min"
 
 
@@ -128,6 +128,12 @@ def changelog_entries(lines: list[str]) -> list[ChangelogEntry]:
     return entries
 
 
+def _action_label(rec: dict[str, Any]) -> str:
+    if rec["action"] == "review" and not rec.get("advisories"):
+        return "Review the update: no security fix in it"
+    return ACTION_NAMES.get(rec["action"], rec["action"])
+
+
 def card(
     rec: dict[str, Any], *, plugin_name: str | None, tenant: TenantLabel | None, now: datetime
 ) -> dict[str, Any]:
@@ -142,7 +148,7 @@ def card(
         "revision": rec["revision"],
         "state": rec["state"],
         "state_label": STATE_LABELS.get(rec["state"], rec["state"]),
-        "action_label": ACTION_NAMES.get(rec["action"], rec["action"]),
+        "action_label": _action_label(rec),
         "countdown": countdown(rec.get("sla_deadline"), now, state=rec["state"]),
         "rule_ids": list(rec.get("rule_ids") or []),
         "changelog_entries": changelog_entries(list(rec.get("changelog") or [])),

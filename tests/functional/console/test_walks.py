@@ -98,7 +98,7 @@ def test_tenant_admin_walk(console_server: ConsoleServer, open_browser: OpenBrow
     # 3: the action list first, with its count and the active filters; tables below
     expect(page.locator("#result-count")).to_contain_text("awaiting a decision")
     assert _top(page, "#cards article") < _top(page, "#top-title")
-    assert _header_height(page) <= (80 if viewport == "phone" else 64)
+    assert _header_height(page) <= (110 if viewport == "phone" else 64)
     walk.shot("overview")
     # 1: the tenant's own scan, not the fleet's coverage
     expect(page.locator('[data-figure="tenant-outcome"]')).to_be_visible()
@@ -135,7 +135,7 @@ def test_tenant_admin_walk(console_server: ConsoleServer, open_browser: OpenBrow
     # 2: and reopen it (audited)
     page.get_by_role("button", name="Withdraw the decision and reopen").click()
     expect(page.locator("#decision-done")).to_contain_text("open again")
-    expect(page.locator('#audit-entries tr[data-operation="decision.reopen"]')).to_have_count(1)
+    expect(page.locator('#audit-entries tr[data-operation="decision.reopen"]').first).to_be_visible()
     walk.shot("card-reopened")
     # 4: readable charts
     walk.go("/console/adoption")
@@ -150,7 +150,7 @@ def test_operator_walk(console_server: ConsoleServer, open_browser: OpenBrowser,
     page = walk.page
     expect(page.get_by_role("heading", level=1)).to_have_text("Fleet overview")
     assert _top(page, "#cards article") < _top(page, "#top-title")
-    assert _header_height(page) <= (120 if viewport == "phone" else 64)
+    assert _header_height(page) <= (110 if viewport == "phone" else 64)
     walk.shot("fleet-overview")
     # 3: grouped by advisory, with the bulk count of each upgrade path
     page.get_by_role("link", name="By advisory").click()
