@@ -131,7 +131,7 @@ def changelog_entries(lines: list[str]) -> list[ChangelogEntry]:
 def _action_label(rec: dict[str, Any]) -> str:
     if rec["action"] == "review" and not rec.get("advisories"):
         return "Review the update: no security fix in it"
-    return ACTION_NAMES.get(rec["action"], rec["action"])
+    return ACTION_NAMES.get(rec["action"], str(rec["action"]))
 
 
 def card(
