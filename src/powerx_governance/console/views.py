@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -128,6 +129,18 @@ def changelog_entries(lines: list[str]) -> list[ChangelogEntry]:
     return entries
 
 
+# The engine's reason when the target brings an advisory the installed version does not have
+# (policy/shaping.py); the verdict has no field for it, so the card reads the reason.
+_NEW_IN_TARGET: Final = re.compile(r"^\S+ carries (.+?), which \S+ does not have")
+
+
+def _carried(rec: dict[str, Any]) -> list[str]:
+    """Advisories the target still carries or newly brings: "target also carries …" on every card."""
+    still = [str(a.get("id")) for a in rec.get("advisories") or [] if a.get("in_target")]
+    brought = [m.group(1) for r in rec.get("reasons") or [] if (m := _NEW_IN_TARGET.match(str(r)))]
+    return list(dict.fromkeys([*still, *brought]))
+
+
 def _action_label(rec: dict[str, Any]) -> str:
     if rec["action"] == "review" and not rec.get("advisories"):
         return "Review the update: no security fix in it"
@@ -167,7 +180,7 @@ def card(
         "decidable": rec["state"] != "resolved",
         "upgradable": bool(rec.get("target_version") or rec.get("latest_version")),
         "exploited": any(a.get("exploited") for a in rec.get("advisories") or []),
-        "carries": [str(a.get("id")) for a in rec.get("advisories") or [] if a.get("in_target")],
+        "carries": _carried(rec),
         "update_words": UPDATE_WORDS.get(rec.get("update_type") or "none"),
         "standing": None,  # the active decision, when the page looked it up
     }
