@@ -181,7 +181,12 @@ def overview(
     items, next_cursor = list_recommendations(
         session, wanted, limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
     )
-    total = count_recommendations(session, wanted, cap=COUNT_CAP)
+    # unfiltered, the open work is the posture's open total (the same rows, already counted)
+    total = (
+        posture.exposure.open_total
+        if not filters.active
+        else count_recommendations(session, wanted, cap=COUNT_CAP)
+    )
     names = summary.plugin_names.get(session)
     tenants = tenant_labels(session, [i["tenant_uuid"] for i in items])
     cards = [
@@ -194,7 +199,7 @@ def overview(
         "posture_as_of": None if fleet is None or fleet.fresh else fleet.as_of,
         "cards": cards,
         "total": total,
-        "total_capped": total > COUNT_CAP,
+        "total_capped": filters.active and total > COUNT_CAP,
         "active_filters": filters.described(names),
         "next_cursor": next_cursor,
         "first_page": cursor is None,
