@@ -19,7 +19,7 @@ from markupsafe import Markup
 WIDTH: Final = 420
 HEIGHT: Final = 240
 LEFT: Final = 52
-RIGHT: Final = 10
+RIGHT: Final = 22
 TOP: Final = 26
 BOTTOM: Final = 34
 EMPTY: Final = Markup('<p class="chart-empty" role="status">No data in these weeks yet.</p>')

@@ -16,17 +16,19 @@ from powerx_governance.audit.queries import records_about_recommendation
 from powerx_governance.catalog.queries import advisory_references, plugin_names
 from powerx_governance.console import charts, queries
 from powerx_governance.console.charts import Point
+from powerx_governance.console.forms import FormError
 from powerx_governance.console.queries import Adoption
 from powerx_governance.console.summary import FleetSummary
 from powerx_governance.console.views import card
 from powerx_governance.db.weeks import WeekValue
+from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.queries import (
     BulkSelection,
     batch_decisions,
     select_for_bulk,
     standing_decisions,
 )
-from powerx_governance.decisions.service import decision_dict, decisions_for
+from powerx_governance.decisions.service import DecisionRequest, decision_dict, decisions_for
 from powerx_governance.domain import Action, Severity
 from powerx_governance.inventory.queries import installation, known_tags, tenant, tenant_labels
 from powerx_governance.recommendations.model import RecommendationState
@@ -418,3 +420,27 @@ def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) 
         co_upgrades=co,
         deadlines=[r.sla_deadline for r in rows if r.sla_deadline is not None],
     )
+
+
+def bulk_check(
+    session: Session,
+    selection: BulkSelection,
+    template: DecisionRequest,
+    *,
+    expected: str | None,
+    late_accepted: bool,
+) -> None:
+    """What the bulk confirmation showed still holds: one target, the same count, late schedules
+    acknowledged (FormError otherwise); run in the transaction that records the decisions."""
+    preview = bulk_preview(session, selection, show=0)
+    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
+        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
+    if str(preview.count) != (expected or ""):
+        raise FormError(
+            "expected",
+            f"the selection changed since you confirmed it ({preview.count:,} now): review it again",
+        )
+    if preview.late(template.scheduled_for) and not late_accepted:
+        raise FormError(
+            "scheduled_for", "some tenants would be upgraded after their SLA deadline: confirm it"
+        )

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Path, Query, Request
-from sqlalchemy.orm import Session
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from powerx_governance.api.bounds import parse_id
@@ -68,7 +67,6 @@ from powerx_governance.console.summary import summary_for
 from powerx_governance.console.views import ACTION_NAMES, OPERATION_WORDS, confirmation, parse_time, time_tag
 from powerx_governance.db.session import transaction
 from powerx_governance.decisions.model import DecisionKind, IgnoreScope
-from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
     DecisionError,
     DecisionRequest,
@@ -590,23 +588,6 @@ def _bulk_refused(page: Page, form: FormData, error: dict[str, Any]) -> Response
     return set_flash(response, secret, page.user.claims.sid, {"error": error})
 
 
-def _bulk_check(page: Page, form: FormData, session: Session, selection: BulkSelection) -> None:
-    """What the confirmation showed still holds (one target, the count, the late schedules)."""
-    preview = pages.bulk_preview(session, selection, show=0)
-    template = bulk_template(form)
-    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
-        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
-    if str(preview.count) != (form.get("expected") or ""):
-        raise FormError(
-            "expected",
-            f"the selection changed since you confirmed it ({preview.count:,} now): review it again",
-        )
-    if preview.late(template.scheduled_for) and form.get("accept_late") != "1":
-        raise FormError(
-            "scheduled_for", "some tenants would be upgraded after their SLA deadline: confirm it"
-        )
-
-
 @router.post("/console/bulk")
 def post_bulk(posted: PostedDep) -> Response:
     page, form = posted.page, posted.form
@@ -615,7 +596,13 @@ def post_bulk(posted: PostedDep) -> Response:
     try:
         selection, template = bulk_selection(form), bulk_template(form)
         with transaction(page.svc.factory) as session:
-            _bulk_check(page, form, session, selection)
+            pages.bulk_check(
+                session,
+                selection,
+                template,
+                expected=form.get("expected"),
+                late_accepted=form.get("accept_late") == "1",
+            )
             batch_id, rows = decide_many(
                 session, page.svc.notifications, selection, template, page.user.principal, page.svc.clock()
             )
