@@ -347,15 +347,21 @@ def adoption(session: Session, *, tenant_uuid: str | None, now: datetime, weeks:
 
 
 def advisories(
-    session: Session, *, tenant_uuid: str | None, now: datetime, names: dict[str, str]
+    session: Session, *, tenant_uuid: str | None, now: datetime, summary: FleetSummary
 ) -> dict[str, Any]:
-    """The open work grouped by advisory, worst first, with each group's bulk selections."""
-    groups = advisory_groups(session, tenant_uuid=tenant_uuid, now=now)
+    """The open work grouped by advisory, worst first, with each group's bulk selections.
+
+    The fleet's groups come from the summary cache (one pass over the fleet's open work, redone
+    when the data changed); a tenant's are grouped live.
+    """
+    fleet = summary.advisories() if tenant_uuid is None else None
+    groups = fleet.groups if fleet else advisory_groups(session, tenant_uuid=tenant_uuid, now=now)
     refs = advisory_references(session, [g.advisory_id for g in groups])
     return {
         "groups": groups,
         "refs": refs,
-        "plugin_names": names,
+        "as_of": None if fleet is None or fleet.fresh else fleet.as_of,
+        "plugin_names": summary.plugin_names.get(session),
         "open_total": sum(g.open for g in groups),
         "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
     }

@@ -306,9 +306,7 @@ def advisories(page: PageDep) -> Response:
     scope = page.scope(None)
     summary = summary_for(page.request.app.state, page.svc.factory, page.svc.clock)
     with page.svc.factory() as session:
-        context = pages.advisories(
-            session, tenant_uuid=scope, now=page.svc.clock(), names=summary.plugin_names.get(session)
-        )
+        context = pages.advisories(session, tenant_uuid=scope, now=page.svc.clock(), summary=summary)
     return page.render("advisories.html", {**context, "urlencode": urlencode}, nav="overview")
 
 
