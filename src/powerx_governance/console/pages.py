@@ -178,7 +178,11 @@ def overview(
     """
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
-    verdicts = verdicts_with_advisory(session, filters.advisory) if filters.advisory else None
+    verdicts = (
+        verdicts_with_advisory(session, filters.advisory, plugin_id=filters.plugin)
+        if filters.advisory
+        else None
+    )
     wanted = filters.card_filter(tenant_uuid, now, verdicts)
     items, next_cursor = list_recommendations(
         session, wanted, limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER

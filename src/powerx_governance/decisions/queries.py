@@ -46,7 +46,8 @@ def select_for_bulk(session: Session, selection: BulkSelection) -> list[Recommen
     if selection.tenant_tags:
         stmt = stmt.where(rec.tenant_uuid.in_(tagged_tenants(session, selection.tenant_tags)))
     if selection.advisory_id is not None:
-        stmt = stmt.where(rec.verdict.in_(verdicts_with_advisory(session, selection.advisory_id)))
+        wanted = verdicts_with_advisory(session, selection.advisory_id, plugin_id=selection.plugin_id)
+        stmt = stmt.where(rec.verdict.in_(wanted))
     return list(session.execute(stmt.order_by(rec.tenant_uuid)).scalars())
 
 

@@ -511,17 +511,25 @@ def _add_to_group(
     group.targets[plugin_id, target] = group.targets.get((plugin_id, target), 0) + count
 
 
-def verdicts_with_advisory(session: Session, advisory_id: str) -> tuple[str, ...]:
-    """The stored verdicts that list `advisory_id` among their advisories."""
+def verdicts_with_advisory(
+    session: Session, advisory_id: str, *, plugin_id: str | None = None
+) -> tuple[str, ...]:
+    """The stored verdicts that list `advisory_id` among their advisories; with `plugin_id`, only
+    the verdicts of that plugin's unresolved recommendations (read through the plugin index)."""
+    if plugin_id is not None:
+        rec = RecommendationRow
+        used = select(rec.verdict).where(rec.plugin_id == plugin_id, rec.state.in_(UNRESOLVED)).distinct()
+        candidates = _advisories_of(session, list(session.execute(used).scalars()))
+        return tuple(fp for fp, advisories in candidates.items() if _lists(advisories, advisory_id))
     text = cast(VerdictRow.document, String)
     stmt = select(VerdictRow.fingerprint, VerdictRow.document["advisories"]).where(
         text.contains(json.dumps(advisory_id))
     )
-    return tuple(
-        fp
-        for fp, advisories in session.execute(stmt)
-        if any(isinstance(a, dict) and a.get("id") == advisory_id for a in advisories or [])
-    )
+    return tuple(fp for fp, advisories in session.execute(stmt) if _lists(advisories or [], advisory_id))
+
+
+def _lists(advisories: list[Any], advisory_id: str) -> bool:
+    return any(isinstance(a, dict) and a.get("id") == advisory_id for a in advisories)
 
 
 def verdict_documents(session: Session, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
