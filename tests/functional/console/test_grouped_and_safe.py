@@ -128,3 +128,20 @@ def test_decision_is_shown_and_can_be_reopened(console_server: ConsoleServer) ->
         assert 'data-operation="decision.reopen"' in page
     with service.factory() as session:
         assert session.get_one(RecommendationRow, rec_id).state == "open"
+
+
+def test_reopen_through_the_api(console_server: ConsoleServer) -> None:
+    service, live = console_server.service, console_server.live
+    rec_id = recommendation_id(service, SANDBOX, "com.powerx.plugins.forms")
+    api = "/internal/version/governance"
+    headers = {"Authorization": f"Bearer {issue_token(service, Role.TENANT_ADMIN, SANDBOX)}"}
+    with httpx.Client(base_url=live.base_url, timeout=60, headers=headers) as client:
+        revision = client.get(f"{api}/recommendations/{rec_id}").json()["revision"]
+        body = {"recommendation_id": rec_id, "revision": revision, "decision": "ignore", "reason": "not now"}
+        assert client.post(f"{api}/decision", json=body).status_code == 201
+        reopened = client.post(f"{api}/recommendations/{rec_id}/reopen", json={"revision": revision})
+        assert reopened.status_code == 200, reopened.text
+        assert reopened.json()["state"] == "open"
+        assert reopened.json()["withdrawn"]["state"] == "superseded"
+        again = client.post(f"{api}/recommendations/{rec_id}/reopen", json={"revision": revision})
+        assert again.status_code == 409
