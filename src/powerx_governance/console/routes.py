@@ -44,6 +44,7 @@ from powerx_governance.console.forms import (
     bulk_selection,
     bulk_template,
     decision_request,
+    local_datetime,
     new_form_key,
 )
 from powerx_governance.console.rendering import SECURITY_HEADERS, render
@@ -510,6 +511,16 @@ BULK_FIELDS: Final = (
 )
 
 
+def _scheduled(form: FormData) -> datetime | None:
+    """The bulk form's upgrade time, when it has a readable one (the preview counts late tenants)."""
+    if form.get("decision") != DecisionKind.SCHEDULE.value:
+        return None
+    try:
+        return local_datetime(form.get("scheduled_for"), form.get("tz"), "scheduled_for")
+    except FormError:
+        return None
+
+
 def _bulk_confirmation(
     page: Page, form: FormData, preview: pages.BulkPreview, names: dict[str, str]
 ) -> dict[str, Any]:
@@ -528,7 +539,7 @@ def _bulk_confirmation(
     ]
     if template.scheduled_for is not None:
         lines.append(("Upgrade at", time_tag(template.scheduled_for)))
-    late = preview.late(template.scheduled_for)
+    late = preview.late
     warnings = [f"Needs a co-upgrade: {n}." for n in preview.co_upgrades]
     if late:
         warnings.append(f"{late:,} of these tenants would be upgraded after their SLA deadline.")
@@ -551,7 +562,7 @@ def bulk(page: PageDep) -> Response:
         if params.get("batch"):
             done = pages.batch(session, params["batch"])
         elif form.get("plugin"):
-            preview = pages.bulk_preview(session, bulk_selection(form))
+            preview = pages.bulk_preview(session, bulk_selection(form), scheduled_for=_scheduled(form))
     if preview is not None and params.get("step") == "confirm" and preview.count:
         try:
             confirm = _bulk_confirmation(page, form, preview, names)

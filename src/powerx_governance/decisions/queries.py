@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.weeks import WeekValue, Window, series, week_of
@@ -32,13 +33,9 @@ class BulkSelection:
     advisory_id: str | None = None  # only recommendations this advisory affects
 
 
-def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
-    """The open recommendations of the selection, by tenant."""
+def _bulk_where(session: Session, stmt: Select[Any], selection: BulkSelection) -> Select[Any]:
     rec = RecommendationRow
-    stmt = select(rec).where(
-        rec.plugin_id == selection.plugin_id,
-        rec.state == RecommendationState.OPEN.value,
-    )
+    stmt = stmt.where(rec.plugin_id == selection.plugin_id, rec.state == RecommendationState.OPEN.value)
     if selection.target_version is not None:
         stmt = stmt.where(rec.target_version == selection.target_version)
     if selection.tenant_uuids:
@@ -48,7 +45,47 @@ def select_for_bulk(session: Session, selection: BulkSelection) -> list[Recommen
     if selection.advisory_id is not None:
         wanted = verdicts_with_advisory(session, selection.advisory_id, plugin_id=selection.plugin_id)
         stmt = stmt.where(rec.verdict.in_(wanted))
-    return list(session.execute(stmt.order_by(rec.tenant_uuid)).scalars())
+    return stmt
+
+
+def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
+    """The open recommendations of the selection, by tenant."""
+    stmt = _bulk_where(session, select(RecommendationRow), selection)
+    return list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid)).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class BulkGroup:
+    """Open recommendations of a selection sharing a target, installed version and verdict."""
+
+    target_version: str | None
+    current_version: str
+    verdict: str
+    count: int
+    late: int  # of them, those whose SLA deadline is before the scheduled time asked about
+
+
+def bulk_groups(
+    session: Session, selection: BulkSelection, *, scheduled_for: datetime | None
+) -> list[BulkGroup]:
+    """What `select_for_bulk` selects, aggregated in SQL: the preview and the confirmation count it."""
+    rec = RecommendationRow
+    late = (
+        func.sum(case((and_(rec.sla_deadline.is_not(None), rec.sla_deadline < scheduled_for), 1), else_=0))
+        if scheduled_for is not None
+        else func.sum(0)
+    )
+    stmt = select(rec.target_version, rec.current_version, rec.verdict, func.count(), late)
+    stmt = _bulk_where(session, stmt, selection).group_by(
+        rec.target_version, rec.current_version, rec.verdict
+    )
+    return [BulkGroup(t, c, v, int(n), int(lt or 0)) for t, c, v, n, lt in session.execute(stmt)]
+
+
+def bulk_sample(session: Session, selection: BulkSelection, *, limit: int) -> list[RecommendationRow]:
+    """The first `limit` recommendations of the selection, by tenant."""
+    stmt = _bulk_where(session, select(RecommendationRow), selection)
+    return list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid).limit(limit)).scalars())
 
 
 def batch_decisions(session: Session, batch_id: str, *, limit: int = BATCH_SHOWN) -> Sequence[DecisionRow]:
