@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from powerx_governance.catalog.tables import PluginRow
+from powerx_governance.catalog.tables import AdvisoryRow, PluginRow
 from powerx_governance.db.chunks import chunks
 
 
@@ -30,3 +30,22 @@ def catalog_version(session: Session) -> tuple[int, datetime | None]:
     """How many plugins the catalog holds and when one last changed: moves whenever a name may have."""
     count, newest = session.execute(select(func.count(), func.max(PluginRow.updated_at))).one()
     return int(count), newest
+
+
+def advisory_references(session: Session, advisory_ids: Iterable[str]) -> dict[str, str]:
+    """Each advisory's reference page: its OSV `references` entry of type ADVISORY, else the first
+    http(s) reference; advisories without one are left out."""
+    found: dict[str, str] = {}
+    for part in chunks(sorted(set(advisory_ids))):
+        stmt = select(AdvisoryRow.advisory_id, AdvisoryRow.document["references"]).where(
+            AdvisoryRow.advisory_id.in_(part)
+        )
+        for advisory_id, references in session.execute(stmt):
+            urls = [
+                (r.get("type") != "ADVISORY", str(r["url"]))
+                for r in references or []
+                if isinstance(r, dict) and str(r.get("url", "")).startswith(("https://", "http://"))
+            ]
+            if urls:
+                found[advisory_id] = min(urls)[1]
+    return found

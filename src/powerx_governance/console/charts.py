@@ -14,12 +14,15 @@ from typing import Final
 
 from markupsafe import Markup
 
-WIDTH: Final = 640
-HEIGHT: Final = 220
-LEFT: Final = 48
-RIGHT: Final = 12
-TOP: Final = 12
-BOTTOM: Final = 36
+# A narrow drawing whose text is large in its own units: it scales down to a 360 px phone with
+# text still about 13 px, and the page caps its width on a desktop (console.css `.chart`).
+WIDTH: Final = 420
+HEIGHT: Final = 240
+LEFT: Final = 52
+RIGHT: Final = 22
+TOP: Final = 26
+BOTTOM: Final = 34
+EMPTY: Final = Markup('<p class="chart-empty" role="status">No data in these weeks yet.</p>')
 _IDS = itertools.count(1)
 
 
@@ -46,7 +49,8 @@ def _frame(title: str, points: Sequence[Point], body: Markup, css: str, height: 
 
 _GRID: Final = Markup('<line class="grid" x1="{x1}" y1="{y}" x2="{x2}" y2="{y}"/>')
 _TICK: Final = Markup('<text class="tick" x="{x}" y="{y}" text-anchor="{anchor}">{text}</text>')
-_DOT: Final = Markup('<circle class="dot" cx="{x}" cy="{y}" r="4"><title>{label}: {text}</title></circle>')
+_DOT: Final = Markup('<circle class="dot" cx="{x}" cy="{y}" r="5"><title>{label}: {text}</title></circle>')
+_VALUE: Final = Markup('<text class="value" x="{x}" y="{y}" text-anchor="middle">{text}</text>')
 _LINE: Final = Markup('<polyline class="line" points="{points}"/>')
 _COLUMN: Final = Markup(
     '<rect class="bar" x="{x}" y="{y}" width="{w}" height="{h}"><title>{label}: {text}</title></rect>'
@@ -61,13 +65,17 @@ _BAR: Final = Markup(
 def _axes(top_value: float, fmt: Callable[[float], str], labels: Sequence[str], step: float) -> list[Markup]:
     plot_h = HEIGHT - TOP - BOTTOM
     parts = []
-    for i in range(5):
-        y = TOP + plot_h - plot_h * i / 4
+    shown: set[str] = set()
+    for i in range(3):
+        y = TOP + plot_h - plot_h * i / 2
         parts.append(_GRID.format(x1=LEFT, x2=WIDTH - RIGHT, y=_f(y)))
-        parts.append(_TICK.format(x=LEFT - 6, y=_f(y + 4), anchor="end", text=fmt(top_value * i / 4)))
-    every = max(1, len(labels) // 6)
+        text = fmt(top_value * i / 2)
+        if text not in shown:  # "0, 0, 1" on a small scale: each tick once
+            shown.add(text)
+            parts.append(_TICK.format(x=LEFT - 6, y=_f(y + 5), anchor="end", text=text))
+    every = max(1, math.ceil(len(labels) / 4))  # four labels fit at any width without colliding
     for i, label in enumerate(labels):
-        if i % every == 0 or i == len(labels) - 1:
+        if (len(labels) - 1 - i) % every == 0:  # always label the current week
             x = LEFT + step * i + step / 2
             parts.append(_TICK.format(x=_f(x), y=HEIGHT - BOTTOM + 16, anchor="middle", text=label))
     return parts
@@ -79,14 +87,18 @@ def _scale(points: Sequence[Point], fixed_max: float | None) -> float:
     highest = max((p.value for p in points if p.value is not None), default=0.0)
     if highest <= 0:
         return 1.0
+    if highest <= 2:
+        return 2.0  # counts: whole ticks 0, 1, 2
     magnitude = 10.0 ** math.floor(math.log10(highest))
-    return next(m * magnitude for m in (1, 2, 4, 5, 8, 10) if highest <= m * magnitude)  # even quarter ticks
+    return next(m * magnitude for m in (1, 2, 4, 6, 8, 10) if highest <= m * magnitude)  # even half ticks
 
 
 def line_chart(
     title: str, points: Sequence[Point], *, fmt: Callable[[float], str], fixed_max: float | None = None
 ) -> Markup:
-    """A line over the labelled points; gaps where there is no data, a dot (with tooltip) per value."""
+    """A line over the labelled points; gaps where there is no data, a dot and its value per point."""
+    if all(p.value is None for p in points):
+        return EMPTY
     top_value = _scale(points, fixed_max)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(points))
@@ -100,13 +112,16 @@ def line_chart(
         y = TOP + plot_h - plot_h * min(p.value, top_value) / top_value
         segments[-1].append(f"{_f(x)},{_f(y)}")
         dots.append(_DOT.format(x=_f(x), y=_f(y), label=p.label, text=p.text))
+        dots.append(_VALUE.format(x=_f(x), y=_f(y - 9), text=fmt(p.value)))
     lines = [_LINE.format(points=" ".join(seg)) for seg in segments if len(seg) > 1]
     body = Markup("").join([*_axes(top_value, fmt, [p.label for p in points], step), *lines, *dots])
     return _frame(title, points, body, "line-chart")
 
 
 def column_chart(title: str, points: Sequence[Point], *, fmt: Callable[[float], str]) -> Markup:
-    """One column per label (zero-height where there is no data)."""
+    """One column per label with its value on top (zero-height where there is no data)."""
+    if not any(p.value for p in points):
+        return EMPTY
     top_value = _scale(points, None)
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     step = plot_w / max(1, len(points))
@@ -119,19 +134,23 @@ def column_chart(title: str, points: Sequence[Point], *, fmt: Callable[[float], 
                 x=_f(x), y=_f(TOP + plot_h - h), w=_f(step * 0.7), h=_f(h), label=p.label, text=p.text
             )
         )
+        if p.value:
+            bars.append(_VALUE.format(x=_f(x + step * 0.35), y=_f(TOP + plot_h - h - 5), text=fmt(p.value)))
     body = Markup("").join([*_axes(top_value, fmt, [p.label for p in points], step), *bars])
     return _frame(title, points, body, "column-chart")
 
 
 def bar_list(title: str, points: Sequence[Point]) -> Markup:
     """Horizontal bars for categories (ignore reasons, scopes), in the order given."""
-    row_h, label_w = 26, 220
+    if not points:
+        return EMPTY
+    row_h, label_w = 30, 170
     top_value = _scale(points, None)
     bars = []
     for i, p in enumerate(points):
         y = 4 + row_h * i
         w = max(1.0, (WIDTH - label_w - 60) * (p.value or 0.0) / top_value)
-        short = p.label if len(p.label) <= 34 else p.label[:33] + "…"
+        short = p.label if len(p.label) <= 18 else p.label[:17] + "…"
         bars.append(
             _BAR.format(
                 lx=label_w - 8, ty=y + 16, short=short, x=label_w, y=y + 4, w=_f(w), h=row_h - 10,

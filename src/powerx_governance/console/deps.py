@@ -51,9 +51,10 @@ class PageError(Exception):
 
 
 class SignInRequiredError(Exception):
-    def __init__(self, next_path: str) -> None:
+    def __init__(self, next_path: str, ended: str | None = None) -> None:
         super().__init__(next_path)
         self.next_path = next_path
+        self.ended = ended  # why a session the browser still had ended: expired | revoked
 
 
 def _error_page(exc: PageError) -> Response:
@@ -74,9 +75,8 @@ class ConsoleRoute(APIRoute):
             try:
                 return await handle(request)
             except SignInRequiredError as exc:
-                return RedirectResponse(
-                    f"{SIGN_IN_PATH}?{urlencode({'next': exc.next_path})}", status_code=303
-                )
+                query = {"next": exc.next_path, **({"ended": exc.ended} if exc.ended else {})}
+                return RedirectResponse(f"{SIGN_IN_PATH}?{urlencode(query)}", status_code=303)
             except PageError as exc:
                 return _error_page(exc)
 
@@ -162,14 +162,15 @@ class Page:
 
 def current_page(request: Request, svc: ServiceDep) -> Page:
     settings = page_settings(request, svc)
-    claims = decode_session(settings.secret, request.cookies.get(SESSION_COOKIE), svc.clock())
+    cookie = request.cookies.get(SESSION_COOKIE)
+    claims = decode_session(settings.secret, cookie, svc.clock())
     if claims is None:
-        raise SignInRequiredError(_here(request))
+        raise SignInRequiredError(_here(request), "expired" if cookie else None)
     with svc.factory() as session:
         principal = resume(session, claims)
         own = queries.tenant(session, principal.tenant_uuid) if principal and principal.tenant_uuid else None
     if principal is None:
-        raise SignInRequiredError(_here(request))
+        raise SignInRequiredError(_here(request), "revoked")
     return Page(request, svc, ConsoleUser(principal, claims, csrf_token(settings.secret, claims.sid)), own)
 
 

@@ -144,7 +144,11 @@ def bulk_selection(form: FormData) -> BulkSelection:
     tags = tuple(t.strip() for value in form.all("tags") for t in value.split(",") if t.strip())
     tenants = tuple(t.strip() for value in form.all("tenants") for t in value.split() if t.strip())
     return BulkSelection(
-        plugin_id=plugin_id, tenant_tags=tags, tenant_uuids=tenants, target_version=form.get("target")
+        plugin_id=plugin_id,
+        tenant_tags=tags,
+        tenant_uuids=tenants,
+        target_version=form.get("target"),
+        advisory_id=form.get("advisory"),
     )
 
 

@@ -13,28 +13,40 @@ from typing import Any, Final
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.queries import records_about_recommendation
-from powerx_governance.catalog.queries import plugin_names
+from powerx_governance.catalog.queries import advisory_references, plugin_names
 from powerx_governance.console import charts, queries
 from powerx_governance.console.charts import Point
+from powerx_governance.console.forms import FormError
 from powerx_governance.console.queries import Adoption
 from powerx_governance.console.summary import FleetSummary
 from powerx_governance.console.views import card
 from powerx_governance.db.weeks import WeekValue
-from powerx_governance.decisions.queries import BulkSelection, batch_decisions, select_for_bulk
-from powerx_governance.decisions.service import decision_dict, decisions_for
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.queries import (
+    BulkSelection,
+    batch_decisions,
+    bulk_groups,
+    bulk_sample,
+    standing_decisions,
+)
+from powerx_governance.decisions.service import DecisionRequest, decision_dict, decisions_for
 from powerx_governance.domain import Action, Severity
 from powerx_governance.inventory.queries import installation, known_tags, tenant, tenant_labels
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.queries import (
     ListOrder,
     RecommendationFilter,
+    advisory_groups,
+    count_recommendations,
     get_recommendation,
     list_recommendations,
-    same_finding_elsewhere,
+    verdict_documents,
+    verdicts_with_advisory,
 )
 from powerx_governance.scans.queries import active_scans, recent_scans, scan_progress
 
 PAGE_SIZE: Final = 25
+COUNT_CAP: Final = 10_000  # result counts beyond this read "more than 10,000": counting costs a scan
 # Cards by priority, newest first among equals: the lister's order that walks the priority
 # indexes backwards, so a deep page of the fleet costs what the first one does.
 CARD_ORDER: Final = ListOrder.PRIORITY_NEWEST
@@ -44,6 +56,22 @@ STATE_CHOICES: Final = (
 )
 RISK_CHOICES: Final = tuple(s.value for s in reversed(Severity))
 ACTION_CHOICES: Final = tuple(a.value for a in Action)
+ACTION_WORDS: Final = {
+    "upgrade_now": "upgrade now",
+    "schedule": "schedule an upgrade",
+    "review": "review (no fix available)",
+    "blocked": "blocked (no eligible fix)",
+    "none": "nothing to do",
+}
+
+
+STATE_WORDS: Final = {
+    "open": "Awaiting a decision",
+    "decided": "Scheduled or upgrading",
+    "ignored": "Ignored",
+    "resolved": "Installed",
+    "all": "Any state",
+}
 
 
 class FilterError(ValueError):
@@ -59,25 +87,60 @@ class Filters:
     action: str | None = None
     state: str = RecommendationState.OPEN.value
     tag: str | None = None
+    past_sla: bool = False
+    critical_patch: bool = False
+    advisory: str | None = None
 
-    def card_filter(self, tenant_uuid: str | None) -> RecommendationFilter:
-        return RecommendationFilter(
+    def card_filter(
+        self, tenant_uuid: str | None, now: datetime, verdicts: tuple[str, ...] | None = None
+    ) -> RecommendationFilter:
+        return RecommendationFilter(  # past SLA implies unresolved (`past_sla_condition`)
             tenant_uuid=tenant_uuid,
             plugin_id=self.plugin,
             risk_level=self.risk,
             action=self.action,
             state=None if self.state == "all" else self.state,
             tenant_tags=(self.tag,) if self.tag else (),
+            past_sla_at=now if self.past_sla else None,
+            critical_patch=True if self.critical_patch else None,
+            verdicts=verdicts,
         )
 
     def query(self, **more: str) -> dict[str, str]:
-        given = {"risk": self.risk, "plugin": self.plugin, "action": self.action, "tag": self.tag}
+        given = {
+            "risk": self.risk,
+            "plugin": self.plugin,
+            "action": self.action,
+            "tag": self.tag,
+            "advisory": self.advisory,
+        }
         kept = {k: v for k, v in given.items() if v}
-        return {**kept, **({"state": self.state} if self.state != "open" else {}), **more}
+        flags = {k: "1" for k, on in (("past_sla", self.past_sla), ("critical", self.critical_patch)) if on}
+        return {**kept, **flags, **({"state": self.state} if self.state != "open" else {}), **more}
 
     @property
     def active(self) -> bool:
-        return any((self.risk, self.plugin, self.action, self.tag)) or self.state != "open"
+        flags = (
+            self.risk,
+            self.plugin,
+            self.action,
+            self.tag,
+            self.past_sla,
+            self.critical_patch,
+            self.advisory,
+        )
+        return any(flags) or self.state != "open"
+
+    def described(self, plugin_names: dict[str, str]) -> list[str]:
+        """The active filters in words, for the result line."""
+        words = [f"affected by {self.advisory}"] if self.advisory else []
+        words += [f"{self.risk} risk"] if self.risk else []
+        words += [plugin_names.get(self.plugin, self.plugin)] if self.plugin else []
+        words += [f"action: {ACTION_WORDS.get(self.action, self.action)}"] if self.action else []
+        words += [f"tenants tagged {self.tag}"] if self.tag else []
+        words += ["critical patches"] if self.critical_patch else []
+        words += ["past their SLA"] if self.past_sla else []
+        return [*words, STATE_WORDS.get(self.state, self.state).lower()]
 
 
 def _choice(name: str, value: str | None, choices: tuple[str, ...]) -> str | None:
@@ -95,6 +158,9 @@ def filters_from(params: dict[str, str]) -> Filters:
         action=_choice("action", params.get("action"), ACTION_CHOICES),
         state=_choice("state", params.get("state"), STATE_CHOICES) or "open",
         tag=(params.get("tag") or "").strip() or None,
+        past_sla=params.get("past_sla") == "1",
+        critical_patch=params.get("critical") == "1",
+        advisory=(params.get("advisory") or "").strip()[:128] or None,
     )
 
 
@@ -113,8 +179,20 @@ def overview(
     """
     fleet = summary.get() if tenant_uuid is None else None
     posture = fleet.posture if fleet else queries.posture(session, tenant_uuid=tenant_uuid, now=now)
+    verdicts = (
+        verdicts_with_advisory(session, filters.advisory, plugin_id=filters.plugin)
+        if filters.advisory
+        else None
+    )
+    wanted = filters.card_filter(tenant_uuid, now, verdicts)
     items, next_cursor = list_recommendations(
-        session, filters.card_filter(tenant_uuid), limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
+        session, wanted, limit=PAGE_SIZE, cursor=cursor, order=CARD_ORDER
+    )
+    # unfiltered, the open work is the posture's open total (the same rows, already counted)
+    total = (
+        posture.exposure.open_total
+        if not filters.active
+        else count_recommendations(session, wanted, cap=COUNT_CAP)
     )
     names = summary.plugin_names.get(session)
     tenants = tenant_labels(session, [i["tenant_uuid"] for i in items])
@@ -122,10 +200,14 @@ def overview(
         card(i, plugin_name=names.get(i["plugin_id"]), tenant=tenants.get(i["tenant_uuid"]), now=now)
         for i in items
     ]
+    _decorate(session, cards)
     return {
         "posture": posture,
         "posture_as_of": None if fleet is None or fleet.fresh else fleet.as_of,
         "cards": cards,
+        "total": total,
+        "total_capped": filters.active and total > COUNT_CAP,
+        "active_filters": filters.described(names),
         "next_cursor": next_cursor,
         "first_page": cursor is None,
         "filters": filters,
@@ -134,8 +216,30 @@ def overview(
         "risk_choices": RISK_CHOICES,
         "action_choices": ACTION_CHOICES,
         "state_choices": STATE_CHOICES,
+        "state_words": STATE_WORDS,
+        "action_words": ACTION_WORDS,
         "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
     }
+
+
+def _decorate(session: Session, cards: list[dict[str, Any]]) -> None:
+    """Each card's standing decision and its advisories' reference pages."""
+    standing = standing_decisions(session, [c["id"] for c in cards])
+    refs = advisory_references(session, [a["id"] for c in cards for a in c["advisories"] if a["id"]])
+    for c in cards:
+        found = standing.get(c["id"])
+        c["standing"] = decision_dict(found) if found else None
+        c["advisories"] = [{**a, "url": refs.get(a["id"])} for a in c["advisories"]]
+
+
+def _same_bulk_selection(session: Session, found: dict[str, Any]) -> int:
+    """Other tenants' open recommendations a bulk decision for this plugin and target would answer
+    (the same selection as `select_for_bulk`, so the card and the bulk preview agree)."""
+    target = found.get("target_version")
+    if target is None:
+        return 0
+    wanted = RecommendationFilter(plugin_id=found["plugin_id"], state="open", target_version=target)
+    return count_recommendations(session, wanted, cap=COUNT_CAP) - (1 if found["state"] == "open" else 0)
 
 
 def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, Any] | None:
@@ -149,13 +253,12 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
         decision_dict(d)
         for d in decisions_for(session, tenant_uuid=tenant_uuid, recommendation_id=rec_id, limit=100)
     ]
+    shown = card(
+        found, plugin_name=names.get(found["plugin_id"]), tenant=tenant(session, tenant_uuid), now=now
+    )
+    _decorate(session, [shown])
     return {
-        "card": card(
-            found,
-            plugin_name=names.get(found["plugin_id"]),
-            tenant=tenant(session, tenant_uuid),
-            now=now,
-        ),
+        "card": shown,
         "history": list(reversed(found["history"])),
         "decisions": decisions,
         "audit": list(
@@ -169,18 +272,13 @@ def recommendation(session: Session, rec_id: int, now: datetime) -> dict[str, An
             )
         ),
         "installation": installation(session, tenant_uuid=tenant_uuid, plugin_id=found["plugin_id"]),
-        "elsewhere": same_finding_elsewhere(
-            session,
-            plugin_id=found["plugin_id"],
-            current=found["current_version"],
-            target=found.get("target_version"),
-        )
-        - (1 if found["state"] != "resolved" else 0),
+        "elsewhere": _same_bulk_selection(session, found),
     }
 
 
 def _week_label(adoption: Adoption, week: int) -> str:
-    return adoption.week_start(week).astimezone(UTC).strftime("%d %b")
+    monday = adoption.week_start(week).astimezone(UTC)
+    return f"{monday.day} {monday:%b}"
 
 
 def _points(adoption: Adoption, values: list[WeekValue], fmt: Any) -> list[Point]:
@@ -253,24 +351,73 @@ def adoption(session: Session, *, tenant_uuid: str | None, now: datetime, weeks:
     }
 
 
+def advisories(
+    session: Session, *, tenant_uuid: str | None, now: datetime, summary: FleetSummary
+) -> dict[str, Any]:
+    """The open work grouped by advisory, worst first, with each group's bulk selections.
+
+    The fleet's groups come from the summary cache (one pass over the fleet's open work, redone
+    when the data changed); a tenant's are grouped live.
+    """
+    fleet = summary.advisories() if tenant_uuid is None else None
+    groups = fleet.groups if fleet else advisory_groups(session, tenant_uuid=tenant_uuid, now=now)
+    refs = advisory_references(session, [g.advisory_id for g in groups])
+    return {
+        "groups": groups,
+        "refs": refs,
+        "as_of": None if fleet is None or fleet.fresh else fleet.as_of,
+        "plugin_names": summary.plugin_names.get(session),
+        "open_total": sum(g.open for g in groups),
+        "scope_tenant": tenant(session, tenant_uuid) if tenant_uuid else None,
+    }
+
+
 def scans(session: Session, *, limit: int = 30) -> dict[str, Any]:
     rows = recent_scans(session, limit=limit)
     return {"scans": [scan_progress(r) for r in rows], "active": active_scans(session)}
 
 
 def batch(session: Session, batch_id: str) -> list[dict[str, Any]]:
-    """The decisions of one bulk decision, for the confirmation page."""
-    return [decision_dict(r) for r in batch_decisions(session, batch_id)]
+    """The decisions of one bulk decision, with their tenants' names, for the result page."""
+    rows = [decision_dict(r) for r in batch_decisions(session, batch_id)]
+    labels = tenant_labels(session, [r["tenant_uuid"] for r in rows])
+    return [{**r, "tenant": labels.get(r["tenant_uuid"])} for r in rows]
 
 
-def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) -> dict[str, Any]:
-    """How many open recommendations a bulk decision would answer, and the first few tenants."""
-    rows = select_for_bulk(session, selection)
-    labels = tenant_labels(session, [r.tenant_uuid for r in rows[:show]])
-    return {
-        "count": len(rows),
-        "targets": sorted({r.target_version or "—" for r in rows}),
-        "sample": [
+@dataclass(frozen=True, slots=True)
+class BulkPreview:
+    """What a bulk decision would record: the open recommendations of a selection, by target."""
+
+    count: int
+    targets: dict[str, int]  # target version ("" for none) → recommendations
+    sample: list[dict[str, Any]]
+    from_versions: list[str]
+    co_upgrades: list[str]
+    late: int  # upgraded after their SLA deadline at the scheduled time asked about (0: none asked)
+
+    @property
+    def one_target(self) -> str | None:
+        """The single target version of the selection; None when mixed or missing."""
+        return next(iter(self.targets)) or None if len(self.targets) == 1 else None
+
+
+def bulk_preview(
+    session: Session, selection: BulkSelection, *, show: int = 50, scheduled_for: datetime | None = None
+) -> BulkPreview:
+    """How many open recommendations a bulk decision would answer (the count it records), by target;
+    aggregated in SQL, so a selection of thousands costs what one of ten does."""
+    groups = bulk_groups(session, selection, scheduled_for=scheduled_for)
+    rows = bulk_sample(session, selection, limit=show) if show else []
+    labels = tenant_labels(session, [r.tenant_uuid for r in rows])
+    verdicts = verdict_documents(session, [g.verdict for g in groups])
+    targets: dict[str, int] = {}
+    for g in groups:
+        targets[g.target_version or ""] = targets.get(g.target_version or "", 0) + g.count
+    co = sorted({str(n) for v in verdicts.values() for n in v.get("co_upgrades") or []})
+    return BulkPreview(
+        count=sum(g.count for g in groups),
+        targets=dict(sorted(targets.items())),
+        sample=[
             {
                 "tenant": labels.get(r.tenant_uuid),
                 "tenant_uuid": r.tenant_uuid,
@@ -279,6 +426,33 @@ def bulk_preview(session: Session, selection: BulkSelection, *, show: int = 50) 
                 "risk": r.risk_level,
                 "id": r.id,
             }
-            for r in rows[:show]
+            for r in rows
         ],
-    }
+        from_versions=sorted({g.current_version for g in groups}),
+        co_upgrades=co,
+        late=sum(g.late for g in groups),
+    )
+
+
+def bulk_check(
+    session: Session,
+    selection: BulkSelection,
+    template: DecisionRequest,
+    *,
+    expected: str | None,
+    late_accepted: bool,
+) -> None:
+    """What the bulk confirmation showed still holds: one target, the same count, late schedules
+    acknowledged (FormError otherwise); run in the transaction that records the decisions."""
+    preview = bulk_preview(session, selection, show=0, scheduled_for=template.scheduled_for)
+    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
+        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
+    if str(preview.count) != (expected or ""):
+        raise FormError(
+            "expected",
+            f"the selection changed since you confirmed it ({preview.count:,} now): review it again",
+        )
+    if preview.late and not late_accepted:
+        raise FormError(
+            "scheduled_for", "some tenants would be upgraded after their SLA deadline: confirm it"
+        )

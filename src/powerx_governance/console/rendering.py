@@ -46,6 +46,20 @@ def _number(value: int | float | None) -> str:
     return "—" if value is None else f"{value:,}"
 
 
+def _duration(seconds: float | None) -> str:
+    """A duration as people say it: "under a second", "12 s", "3 min 5 s", "2 h 10 min"."""
+    if seconds is None:
+        return "—"
+    whole = round(seconds)
+    if whole < 1:
+        return "under a second"
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60} s" if whole % 60 else f"{whole // 60} min"
+    return f"{whole // 3600} h {whole % 3600 // 60} min"
+
+
 @cache
 def environment() -> jinja2.Environment:
     env = jinja2.Environment(
@@ -55,7 +69,7 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(time=time_tag, percent=_percent, number=_number)
+    env.filters.update(time=time_tag, percent=_percent, number=_number, duration=_duration)
     env.globals.update(asset=asset_url, form_key=new_form_key)
     return env
 

@@ -7,6 +7,7 @@ another tenant's card is a 404 page, a stale decision is shown on its card with 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode
 
@@ -36,12 +37,14 @@ from powerx_governance.console.deps import (
     secure_cookies,
     see_other,
 )
+from powerx_governance.console.flash import clear_flash, read_flash, set_flash
 from powerx_governance.console.forms import (
     FormData,
     FormError,
     bulk_selection,
     bulk_template,
     decision_request,
+    local_datetime,
     new_form_key,
 )
 from powerx_governance.console.rendering import SECURITY_HEADERS, render
@@ -62,10 +65,18 @@ from powerx_governance.console.sessions import (
     resume,
 )
 from powerx_governance.console.summary import summary_for
+from powerx_governance.console.views import ACTION_NAMES, OPERATION_WORDS, confirmation, parse_time, time_tag
 from powerx_governance.db.session import transaction
-from powerx_governance.decisions.model import IgnoreScope
-from powerx_governance.decisions.service import DecisionError, decide, decide_many
-from powerx_governance.recommendations.queries import CursorError
+from powerx_governance.decisions.model import DecisionKind, IgnoreScope
+from powerx_governance.decisions.service import (
+    DecisionError,
+    DecisionRequest,
+    ReopenRequest,
+    decide,
+    decide_many,
+    reopen,
+)
+from powerx_governance.recommendations.queries import CursorError, get_recommendation
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
@@ -73,6 +84,12 @@ from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.queries import get_scan, scan_progress
 
 LOGIN_COOKIE_SECONDS: Final = 3600
+BULK_WORDS: Final = {"upgrade": "Upgrade now", "schedule": "Schedule the upgrade", "ignore": "Ignore"}
+SESSION_ENDED: Final = {
+    "revoked": "Your session ended because its access token was revoked or removed."
+    " Sign in with a current token; an operator can issue one.",
+    "expired": "Your session expired. Sign in again to continue where you were.",
+}
 
 router = APIRouter(route_class=ConsoleRoute, include_in_schema=False)
 
@@ -133,11 +150,12 @@ def sign_in_form(
     svc: ServiceDep,
     next_path: Annotated[str | None, Query(alias="next")] = None,
     signed_out: str | None = None,
+    ended: str | None = None,
 ) -> Response:
     settings = page_settings(request, svc)
     if not signed_out and _signed_in(request, svc, settings):
         return see_other(safe_next(next_path))
-    notice = "You are signed out." if signed_out else None
+    notice = "You are signed out." if signed_out else SESSION_ENDED.get(ended or "")
     return _sign_in_page(
         request, settings, next_path=safe_next(next_path), error=None, status=200, notice=notice
     )
@@ -266,10 +284,10 @@ def tenants(page: PageDep, q: str | None = None) -> Response:
     query = (q or "").strip()
     with page.svc.factory() as session:
         exact = queries.tenant(session, query) if query else None
-        matches = queries.find_tenants(session, query) if query and exact is None else []
+        matches = queries.find_tenants(session, query) if exact is None else []
     if exact is not None:
         return see_other(f"{HOME}/tenants/{exact.tenant_uuid}")
-    if len(matches) == 1:
+    if query and len(matches) == 1:
         return see_other(f"{HOME}/tenants/{matches[0].label.tenant_uuid}")
     return page.render("tenants.html", {"q": query, "matches": matches}, nav="tenants")
 
@@ -283,17 +301,33 @@ def tenant_overview(tenant_uuid: str, page: PageDep) -> Response:
     return _overview(page, scope)
 
 
+@router.get("/console/advisories")
+def advisories(page: PageDep) -> Response:
+    """The open work grouped by advisory: one row each, expandable to its plugins, targets and tenants."""
+    scope = page.scope(None)
+    summary = summary_for(page.request.app.state, page.svc.factory, page.svc.clock)
+    with page.svc.factory() as session:
+        context = pages.advisories(session, tenant_uuid=scope, now=page.svc.clock(), summary=summary)
+    return page.render("advisories.html", {**context, "urlencode": urlencode}, nav="overview")
+
+
 # -- cards and decisions --------------------------------------------------------------------------
 
 
-def _card(
-    page: Page,
-    rec_id: int,
-    *,
-    status: int = 200,
-    error: dict[str, Any] | None = None,
-    form: FormData | None = None,
-) -> Response:
+DECISION_FIELDS: Final = (
+    "decision",
+    "revision",
+    "scheduled_for",
+    "tz",
+    "reason",
+    "scope",
+    "until",
+    "approver",
+)
+
+
+def _card_context(page: Page, rec_id: int) -> dict[str, Any]:
+    """The card's page context, or a 404 page for a card that is missing or not the user's."""
     with page.svc.factory() as session:
         context = pages.recommendation(session, rec_id, page.svc.clock())
     if context is None:
@@ -301,22 +335,40 @@ def _card(
     if not page.user.principal.may_read(context["card"]["tenant_uuid"]):
         refuse_cross_tenant(page.user.principal, context["card"]["tenant_uuid"], page.request.url.path)
         raise page.not_found("recommendation")
+    return context
+
+
+def _card(page: Page, rec_id: int) -> Response:
+    secret = page_settings(page.request, page.svc).secret
+    flash = read_flash(page.request, secret, page.user.claims.sid) or {}
+    context = _card_context(page, rec_id)
     params = page.request.query_params
-    values = form.values if form is not None else {}
-    chosen = (form.get("decision") if form else None) or params.get("action")
-    return page.render(
+    response = page.render(
         "card.html",
         {
             **context,
-            "error": error,
-            "chosen": chosen,
-            "values": {k: v[0] for k, v in values.items() if v},
+            "error": flash.get("error"),
+            "chosen": flash.get("chosen") or params.get("action"),
+            "values": flash.get("values") or {},
             "done": params.get("done"),
-            "decision_key": new_form_key(),
             "scopes": [s.value for s in IgnoreScope],
+            "operation_words": OPERATION_WORDS,
+            "action_names": ACTION_NAMES,
         },
         nav="overview",
-        status=status,
+    )
+    clear_flash(page.request, response)
+    return response
+
+
+def _back_to_card(page: Page, rec_id: int, form: FormData, error: dict[str, Any]) -> Response:
+    """Post/redirect/get for a refused decision: the card shows the error and the values once."""
+    values = {k: v for k in DECISION_FIELDS if k != "revision" and (v := form.get(k))}
+    chosen = form.get("decision")
+    response = see_other(f"{HOME}/recommendations/{rec_id}{f'?action={chosen}' if chosen else ''}#decide")
+    secret = page_settings(page.request, page.svc).secret
+    return set_flash(
+        response, secret, page.user.claims.sid, {"error": error, "values": values, "chosen": chosen}
     )
 
 
@@ -328,45 +380,170 @@ def _rec_id(page: Page, text: str) -> int:
     return rec_id
 
 
+def _may_decide(page: Page) -> None:
+    if not page.user.may_decide:
+        raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
+
+
 @router.get("/console/recommendations/{rec_id}")
 def recommendation(rec_id: str, page: PageDep) -> Response:
     return _card(page, _rec_id(page, rec_id))
 
 
+def _precheck(card: dict[str, Any], req: DecisionRequest, now: datetime) -> str | None:
+    """Why the confirmation step refuses this decision (None: it may be confirmed)."""
+    if req.revision != card["revision"]:
+        return "conflict"
+    if req.kind is not DecisionKind.IGNORE and not card["upgradable"]:
+        return "no release fixes this yet: there is nothing to upgrade to"
+    if req.scheduled_for is not None and req.scheduled_for <= now:
+        return "choose an upgrade time in the future"
+    return None
+
+
+@router.get("/console/recommendations/{rec_id}/confirm")
+def confirm_decision(rec_text: Annotated[str, Path(alias="rec_id")], page: PageDep) -> Response:
+    """The confirmation step: what will be recorded, with warnings (late schedule, co-upgrades)."""
+    rec_id = _rec_id(page, rec_text)
+    _may_decide(page)
+    form = FormData({k: [v] for k, v in page.request.query_params.items()})
+    try:
+        req = decision_request(form, rec_id)
+    except FormError as exc:
+        return _back_to_card(page, rec_id, form, {"field": exc.field, "message": str(exc)})
+    context = _card_context(page, rec_id)
+    card = context["card"]
+    refused = _precheck(card, req, page.svc.clock())
+    if refused == "conflict":
+        return _back_to_card(page, rec_id, form, {"field": "revision", "message": refused, "status": 409})
+    if refused is not None:
+        return _back_to_card(page, rec_id, form, {"field": "scheduled_for", "message": refused})
+    return page.render(
+        "confirm.html",
+        {
+            "card": card,
+            "asked": {"decision": req.kind.value, "until": req.until},
+            "confirm": confirmation(card, req.kind.value, scheduled_for=req.scheduled_for),
+            "values": {k: v for k in DECISION_FIELDS if (v := form.get(k))},
+            "decision_key": new_form_key(),
+        },
+        nav="overview",
+    )
+
+
+def _late_unaccepted(page: Page, req: DecisionRequest, form: FormData) -> bool:
+    """A schedule after the SLA deadline that the admin did not acknowledge on the confirmation step."""
+    if req.kind is not DecisionKind.SCHEDULE or req.scheduled_for is None or form.get("accept_late") == "1":
+        return False
+    with page.svc.factory() as session:
+        found = get_recommendation(session, req.recommendation_id)
+    due = parse_time(found["sla_deadline"]) if found else None
+    return due is not None and req.scheduled_for > due
+
+
 @router.post("/console/recommendations/{rec_id}/decision")
 def post_decision(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
-    """Upgrade, schedule or ignore at the revision the admin saw; errors are shown on the card."""
+    """Upgrade, schedule or ignore at the revision the admin saw; errors go back to the card (PRG)."""
     page, form = posted.page, posted.form
     rec_id = _rec_id(page, rec_text)
-    if not page.user.may_decide:
-        raise page.error(403, "Read only", "A viewer may look, not decide. Ask a tenant admin.")
+    _may_decide(page)
     page.require_governance()
     try:
         request = decision_request(form, rec_id)
+    except FormError as exc:
+        return _back_to_card(page, rec_id, form, {"field": exc.field, "message": str(exc)})
+    if _late_unaccepted(page, request, form):
+        late = "that time is after the SLA deadline: confirm it on the confirmation step"
+        return _back_to_card(page, rec_id, form, {"field": "scheduled_for", "message": late})
+    try:
         with transaction(page.svc.factory) as session:
             row, created = decide(
                 session, page.svc.notifications, request, page.user.principal, page.svc.clock()
             )
             kind, scope = row.kind, row.scope
-    except FormError as exc:
-        return _card(page, rec_id, status=422, error={"field": exc.field, "message": str(exc)}, form=form)
     except DecisionError as exc:
-        status, _ = status_of(exc)
-        if status == 404:
-            raise page.not_found("recommendation") from exc
-        return _card(
-            page,
-            rec_id,
-            status=status,
-            error={"field": exc.field, "message": str(exc), "status": status},
-            form=form,
-        )
+        return _refused(page, rec_id, form, exc)
     if created:
         page.svc.metrics.decisions_taken(kind, scope)
     return see_other(f"{HOME}/recommendations/{rec_id}?done={kind}")
 
 
+def _refused(page: Page, rec_id: int, form: FormData, exc: DecisionError) -> Response:
+    status, _ = status_of(exc)
+    if status == 404:
+        raise page.not_found("recommendation") from exc
+    return _back_to_card(page, rec_id, form, {"field": exc.field, "message": str(exc), "status": status})
+
+
+@router.post("/console/recommendations/{rec_id}/reopen")
+def post_reopen(rec_text: Annotated[str, Path(alias="rec_id")], posted: PostedDep) -> Response:
+    """Withdraw the standing decision: the finding is open again (audited)."""
+    page, form = posted.page, posted.form
+    rec_id = _rec_id(page, rec_text)
+    _may_decide(page)
+    page.require_governance()
+    revision = parse_id(form.get("revision"))
+    if revision is None:
+        lost = "the form lost its revision: reload the card"
+        return _back_to_card(page, rec_id, form, {"field": "revision", "message": lost})
+    wanted = ReopenRequest(rec_id, revision, form.get("reason"))
+    try:
+        with transaction(page.svc.factory) as session:
+            reopen(session, wanted, page.user.principal, page.svc.clock())
+    except DecisionError as exc:
+        return _refused(page, rec_id, form, exc)
+    return see_other(f"{HOME}/recommendations/{rec_id}?done=reopen")
+
+
 # -- bulk decisions (operators) -------------------------------------------------------------------
+
+
+SELECTION_FIELDS: Final = ("plugin", "target", "tags", "tenants", "advisory")
+BULK_FIELDS: Final = (
+    *SELECTION_FIELDS,
+    "decision",
+    "scheduled_for",
+    "tz",
+    "reason",
+    "scope",
+    "until",
+    "approver",
+)
+
+
+def _scheduled(form: FormData) -> datetime | None:
+    """The bulk form's upgrade time, when it has a readable one (the preview counts late tenants)."""
+    if form.get("decision") != DecisionKind.SCHEDULE.value:
+        return None
+    try:
+        return local_datetime(form.get("scheduled_for"), form.get("tz"), "scheduled_for")
+    except FormError:
+        return None
+
+
+def _bulk_confirmation(
+    page: Page, form: FormData, preview: pages.BulkPreview, names: dict[str, str]
+) -> dict[str, Any]:
+    """The bulk confirmation step (may raise FormError): what will be recorded, with warnings."""
+    template = bulk_template(form)
+    if preview.one_target is None and template.kind is not DecisionKind.IGNORE:
+        raise FormError("target", "choose one target version: a bulk upgrade goes to one version")
+    if template.scheduled_for is not None and template.scheduled_for <= page.svc.clock():
+        raise FormError("scheduled_for", "choose an upgrade time in the future")
+    plugin = form.get("plugin") or ""
+    versions = f"{', '.join(preview.from_versions)} → {preview.one_target or 'unchanged'}"
+    lines: list[tuple[str, Any]] = [
+        ("Decision", BULK_WORDS[template.kind.value]),
+        ("Plugin", f"{names.get(plugin, plugin)}: {versions}"),
+        ("Tenants", f"{preview.count:,}"),
+    ]
+    if template.scheduled_for is not None:
+        lines.append(("Upgrade at", time_tag(template.scheduled_for)))
+    late = preview.late
+    warnings = [f"Needs a co-upgrade: {n}." for n in preview.co_upgrades]
+    if late:
+        warnings.append(f"{late:,} of these tenants would be upgraded after their SLA deadline.")
+    return {"lines": lines, "warnings": warnings, "late": late}
 
 
 @router.get("/console/bulk")
@@ -374,27 +551,50 @@ def bulk(page: PageDep) -> Response:
     page.require_operator()
     params = dict(page.request.query_params)
     form = FormData({k: [v] for k, v in params.items()})
-    preview: dict[str, Any] | None = None
+    secret = page_settings(page.request, page.svc).secret
+    flash = read_flash(page.request, secret, page.user.claims.sid) or {}
+    preview: pages.BulkPreview | None = None
     done: list[dict[str, Any]] | None = None
+    confirm: dict[str, Any] | None = None
+    error = flash.get("error")
     with page.svc.factory() as session:
         names = plugin_names(session)
         if params.get("batch"):
             done = pages.batch(session, params["batch"])
         elif form.get("plugin"):
-            preview = pages.bulk_preview(session, bulk_selection(form))
-    return page.render(
+            preview = pages.bulk_preview(session, bulk_selection(form), scheduled_for=_scheduled(form))
+    if preview is not None and params.get("step") == "confirm" and preview.count:
+        try:
+            confirm = _bulk_confirmation(page, form, preview, names)
+        except FormError as exc:
+            error = {"field": exc.field, "message": str(exc)}
+    response = page.render(
         "bulk.html",
         {
             "values": params,
+            "selection": {k: params[k] for k in SELECTION_FIELDS if params.get(k)},
+            "decision_values": {k: v for k in BULK_FIELDS if (v := form.get(k))},
             "plugin_names": names,
             "preview": preview,
+            "confirm": confirm,
             "done": done,
-            "error": None,
+            "error": error,
             "decision_key": new_form_key(),
             "scopes": [s.value for s in IgnoreScope],
+            "urlencode": urlencode,
         },
         nav="bulk",
     )
+    clear_flash(page.request, response)
+    return response
+
+
+def _bulk_refused(page: Page, form: FormData, error: dict[str, Any]) -> Response:
+    """Post/redirect/get: back to the bulk page with its selection and values, the error shown once."""
+    values = {k: v for k in BULK_FIELDS if (v := form.get(k))}
+    response = see_other(f"{HOME}/bulk?{urlencode(values)}#apply-title")
+    secret = page_settings(page.request, page.svc).secret
+    return set_flash(response, secret, page.user.claims.sid, {"error": error})
 
 
 @router.post("/console/bulk")
@@ -405,28 +605,20 @@ def post_bulk(posted: PostedDep) -> Response:
     try:
         selection, template = bulk_selection(form), bulk_template(form)
         with transaction(page.svc.factory) as session:
+            pages.bulk_check(
+                session,
+                selection,
+                template,
+                expected=form.get("expected"),
+                late_accepted=form.get("accept_late") == "1",
+            )
             batch_id, rows = decide_many(
                 session, page.svc.notifications, selection, template, page.user.principal, page.svc.clock()
             )
-    except (FormError, DecisionError) as exc:
-        status = status_of(exc)[0] if isinstance(exc, DecisionError) else 422
-        with page.svc.factory() as session:
-            names = plugin_names(session)
-        values = {k: v[0] for k, v in form.values.items() if v and k != "csrf_token"}
-        return page.render(
-            "bulk.html",
-            {
-                "values": values,
-                "plugin_names": names,
-                "preview": None,
-                "done": None,
-                "error": {"field": exc.field, "message": str(exc)},
-                "decision_key": new_form_key(),
-                "scopes": [s.value for s in IgnoreScope],
-            },
-            nav="bulk",
-            status=status,
-        )
+    except FormError as exc:
+        return _bulk_refused(page, form, {"field": exc.field, "message": str(exc)})
+    except DecisionError as exc:
+        return _bulk_refused(page, form, {"field": exc.field, "message": str(exc)})
     page.svc.metrics.decisions_taken(
         template.kind.value, template.scope.value if template.scope else None, len(rows)
     )
@@ -438,7 +630,17 @@ def post_bulk(posted: PostedDep) -> Response:
 
 @router.get("/console/adoption")
 def adoption(page: PageDep, tenant: str | None = None, weeks: int = 12) -> Response:
-    scope = page.scope(tenant or None)
+    """Trends of the fleet or one tenant; operators name the tenant by uuid, key or name."""
+    wanted = (tenant or "").strip() or None
+    with page.svc.factory() as session:
+        if wanted and page.user.fleet_wide and queries.tenant(session, wanted) is None:
+            found = queries.find_tenants(session, wanted, limit=2)
+            if len(found) != 1:
+                raise page.error(
+                    404, "No such tenant", f"No single tenant's name, key or uuid starts with {wanted!r}."
+                )
+            wanted = found[0].label.tenant_uuid
+    scope = page.scope(wanted)
     with page.svc.factory() as session:
         context = pages.adoption(
             session, tenant_uuid=scope, now=page.svc.clock(), weeks=min(max(weeks, 4), 52)

@@ -17,18 +17,20 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Final
+from typing import Final, Generic, TypeVar
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.audit.queries import newest_seq
 from powerx_governance.catalog.queries import catalog_version, plugin_names
 from powerx_governance.console.queries import Posture, posture
+from powerx_governance.recommendations.queries import AdvisoryGroup, advisory_groups
 from powerx_governance.scans.queries import newest_finished
 
 log = logging.getLogger("powerx.console")
 INLINE_SECONDS: Final = 0.25  # a recomputation this fast runs inside the request
 Version = tuple[object, ...]
+T = TypeVar("T")
 
 
 def data_version(session: Session, now: datetime) -> Version:
@@ -58,46 +60,51 @@ class FleetPosture:
 
 
 @dataclass(frozen=True, slots=True)
-class _Entry:
+class FleetAdvisories:
+    groups: list[AdvisoryGroup]
+    as_of: datetime
+    fresh: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry(Generic[T]):
     version: Version
-    posture: Posture
+    value: T
     as_of: datetime
     seconds: float
 
 
-class FleetSummary:
-    """Single-flight cache of the fleet posture for one app, and of the catalog's plugin names."""
+class _Cached(Generic[T]):
+    """One fleet-wide figure, single-flight: inline when cheap, else in one background thread."""
 
-    def __init__(self, factory: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
-        self._factory, self._clock = factory, clock
-        self.plugin_names = PluginNames()
-        self._entry: _Entry | None = None
+    def __init__(self, name: str, compute: Callable[[Session, datetime], T]) -> None:
+        self._name, self._compute_with = name, compute
+        self._entry: _Entry[T] | None = None
         self._lock = threading.Lock()
         self._refreshing = False
 
-    def get(self) -> FleetPosture:
-        now = self._clock()
-        with self._factory() as session:
-            version = data_version(session, now)
+    def get(
+        self, factory: sessionmaker[Session], version: Version, now: datetime
+    ) -> tuple[T, datetime, bool]:
         entry = self._entry
         if entry is not None and entry.version == version:
-            return FleetPosture(entry.posture, entry.as_of, fresh=True)
+            return entry.value, entry.as_of, True
         if entry is None or entry.seconds <= INLINE_SECONDS:
             with self._lock:  # concurrent first requests count once
                 if self._entry is None or self._entry.version != version:
-                    self._entry = self._compute(version, now)
+                    self._entry = self._compute(factory, version, now)
                 entry = self._entry
-            return FleetPosture(entry.posture, entry.as_of, fresh=entry.version == version)
-        self._refresh_in_background(version, now)
-        return FleetPosture(entry.posture, entry.as_of, fresh=False)
+            return entry.value, entry.as_of, entry.version == version
+        self._refresh_in_background(factory, version, now)
+        return entry.value, entry.as_of, False
 
-    def _compute(self, version: Version, now: datetime) -> _Entry:
+    def _compute(self, factory: sessionmaker[Session], version: Version, now: datetime) -> _Entry[T]:
         start = time.perf_counter()
-        with self._factory() as session:
-            figures = posture(session, tenant_uuid=None, now=now)
-        return _Entry(version, figures, now, time.perf_counter() - start)
+        with factory() as session:
+            value = self._compute_with(session, now)
+        return _Entry(version, value, now, time.perf_counter() - start)
 
-    def _refresh_in_background(self, version: Version, now: datetime) -> None:
+    def _refresh_in_background(self, factory: sessionmaker[Session], version: Version, now: datetime) -> None:
         with self._lock:
             if self._refreshing:
                 return
@@ -105,13 +112,47 @@ class FleetSummary:
 
         def refresh() -> None:
             try:
-                self._entry = self._compute(version, now)
+                self._entry = self._compute(factory, version, now)
             except Exception:  # the next request tries again; the old figures stay meanwhile
-                log.exception("fleet posture refresh failed")
+                log.exception("fleet %s refresh failed", self._name)
             finally:
                 self._refreshing = False
 
-        threading.Thread(target=refresh, name="powerx-console-posture", daemon=True).start()
+        threading.Thread(target=refresh, name=f"powerx-console-{self._name}", daemon=True).start()
+
+
+def _fleet_posture(session: Session, now: datetime) -> Posture:
+    return posture(session, tenant_uuid=None, now=now)
+
+
+def _fleet_advisories(session: Session, now: datetime) -> list[AdvisoryGroup]:
+    return advisory_groups(session, tenant_uuid=None, now=now)
+
+
+class FleetSummary:
+    """Single-flight caches of the fleet posture and advisory groups for one app, and of the
+    catalog's plugin names."""
+
+    def __init__(self, factory: sessionmaker[Session], clock: Callable[[], datetime]) -> None:
+        self._factory, self._clock = factory, clock
+        self.plugin_names = PluginNames()
+        self._posture = _Cached("posture", _fleet_posture)
+        self._advisories = _Cached("advisories", _fleet_advisories)
+
+    def _version(self, now: datetime) -> Version:
+        with self._factory() as session:
+            return data_version(session, now)
+
+    def get(self) -> FleetPosture:
+        now = self._clock()
+        value, as_of, fresh = self._posture.get(self._factory, self._version(now), now)
+        return FleetPosture(value, as_of, fresh)
+
+    def advisories(self) -> FleetAdvisories:
+        """The fleet's open work grouped by advisory (`recommendations.queries.advisory_groups`)."""
+        now = self._clock()
+        value, as_of, fresh = self._advisories.get(self._factory, self._version(now), now)
+        return FleetAdvisories(value, as_of, fresh)
 
 
 _HOLDER_LOCK = threading.Lock()

@@ -1,7 +1,9 @@
-"""Weekly buckets computed in SQL over a window of weeks ending now (trend charts).
+"""Weekly buckets computed in SQL over a window of calendar weeks ending now (trend charts).
 
-Week `w` of a window of `weeks` weeks is `(start + w weeks, start + (w + 1) weeks]`, where
-`start = now - weeks`: week 0 is the oldest, `weeks - 1` ends now.
+Weeks are calendar weeks, Monday 00:00 UTC to the next Monday: week `w` of a window of `weeks`
+weeks is `[start + w weeks, start + (w + 1) weeks)`, where `start` is the Monday `weeks - 1` weeks
+before the current week's Monday: week 0 is the oldest, `weeks - 1` is the current week (to now).
+A time is always in the week its date says (Friday 5 December is in the week of Monday 1 December).
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ class Window:
 
     @property
     def start(self) -> datetime:
-        return self.now - timedelta(weeks=self.weeks)
+        monday = (self.now - timedelta(days=self.now.weekday())).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        return monday - timedelta(weeks=self.weeks - 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,10 +52,10 @@ def epoch(session: Session, column: Any) -> ColumnElement[float]:
 
 
 def week_of(session: Session, column: Any, window: Window) -> ColumnElement[int]:
-    """The window's week number of a timestamp column (times after `window.start` only)."""
-    back = (window.now.timestamp() - epoch(session, column)) / WEEK_SECONDS
-    whole = cast(func.floor(back), Integer) if _postgresql(session) else cast(back, Integer)
-    return window.weeks - 1 - whole  # SQLite's cast truncates: the floor, as `back` is >= 0 here
+    """The window's week number of a timestamp column (times at or after `window.start` only)."""
+    since = (epoch(session, column) - window.start.timestamp()) / WEEK_SECONDS
+    # SQLite's cast truncates: the floor, as `since` is >= 0 here
+    return cast(func.floor(since), Integer) if _postgresql(session) else cast(since, Integer)
 
 
 def series(weeks: int, found: dict[int, tuple[float | None, int]]) -> list[WeekValue]:

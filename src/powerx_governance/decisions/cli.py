@@ -17,9 +17,11 @@ from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 from powerx_governance.decisions.service import (
     DecisionError,
     DecisionRequest,
+    ReopenRequest,
     StaleRevisionError,
     decide,
     decision_dict,
+    reopen,
 )
 from powerx_governance.terminal.context import open_service
 from powerx_governance.terminal.exit_codes import ExitCode
@@ -73,5 +75,27 @@ def decide_command(
             result = decision_dict(row)
     except DecisionError as exc:
         err.print(f"error: {exc.field or 'decision'}: {exc}", highlight=False)
+        raise typer.Exit(ExitCode.STALE if isinstance(exc, StaleRevisionError) else ExitCode.USAGE) from exc
+    typer.echo(json.dumps(result, indent=2))
+
+
+def reopen_command(
+    recommendation: Annotated[int, typer.Option(help="Recommendation id.")],
+    revision: Annotated[int, typer.Option(help="The revision you saw (a newer one gets exit code 4).")],
+    reason: Annotated[str | None, typer.Option(help="Why the decision is withdrawn.")] = None,
+    actor: Annotated[str | None, typer.Option(help="Who reopens (default: the OS user).")] = None,
+) -> None:
+    """Withdraw the standing decision of a recommendation: it is open again, with an audit record."""
+    service = open_service()
+    who = Principal(0, f"cli:{actor or getpass.getuser()}", Role.OPERATOR, None)
+    try:
+        with transaction(service.factory) as session:
+            rec, withdrawn = reopen(
+                session, ReopenRequest(recommendation, revision, reason), who, service.clock()
+            )
+            result = {"recommendation_id": rec.id, "state": rec.state}
+            result["withdrawn"] = decision_dict(withdrawn) if withdrawn else None
+    except DecisionError as exc:
+        err.print(f"error: {exc.field or 'reopen'}: {exc}", highlight=False)
         raise typer.Exit(ExitCode.STALE if isinstance(exc, StaleRevisionError) else ExitCode.USAGE) from exc
     typer.echo(json.dumps(result, indent=2))

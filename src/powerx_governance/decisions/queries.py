@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
+from datetime import datetime
+from typing import Any, Final
 
-from sqlalchemy import ColumnElement, and_, case, func, select, true
+from sqlalchemy import ColumnElement, Select, and_, case, func, select, true
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.weeks import WeekValue, Window, series, week_of
@@ -15,6 +16,7 @@ from powerx_governance.decisions.model import DecisionKind, DecisionState
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.inventory.queries import tagged_tenants
 from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.queries import verdicts_with_advisory
 from powerx_governance.recommendations.tables import RecommendationRow
 
 BATCH_SHOWN: Final = 500
@@ -28,22 +30,62 @@ class BulkSelection:
     tenant_tags: tuple[str, ...] = ()  # tenants carrying one of these (`domain.tags_match`)
     tenant_uuids: tuple[str, ...] = ()
     target_version: str | None = None
+    advisory_id: str | None = None  # only recommendations this advisory affects
 
 
-def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
-    """The open recommendations of the selection, by tenant."""
+def _bulk_where(session: Session, stmt: Select[Any], selection: BulkSelection) -> Select[Any]:
     rec = RecommendationRow
-    stmt = select(rec).where(
-        rec.plugin_id == selection.plugin_id,
-        rec.state == RecommendationState.OPEN.value,
-    )
+    stmt = stmt.where(rec.plugin_id == selection.plugin_id, rec.state == RecommendationState.OPEN.value)
     if selection.target_version is not None:
         stmt = stmt.where(rec.target_version == selection.target_version)
     if selection.tenant_uuids:
         stmt = stmt.where(rec.tenant_uuid.in_(selection.tenant_uuids))
     if selection.tenant_tags:
         stmt = stmt.where(rec.tenant_uuid.in_(tagged_tenants(session, selection.tenant_tags)))
-    return list(session.execute(stmt.order_by(rec.tenant_uuid)).scalars())
+    if selection.advisory_id is not None:
+        wanted = verdicts_with_advisory(session, selection.advisory_id, plugin_id=selection.plugin_id)
+        stmt = stmt.where(rec.verdict.in_(wanted))
+    return stmt
+
+
+def select_for_bulk(session: Session, selection: BulkSelection) -> list[RecommendationRow]:
+    """The open recommendations of the selection, by tenant."""
+    stmt = _bulk_where(session, select(RecommendationRow), selection)
+    return list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid)).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class BulkGroup:
+    """Open recommendations of a selection sharing a target, installed version and verdict."""
+
+    target_version: str | None
+    current_version: str
+    verdict: str
+    count: int
+    late: int  # of them, those whose SLA deadline is before the scheduled time asked about
+
+
+def bulk_groups(
+    session: Session, selection: BulkSelection, *, scheduled_for: datetime | None
+) -> list[BulkGroup]:
+    """What `select_for_bulk` selects, aggregated in SQL: the preview and the confirmation count it."""
+    rec = RecommendationRow
+    late = (
+        func.sum(case((and_(rec.sla_deadline.is_not(None), rec.sla_deadline < scheduled_for), 1), else_=0))
+        if scheduled_for is not None
+        else func.sum(0)
+    )
+    stmt = select(rec.target_version, rec.current_version, rec.verdict, func.count(), late)
+    stmt = _bulk_where(session, stmt, selection).group_by(
+        rec.target_version, rec.current_version, rec.verdict
+    )
+    return [BulkGroup(t, c, v, int(n), int(lt or 0)) for t, c, v, n, lt in session.execute(stmt)]
+
+
+def bulk_sample(session: Session, selection: BulkSelection, *, limit: int) -> list[RecommendationRow]:
+    """The first `limit` recommendations of the selection, by tenant."""
+    stmt = _bulk_where(session, select(RecommendationRow), selection)
+    return list(session.execute(stmt.order_by(RecommendationRow.tenant_uuid).limit(limit)).scalars())
 
 
 def batch_decisions(session: Session, batch_id: str, *, limit: int = BATCH_SHOWN) -> Sequence[DecisionRow]:
@@ -100,7 +142,7 @@ def decision_trends(session: Session, *, tenant_uuid: str | None, window: Window
             func.sum(case((_answered(), 1), else_=0)),
             func.sum(case((_accepted(), 1), else_=0)),
         )
-        .where(d.created_at > window.start, d.created_at <= window.now, _in_scope(tenant_uuid))
+        .where(d.created_at >= window.start, d.created_at <= window.now, _in_scope(tenant_uuid))
         .group_by(week, d.kind)
     )
     by_kind = {k.value: [0] * window.weeks for k in DecisionKind}
@@ -138,3 +180,14 @@ def ignore_breakdown(session: Session, *, tenant_uuid: str | None, reasons: int 
         [(scope or "target", int(n)) for scope, n in session.execute(by_scope)],
         [(reason or "(none)", int(n)) for reason, n in session.execute(by_reason)],
     )
+
+
+def standing_decisions(session: Session, recommendation_ids: Sequence[int]) -> dict[int, DecisionRow]:
+    """The active decision of each recommendation that has one (what its card says was decided)."""
+    if not recommendation_ids:
+        return {}
+    stmt = select(DecisionRow).where(
+        DecisionRow.recommendation_id.in_(list(recommendation_ids)),
+        DecisionRow.state == DecisionState.ACTIVE.value,
+    )
+    return {row.recommendation_id: row for row in session.execute(stmt).scalars()}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, Header, Path, Query
 from pydantic import BaseModel, Field
 from starlette.responses import JSONResponse
 
@@ -17,10 +17,12 @@ from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
     DecisionRequest,
+    ReopenRequest,
     decide,
     decide_many,
     decision_dict,
     decisions_for,
+    reopen,
 )
 
 router = APIRouter(prefix="/internal/version/governance", tags=["decisions"])
@@ -37,6 +39,11 @@ class DecisionBody(BaseModel):
     approver: Annotated[str, Field(max_length=256)] | None = None
     idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
     correlation_id: Annotated[str, Field(max_length=128)] | None = None
+
+
+class ReopenBody(BaseModel):
+    revision: int = Field(ge=1, le=MAX_ID)
+    reason: Annotated[str, Field(max_length=2000)] | None = None
 
 
 class BulkBody(BaseModel):
@@ -92,6 +99,25 @@ def post_decision(
     if created:
         svc.metrics.decisions_taken(result["decision"], result["scope"])
     return JSONResponse(result, status_code=201 if created else 200)
+
+
+@router.post(
+    "/recommendations/{recommendation_id}/reopen",
+    dependencies=[GovernanceOn],
+    responses=declared(404, 409, 503),
+)
+def post_reopen(
+    recommendation_id: Annotated[int, Path(ge=1, le=MAX_ID)], body: ReopenBody, who: Reader, svc: ServiceDep
+) -> dict[str, Any]:
+    """Withdraw the standing decision of a decided or ignored recommendation: it is open again (audited)."""
+    req = ReopenRequest(recommendation_id, body.revision, body.reason)
+    with transaction(svc.factory) as session:
+        rec, withdrawn = reopen(session, req, who, svc.clock())
+        return {
+            "recommendation_id": rec.id,
+            "state": rec.state,
+            "withdrawn": decision_dict(withdrawn) if withdrawn else None,
+        }
 
 
 @router.post("/decisions/bulk", dependencies=[GovernanceOn], responses=declared(409, 503))

@@ -65,6 +65,18 @@ class IdempotencyConflictError(DecisionError, ConflictError):
     title = "Idempotency key reused"
 
 
+class NoTargetError(DecisionError):
+    """An upgrade or schedule of a recommendation that names no version to go to."""
+
+    title = "Nothing to upgrade to"
+
+
+class NothingToReopenError(DecisionError, ConflictError):
+    """Reopening a recommendation nobody has decided (it is open or resolved)."""
+
+    title = "Nothing to reopen"
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionRequest:
     recommendation_id: int
@@ -96,6 +108,15 @@ def _validate(req: DecisionRequest, now: datetime) -> None:
     scope = req.scope or IgnoreScope.TARGET
     if scope is not IgnoreScope.TARGET and (req.until is None or req.until <= now):
         raise DecisionError(f"scope {scope} needs `until` in the future", field="until")
+
+
+def _target_check(req: DecisionRequest, rec: RecommendationRow) -> None:
+    """An upgrade needs a version to go to: a review or blocked finding has none."""
+    if req.kind is not DecisionKind.IGNORE and rec.target_version is None and rec.latest_version is None:
+        raise NoTargetError(
+            f"{rec.plugin_id} {rec.current_version} has no release to upgrade to; review or ignore it",
+            field="decision",
+        )
 
 
 def _enforcement_check(req: DecisionRequest, rec: RecommendationRow, verdict: dict[str, Any]) -> None:
@@ -183,6 +204,7 @@ def decide(
             f"recommendation {rec.id} is resolved: nothing to decide", field="recommendation_id"
         )
     _validate(req, now)
+    _target_check(req, rec)
     _enforcement_check(req, rec, verdict)
     before = {"state": rec.state, "revision": rec.revision}
     _supersede(session, rec.id, now)
@@ -334,6 +356,86 @@ def decide_many(
         row, _ = decide(session, runtime, req, who, now, batch_id=batch_id)
         made.append(row)
     return batch_id, made
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenRequest:
+    recommendation_id: int
+    revision: int  # the revision the admin saw: a newer one is a StaleRevisionError
+    reason: str | None = None
+
+
+def reopen(
+    session: Session, req: ReopenRequest, who: Principal, now: datetime
+) -> tuple[RecommendationRow, DecisionRow | None]:
+    """Withdraw the standing decision of a decided or ignored recommendation and open it again.
+
+    The decision ends as superseded (so the accept rate leaves it out, like a changed decision)
+    and the reopening gets its own audit record.
+    """
+    rec, verdict = _load(session, req.recommendation_id)
+    if not who.may_read(rec.tenant_uuid):
+        raise UnknownRecommendationError(f"no recommendation {rec.id}", field="recommendation_id")
+    if who.role is Role.VIEWER:
+        raise RefusedError("a viewer may not reopen a decision")
+    if req.revision != rec.revision:
+        raise StaleRevisionError(
+            f"recommendation {rec.id} is at revision {rec.revision}, not {req.revision}: reload it",
+            field="revision",
+        )
+    if rec.state not in (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value):
+        raise NothingToReopenError(
+            f"recommendation {rec.id} is {rec.state}: there is no decision to reopen",
+            field="recommendation_id",
+        )
+    standing = session.execute(
+        select(DecisionRow).where(
+            DecisionRow.recommendation_id == rec.id, DecisionRow.state == DecisionState.ACTIVE.value
+        )
+    ).scalar_one_or_none()
+    before = {"state": rec.state, "revision": rec.revision, "decision_id": standing.id if standing else None}
+    why = f"reopened by {who.name}" + (f": {req.reason}" if req.reason else "")
+    if standing is not None:
+        standing.state, standing.ended_at, standing.end_reason = (
+            DecisionState.SUPERSEDED.value,
+            now,
+            why[:500],
+        )
+    rec.state, rec.updated_at = RecommendationState.OPEN.value, now
+    record(session, _reopen_event(rec, verdict, standing, before, who, req.reason), now)
+    return rec, standing
+
+
+def _reopen_event(
+    rec: RecommendationRow,
+    verdict: dict[str, Any],
+    standing: DecisionRow | None,
+    before: dict[str, Any],
+    who: Principal,
+    reason: str | None,
+) -> AuditEvent:
+    return AuditEvent(
+        source="governance",
+        operation="decision.reopen",
+        resource_type="recommendation",
+        resource_id=str(rec.id),
+        actor=who.name,
+        tenant_uuid=rec.tenant_uuid,
+        correlation_id=standing.correlation_id if standing else None,
+        severity="warning",
+        changes={"before": before, "after": {"state": rec.state, "revision": rec.revision, "reason": reason}},
+        meta={
+            "recommender": "system",
+            "withdrawn": {"decision": standing.kind, "decided_by": standing.actor} if standing else None,
+            "recommendation": {
+                "plugin_id": rec.plugin_id,
+                "current_version": rec.current_version,
+                "target_version": rec.target_version,
+                "advisories": [a.get("id") for a in verdict.get("advisories", [])],
+            },
+            "actor_role": who.role.value,
+        },
+    )
 
 
 def decision_dict(row: DecisionRow) -> dict[str, Any]:

@@ -17,9 +17,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Final
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, true, tuple_
+from sqlalchemy import ColumnElement, Select, String, and_, case, cast, func, or_, select, true, tuple_
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import MAX_ID
 from powerx_governance.db.weeks import WeekValue, Window, epoch, series, week_of
 from powerx_governance.domain import Severity
@@ -48,6 +49,10 @@ class RecommendationFilter:
     action: str | None = None
     state: str | None = None
     tenant_tags: tuple[str, ...] = ()  # tenants carrying one of these (`domain.tags_match`)
+    past_sla_at: datetime | None = None  # only those past their SLA at this time (`past_sla_condition`)
+    critical_patch: bool | None = None
+    target_version: str | None = None
+    verdicts: tuple[str, ...] | None = None  # only these verdicts (e.g. `verdicts_with_advisory`)
 
 
 class ListOrder(StrEnum):
@@ -100,12 +105,25 @@ def _filtered(session: Session, stmt: Select[Any], f: RecommendationFilter) -> S
         (rec.risk_level, f.risk_level),
         (rec.action, f.action),
         (state, f.state),
+        (rec.target_version, f.target_version),
     ):
         if value is not None:
             stmt = stmt.where(column == value)
     if f.tenant_tags:
         stmt = stmt.where(rec.tenant_uuid.in_(tagged_tenants(session, f.tenant_tags)))
+    if f.past_sla_at is not None:
+        stmt = stmt.where(past_sla_condition(f.past_sla_at))
+    if f.critical_patch is not None:
+        stmt = stmt.where(rec.critical_patch.is_(f.critical_patch))
+    if f.verdicts is not None:
+        stmt = stmt.where(rec.verdict.in_(f.verdicts))
     return stmt
+
+
+def count_recommendations(session: Session, f: RecommendationFilter, *, cap: int = 10_000) -> int:
+    """How many recommendations the lister would list for `f`, counted up to `cap` (more: cap + 1)."""
+    rows = _filtered(session, select(RecommendationRow.id), f).limit(cap + 1).subquery()
+    return int(session.scalar(select(func.count()).select_from(rows)) or 0)
 
 
 def _after(cursor: Cursor) -> ColumnElement[bool]:
@@ -262,8 +280,10 @@ class Exposure:
 
     open_by_risk: dict[str, int] = field(default_factory=lambda: dict.fromkeys(RISK_LEVELS, 0))
     by_state: dict[str, int] = field(default_factory=lambda: dict.fromkeys(UNRESOLVED, 0))
-    critical_open: int = 0
-    critical_past_sla: int = 0
+    critical_open: int = 0  # unresolved critical patches (open, decided or ignored): the metric's figure
+    critical_awaiting: int = 0  # critical patches still open: nobody has decided yet
+    critical_past_sla: int = 0  # critical patches past their SLA: the breach job's queue
+    past_sla: int = 0  # unresolved recommendations of any risk past their SLA: the cards' "overdue"
     top_plugins: list[PluginExposure] = field(default_factory=list)
 
     @property
@@ -283,6 +303,7 @@ def exposure(session: Session, *, tenant_uuid: str | None, now: datetime, top: i
             func.count(),
             func.sum(case((critical, 1), else_=0)),
             func.sum(case((and_(critical, past_sla_condition(now)), 1), else_=0)),
+            func.sum(case((past_sla_condition(now), 1), else_=0)),
         )
         .where(rec.state.in_(UNRESOLVED))
         .group_by(rec.plugin_id, rec.risk_level, rec.state)
@@ -291,9 +312,10 @@ def exposure(session: Session, *, tenant_uuid: str | None, now: datetime, top: i
         stmt = stmt.where(rec.tenant_uuid == tenant_uuid)
     result = Exposure()
     plugins: dict[str, PluginExposure] = {}
-    for plugin_id, risk, state, count, criticals, late in session.execute(stmt):
+    for plugin_id, risk, state, count, criticals, late, overdue in session.execute(stmt):
         plugin = plugins.setdefault(plugin_id, PluginExposure(plugin_id))
         _add(result, plugin, risk, state, int(count), int(criticals or 0), int(late or 0))
+        result.past_sla += int(overdue or 0)
     result.top_plugins = sorted(plugins.values(), key=lambda p: p.rank, reverse=True)[:top]
     return result
 
@@ -311,6 +333,7 @@ def _add(
     plugin.high += count if risk == "high" else 0
     if state == RecommendationState.OPEN.value:
         result.open_by_risk[risk] = result.open_by_risk.get(risk, 0) + count
+        result.critical_awaiting += criticals
         plugin.open += count
 
 
@@ -376,7 +399,7 @@ def critical_patch_trends(session: Session, *, tenant_uuid: str | None, window: 
         .where(
             rec.critical_patch.is_(True),
             rec.state == RecommendationState.RESOLVED.value,
-            rec.resolved_at > window.start,
+            rec.resolved_at >= window.start,
             rec.resolved_at <= window.now,
             _in_scope(tenant_uuid),
         )
@@ -393,3 +416,127 @@ def critical_patch_trends(session: Session, *, tenant_uuid: str | None, window: 
     return PatchTrends(
         series(window.weeks, patch), series(window.weeks, sla), hits / counted if counted else None, counted
     )
+
+
+# -- grouped by advisory --------------------------------------------------------------------------
+
+_SEVERITY_RANK: Final = {level: rank for rank, level in enumerate(reversed(RISK_LEVELS))}
+
+
+@dataclass(slots=True)
+class AdvisoryGroup:
+    """One advisory across the open recommendations it affects (one row of the grouped view)."""
+
+    advisory_id: str
+    summary: str = ""
+    severity: str = "none"
+    exploited: bool = False
+    open: int = 0  # open recommendations (tenant and plugin) it affects
+    past_sla: int = 0
+    plugins: set[str] = field(default_factory=set)
+    fixed_in: set[str] = field(default_factory=set)
+    # what a bulk decision would select: (plugin, target) → open recommendations (None: no target)
+    targets: dict[tuple[str, str | None], int] = field(default_factory=dict)
+
+    @property
+    def rank(self) -> tuple[int, bool, int]:
+        return (_SEVERITY_RANK.get(self.severity, 0), self.exploited, self.open)
+
+    @property
+    def paths(self) -> list[tuple[str, str | None, int]]:
+        """(plugin, target, open recommendations), by plugin and target; no target last."""
+        return sorted(
+            ((p, t, n) for (p, t), n in self.targets.items()), key=lambda x: (x[0], x[1] is None, x[1])
+        )
+
+
+def _advisories_of(session: Session, fingerprints: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    found: dict[str, list[dict[str, Any]]] = {}
+    for part in chunks(sorted(set(fingerprints))):
+        stmt = select(VerdictRow.fingerprint, VerdictRow.document["advisories"]).where(
+            VerdictRow.fingerprint.in_(part)
+        )
+        found.update({fp: list(advisories or []) for fp, advisories in session.execute(stmt)})
+    return found
+
+
+def advisory_groups(session: Session, *, tenant_uuid: str | None, now: datetime) -> list[AdvisoryGroup]:
+    """The open recommendations grouped by the advisories affecting them, worst first.
+
+    One grouped pass over the open recommendations by (verdict, plugin, target); advisories are
+    read from the distinct verdicts only, so the cost does not grow with the tenants per verdict.
+    """
+    rec = RecommendationRow
+    stmt = (
+        select(
+            rec.verdict,
+            rec.plugin_id,
+            rec.target_version,
+            func.count(),
+            func.sum(case((past_sla_condition(now), 1), else_=0)),
+        )
+        .where(rec.state == RecommendationState.OPEN.value, _in_scope(tenant_uuid))
+        .group_by(rec.verdict, rec.plugin_id, rec.target_version)
+    )
+    rows = session.execute(stmt).all()
+    advisories = _advisories_of(session, [r[0] for r in rows])
+    groups: dict[str, AdvisoryGroup] = {}
+    for fingerprint, plugin_id, target, count, late in rows:
+        for a in advisories.get(fingerprint, []):
+            _add_to_group(groups, a, plugin_id, target, int(count), int(late or 0))
+    return sorted(groups.values(), key=lambda g: g.rank, reverse=True)
+
+
+def _add_to_group(
+    groups: dict[str, AdvisoryGroup],
+    a: dict[str, Any],
+    plugin_id: str,
+    target: str | None,
+    count: int,
+    late: int,
+) -> None:
+    advisory_id = str(a.get("id") or "")
+    if not advisory_id:
+        return
+    group = groups.setdefault(advisory_id, AdvisoryGroup(advisory_id, summary=str(a.get("summary") or "")))
+    severity = str(a.get("severity") or "medium")
+    if _SEVERITY_RANK.get(severity, 0) > _SEVERITY_RANK.get(group.severity, 0):
+        group.severity = severity
+    group.exploited = group.exploited or bool(a.get("exploited"))
+    group.open += count
+    group.past_sla += late
+    group.plugins.add(plugin_id)
+    if a.get("fixed_in"):
+        group.fixed_in.add(str(a["fixed_in"]))
+    group.targets[plugin_id, target] = group.targets.get((plugin_id, target), 0) + count
+
+
+def verdicts_with_advisory(
+    session: Session, advisory_id: str, *, plugin_id: str | None = None
+) -> tuple[str, ...]:
+    """The stored verdicts that list `advisory_id` among their advisories; with `plugin_id`, only
+    the verdicts of that plugin's unresolved recommendations (read through the plugin index)."""
+    if plugin_id is not None:
+        rec = RecommendationRow
+        used = select(rec.verdict).where(rec.plugin_id == plugin_id, rec.state.in_(UNRESOLVED)).distinct()
+        candidates = _advisories_of(session, list(session.execute(used).scalars()))
+        return tuple(fp for fp, advisories in candidates.items() if _lists(advisories, advisory_id))
+    text = cast(VerdictRow.document, String)
+    stmt = select(VerdictRow.fingerprint, VerdictRow.document["advisories"]).where(
+        text.contains(json.dumps(advisory_id))
+    )
+    return tuple(fp for fp, advisories in session.execute(stmt) if _lists(advisories or [], advisory_id))
+
+
+def _lists(advisories: list[Any], advisory_id: str) -> bool:
+    return any(isinstance(a, dict) and a.get("id") == advisory_id for a in advisories)
+
+
+def verdict_documents(session: Session, fingerprints: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The shared verdicts by fingerprint (co-upgrades, compatibility notes, advisories)."""
+    found: dict[str, dict[str, Any]] = {}
+    for part in chunks(sorted(set(fingerprints))):
+        stmt = select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(part))
+        for fingerprint, document in session.execute(stmt):
+            found[fingerprint] = document
+    return found

@@ -67,15 +67,18 @@ def open_browser(playwright_driver: Playwright) -> Iterator[OpenBrowser]:
 
         def launch(**options: Any) -> BrowserContext:
             profile: Path = stack.enter_context(user_data_dir())
+            settings: dict[str, Any] = {
+                "viewport": {"width": 1280, "height": 800},
+                "timezone_id": "Asia/Shanghai",  # not UTC, so local times differ from the UTC text
+                "locale": "en-GB",
+                **options,
+            }
             context = playwright_driver.chromium.launch_persistent_context(
                 str(profile),
                 executable_path=str(chromium_or_skip()),
                 args=list(CHROMIUM_ARGS),
                 headless=True,
-                viewport={"width": 1280, "height": 800},
-                timezone_id="Asia/Shanghai",  # not UTC, so local times differ from the UTC text
-                locale="en-GB",
-                **options,
+                **settings,
             )
             context.set_default_timeout(15_000)
             contexts.append(context)

@@ -64,8 +64,11 @@ def test_tenant_admin_ignores_the_crm_card(console_server: ConsoleServer, open_b
 
     page.locator("details.decision summary", has_text="Ignore").click()
     reason = "CRM is read-only in the sandbox until the Q1 migration"
-    page.get_by_label("Reason (required, kept in the audit trail)").fill(reason)
-    page.get_by_role("button", name="Ignore this recommendation").click()
+    page.get_by_label("Why ignore it? (required, kept in the audit trail)").fill(reason)
+    page.get_by_role("button", name="Review the ignore…").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Confirm: ignore")
+    expect(page.locator("#confirm")).to_contain_text(reason)
+    page.get_by_role("button", name="Record this decision").click()
 
     expect(page.locator("#decision-done")).to_contain_text("ignored")
     expect(page.locator('[data-figure="state"]')).to_have_text("Ignored")
@@ -118,10 +121,11 @@ def test_operator_fleet_overview_bulk_decision_and_charts(
     assert rate is not None
     expect(page.locator('[data-figure="tenants"]')).to_have_text(str(tenants))
     expect(page.locator('[data-figure="coverage"]')).to_have_text(f"{rate * 100:.1f} %")
-    expect(page.get_by_role("heading", name="Top plugins by exposure")).to_be_visible()
+    expect(page.get_by_role("heading", name="Most exposed plugins")).to_be_visible()
     expect(page.locator("article[data-recommendation]")).to_have_count(25)
     page.screenshot(path=artifact("fleet-overview.png"), full_page=True)
 
+    page.locator("details.filter-box summary").click()
     page.get_by_label("Risk").select_option("critical")
     page.get_by_role("button", name="Apply").click()
     risks = page.locator("article[data-recommendation] .badge.risk-critical")
@@ -135,14 +139,21 @@ def test_operator_fleet_overview_bulk_decision_and_charts(
     page.get_by_label("Plugin (required)").select_option(CRM)
     page.get_by_label("Tenant tags (comma-separated, any of)").fill("finance")
     page.get_by_role("button", name="Preview").click()
+    mixed = page.locator("#mixed-targets a")
+    if mixed.count():  # one target version per bulk decision: pick the first
+        mixed.first.click()
     selected = int(page.locator('[data-figure="bulk-count"]').inner_text())
     assert selected > 0
     page.get_by_role("radio", name="Schedule").check()
     when = datetime.now(UTC) + timedelta(days=10)
     page.get_by_label(re.compile(r"^Upgrade at")).fill(when.strftime("%Y-%m-%dT09:30"))
-    page.once("dialog", lambda dialog: dialog.accept())
-    page.get_by_role("button", name="Apply to the selection").click()
-    expect(page.get_by_role("status")).to_contain_text(f"{selected} decision")
+    page.get_by_role("button", name=re.compile(r"^Review \d+ decision")).click()
+    expect(page.locator('[data-confirm="tenants"]')).to_have_text(str(selected))
+    late = page.locator('input[name="accept_late"]')
+    if late.count():
+        late.check()
+    page.get_by_role("button", name=re.compile(r"^Record \d+ decision")).click()
+    expect(page.locator("#bulk-done")).to_contain_text(f"{selected} decision")
 
     _nav(page, "Adoption")
     expect(page.get_by_role("heading", level=1)).to_contain_text("fleet")

@@ -53,7 +53,7 @@ def test_sign_in_refusals_and_safe_redirects(console_server: ConsoleServer) -> N
         assert page.status_code == 200
         assert page.headers["content-security-policy"].startswith("default-src 'self'")
         assert page.headers["cache-control"] == "no-store"
-        assert not re.search(r'(src|href)="(https?:)?//', page.text), "every asset is served by the console"
+        assert not re.search(r'(src="|<link[^>]+href=")(https?:)?//', page.text), "every asset is served here"
         tampered = client.cookies["powerx_console"][:-2] + "xx"
         with httpx.Client(base_url=live.base_url, cookies={"powerx_console": tampered}) as forged:
             assert forged.get("/console").status_code == 303
@@ -79,7 +79,21 @@ def test_revoked_token_ends_the_session_and_cross_origin_posts_are_refused(
         with transaction(service.factory) as session:
             token = session.execute(select(ApiTokenRow).where(ApiTokenRow.token_hash == hash_token(admin)))
             revoke_token(session, token.scalar_one().id, service.clock())
-        assert client.get("/console").status_code == 303
+        ended = client.get("/console")
+        assert ended.status_code == 303
+        assert "token was revoked" in client.get(ended.headers["location"]).text
+
+
+def _refused_then_shown(client: httpx.Client, url: str, data: dict[str, str]) -> str:
+    """Post/redirect/get: a refused decision answers 303 to the card, which shows the error once."""
+    answer = client.post(url, data=data)
+    assert answer.status_code == 303, answer.text
+    assert "#decide" in answer.headers["location"]
+    card = client.get(answer.headers["location"])
+    assert card.status_code == 200
+    assert 'id="decision-error"' in card.text
+    assert 'id="decision-error"' not in client.get(answer.headers["location"]).text  # shown once
+    return card.text
 
 
 def test_decision_errors_are_shown_on_the_card(console_server: ConsoleServer) -> None:
@@ -89,15 +103,13 @@ def test_decision_errors_are_shown_on_the_card(console_server: ConsoleServer) ->
         sign_in(client, issue_token(service, Role.TENANT_ADMIN, SANDBOX))
         csrf = csrf_of(client.get(f"/console/recommendations/{rec_id}").text)
         url = f"/console/recommendations/{rec_id}/decision"
-        stale = client.post(url, data={"csrf_token": csrf, "revision": "2", "decision": "upgrade"})
-        assert stale.status_code == 409
-        assert "Someone changed this recommendation" in stale.text
-        assert "is at revision 1, not 2" in stale.text
-        no_reason = client.post(
-            url, data={"csrf_token": csrf, "revision": "1", "decision": "ignore", "reason": " "}
+        stale = _refused_then_shown(client, url, {"csrf_token": csrf, "revision": "2", "decision": "upgrade"})
+        assert "Someone changed this finding" in stale
+        assert "revision" not in stale.split('id="decision-error"')[1].split("</div>")[0]
+        no_reason = _refused_then_shown(
+            client, url, {"csrf_token": csrf, "revision": "1", "decision": "ignore", "reason": " "}
         )
-        assert no_reason.status_code == 422
-        assert re.search(r'<textarea id="reason"[^>]*aria-invalid="true"', no_reason.text)
+        assert re.search(r'<textarea id="reason"[^>]*aria-invalid="true"', no_reason)
         dated = {
             "csrf_token": csrf,
             "revision": "1",
@@ -105,20 +117,22 @@ def test_decision_errors_are_shown_on_the_card(console_server: ConsoleServer) ->
             "reason": "later",
             "scope": "until",
         }
-        assert client.post(url, data=dated).status_code == 422  # a dated scope needs its date
-        bad_date = client.post(
-            url, data={"csrf_token": csrf, "revision": "1", "decision": "schedule", "scheduled_for": "soon"}
+        assert "later" in _refused_then_shown(client, url, dated)  # a dated scope needs its date; kept
+        bad_date = _refused_then_shown(
+            client,
+            url,
+            {"csrf_token": csrf, "revision": "1", "decision": "schedule", "scheduled_for": "soon"},
         )
-        assert bad_date.status_code == 422
-        assert "enter a date and time" in bad_date.text
+        assert "Enter a date and time" in bad_date
         key = {"csrf_token": csrf, "revision": "1", "decision": "schedule", "idempotency_key": "console:k1",
-               "scheduled_for": "2026-12-24T09:30", "tz": "Asia/Shanghai"}  # fmt: skip
+               "scheduled_for": "2026-12-24T09:30", "tz": "Asia/Shanghai", "accept_late": "1"}  # fmt: skip
         done = client.post(url, data=key)
         again = client.post(url, data=key)  # a double submit records one decision
         assert (done.status_code, again.status_code) == (303, 303)
         card = client.get(done.headers["location"]).text
         assert 'datetime="2026-12-24T01:30:00Z"' in card  # 09:30 in Shanghai
         assert card.count("<tr data-decision=") == 1
+        assert "scheduled for" in card
         viewer = issue_token(service, Role.VIEWER, SANDBOX)
     with _browser(live) as as_viewer:
         sign_in(as_viewer, viewer)

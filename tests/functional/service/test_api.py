@@ -395,6 +395,7 @@ ROLES: Final = (
 ADMITTED_THEN_REFUSED: Final = {"kind": "delta", "tenants": ["x"]}  # passes auth, then 422: nothing queued
 STALE_DECISION_A: Final = {"recommendation_id": "{rec_a}", "revision": 99, "decision": "upgrade"}  # 409
 STALE_DECISION_B: Final = {"recommendation_id": "{rec_b}", "revision": 99, "decision": "upgrade"}
+STALE_REOPEN: Final = {"revision": 99}  # admitted callers get 409: nothing is reopened
 EMPTY_BULK: Final = {
     "plugin_id": "com.powerx.plugins.nobody-runs-this",
     "decision": "upgrade",
@@ -421,6 +422,18 @@ MATRIX: Final[list[tuple[str, str, dict[str, Any] | None, tuple[int, ...]]]] = [
     ("POST", f"{API}/decision", STALE_DECISION_A, (409, 409, 409, 403, 404, 404, 401, 401)),
     ("POST", f"{API}/decision", STALE_DECISION_B, (409, 409, 404, 404, 409, 403, 401, 401)),
     ("POST", f"{API}/decisions/bulk", EMPTY_BULK, (200, 200, 403, 403, 403, 403, 401, 401)),
+    (
+        "POST",
+        f"{API}/recommendations/{{rec_a}}/reopen",
+        STALE_REOPEN,
+        (409, 409, 409, 403, 404, 404, 401, 401),
+    ),
+    (
+        "POST",
+        f"{API}/recommendations/{{rec_b}}/reopen",
+        STALE_REOPEN,
+        (409, 409, 404, 404, 409, 403, 401, 401),
+    ),
     ("GET", f"{API}/decisions", None, (200, 200, 200, 200, 200, 200, 401, 401)),
     ("GET", f"{API}/decisions?tenant={{tenant_a}}", None, (200, 200, 200, 200, 404, 404, 401, 401)),
     ("GET", f"{API}/decisions?tenant={{tenant_b}}", None, (200, 200, 404, 404, 200, 200, 401, 401)),
