@@ -23,7 +23,7 @@ from powerx_governance.decisions.service import (
     decision_dict,
     reopen,
 )
-from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.context import opened_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
 err = Console(stderr=True)
@@ -56,7 +56,6 @@ def decide_command(
     actor: Annotated[str | None, typer.Option(help="Who decides (default: the OS user).")] = None,
 ) -> None:
     """Record an upgrade, schedule or ignore decision with its audit event."""
-    service = open_service()
     who = Principal(0, f"cli:{actor or getpass.getuser()}", Role.OPERATOR, None)
     req = DecisionRequest(
         recommendation_id=recommendation,
@@ -70,7 +69,7 @@ def decide_command(
         idempotency_key=idempotency_key,
     )
     try:
-        with transaction(service.factory) as session:
+        with opened_service() as service, transaction(service.factory) as session:
             row, _ = decide(session, service.notifications, req, who, service.clock())
             result = decision_dict(row)
     except DecisionError as exc:
@@ -86,10 +85,9 @@ def reopen_command(
     actor: Annotated[str | None, typer.Option(help="Who reopens (default: the OS user).")] = None,
 ) -> None:
     """Withdraw the standing decision of a recommendation: it is open again, with an audit record."""
-    service = open_service()
     who = Principal(0, f"cli:{actor or getpass.getuser()}", Role.OPERATOR, None)
     try:
-        with transaction(service.factory) as session:
+        with opened_service() as service, transaction(service.factory) as session:
             rec, withdrawn = reopen(
                 session, ReopenRequest(recommendation, revision, reason), who, service.clock()
             )

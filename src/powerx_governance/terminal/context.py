@@ -7,6 +7,8 @@ and resolves it when it runs. Settings are read once, from the environment, here
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Final
 
 from powerx_governance.kernel import resolve
@@ -15,6 +17,16 @@ if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
 
 SERVICE_OPENER: Final = "powerx_governance.service:open_service"
+
+
+@contextmanager
+def opened_service() -> Iterator[GovernanceService]:
+    """`open_service` for one command: its database connections are closed when the command ends."""
+    service = open_service()
+    try:
+        yield service
+    finally:
+        service.engine.dispose()
 
 
 def open_service() -> GovernanceService:
