@@ -70,7 +70,8 @@ class Deliverer:
 
     service: GovernanceService
     config: EventsConfig
-    poster: EventPoster = field(default_factory=EventPoster)
+    poster_factory: Callable[[], EventPoster] = EventPoster  # built on the first delivery
+    _poster: EventPoster | None = field(default=None, init=False, repr=False)
     wall_clock: Callable[[], float] = time.time  # webhook-timestamp is the real sending time
 
     def deliver(self, payload: dict[str, Any]) -> None:
@@ -85,6 +86,12 @@ class Deliverer:
             now = self.service.clock()
             wake(session, subscription_id, now, key=f"events:{subscription_id}:more:{uuid.uuid4().hex}")
         self.service.wake()
+
+    @property
+    def poster(self) -> EventPoster:
+        if self._poster is None:  # one worker thread delivers: no race to build it twice
+            self._poster = self.poster_factory()
+        return self._poster
 
     def _attempt(self, batch: delivery.Batch) -> bool:
         try:

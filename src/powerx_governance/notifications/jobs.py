@@ -15,10 +15,12 @@ wait for their hour or day on purpose.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import partial
+from functools import lru_cache, partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -70,28 +72,63 @@ def load_runtime(env: Mapping[str, str]) -> NotificationRuntime:
     settings = load_notification_settings(env)
     routes = load_routes(settings, env)
     path = settings.templates_path
-    templates = TemplateSet.from_file(load_templates_file(path), str(path), console_url=settings.console_url)
+    stat = path.stat() if path.is_file() else None
+    if stat is None:  # missing: load_templates_file names it
+        templates = TemplateSet.from_file(
+            load_templates_file(path), str(path), console_url=settings.console_url
+        )
+    else:
+        templates = _compiled(str(path), stat.st_mtime_ns, stat.st_size, settings.console_url)
     return NotificationRuntime(settings, routes, templates)
 
 
-def build_channels(runtime: NotificationRuntime, service: GovernanceService) -> dict[ChannelType, Channel]:
+@lru_cache(maxsize=16)
+def _compiled(path: str, mtime_ns: int, size: int, console_url: str) -> TemplateSet:
+    """A templates file compiled once per content version (compiled templates are only read)."""
+    del mtime_ns, size  # part of the cache key: an edited file is compiled again
+    return TemplateSet.from_file(load_templates_file(Path(path)), path, console_url=console_url)
+
+
+class LazyChannels(Mapping[ChannelType, Channel]):
+    """The usable channels, each built on its first message: HTTP clients and their TLS contexts
+    are not free, and most instances never use most channels."""
+
+    def __init__(self, makers: Mapping[ChannelType, Callable[[], Channel]]) -> None:
+        self._makers = dict(makers)
+        self._built: dict[ChannelType, Channel] = {}
+        self._lock = threading.Lock()
+
+    def __getitem__(self, kind: ChannelType) -> Channel:
+        with self._lock:
+            if kind not in self._built:
+                self._built[kind] = self._makers[kind]()
+            return self._built[kind]
+
+    def __iter__(self) -> Iterator[ChannelType]:
+        return iter(self._makers)
+
+    def __len__(self) -> int:
+        return len(self._makers)
+
+
+def build_channels(runtime: NotificationRuntime, service: GovernanceService) -> LazyChannels:
     """Every channel the configuration makes usable (console always; the others when configured)."""
     settings, routes = runtime.settings, runtime.routes
     policy = http_policy(routes.delivery)
-    channels: dict[ChannelType, Channel] = {
-        ChannelType.CONSOLE: ConsoleChannel(service.factory, service.clock)
+    makers: dict[ChannelType, Callable[[], Channel]] = {
+        ChannelType.CONSOLE: lambda: ConsoleChannel(service.factory, service.clock)
     }
     if settings.notify_url:
-        channels[ChannelType.NOTIFY_SERVICE] = NotifyServiceChannel(
-            settings.notify_url, token=settings.notify_token, policy=policy
-        )
+        url, token = settings.notify_url, settings.notify_token
+        makers[ChannelType.NOTIFY_SERVICE] = lambda: NotifyServiceChannel(url, token=token, policy=policy)
     if settings.smtp:
-        channels[ChannelType.EMAIL] = SmtpChannel(settings.smtp, timeout=routes.delivery.read_timeout)
+        smtp = settings.smtp
+        makers[ChannelType.EMAIL] = lambda: SmtpChannel(smtp, timeout=routes.delivery.read_timeout)
     for kind in WEBHOOK_CHANNELS:
-        channels[kind] = WebhookChannel(
-            kind, allow=routes.allow, require_https=routes.require_https, policy=policy
+        makers[kind] = partial(
+            WebhookChannel, kind, allow=routes.allow, require_https=routes.require_https, policy=policy
         )
-    return channels
+    return LazyChannels(makers)
 
 
 @dataclass
