@@ -10,6 +10,8 @@ while manifest pushes keep arriving (delta scans read the store and succeed).
 
 from __future__ import annotations
 
+import re
+
 import hashlib
 import json
 from collections import Counter
@@ -282,7 +284,8 @@ def test_a_tenant_admin_sees_its_own_coverage_not_the_fleets(make_service: Servi
         with live.client() as browser:
             sign_in(browser, issue_token(service, Role.TENANT_ADMIN, ACME))
             page = browser.get("/console").text
-            assert "this tenant: scanned" in page
+            assert "This tenant's last scan" in page
+            assert re.search(r'data-figure="tenant-outcome">\s*Scanned\s*<', page), page
             assert "of 100 tenants" not in page
         store_tenant(service, broken)  # known from an earlier good manifest: tokens name stored tenants
         with live.client(issue_token(service, Role.VIEWER, broken)) as viewer:

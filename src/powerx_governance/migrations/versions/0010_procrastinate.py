@@ -92,7 +92,23 @@ def downgrade() -> None:
     if bind.dialect.name == "postgresql":
         for name in PROCRASTINATE_OBJECTS:
             op.execute(f"DROP {name} CASCADE")
-        op.execute("DROP FUNCTION IF EXISTS procrastinate_notify_queue_job_inserted CASCADE")
+        # every procrastinate function of this schema, whatever its signature (a later upgrade
+        # creates them again and would find the ones no table or type took with it)
+        op.execute(
+            r"""
+            DO $$
+            DECLARE fn record;
+            BEGIN
+                FOR fn IN
+                    SELECT p.oid::regprocedure AS signature
+                    FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+                    WHERE p.proname LIKE 'procrastinate\_%' AND n.nspname = current_schema()
+                LOOP
+                    EXECUTE 'DROP FUNCTION IF EXISTS ' || fn.signature || ' CASCADE';
+                END LOOP;
+            END $$
+            """
+        )
     with op.batch_alter_table("jobs", schema=None) as batch_op:
         batch_op.drop_column("runner")
     op.drop_table("scan_shards")
