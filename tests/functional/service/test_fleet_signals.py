@@ -10,10 +10,9 @@ while manifest pushes keep arriving (delta scans read the store and succeed).
 
 from __future__ import annotations
 
-import re
-
 import hashlib
 import json
+import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
