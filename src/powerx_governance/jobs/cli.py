@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
-from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.context import opened_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
 jobs_app = typer.Typer(help="The job queue: stats and dead letters.", no_args_is_help=True)
@@ -22,11 +22,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 def jobs_stats(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
     """Backend, due jobs waiting (depth), jobs by state, and the oldest waiting job's wait."""
     try:
-        service = open_service()
-        try:
+        with opened_service() as service:
             stats = service.queue.stats().as_dict()
-        finally:
-            service.stop()
     except (SQLAlchemyError, ValueError) as exc:
         err.print(f"error: cannot read the queue: {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc
@@ -47,11 +44,8 @@ def jobs_dead(
 ) -> None:
     """Dead letters: jobs that failed for good, with their task, attempts and last error."""
     try:
-        service = open_service()
-        try:
+        with opened_service() as service:
             items = [letter.as_dict() for letter in service.queue.dead_letters(limit)]
-        finally:
-            service.stop()
     except (SQLAlchemyError, ValueError) as exc:
         err.print(f"error: cannot read the queue: {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc

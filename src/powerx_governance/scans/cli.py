@@ -12,7 +12,7 @@ from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
 from powerx_governance.scans.queries import list_alerts
-from powerx_governance.terminal.context import open_service
+from powerx_governance.terminal.context import opened_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
 alerts_app = typer.Typer(help="Operational alerts (e.g. full scans failing in a row).", no_args_is_help=True)
@@ -33,12 +33,8 @@ def alerts_list(
 ) -> None:
     """Alerts, newest first: kind, state (firing | resolved), raised and resolved times, cause."""
     try:
-        service = open_service()
-        try:
-            with service.factory() as session:
-                items = list_alerts(session, state=state.value if state else None, limit=limit)
-        finally:
-            service.stop()
+        with opened_service() as service, service.factory() as session:
+            items = list_alerts(session, state=state.value if state else None, limit=limit)
     except (SQLAlchemyError, ValueError) as exc:
         err.print(f"error: cannot read the store: {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc

@@ -21,12 +21,12 @@ SERVICE_OPENER: Final = "powerx_governance.service:open_service"
 
 @contextmanager
 def opened_service() -> Iterator[GovernanceService]:
-    """`open_service` for one command: its database connections are closed when the command ends."""
+    """`open_service` for one command: stopped (connections closed) when the command ends."""
     service = open_service()
     try:
         yield service
     finally:
-        service.engine.dispose()
+        service.stop()
 
 
 def open_service() -> GovernanceService:
