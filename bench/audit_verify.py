@@ -198,13 +198,14 @@ def _print(result: dict[str, Any]) -> None:
         f" runs; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs"
     )
     floor = {figure: _median(runs["floor"], figure) for figure in ("seconds", "cpu_seconds", "peak_rss_mib")}
-    for name, label in (("floor", "a bare driver reads every column of every event"), ("verify", "")):
+    for name in ("floor", "verify"):
         wall, cpu, rss = (_median(runs[name], f) for f in ("seconds", "cpu_seconds", "peak_rss_mib"))
-        if name == "verify":
-            label = (
-                f"`powerx audit verify`: {wall / floor['seconds']:.2f}x floor wall,"
-                f" {cpu / floor['cpu_seconds']:.2f}x floor CPU, {result['events'] / wall:,.0f} events/s"
-            )
+        label = (
+            f"`powerx audit verify`: {wall / floor['seconds']:.2f}x floor wall,"
+            f" {cpu / floor['cpu_seconds']:.2f}x floor CPU, {result['events'] / wall:,.0f} events/s"
+            if name == "verify"
+            else "a bare driver reads every column of every event"
+        )
         every = " ".join(f"{r.seconds:.1f}/{r.cpu_seconds:.1f}" for r in runs[name])
         print(f"  {name:7s} {wall:7.2f} s (cpu {cpu:6.2f} s) {rss:6.0f} MiB  {label}  [wall/cpu: {every}]")
     recorded = result.get("record")
