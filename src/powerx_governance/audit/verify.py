@@ -54,8 +54,8 @@ def verify(session: Session, *, batch: int = 20_000, workers: int | None = None)
 def _workers(asked: int | None, size: int) -> int:
     """Processes for `size` records: those asked for, else one per CPU (at most MAX_WORKERS).
 
-    Not fewer when other work keeps the CPUs busy: each process then gets its share of them, and
-    a worker costs little more than its driver's start (it imports no SQLAlchemy).
+    Not fewer when other work keeps the CPUs busy: a worker costs little more than its driver's
+    start (it imports no SQLAlchemy), and the split pays whenever a second CPU has time for it.
     """
     if asked is not None:
         return max(1, asked)
