@@ -1,9 +1,10 @@
 """Audit trail: verify a million-event hash chain, and the throughput of `record`.
 
     python -m bench.audit_verify [--events N] [--records K] [--backend sqlite|postgresql|both]
+                                 [--repeat R] [--url URL]
 
 For each backend, in a fresh database (SQLite file or a new PostgreSQL schema), one process
-per step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v`):
+per step, each measured whole by the kernel (wall, CPU and peak RSS, as `/usr/bin/time -v`):
   fill     N events written with driver-level bulk inserts, hashes chained in Python (this
            measures verify, not record; the last event goes through `record` so the chain
            head marker is set exactly as in production)
@@ -11,14 +12,25 @@ per step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/tim
   verify   the real `powerx audit verify` process over the whole chain (goal: 1,000,000 events
            in <= 10 s on 2 cores), with its ratio to the floor
   record   K events through `record`, one transaction each (the decision path's cost)
+Floor and verify run R times, interleaved; medians are printed, with the 1-minute load average
+of the machine around them. `--url` measures an already filled database instead (no fill, no
+record step: it is left as it was).
+
+Both measured processes run from compiled bytecode, as an installed `powerx` does (pip and
+`uv --compile-bytecode` compile at install, Python itself on first run): the bytecode goes to
+bench/out/pycache once, so a PYTHONDONTWRITEBYTECODE environment does not make every run
+compile a thousand modules again.
 """
 
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
+import statistics
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +39,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import Run, json_line, whole_process
+from bench.common import OUT, Run, json_line, whole_process
 from bench.store_reference import database
 from powerx_governance.audit.service import (
     GENESIS,
@@ -124,47 +136,84 @@ def step(name: str, url: str, events: int, records: int) -> dict[str, Any]:
         engine.dispose()
 
 
-def run(backend: str, events: int, records: int) -> dict[str, Any]:
+def compiled_env(url: str) -> dict[str, str]:
+    """The measured processes' environment: the store's URL, and bytecode compiled once (see above)."""
+    cache = OUT / "pycache"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env |= {"PYTHONPYCACHEPREFIX": str(cache), "POWERX_DATABASE_URL": url}
+    if not (cache / "done").exists():
+        sys.pycache_prefix = str(cache)
+        for tree in (Path(__file__).resolve().parents[1] / "src", Path(sysconfig.get_paths()["purelib"])):
+            compileall.compile_dir(tree, quiet=1, workers=0)
+        (cache / "done").touch()
+    return env | {"POWERX_SCHEDULER": "0", "POWERX_WORKER": "0"}
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def measure(url: str, repeat: int) -> dict[str, Any]:
+    """Floor and verify processes, `repeat` times interleaved; every run, and the machine's load."""
+    env = compiled_env(url)
+    powerx = str(Path(sys.executable).with_name("powerx"))
+    runs: dict[str, list[Run]] = {"floor": [], "verify": []}
+    loads = [_load()]
+    for _ in range(repeat):
+        runs["floor"].append(whole_process([sys.executable, "-m", "bench.floors", "audit", url], env=env))
+        runs["verify"].append(whole_process([powerx, "audit", "verify", "--json"], env=env))
+        loads.append(_load())
+    return {"runs": runs, "loads": loads, "verified": json_line(runs["verify"][-1])}
+
+
+def run(backend: str, events: int, records: int, repeat: int) -> dict[str, Any]:
+    OUT.mkdir(parents=True, exist_ok=True)
     with database(backend) as url:
-        steps: dict[str, Run] = {}
         command = [sys.executable, "-m", "bench.audit_verify", "--step", "fill", "--url", url]
-        steps["fill"] = whole_process([*command, "--events", str(events), "--records", str(records)])
-        steps["floor"] = whole_process([sys.executable, "-m", "bench.floors", "audit", url])
-        env = {**os.environ, "POWERX_DATABASE_URL": url, "POWERX_SCHEDULER": "0", "POWERX_WORKER": "0"}
-        powerx = str(Path(sys.executable).with_name("powerx"))
-        steps["verify"] = whole_process([powerx, "audit", "verify", "--json"], env=env)
+        filled = json_line(whole_process([*command, "--events", str(events), "--records", str(records)]))
+        measured = measure(url, repeat)
         command = [sys.executable, "-m", "bench.audit_verify", "--step", "record", "--url", url]
-        steps["record"] = whole_process([*command, "--events", str(events), "--records", str(records)])
-    verified = json_line(steps["verify"])
+        recorded = whole_process([*command, "--events", str(events), "--records", str(records)])
+    verified = measured["verified"]
     if not verified["ok"] or verified["checked"] != events:
         raise SystemExit(f"verify failed on the benchmark chain: {verified}")
     return {
         "backend": backend,
         "events": events,
-        "fill_seconds": json_line(steps["fill"])["fill_seconds"],
-        "floor": steps["floor"],
-        "verify": steps["verify"],
-        "record": json_line(steps["record"]),
+        "fill_seconds": filled["fill_seconds"],
+        **measured,
+        "record": json_line(recorded),
     }
 
 
+def _median(runs: list[Run], figure: str) -> float:
+    return float(statistics.median(getattr(run, figure) for run in runs))
+
+
 def _print(result: dict[str, Any]) -> None:
-    floor, verified, recorded = result["floor"], result["verify"], result["record"]
-    print(f"[{result['backend']}] {result['events']:,} events (filled in {result['fill_seconds']:.1f} s)")
+    runs, loads = result["runs"], result["loads"]
+    filled = f"filled in {result['fill_seconds']:.1f} s" if result.get("fill_seconds") else "already filled"
     print(
-        f"  floor   {floor.seconds:7.2f} s (cpu {floor.cpu_seconds:6.2f} s) {floor.peak_rss_mib:6.0f} MiB"
-        "  a bare driver reads every column of every event"
+        f"[{result['backend']}] {result['events']:,} events ({filled}); medians of {len(runs['floor'])}"
+        f" runs; load average {min(loads):.1f}-{max(loads):.1f} on {os.cpu_count()} CPUs"
     )
-    print(
-        f"  verify  {verified.seconds:7.2f} s (cpu {verified.cpu_seconds:6.2f} s)"
-        f" {verified.peak_rss_mib:6.0f} MiB"
-        f"  `powerx audit verify`: {verified.seconds / floor.seconds:.2f}x floor,"
-        f" {result['events'] / verified.seconds:,.0f} events/s"
-    )
-    print(
-        f"  record  {recorded['seconds']:7.2f} s   {recorded['events_per_second']:>10,} events/s"
-        f"  ({recorded['events']:,} events, one transaction each)"
-    )
+    floor = {figure: _median(runs["floor"], figure) for figure in ("seconds", "cpu_seconds", "peak_rss_mib")}
+    for name in ("floor", "verify"):
+        wall, cpu, rss = (_median(runs[name], f) for f in ("seconds", "cpu_seconds", "peak_rss_mib"))
+        label = (
+            f"`powerx audit verify`: {wall / floor['seconds']:.2f}x floor wall,"
+            f" {cpu / floor['cpu_seconds']:.2f}x floor CPU, {result['events'] / wall:,.0f} events/s"
+            if name == "verify"
+            else "a bare driver reads every column of every event"
+        )
+        every = " ".join(f"{r.seconds:.1f}/{r.cpu_seconds:.1f}" for r in runs[name])
+        print(f"  {name:7s} {wall:7.2f} s (cpu {cpu:6.2f} s) {rss:6.0f} MiB  {label}  [wall/cpu: {every}]")
+    recorded = result.get("record")
+    if recorded:
+        print(
+            f"  record  {recorded['seconds']:7.2f} s   {recorded['events_per_second']:>10,} events/s"
+            f"  ({recorded['events']:,} events, one transaction each)"
+        )
 
 
 def main() -> None:
@@ -172,17 +221,22 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="sqlite")
+    parser.add_argument("--repeat", type=int, default=3, help="floor and verify runs, interleaved")
+    parser.add_argument("--url", help="measure this already filled database (its events: --events)")
     parser.add_argument("--step", choices=["fill", "record"], help=argparse.SUPPRESS)
-    parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.events < 1:
-        parser.error("--events must be at least 1")
+    if args.events < 1 or args.repeat < 1:
+        parser.error("--events and --repeat must be at least 1")
     if args.step:
         print(json.dumps(step(args.step, args.url, args.events, args.records)))
         return
+    if args.url:
+        backend = "postgresql" if args.url.startswith("postgresql") else "sqlite"
+        _print({"backend": backend, "events": args.events, **measure(args.url, args.repeat)})
+        return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        _print(run(backend, args.events, args.records))
+        _print(run(backend, args.events, args.records, args.repeat))
 
 
 if __name__ == "__main__":

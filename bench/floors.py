@@ -35,22 +35,24 @@ def inventory(url: str) -> dict[str, Any]:
 
 
 def audit(url: str) -> dict[str, Any]:
-    """Every audit column through the bare driver: no SQLAlchemy, no hashing."""
+    """Every audit column through the bare driver: no SQLAlchemy, no hashing, in constant memory
+    (on PostgreSQL through a server-side cursor, as a client-side one holds every row at once)."""
     if url.startswith("sqlite"):
         import sqlite3  # noqa: PLC0415 - lean start
 
         connection: Any = sqlite3.connect(url.split(":///", 1)[1])
+        cursor = connection.cursor()
     else:
         import psycopg  # noqa: PLC0415
 
         base, _, query = url.replace("postgresql+psycopg", "postgresql").partition("?")
         options = query.removeprefix("options=").replace("%3D", "=")
         connection = psycopg.connect(base, options=options) if options else psycopg.connect(base)
+        cursor = connection.cursor(name="audit_floor")
     rows = 0
     with connection:
-        cursor = connection.cursor()
         cursor.execute(_AUDIT_SQL)
-        while batch := cursor.fetchmany(50_000):
+        while batch := cursor.fetchmany(20_000):
             rows += len(batch)
     return {"rows": rows}
 

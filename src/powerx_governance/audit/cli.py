@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Annotated, NoReturn, TextIO
 import typer
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.audit.service import (
     MIN_RETENTION_DAYS,
@@ -31,7 +32,8 @@ from powerx_governance.audit.service import (
     prune,
     verify,
 )
-from powerx_governance.db.session import transaction
+from powerx_governance.db.session import make_engine, session_factory, transaction
+from powerx_governance.settings import load_settings
 from powerx_governance.terminal.context import open_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
@@ -84,6 +86,22 @@ def _service() -> Iterator[GovernanceService]:
         service.stop()
 
 
+@contextmanager
+def _store() -> Iterator[sessionmaker[Session]]:
+    """Only the configured store, as it is: verify and export read, so they need neither migrations
+    nor the service's components (more than a second of start-up)."""
+    try:
+        engine = make_engine(load_settings().database_url)
+    except (SQLAlchemyError, ValueError) as exc:
+        _fail(f"cannot open the store: {exc}", ExitCode.USAGE)
+    try:
+        yield session_factory(engine)
+    except SQLAlchemyError as exc:
+        _fail(f"database error: {exc}", ExitCode.USAGE)
+    finally:
+        engine.dispose()
+
+
 @audit_app.command("verify")
 def verify_command(
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -92,7 +110,7 @@ def verify_command(
     ] = None,
 ) -> None:
     """Check the hash chain; exit 1 and name the first bad record when it is broken."""
-    with _service() as service, service.factory() as session:
+    with _store() as factory, factory() as session:
         result = verify(session, workers=workers)
     if as_json:
         out.print(json.dumps(asdict(result)))
@@ -118,7 +136,7 @@ def export_command(
     since, until = parse_time(start, "--start"), parse_time(end, "--end")
     if until <= since:
         raise typer.BadParameter("--end must be later than --start", param_hint="--end")
-    with _service() as service, service.factory() as session:
+    with _store() as factory, factory() as session:
         lines = export(session, start=since, end=until, tenant_uuid=tenant, fmt=fmt.value)
         if output is None:
             written = _write(lines, sys.stdout)

@@ -11,29 +11,31 @@ import os
 import sys
 from dataclasses import dataclass
 from subprocess import PIPE, Popen
-from typing import Final
+from typing import Any, Final
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from powerx_governance.audit.chain import CHAIN_MARKER, marker_link, read_marker
+from powerx_governance.audit import pages
+from powerx_governance.audit.chain import CHAIN_MARKER, SCHEMA, marker_link, read_marker
 from powerx_governance.audit.model import VerifyResult
+from powerx_governance.audit.pages import RangeCheck
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.audit.walk import EVENT, HASH, PAGE, PREV, SEQ, Raw, Walk, start_hash
-from powerx_governance.db.session import make_engine, session_factory
 
 log = logging.getLogger("powerx.audit")
 
-PARALLEL_FROM: Final = 500_000  # below this, starting worker processes costs more than it saves
+PARALLEL_FROM: Final = 200_000  # below this, starting worker processes costs more than it saves
+MAX_WORKERS: Final = 4
 
 
-def verify(session: Session, *, batch: int = 50_000, workers: int | None = None) -> VerifyResult:
+def verify(session: Session, *, batch: int = 20_000, workers: int | None = None) -> VerifyResult:
     """Check the whole chain; the first modified, deleted, inserted or moved record, if any.
 
     Every record's hash is recomputed and its prev_hash compared with the record before it, in
     seq order (gaps in seq are fine: PostgreSQL skips numbers on rollback). The chain must start
     at the genesis hash or the pruning checkpoint and reach the head marker. Large chains are
-    split by seq range over `workers` processes (default: one per idle CPU, at most 4, from
+    split by seq range over `workers` processes (default: one per CPU, at most MAX_WORKERS, from
     PARALLEL_FROM records on); a failure is then located by walking on from the last good range.
     """
     head = marker_link(read_marker(session, CHAIN_MARKER))
@@ -42,26 +44,24 @@ def verify(session: Session, *, batch: int = 50_000, workers: int | None = None)
     if low is None:
         return _finish(session, walk)
     ranges = _ranges(int(low), int(high), _workers(workers, int(high) - int(low) + 1))
-    url = _shareable_url(session)
-    if len(ranges) > 1 and url is not None:
-        _verify_ranges(session, walk, url, ranges, batch)
+    target = _worker_target(session)
+    if len(ranges) > 1 and target is not None:
+        _verify_ranges(session, walk, target, ranges, batch)
     found = walk.run(session, batch, int(high), after=int(low) - 1)
     return broken(session, walk, *found) if found else _finish(session, walk)
 
 
 def _workers(asked: int | None, size: int) -> int:
-    """Processes for `size` records: those asked for, else one per idle CPU (at most 4).
+    """Processes for `size` records: those asked for, else one per CPU (at most MAX_WORKERS).
 
-    A CPU busy with other work makes a second process slower than one: the 1-minute load
-    average (which counts this process) tells how many are idle.
+    Not fewer when other work keeps the CPUs busy: a worker costs little more than its driver's
+    start (it imports no SQLAlchemy), and the split pays whenever a second CPU has time for it.
     """
     if asked is not None:
         return max(1, asked)
     if size < PARALLEL_FROM:
         return 1
-    cpus = os.cpu_count() or 1
-    idle = cpus - os.getloadavg()[0] + 1
-    return max(1, min(4, cpus, int(idle)))
+    return max(1, min(MAX_WORKERS, os.cpu_count() or 1))
 
 
 def _ranges(low: int, high: int, parts: int) -> list[tuple[int, int]]:
@@ -70,77 +70,87 @@ def _ranges(low: int, high: int, parts: int) -> list[tuple[int, int]]:
     return [(start - 1, min(high, start + step - 1)) for start in range(low, high + 1, step)]
 
 
-def _shareable_url(session: Session) -> str | None:
-    """The database URL other processes can open (None for an in-memory SQLite database)."""
-    url = session.get_bind().engine.url
+@dataclass(frozen=True, slots=True)
+class _Target:
+    """How a worker process opens the same database with the bare driver (never on a command line)."""
+
+    dialect: str
+    arguments: list[Any]
+    options: dict[str, Any]
+
+
+def _worker_target(session: Session) -> _Target | None:
+    """The driver's connect arguments for this session's database (None: an in-memory SQLite one)."""
+    engine = session.get_bind().engine
+    url = engine.url
     if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
         return None
-    return url.render_as_string(hide_password=False)
+    arguments, options = engine.dialect.create_connect_args(url)
+    plain = (str, int, float, bool)  # what JSON carries; the rest are SQLAlchemy's own hooks
+    return _Target(
+        engine.dialect.name,
+        [a for a in arguments if isinstance(a, plain)],
+        {k: v for k, v in options.items() if isinstance(v, plain) and k != "check_same_thread"},
+    )
 
 
-@dataclass(frozen=True, slots=True)
-class _RangeCheck:
-    """One seq range checked on its own: its ends, and whether everything inside it is good."""
-
-    first_prev_hash: str | None
-    last: tuple[int, str] | None
-    checked: int
-    good: bool
-
-
-def _check_range(
-    session: Session, after: int, until: int, batch: int, head: tuple[int, str] | None
-) -> _RangeCheck:
-    walk = Walk(None, head)
-    found = walk.run(session, batch, until, after)
-    last = (int(walk.prev[SEQ]), str(walk.prev[HASH])) if walk.prev is not None else None
-    return _RangeCheck(walk.first_prev_hash, last, walk.checked, good=found is None)
-
-
-_WORKER: Final = "from powerx_governance.audit.verify import range_worker; range_worker()"
+_WORKER: Final = "from powerx_governance.audit.pages import range_worker; range_worker()"
 
 
 def range_worker() -> None:
-    """The entry point of a verify worker process: one JSON request on stdin, one answer on stdout."""
-    request = json.loads(sys.stdin.readline())
-    head = (int(request["head"][0]), str(request["head"][1])) if request["head"] else None
-    engine = make_engine(request["url"])
-    try:
-        with session_factory(engine)() as session:
-            check = _check_range(session, request["after"], request["until"], request["batch"], head)
-    finally:
-        engine.dispose()
-    sys.stdout.write(json.dumps(dataclasses.asdict(check)))
+    """The entry point of a verify worker process (see `pages.range_worker`)."""
+    pages.range_worker()
 
 
-def _start_worker(url: str, after: int, until: int, batch: int, head: tuple[int, str] | None) -> Popen[str]:
-    """A worker process checking after..until; the URL goes through a pipe, never the command line."""
+def _start_worker(
+    target: _Target, span: tuple[int, int], batch: int, head: tuple[int, str] | None
+) -> Popen[str]:
+    """A worker process checking one seq range; connect arguments go through a pipe, never argv."""
     worker = Popen(  # noqa: S603 - our own interpreter running our own module
         [sys.executable, "-c", _WORKER], stdin=PIPE, stdout=PIPE, stderr=PIPE, text=True
     )
-    request = {"url": url, "after": after, "until": until, "batch": batch, "head": head}
+    request = {
+        **dataclasses.asdict(target),
+        "schema": SCHEMA,
+        "after": span[0],
+        "until": span[1],
+        "batch": batch,
+        "head": head,
+    }
     if worker.stdin is not None:
         worker.stdin.write(json.dumps(request) + "\n")
         worker.stdin.flush()
     return worker
 
 
-def _worker_result(worker: Popen[str]) -> _RangeCheck:
+def _worker_result(worker: Popen[str]) -> RangeCheck:
     """A worker's answer; a worker that failed counts as a bad range (walked again in this process)."""
     out, err = worker.communicate()
     if worker.returncode != 0:
         log.warning("audit verify worker failed; its range is walked here", extra={"error": err[-2000:]})
-        return _RangeCheck(None, None, 0, good=False)
+        return RangeCheck(None, None, 0, good=False)
     answer = json.loads(out)
     last = (int(answer["last"][0]), str(answer["last"][1])) if answer["last"] else None
-    return _RangeCheck(answer["first_prev_hash"], last, int(answer["checked"]), bool(answer["good"]))
+    return RangeCheck(answer["first_prev_hash"], last, int(answer["checked"]), bool(answer["good"]))
 
 
-def _verify_ranges(session: Session, walk: Walk, url: str, ranges: list[tuple[int, int]], batch: int) -> None:
+def _check_first(
+    session: Session, span: tuple[int, int], batch: int, head: tuple[int, str] | None
+) -> RangeCheck:
+    """The first range, checked in this process while the workers check the others."""
+    walk = Walk(None, head)
+    found = walk.run(session, batch, span[1], span[0])
+    last = (int(walk.prev[SEQ]), str(walk.prev[HASH])) if walk.prev is not None else None
+    return RangeCheck(walk.first_prev_hash, last, walk.checked, good=found is None)
+
+
+def _verify_ranges(
+    session: Session, walk: Walk, target: _Target, ranges: list[tuple[int, int]], batch: int
+) -> None:
     """Check the ranges in parallel and move `walk` past every range that links up and is good."""
-    workers = [_start_worker(url, after, until, batch, walk.head) for after, until in ranges[1:]]
+    workers = [_start_worker(target, span, batch, walk.head) for span in ranges[1:]]
     try:
-        checks = [_check_range(session, *ranges[0], batch, walk.head)]
+        checks = [_check_first(session, ranges[0], batch, walk.head)]
         checks += [_worker_result(worker) for worker in workers]
     finally:
         for worker in workers:
