@@ -14,9 +14,12 @@ from typing import Any
 import jsonschema
 import pytest
 
-from powerx_governance.reports.stream import encode
-from powerx_governance.scans.report import FindingDocuments, build_report
-from powerx_governance.scans.service import FileScanRequest, run_file_scan
+from powerx_governance.inventory.loader import load_manifests
+from powerx_governance.reports.json_report import SplicedFindings
+from powerx_governance.reports.stream import encode, finding_document
+from powerx_governance.scans.report import TenantReport, build_report
+from powerx_governance.scans.scanner import ScanResult, scan_tenants
+from powerx_governance.scans.service import FileScanRequest, prepare, run_file_scan
 from tests.functional.cli import NOW, REPO, powerx
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
@@ -62,11 +65,17 @@ def _scan(tmp_path: Path, fmt: str, *args: str) -> Path:
 
 
 def test_spliced_json_is_the_document_member_for_member() -> None:
-    done = run_file_scan(_request())
-    items = FindingDocuments(done.result.generated_at)(done.result.findings)
-    assert items
-    for item in items:
-        assert item.json() == encode(item.document())
+    request = _request()
+    engine, _, _ = prepare(request)
+    result = ScanResult(generated_at=request.now)
+    spliced, findings = SplicedFindings(), 0
+    for tenant in scan_tenants(engine, load_manifests(request.manifests), result):
+        batch = TenantReport(tenant, request.now)
+        if batch.parts:
+            expected = [encode(finding_document(batch, part)) for part in batch.parts]
+            assert spliced.joined(batch, b"\n").split(b"\n") == expected
+            findings += len(expected)
+    assert findings == len(_whole()["findings"])
 
 
 def test_streamed_json_is_schema_valid_and_equal_to_the_whole_report(tmp_path: Path) -> None:

@@ -12,7 +12,15 @@ from decimal import ROUND_DOWN, Decimal
 from typing import Any, Final, TextIO
 
 from powerx_governance.domain import Action, Severity
-from powerx_governance.reports.stream import ReportItem, SharedCache, Tally, write_report
+from powerx_governance.reports.stream import (
+    OUTCOME,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    Tally,
+    TenantFindings,
+    write_report,
+)
 
 TITLE: Final = "PowerX plugin version scan report"
 NO_FINDINGS: Final = "No findings: every scanned installation is up to date and clean."
@@ -54,20 +62,30 @@ class MarkdownWriter:
         self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115
         self._header: Mapping[str, Any] = {}
         self.tally = Tally()
-        self._verdict_cells: SharedCache[tuple[str, str]] = SharedCache()
+        # the table line around the tenant cell, per outcome
+        self._cells: Rendered[SharedOutcome, tuple[str, str]] = Rendered(
+            lambda o: _verdict_row_parts(o.document())
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
+
+    def add_tenant(self, batch: TenantFindings) -> None:
+        self.tally.count_parts(batch.parts)
+        tenant = escape(batch.tenant_key or batch.tenant_uuid or MISSING)
+        cells = map(self._cells.__getitem__, map(OUTCOME, batch.parts))
+        self._rows.write("".join([f"{before}{tenant}{after}\n" for before, after in cells]))
 
     def add(self, items: Iterable[ReportItem]) -> None:
         lines = []
         for item in items:
             self.tally.count(item)
-            before, after = self._verdict_cells.get(item, _verdict_row_parts)
+            before, after = _verdict_row_parts(item.document())
             lines.append(f"{before}{escape(item.tenant_key or item.tenant_uuid or MISSING)}{after}\n")
         self._rows.write("".join(lines))
 
     def finish(self, summary: Mapping[str, Any]) -> None:
+        self.tally.settle()
         out = self._out
         out.write("\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n")
         if self.tally.findings:

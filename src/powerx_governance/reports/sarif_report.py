@@ -10,7 +10,16 @@ from typing import Any, BinaryIO, Final
 
 from powerx_governance import __version__
 from powerx_governance.reports.markdown_report import error_text
-from powerx_governance.reports.stream import HEADER_KEYS, ReportItem, SharedCache, encode, write_report
+from powerx_governance.reports.stream import (
+    HEADER_KEYS,
+    OUTCOME,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    TenantFindings,
+    encode,
+    write_report,
+)
 
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION: Final = "2.1.0"
@@ -54,7 +63,9 @@ class SarifWriter:
         self._rule_index = {rule["id"]: i for i, rule in enumerate(self._rules)}
         self._header: Mapping[str, Any] = {}
         self._written = 0
-        self._templates: SharedCache[list[_Template]] = SharedCache()
+        self._templates: Rendered[SharedOutcome, list[_Template]] = Rendered(
+            lambda o: self._learn(o.document())
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
@@ -63,15 +74,26 @@ class SarifWriter:
             % (encode(SARIF_SCHEMA), encode(SARIF_VERSION))
         )
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        tenant = _Tenant.of(batch.tenant_uuid, batch.tenant_key)
+        results = [
+            template.encoded(tenant)
+            for templates in map(self._templates.__getitem__, map(OUTCOME, batch.parts))
+            for template in templates
+        ]
+        self._write(results)
+
     def add(self, items: Iterable[ReportItem]) -> None:
-        chunk = []
+        results = []
         for item in items:
-            templates = self._templates.get(item, self._learn)
-            for template in templates:
-                separator = b"\n  " if self._written == 0 else b",\n  "
-                chunk.append(separator + template.encoded(item.tenant_uuid, item.tenant_key))
-                self._written += 1
-        self._out.write(b"".join(chunk))
+            tenant = _Tenant.of(item.tenant_uuid, item.tenant_key)
+            results += [template.encoded(tenant) for template in self._learn(item.document())]
+        self._write(results)
+
+    def _write(self, results: list[bytes]) -> None:
+        if results:
+            self._out.write((b"\n  " if self._written == 0 else b",\n  ") + b",\n  ".join(results))
+            self._written += len(results)
 
     def _learn(self, finding: Finding) -> list[_Template]:
         """The finding's results without their tenant, registering a rule for each new advisory."""
@@ -145,6 +167,20 @@ def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
 
 
 @dataclass(frozen=True, slots=True)
+class _Tenant:
+    """A tenant's members of its results, encoded once per tenant."""
+
+    uuid: str
+    properties: bytes  # "tenant_uuid":…,"tenant_key":…
+
+    @classmethod
+    def of(cls, tenant_uuid: str, tenant_key: str | None) -> _Tenant:
+        return cls(
+            tenant_uuid, b'"tenant_uuid":%s,"tenant_key":%s' % (encode(tenant_uuid), encode(tenant_key))
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Template:
     """One result of a finding, all but the tenant, pre-encoded: a fleet has thousands of distinct
     results and a million tenants' copies of them, so only the tenant's members are encoded per copy."""
@@ -152,19 +188,21 @@ class _Template:
     rule_id: str
     plugin_id: str
     head: bytes  # ruleId, ruleIndex, level, message: the result's JSON up to its locations
-    properties: bytes  # the result properties after tenant_uuid and tenant_key, as JSON members
+    properties: bytes  # the result properties after tenant_uuid and tenant_key, as JSON members, comma first
 
-    def encoded(self, tenant_uuid: str, tenant_key: str | None) -> bytes:
+    def encoded(self, tenant: _Tenant) -> bytes:
         """This result for one tenant, as JSON (members in the order SARIF lists them)."""
-        location = encode(f"{tenant_uuid}/{self.plugin_id}")
-        fingerprint = encode(_fingerprint(tenant_uuid, self.plugin_id, self.rule_id))
-        properties = b'"tenant_uuid":%s,"tenant_key":%s' % (encode(tenant_uuid), encode(tenant_key))
-        if self.properties:
-            properties += b"," + self.properties
+        location = encode(f"{tenant.uuid}/{self.plugin_id}")
+        fingerprint = _fingerprint(tenant.uuid, self.plugin_id, self.rule_id).encode()
         return b'%s,"locations":[{"logicalLocations":[{"fullyQualifiedName":%s,"kind":"module"}]}],' % (
             self.head,
             location,
-        ) + b'"partialFingerprints":{%s:%s},"properties":{%s}}' % (_FINGERPRINT_KEY, fingerprint, properties)
+        ) + b'"partialFingerprints":{%s:"%s"},"properties":{%s%s}}' % (
+            _FINGERPRINT_KEY,
+            fingerprint,
+            tenant.properties,
+            self.properties,
+        )
 
 
 def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
@@ -202,7 +240,7 @@ def _template(
         rule_id=rule_id,
         plugin_id=str(finding.get("plugin_id", "")),
         head=encode(head)[:-1],
-        properties=encode(properties)[1:-1],
+        properties=b"," + encode(properties)[1:-1] if properties else b"",
     )
 
 
