@@ -129,14 +129,23 @@ Told = SharedFinding | _Unknown | None  # None: up to date and clean, no finding
 
 
 class _Table(dict[Installation, Told]):
-    """What each installation record of one tenant context is told, evaluated on first sight."""
+    """What each installation record of one tenant context is told, evaluated on first sight.
 
-    def __init__(self, scan: _Evaluation, ctx: TenantContext) -> None:
+    Records that differ only in what evaluation ignores (state, auto-update, pinned) share the
+    answer for their (plugin, version, channel).
+    """
+
+    def __init__(self, evaluation: _Evaluation, ctx: TenantContext) -> None:
         super().__init__()
-        self._scan, self._ctx = scan, ctx
+        self._evaluation, self._ctx = evaluation, ctx
+        self._by_facts: dict[tuple[str, str, Channel], Told] = {}
 
     def __missing__(self, installation: Installation) -> Told:
-        told = self[installation] = self._scan.told(self._ctx, installation)
+        facts = (installation.plugin_id, installation.version, installation.channel)
+        told = self._by_facts.get(facts, _UNKNOWN)
+        if told is _UNKNOWN and facts not in self._by_facts:
+            told = self._by_facts[facts] = self._evaluation.told(self._ctx, installation)
+        self[installation] = told
         return told
 
 
@@ -149,6 +158,7 @@ class _Evaluation:
         self._tables: dict[int, _Table] = {}
         self._outcomes: dict[tuple[int, datetime], SharedVerdict] = {}
         self._shared: dict[tuple[int, Channel, str, tuple[str, ...]], SharedFinding] = {}
+        self._co_upgrading: set[SharedFinding] = set()  # those whose target release has dependencies
 
     def told(self, ctx: TenantContext, installation: Installation) -> Told:
         verdict = self.engine.evaluate(ctx, installation)
@@ -174,6 +184,8 @@ class _Evaluation:
         found = self._shared.get(key)
         if found is None:
             found = self._shared[key] = SharedFinding(outcome, channel, core, notes, outcome.verdict.priority)
+            if outcome.verdict.target_dependencies and not notes:
+                self._co_upgrading.add(found)
         return found
 
     def tenant(self, tenant: TenantManifest, source: str, result: ScanResult) -> list[Told]:
@@ -186,12 +198,13 @@ class _Evaluation:
         told = list(map(table.__getitem__, tenant.plugins))
         if _UNKNOWN in told:
             result.errors += _unknown_plugins(tenant, source, told)
-        if any(t and t.outcome.verdict.target_dependencies for t in told):
+        if not self._co_upgrading.isdisjoint(told):
             installed = self.deps.known.get(tenant.tenant_uuid) or {
                 p.plugin_id: p.version for p in tenant.plugins
             }
+            co_upgrading = self._co_upgrading
             told = [
-                self._with_notes(t, installed) if t and t.outcome.verdict.target_dependencies else t
+                self._with_notes(t, installed) if t in co_upgrading and isinstance(t, SharedFinding) else t
                 for t in told
             ]
         return told
