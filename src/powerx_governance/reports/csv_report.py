@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, TextIO
+from typing import Any, BinaryIO, Final
 
 from powerx_governance.reports.stream import (
     OUTCOME,
@@ -44,23 +44,23 @@ Cell = str | int | float
 
 
 class CsvWriter:
-    """RFC 4180 CSV (CRLF rows), one row per finding; `out` must be opened with newline=""."""
+    """RFC 4180 CSV (CRLF rows, UTF-8), one row per finding."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self._out = out
         # the rest of the line after the tenant, per outcome
-        self._lines: Rendered[SharedOutcome, str] = Rendered(lambda o: _verdict_line(o.document()))
+        self._lines: Rendered[SharedOutcome, bytes] = Rendered(lambda o: _verdict_line(o.document()).encode())
 
     def start(self, header: Mapping[str, Any]) -> None:
-        self._out.write(_line(COLUMNS))
+        self._out.write(_line(COLUMNS).encode())
 
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
-            prefix = _tenant_prefix(batch.tenant_uuid, batch.tenant_key)
+            prefix = _tenant_prefix(batch.tenant_uuid, batch.tenant_key).encode()
             self._out.write(prefix + prefix.join(map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
 
     def add(self, items: Iterable[ReportItem]) -> None:
-        self._out.write("".join(_line(_row(item.document())) for item in items))
+        self._out.write("".join(_line(_row(item.document())) for item in items).encode())
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """CSV carries findings only: coverage, errors and warnings are in every other format."""
@@ -68,9 +68,9 @@ class CsvWriter:
 
 def render(report: Mapping[str, Any]) -> str:
     """Render the findings as CSV text."""
-    buffer = io.StringIO(newline="")
+    buffer = io.BytesIO()
     write_report(report, CsvWriter(buffer))
-    return buffer.getvalue()
+    return buffer.getvalue().decode("utf-8")
 
 
 def _line(cells: Iterable[Cell]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ OUTDATED_RULE: Final = "PXVG-OUTDATED"
 LIFECYCLE_RULE: Final = "PXVG-LIFECYCLE"
 FINGERPRINT_KEY: Final = "pxvgFinding/v1"
 _FINGERPRINT_KEY: Final = f'"{FINGERPRINT_KEY}"'.encode()
+_FINGERPRINT_SEPARATOR: Final = "\x1f"  # between tenant uuid, plugin id and rule id, hashed with SHA-256
 
 _LEVELS: Final = {"critical": "error", "high": "error", "medium": "warning"}
 _ENDED_LIFECYCLES: Final = frozenset({"deprecated", "sunset", "revoked"})
@@ -168,40 +170,51 @@ def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
 
 @dataclass(frozen=True, slots=True)
 class _Tenant:
-    """A tenant's members of its results, encoded once per tenant."""
+    """A tenant's parts of its results, encoded once per tenant."""
 
-    uuid: str
+    location: bytes  # the opening of its results' location name: a quote and the tenant uuid
+    digest: Any  # hashlib sha256 of the fingerprint's tenant part, copied for each result
     properties: bytes  # "tenant_uuid":…,"tenant_key":…
 
     @classmethod
     def of(cls, tenant_uuid: str, tenant_key: str | None) -> _Tenant:
+        uuid = encode(tenant_uuid)
         return cls(
-            tenant_uuid, b'"tenant_uuid":%s,"tenant_key":%s' % (encode(tenant_uuid), encode(tenant_key))
+            uuid[:-1],
+            hashlib.sha256(f"{tenant_uuid}{_FINGERPRINT_SEPARATOR}".encode()),
+            b'"tenant_uuid":%s,"tenant_key":%s' % (uuid, encode(tenant_key)),
         )
 
 
 @dataclass(frozen=True, slots=True)
 class _Template:
     """One result of a finding, all but the tenant, pre-encoded: a fleet has thousands of distinct
-    results and a million tenants' copies of them, so only the tenant's members are encoded per copy."""
+    results and a million tenants' copies of them, so only the tenant's parts are added per copy.
 
-    rule_id: str
-    plugin_id: str
-    head: bytes  # ruleId, ruleIndex, level, message: the result's JSON up to its locations
-    properties: bytes  # the result properties after tenant_uuid and tenant_key, as JSON members, comma first
+    A result is `head`, the tenant's location, `location_rest`, the fingerprint, the tenant's
+    properties, then `properties` (JSON strings escape character by character, so a location
+    name encoded in two pieces is the name encoded whole).
+    """
+
+    head: bytes  # ruleId, ruleIndex, level, message, up to the location name
+    location_rest: bytes  # "/<plugin id>", to the fingerprint's value
+    fingerprinted: bytes  # what the fingerprint hashes after the tenant uuid
+    properties: bytes  # the result properties after tenant_uuid and tenant_key, to the result's end
 
     def encoded(self, tenant: _Tenant) -> bytes:
         """This result for one tenant, as JSON (members in the order SARIF lists them)."""
-        location = encode(f"{tenant.uuid}/{self.plugin_id}")
-        fingerprint = _fingerprint(tenant.uuid, self.plugin_id, self.rule_id).encode()
-        return b'%s,"locations":[{"logicalLocations":[{"fullyQualifiedName":%s,"kind":"module"}]}],' % (
-            self.head,
-            location,
-        ) + b'"partialFingerprints":{%s:"%s"},"properties":{%s%s}}' % (
-            _FINGERPRINT_KEY,
-            fingerprint,
-            tenant.properties,
-            self.properties,
+        digest = tenant.digest.copy()
+        digest.update(self.fingerprinted)
+        return b"".join(
+            (
+                self.head,
+                tenant.location,
+                self.location_rest,
+                binascii.hexlify(digest.digest()),
+                b'"},"properties":{',
+                tenant.properties,
+                self.properties,
+            )
         )
 
 
@@ -236,11 +249,14 @@ def _template(
         "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"},
     }
     properties = {key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES}
+    plugin_id = str(finding.get("plugin_id", ""))
     return _Template(
-        rule_id=rule_id,
-        plugin_id=str(finding.get("plugin_id", "")),
-        head=encode(head)[:-1],
-        properties=b"," + encode(properties)[1:-1] if properties else b"",
+        head=encode(head)[:-1] + b',"locations":[{"logicalLocations":[{"fullyQualifiedName":',
+        location_rest=b"/"
+        + encode(plugin_id)[1:]
+        + b',"kind":"module"}]}],"partialFingerprints":{%s:"' % _FINGERPRINT_KEY,
+        fingerprinted=f"{plugin_id}{_FINGERPRINT_SEPARATOR}{rule_id}".encode(),
+        properties=b"," + encode(properties)[1:-1] + b"}}",
     )
 
 
@@ -275,10 +291,6 @@ def _lifecycle_status(finding: Finding) -> str | None:
     lifecycle = finding.get("lifecycle")
     status = lifecycle.get("status") if isinstance(lifecycle, Mapping) else lifecycle
     return str(status) if status in _ENDED_LIFECYCLES else None
-
-
-def _fingerprint(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _invocation(errors: Iterable[Mapping[str, Any]], warnings: Iterable[Mapping[str, Any]]) -> Json:
