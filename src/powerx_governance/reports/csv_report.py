@@ -57,7 +57,8 @@ class CsvWriter:
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
             prefix = _tenant_prefix(batch.tenant_uuid, batch.tenant_key).encode()
-            self._out.write(prefix + prefix.join(map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
+            self._out.write(prefix)
+            self._out.write(prefix.join(map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write("".join(_line(_row(item.document())) for item in items).encode())

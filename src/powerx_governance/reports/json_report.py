@@ -30,11 +30,14 @@ class SplicedFindings:
             lambda p: self._outcomes[p.outcome] + b"," + members(p.context_document())
         )
 
-    def joined(self, batch: TenantFindings, separator: bytes) -> bytes:
-        """The tenant's findings as JSON objects, `separator` between them."""
+    def write(self, out: BinaryIO, batch: TenantFindings, separator: bytes, *, lead: bytes = b"") -> None:
+        """Write the tenant's findings as JSON objects, `separator` between them and `lead` before
+        them (the findings in one piece: a large write goes straight through the file's buffer)."""
         head = b"{" + members(batch.head()) + b","
         tail = b"," + members(batch.tail()) + b"}"
-        return head + (tail + separator + head).join(map(self._parts.__getitem__, batch.parts)) + tail
+        out.write(lead + head)
+        out.write((tail + separator + head).join(map(self._parts.__getitem__, batch.parts)))
+        out.write(tail)
 
 
 class JsonWriter:
@@ -56,7 +59,7 @@ class JsonWriter:
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
             lead = b",\n    " if self._written else b"\n    "
-            self._out.write(lead + self._spliced.joined(batch, b",\n    "))
+            self._spliced.write(self._out, batch, b",\n    ", lead=lead)
             self._written += len(batch.parts)
 
     def add(self, items: Iterable[ReportItem]) -> None:

@@ -32,7 +32,8 @@ class JsonlWriter:
 
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
-            self._out.write(self._spliced.joined(batch, b"\n") + b"\n")
+            self._spliced.write(self._out, batch, b"\n")
+            self._out.write(b"\n")
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write(b"".join(encode(item.document()) + b"\n" for item in items))

@@ -94,7 +94,8 @@ class SarifWriter:
 
     def _write(self, results: list[bytes]) -> None:
         if results:
-            self._out.write((b"\n  " if self._written == 0 else b",\n  ") + b",\n  ".join(results))
+            self._out.write(b"\n  " if self._written == 0 else b",\n  ")
+            self._out.write(b",\n  ".join(results))
             self._written += len(results)
 
     def _learn(self, finding: Finding) -> list[_Template]:
