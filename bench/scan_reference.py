@@ -6,7 +6,8 @@ For each report format the real CLI runs in its own process (`powerx version sca
 --output FILE`; the table is printed to a file as it would be to a terminal), and its wall time
 and peak RSS are taken from the operating system (wait4), as `/usr/bin/time -v` reports them.
 Next to it, in the same run, the floor: a process that merely `json`-loads the same input files.
-Figures are medians of `--repeat` runs; ratios are to the floor's median.
+Figures are medians of `--repeat` runs; ratios are to the floor's median. CPU seconds (user +
+system, from the kernel) are printed next to wall time: on a shared machine they vary far less.
 
 `--layout files` writes the fleet as one manifest file per tenant (as a tenant directory export
 is), `jsonl` as one JSON-lines file.
@@ -15,6 +16,7 @@ is), `jsonl` as one JSON-lines file.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 from pathlib import Path
@@ -96,14 +98,26 @@ def main() -> None:
 
 def _print(runs: dict[str, list[Run]], out: Path) -> None:
     floor = statistics.median(r.seconds for r in runs["floor"])
-    columns = ("wall (median)", 14), ("runs", 26), ("peak RSS", 10), ("x floor", 8), ("report", 9)
+    floor_cpu = statistics.median(r.cpu_seconds for r in runs["floor"])
+    print(f"machine load (1, 5, 15 min): {', '.join(f'{n:.2f}' for n in os.getloadavg())}")
+    columns = (
+        ("wall (median)", 14),
+        ("runs", 26),
+        ("CPU (median)", 13),
+        ("peak RSS", 10),
+        ("x floor", 8),
+        ("CPU x floor", 12),
+        ("report", 9),
+    )
     print(f"{'command':10s} " + " ".join(f"{name:>{width}s}" for name, width in columns))
     for name, rs in runs.items():
         wall = statistics.median(r.seconds for r in rs)
+        cpu = statistics.median(r.cpu_seconds for r in rs)
         size = (out / f"report.{name}").stat().st_size / 1e6 if name != "floor" else 0.0
         print(
-            f"{name:10s} {wall:12.2f} s {', '.join(f'{r.seconds:.2f}' for r in rs):>26s}"
-            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {wall / floor:7.2f}x {size:6.0f} MB"
+            f"{name:10s} {wall:12.2f} s {', '.join(f'{r.seconds:.2f}' for r in rs):>26s} {cpu:11.2f} s"
+            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {wall / floor:7.2f}x {cpu / floor_cpu:11.2f}x"
+            f" {size:6.0f} MB"
         )
 
 
