@@ -11,6 +11,7 @@ from typing import Any
 
 import msgspec
 
+from powerx_governance.domain import Channel
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.policy.verdict import AdvisoryFinding, Verdict
 from powerx_governance.times import iso
@@ -26,6 +27,54 @@ class Finding(msgspec.Struct, frozen=True, gc=False):
     dependency_notes: tuple[str, ...]
     stale_since: datetime | None = None  # evaluated from the tenant's last good manifest, read then
     first_seen: datetime | None = None  # first seen with this finding (DESIGN §5.8); None: at this scan
+
+
+class SharedVerdict(msgspec.Struct, frozen=True, eq=False, gc=False):
+    """A verdict and the time its installations were first seen with it (the SLA clock counts from it).
+
+    One object per distinct pair, compared and hashed by identity: reports render it once for
+    every installation it applies to.
+    """
+
+    verdict: Verdict
+    first_seen: datetime
+
+    @property
+    def risk_level(self) -> str:
+        return self.verdict.risk_level.value
+
+    @property
+    def action(self) -> str:
+        return self.verdict.action.value
+
+    def document(self) -> dict[str, Any]:
+        """The finding's members that depend on the verdict alone, plugin id first (DESIGN §4 order)."""
+        return {
+            "plugin_id": self.verdict.plugin_id,
+            **verdict_document(self.verdict, self.first_seen),
+            "first_seen_at": iso(self.first_seen),
+        }
+
+
+class SharedFinding(msgspec.Struct, frozen=True, eq=False, gc=False):
+    """A finding without its tenant: what every installation with the same facts (verdict, channel,
+    core version, co-upgrade situation) is told. One object per distinct set of facts, compared and
+    hashed by identity, so that a fleet of a million installations renders a few thousand of them."""
+
+    outcome: SharedVerdict
+    channel: Channel
+    core_version: str
+    dependency_notes: tuple[str, ...]
+    priority: int  # the verdict's, kept here for sorting a tenant's findings
+
+    def context_document(self) -> dict[str, Any]:
+        """The members after the verdict's: the installation's context (DESIGN §4 order)."""
+        return {
+            "core_version": self.core_version,
+            "channel": self.channel.value,
+            "compatibility": list(self.outcome.verdict.compatibility),
+            "co_upgrades": list(self.dependency_notes),
+        }
 
 
 def _advisory(a: AdvisoryFinding) -> dict[str, Any]:

@@ -4,8 +4,11 @@ report built whole (DESIGN §4, schema-valid), JSON lines, and a table a person 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
+import os
+import re
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -13,10 +16,15 @@ from typing import Any
 
 import jsonschema
 import pytest
+from bench.synthetic import generate
 
-from powerx_governance.reports.stream import encode
-from powerx_governance.scans.report import FindingDocuments, build_report
-from powerx_governance.scans.service import FileScanRequest, run_file_scan
+from powerx_governance.inventory.loader import load_manifests
+from powerx_governance.reports import ReportFormat, render
+from powerx_governance.reports.json_report import SplicedFindings
+from powerx_governance.reports.stream import encode, finding_document
+from powerx_governance.scans.report import TenantReport, build_report
+from powerx_governance.scans.scanner import ScanResult, scan_tenants
+from powerx_governance.scans.service import FileScanRequest, prepare, run_file_scan
 from tests.functional.cli import NOW, REPO, powerx
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
@@ -62,11 +70,19 @@ def _scan(tmp_path: Path, fmt: str, *args: str) -> Path:
 
 
 def test_spliced_json_is_the_document_member_for_member() -> None:
-    done = run_file_scan(_request())
-    items = FindingDocuments(done.result.generated_at)(done.result.findings)
-    assert items
-    for item in items:
-        assert item.json() == encode(item.document())
+    request = _request()
+    engine, _, _ = prepare(request)
+    result = ScanResult(generated_at=request.now)
+    spliced, findings = SplicedFindings(), 0
+    for tenant in scan_tenants(engine, load_manifests(request.manifests), result):
+        batch = TenantReport(tenant, request.now)
+        if batch.parts:
+            expected = [encode(finding_document(batch, part)) for part in batch.parts]
+            written = io.BytesIO()
+            spliced.write(written, batch, b"\n")
+            assert written.getvalue().split(b"\n") == expected
+            findings += len(expected)
+    assert findings == len(_whole()["findings"])
 
 
 def test_streamed_json_is_schema_valid_and_equal_to_the_whole_report(tmp_path: Path) -> None:
@@ -122,3 +138,91 @@ def test_all_shows_every_finding(tmp_path: Path, flag: str) -> None:
     assert "Showing the" not in text
     rows = [line for line in text.splitlines() if line[:9].strip().isdigit()]
     assert len(rows) == len(_whole()["findings"])
+
+
+DIGESTS = Path(__file__).parent / "snapshots" / "example_scan.sha256.json"
+SCAN_ID = re.compile(
+    r'(?:"scan_id": ?"|Scan |Scan id:\*\* )([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})'
+)
+STREAMED = [f for f in ReportFormat if f is not ReportFormat.TABLE]
+
+
+def _scan_id(text: str) -> str:
+    """The report's scan id (CSV carries none)."""
+    found = {m.group(1) for m in SCAN_ID.finditer(text)}
+    assert len(found) <= 1, found
+    return found.pop() if found else "SCAN-ID"
+
+
+@pytest.mark.parametrize("fmt", list(ReportFormat))
+def test_every_format_is_byte_for_byte_what_it_was(tmp_path: Path, fmt: ReportFormat) -> None:
+    """The example fleet's reports, scan id and checkout path aside, as the implementation that built
+    every report whole wrote them (SHA-256 of each saved; UPDATE_SNAPSHOTS=1 saves them anew)."""
+    text = _scan(tmp_path, fmt.value).read_bytes().decode("utf-8")  # CSV lines end in CRLF
+    normalised = text.replace(_scan_id(text), "SCAN-ID").replace(str(REPO), "<repo>")
+    digests = json.loads(DIGESTS.read_text(encoding="utf-8"))
+    digest = hashlib.sha256(normalised.encode()).hexdigest()
+    if os.environ.get("UPDATE_SNAPSHOTS") == "1":
+        DIGESTS.write_text(json.dumps({**digests, fmt.value: digest}, indent=2) + "\n", encoding="utf-8")
+        return
+    assert digest == digests[fmt.value], f"{fmt.value} report changed; it is in {tmp_path}"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small synthetic fleet, one manifest file per tenant, as a tenant directory export has it."""
+    base = tmp_path_factory.mktemp("fleet")
+    made = generate(
+        base,
+        seed=11,
+        tenants=300,
+        installations_per_tenant=20,
+        plugins=60,
+        releases_per_plugin=12,
+        advisories=90,
+    )
+    (base / "manifests").mkdir()
+    for n, line in enumerate(made.manifests.read_bytes().splitlines()):
+        (base / "manifests" / f"{n:04d}.json").write_bytes(line)
+    return base
+
+
+def _reference(request: FileScanRequest, scan_id: str, fmt: ReportFormat) -> str:
+    """The report through the other path: every finding built as a document, then rendered whole, in
+    the order a streamed report has (tenant by tenant, each tenant's findings highest priority first)."""
+    report = build_report(run_file_scan(request).result, scan_id=scan_id)
+    first = {uuid: n for n, uuid in enumerate(_tenant_order(request))}
+    report["findings"].sort(key=lambda doc: first[doc["tenant_uuid"]])  # stable: priorities stay ordered
+    return render(report, fmt)
+
+
+def _tenant_order(request: FileScanRequest) -> list[str]:
+    return [r.manifest.tenant_uuid for r in load_manifests(request.manifests) if r.manifest is not None]
+
+
+@pytest.mark.parametrize("fmt", STREAMED)
+@pytest.mark.parametrize("data", ["examples", "fleet"])
+def test_streamed_reports_equal_the_reports_built_whole(
+    tmp_path: Path, fleet: Path, fmt: ReportFormat, data: str
+) -> None:
+    """Spliced from shared findings tenant by tenant, or rendered from whole documents: the same bytes."""
+    args: tuple[str | Path, ...] = EXAMPLE
+    request = _request()
+    if data == "fleet":
+        rules = REPO / "config" / "version" / "governance_rules.yaml"
+        request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", request.now, rules=rules)
+        args = (
+            "--catalog",
+            request.catalog,
+            "--manifests",
+            request.manifests,
+            "--rules",
+            rules,
+            "--now",
+            NOW,
+        )
+    out = tmp_path / f"report.{fmt.value}"
+    run = powerx("version", "scan", *args, "--format", fmt.value, "--output", out)
+    assert run.returncode in (0, 1, 3), run.stderr
+    text = out.read_bytes().decode("utf-8")  # CSV lines end in CRLF
+    assert text == _reference(request, _scan_id(text), fmt)

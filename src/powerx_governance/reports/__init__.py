@@ -46,32 +46,32 @@ def render(report: Mapping[str, Any], fmt: ReportFormat) -> str:
     return _RENDERERS[fmt](report)
 
 
+_BINARY_WRITERS: Final[dict[ReportFormat, Callable[[BinaryIO], ReportWriter]]] = {
+    ReportFormat.JSON: json_report.JsonWriter,
+    ReportFormat.JSONL: jsonl_report.JsonlWriter,
+    ReportFormat.CSV: csv_report.CsvWriter,
+    ReportFormat.MARKDOWN: markdown_report.MarkdownWriter,
+    ReportFormat.SARIF: sarif_report.SarifWriter,
+}
+
+
 @contextmanager
 def report_writer(
     fmt: ReportFormat, out: BinaryIO, *, console: Console | None = None, limit: int | None = TOP
 ) -> Iterator[ReportWriter]:
     """A writer of `fmt` onto a binary stream (a table goes to `console` when given)."""
-    if fmt is ReportFormat.JSON:
-        yield json_report.JsonWriter(out)
-    elif fmt is ReportFormat.JSONL:
-        yield jsonl_report.JsonlWriter(out)
-    elif fmt is ReportFormat.SARIF:
-        yield sarif_report.SarifWriter(out)
-    else:
-        text = io.TextIOWrapper(out, encoding="utf-8", newline="" if fmt is ReportFormat.CSV else None)
+    if fmt is ReportFormat.TABLE:
+        text = io.TextIOWrapper(out, encoding="utf-8")
         try:
-            if fmt is ReportFormat.CSV:
-                yield csv_report.CsvWriter(text)
-            elif fmt is ReportFormat.MARKDOWN:
-                yield markdown_report.MarkdownWriter(text)
-            else:
-                into = console or Console(
-                    file=text, width=table_report.WIDTH, color_system=None, highlight=False
-                )
-                yield table_report.TableWriter(into, limit=limit)
+            yield table_report.TableWriter(
+                console or Console(file=text, width=table_report.WIDTH, color_system=None, highlight=False),
+                limit=limit,
+            )
         finally:
             text.flush()
             text.detach()  # the caller owns `out`
+    else:
+        yield _BINARY_WRITERS[fmt](out)
 
 
 __all__ = ["TOP", "ReportFormat", "print_table", "render", "report_writer"]

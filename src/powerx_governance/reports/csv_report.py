@@ -5,9 +5,16 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable, Mapping
-from typing import Any, Final, TextIO
+from typing import Any, BinaryIO, Final
 
-from powerx_governance.reports.stream import ReportItem, SharedCache, write_report
+from powerx_governance.reports.stream import (
+    OUTCOME,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    TenantFindings,
+    write_report,
+)
 
 COLUMNS: Final = (
     "tenant_uuid",
@@ -37,23 +44,24 @@ Cell = str | int | float
 
 
 class CsvWriter:
-    """RFC 4180 CSV (CRLF rows), one row per finding; `out` must be opened with newline=""."""
+    """RFC 4180 CSV (CRLF rows, UTF-8), one row per finding."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self._out = out
-        self._verdict_cells: SharedCache[str] = SharedCache()  # the rest of the line after the tenant
+        # the rest of the line after the tenant, per outcome
+        self._lines: Rendered[SharedOutcome, bytes] = Rendered(lambda o: _verdict_line(o.document()).encode())
 
     def start(self, header: Mapping[str, Any]) -> None:
-        self._out.write(_line(COLUMNS))
+        self._out.write(_line(COLUMNS).encode())
+
+    def add_tenant(self, batch: TenantFindings) -> None:
+        if batch.parts:
+            prefix = _tenant_prefix(batch.tenant_uuid, batch.tenant_key).encode()
+            self._out.write(prefix)
+            self._out.write(prefix.join(map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
 
     def add(self, items: Iterable[ReportItem]) -> None:
-        lines, tenant, prefix = [], None, ""
-        for item in items:
-            if (item.tenant_uuid, item.tenant_key) != tenant:
-                tenant = (item.tenant_uuid, item.tenant_key)
-                prefix = _line([_cell(item.tenant_uuid), _cell(item.tenant_key)])[:-2] + ","
-            lines.append(prefix + self._verdict_cells.get(item, _verdict_line))
-        self._out.write("".join(lines))
+        self._out.write("".join(_line(_row(item.document())) for item in items).encode())
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """CSV carries findings only: coverage, errors and warnings are in every other format."""
@@ -61,9 +69,9 @@ class CsvWriter:
 
 def render(report: Mapping[str, Any]) -> str:
     """Render the findings as CSV text."""
-    buffer = io.StringIO(newline="")
+    buffer = io.BytesIO()
     write_report(report, CsvWriter(buffer))
-    return buffer.getvalue()
+    return buffer.getvalue().decode("utf-8")
 
 
 def _line(cells: Iterable[Cell]) -> str:
@@ -71,6 +79,11 @@ def _line(cells: Iterable[Cell]) -> str:
     buffer = io.StringIO(newline="")
     csv.writer(buffer).writerow(cells)
     return buffer.getvalue()
+
+
+def _tenant_prefix(tenant_uuid: str, tenant_key: str | None) -> str:
+    """The tenant's cells of a line, with the comma after them."""
+    return _line([_cell(tenant_uuid), _cell(tenant_key)])[:-2] + ","
 
 
 def _verdict_line(finding: Mapping[str, Any]) -> str:

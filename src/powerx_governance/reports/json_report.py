@@ -6,7 +6,38 @@ from collections.abc import Iterable, Mapping
 from io import BytesIO
 from typing import Any, BinaryIO
 
-from powerx_governance.reports.stream import HEADER_KEYS, SUMMARY_KEYS, ReportItem, encode, write_report
+from powerx_governance.reports.stream import (
+    HEADER_KEYS,
+    SUMMARY_KEYS,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    SharedPart,
+    TenantFindings,
+    encode,
+    members,
+    write_report,
+)
+
+
+class SplicedFindings:
+    """Findings as JSON objects spliced from members encoded once: per tenant its head and tail,
+    per distinct part its outcome and context (member for member what encoding the document gives)."""
+
+    def __init__(self) -> None:
+        self._outcomes: Rendered[SharedOutcome, bytes] = Rendered(lambda o: members(o.document()))
+        self._parts: Rendered[SharedPart, bytes] = Rendered(
+            lambda p: self._outcomes[p.outcome] + b"," + members(p.context_document())
+        )
+
+    def write(self, out: BinaryIO, batch: TenantFindings, separator: bytes, *, lead: bytes = b"") -> None:
+        """Write the tenant's findings as JSON objects, `separator` between them and `lead` before
+        them (the findings in one piece: a large write goes straight through the file's buffer)."""
+        head = b"{" + members(batch.head()) + b","
+        tail = b"," + members(batch.tail()) + b"}"
+        out.write(lead + head)
+        out.write((tail + separator + head).join(map(self._parts.__getitem__, batch.parts)))
+        out.write(tail)
 
 
 class JsonWriter:
@@ -19,15 +50,22 @@ class JsonWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._written = 0
+        self._spliced = SplicedFindings()
 
     def start(self, header: Mapping[str, Any]) -> None:
         lines = [b"{"] + [b'  "%s": %s,' % (key.encode(), encode(header.get(key))) for key in HEADER_KEYS]
         self._out.write(b"\n".join(lines) + b'\n  "findings": [')
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        if batch.parts:
+            lead = b",\n    " if self._written else b"\n    "
+            self._spliced.write(self._out, batch, b",\n    ", lead=lead)
+            self._written += len(batch.parts)
+
     def add(self, items: Iterable[ReportItem]) -> None:
         chunk = []
         for item in items:
-            chunk.append((b"\n    " if self._written == 0 else b",\n    ") + item.json())
+            chunk.append((b"\n    " if self._written == 0 else b",\n    ") + encode(item.document()))
             self._written += 1
         self._out.write(b"".join(chunk))
 

@@ -6,7 +6,15 @@ from collections.abc import Iterable, Mapping
 from io import BytesIO
 from typing import Any, BinaryIO, Final
 
-from powerx_governance.reports.stream import HEADER_KEYS, SUMMARY_KEYS, ReportItem, encode, write_report
+from powerx_governance.reports.json_report import SplicedFindings
+from powerx_governance.reports.stream import (
+    HEADER_KEYS,
+    SUMMARY_KEYS,
+    ReportItem,
+    TenantFindings,
+    encode,
+    write_report,
+)
 
 SUMMARY_SCHEMA: Final = "powerx.scan-summary/v1"
 
@@ -17,12 +25,18 @@ class JsonlWriter:
     def __init__(self, out: BinaryIO) -> None:
         self._out = out
         self._header: Mapping[str, Any] = {}
+        self._spliced = SplicedFindings()
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        if batch.parts:
+            self._spliced.write(self._out, batch, b"\n")
+            self._out.write(b"\n")
+
     def add(self, items: Iterable[ReportItem]) -> None:
-        self._out.write(b"".join(item.json() + b"\n" for item in items))
+        self._out.write(b"".join(encode(item.document()) + b"\n" for item in items))
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         line = {

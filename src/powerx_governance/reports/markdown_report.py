@@ -9,10 +9,18 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, Final, TextIO
+from typing import Any, BinaryIO, Final
 
 from powerx_governance.domain import Action, Severity
-from powerx_governance.reports.stream import ReportItem, SharedCache, Tally, write_report
+from powerx_governance.reports.stream import (
+    OUTCOME,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    Tally,
+    TenantFindings,
+    write_report,
+)
 
 TITLE: Final = "PowerX plugin version scan report"
 NO_FINDINGS: Final = "No findings: every scanned installation is up to date and clean."
@@ -48,39 +56,49 @@ class MarkdownWriter:
     """Summary first, as people read it: the findings table is spooled (to disk past a few MB)
     while the scan runs, then written after the summary it waits for."""
 
-    def __init__(self, out: TextIO) -> None:
+    def __init__(self, out: BinaryIO) -> None:
         self._out = out
         # Closed in finish(): the spool lives across the add() calls of a whole scan.
-        self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, mode="w+", encoding="utf-8")  # noqa: SIM115
+        self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
         self._header: Mapping[str, Any] = {}
         self.tally = Tally()
-        self._verdict_cells: SharedCache[tuple[str, str]] = SharedCache()
+        # the table line around the tenant cell (UTF-8), per outcome
+        self._cells: Rendered[SharedOutcome, tuple[bytes, bytes]] = Rendered(
+            lambda o: _verdict_row_parts(o.document())
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
+
+    def add_tenant(self, batch: TenantFindings) -> None:
+        self.tally.count_parts(batch.parts)
+        tenant = escape(batch.tenant_key or batch.tenant_uuid or MISSING).encode()
+        cells = map(self._cells.__getitem__, map(OUTCOME, batch.parts))
+        self._rows.write(b"".join([before + tenant + after for before, after in cells]))
 
     def add(self, items: Iterable[ReportItem]) -> None:
         lines = []
         for item in items:
             self.tally.count(item)
-            before, after = self._verdict_cells.get(item, _verdict_row_parts)
-            lines.append(f"{before}{escape(item.tenant_key or item.tenant_uuid or MISSING)}{after}\n")
-        self._rows.write("".join(lines))
+            before, after = _verdict_row_parts(item.document())
+            lines.append(before + escape(item.tenant_key or item.tenant_uuid or MISSING).encode() + after)
+        self._rows.write(b"".join(lines))
 
     def finish(self, summary: Mapping[str, Any]) -> None:
-        out = self._out
-        out.write("\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n")
+        self.tally.settle()
+        text = "\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n"
         if self.tally.findings:
-            out.write(_table_line(_COLUMNS) + "\n")
-            out.write(_table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n")
+            text += _table_line(_COLUMNS) + "\n"
+            text += _table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n"
+            self._out.write(text.encode())
             self._rows.seek(0)
-            shutil.copyfileobj(self._rows, out)
+            shutil.copyfileobj(self._rows, self._out)
         else:
-            out.write(NO_FINDINGS + "\n")
+            self._out.write((text + NO_FINDINGS + "\n").encode())
         self._rows.close()
         errors = _errors(summary.get("errors") or [])
         warnings = _errors(summary.get("warnings") or [], empty="No repairs.")
-        out.write(f"\n## Errors\n\n{errors}\n\n## Warnings (input repaired)\n\n{warnings}\n")
+        self._out.write(f"\n## Errors\n\n{errors}\n\n## Warnings (input repaired)\n\n{warnings}\n".encode())
 
     def _summary(self, summary: Mapping[str, Any]) -> str:
         items = {
@@ -97,9 +115,9 @@ class MarkdownWriter:
 
 def render(report: Mapping[str, Any]) -> str:
     """Render the report as GitHub-flavoured Markdown."""
-    buffer = io.StringIO()
+    buffer = io.BytesIO()
     write_report(report, MarkdownWriter(buffer))
-    return buffer.getvalue()
+    return buffer.getvalue().decode("utf-8")
 
 
 def count_by(findings: Iterable[Mapping[str, Any]], key: str, order: Iterable[str]) -> dict[str, int]:
@@ -155,11 +173,11 @@ def _table_line(cells: Iterable[str]) -> str:
     return "| " + " | ".join(cells) + " |"
 
 
-def _verdict_row_parts(finding: Mapping[str, Any]) -> tuple[str, str]:
-    """The table line around the tenant cell (the only cell that differs between tenants)."""
+def _verdict_row_parts(finding: Mapping[str, Any]) -> tuple[bytes, bytes]:
+    """The table line (UTF-8) around the tenant cell, the only cell that differs between tenants."""
     cells = [escape(cell) for cell in _finding_cells(finding)]
     before, after = cells[:_TENANT_CELL], cells[_TENANT_CELL + 1 :]
-    return "| " + " | ".join(before) + " | ", " | " + " | ".join(after) + " |"
+    return ("| " + " | ".join(before) + " | ").encode(), (" | " + " | ".join(after) + " |\n").encode()
 
 
 def _finding_cells(finding: Mapping[str, Any]) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -10,7 +11,16 @@ from typing import Any, BinaryIO, Final
 
 from powerx_governance import __version__
 from powerx_governance.reports.markdown_report import error_text
-from powerx_governance.reports.stream import HEADER_KEYS, ReportItem, SharedCache, encode, write_report
+from powerx_governance.reports.stream import (
+    HEADER_KEYS,
+    OUTCOME,
+    Rendered,
+    ReportItem,
+    SharedOutcome,
+    TenantFindings,
+    encode,
+    write_report,
+)
 
 SARIF_SCHEMA: Final = "https://json.schemastore.org/sarif-2.1.0.json"
 SARIF_VERSION: Final = "2.1.0"
@@ -21,6 +31,7 @@ OUTDATED_RULE: Final = "PXVG-OUTDATED"
 LIFECYCLE_RULE: Final = "PXVG-LIFECYCLE"
 FINGERPRINT_KEY: Final = "pxvgFinding/v1"
 _FINGERPRINT_KEY: Final = f'"{FINGERPRINT_KEY}"'.encode()
+_FINGERPRINT_SEPARATOR: Final = "\x1f"  # between tenant uuid, plugin id and rule id, hashed with SHA-256
 
 _LEVELS: Final = {"critical": "error", "high": "error", "medium": "warning"}
 _ENDED_LIFECYCLES: Final = frozenset({"deprecated", "sunset", "revoked"})
@@ -54,7 +65,9 @@ class SarifWriter:
         self._rule_index = {rule["id"]: i for i, rule in enumerate(self._rules)}
         self._header: Mapping[str, Any] = {}
         self._written = 0
-        self._templates: SharedCache[list[_Template]] = SharedCache()
+        self._templates: Rendered[SharedOutcome, list[_Template]] = Rendered(
+            lambda o: self._learn(o.document())
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
@@ -63,15 +76,27 @@ class SarifWriter:
             % (encode(SARIF_SCHEMA), encode(SARIF_VERSION))
         )
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        tenant = _Tenant.of(batch.tenant_uuid, batch.tenant_key)
+        results = [
+            template.encoded(tenant)
+            for templates in map(self._templates.__getitem__, map(OUTCOME, batch.parts))
+            for template in templates
+        ]
+        self._write(results)
+
     def add(self, items: Iterable[ReportItem]) -> None:
-        chunk = []
+        results = []
         for item in items:
-            templates = self._templates.get(item, self._learn)
-            for template in templates:
-                separator = b"\n  " if self._written == 0 else b",\n  "
-                chunk.append(separator + template.encoded(item.tenant_uuid, item.tenant_key))
-                self._written += 1
-        self._out.write(b"".join(chunk))
+            tenant = _Tenant.of(item.tenant_uuid, item.tenant_key)
+            results += [template.encoded(tenant) for template in self._learn(item.document())]
+        self._write(results)
+
+    def _write(self, results: list[bytes]) -> None:
+        if results:
+            self._out.write(b"\n  " if self._written == 0 else b",\n  ")
+            self._out.write(b",\n  ".join(results))
+            self._written += len(results)
 
     def _learn(self, finding: Finding) -> list[_Template]:
         """The finding's results without their tenant, registering a rule for each new advisory."""
@@ -145,26 +170,53 @@ def _advisory_rule(advisory: Mapping[str, Any]) -> Json:
 
 
 @dataclass(frozen=True, slots=True)
+class _Tenant:
+    """A tenant's parts of its results, encoded once per tenant."""
+
+    location: bytes  # the opening of its results' location name: a quote and the tenant uuid
+    digest: Any  # hashlib sha256 of the fingerprint's tenant part, copied for each result
+    properties: bytes  # "tenant_uuid":…,"tenant_key":…
+
+    @classmethod
+    def of(cls, tenant_uuid: str, tenant_key: str | None) -> _Tenant:
+        uuid = encode(tenant_uuid)
+        return cls(
+            uuid[:-1],
+            hashlib.sha256(f"{tenant_uuid}{_FINGERPRINT_SEPARATOR}".encode()),
+            b'"tenant_uuid":%s,"tenant_key":%s' % (uuid, encode(tenant_key)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class _Template:
     """One result of a finding, all but the tenant, pre-encoded: a fleet has thousands of distinct
-    results and a million tenants' copies of them, so only the tenant's members are encoded per copy."""
+    results and a million tenants' copies of them, so only the tenant's parts are added per copy.
 
-    rule_id: str
-    plugin_id: str
-    head: bytes  # ruleId, ruleIndex, level, message: the result's JSON up to its locations
-    properties: bytes  # the result properties after tenant_uuid and tenant_key, as JSON members
+    A result is `head`, the tenant's location, `location_rest`, the fingerprint, the tenant's
+    properties, then `properties` (JSON strings escape character by character, so a location
+    name encoded in two pieces is the name encoded whole).
+    """
 
-    def encoded(self, tenant_uuid: str, tenant_key: str | None) -> bytes:
+    head: bytes  # ruleId, ruleIndex, level, message, up to the location name
+    location_rest: bytes  # "/<plugin id>", to the fingerprint's value
+    fingerprinted: bytes  # what the fingerprint hashes after the tenant uuid
+    properties: bytes  # the result properties after tenant_uuid and tenant_key, to the result's end
+
+    def encoded(self, tenant: _Tenant) -> bytes:
         """This result for one tenant, as JSON (members in the order SARIF lists them)."""
-        location = encode(f"{tenant_uuid}/{self.plugin_id}")
-        fingerprint = encode(_fingerprint(tenant_uuid, self.plugin_id, self.rule_id))
-        properties = b'"tenant_uuid":%s,"tenant_key":%s' % (encode(tenant_uuid), encode(tenant_key))
-        if self.properties:
-            properties += b"," + self.properties
-        return b'%s,"locations":[{"logicalLocations":[{"fullyQualifiedName":%s,"kind":"module"}]}],' % (
-            self.head,
-            location,
-        ) + b'"partialFingerprints":{%s:%s},"properties":{%s}}' % (_FINGERPRINT_KEY, fingerprint, properties)
+        digest = tenant.digest.copy()
+        digest.update(self.fingerprinted)
+        return b"".join(
+            (
+                self.head,
+                tenant.location,
+                self.location_rest,
+                binascii.hexlify(digest.digest()),
+                b'"},"properties":{',
+                tenant.properties,
+                self.properties,
+            )
+        )
 
 
 def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
@@ -198,11 +250,14 @@ def _template(
         "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"},
     }
     properties = {key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES}
+    plugin_id = str(finding.get("plugin_id", ""))
     return _Template(
-        rule_id=rule_id,
-        plugin_id=str(finding.get("plugin_id", "")),
-        head=encode(head)[:-1],
-        properties=encode(properties)[1:-1],
+        head=encode(head)[:-1] + b',"locations":[{"logicalLocations":[{"fullyQualifiedName":',
+        location_rest=b"/"
+        + encode(plugin_id)[1:]
+        + b',"kind":"module"}]}],"partialFingerprints":{%s:"' % _FINGERPRINT_KEY,
+        fingerprinted=f"{plugin_id}{_FINGERPRINT_SEPARATOR}{rule_id}".encode(),
+        properties=b"," + encode(properties)[1:-1] + b"}}",
     )
 
 
@@ -237,10 +292,6 @@ def _lifecycle_status(finding: Finding) -> str | None:
     lifecycle = finding.get("lifecycle")
     status = lifecycle.get("status") if isinstance(lifecycle, Mapping) else lifecycle
     return str(status) if status in _ENDED_LIFECYCLES else None
-
-
-def _fingerprint(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
 def _invocation(errors: Iterable[Mapping[str, Any]], warnings: Iterable[Mapping[str, Any]]) -> Json:

@@ -2,25 +2,29 @@
 
 A report is a header (schema, scan id, time), findings in batches, then a summary (coverage,
 errors, warnings) once everything has been read. Every format is a `ReportWriter`; none holds
-the whole fleet's findings, so memory does not grow with the fleet (DESIGN §8). Rendering a
-report that is already a dict (the service's stored reports) goes through the same writers.
+the whole fleet's findings, so memory does not grow with the fleet (DESIGN §8). A scan feeds a
+writer one tenant at a time (`TenantFindings`); rendering a report that is already a dict (the
+service's stored reports, tests) goes through the same writers, finding by finding.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, Generic, Protocol, TypeVar
+from operator import attrgetter
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 
 Document = Mapping[str, Any]
-T = TypeVar("T")
+K = TypeVar("K")
+V = TypeVar("V")
 
 HEADER_KEYS: Final = ("schema", "scan_id", "generated_at")
 SUMMARY_KEYS: Final = ("coverage", "errors", "warnings")
 _ENCODE: Final = msgspec.json.Encoder().encode
+OUTCOME: Final = attrgetter("outcome")
 
 
 def encode(value: Any) -> bytes:
@@ -28,13 +32,13 @@ def encode(value: Any) -> bytes:
     return _ENCODE(value)
 
 
-class ReportItem(Protocol):
-    """One finding on its way into a report.
+def members(document: Document) -> bytes:
+    """A JSON object's members without its braces (for splicing documents encoded once)."""
+    return encode(document)[1:-1]
 
-    `shared` is the tenant-independent part of the finding (its verdict's document), the same
-    object for every tenant with the same verdict, or None when unknown: writers may cache what
-    they render from it. Rendering a million findings then costs a few thousand verdicts.
-    """
+
+class ReportItem(Protocol):
+    """One finding of a report that is already a document."""
 
     @property
     def priority(self) -> int: ...
@@ -42,9 +46,6 @@ class ReportItem(Protocol):
     def risk_level(self) -> str: ...
     @property
     def action(self) -> str: ...
-    @property
-    def shared(self) -> Document | None: ...
-
     @property
     def tenant_uuid(self) -> str: ...
     @property
@@ -54,9 +55,60 @@ class ReportItem(Protocol):
         """The finding as DESIGN §4 has it."""
         ...
 
-    def json(self) -> bytes:
-        """`document()` encoded as JSON."""
+
+class SharedOutcome(Protocol):
+    """The part of findings that depends on their verdict alone, one object (hashed by identity) for
+    every installation with that verdict: a fleet of a million installations has a few thousand."""
+
+    @property
+    def risk_level(self) -> str: ...
+    @property
+    def action(self) -> str: ...
+
+    def document(self) -> Document:
+        """Its members of the finding, in report order."""
         ...
+
+
+class SharedPart(Protocol):
+    """A finding without its tenant (hashed by identity): its outcome and the installation's context."""
+
+    @property
+    def priority(self) -> int: ...
+    @property
+    def outcome(self) -> SharedOutcome: ...
+
+    def context_document(self) -> Document:
+        """The members after the outcome's, in report order."""
+        ...
+
+
+class TenantFindings(Protocol):
+    """One tenant's findings as a scan produces them, highest priority first.
+
+    A finding's document is `head()`, its part's outcome document, its part's context document,
+    then `tail()`: writers render each distinct outcome and part once and splice the tenant in.
+    """
+
+    @property
+    def tenant_uuid(self) -> str: ...
+    @property
+    def tenant_key(self) -> str | None: ...
+    @property
+    def parts(self) -> Sequence[SharedPart]: ...
+
+    def head(self) -> Document:
+        """The members before the outcome's (the tenant's identity)."""
+        ...
+
+    def tail(self) -> Document:
+        """The members after the context's (how fresh the tenant's manifest is)."""
+        ...
+
+
+def finding_document(batch: TenantFindings, part: SharedPart) -> dict[str, Any]:
+    """One finding of a tenant's batch as DESIGN §4 has it."""
+    return {**batch.head(), **part.outcome.document(), **part.context_document(), **batch.tail()}
 
 
 class DocumentItem:
@@ -81,10 +133,6 @@ class DocumentItem:
         return str(self._doc.get("action") or "unknown")
 
     @property
-    def shared(self) -> Document | None:
-        return None
-
-    @property
     def tenant_uuid(self) -> str:
         return str(self._doc.get("tenant_uuid") or "")
 
@@ -96,21 +144,69 @@ class DocumentItem:
     def document(self) -> Document:
         return self._doc
 
-    def json(self) -> bytes:
-        return encode(self._doc)
+
+class PartItem:
+    """A finding of a tenant's batch as a `ReportItem` (for the few findings a writer keeps)."""
+
+    __slots__ = ("_batch", "_part")
+
+    def __init__(self, batch: TenantFindings, part: SharedPart) -> None:
+        self._batch, self._part = batch, part
+
+    @property
+    def priority(self) -> int:
+        return self._part.priority
+
+    @property
+    def risk_level(self) -> str:
+        return self._part.outcome.risk_level
+
+    @property
+    def action(self) -> str:
+        return self._part.outcome.action
+
+    @property
+    def tenant_uuid(self) -> str:
+        return self._batch.tenant_uuid
+
+    @property
+    def tenant_key(self) -> str | None:
+        return self._batch.tenant_key
+
+    def document(self) -> Document:
+        return finding_document(self._batch, self._part)
 
 
 class ReportWriter(Protocol):
-    """One output format, fed in three steps."""
+    """One output format, fed in three steps (findings either tenant by tenant, or as documents)."""
 
     def start(self, header: Mapping[str, Any]) -> None:
         """Schema, scan id and time: known before the first finding."""
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        """One tenant's findings, as a scan produces them."""
+
     def add(self, items: Iterable[ReportItem]) -> None:
-        """A batch of findings (one tenant's, in the scan), in the order to write them."""
+        """Findings that are documents already, in the order to write them."""
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """Coverage, errors and warnings: known once every tenant has been read."""
+
+
+class Rendered(dict[K, V]):
+    """What a writer renders from a shared object, made the first time the object is met.
+
+    Keys are the scan's shared outcomes and parts, which live as long as the scan: their
+    identities are never reused while the writer runs.
+    """
+
+    def __init__(self, make: Callable[[K], V]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, key: K) -> V:
+        value = self[key] = self._make(key)
+        return value
 
 
 @dataclass
@@ -120,28 +216,24 @@ class Tally:
     findings: int = 0
     by_risk: Counter[str] = field(default_factory=Counter)
     by_action: Counter[str] = field(default_factory=Counter)
+    _outcomes: Counter[SharedOutcome] = field(default_factory=Counter)
 
     def count(self, item: ReportItem) -> None:
         self.findings += 1
         self.by_risk[item.risk_level] += 1
         self.by_action[item.action] += 1
 
+    def count_parts(self, parts: Sequence[SharedPart]) -> None:
+        """A tenant's findings, counted by outcome (folded into risks and actions by `settle`)."""
+        self.findings += len(parts)
+        self._outcomes.update(map(OUTCOME, parts))
 
-class SharedCache(Generic[T]):
-    """What a writer renders from a finding's shared part, kept per shared part (None: not cached)."""
-
-    def __init__(self) -> None:
-        self._cache: dict[int, tuple[Document, T]] = {}
-
-    def get(self, item: ReportItem, make: Callable[[Document], T]) -> T:
-        """`make(shared part)`, once per shared part; `make(document)` for an item without one."""
-        shared = item.shared
-        if shared is None:
-            return make(item.document())
-        hit = self._cache.get(id(shared))
-        if hit is None:  # the part is kept beside its rendering, so its id is never reused
-            hit = self._cache[id(shared)] = (shared, make(shared))
-        return hit[1]
+    def settle(self) -> None:
+        """Fold the counts by outcome into the counts by risk level and action."""
+        for outcome, n in self._outcomes.items():
+            self.by_risk[outcome.risk_level] += n
+            self.by_action[outcome.action] += n
+        self._outcomes.clear()
 
 
 def write_report(report: Mapping[str, Any], writer: ReportWriter) -> None:

@@ -23,7 +23,7 @@ from powerx_governance.reports.markdown_report import (
     ordered,
     tenant_label,
 )
-from powerx_governance.reports.stream import ReportItem, Tally, write_report
+from powerx_governance.reports.stream import PartItem, ReportItem, Tally, TenantFindings, write_report
 
 WIDTH: Final = 160
 _RISK_STYLES: Final = {
@@ -73,16 +73,30 @@ class TableWriter:
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
 
+    def add_tenant(self, batch: TenantFindings) -> None:
+        seen = self.tally.findings
+        self.tally.count_parts(batch.parts)
+        for n, part in enumerate(batch.parts, start=seen + 1):
+            if not self._keep((part.priority, -n, PartItem(batch, part))):
+                return  # the rest of the tenant's findings rank lower still
+
     def add(self, items: Iterable[ReportItem]) -> None:
         for item in items:
             self.tally.count(item)
-            entry = (item.priority, -self.tally.findings, item)  # ties: first seen first
-            if self._limit is None or len(self._top) < self._limit:
-                heapq.heappush(self._top, entry)
-            elif self._limit and entry[:2] > self._top[0][:2]:
-                heapq.heapreplace(self._top, entry)
+            self._keep((item.priority, -self.tally.findings, item))
+
+    def _keep(self, entry: tuple[int, int, ReportItem]) -> bool:
+        """Keep a finding if it ranks among the top ones so far (ties: first seen first)."""
+        if self._limit is None or len(self._top) < self._limit:
+            heapq.heappush(self._top, entry)
+        elif self._limit and entry[:2] > self._top[0][:2]:
+            heapq.heapreplace(self._top, entry)
+        else:
+            return False
+        return True
 
     def finish(self, summary: Mapping[str, Any]) -> None:
+        self.tally.settle()
         console = self._console
         console.print(self._summary(summary))
         shown = [item.document() for _, _, item in sorted(self._top, key=lambda e: e[:2], reverse=True)]

@@ -15,7 +15,7 @@ from pathlib import Path
 import msgspec
 
 from powerx_governance.errors import InputError, InputProblem
-from powerx_governance.findings import Finding
+from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.records import AwareDatetime
 
@@ -55,10 +55,10 @@ class Baseline:
         self._seen: dict[tuple[str, str], tuple[Identity, datetime | None]] = {}
         self.generated_at: datetime | None = None
 
-    def first_seen(self, finding: Finding) -> datetime | None:
-        """When this finding was first seen, if the previous report had it; None: first seen now."""
-        known = self._seen.get((finding.tenant.tenant_uuid, finding.verdict.plugin_id))
-        if known is None or known[0] != identity(finding.verdict):
+    def seen(self, tenant: TenantManifest, verdict: Verdict) -> datetime | None:
+        """When the tenant's installation was first seen with this verdict; None: first seen now."""
+        known = self._seen.get((tenant.tenant_uuid, verdict.plugin_id))
+        if known is None or known[0] != identity(verdict):
             return None
         return known[1] or self.generated_at
 

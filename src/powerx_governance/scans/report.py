@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from powerx_governance.domain import Channel
 from powerx_governance.errors import InputProblem
-from powerx_governance.findings import Finding, verdict_document
-from powerx_governance.policy.verdict import Verdict
-from powerx_governance.reports.stream import encode
-from powerx_governance.scans.scanner import ScanResult
+from powerx_governance.findings import Finding, SharedFinding, SharedVerdict
+from powerx_governance.scans.scanner import ScanResult, TenantScan
 from powerx_governance.times import iso
 
 REPORT_SCHEMA: Final = "powerx.scan-report/v1"
@@ -49,116 +44,37 @@ def error_dict(problem: InputProblem) -> dict[str, str | None]:
     return problem.as_report_error()
 
 
-@dataclass(frozen=True, slots=True)
-class VerdictPart:
-    """A verdict's document (plugin id first) and its JSON members, built once per distinct verdict."""
+class TenantReport:
+    """A scanned tenant as a report writer takes it (`TenantFindings`): its findings' shared parts,
+    and the tenant's own members around them."""
 
-    verdict: Verdict  # kept so that the id keying the cache is never reused
-    document: dict[str, Any]
-    members: bytes  # the document's JSON without its braces
-    compatibility: bytes
+    __slots__ = ("_at", "_scan")
 
-    @classmethod
-    def of(cls, verdict: Verdict, first_seen: datetime) -> VerdictPart:
-        document = {
-            "plugin_id": verdict.plugin_id,
-            **verdict_document(verdict, first_seen),
-            "first_seen_at": iso(first_seen),
-        }
-        return cls(verdict, document, encode(document)[1:-1], encode(verdict.compatibility))
-
-
-@dataclass(frozen=True, slots=True)
-class TenantBytes:
-    """A tenant's JSON members around each of its findings, encoded once per tenant."""
-
-    head: bytes  # "tenant_uuid":…,"tenant_key":…
-    core: bytes  # "core_version":…
-    manifest: bytes  # "manifest_stale":…,"manifest_as_of":…,"manifest_age_seconds":…
-
-    @classmethod
-    def of(cls, f: Finding, at: datetime) -> TenantBytes:
-        head, tail = tenant_fields(f, at)
-        manifest = {k: tail[k] for k in ("manifest_stale", "manifest_as_of", "manifest_age_seconds")}
-        return cls(
-            encode(head)[1:-1], encode({"core_version": tail["core_version"]})[1:-1], encode(manifest)[1:-1]
-        )
-
-
-_CHANNELS: Final = {channel: encode(channel.value) for channel in Channel}
-
-
-class FindingItem:
-    """A scan finding on its way into a report (`ReportItem`): tenant fields are added to the
-    verdict's shared part only when a writer asks, and JSON is spliced from pre-encoded parts."""
-
-    __slots__ = ("_at", "_finding", "_part", "_tenant")
-
-    def __init__(self, finding: Finding, part: VerdictPart, tenant: TenantBytes, at: datetime) -> None:
-        self._finding, self._part, self._tenant, self._at = finding, part, tenant, at
-
-    @property
-    def priority(self) -> int:
-        return self._finding.verdict.priority
-
-    @property
-    def risk_level(self) -> str:
-        return self._finding.verdict.risk_level.value
-
-    @property
-    def action(self) -> str:
-        return self._finding.verdict.action.value
-
-    @property
-    def shared(self) -> dict[str, Any]:
-        return self._part.document
+    def __init__(self, scan: TenantScan, at: datetime) -> None:
+        self._scan, self._at = scan, at
 
     @property
     def tenant_uuid(self) -> str:
-        return self._finding.tenant.tenant_uuid
+        return self._scan.tenant.tenant_uuid
 
     @property
     def tenant_key(self) -> str | None:
-        return self._finding.tenant.tenant_key
+        return self._scan.tenant.tenant_key
 
-    def document(self) -> dict[str, Any]:
-        return finding_dict(self._finding, self._part.document, self._at)
+    @property
+    def parts(self) -> list[SharedFinding]:
+        return self._scan.findings
 
-    def json(self) -> bytes:
-        """The document's JSON, member for member in its order, spliced from parts encoded once."""
-        f, t = self._finding, self._tenant
-        notes = encode(f.dependency_notes) if f.dependency_notes else b"[]"
-        return b'{%s,%s,%s,"channel":%s,"compatibility":%s,"co_upgrades":%s,%s}' % (
-            t.head,
-            self._part.members,
-            t.core,
-            _CHANNELS[f.installation.channel],
-            self._part.compatibility,
-            notes,
-            t.manifest,
-        )
+    def head(self) -> dict[str, Any]:
+        return {"tenant_uuid": self.tenant_uuid, "tenant_key": self.tenant_key}
 
-
-class FindingDocuments:
-    """Scan findings as report items; each distinct verdict's part is built and encoded once,
-    each tenant's fields once per batch."""
-
-    def __init__(self, at: datetime) -> None:
-        self._at = at
-        self._parts: dict[tuple[int, datetime], VerdictPart] = {}
-
-    def __call__(self, findings: Iterable[Finding]) -> list[FindingItem]:
-        items: list[FindingItem] = []
-        tenant: tuple[object, TenantBytes] | None = None
-        for f in findings:
-            first_seen = f.first_seen or self._at
-            part = self._parts.get((id(f.verdict), first_seen))
-            if part is None:
-                part = self._parts[(id(f.verdict), first_seen)] = VerdictPart.of(f.verdict, first_seen)
-            if tenant is None or tenant[0] is not f.tenant:
-                tenant = (f.tenant, TenantBytes.of(f, self._at))
-            items.append(FindingItem(f, part, tenant[1], self._at))
-        return items
+    def tail(self) -> dict[str, Any]:
+        stale_since = self._scan.stale_since
+        return {
+            "manifest_stale": stale_since is not None,
+            "manifest_as_of": iso(stale_since),
+            "manifest_age_seconds": manifest_age_seconds(stale_since, self._at),
+        }
 
 
 def report_header(result: ScanResult, scan_id: str | None = None) -> dict[str, Any]:
@@ -187,5 +103,13 @@ def report_summary(result: ScanResult) -> dict[str, Any]:
 
 def build_report(result: ScanResult, *, scan_id: str | None = None) -> dict[str, Any]:
     """The whole report as one dict (for reports of a bounded size: the service's, tests')."""
-    findings = [item.document() for item in FindingDocuments(result.generated_at)(result.findings)]
+    at = result.generated_at
+    parts: dict[tuple[int, datetime], dict[str, Any]] = {}
+    findings = []
+    for f in result.findings:
+        first_seen = f.first_seen or at
+        part = parts.get((id(f.verdict), first_seen))
+        if part is None:
+            part = parts[(id(f.verdict), first_seen)] = SharedVerdict(f.verdict, first_seen).document()
+        findings.append(finding_dict(f, part, at))
     return {**report_header(result, scan_id), **report_summary(result), "findings": findings}

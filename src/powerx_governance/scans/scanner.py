@@ -1,4 +1,11 @@
-"""Run a scan over manifests: validate, evaluate once per distinct combination, fan out."""
+"""Run a scan over manifests: validate, evaluate once per distinct combination, fan out.
+
+Per tenant context (core version, host, tenant-matched rules and exemptions), each distinct
+installation record is evaluated once; every other installation equal to it costs one table
+lookup. What an installation is told, but its tenant, is a `SharedFinding`, one object per
+distinct set of facts, so reports render each of those once (DESIGN §8: the cost grows with
+distinct combinations, not with tenants).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +14,15 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
+from operator import attrgetter
+from typing import Final, Literal
 
+from powerx_governance.domain import Channel
 from powerx_governance.errors import InputProblem
-from powerx_governance.findings import Finding
+from powerx_governance.findings import Finding, SharedFinding, SharedVerdict
 from powerx_governance.inventory.loader import ManifestResult
-from powerx_governance.inventory.models import TenantManifest
-from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.inventory.models import Installation, TenantManifest
+from powerx_governance.policy.engine import PolicyEngine, TenantContext
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.versioning.ranges import parse_constraint
 from powerx_governance.versioning.semver import parse_version
@@ -97,6 +107,134 @@ def bulk_allocation(young: int = 200_000) -> Iterator[None]:
         gc.set_threshold(*previous)
 
 
+@dataclass(frozen=True, slots=True)
+class TenantScan:
+    """One scanned tenant: its findings, highest priority first (equal priorities in manifest order)."""
+
+    tenant: TenantManifest
+    findings: list[SharedFinding]
+    stale_since: datetime | None = None  # evaluated from the tenant's last good manifest, read then
+
+
+class _Unknown:
+    """What the table says of an installation whose plugin is not in the catalog (falsy, like no finding)."""
+
+    def __bool__(self) -> Literal[False]:
+        return False
+
+
+_UNKNOWN: Final = _Unknown()
+_PRIORITY: Final = attrgetter("priority")
+Told = SharedFinding | _Unknown | None  # None: up to date and clean, no finding
+
+
+class _Table(dict[Installation, Told]):
+    """What each installation record of one tenant context is told, evaluated on first sight.
+
+    Records that differ only in what evaluation ignores (state, auto-update, pinned) share the
+    answer for their (plugin, version, channel).
+    """
+
+    def __init__(self, evaluation: _Evaluation, ctx: TenantContext) -> None:
+        super().__init__()
+        self._evaluation, self._ctx = evaluation, ctx
+        self._by_facts: dict[tuple[str, str, Channel], Told] = {}
+
+    def __missing__(self, installation: Installation) -> Told:
+        facts = (installation.plugin_id, installation.version, installation.channel)
+        told = self._by_facts.get(facts, _UNKNOWN)
+        if told is _UNKNOWN and facts not in self._by_facts:
+            told = self._by_facts[facts] = self._evaluation.told(self._ctx, installation)
+        self[installation] = told
+        return told
+
+
+class _Evaluation:
+    """A scan's caches: a table per tenant context, and one shared finding per distinct set of facts."""
+
+    def __init__(self, engine: PolicyEngine, installed: Mapping[str, dict[str, str]] | None) -> None:
+        self.engine = engine
+        self.deps = _DependencyCheck(installed)
+        self._tables: dict[int, _Table] = {}
+        self._outcomes: dict[tuple[int, datetime], SharedVerdict] = {}
+        self._shared: dict[tuple[int, Channel, str, tuple[str, ...]], SharedFinding] = {}
+        self._co_upgrading: set[SharedFinding] = set()  # those whose target release has dependencies
+
+    def told(self, ctx: TenantContext, installation: Installation) -> Told:
+        verdict = self.engine.evaluate(ctx, installation)
+        if verdict is None:
+            return _UNKNOWN
+        if not verdict.reportable:
+            return None
+        return self.shared(
+            self.outcome(verdict, self.engine.now), installation.channel, ctx.tenant.core_version, ()
+        )
+
+    def outcome(self, verdict: Verdict, first_seen: datetime) -> SharedVerdict:
+        key = (id(verdict), first_seen)  # verdicts live in the engine's cache: ids are never reused
+        found = self._outcomes.get(key)
+        if found is None:
+            found = self._outcomes[key] = SharedVerdict(verdict, first_seen)
+        return found
+
+    def shared(
+        self, outcome: SharedVerdict, channel: Channel, core: str, notes: tuple[str, ...]
+    ) -> SharedFinding:
+        key = (id(outcome), channel, core, notes)
+        found = self._shared.get(key)
+        if found is None:
+            found = self._shared[key] = SharedFinding(outcome, channel, core, notes, outcome.verdict.priority)
+            if outcome.verdict.target_dependencies and not notes:
+                self._co_upgrading.add(found)
+        return found
+
+    def tenant(self, tenant: TenantManifest, source: str, result: ScanResult) -> list[Told]:
+        """What each installation of the tenant is told, in manifest order, co-upgrade notes included."""
+        result.installations += len(tenant.plugins)
+        ctx = self.engine.context(tenant)
+        table = self._tables.get(ctx.id)
+        if table is None:
+            table = self._tables[ctx.id] = _Table(self, ctx)
+        told = list(map(table.__getitem__, tenant.plugins))
+        if _UNKNOWN in told:
+            result.errors += _unknown_plugins(tenant, source, told)
+        if not self._co_upgrading.isdisjoint(told):
+            installed = self.deps.known.get(tenant.tenant_uuid) or {
+                p.plugin_id: p.version for p in tenant.plugins
+            }
+            co_upgrading = self._co_upgrading
+            told = [
+                self._with_notes(t, installed) if t in co_upgrading and isinstance(t, SharedFinding) else t
+                for t in told
+            ]
+        return told
+
+    def _with_notes(self, shared: SharedFinding, installed: dict[str, str]) -> SharedFinding:
+        notes = self.deps.notes(shared.outcome.verdict, installed)
+        return self.shared(shared.outcome, shared.channel, shared.core_version, notes) if notes else shared
+
+    def first_seen(self, shared: SharedFinding, first_seen: datetime | None) -> SharedFinding:
+        """The same finding with the SLA clock of an installation first seen at `first_seen` (None: now)."""
+        if first_seen is None:
+            return shared
+        outcome = self.outcome(shared.outcome.verdict, first_seen)
+        return self.shared(outcome, shared.channel, shared.core_version, shared.dependency_notes)
+
+
+def _unknown_plugins(tenant: TenantManifest, source: str, told: list[Told]) -> list[InputProblem]:
+    return [
+        InputProblem(
+            source,
+            f"tenant {tenant.tenant_uuid}",
+            f"plugins[{i}].plugin_id",
+            f"{installation.plugin_id!r} is not in the catalog",
+            tenant.tenant_uuid,
+        )
+        for i, (installation, t) in enumerate(zip(tenant.plugins, told, strict=True))
+        if t is _UNKNOWN
+    ]
+
+
 def scan(
     engine: PolicyEngine,
     manifests: Iterable[ManifestResult],
@@ -111,12 +249,23 @@ def scan(
     installations (delta scans), so co-upgrade notes still see the whole tenant.
     """
     result = ScanResult(generated_at=engine.now)
-    for found in scan_tenants(
-        engine, manifests, result, tenants=tenants, on_tenant=on_tenant, installed=installed
-    ):
-        result.findings += found
+    evaluation = _Evaluation(engine, installed)
+    with bulk_allocation():
+        for item, tenant in _usable(manifests, tenants, on_tenant, result):
+            told = evaluation.tenant(tenant, item.source, result)
+            found = [
+                Finding(tenant, installation, t.outcome.verdict, t.dependency_notes, item.stale_since)
+                for installation, t in zip(tenant.plugins, told, strict=True)
+                if t
+            ]
+            found.sort(key=_by_priority)
+            result.findings += found
+    result.distinct_combinations = engine.distinct_combinations
     result.findings.sort(key=_by_priority)  # stable: equal priorities keep input (tenant) order
     return result
+
+
+FirstSeen = Callable[[TenantManifest, Verdict], datetime | None]
 
 
 def scan_tenants(
@@ -126,24 +275,29 @@ def scan_tenants(
     *,
     tenants: frozenset[str] = frozenset(),
     on_tenant: ProgressHook | None = None,
-    installed: Mapping[str, dict[str, str]] | None = None,
-) -> Iterator[list[Finding]]:
-    """Scan tenant by tenant, yielding each tenant's findings (highest priority first) as soon as
-    they are known; `result` keeps the counts and errors, never the findings (streamed reports)."""
-    deps = _DependencyCheck(installed)
+    first_seen: FirstSeen | None = None,
+) -> Iterator[TenantScan]:
+    """Scan tenant by tenant, yielding each tenant's findings as soon as they are known; `result`
+    keeps the counts and errors, never the findings (streamed reports). `first_seen` says when an
+    installation was first seen with its verdict (None: at this scan)."""
+    evaluation = _Evaluation(engine, None)
     with bulk_allocation():
-        yield from _scan_all(engine, manifests, tenants, on_tenant, result, deps)
+        for item, tenant in _usable(manifests, tenants, on_tenant, result):
+            found = [t for t in evaluation.tenant(tenant, item.source, result) if t]
+            if first_seen is not None:
+                found = [evaluation.first_seen(f, first_seen(tenant, f.outcome.verdict)) for f in found]
+            found.sort(key=_PRIORITY, reverse=True)  # stable, reverse included
+            yield TenantScan(tenant, found, item.stale_since)
     result.distinct_combinations = engine.distinct_combinations
 
 
-def _scan_all(
-    engine: PolicyEngine,
+def _usable(
     manifests: Iterable[ManifestResult],
     tenants: frozenset[str],
     on_tenant: ProgressHook | None,
     result: ScanResult,
-    deps: _DependencyCheck,
-) -> Iterator[list[Finding]]:
+) -> Iterator[tuple[ManifestResult, TenantManifest]]:
+    """The manifests to evaluate, counting every selected tenant and recording why others cannot be."""
     for item in manifests:
         if tenants:
             matched = _matches(item, tenants)
@@ -162,9 +316,7 @@ def _scan_all(
             result.tenants_scanned += 1
         else:
             result.tenants_stale += 1
-        found = _scan_tenant(engine, item.manifest, item.source, result, deps, item.stale_since)
-        found.sort(key=_by_priority)
-        yield found
+        yield item, item.manifest
 
 
 def _by_priority(finding: Finding) -> int:
@@ -177,40 +329,3 @@ def _matches(item: ManifestResult, tenants: frozenset[str]) -> set[str]:
         return {item.manifest.tenant_uuid, item.manifest.tenant_key or ""} & tenants
     failed = item.problem.tenant_uuid if item.problem is not None else None
     return {failed} & tenants if failed is not None else set()
-
-
-def _scan_tenant(
-    engine: PolicyEngine,
-    tenant: TenantManifest,
-    source: str,
-    result: ScanResult,
-    deps: _DependencyCheck,
-    stale_since: datetime | None,
-) -> list[Finding]:
-    result.installations += len(tenant.plugins)
-    ctx = engine.context(tenant)
-    installed: dict[str, str] | None = None
-    findings: list[Finding] = []
-    for i, installation in enumerate(tenant.plugins):
-        verdict = engine.evaluate(ctx, installation)
-        if verdict is None:
-            result.errors.append(
-                InputProblem(
-                    source,
-                    f"tenant {tenant.tenant_uuid}",
-                    f"plugins[{i}].plugin_id",
-                    f"{installation.plugin_id!r} is not in the catalog",
-                    tenant.tenant_uuid,
-                )
-            )
-        elif verdict.reportable:
-            notes: tuple[str, ...] = ()
-            if verdict.target_dependencies:
-                installed = (
-                    installed
-                    or deps.known.get(tenant.tenant_uuid)
-                    or {p.plugin_id: p.version for p in tenant.plugins}
-                )
-                notes = deps.notes(verdict, installed)
-            findings.append(Finding(tenant, installation, verdict, notes, stale_since))
-    return findings

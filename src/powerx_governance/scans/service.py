@@ -6,19 +6,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-import msgspec
-
 from powerx_governance.catalog.loader import Loaded, load_catalog, load_matrix
 from powerx_governance.domain import Severity
-from powerx_governance.findings import Finding
+from powerx_governance.findings import SharedVerdict
 from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.reports.stream import ReportWriter
-from powerx_governance.scans.baseline import Baseline, load_baseline
-from powerx_governance.scans.report import FindingDocuments, report_header, report_summary
+from powerx_governance.reports.stream import OUTCOME, ReportWriter
+from powerx_governance.scans.baseline import load_baseline
+from powerx_governance.scans.report import TenantReport, report_header, report_summary
 from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan, scan_tenants
 
 
@@ -39,7 +37,7 @@ class FileScan:
     rules: GovernanceRules
 
 
-def _prepare(request: FileScanRequest) -> tuple[PolicyEngine, GovernanceRules, Loaded]:
+def prepare(request: FileScanRequest) -> tuple[PolicyEngine, GovernanceRules, Loaded]:
     """Rules, catalog and engine; InputError when an input is unusable as a whole."""
     rules = load_rules(request.rules) if request.rules else DEFAULT_RULES
     loaded = Loaded()
@@ -51,7 +49,7 @@ def _prepare(request: FileScanRequest) -> tuple[PolicyEngine, GovernanceRules, L
 
 def run_file_scan(request: FileScanRequest, on_tenant: ProgressHook | None = None) -> FileScan:
     """Load everything, scan, and return the result with every finding (bounded fleets, tests)."""
-    engine, rules, loaded = _prepare(request)
+    engine, rules, loaded = prepare(request)
     result = scan(engine, load_manifests(request.manifests), tenants=request.tenants, on_tenant=on_tenant)
     result.add_catalog_problems(loaded.problems, loaded.warnings)
     return FileScan(result, rules)
@@ -68,25 +66,25 @@ def stream_file_scan(
     request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None = None
 ) -> StreamedScan:
     """What `powerx version scan` runs: findings written tenant by tenant, never held whole."""
-    engine, rules, loaded = _prepare(request)
+    engine, rules, loaded = prepare(request)
     baseline = load_baseline(request.baseline) if request.baseline else None
     result = ScanResult(generated_at=request.now)
     result.add_catalog_problems(loaded.problems, loaded.warnings)
-    documents, worst = FindingDocuments(request.now), Severity.NONE
     writer.start(report_header(result))
-    manifests = load_manifests(request.manifests)
-    for found in scan_tenants(engine, manifests, result, tenants=request.tenants, on_tenant=on_tenant):
-        worst = max((worst, *(f.verdict.risk_level for f in found)), key=lambda s: s.rank)
-        writer.add(documents(_first_seen(found, baseline) if baseline else found))
+    risks: set[SharedVerdict] = set()
+    for tenant in scan_tenants(
+        engine,
+        load_manifests(request.manifests),
+        result,
+        tenants=request.tenants,
+        on_tenant=on_tenant,
+        first_seen=baseline.seen if baseline else None,
+    ):
+        risks.update(map(OUTCOME, tenant.findings))
+        writer.add_tenant(TenantReport(tenant, request.now))
     writer.finish(report_summary(result))
+    worst = max((o.verdict.risk_level for o in risks), key=lambda s: s.rank, default=Severity.NONE)
     return StreamedScan(result, rules, worst)
-
-
-def _first_seen(found: list[Finding], baseline: Baseline) -> list[Finding]:
-    """The tenant's findings with the first-seen times the previous report gives them."""
-    return [
-        msgspec.structs.replace(f, first_seen=seen) if (seen := baseline.first_seen(f)) else f for f in found
-    ]
 
 
 def known_tenants(manifests: Path, selectors: frozenset[str]) -> set[str]:
