@@ -84,6 +84,32 @@ def finding_digest(finding: Mapping[str, Any], *, exact: bool) -> str:
     return hashlib.sha256(canonical_bytes(finding, exact=exact)).hexdigest()
 
 
+class VerdictParts:
+    """A verdict document's top-level members in canonical JSON, encoded once per verdict: a
+    finding's canonical JSON is its members sorted by key, so each of the thousands of findings
+    sharing a verdict only encodes its own few members (`finding_bytes`)."""
+
+    def __init__(self, verdict: Mapping[str, Any]) -> None:
+        exact = msgspec_exact(verdict)
+        self.members = {key: _member(key, value, exact=exact) for key, value in verdict.items()}
+
+
+def _member(key: str, value: Any, *, exact: bool) -> bytes:
+    return canonical_bytes(key, exact=True) + b":" + canonical_bytes(value, exact=exact)
+
+
+def finding_bytes(verdict: VerdictParts, own: Mapping[str, Any]) -> bytes:
+    """`canonical_bytes(report_finding(…))` of a finding whose members beside its verdict's are `own`
+    (tenant and plugin ids, sla_deadline, tenant facts, first_seen_at, policy_version,
+    recommendation_id); `own` holds no floats (so msgspec writes it exactly as `json` does)."""
+    members = dict(verdict.members)
+    for key, value in own.items():
+        members[key] = _member(key, value, exact=True)
+    for key in DROPPED.intersection(members):
+        del members[key]
+    return b"{" + b",".join([members[key] for key in sorted(members)]) + b"}"
+
+
 def _report_term(digest: str) -> int:
     return int.from_bytes(hashlib.shake_256(bytes.fromhex(digest)).digest(SUM_BYTES), "big")
 

@@ -28,6 +28,8 @@ from powerx_governance.recommendations.digests import (
     FINGERPRINT_MOD,
     OpenFinding,
     TenantFindings,
+    VerdictParts,
+    finding_bytes,
     finding_digest,
     fingerprint_term,
     msgspec_exact,
@@ -97,12 +99,26 @@ class _Stored(NamedTuple):
     first_seen_at: Any  # as the driver gives it; `_Moments` makes a datetime of it when needed
     report_digest: str | None
 
-    def open_finding(self, plugin_id: str) -> OpenFinding:
+    def open_finding(self, plugin_id: str, terms: _Terms) -> OpenFinding:
         """What it adds to its tenant's sums while open."""
         if self.report_digest is None:
             raise DigestMissingError(self.id)
-        term = fingerprint_term(plugin_id, self.fingerprint, self.policy_version)
+        term = terms(plugin_id, self.fingerprint, self.policy_version)
         return OpenFinding(term, self.report_digest, self.risk_level, self.action)
+
+
+class _Terms:
+    """`fingerprint_term` once per (plugin, fingerprint, policy version): a fleet shares a few."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str, int | None], int] = {}
+
+    def __call__(self, plugin_id: str, fingerprint: str, policy_version: int | None) -> int:
+        key = (plugin_id, fingerprint, policy_version)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = fingerprint_term(*key)
+        return found
 
 
 class DigestMissingError(RuntimeError):
@@ -139,6 +155,15 @@ class _Fingerprints:
         self._findings: dict[tuple[int, tuple[str, ...], datetime | None], str] = {}
         self._stored: set[str] = set()
         self._exact: dict[str, bool] = {}
+        self._parts: dict[int, VerdictParts] = {}
+
+    def parts(self, finding: Finding) -> VerdictParts:
+        """The finding's verdict document in canonical JSON members (encoded once per verdict)."""
+        key = id(finding.verdict)
+        found = self._parts.get(key)
+        if found is None:
+            found = self._parts[key] = VerdictParts(self.verdict(finding)[1])
+        return found
 
     def exact(self, verdict_fp: str, doc: dict[str, Any]) -> bool:
         """Whether msgspec writes the verdict document exactly as `json` does (once per verdict)."""
@@ -575,7 +600,7 @@ def persist_findings(
         writer.plan(f, stored.get(key))
     for key, old in stored.items():
         if key not in seen and old.state not in _CLOSED:
-            writer.sums.add(key[0], old.open_finding(key[1]), -1)
+            writer.sums.add(key[0], old.open_finding(key[1], writer.terms), -1)
             _plan_resolution(writer.current, key, old, scan_id, now)
     writer.flush()
     writer.sums.write()
@@ -602,6 +627,8 @@ class _Writer:
             _Sums(session),
             _Plan(),
         )
+        self.terms = _Terms()
+        self._isos: dict[datetime | None, str | None] = {}
 
     def plan(self, f: Finding, old: _Stored | None) -> None:
         fingerprint = self.prints.finding(f)
@@ -619,7 +646,7 @@ class _Writer:
             self.current.opened.append((f, fingerprint, first_seen))
         else:
             if old.state not in _CLOSED:
-                self.sums.add(f.tenant.tenant_uuid, old.open_finding(f.verdict.plugin_id), -1)
+                self.sums.add(f.tenant.tenant_uuid, old.open_finding(f.verdict.plugin_id, self.terms), -1)
             self._digest(values, f, fingerprint, first_seen, old.id)
         _plan_finding(self.current, f, old, values, self.now)
         if len(self.current.inserts) + len(self.current.updates) >= _WRITE_EVERY:
@@ -630,20 +657,25 @@ class _Writer:
     ) -> None:
         """Name the row's finding digest in `values` and count the finding in its tenant's sums."""
         tenant, plugin = f.tenant.tenant_uuid, f.verdict.plugin_id
-        verdict_fp, doc = self.prints.verdict(f)
-        finding = report_finding(
-            tenant,
-            plugin,
-            doc,
-            values["tenant_facts"],
-            sla_deadline=iso(values["sla_deadline"]),
-            first_seen_at=iso(first_seen),
-            policy_version=self.policy_version,
-            recommendation_id=rec_id,
-        )
-        digest = values["report_digest"] = finding_digest(finding, exact=self.prints.exact(verdict_fp, doc))
-        term = fingerprint_term(plugin, fingerprint, self.policy_version)
+        own = {
+            "tenant_uuid": tenant,
+            "plugin_id": plugin,
+            "sla_deadline": self._iso(values["sla_deadline"]),
+            **values["tenant_facts"],
+            "first_seen_at": self._iso(first_seen),
+            "policy_version": self.policy_version,
+            "recommendation_id": rec_id,
+        }
+        encoded = finding_bytes(self.prints.parts(f), own)
+        digest = values["report_digest"] = hashlib.sha256(encoded).hexdigest()
+        term = self.terms(plugin, fingerprint, self.policy_version)
         self.sums.add(tenant, OpenFinding(term, digest, values["risk_level"], values["action"]))
+
+    def _iso(self, moment: datetime | None) -> str | None:
+        found = self._isos.get(moment)
+        if found is None:
+            found = self._isos[moment] = iso(moment)
+        return found
 
     def flush(self) -> None:
         plan = self.current
@@ -673,7 +705,7 @@ class _Writer:
             for _, _, rec_id, found in stored_open_findings(self.session, ids=[o.id for *_, o in restamped])
         }
         for tenant, plugin, old in restamped:
-            self.sums.add(tenant, old.open_finding(plugin), -1)
+            self.sums.add(tenant, old.open_finding(plugin, self.terms), -1)
             self.sums.add(tenant, fresh[old.id])
         bulk_update(
             self.session,

@@ -11,8 +11,12 @@ from powerx_governance.recommendations.digests import (
     FleetFindings,
     OpenFinding,
     TenantFindings,
+    VerdictParts,
+    canonical_json,
+    finding_bytes,
     finding_digest,
     fingerprint_term,
+    report_finding,
     report_sha256,
     served_report_sha256,
 )
@@ -92,3 +96,24 @@ def test_the_manifest_age_follows_the_report_time_and_is_not_digested() -> None:
     aged = copy.deepcopy(findings)
     aged[0]["manifest_age_seconds"] = 3600
     assert served_report_sha256(_report(aged)) == served_report_sha256(_report(findings))
+
+
+def test_a_finding_encoded_from_its_verdict_members_is_its_canonical_json() -> None:
+    facts = {"tenant_key": "acme", "channel": "stable", "compatibility": ["ok"], "manifest_stale": False}
+    for verdict in (
+        {"risk_level": "high", "sla_deadline": "2026-01-02T00:00:00Z", "advisories": [{"cvss": 9.8}]},
+        {"risk_level": "low", "sla_deadline": None, "odd_numbers": [1e-05, 1e16, -0.0], "state": "x"},
+    ):
+        own = {"tenant_uuid": "t", "plugin_id": "p", "sla_deadline": "2026-01-01T00:00:00Z", **facts}
+        own |= {"first_seen_at": "2025-12-01T00:00:00Z", "policy_version": 3, "recommendation_id": 9}
+        finding = report_finding(
+            "t",
+            "p",
+            verdict,
+            facts,
+            sla_deadline=own["sla_deadline"],
+            first_seen_at=own["first_seen_at"],
+            policy_version=3,
+            recommendation_id=9,
+        )
+        assert finding_bytes(VerdictParts(verdict), own) == canonical_json(finding).encode()
