@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -54,7 +55,7 @@ _URGENCY: Final = {
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
 _READ_ALL_ABOVE: Final = 2000
-_WRITE_EVERY: Final = 50_000
+_WRITE_EVERY: Final = 20_000  # rows planned before they are written: bounds a first scan's memory
 _DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
 
@@ -299,19 +300,19 @@ def _changed_tenants(
     """The findings and tenants whose open recommendations may differ from the stored ones, and how
     many findings were left out: a tenant whose findings sum to the kept `fingerprints` (same
     plugins, fingerprints and policy version) has nothing to write, so its rows are not read."""
-    terms: dict[tuple[str, str], int] = {}
-    sums: dict[str, list[int]] = {}
+    # keyed as `_Fingerprints.finding` caches: one lookup per finding, a hash per distinct one
+    terms: dict[tuple[int, tuple[str, ...], datetime | None], int] = {}
+    counts: Counter[str] = Counter()
+    totals: dict[str, int] = dict.fromkeys(tenants, 0)
     for f in findings:
-        key = (f.verdict.plugin_id, prints.finding(f))
+        key = (id(f.verdict), f.dependency_notes, f.stale_since)
         term = terms.get(key)
         if term is None:
-            term = terms[key] = fingerprint_term(*key, policy_version)
-        found = sums.get(f.tenant.tenant_uuid)
-        if found is None:
-            sums[f.tenant.tenant_uuid] = [1, term]
-        else:
-            found[0] += 1
-            found[1] += term
+            term = terms[key] = fingerprint_term(f.verdict.plugin_id, prints.finding(f), policy_version)
+        tenant = f.tenant.tenant_uuid
+        counts[tenant] += 1
+        totals[tenant] = totals.get(tenant, 0) + term
+    sums = {uuid: [counts[uuid], total] for uuid, total in totals.items()}
     kept = _kept_fingerprints(session, tenants)
     unchanged = {
         uuid for uuid in tenants if kept.get(uuid, (0, f"{0:064x}")) == _summed(sums.get(uuid, [0, 0]))
@@ -873,5 +874,10 @@ def non_open_states(session: Session, tenants: Sequence[str] | None) -> list[tup
         return [(rec_id, state) for rec_id, state in session.connection().execute(stmt)]
     found: list[tuple[int, str]] = []
     for part in chunks(list(tenants)):
-        found += session.connection().execute(stmt.where(RecommendationRow.tenant_uuid.in_(part))).tuples()
+        found += [
+            (rec_id, state)
+            for rec_id, state in session.connection().execute(
+                stmt.where(RecommendationRow.tenant_uuid.in_(part))
+            )
+        ]
     return found
