@@ -3,6 +3,11 @@
 Each (tenant, plugin) has one current recommendation with a revision number. A finding whose
 content changed gets a new revision; one that disappeared is resolved; one that comes back is
 reopened. Verdict documents are content-addressed and shared by every tenant that has them.
+
+Every write also keeps each tenant's open findings summed up (`tenant_findings`, see digests.py):
+a full scan compares a tenant's findings with its kept fingerprints and reads nothing of a tenant
+that did not change, and a scan's report digest is made from the sums, not from the rows. Rows go
+to the driver in bulk (COPY on PostgreSQL, `executemany` on SQLite) with their ids taken first.
 """
 
 from __future__ import annotations
