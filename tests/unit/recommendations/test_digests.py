@@ -104,15 +104,16 @@ def test_a_finding_encoded_from_its_verdict_members_is_its_canonical_json() -> N
         {"risk_level": "high", "sla_deadline": "2026-01-02T00:00:00Z", "advisories": [{"cvss": 9.8}]},
         {"risk_level": "low", "sla_deadline": None, "odd_numbers": [1e-05, 1e16, -0.0], "state": "x"},
     ):
-        own = {"tenant_uuid": "t", "plugin_id": "p", "sla_deadline": "2026-01-01T00:00:00Z", **facts}
-        own |= {"first_seen_at": "2025-12-01T00:00:00Z", "policy_version": 3, "recommendation_id": 9}
+        sla, first_seen = "2026-01-01T00:00:00Z", "2025-12-01T00:00:00Z"
+        own: dict[str, Any] = {"tenant_uuid": "t", "plugin_id": "p", "sla_deadline": sla, **facts}
+        own |= {"first_seen_at": first_seen, "policy_version": 3, "recommendation_id": 9}
         finding = report_finding(
             "t",
             "p",
             verdict,
             facts,
-            sla_deadline=own["sla_deadline"],
-            first_seen_at=own["first_seen_at"],
+            sla_deadline=sla,
+            first_seen_at=first_seen,
             policy_version=3,
             recommendation_id=9,
         )
