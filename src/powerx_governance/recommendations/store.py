@@ -18,10 +18,10 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import String, Text, delete, func, select, type_coerce, update
+from sqlalchemy import String, Text, delete, func, select, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
@@ -697,38 +697,34 @@ class _Writer:
             if "recommendation_id" not in revision:
                 revision["recommendation_id"] = next(new_ids)
         _store_verdicts(self.session, self.prints.fresh(), self.now)
-        _write(self.session, plan, self.policy_version)
-        self._restamp_digests(plan.restamped)
+        _write(self.session, plan)
+        self._restamp(plan.restamped)
         self.done.changes += plan.changes
         self.current = _Plan()
 
-    def _restamp_digests(self, restamped: list[tuple[str, str, _Stored]]) -> None:
-        """Unchanged findings now naming another policy version: their digests read back afresh."""
+    def _restamp(self, restamped: list[tuple[str, str, _Stored]]) -> None:
+        """Unchanged findings now naming another policy version: restamped, their digests made afresh
+        from their stored columns (a new policy version comes with a full scan, not with a push)."""
         if not restamped:
             return
         fresh = {
             rec_id: found
-            for _, _, rec_id, found in stored_open_findings(self.session, ids=[o.id for *_, o in restamped])
+            for _, _, rec_id, found in stored_open_findings(
+                self.session, ids=[o.id for *_, o in restamped], policy_version=self.policy_version
+            )
         }
         for tenant, plugin, old in restamped:
             self.sums.add(tenant, old.open_finding(plugin, self.terms), -1)
             self.sums.add(tenant, fresh[old.id])
-        bulk_update(
-            self.session,
-            RecommendationRow,
-            [{"id": i, "report_digest": f.digest} for i, f in fresh.items()],
-            key="id",
-        )
+        rows = [
+            {"id": i, "policy_version": self.policy_version, "report_digest": f.digest}
+            for i, f in fresh.items()
+        ]
+        bulk_update(self.session, RecommendationRow, rows, key="id")
 
 
-def _write(session: Session, plan: _Plan, policy_version: int | None) -> None:
+def _write(session: Session, plan: _Plan) -> None:
     bulk_insert(session, RecommendationRow, plan.inserts)
-    for part in chunks([old.id for *_, old in plan.restamped]):
-        session.execute(
-            update(RecommendationRow)
-            .where(RecommendationRow.id.in_(part))
-            .values(policy_version=policy_version)
-        )
     by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in plan.updates:
         by_columns.setdefault(frozenset(row), []).append(row)
@@ -783,10 +779,15 @@ _DIGESTED: Final = (
 
 
 def stored_open_findings(
-    session: Session, *, ids: Sequence[int] | None = None, tenants: Sequence[str] | None = None
+    session: Session,
+    *,
+    ids: Sequence[int] | None = None,
+    tenants: Sequence[str] | None = None,
+    policy_version: int | Literal[False] | None = False,
 ) -> Iterator[tuple[str, str, int, OpenFinding]]:
     """(tenant, plugin, id, what it adds to its tenant's sums) of open recommendations, computed from
-    their stored columns alone (those with `ids`, of `tenants`, or all)."""
+    their stored columns alone (those with `ids`, of `tenants`, or all); with `policy_version`, as
+    they will be once restamped with it."""
     stmt = select(*_DIGESTED).where(RecommendationRow.state != RecommendationState.RESOLVED.value)
     if ids is not None:
         queries = [stmt.where(RecommendationRow.id.in_(part)) for part in chunks(list(ids))]
@@ -806,13 +807,14 @@ def stored_open_findings(
             sla,
             facts_text,
             first_seen,
-            version,
+            stored_version,
             fp,
             risk,
             action,
         ) in session.connection().execute(query):
             doc, doc_exact = verdicts[verdict]
             facts, facts_exact = decode_facts(facts_text)
+            version = stored_version if policy_version is False else policy_version
             finding = report_finding(
                 tenant,
                 plugin,
