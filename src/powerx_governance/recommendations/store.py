@@ -3,26 +3,51 @@
 Each (tenant, plugin) has one current recommendation with a revision number. A finding whose
 content changed gets a new revision; one that disappeared is resolved; one that comes back is
 reopened. Verdict documents are content-addressed and shared by every tenant that has them.
+
+Every write also keeps each tenant's open findings summed up (`tenant_findings`, see digests.py):
+a full scan compares a tenant's findings with its kept fingerprints and reads nothing of a tenant
+that did not change, and a scan's report digest is made from the sums, not from the rows. Rows go
+to the driver in bulk (COPY on PostgreSQL, `executemany` on SQLite) with their ids taken first.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Sequence
+import json
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Final, NamedTuple, cast
+from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import String, select, type_coerce, update
+from sqlalchemy import String, Text, delete, func, select, type_coerce
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
+from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Severity
 from powerx_governance.findings import Finding, verdict_document
+from powerx_governance.recommendations.digests import (
+    FINGERPRINT_MOD,
+    OpenFinding,
+    TenantFindings,
+    VerdictParts,
+    finding_bytes,
+    finding_digest,
+    fingerprint_term,
+    msgspec_exact,
+    report_finding,
+)
 from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
-from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow, VerdictRow
+from powerx_governance.recommendations.tables import (
+    RecommendationRevisionRow,
+    RecommendationRow,
+    TenantFindingsRow,
+    VerdictRow,
+)
 from powerx_governance.times import iso
 
 _ENCODER: Final = msgspec.json.Encoder(order="deterministic")
@@ -35,7 +60,7 @@ _URGENCY: Final = {
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
 _READ_ALL_ABOVE: Final = 2000
-_WRITE_EVERY: Final = 50_000
+_WRITE_EVERY: Final = 20_000  # rows planned before they are written: bounds a first scan's memory
 _DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
 
@@ -78,6 +103,33 @@ class _Stored(NamedTuple):
     action: str
     policy_version: int | None
     first_seen_at: Any  # as the driver gives it; `_Moments` makes a datetime of it when needed
+    report_digest: str | None
+
+    def open_finding(self, plugin_id: str, terms: _Terms) -> OpenFinding:
+        """What it adds to its tenant's sums while open."""
+        if self.report_digest is None:
+            raise DigestMissingError(self.id)
+        term = terms(plugin_id, self.fingerprint, self.policy_version)
+        return OpenFinding(term, self.report_digest, self.risk_level, self.action)
+
+
+class _Terms:
+    """`fingerprint_term` once per (plugin, fingerprint, policy version): a fleet shares a few."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str, int | None], int] = {}
+
+    def __call__(self, plugin_id: str, fingerprint: str, policy_version: int | None) -> int:
+        key = (plugin_id, fingerprint, policy_version)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = fingerprint_term(*key)
+        return found
+
+
+class DigestMissingError(RuntimeError):
+    """An open recommendation without its digest: written around the store (migration 0012 fills
+    them in); `rebuild_tenant_findings` repairs the store."""
 
 
 class _Moments:
@@ -108,6 +160,23 @@ class _Fingerprints:
         self.documents: dict[int, tuple[str, dict[str, Any]]] = {}
         self._findings: dict[tuple[int, tuple[str, ...], datetime | None], str] = {}
         self._stored: set[str] = set()
+        self._exact: dict[str, bool] = {}
+        self._parts: dict[int, VerdictParts] = {}
+
+    def parts(self, finding: Finding) -> VerdictParts:
+        """The finding's verdict document in canonical JSON members (encoded once per verdict)."""
+        key = id(finding.verdict)
+        found = self._parts.get(key)
+        if found is None:
+            found = self._parts[key] = VerdictParts(self.verdict(finding)[1])
+        return found
+
+    def exact(self, verdict_fp: str, doc: dict[str, Any]) -> bool:
+        """Whether msgspec writes the verdict document exactly as `json` does (once per verdict)."""
+        found = self._exact.get(verdict_fp)
+        if found is None:
+            found = self._exact[verdict_fp] = msgspec_exact(doc)
+        return found
 
     def fresh(self) -> list[tuple[str, dict[str, Any]]]:
         """Verdict documents not handed out by an earlier call (each is stored once)."""
@@ -163,6 +232,7 @@ _STORED_COLUMNS: Final = (
     RecommendationRow.action,
     RecommendationRow.policy_version,
     type_coerce(RecommendationRow.first_seen_at, String),  # as stored: converted only when used
+    RecommendationRow.report_digest,
 )
 
 
@@ -198,6 +268,128 @@ def _read(
     return found
 
 
+def _by_tenant(session: Session, stmt: Any, column: Any, tenants: Sequence[str] | None) -> Iterator[Any]:
+    """Rows of `stmt` for `tenants` (None: all): one sequential read when they are many."""
+    if tenants is None or len(tenants) > _READ_ALL_ABOVE:
+        wanted = None if tenants is None else set(tenants)
+        for row in session.connection().execute(stmt):
+            if wanted is None or row[0] in wanted:
+                yield row
+        return
+    for part in chunks(list(tenants)):
+        yield from session.connection().execute(stmt.where(column.in_(part)))
+
+
+def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dict[str, TenantFindings]:
+    """The kept sums of `tenants` (None: every tenant with open findings)."""
+    t = TenantFindingsRow
+    stmt = select(t.tenant_uuid, t.findings, t.fingerprints, t.report_sum, t.by_risk, t.by_action)
+    return {
+        row[0]: TenantFindings.from_row(*row[1:]) for row in _by_tenant(session, stmt, t.tenant_uuid, tenants)
+    }
+
+
+def _kept_fingerprints(session: Session, tenants: Sequence[str]) -> dict[str, tuple[int, str]]:
+    t = TenantFindingsRow
+    stmt = select(t.tenant_uuid, t.findings, t.fingerprints)
+    return {uuid: (n, fps) for uuid, n, fps in _by_tenant(session, stmt, t.tenant_uuid, tenants)}
+
+
+def _changed_tenants(
+    session: Session,
+    findings: Sequence[Finding],
+    tenants: Sequence[str],
+    prints: _Fingerprints,
+    policy_version: int | None,
+) -> tuple[list[Finding], list[str], int]:
+    """The findings and tenants whose open recommendations may differ from the stored ones, and how
+    many findings were left out: a tenant whose findings sum to the kept `fingerprints` (same
+    plugins, fingerprints and policy version) has nothing to write, so its rows are not read."""
+    # keyed as `_Fingerprints.finding` caches: one lookup per finding, a hash per distinct one
+    terms: dict[tuple[int, tuple[str, ...], datetime | None], int] = {}
+    counts: Counter[str] = Counter()
+    totals: dict[str, int] = dict.fromkeys(tenants, 0)
+    for f in findings:
+        key = (id(f.verdict), f.dependency_notes, f.stale_since)
+        term = terms.get(key)
+        if term is None:
+            term = terms[key] = fingerprint_term(f.verdict.plugin_id, prints.finding(f), policy_version)
+        tenant = f.tenant.tenant_uuid
+        counts[tenant] += 1
+        totals[tenant] = totals.get(tenant, 0) + term
+    sums = {uuid: [counts[uuid], total] for uuid, total in totals.items()}
+    kept = _kept_fingerprints(session, tenants)
+    unchanged = {
+        uuid for uuid in tenants if kept.get(uuid, (0, f"{0:064x}")) == _summed(sums.get(uuid, [0, 0]))
+    }
+    if not unchanged:
+        return list(findings), list(tenants), 0
+    left = [f for f in findings if f.tenant.tenant_uuid not in unchanged]
+    return left, [uuid for uuid in tenants if uuid not in unchanged], len(findings) - len(left)
+
+
+def _summed(count_and_sum: list[int]) -> tuple[int, str]:
+    count, total = count_and_sum
+    return count, f"{total % FINGERPRINT_MOD:064x}"
+
+
+class _Sums:
+    """The kept sums of the tenants a write touches: read once, adjusted, written back whole."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._kept: dict[str, TenantFindings] = {}
+        self._stored: set[str] = set()
+        self._touched: set[str] = set()
+
+    def load(self, tenants: Iterable[str]) -> None:
+        wanted = sorted(set(tenants) - self._stored - self._kept.keys())
+        found = kept_tenant_findings(self._session, wanted) if wanted else {}
+        self._kept.update(found)
+        self._stored.update(found)
+
+    def add(self, tenant_uuid: str, finding: OpenFinding, sign: int = 1) -> None:
+        self._touched.add(tenant_uuid)
+        kept = self._kept.get(tenant_uuid)
+        if kept is None:
+            kept = self._kept[tenant_uuid] = TenantFindings()
+        kept.add(finding, sign)
+
+    def write(self) -> None:
+        """Replace the touched tenants' rows (a delete and a bulk insert beat row-by-row updates)."""
+        rewritten = sorted(self._touched & self._stored)
+        for part in chunks(rewritten):
+            self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
+        rows = [self._kept[uuid].row(uuid) for uuid in sorted(self._touched) if self._kept[uuid].findings]
+        bulk_insert(self._session, TenantFindingsRow, rows)
+        self._stored.update(uuid for uuid in self._touched if self._kept[uuid].findings)
+        self._stored.difference_update(uuid for uuid in self._touched if not self._kept[uuid].findings)
+        self._touched.clear()
+
+
+class _Ids:
+    """Ids for new recommendations, taken before they are written so their digests can name them."""
+
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._next: int | None = None
+
+    def take(self, count: int) -> list[int]:
+        if count == 0:
+            return []
+        connection = self._session.connection()
+        if connection.dialect.name == "postgresql":
+            sequence = func.pg_get_serial_sequence(RecommendationRow.__tablename__, "id")
+            stmt = select(func.nextval(sequence)).select_from(func.generate_series(1, count))
+            return list(connection.execute(stmt).scalars())
+        if self._next is None:
+            before_driver_write(connection)  # SQLite: the single writer, so max(id) stays ours
+            self._next = (connection.execute(select(func.max(RecommendationRow.id))).scalar() or 0) + 1
+        taken = list(range(self._next, self._next + count))
+        self._next += count
+        return taken
+
+
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
     wanted = dict(documents)
     present: set[str] = set()
@@ -211,16 +403,6 @@ def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, A
         if fp not in present
     ]
     bulk_insert(session, VerdictRow, rows)
-
-
-@dataclass
-class _Plan:
-    inserts: list[dict[str, Any]] = field(default_factory=list)
-    updates: list[dict[str, Any]] = field(default_factory=list)
-    revisions: list[dict[str, Any]] = field(default_factory=list)
-    pending_revisions: list[tuple[tuple[str, str], dict[str, Any]]] = field(default_factory=list)
-    changes: list[Change] = field(default_factory=list)
-    restamped: list[int] = field(default_factory=list)  # unchanged, but produced by another policy version
 
 
 def _aware(moment: datetime) -> datetime:
@@ -274,68 +456,6 @@ def _revision(
     }
 
 
-def _plan_finding(
-    plan: _Plan, f: Finding, old: _Stored | None, values: dict[str, Any], now: datetime
-) -> None:
-    key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
-    state = RecommendationState.OPEN.value
-    if old is None:
-        plan.inserts.append(
-            {
-                "tenant_uuid": key[0],
-                "plugin_id": key[1],
-                "revision": 1,
-                "state": state,
-                "first_seen_at": now,
-                "resolved_at": None,
-                **values,
-            }
-        )
-        plan.pending_revisions.append((key, _revision(values, 1, RecommendationChange.OPENED, state, now)))
-        plan.changes.append(
-            Change(
-                0,
-                *key,
-                1,
-                RecommendationChange.OPENED,
-                values["risk_level"],
-                values["action"],
-                values["critical_patch"],
-                target_version=values["target_version"],
-                current_version=values["current_version"],
-            )
-        )
-        return
-    if old.state in _CLOSED:
-        change = RecommendationChange.REOPENED
-        values = {**values, "first_seen_at": now}  # seen again with a finding: its SLA clock starts anew
-    elif _escalated(old.risk_level, old.action, f.verdict.risk_level, f.verdict.action):
-        change = RecommendationChange.ESCALATED
-    else:
-        change = RecommendationChange.CHANGED
-    revision = old.revision + 1
-    if old.state in _DECIDED:
-        state = old.state  # the decision's owner (decisions) judges whether the change ends it
-    plan.updates.append({"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
-    plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
-    plan.changes.append(
-        Change(
-            old.id,
-            *key,
-            revision,
-            change,
-            values["risk_level"],
-            values["action"],
-            values["critical_patch"],
-            previous_state=old.state,
-            target_version=values["target_version"],
-            current_version=values["current_version"],
-            policy_version=values["policy_version"],
-            previous_policy_version=old.policy_version,
-        )
-    )
-
-
 def _plan_resolution(
     plan: _Plan, key: tuple[str, str], old: _Stored, scan_id: str | None, now: datetime
 ) -> None:
@@ -381,6 +501,78 @@ def _plan_resolution(
     )
 
 
+@dataclass
+class _Plan:
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    opened: list[tuple[Finding, str, datetime]] = field(default_factory=list)  # each insert's finding ...
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    revisions: list[dict[str, Any]] = field(default_factory=list)
+    changes: list[Change] = field(default_factory=list)
+    restamped: list[tuple[str, str, _Stored]] = field(default_factory=list)  # unchanged, other policy version
+
+
+def _plan_finding(
+    plan: _Plan, f: Finding, old: _Stored | None, values: dict[str, Any], now: datetime
+) -> None:
+    key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
+    state = RecommendationState.OPEN.value
+    if old is None:
+        plan.inserts.append(
+            {
+                "tenant_uuid": key[0],
+                "plugin_id": key[1],
+                "revision": 1,
+                "state": state,
+                "first_seen_at": now,
+                "resolved_at": None,
+                **values,
+            }
+        )
+        plan.revisions.append(_revision(values, 1, RecommendationChange.OPENED, state, now))
+        plan.changes.append(
+            Change(
+                0,  # its id is taken when the plan is written
+                *key,
+                1,
+                RecommendationChange.OPENED,
+                values["risk_level"],
+                values["action"],
+                values["critical_patch"],
+                target_version=values["target_version"],
+                current_version=values["current_version"],
+            )
+        )
+        return
+    if old.state in _CLOSED:
+        change = RecommendationChange.REOPENED
+        values = {**values, "first_seen_at": now}  # seen again with a finding: its SLA clock starts anew
+    elif _escalated(old.risk_level, old.action, f.verdict.risk_level, f.verdict.action):
+        change = RecommendationChange.ESCALATED
+    else:
+        change = RecommendationChange.CHANGED
+    revision = old.revision + 1
+    if old.state in _DECIDED:
+        state = old.state  # the decision's owner (decisions) judges whether the change ends it
+    plan.updates.append({"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
+    plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
+    plan.changes.append(
+        Change(
+            old.id,
+            *key,
+            revision,
+            change,
+            values["risk_level"],
+            values["action"],
+            values["critical_patch"],
+            previous_state=old.state,
+            target_version=values["target_version"],
+            current_version=values["current_version"],
+            policy_version=values["policy_version"],
+            previous_policy_version=old.policy_version,
+        )
+    )
+
+
 def persist_findings(
     session: Session,
     findings: Sequence[Finding],
@@ -394,80 +586,305 @@ def persist_findings(
 
     Stored recommendations inside the scope without a finding are resolved. Every open one
     in scope names `policy_version` afterwards, changed or not (no new revision for that alone).
+    Each tenant's kept sums (`tenant_findings`) follow what is written; a tenant whose findings
+    match its kept fingerprints is not read at all.
     """
-    prints, moments = _Fingerprints(), _Moments(session)
+    prints, done = _Fingerprints(), ChangeSet()
+    if scope and not isinstance(scope[0], tuple):
+        findings, scope, done.unchanged = _changed_tenants(
+            session, findings, cast(Sequence[str], scope), prints, policy_version
+        )
+        if not scope:
+            return done
+    writer = _Writer(session, prints, done, now, scan_id, policy_version)
     stored = _stored(session, scope)
-    plan, done = _Plan(), ChangeSet()
+    writer.sums.load({t for t, _ in stored} | {f.tenant.tenant_uuid for f in findings})
     seen: set[tuple[str, str]] = set()
     for f in findings:
         key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
         seen.add(key)
-        fingerprint, old = prints.finding(f), stored.get(key)
-        if old is not None and old.fingerprint == fingerprint and old.state not in _CLOSED:
-            done.unchanged += 1  # the common case of a steady fleet: nothing to build or write
-            if old.policy_version != policy_version:
-                plan.restamped.append(old.id)
-            continue
-        verdict_fp, _ = prints.verdict(f)
-        first_seen = now if old is None or old.state in _CLOSED else moments(old.first_seen_at)
-        values = _row_values(f, fingerprint, verdict_fp, scan_id, now, policy_version, first_seen)
-        _plan_finding(plan, f, old, values, now)
-        if (
-            len(plan.inserts) + len(plan.updates) >= _WRITE_EVERY
-        ):  # bounded memory on a first, fleet-wide scan
-            _flush(session, plan, prints, done, now, policy_version)
-            plan = _Plan()
+        writer.plan(f, stored.get(key))
     for key, old in stored.items():
         if key not in seen and old.state not in _CLOSED:
-            _plan_resolution(plan, key, old, scan_id, now)
-    _flush(session, plan, prints, done, now, policy_version)
+            writer.sums.add(key[0], old.open_finding(key[1], writer.terms), -1)
+            _plan_resolution(writer.current, key, old, scan_id, now)
+    writer.flush()
+    writer.sums.write()
     return done
 
 
-def _flush(
-    session: Session,
-    plan: _Plan,
-    prints: _Fingerprints,
-    done: ChangeSet,
-    now: datetime,
-    policy_version: int | None,
-) -> None:
-    _store_verdicts(session, prints.fresh(), now)
-    _write(session, plan, policy_version)
-    done.changes += plan.changes
+class _Writer:
+    """Plans the writes of one `persist_findings` call and writes them every `_WRITE_EVERY` rows."""
 
-
-def _write(session: Session, plan: _Plan, policy_version: int | None) -> None:
-    bulk_insert(session, RecommendationRow, plan.inserts)
-    for part in chunks(plan.restamped):
-        session.execute(
-            update(RecommendationRow)
-            .where(RecommendationRow.id.in_(part))
-            .values(policy_version=policy_version)
+    def __init__(
+        self,
+        session: Session,
+        prints: _Fingerprints,
+        done: ChangeSet,
+        now: datetime,
+        scan_id: str | None,
+        policy_version: int | None,
+    ) -> None:
+        self.session, self.prints, self.done, self.now = session, prints, done, now
+        self.scan_id, self.policy_version = scan_id, policy_version
+        self.moments, self.ids, self.sums, self.current = (
+            _Moments(session),
+            _Ids(session),
+            _Sums(session),
+            _Plan(),
         )
+        self.terms = _Terms()
+        self._isos: dict[datetime | None, str | None] = {}
+
+    def plan(self, f: Finding, old: _Stored | None) -> None:
+        fingerprint = self.prints.finding(f)
+        if old is not None and old.fingerprint == fingerprint and old.state not in _CLOSED:
+            self.done.unchanged += 1  # the common case of a steady fleet: nothing to build or write
+            if old.policy_version != self.policy_version:
+                self.current.restamped.append((f.tenant.tenant_uuid, f.verdict.plugin_id, old))
+            return
+        verdict_fp, _ = self.prints.verdict(f)
+        first_seen = self.now if old is None or old.state in _CLOSED else self.moments(old.first_seen_at)
+        values = _row_values(
+            f, fingerprint, verdict_fp, self.scan_id, self.now, self.policy_version, first_seen
+        )
+        if old is None:
+            self.current.opened.append((f, fingerprint, first_seen))
+        else:
+            if old.state not in _CLOSED:
+                self.sums.add(f.tenant.tenant_uuid, old.open_finding(f.verdict.plugin_id, self.terms), -1)
+            self._digest(values, f, fingerprint, first_seen, old.id)
+        _plan_finding(self.current, f, old, values, self.now)
+        if len(self.current.inserts) + len(self.current.updates) >= _WRITE_EVERY:
+            self.flush()  # bounded memory on a first, fleet-wide scan
+
+    def _digest(
+        self, values: dict[str, Any], f: Finding, fingerprint: str, first_seen: datetime, rec_id: int
+    ) -> None:
+        """Name the row's finding digest in `values` and count the finding in its tenant's sums."""
+        tenant, plugin = f.tenant.tenant_uuid, f.verdict.plugin_id
+        own = {
+            "tenant_uuid": tenant,
+            "plugin_id": plugin,
+            "sla_deadline": self._iso(values["sla_deadline"]),
+            **values["tenant_facts"],
+            "first_seen_at": self._iso(first_seen),
+            "policy_version": self.policy_version,
+            "recommendation_id": rec_id,
+        }
+        encoded = finding_bytes(self.prints.parts(f), own)
+        digest = values["report_digest"] = hashlib.sha256(encoded).hexdigest()
+        term = self.terms(plugin, fingerprint, self.policy_version)
+        self.sums.add(tenant, OpenFinding(term, digest, values["risk_level"], values["action"]))
+
+    def _iso(self, moment: datetime | None) -> str | None:
+        found = self._isos.get(moment)
+        if found is None:
+            found = self._isos[moment] = iso(moment)
+        return found
+
+    def flush(self) -> None:
+        plan = self.current
+        ids = self.ids.take(len(plan.inserts))
+        opened = [c for c in plan.changes if c.recommendation_id == 0]
+        for rec_id, row, (f, fingerprint, first_seen), change in zip(
+            ids, plan.inserts, plan.opened, opened, strict=True
+        ):
+            row["id"] = change.recommendation_id = rec_id
+            self._digest(row, f, fingerprint, first_seen, rec_id)
+        new_ids = iter(ids)  # the inserts' revisions were planned in the same order as the inserts
+        for revision in plan.revisions:
+            if "recommendation_id" not in revision:
+                revision["recommendation_id"] = next(new_ids)
+        _store_verdicts(self.session, self.prints.fresh(), self.now)
+        _write(self.session, plan)
+        self._restamp(plan.restamped)
+        self.done.changes += plan.changes
+        self.current = _Plan()
+
+    def _restamp(self, restamped: list[tuple[str, str, _Stored]]) -> None:
+        """Unchanged findings now naming another policy version: restamped, their digests made afresh
+        from their stored columns (a new policy version comes with a full scan, not with a push)."""
+        if not restamped:
+            return
+        fresh = {
+            rec_id: found
+            for _, _, rec_id, found in stored_open_findings(
+                self.session, ids=[o.id for *_, o in restamped], policy_version=self.policy_version
+            )
+        }
+        for tenant, plugin, old in restamped:
+            self.sums.add(tenant, old.open_finding(plugin, self.terms), -1)
+            self.sums.add(tenant, fresh[old.id])
+        rows = [
+            {"id": i, "policy_version": self.policy_version, "report_digest": f.digest}
+            for i, f in fresh.items()
+        ]
+        bulk_update(self.session, RecommendationRow, rows, key="id")
+
+
+def _write(session: Session, plan: _Plan) -> None:
+    bulk_insert(session, RecommendationRow, plan.inserts)
     by_columns: dict[frozenset[str], list[dict[str, Any]]] = {}
     for row in plan.updates:
         by_columns.setdefault(frozenset(row), []).append(row)
     for rows in by_columns.values():
         bulk_update(session, RecommendationRow, rows, key="id")
-    if plan.pending_revisions:
-        ids = _ids_for(session, [key for key, _ in plan.pending_revisions])
-        plan.revisions += [{"recommendation_id": ids[key], **rev} for key, rev in plan.pending_revisions]
-        for change in plan.changes:
-            if change.recommendation_id == 0:  # opened in this scan: its id exists only now
-                change.recommendation_id = ids[(change.tenant_uuid, change.plugin_id)]
     bulk_insert(session, RecommendationRevisionRow, plan.revisions)
 
 
-def _ids_for(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Ids of freshly inserted recommendations (bulk inserts do not return them portably)."""
-    wanted = set(keys)
-    ids: dict[tuple[str, str], int] = {}
-    for part in chunks(sorted({t for t, _ in keys})):
-        stmt = select(RecommendationRow.tenant_uuid, RecommendationRow.plugin_id, RecommendationRow.id).where(
-            RecommendationRow.tenant_uuid.in_(part)
-        )
-        for tenant, plugin, rec_id in session.connection().execute(stmt):
-            if (tenant, plugin) in wanted:
-                ids[(tenant, plugin)] = rec_id
-    return ids
+# Tenant facts never hold floats (this module writes strings, lists of strings, bools and None): a
+# typed decode is fast and refuses a float, which then goes through `json` like everything else.
+_FACTS: Final = msgspec.json.Decoder(dict[str, str | int | bool | list[str] | None])
+
+
+def decode_facts(text: str) -> tuple[dict[str, Any], bool]:
+    """Stored tenant facts, and whether msgspec writes them exactly as `json` does."""
+    try:
+        return _FACTS.decode(text), True
+    except msgspec.ValidationError:
+        return json.loads(text), False
+
+
+class IsoTimes:
+    """Stored timestamps as RFC 3339 text, each distinct stored value converted once: a fleet scan
+    stamps a million rows with a few dozen moments, and converting costs more than the row."""
+
+    def __init__(self, session: Session) -> None:
+        stored = RecommendationRow.__table__.c.first_seen_at.type
+        self._parse = stored._cached_result_processor(session.get_bind().dialect, None)
+        self._seen: dict[Any, str | None] = {}
+
+    def __call__(self, raw: Any) -> str | None:
+        try:
+            return self._seen[raw]
+        except KeyError:
+            text = self._seen[raw] = iso(raw if self._parse is None else self._parse(raw))
+            return text
+
+
+_DIGESTED: Final = (
+    RecommendationRow.tenant_uuid,
+    RecommendationRow.plugin_id,
+    RecommendationRow.id,
+    RecommendationRow.verdict,
+    type_coerce(RecommendationRow.sla_deadline, String),  # as stored: see IsoTimes
+    sql_cast(RecommendationRow.tenant_facts, Text),
+    type_coerce(RecommendationRow.first_seen_at, String),
+    RecommendationRow.policy_version,
+    RecommendationRow.fingerprint,
+    RecommendationRow.risk_level,
+    RecommendationRow.action,
+)
+
+
+def stored_open_findings(
+    session: Session,
+    *,
+    ids: Sequence[int] | None = None,
+    tenants: Sequence[str] | None = None,
+    policy_version: int | Literal[False] | None = False,
+) -> Iterator[tuple[str, str, int, OpenFinding]]:
+    """(tenant, plugin, id, what it adds to its tenant's sums) of open recommendations, computed from
+    their stored columns alone (those with `ids`, of `tenants`, or all); with `policy_version`, as
+    they will be once restamped with it."""
+    stmt = select(*_DIGESTED).where(RecommendationRow.state != RecommendationState.RESOLVED.value)
+    if ids is not None:
+        queries = [stmt.where(RecommendationRow.id.in_(part)) for part in chunks(list(ids))]
+    elif tenants is not None:
+        queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(tenants))]
+    else:
+        queries = [stmt]
+    verdicts: dict[str, tuple[dict[str, Any], bool]] = {}
+    iso_time = IsoTimes(session)
+    for query in queries:
+        _read_verdicts(session, query, verdicts)
+        for (
+            tenant,
+            plugin,
+            rec_id,
+            verdict,
+            sla,
+            facts_text,
+            first_seen,
+            stored_version,
+            fp,
+            risk,
+            action,
+        ) in session.connection().execute(query):
+            doc, doc_exact = verdicts[verdict]
+            facts, facts_exact = decode_facts(facts_text)
+            version = stored_version if policy_version is False else policy_version
+            finding = report_finding(
+                tenant,
+                plugin,
+                doc,
+                facts,
+                sla_deadline=iso_time(sla),
+                first_seen_at=iso_time(first_seen),
+                policy_version=version,
+                recommendation_id=rec_id,
+            )
+            digest = finding_digest(finding, exact=doc_exact and facts_exact)
+            yield (
+                tenant,
+                plugin,
+                rec_id,
+                OpenFinding(fingerprint_term(plugin, fp, version), digest, risk, action),
+            )
+
+
+def _read_verdicts(session: Session, query: Any, found: dict[str, tuple[dict[str, Any], bool]]) -> None:
+    used = query.with_only_columns(RecommendationRow.verdict).distinct().scalar_subquery()
+    stmt = select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(used))
+    for fp, doc in session.connection().execute(stmt):
+        if fp not in found:
+            found[fp] = (doc, msgspec_exact(doc))
+
+
+def tenant_findings_from_rows(
+    session: Session, tenants: Sequence[str] | None = None
+) -> dict[str, TenantFindings]:
+    """The sums `tenant_findings` keeps, computed from scratch from the stored recommendations."""
+    found: dict[str, TenantFindings] = {}
+    for tenant, _, _, finding in stored_open_findings(session, tenants=tenants):
+        found.setdefault(tenant, TenantFindings()).add(finding)
+    return found
+
+
+def rebuild_tenant_findings(session: Session) -> None:
+    """Recompute every open recommendation's digest and every tenant's sums from the stored rows
+    (migration 0012 fills them in this way; it also repairs rows written around the store)."""
+    found: dict[str, TenantFindings] = {}
+    digests: list[dict[str, Any]] = []
+    for tenant, _, rec_id, finding in stored_open_findings(session):
+        found.setdefault(tenant, TenantFindings()).add(finding)
+        digests.append({"id": rec_id, "report_digest": finding.digest})
+        if len(digests) >= _WRITE_EVERY:
+            bulk_update(session, RecommendationRow, digests, key="id")
+            digests = []
+    bulk_update(session, RecommendationRow, digests, key="id")
+    session.execute(delete(TenantFindingsRow))
+    bulk_insert(session, TenantFindingsRow, [sums.row(uuid) for uuid, sums in sorted(found.items())])
+
+
+def non_open_states(session: Session, tenants: Sequence[str] | None) -> list[tuple[int, str]]:
+    """(id, state) of the findings a decision answered (decided, ignored): the report shows their
+    state, which the kept digests leave out. Read through the state index: decisions are few."""
+    shown = [
+        s.value
+        for s in RecommendationState
+        if s not in (RecommendationState.OPEN, RecommendationState.RESOLVED)
+    ]
+    stmt = select(RecommendationRow.id, RecommendationRow.state).where(RecommendationRow.state.in_(shown))
+    if tenants is None:
+        return [(rec_id, state) for rec_id, state in session.connection().execute(stmt)]
+    found: list[tuple[int, str]] = []
+    for part in chunks(list(tenants)):
+        found += [
+            (rec_id, state)
+            for rec_id, state in session.connection().execute(
+                stmt.where(RecommendationRow.tenant_uuid.in_(part))
+            )
+        ]
+    return found

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, LargeBinary, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
@@ -50,6 +50,20 @@ class RecommendationRow(Base):
     resolved_at: Mapped[datetime | None]
     scan_id: Mapped[str | None] = mapped_column(String(36))
     policy_version: Mapped[int | None]  # the governance rules version that produced it
+    report_digest: Mapped[str | None] = mapped_column(String(64))  # its finding's digest (digests.py)
+
+
+class TenantFindingsRow(Base):
+    """A tenant's open recommendations summed up, kept by every write (recommendations/digests.py)."""
+
+    __tablename__ = "tenant_findings"
+
+    tenant_uuid: Mapped[str] = mapped_column(String(128), primary_key=True)
+    findings: Mapped[int]
+    fingerprints: Mapped[str] = mapped_column(String(64))
+    report_sum: Mapped[bytes] = mapped_column(LargeBinary)
+    by_risk: Mapped[dict[str, Any]]
+    by_action: Mapped[dict[str, Any]]
 
 
 class RecommendationRevisionRow(Base):

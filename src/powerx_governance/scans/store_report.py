@@ -1,45 +1,42 @@
 """The scan report (DESIGN §4) rebuilt from the store for a scan the service ran.
 
 Findings are read as plain columns (no ORM objects), streamed in priority order, and each shared
-verdict document is decoded once: the scan's audit record digests the fleet's whole report after
-every scan, so this read is on the path of every push.
+verdict document is decoded once. The scan's audit record digests the report from the sums each
+tenant keeps (recommendations/digests.py), so finishing a scan never re-reads the fleet's findings.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final, TypeVar
 
-import msgspec
 from sqlalchemy import Select, String, Text, cast, select, type_coerce
 from sqlalchemy.orm import Session
 
+from powerx_governance.recommendations.digests import (
+    FleetFindings,
+    msgspec_exact,
+    report_finding,
+    report_sha256,
+)
 from powerx_governance.recommendations.model import RecommendationState
+from powerx_governance.recommendations.store import (
+    IsoTimes,
+    decode_facts,
+    kept_tenant_findings,
+    non_open_states,
+    tenant_findings_from_rows,
+)
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.scans.queries import tenant_coverage
 from powerx_governance.scans.report import REPORT_SCHEMA, manifest_age_seconds
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.times import iso
 
-_DROP: Final = frozenset(("id", "revision", "state", "updated_at", "resolved_at", "scan_id"))  # §5.8
 _READ_BATCH: Final = 5000
 _Query = TypeVar("_Query", bound=Select[*tuple[Any, ...]])
-# Tenant facts never hold floats (store.py writes strings, lists of strings, bools and None): a
-# typed decode is fast and refuses a float, which then goes through `json` like everything else.
-_FACTS: Final = msgspec.json.Decoder(dict[str, str | int | bool | list[str] | None])
-# msgspec writes the same canonical JSON as json.dumps(sort_keys=True, separators=(",", ":"),
-# ensure_ascii=False) except for floats printed in exponent form (|x| < 1e-4 or ≥ 1e16, NaN, ∞).
-_CANONICAL: Final = msgspec.json.Encoder(order="sorted")
-
-
-def canonical_json(value: Any) -> str:
-    """`value` as the report digest serialises it (keys sorted, no spaces, UTF-8 as is)."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
 def stored_report(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -> dict[str, Any]:
@@ -59,27 +56,21 @@ class ReportDigest:
     by_action: dict[str, int] = field(default_factory=dict)
 
 
-def stored_report_digest(session: Session, scan: ScanRow) -> ReportDigest:
-    """sha256 of the fleet report `stored_report(…, tenant_uuid=None)` serialised by `canonical_json`,
-    and its counts by risk and action, without holding the report: findings are encoded as read."""
+def stored_report_digest(session: Session, scan: ScanRow, *, from_scratch: bool = False) -> ReportDigest:
+    """`report_sha256` of the fleet report `stored_report(…, tenant_uuid=None)` (docs/formats.md),
+    and its counts by risk and action, from the sums each tenant keeps (or, `from_scratch`, from
+    the stored findings themselves: what a check of the kept sums compares them with)."""
+    tenants = list(scan.tenant_filter) or None
+    sums = tenant_findings_from_rows if from_scratch else kept_tenant_findings
+    fleet = FleetFindings()
+    for tenant in sums(session, tenants).values():
+        fleet.add(tenant)
     head = _report_head(session, scan, None)
-    digest, by_risk, by_action = hashlib.sha256(), Counter[str](), Counter[str]()
-    keys = sorted([*head, "findings"])
-    digest.update(b"{")
-    for i, key in enumerate(keys):
-        digest.update(f"{',' if i else ''}{canonical_json(key)}:".encode())
-        if key != "findings":
-            digest.update(canonical_json(head[key]).encode())
-            continue
-        digest.update(b"[")
-        for n, (finding, exact) in enumerate(_findings(session, scan, None)):
-            by_risk[str(finding.get("risk_level"))] += 1
-            by_action[str(finding.get("action"))] += 1
-            encoded = _CANONICAL.encode(finding) if exact else canonical_json(finding).encode()
-            digest.update(b"," + encoded if n else encoded)
-        digest.update(b"]")
-    digest.update(b"}")
-    return ReportDigest(digest.hexdigest(), dict(by_risk), dict(by_action))
+    return ReportDigest(
+        report_sha256(head, fleet, non_open_states(session, tenants)),
+        {risk: n for risk, n in fleet.by_risk.items() if n},
+        {action: n for action, n in fleet.by_action.items() if n},
+    )
 
 
 def report_findings(session: Session, scan: ScanRow, *, tenant_uuid: str | None) -> Iterator[dict[str, Any]]:
@@ -118,23 +109,6 @@ _COLUMNS: Final = (
 )
 
 
-class _IsoTimes:
-    """Stored timestamps as RFC 3339 text, each distinct stored value converted once: a fleet scan
-    stamps a million rows with a few dozen moments, and converting costs more than the row."""
-
-    def __init__(self, session: Session) -> None:
-        stored = RecommendationRow.__table__.c.first_seen_at.type
-        self._parse = stored._cached_result_processor(session.get_bind().dialect, None)
-        self._seen: dict[Any, str | None] = {}
-
-    def __call__(self, raw: Any) -> str | None:
-        try:
-            return self._seen[raw]
-        except KeyError:
-            text = self._seen[raw] = iso(raw if self._parse is None else self._parse(raw))
-            return text
-
-
 def _open(stmt: _Query, scan: ScanRow, tenant_uuid: str | None) -> _Query:
     stmt = stmt.where(RecommendationRow.state != RecommendationState.RESOLVED.value)
     if tenant_uuid is not None:
@@ -150,7 +124,7 @@ def _verdicts(
     """fingerprint → (document, whether msgspec writes it exactly as `json` does) for the open findings."""
     used = _open(select(RecommendationRow.verdict).distinct(), scan, tenant_uuid).scalar_subquery()
     stmt = select(VerdictRow.fingerprint, VerdictRow.document).where(VerdictRow.fingerprint.in_(used))
-    return {fp: (doc, _msgspec_exact(doc)) for fp, doc in session.connection().execute(stmt)}
+    return {fp: (doc, msgspec_exact(doc)) for fp, doc in session.connection().execute(stmt)}
 
 
 def _findings(
@@ -163,37 +137,23 @@ def _findings(
         RecommendationRow.priority.desc(), RecommendationRow.id
     )
     rows = session.connection().execute(stmt.execution_options(yield_per=_READ_BATCH))
-    iso_time = _IsoTimes(session)
+    iso_time = IsoTimes(session)
     for rec_id, tenant, plugin, verdict, sla, facts_text, state, first_seen, policy_version in rows:
         doc, exact = verdicts[verdict]
-        facts, facts_exact = _facts(facts_text)
-        finding = {
-            "tenant_uuid": tenant,
-            "plugin_id": plugin,
-            **doc,
-            "sla_deadline": iso_time(sla),  # counted from first sight (DESIGN §5.8), not the shared verdict's
-            **facts,
-            "first_seen_at": iso_time(first_seen),
-            "policy_version": policy_version,
-        }
-        for key in _DROP.intersection(finding):
-            del finding[key]
-        finding["recommendation_id"] = rec_id
+        facts, facts_exact = decode_facts(facts_text)
+        finding = report_finding(
+            tenant,
+            plugin,
+            doc,
+            facts,
+            sla_deadline=iso_time(sla),
+            first_seen_at=iso_time(first_seen),
+            policy_version=policy_version,
+            recommendation_id=rec_id,
+        )
         finding["state"] = state
         finding["manifest_age_seconds"] = manifest_age_seconds(_as_of(finding), generated_at)
         yield finding, exact and facts_exact
-
-
-def _facts(text: str) -> tuple[dict[str, Any], bool]:
-    try:
-        return _FACTS.decode(text), True
-    except msgspec.ValidationError:
-        return json.loads(text), False
-
-
-def _msgspec_exact(doc: dict[str, Any]) -> bool:
-    """Whether msgspec's canonical JSON of `doc` equals `json`'s (only some floats print apart)."""
-    return _CANONICAL.encode(doc) == canonical_json(doc).encode()
 
 
 def _coverage(scan: ScanRow) -> dict[str, Any]:

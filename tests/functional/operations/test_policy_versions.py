@@ -10,6 +10,7 @@ import httpx
 from sqlalchemy import select
 
 from powerx_governance.auth.model import Role
+from powerx_governance.recommendations.store import kept_tenant_findings, tenant_findings_from_rows
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
@@ -43,6 +44,12 @@ def _policy_versions_of_open(service: GovernanceService) -> set[int | None]:
         return set(session.execute(stmt).scalars())
 
 
+def _kept_sums_are_the_rows(service: GovernanceService) -> bool:
+    """Restamping every open recommendation with another version keeps the tenants' sums exact."""
+    with service.factory() as session:
+        return kept_tenant_findings(session, None) == tenant_findings_from_rows(session)
+
+
 def test_change_rollback_and_rescan_name_the_version(make_service: ServiceFactory) -> None:
     service = scanned(make_service)
     operator = issue_token(service, Role.OPERATOR)
@@ -68,6 +75,7 @@ def test_change_rollback_and_rescan_name_the_version(make_service: ServiceFactor
         assert second["policy_version"] == 2
         assert _hours(first["sla_deadline"], second["sla_deadline"]) == -18
         assert _policy_versions_of_open(service) == {2}
+        assert _kept_sums_are_the_rows(service)
 
         diff = ops.get(f"{POLICY}/diff", params={"from": 1, "to": 2}).json()["diff"]
         assert "-    sla_hours: 24" in diff
@@ -81,6 +89,7 @@ def test_change_rollback_and_rescan_name_the_version(make_service: ServiceFactor
         assert third["policy_version"] == 1
         assert third["sla_deadline"] == first["sla_deadline"]
         assert _policy_versions_of_open(service) == {1}
+        assert _kept_sums_are_the_rows(service)
         assert all(i["policy_version"] == 1 for i in every_page(ops, limit=200)[0])
         assert _versions(ops)["current_version"] == 1
         shown = ops.get(f"{POLICY}/versions/2").json()

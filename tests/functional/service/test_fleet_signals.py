@@ -10,7 +10,6 @@ while manifest pushes keep arriving (delta scans read the store and succeed).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections import Counter
@@ -29,6 +28,12 @@ from powerx_governance.auth.model import Role
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.recommendations.digests import served_report_sha256
+from powerx_governance.recommendations.store import (
+    kept_tenant_findings,
+    rebuild_tenant_findings,
+    tenant_findings_from_rows,
+)
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import run_scan
@@ -336,8 +341,7 @@ def test_every_scan_leaves_one_audit_event_with_its_figures_and_report_digest(ou
     assert meta["by_risk"] == dict(Counter(f["risk_level"] for f in report["findings"]))
     assert meta["by_action"] == dict(Counter(f["action"] for f in report["findings"]))
     assert sum(meta["by_risk"].values()) == len(report["findings"]) > 0
-    canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    assert meta["report_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert meta["report_sha256"] == served_report_sha256(report)
 
     run_scan(outage.service.runtime, full["scan_id"])  # the job delivered again: nothing new
     assert len(_scan_events(outage.service)) == 1
@@ -379,20 +383,49 @@ def test_alert_rows_keep_their_state_on_both_backends(outage: Outage) -> None:
             assert c.get(f"{API}/alerts").status_code == 403
 
 
-def _canonical_sha256(report: dict[str, Any]) -> str:
-    canonical = json.dumps(report, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+def _kept_sums_match_the_rows(service: GovernanceService, scan_id: str) -> str:
+    """The sums kept per tenant equal a from-scratch computation over the stored findings, and so
+    does the report digest made from them; returns that digest."""
+    with service.factory() as session:
+        assert kept_tenant_findings(session, None) == tenant_findings_from_rows(session)
+        scan = session.get_one(ScanRow, scan_id)
+        kept, scratch = (
+            stored_report_digest(session, scan),
+            stored_report_digest(session, scan, from_scratch=True),
+        )
+    assert kept == scratch
+    return kept.sha256
 
 
-def test_the_streamed_report_digest_equals_the_hash_of_the_report_served(outage: Outage) -> None:
-    """The scan event digests its report as it reads it: same sha256 and counts as hashing the whole
-    report served over HTTP, for a stale finding and for floats that msgspec and `json` print apart."""
-    outage.full_scan()
+def test_the_report_digest_is_the_one_of_the_report_served_and_follows_every_change(outage: Outage) -> None:
+    """The scan event's digest is computed from the sums each tenant keeps: it equals the digest of
+    the report served over HTTP (also for a stale finding and for floats that msgspec and `json`
+    print apart), equals a from-scratch computation, and changes when a finding or its state does."""
+    full = outage.full_scan()
+    first = _kept_sums_match_the_rows(outage.service, full["scan_id"])
     delta = outage.push(1)
     [*_, event] = _scan_events(outage.service)
     report = outage.operator.get(f"{API}/scans/{delta['scan_id']}/report").json()
-    assert event.meta["report_sha256"] == _canonical_sha256(report)
+    assert (
+        event.meta["report_sha256"]
+        == served_report_sha256(report)
+        == _kept_sums_match_the_rows(outage.service, delta["scan_id"])
+    )
     assert event.meta["by_risk"] == dict(Counter(f["risk_level"] for f in report["findings"]))
+    finding = report["findings"][0]
+    decided = outage.operator.post(
+        f"{API}/decision",
+        json={"recommendation_id": finding["recommendation_id"], "revision": 1, "decision": "upgrade"},
+    )
+    assert decided.status_code == 201, decided.text
+    after_decision = outage.full_scan()
+    [*_, event] = _scan_events(outage.service)
+    report = outage.operator.get(f"{API}/scans/{after_decision['scan_id']}/report").json()
+    assert event.meta["report_sha256"] == served_report_sha256(report)
+    assert _kept_sums_match_the_rows(outage.service, after_decision["scan_id"]) == event.meta["report_sha256"]
+    with outage.service.factory() as session:
+        before = stored_report_digest(session, session.get_one(ScanRow, after_decision["scan_id"]))
+    assert before.sha256 != first
     with transaction(outage.service.factory) as session:
         recommendation = session.execute(
             select(RecommendationRow).where(RecommendationRow.state != "resolved").limit(1)
@@ -405,9 +438,14 @@ def test_the_streamed_report_digest_equals_the_hash_of_the_report_served(outage:
             "manifest_as_of": "2026-01-01T00:00:00Z",
         }
     with outage.service.factory() as session:
-        scan = session.get_one(ScanRow, delta["scan_id"])
+        scan = session.get_one(ScanRow, after_decision["scan_id"])
         expected = stored_report(session, scan, tenant_uuid=None)
-        digest = stored_report_digest(session, scan)
+        scratch = stored_report_digest(session, scan, from_scratch=True)
+        kept = stored_report_digest(session, scan)
     assert any(f["manifest_age_seconds"] and f.get("odd_numbers") for f in expected["findings"])
-    assert digest.sha256 == _canonical_sha256(expected) != event.meta["report_sha256"]
-    assert digest.by_action == dict(Counter(f["action"] for f in expected["findings"]))
+    # rows changed around the store: a from-scratch computation sees it, the kept sums do not
+    assert scratch.sha256 == served_report_sha256(expected) != kept.sha256 == before.sha256
+    assert scratch.by_action == dict(Counter(f["action"] for f in expected["findings"]))
+    with transaction(outage.service.factory) as session:
+        rebuild_tenant_findings(session)
+    assert _kept_sums_match_the_rows(outage.service, after_decision["scan_id"]) == scratch.sha256
