@@ -231,7 +231,7 @@ def _running(session: Session, plugins: Sequence[str]) -> dict[str, int]:
     found: dict[str, int] = {}
     stmt = select(InstallationRow.tenant_uuid, func.count()).group_by(InstallationRow.tenant_uuid)
     for part in chunks(list(plugins)):
-        for tenant, count in session.execute(stmt.where(InstallationRow.plugin_id.in_(part))).tuples():
+        for tenant, count in session.execute(stmt.where(InstallationRow.plugin_id.in_(part))):
             found[tenant] = found.get(tenant, 0) + count
     return found
 
