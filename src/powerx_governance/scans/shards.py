@@ -36,7 +36,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -559,3 +559,20 @@ def shard_progress(session: Session, scan_id: str) -> dict[str, Any] | None:
         "by_status": by_status,
         "items": shards,
     }
+
+
+def prune_plans(session: Session, finished_before: datetime, limit: int = 1000) -> int:
+    """Drop the plans and shard rows of sharded scans finished before `finished_before` (the jobs
+    ledger's retention: progress per shard is job bookkeeping; the scan row keeps the outcome), at
+    most `limit` scans at a time; how many scans."""
+    stmt = (
+        select(ScanPlanRow.scan_id)
+        .join(ScanRow, ScanRow.scan_id == ScanPlanRow.scan_id)
+        .where(ScanRow.finished_at < finished_before)
+        .limit(limit)
+    )
+    done = list(session.execute(stmt).scalars())
+    if done:
+        session.execute(delete(ScanShardRow).where(ScanShardRow.scan_id.in_(done)))
+        session.execute(delete(ScanPlanRow).where(ScanPlanRow.scan_id.in_(done)))
+    return len(done)
