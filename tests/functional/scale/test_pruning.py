@@ -5,11 +5,14 @@ stays protected: a job queued again under it finds its effect recorded and does 
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Final
 
 import pytest
 from sqlalchemy import func, select, text
 
+from powerx_governance.audit.tables import AuditEventRow
+from powerx_governance.auth.model import Role
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.model import JobStatus
@@ -19,7 +22,8 @@ from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.shard_tables import ScanPlanRow, ScanShardRow
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
-from tests.conftest import FakeClock, ServiceFactory
+from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token, service_env
+from tests.functional.cli import powerx_with
 
 DAY: Final = timedelta(days=1).total_seconds()
 
@@ -161,3 +165,40 @@ def test_a_dead_procrastinate_job_goes_with_its_ledger_row(
     service.schedule_tick()
     assert service.queue.dead_letters() == []
     assert failed() == 0
+
+
+def _dead_letter(service: GovernanceService, key: str) -> int:
+    _enqueue(service, key)
+    service.run_pending()
+    (letter,) = [d for d in service.queue.dead_letters() if d.key == key]
+    return letter.id
+
+
+def _cleared_audit(service: GovernanceService) -> list[tuple[str, str]]:
+    with service.factory() as session:
+        rows = session.execute(
+            select(AuditEventRow.resource_id, AuditEventRow.actor).where(
+                AuditEventRow.operation == "jobs.dead_letter.cleared"
+            )
+        )
+        return sorted((str(r), str(a)) for r, a in rows)
+
+
+def test_an_operator_clears_a_dead_letter_audited_over_http_and_the_cli(
+    make_service: ServiceFactory, database_url: str, tmp_path: Path
+) -> None:
+    service = make_service()
+    first, second = _dead_letter(service, "fails-1"), _dead_letter(service, "fails-2")
+    token = issue_token(service, Role.OPERATOR)
+    with LiveServer(service, background=False) as live, live.client(token) as client:
+        assert client.delete(f"/internal/version/governance/jobs/dead/{first}").json() == {"cleared": [first]}
+        assert client.delete(f"/internal/version/governance/jobs/dead/{first}").status_code == 404
+    env = service_env(database_url, tmp_path)
+    cleared = powerx_with(env, "version", "jobs", "clear", str(second), "--actor", "ops:alice")
+    assert cleared.returncode == 0, cleared.stderr
+    again = powerx_with(env, "version", "jobs", "clear", str(second))
+    assert again.returncode == 2
+    assert "not dead letters: " in again.stderr
+    assert service.queue.dead_letters() == []
+    assert [r for r, _ in _cleared_audit(service)] == sorted([str(first), str(second)])
+    assert "ops:alice" in {a for _, a in _cleared_audit(service)}
