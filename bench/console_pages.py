@@ -13,37 +13,17 @@ from __future__ import annotations
 
 import argparse
 import re
-import time
 from html import unescape
 
 import httpx
 from sqlalchemy import func, select
 
-from bench.common import dataset
-from bench.console_overview import _ms, _served, _service, _signed_in, _timed
-from bench.store_reference import database
+from bench.served import console_client, ms, scanned, served, timed
 from powerx_governance.auth.model import Role
-from powerx_governance.auth.tokens import create_token
-from powerx_governance.db.session import transaction
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 
 GOAL_MS = 200.0
-
-
-def _tenant_admin(service: GovernanceService, base_url: str, tenant: str) -> httpx.Client:
-    with transaction(service.factory) as session:
-        _, token = create_token(
-            session, name="bench-admin", role=Role.TENANT_ADMIN, tenant=tenant, now=service.clock()
-        )
-    client = httpx.Client(base_url=base_url, timeout=60)
-    form = client.get("/console/sign-in").text
-    csrf = re.search(r'name="csrf_token" value="([^"]+)"', form)
-    if csrf is None:
-        raise SystemExit("no sign-in form")
-    client.post("/console/sign-in", data={"token": token, "csrf_token": csrf.group(1), "next": "/console"})
-    return client
 
 
 def _routes(service: GovernanceService, operator: httpx.Client) -> dict[str, str]:
@@ -73,9 +53,9 @@ def _measure(service: GovernanceService, label: str, repeat: int) -> None:
         recs = session.scalar(select(func.count()).select_from(RecommendationRow))
         tenant = session.execute(select(RecommendationRow.tenant_uuid).limit(1)).scalar_one()
     print(f"[{label}] {recs:,} recommendations")
-    with _served(service) as base_url:
-        operator = _signed_in(service, base_url)
-        admin = _tenant_admin(service, base_url, tenant)
+    with served(service) as base_url:
+        operator = console_client(service, base_url)
+        admin = console_client(service, base_url, Role.TENANT_ADMIN, tenant)
         try:
             pages = [(operator, name, path) for name, path in _routes(service, operator).items()]
             pages.append((admin, "GET /console (tenant admin)", "/console"))
@@ -86,30 +66,17 @@ def _measure(service: GovernanceService, label: str, repeat: int) -> None:
                     if client.get(path).status_code != 200:
                         raise SystemExit(f"{path} failed")
 
-                fetch()  # warm-up: caches of the process, not of the data
-                samples = _timed(fetch, repeat)
+                samples = timed(fetch, repeat)
                 verdict = "ok" if sorted(samples)[len(samples) // 2] * 1000 < GOAL_MS else "OVER GOAL"
-                print(f"  {name:52s} {_ms(samples)}  {verdict}")
+                print(f"  {name:52s} {ms(samples)}  {verdict}")
         finally:
             operator.close()
             admin.close()
 
 
 def run(backend: str, tenants: int, repeat: int) -> None:
-    data = dataset(tenants)
-    with database(backend) as url:
-        service = _service(
-            url, {"POWERX_TENANT_SOURCE": str(data.manifests), "POWERX_CATALOG_SOURCE": str(data.catalog)}
-        )
-        try:
-            start = time.perf_counter()
-            service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
-            service.run_pending()
-            took = time.perf_counter() - start
-            print(f"[{backend}] full scan of {data.installations:,} installations: {took:.1f} s")
-            _measure(service, backend, repeat)
-        finally:
-            service.stop()
+    with scanned(backend, tenants) as service:
+        _measure(service, backend, repeat)
 
 
 def main() -> None:

@@ -16,11 +16,8 @@ Goal (issue 15): under 200 ms at the reference fleet.
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +25,12 @@ import httpx
 import yaml
 from sqlalchemy import func, select
 
-from bench.common import OUT, dataset, peak_rss_mib
-from bench.console_overview import _served
-from bench.store_reference import database
-from powerx_governance.auth.model import Role
-from powerx_governance.auth.tokens import create_token
+from bench.common import OUT, peak_rss_mib
+from bench.served import api_client, ms, scanned, served, timed
 from powerx_governance.baselines.evaluation import Evaluator, evaluate
 from powerx_governance.db.session import transaction
 from powerx_governance.inventory.tables import InstallationRow
-from powerx_governance.scans.model import ScanKind, ScanTrigger
-from powerx_governance.scans.request import SCAN_TASK
 from powerx_governance.service import GovernanceService
-from powerx_governance.settings import load_settings
 
 API = "/internal/version/governance"
 INDUSTRIES = ("retail", "finance", "healthcare", "education", "public-sector", "manufacturing")
@@ -52,28 +43,6 @@ def _groups_file() -> Path:
     OUT.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump({"schema": "powerx.groups/v1", "groups": groups}), encoding="utf-8")
     return path
-
-
-def _service(url: str, extra: dict[str, str]) -> GovernanceService:
-    env = {"POWERX_DATABASE_URL": url, "POWERX_SCHEDULER": "0", "POWERX_WORKER": "0", **extra}
-    return GovernanceService.create(load_settings(env), clock=lambda: datetime(2026, 11, 30, tzinfo=UTC))
-
-
-def _ms(samples: list[float]) -> str:
-    ordered = sorted(samples)
-    p95 = ordered[max(0, round(0.95 * len(ordered)) - 1)]
-    median, top = statistics.median(ordered) * 1000, ordered[-1] * 1000
-    return f"median {median:7.1f} ms  p95 {p95 * 1000:7.1f} ms  max {top:7.1f} ms"
-
-
-def _timed(action: Callable[[], Any], repeat: int) -> list[float]:
-    action()  # warm: the first request loads the catalog index into the process
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        action()
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def _targets(service: GovernanceService) -> tuple[str, str, str]:
@@ -98,14 +67,6 @@ def _targets(service: GovernanceService) -> tuple[str, str, str]:
     return plugin, version, advisory
 
 
-@contextmanager
-def _client(service: GovernanceService, base_url: str) -> Iterator[httpx.Client]:
-    with transaction(service.factory) as session:
-        _, token = create_token(session, name="bench", role=Role.OPERATOR, tenant=None, now=service.clock())
-    with httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
-        yield client
-
-
 def _requests(client: httpx.Client, plugin: str, version: str, advisory: str) -> dict[str, Callable[[], Any]]:
     def get(path: str, **params: str) -> Callable[[], Any]:
         def call() -> Any:
@@ -127,32 +88,25 @@ def _requests(client: httpx.Client, plugin: str, version: str, advisory: str) ->
 
 
 def run(backend: str, tenants: int, repeat: int, *, groups: bool) -> None:
-    data = dataset(tenants)
-    with database(backend) as url:
-        service = _service(
-            url, {"POWERX_TENANT_SOURCE": str(data.manifests), "POWERX_CATALOG_SOURCE": str(data.catalog)}
-        )
-        try:
+    with scanned(backend, tenants) as scanned_service:
+        service = scanned_service
+        if groups:
+            service = scanned_service.reconfigured({"POWERX_GROUPS": str(_groups_file())})
             start = time.perf_counter()
-            service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
-            service.run_pending(tasks=frozenset({SCAN_TASK}))  # deliveries are not what is measured
-            took = time.perf_counter() - start
-            print(f"[{backend}] full scan of {data.installations:,} installations: {took:.1f} s")
-            if groups:
-                service = service.reconfigured({"POWERX_GROUPS": str(_groups_file())})
-                start = time.perf_counter()
-                with transaction(service.factory) as session:
-                    outcome = evaluate(session, service.require(Evaluator), service.clock())
-                took, rss = time.perf_counter() - start, peak_rss_mib()
-                print(f"  evaluate every group ({outcome.as_dict()}): {took:.1f} s, peak RSS {rss:.0f} MiB")
+            with transaction(service.factory) as session:
+                outcome = evaluate(session, service.require(Evaluator), service.clock())
+            took, rss = time.perf_counter() - start, peak_rss_mib()
+            print(f"  evaluate every group ({outcome.as_dict()}): {took:.1f} s, peak RSS {rss:.0f} MiB")
+        try:
             plugin, version, advisory = _targets(service)
-            with _served(service) as base_url, _client(service, base_url) as client:
+            with served(service) as base_url, api_client(service, base_url) as client:
                 for name, action in _requests(client, plugin, version, advisory).items():
                     found = action()
                     size = found.get("total", found.get("tenants_total", len(found.get("items", []))))
-                    print(f"  {name:60s} {size:>6} rows  {_ms(_timed(action, repeat))}")
+                    print(f"  {name:60s} {size:>6} rows  {ms(timed(action, repeat))}")
         finally:
-            service.stop()
+            if service is not scanned_service:
+                service.stop()
 
 
 def main() -> None:

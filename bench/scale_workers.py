@@ -50,6 +50,61 @@ from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
 POWERX = Path(sys.executable).with_name("powerx")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _process_ticks(pid: int) -> int:
+    """CPU ticks (user + system) a process used so far; 0 once it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0
+    return int(fields[11]) + int(fields[12])
+
+
+def _postgres_pids() -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if (entry / "comm").read_text().strip() == "postgres":
+                    found.append(int(entry.name))
+            except OSError:
+                continue
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot (/proc/stat's first line)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+class CpuMeter:
+    """Where the CPU went during a measured span: the worker processes, PostgreSQL's processes
+    (backends that exit within the span are not counted) and the whole machine (/proc/stat), in
+    cores (CPU seconds per wall second). A run that already keeps the machine's cores busy cannot
+    go faster with more workers: `os.cpu_count() / machine cores of one worker` bounds the speed-up."""
+
+    def __init__(self, workers: list[int]) -> None:
+        self.workers = workers
+        self.started = time.monotonic()
+        self.worker_ticks = sum(_process_ticks(p) for p in workers)
+        self.postgres = {p: _process_ticks(p) for p in _postgres_pids()}
+        self.machine = _machine_ticks()
+
+    def cores(self) -> dict[str, float]:
+        wall = time.monotonic() - self.started
+        workers = sum(_process_ticks(p) for p in self.workers) - self.worker_ticks
+        postgres = sum(_process_ticks(p) - self.postgres.get(p, 0) for p in _postgres_pids())
+        busy, total = _machine_ticks()
+        machine_busy = (busy - self.machine[0]) / max(1, total - self.machine[1]) * (os.cpu_count() or 1)
+        return {
+            "workers_cores": round(workers / TICKS / wall, 2),
+            "postgres_cores": round(postgres / TICKS / wall, 2),
+            "machine_cores_busy": round(machine_busy, 2),
+        }
 
 
 def _fleet(tenants: int, installations: int) -> Path:
@@ -62,7 +117,7 @@ def _fleet(tenants: int, installations: int) -> Path:
 
 
 @contextmanager
-def _workers(env: dict[str, str], count: int) -> Iterator[None]:
+def _workers(env: dict[str, str], count: int) -> Iterator[list[int]]:
     logs = [(OUT / f"scale-worker-{n}.log").open("w") for n in range(count)]
     command = [
         str(POWERX),
@@ -77,7 +132,7 @@ def _workers(env: dict[str, str], count: int) -> Iterator[None]:
     ]
     processes = [subprocess.Popen(command, env=env, stdout=log, stderr=log) for log in logs]
     try:
-        yield
+        yield [p.pid for p in processes]
     finally:
         for process in processes:
             process.terminate()
@@ -112,7 +167,7 @@ def _scheduled(service: GovernanceService, timeout: float = 120) -> str:
     raise TimeoutError("no scheduled scan")
 
 
-def _delta(service: GovernanceService, plugins: int) -> dict[str, Any]:
+def _delta(service: GovernanceService, meter: CpuMeter, plugins: int) -> dict[str, Any]:
     """Push a critical advisory (every version affected) for each of the `plugins` most-run plugins,
     all in one transaction with the delta scan they queue; the delta from request to finish."""
     with service.engine.connect() as connection:
@@ -127,7 +182,8 @@ def _delta(service: GovernanceService, plugins: int) -> dict[str, Any]:
         for n, (plugin_id, _) in enumerate(top):
             pushes.push_advisory(session, _advisory(n, plugin_id), actor="bench", now=service.clock())
         scan_id = service.request_delta(session, "bench")
-    return {"plugins": plugins, "installations": sum(int(c) for _, c in top), **_scan(service, scan_id)}
+    installations = sum(int(c) for _, c in top)
+    return {"plugins": plugins, "installations": installations, **_scan(service, meter, scan_id)}
 
 
 def _advisory(n: int, plugin_id: str) -> Advisory:
@@ -145,10 +201,12 @@ def _every_version() -> dict[str, Any]:
     return {"type": "SEMVER", "events": [{"introduced": "0"}]}
 
 
-def _scan(service: GovernanceService, scan_id: str | None = None) -> dict[str, Any]:
-    """A full scan (the given one, else a new one) from its request to its finish, by the store's clock."""
+def _scan(service: GovernanceService, meter: CpuMeter, scan_id: str | None = None) -> dict[str, Any]:
+    """A full scan (the given one, else a new one) from its request to its finish, by the store's
+    clock, with the CPU it took (from `meter`'s start)."""
     scan_id = scan_id or service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
     status = _wait_scan(service, scan_id)
+    cores = meter.cores()
     with service.engine.connect() as connection:
         timings, requested, finished = connection.execute(
             text("SELECT timings, requested_at, finished_at FROM scans WHERE scan_id = :s"), {"s": scan_id}
@@ -169,6 +227,7 @@ def _scan(service: GovernanceService, scan_id: str | None = None) -> dict[str, A
         "shard_seconds_median": round(statistics.median(seconds), 4) if seconds else None,
         "shard_seconds_max": round(max(seconds), 4) if seconds else None,
         "shard_seconds_total": round(sum(seconds), 3),
+        **cores,
     }
 
 
@@ -253,12 +312,13 @@ def run(
             env = _environ(url, fleet, shard_size=shard_size, delta_shard_from=delta[1])
             service = GovernanceService.create(load_settings(env))
             try:
-                with _workers(env, count):
-                    first = _scan(service, _scheduled(service))  # the first tick's scan: everything is new
-                    steady = _scan(service)
+                with _workers(env, count) as pids:
+                    meter = CpuMeter(pids)
+                    first = _scan(service, meter, _scheduled(service))  # the first tick's scan: all new
+                    steady = _scan(service, CpuMeter(pids))
                     phases = {"first": first, "steady": steady}
                     if delta[0]:
-                        phases["delta"] = _delta(service, delta[0])
+                        phases["delta"] = _delta(service, CpuMeter(pids), delta[0])
                 figures[f"workers_{count}"] = phases
                 print(f"{count} worker(s): {json.dumps(phases)}", flush=True)
             finally:
@@ -268,7 +328,13 @@ def run(
             one = figures[f"workers_{counts[0]}"][phase]["wall_seconds"]
             two = figures[f"workers_{counts[1]}"][phase]["wall_seconds"]
             figures[f"speedup_{phase}"] = round(one / two, 2)
-            print(f"{phase}: {counts[1]} workers vs {counts[0]}: x{one / two:.2f}")
+            busy = figures[f"workers_{counts[0]}"][phase]["machine_cores_busy"]
+            bound = (os.cpu_count() or 1) / busy if busy else float("inf")
+            figures[f"cpu_bound_{phase}"] = round(bound, 2)
+            print(
+                f"{phase}: {counts[1]} workers vs {counts[0]}: x{one / two:.2f}; with {counts[0]} the"
+                f" machine's {os.cpu_count()} cores were {busy} busy: at most x{bound:.2f} from this machine"
+            )
     return figures
 
 
@@ -281,9 +347,7 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=250)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--noop-jobs", type=int, default=1_000)
-    parser.add_argument(
-        "--delta-plugins", type=int, default=0, help="a large delta: advisories for P plugins"
-    )
+    parser.add_argument("--delta-plugins", type=int, default=0, help="advisories for P plugins: a delta")
     parser.add_argument("--delta-shard-from", type=int, default=50_000)
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",")]

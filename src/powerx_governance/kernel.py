@@ -117,6 +117,16 @@ Install = Callable[[InstallContext], Contribution]
 
 
 @dataclass(frozen=True, slots=True)
+class NavEntry:
+    """A console page in the main navigation: `key` is what the page passes as its `nav`."""
+
+    key: str
+    label: str
+    href: str
+    fleet_wide: bool = False  # shown only to roles that see the whole fleet
+
+
+@dataclass(frozen=True, slots=True)
 class Component:
     """One domain package's declaration. References are "module:attribute" strings."""
 
@@ -125,6 +135,7 @@ class Component:
     tables: tuple[str, ...] = ()  # modules whose tables belong to the store's metadata
     routers: tuple[str, ...] = ()  # FastAPI routers of the API
     console_routers: tuple[str, ...] = ()  # FastAPI routers of the web console (served after the API)
+    console_nav: tuple[NavEntry, ...] = ()  # its console pages in the main navigation
     commands: Mapping[str, str] = field(default_factory=dict)  # `powerx version <name>` -> Typer app/command
     root_commands: Mapping[str, str] = field(default_factory=dict)  # `powerx <name>` -> Typer app/command
     settings: str | None = None  # a SettingsReader of this component's environment section

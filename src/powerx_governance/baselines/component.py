@@ -1,6 +1,6 @@
 """The baselines component's declaration (see `powerx_governance.kernel`)."""
 
-from powerx_governance.kernel import Component
+from powerx_governance.kernel import Component, NavEntry
 
 COMPONENT = Component(
     name="baselines",
@@ -8,6 +8,10 @@ COMPONENT = Component(
     tables=("powerx_governance.baselines.tables",),
     routers=("powerx_governance.baselines.routes:router",),
     console_routers=("powerx_governance.baselines.console:router",),
+    console_nav=(
+        NavEntry("groups", "Groups", "/console/groups"),
+        NavEntry("fleet", "Plugins", "/console/fleet/plugins"),
+    ),
     commands={
         "groups": "powerx_governance.baselines.cli:groups_app",
         "inventory": "powerx_governance.baselines.cli:inventory_app",

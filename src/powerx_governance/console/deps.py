@@ -7,7 +7,7 @@ session's CSRF token and, when the browser sends one, a same-origin `Origin`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Final
 from urllib.parse import urlencode, urlsplit
@@ -33,21 +33,38 @@ from powerx_governance.console.sessions import (
     resume,
 )
 from powerx_governance.feature_flags import Flag
+from powerx_governance.kernel import Component, NavEntry
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
 
 log = logging.getLogger("powerx.console")
 HOME: Final = "/console"
+CONSOLE_COMPONENT: Final = "console"  # its own pages lead the main navigation
 SIGN_IN_PATH: Final = "/console/sign-in"
 
 
 class PageError(Exception):
     """A page that answers with an error page (404, 403, 400) instead of its content."""
 
-    def __init__(self, status: int, title: str, message: str, user: ConsoleUser | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        title: str,
+        message: str,
+        user: ConsoleUser | None = None,
+        nav_entries: Sequence[NavEntry] = (),
+    ) -> None:
         super().__init__(message)
         self.status, self.title, self.message, self.user = status, title, message, user
+        self.nav_entries = nav_entries
+
+
+def nav_entries(components: Sequence[Component], user: ConsoleUser) -> list[NavEntry]:
+    """The main navigation the user sees: the console's own pages, then those of the other
+    components in install order; pages of the whole fleet only for fleet-wide roles."""
+    ordered = sorted(components, key=lambda c: c.name != CONSOLE_COMPONENT)
+    return [e for c in ordered for e in c.console_nav if user.fleet_wide or not e.fleet_wide]
 
 
 class SignInRequiredError(Exception):
@@ -60,7 +77,14 @@ class SignInRequiredError(Exception):
 def _error_page(exc: PageError) -> Response:
     return render(
         "error.html",
-        {"user": exc.user, "title": exc.title, "message": exc.message, "status": exc.status, "nav": None},
+        {
+            "user": exc.user,
+            "title": exc.title,
+            "message": exc.message,
+            "status": exc.status,
+            "nav": None,
+            "nav_entries": exc.nav_entries,
+        },
         status=exc.status,
     )
 
@@ -125,13 +149,17 @@ class Page:
             "own_tenant": self.tenant,
             "flags": {"governance": flags[Flag.GOVERNANCE], "upgrade_policy": flags[Flag.UPGRADE_POLICY]},
             "nav": nav,
+            "nav_entries": self.nav_entries(),
             "now": self.svc.clock(),
             "here": _here(self.request),
         }
         return render(template, {**base, **context}, status=status)
 
     def error(self, status: int, title: str, message: str) -> PageError:
-        return PageError(status, title, message, self.user)
+        return PageError(status, title, message, self.user, self.nav_entries())
+
+    def nav_entries(self) -> list[NavEntry]:
+        return nav_entries(self.svc.installed.components, self.user)
 
     def not_found(self, what: str = "page") -> PageError:
         return self.error(404, "Not found", f"There is no such {what}, or it is not yours to see.")

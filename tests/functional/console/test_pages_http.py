@@ -182,3 +182,41 @@ def test_operator_filters_pages_and_tenant_switch(make_service: ServiceFactory) 
         progress = client.get(f"/console/scans/{scan_id.group(1)}/status").json()
         assert progress["finished"] is True
         assert progress["coverage"]["tenants_total"] >= 99
+
+
+def _main_nav(html: str) -> list[tuple[str, str]]:
+    """(label, href) of the main navigation's links, in order."""
+    nav = html[html.index('<nav class="mainnav"') : html.index("</nav>")]
+    return [(label, href) for href, label in re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', nav)]
+
+
+def test_main_navigation_comes_from_the_components(console_server: ConsoleServer) -> None:
+    """Every component's console pages are in the main navigation (the console's own first);
+    fleet-wide pages only for fleet-wide roles; error pages keep the navigation."""
+    service, live = console_server.service, console_server.live
+    with _browser(live) as client:
+        sign_in(client, issue_token(service, Role.OPERATOR))
+        operator = _main_nav(client.get("/console").text)
+        groups = client.get("/console/groups")
+        missing = client.get("/console/groups/no-such-group")
+    assert operator == [
+        ("Overview", "/console"),
+        ("Adoption", "/console/adoption"),
+        ("Tenants", "/console/tenants"),
+        ("Bulk decisions", "/console/bulk"),
+        ("Scans", "/console/scans"),
+        ("Groups", "/console/groups"),
+        ("Plugins", "/console/fleet/plugins"),
+    ]
+    assert 'href="/console/groups" aria-current="page"' in groups.text
+    assert missing.status_code == 404
+    assert _main_nav(missing.text) == operator
+    with _browser(live) as client:
+        sign_in(client, issue_token(service, Role.TENANT_ADMIN, SANDBOX))
+        admin = _main_nav(client.get("/console").text)
+    assert admin == [
+        ("Overview", "/console"),
+        ("Adoption", "/console/adoption"),
+        ("Groups", "/console/groups"),
+        ("Plugins", "/console/fleet/plugins"),
+    ]
