@@ -17,7 +17,7 @@ from powerx_governance.terminal.context import opened_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
 jobs_app = typer.Typer(help="The job queue: stats and dead letters.", no_args_is_help=True)
-ACTOR_HELP = "Who clears them (audit); default cli:<user>."
+ACTOR_HELP = "Who clears them (logged); default cli:<user>."
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -74,10 +74,10 @@ def jobs_clear(
     job_ids: Annotated[list[int], typer.Argument(help="Dead letters to clear (ids from `jobs dead`).")],
     actor: Annotated[str | None, typer.Option(help=ACTOR_HELP)] = None,
 ) -> None:
-    """Clear dead letters an operator has dealt with (audited); exit 2 when one is not a dead letter."""
+    """Clear dead letters an operator has dealt with (logged); exit 2 when one is not a dead letter."""
     try:
         with opened_service() as service, transaction(service.factory) as session:
-            cleared = clear_dead(session, job_ids, actor=actor or _actor(), now=service.clock())
+            cleared = clear_dead(session, job_ids, actor=actor or _actor())
     except (SQLAlchemyError, ValueError) as exc:
         err.print(f"error: cannot clear dead letters: {exc}")
         raise typer.Exit(ExitCode.USAGE) from exc

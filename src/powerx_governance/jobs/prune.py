@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Final
 from sqlalchemy import and_, delete, or_, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from powerx_governance.audit.service import AuditEvent, record
 from powerx_governance.db.rows import rowcount
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs.model import JobRunner, JobStatus
@@ -88,9 +87,10 @@ def _forget_failed_procrastinate_jobs(session: Session, ledger_ids: Sequence[int
     )
 
 
-def clear_dead(session: Session, job_ids: Sequence[int], *, actor: str, now: datetime) -> list[int]:
-    """An operator clears dead letters (audited `jobs.dead_letter.cleared`, with each task, key and
-    error); the ids that were dead letters and are gone."""
+def clear_dead(session: Session, job_ids: Sequence[int], *, actor: str) -> list[int]:
+    """An operator clears dead letters; the ids that were dead letters and are gone. Each is logged
+    with its task, key, error and who cleared it (the jobs package sits below the audit trail, which
+    queues its shipping through it)."""
     dead = list(
         session.execute(
             select(JobRow).where(JobRow.id.in_(list(job_ids)), JobRow.status == JobStatus.DEAD.value)
@@ -99,22 +99,18 @@ def clear_dead(session: Session, job_ids: Sequence[int], *, actor: str, now: dat
     procrastinate = JobRunner.PROCRASTINATE.value
     _forget_failed_procrastinate_jobs(session, [row.id for row in dead if row.runner == procrastinate])
     for row in dead:
-        record(session, _cleared(row, actor), now)
+        log.warning(
+            "dead letter cleared",
+            extra={
+                "job_id": row.id,
+                "task": row.task,
+                "key": row.idempotency_key,
+                "error": row.last_error,
+                "actor": actor,
+            },
+        )
         session.delete(row)
     return [row.id for row in dead]
-
-
-def _cleared(row: JobRow, actor: str) -> AuditEvent:
-    return AuditEvent(
-        source="governance",
-        operation="jobs.dead_letter.cleared",
-        resource_type="job",
-        resource_id=str(row.id),
-        actor=actor,
-        severity="warning",
-        changes={"before": {"status": row.status, "attempts": row.attempts}, "after": None},
-        meta={"task": row.task, "key": row.idempotency_key, "error": row.last_error},
-    )
 
 
 @dataclass
