@@ -1,16 +1,19 @@
 """Scale-out: a sharded full scan on procrastinate with 1 and with 2 `powerx version worker` processes.
 
     python -m bench.scale_workers [--tenants N] [--shard-size S] [--workers 1,2] [--noop-jobs K]
+                                  [--delta-plugins P] [--delta-shard-from I]
     python -m bench.scale_workers --tenants 0          # the queue overhead only
 
 Per worker count, on a fresh PostgreSQL schema: the first full scan (the one the workers' first
-periodic tick requests: every recommendation, revision, console card and event written) and a
-steady re-scan (nothing changed), each from its request to the finish job's commit (the store's
-timestamps), with N separate worker processes (concurrency 1 each). From
-the shard rows: the per-shard cost (evaluate + persist + follow-ups, in the worker) and the share
-of the wall time the coordinator took. Queue overhead: K jobs that do nothing (a shard job whose
-shard does not exist) through one worker, wall time per job: defer in the caller's transaction,
-fetch, the ledger's start and completion, procrastinate's finish.
+periodic tick requests: every recommendation, revision, console card and event written) and a steady
+re-scan (nothing changed), each from its request to the finish job's commit (the store's
+timestamps), with N separate worker processes (concurrency 1 each). From the shard rows: the per-
+shard cost (evaluate + persist + follow-ups, in the worker) and the share of the wall time the
+coordinator took. Then a large delta scan: one pushed critical advisory for each of the P plugins
+most tenants run (every version affected), sharded when it evaluates at least I installations, from
+the push to the finish job's commit. Queue overhead: K jobs that do nothing (a shard job whose shard
+does not exist) through one worker, wall time per job: defer in the caller's transaction, fetch, the
+ledger's start and completion, procrastinate's finish.
 The default fleet is smaller than DESIGN §8's reference: the
 reference workload's first scan takes tens of minutes on this shared 2-core machine, so the
 default is 4,000 tenants x 25 installations (100,000), 16 shards of 250 tenants; the per-shard
@@ -31,11 +34,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 from sqlalchemy import text
 
 from bench.common import OUT
 from bench.store_reference import database
 from bench.synthetic import generate
+from powerx_governance.catalog import pushes
+from powerx_governance.catalog_records import Advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
 from powerx_governance.scans.model import ScanKind, ScanTrigger
@@ -161,6 +167,40 @@ def _scheduled(service: GovernanceService, timeout: float = 120) -> str:
     raise TimeoutError("no scheduled scan")
 
 
+def _delta(service: GovernanceService, meter: CpuMeter, plugins: int) -> dict[str, Any]:
+    """Push a critical advisory (every version affected) for each of the `plugins` most-run plugins,
+    all in one transaction with the delta scan they queue; the delta from request to finish."""
+    with service.engine.connect() as connection:
+        top = connection.execute(
+            text(
+                "SELECT plugin_id, count(*) FROM installations GROUP BY plugin_id"
+                " ORDER BY count(*) DESC, plugin_id LIMIT :n"
+            ),
+            {"n": plugins},
+        ).all()
+    with transaction(service.factory) as session:
+        for n, (plugin_id, _) in enumerate(top):
+            pushes.push_advisory(session, _advisory(n, plugin_id), actor="bench", now=service.clock())
+        scan_id = service.request_delta(session, "bench")
+    installations = sum(int(c) for _, c in top)
+    return {"plugins": plugins, "installations": installations, **_scan(service, meter, scan_id)}
+
+
+def _advisory(n: int, plugin_id: str) -> Advisory:
+    record = {
+        "id": f"PXSA-BENCH-{n:04d}",
+        "summary": f"bench advisory for {plugin_id}",
+        "modified": "2026-12-01T00:00:00Z",
+        "severity": [{"type": "CVSS_V3", "score": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"}],
+        "affected": [{"package": {"ecosystem": "PowerX", "name": plugin_id}, "ranges": [_every_version()]}],
+    }
+    return msgspec.convert(record, Advisory)
+
+
+def _every_version() -> dict[str, Any]:
+    return {"type": "SEMVER", "events": [{"introduced": "0"}]}
+
+
 def _scan(service: GovernanceService, meter: CpuMeter, scan_id: str | None = None) -> dict[str, Any]:
     """A full scan (the given one, else a new one) from its request to its finish, by the store's
     clock, with the CPU it took (from `meter`'s start)."""
@@ -226,7 +266,9 @@ def _noop_overhead(jobs: int) -> dict[str, Any]:
             service.stop()
 
 
-def _environ(url: str, fleet: Path | None, *, shard_size: int) -> dict[str, str]:
+def _environ(
+    url: str, fleet: Path | None, *, shard_size: int, delta_shard_from: int = 50_000
+) -> dict[str, str]:
     sources = (
         {
             "POWERX_TENANT_SOURCE": str(fleet / "manifests.jsonl"),
@@ -242,11 +284,19 @@ def _environ(url: str, fleet: Path | None, *, shard_size: int) -> dict[str, str]
         "POWERX_VAR_DIR": str(OUT),
         "POWERX_QUEUE_BACKEND": "procrastinate",
         "POWERX_SCAN_SHARD_SIZE": str(shard_size),
+        "POWERX_SCAN_DELTA_SHARD_FROM": str(delta_shard_from),
         "POWERX_WORKER": "0",
     }
 
 
-def run(tenants: int, installations: int, shard_size: int, counts: list[int], noop: int) -> dict[str, Any]:
+def run(
+    tenants: int,
+    installations: int,
+    shard_size: int,
+    counts: list[int],
+    noop: int,
+    delta: tuple[int, int] = (0, 50_000),
+) -> dict[str, Any]:
     figures: dict[str, Any] = {"queue_overhead": _noop_overhead(noop)} if noop else {}
     print(f"queue overhead: {figures.get('queue_overhead')}", flush=True)
     if not tenants:  # `--tenants 0`: the queue overhead only
@@ -259,19 +309,22 @@ def run(tenants: int, installations: int, shard_size: int, counts: list[int], no
     }
     for count in counts:
         with database("postgresql") as url:
-            env = _environ(url, fleet, shard_size=shard_size)
+            env = _environ(url, fleet, shard_size=shard_size, delta_shard_from=delta[1])
             service = GovernanceService.create(load_settings(env))
             try:
                 with _workers(env, count) as pids:
                     meter = CpuMeter(pids)
                     first = _scan(service, meter, _scheduled(service))  # the first tick's scan: all new
                     steady = _scan(service, CpuMeter(pids))
-                figures[f"workers_{count}"] = {"first": first, "steady": steady}
-                print(f"{count} worker(s): first {first}\n             steady {steady}", flush=True)
+                    phases = {"first": first, "steady": steady}
+                    if delta[0]:
+                        phases["delta"] = _delta(service, CpuMeter(pids), delta[0])
+                figures[f"workers_{count}"] = phases
+                print(f"{count} worker(s): {json.dumps(phases)}", flush=True)
             finally:
                 service.stop()
     if len(counts) == 2:
-        for phase in ("first", "steady"):
+        for phase in ("first", "steady", *(("delta",) if delta[0] else ())):
             one = figures[f"workers_{counts[0]}"][phase]["wall_seconds"]
             two = figures[f"workers_{counts[1]}"][phase]["wall_seconds"]
             figures[f"speedup_{phase}"] = round(one / two, 2)
@@ -294,9 +347,12 @@ def main() -> None:
     parser.add_argument("--shard-size", type=int, default=250)
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--noop-jobs", type=int, default=1_000)
+    parser.add_argument("--delta-plugins", type=int, default=0, help="advisories for P plugins: a delta")
+    parser.add_argument("--delta-shard-from", type=int, default=50_000)
     args = parser.parse_args()
     counts = [int(c) for c in args.workers.split(",")]
-    figures = run(args.tenants, args.installations, args.shard_size, counts, args.noop_jobs)
+    delta = (args.delta_plugins, args.delta_shard_from)
+    figures = run(args.tenants, args.installations, args.shard_size, counts, args.noop_jobs, delta)
     out = OUT / "scale_workers.json"
     out.write_text(json.dumps(figures, indent=2))
     print(f"figures written to {out}")

@@ -277,6 +277,7 @@ class GovernanceService:
             change_hooks=service.installed.change_hooks,
             catalog_cache=service.catalog_cache,
             shard_size=shard_size(settings.scan_shard_size, jobs.backend),
+            delta_shard_from=settings.scan_delta_shard_from,
         )
         service.queue = service._job_queue()
         return service

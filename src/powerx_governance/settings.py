@@ -15,6 +15,10 @@ from powerx_governance.auth.throttle import parse_limit
 from powerx_governance.durations import parse_duration
 from powerx_governance.feature_flags import ConfiguredFlag, Flag, configured_flags
 
+# the every-tenant advisory of the reference fleet (20,000 installations) stays one job: the push
+# latency path; two full-scan shards' worth of installations (2 x 500 tenants x ~50) is sharded
+DEFAULT_DELTA_SHARD_FROM = 50_000
+
 
 @dataclass(frozen=True, slots=True)
 class Settings:
@@ -40,6 +44,9 @@ class Settings:
     # POWERX_SCAN_SHARD_SIZE: tenants per shard job of a full scan; 0 = one job; unset = 500 on the
     # procrastinate queue, 0 on the local one
     scan_shard_size: int | None
+    # POWERX_SCAN_DELTA_SHARD_FROM: a delta scan evaluating at least this many installations is sharded
+    # like a full scan (when shards are on); smaller deltas stay one job
+    scan_delta_shard_from: int
     settings_file: Path | None  # POWERX_SETTINGS_FILE: YAML with a `flags:` section
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
     auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
@@ -68,6 +75,20 @@ def _shard_size(value: str | None) -> int | None:
         raise ValueError(f"POWERX_SCAN_SHARD_SIZE must be a whole number of tenants, not {value!r}") from exc
     if not 0 <= size <= 1_000_000:
         raise ValueError(f"POWERX_SCAN_SHARD_SIZE must be from 0 to 1000000, not {value!r}")
+    return size
+
+
+def _delta_shard_from(value: str | None) -> int:
+    if value is None or not value.strip():
+        return DEFAULT_DELTA_SHARD_FROM
+    try:
+        size = int(value)
+    except ValueError as exc:
+        raise ValueError(
+            f"POWERX_SCAN_DELTA_SHARD_FROM must be a whole number of installations, not {value!r}"
+        ) from exc
+    if size < 1:
+        raise ValueError(f"POWERX_SCAN_DELTA_SHARD_FROM must be at least 1, not {value!r}")
     return size
 
 
@@ -101,6 +122,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         retry_delay_seconds=retry,
         poll_seconds=parse_duration(env.get("POWERX_POLL_INTERVAL", "1s")).total_seconds(),
         scan_shard_size=_shard_size(env.get("POWERX_SCAN_SHARD_SIZE")),
+        scan_delta_shard_from=_delta_shard_from(env.get("POWERX_SCAN_DELTA_SHARD_FROM")),
         settings_file=settings_file,
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,

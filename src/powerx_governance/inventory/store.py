@@ -156,9 +156,12 @@ def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[s
     return found
 
 
-def load_installations_of(session: Session, plugin_ids: Sequence[str]) -> list[TenantManifest]:
-    """Every tenant running one of `plugin_ids`, with only those installations (for delta scans)."""
-    if not plugin_ids:
+def load_installations_of(
+    session: Session, plugin_ids: Sequence[str], tenant_uuids: Sequence[str] | None = None
+) -> list[TenantManifest]:
+    """Every tenant running one of `plugin_ids` (only those of `tenant_uuids` when given), with only
+    those installations (for delta scans)."""
+    if not plugin_ids or (tenant_uuids is not None and not tenant_uuids):
         return []
     by_tenant: dict[str, list[Installation]] = {}
     stmt = select(
@@ -170,8 +173,15 @@ def load_installations_of(session: Session, plugin_ids: Sequence[str]) -> list[T
         InstallationRow.auto_update,
         InstallationRow.pinned,
     )
-    for part in chunks(list(plugin_ids)):
-        query = stmt.where(InstallationRow.plugin_id.in_(part))
+    tenant_parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
+    queries = [
+        stmt.where(InstallationRow.plugin_id.in_(part))
+        if tenants is None
+        else stmt.where(InstallationRow.plugin_id.in_(part), InstallationRow.tenant_uuid.in_(tenants))
+        for tenants in tenant_parts
+        for part in chunks(list(plugin_ids))
+    ]
+    for query in queries:
         for uuid, plugin_id, version, channel, state, auto, pinned in session.connection().execute(query):
             by_tenant.setdefault(uuid, []).append(
                 _installation(plugin_id, version, channel, state, auto, pinned)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from typing import Annotated
 
@@ -10,10 +11,13 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.exc import SQLAlchemyError
 
+from powerx_governance.db.session import transaction
+from powerx_governance.jobs.prune import clear_dead
 from powerx_governance.terminal.context import opened_service
 from powerx_governance.terminal.exit_codes import ExitCode
 
 jobs_app = typer.Typer(help="The job queue: stats and dead letters.", no_args_is_help=True)
+ACTOR_HELP = "Who clears them (logged); default cli:<user>."
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
@@ -63,3 +67,29 @@ def jobs_dead(
             (item["error"] or "")[:200],
         )
     out.print(table)
+
+
+@jobs_app.command("clear")
+def jobs_clear(
+    job_ids: Annotated[list[int], typer.Argument(help="Dead letters to clear (ids from `jobs dead`).")],
+    actor: Annotated[str | None, typer.Option(help=ACTOR_HELP)] = None,
+) -> None:
+    """Clear dead letters an operator has dealt with (logged); exit 2 when one is not a dead letter."""
+    try:
+        with opened_service() as service, transaction(service.factory) as session:
+            cleared = clear_dead(session, job_ids, actor=actor or _actor())
+    except (SQLAlchemyError, ValueError) as exc:
+        err.print(f"error: cannot clear dead letters: {exc}")
+        raise typer.Exit(ExitCode.USAGE) from exc
+    out.print(f"cleared {len(cleared)} dead letter(s)")
+    missing = sorted(set(job_ids) - set(cleared))
+    if missing:
+        err.print(f"error: not dead letters: {', '.join(map(str, missing))}")
+        raise typer.Exit(ExitCode.USAGE)
+
+
+def _actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):  # no passwd entry for this uid (containers)
+        return "cli"

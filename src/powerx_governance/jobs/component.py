@@ -12,4 +12,5 @@ COMPONENT = Component(
         "worker": "powerx_governance.jobs.worker:worker_command",
     },
     settings="powerx_governance.jobs.settings:read_settings",
+    install="powerx_governance.jobs.prune:install",
 )

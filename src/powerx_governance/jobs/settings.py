@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from powerx_governance.durations import parse_duration
 from powerx_governance.jobs.interface import QueueBackend
 from powerx_governance.settings import Settings
 
 BACKEND_ENV = "POWERX_QUEUE_BACKEND"
+RETENTION_ENV = "POWERX_JOBS_RETENTION"
+DEAD_RETENTION_ENV = "POWERX_JOBS_DEAD_RETENTION"
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +31,10 @@ class JobsSettings:
     worker_host: str  # POWERX_WORKER_HOST: where `powerx version worker` serves /readyz and /metrics
     worker_port: int  # POWERX_WORKER_PORT (0: any free port, printed at start)
     procrastinate: ProcrastinateOptions = field(default_factory=ProcrastinateOptions)
+    # POWERX_JOBS_RETENTION: finished jobs' ledger rows (keys, attempts) are kept this long, then pruned
+    retention: timedelta = timedelta(days=7)
+    # POWERX_JOBS_DEAD_RETENTION: dead letters are kept this long (or until an operator clears them)
+    dead_retention: timedelta = timedelta(days=30)
 
 
 def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
@@ -38,6 +45,17 @@ def _seconds(env: Mapping[str, str], name: str, default: str) -> float:
     if seconds <= 0:
         raise ValueError(f"{name} must be positive, not {env.get(name)!r}")
     return seconds
+
+
+def _retentions(env: Mapping[str, str]) -> tuple[timedelta, timedelta]:
+    """`POWERX_JOBS_RETENTION` (at least 1h) and `POWERX_JOBS_DEAD_RETENTION` (at least as long)."""
+    retention = timedelta(seconds=_seconds(env, RETENTION_ENV, "7d"))
+    dead = timedelta(seconds=_seconds(env, DEAD_RETENTION_ENV, "30d"))
+    if retention < timedelta(hours=1):
+        raise ValueError(f"{RETENTION_ENV} must be at least 1h (a finished job's key outlives its retries)")
+    if dead < retention:
+        raise ValueError(f"{DEAD_RETENTION_ENV} must be at least {RETENTION_ENV}")
+    return retention, dead
 
 
 def load_jobs_settings(env: Mapping[str, str], database_url: str) -> JobsSettings:
@@ -59,11 +77,14 @@ def load_jobs_settings(env: Mapping[str, str], database_url: str) -> JobsSetting
     )
     if options.stalled_after_seconds < 2 * options.heartbeat_seconds:
         raise ValueError("POWERX_WORKER_STALLED_AFTER must be at least twice POWERX_WORKER_HEARTBEAT")
+    retention, dead_retention = _retentions(env)
     return JobsSettings(
         backend=backend,
         worker_host=env.get("POWERX_WORKER_HOST", "127.0.0.1"),
         worker_port=int(env.get("POWERX_WORKER_PORT", "8718")),
         procrastinate=options,
+        retention=retention,
+        dead_retention=dead_retention,
     )
 
 

@@ -14,7 +14,10 @@ from powerx_governance.jobs.model import JobRunner
 
 class JobRow(Base):
     __tablename__ = "jobs"
-    __table_args__ = (Index("ix_jobs_status_run_after", "status", "run_after"),)
+    __table_args__ = (
+        Index("ix_jobs_status_run_after", "status", "run_after"),
+        Index("ix_jobs_status_finished_at", "status", "finished_at"),  # pruning finished rows by age
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
     task: Mapped[str] = mapped_column(String(64))

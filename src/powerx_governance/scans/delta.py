@@ -1,6 +1,15 @@
-"""A delta scan: only tenants whose manifest changed, and installations of plugins whose data changed."""
+"""A delta scan: only tenants whose manifest changed, and installations of plugins whose data changed.
+
+A small delta is one job and one transaction (the push latency path). A large one (at least
+`POWERX_SCAN_DELTA_SHARD_FROM` installations, when shards are on) is cut into shard jobs by
+`shards.plan_delta`; each shard evaluates its part with `evaluate_delta`, as the one job does.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -10,52 +19,82 @@ from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.policy.engine import PolicyEngine
-from powerx_governance.recommendations.store import persist_findings
+from powerx_governance.policy_versions.model import CurrentPolicy
+from powerx_governance.recommendations.store import ChangeSet, persist_findings
+from powerx_governance.scans.dirty import dirty_manifests, mark_evaluated
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
-from powerx_governance.scans.scanner import scan
+from powerx_governance.scans.scanner import ScanResult, scan
+
+
+@dataclass(frozen=True)
+class DeltaWork:
+    """What (part of) a delta evaluates: tenants whole, and other tenants' installations of the
+    changed plugins."""
+
+    whole: Sequence[str]  # tenants whose manifest changed
+    plugins: Sequence[str]  # plugins whose data changed
+    partial: Sequence[str] | None = None  # tenants evaluated in part (None: every one running a plugin)
 
 
 def run_delta(runtime: ScanRuntime, scan_id: str) -> Outcome:
     """Only tenants whose manifest changed, and only installations of plugins whose data changed."""
     now, timer, policy = runtime.clock(), Timer(), runtime.policy()
     with transaction(runtime.factory) as session:
-        dirty_tenants = set(inventory_store.dirty_tenants(session))
-        dirty_plugins = set(catalog_store.dirty_plugins(session))
-        whole = inventory_store.load_manifests(session, sorted(dirty_tenants)) if dirty_tenants else []
-        partial = [
-            m
-            for m in inventory_store.load_installations_of(session, sorted(dirty_plugins))
-            if m.tenant_uuid not in dirty_tenants
-        ]
-        timer.lap("load")
-        engine = evaluation_engine(session, runtime, policy, now)
-        installed = _installed_for_dependencies(session, engine, partial, dirty_plugins)
-        result = scan(
-            engine, [ManifestResult("store", m, None) for m in (*whole, *partial)], installed=installed
-        )
-        timer.lap("evaluate")
-        findings_whole = [f for f in result.findings if f.tenant.tenant_uuid in dirty_tenants]
-        findings_partial = [f for f in result.findings if f.tenant.tenant_uuid not in dirty_tenants]
-        version = policy.version
-        changes = persist_findings(
-            session,
-            findings_whole,
-            scope=sorted(dirty_tenants),
-            scan_id=scan_id,
-            now=now,
-            policy_version=version,
-        )
-        pairs = [(m.tenant_uuid, p.plugin_id) for m in partial for p in m.plugins]
-        more = persist_findings(
-            session, findings_partial, scope=pairs, scan_id=scan_id, now=now, policy_version=version
-        )
-        changes.changes += more.changes
-        changes.unchanged += more.unchanged
-        inventory_store.mark_clean(session, sorted(dirty_tenants))
-        catalog_store.mark_plugins_clean(session, sorted(dirty_plugins))
-        run_hooks(runtime, session, scan_id, changes, now)
-        timer.lap("persist")
+        plugins = sorted(catalog_store.dirty_plugins(session))
+        work = DeltaWork(sorted(inventory_store.dirty_tenants(session)), plugins)
+        result, changes = evaluate_delta(session, runtime, policy, scan_id, work, now, timer)
+        catalog_store.mark_plugins_clean(session, plugins)
     return Outcome(result, policy, changes, timer.timings)
+
+
+def evaluate_delta(
+    session: Session,
+    runtime: ScanRuntime,
+    policy: CurrentPolicy,
+    scan_id: str,
+    work: DeltaWork,
+    now: datetime,
+    timer: Timer | None = None,
+) -> tuple[ScanResult, ChangeSet]:
+    """Evaluate `work` and persist its findings, clear the evaluated tenants' marks and run the
+    change hooks, in the caller's transaction (the plugins' marks are the caller's)."""
+    timer = timer or Timer()
+    evaluated = dirty_manifests(session, work.whole)  # before the manifests: see `scans.dirty`
+    whole = inventory_store.load_manifests(session, work.whole) if work.whole else []
+    changed = set(work.whole)
+    partial = [
+        m
+        for m in inventory_store.load_installations_of(session, work.plugins, work.partial)
+        if m.tenant_uuid not in changed
+    ]
+    timer.lap("load")
+    engine = evaluation_engine(session, runtime, policy, now)
+    installed = _installed_for_dependencies(session, engine, partial, set(work.plugins))
+    result = scan(engine, [ManifestResult("store", m, None) for m in (*whole, *partial)], installed=installed)
+    timer.lap("evaluate")
+    version = policy.version
+    changes = persist_findings(
+        session,
+        [f for f in result.findings if f.tenant.tenant_uuid in changed],
+        scope=list(work.whole),
+        scan_id=scan_id,
+        now=now,
+        policy_version=version,
+    )
+    more = persist_findings(
+        session,
+        [f for f in result.findings if f.tenant.tenant_uuid not in changed],
+        scope=[(m.tenant_uuid, p.plugin_id) for m in partial for p in m.plugins],
+        scan_id=scan_id,
+        now=now,
+        policy_version=version,
+    )
+    changes.changes += more.changes
+    changes.unchanged += more.unchanged
+    mark_evaluated(session, evaluated)
+    run_hooks(runtime, session, scan_id, changes, now)
+    timer.lap("persist")
+    return result, changes
 
 
 def _installed_for_dependencies(

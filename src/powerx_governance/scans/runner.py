@@ -92,6 +92,8 @@ def run_scan(runtime: ScanRuntime, scan_id: str) -> None:
             if kind is ScanKind.FULL and runtime.shard_size > 0:
                 shards.plan_full(runtime, scan_id, tenants)
                 return
+            if kind is ScanKind.DELTA and runtime.shard_size > 0 and shards.plan_delta(runtime, scan_id):
+                return  # a large delta: its shards and finish carry on
             outcome = (
                 run_full(runtime, scan_id, tenants) if kind is ScanKind.FULL else run_delta(runtime, scan_id)
             )

@@ -40,7 +40,8 @@ class ScanRuntime:
     retry_delay_seconds: float = 60.0
     change_hooks: tuple[ChangeHook, ...] = ()  # given at construction, in the order they run
     catalog_cache: CatalogCache = field(default_factory=CatalogCache)
-    shard_size: int = 0  # tenants per shard of a full scan (0: one job scans everything)
+    shard_size: int = 0  # tenants per shard of a sharded scan (0: one job scans everything)
+    delta_shard_from: int = 50_000  # installations from which a delta scan is sharded (when shards are on)
 
     def rules(self) -> GovernanceRules:
         return self.policy().rules

@@ -1,11 +1,11 @@
-"""A sharded full scan's plan and its shards: what each shard covers, its state and its counts."""
+"""A sharded scan's plan and its shards: what each shard covers, its state and its counts."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from powerx_governance.db.base import Base
@@ -33,7 +33,9 @@ class ScanShardRow(Base):
 
     scan_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     shard: Mapped[int] = mapped_column(primary_key=True)
-    tenants: Mapped[list[Any]]
+    tenants: Mapped[list[Any]]  # evaluated whole
+    # a delta shard's tenants of which only the changed plugins' installations are evaluated
+    partial: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))
     # what the coordinator's intake found wrong per tenant: {"problem": {...} | None, "entries": [...]}
     problems: Mapped[dict[str, Any]]
     loose: Mapped[list[Any]]  # problems naming no tenant (shard 0 carries them)
@@ -58,7 +60,7 @@ class ScanShardRow(Base):
         return {
             "shard": self.shard,
             "status": self.status,
-            "tenants": len(self.tenants),
+            "tenants": len(self.tenants) + len(self.partial),
             "attempts": self.attempts,
             "worker": self.worker,
             "started_at": self.started_at.isoformat() if self.started_at else None,

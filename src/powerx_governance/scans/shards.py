@@ -1,17 +1,27 @@
-"""Sharded full scans: a coordinator, one job per tenant shard, and a finish job.
+"""Sharded scans: a coordinator, one job per tenant shard, and a finish job.
 
-The coordinator (the `scan` job of a full scan when `POWERX_SCAN_SHARD_SIZE` > 0) refreshes the
+The coordinator of a full scan (its `scan` job when `POWERX_SCAN_SHARD_SIZE` > 0) refreshes the
 catalog, reads the tenant source once into the inventory store (the intake), cuts the tenants
 into shards, and in one transaction writes the plan, the shard rows and one `scan_shard` job per
-shard. A shard job loads its tenants from the store, evaluates them, and in one transaction
-persists their findings, runs the change hooks (notifications, events, decision follow-ups),
-marks the shard done and counts it; a job run again after that commit finds its shard done and
-does nothing, so a worker killed mid-shard loses nothing and doubles nothing. The shard that
-makes the count reach the plan's total queues the `scan_finish` job (its key is unique), which
-records coverage, the failure streak, alerts and the scan's audit record once.
+shard. The coordinator of a large delta scan (at least `POWERX_SCAN_DELTA_SHARD_FROM`
+installations to evaluate) cuts the tenants it touches the same way: a shard evaluates its
+changed tenants whole and, of its other tenants, the installations of the changed plugins.
+
+A shard job loads its tenants from the store, evaluates them, and in one transaction persists their
+findings, runs the change hooks (notifications, events, decision follow-ups), marks the shard done
+and counts it; a job run again after that commit finds its shard done and does nothing, so a worker
+killed mid-shard loses nothing and doubles nothing. The shard that makes the count reach the plan's
+total queues the `scan_finish` job (its key is unique), which records coverage, the failure streak,
+alerts and the scan's audit record once.
 
 A shard whose failure is not transient, or that failed `SHARD_ATTEMPTS` times, is given up:
 its tenants count as not scanned, the scan ends `incomplete` and is retried like any other.
+
+Dirty marks: a tenant's is cleared by the shard that evaluated it, only while its stored manifest is
+still the one evaluated (`scans.dirty`). The changed plugins' installations spread over every shard,
+and a plugin's mark has no version to compare, so the plan takes their marks over in the transaction
+that queues the shards (a push from then on marks the plugin again, for the next delta scan), and a
+shard that gives up hands them back.
 """
 
 from __future__ import annotations
@@ -26,7 +36,7 @@ from datetime import datetime
 from typing import Any, Final
 
 import psycopg
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -36,11 +46,13 @@ from powerx_governance.db.session import transaction
 from powerx_governance.errors import InputProblem
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
-from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.retry import is_transient
 from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
+from powerx_governance.scans.delta import DeltaWork, evaluate_delta
+from powerx_governance.scans.dirty import dirty_manifests, mark_evaluated
 from powerx_governance.scans.finish import conclude, exception_cause, failure_text, finish_failed
 from powerx_governance.scans.full import _fall_back_to_last_good, _refresh_catalog, _unscanned
 from powerx_governance.scans.model import ScanKind, ScanStatus, ShardStatus
@@ -164,9 +176,64 @@ def plan_full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> int
         for n, members in enumerate(cut):
             session.add(_shard_row(scan_id, n, members, intake, loose=intake.loose if n == 0 else []))
         session.flush()
+        catalog_store.mark_plugins_clean(session, dirty)  # taken over by the plan (module docstring)
         for n in range(len(cut)):
             _queue_shard(session, scan_id, n, now)
     return len(cut)
+
+
+def plan_delta(runtime: ScanRuntime, scan_id: str) -> bool:
+    """The coordinator of a large delta scan: the plan and its shard jobs, in one transaction.
+
+    False when the delta evaluates fewer than `delta_shard_from` installations: it runs as one job."""
+    started, now = time.perf_counter(), runtime.clock()
+    with transaction(runtime.factory) as session:
+        tenants = sorted(inventory_store.dirty_tenants(session))
+        plugins = sorted(catalog_store.dirty_plugins(session))
+        whole = set(tenants)
+        partial = {t: n for t, n in _running(session, plugins).items() if t not in whole}
+        size = _installations(session, tenants) + sum(partial.values())
+        if size < runtime.delta_shard_from:
+            return False
+        cut = list(chunks(sorted(whole | set(partial)), runtime.shard_size))
+        session.add(
+            ScanPlanRow(
+                scan_id=scan_id,
+                shards=len(cut),
+                evaluated_at=now,
+                dirty_plugins=plugins,
+                errors=[],
+                warnings=[],
+                timings={"plan": round(time.perf_counter() - started, 4), "installations": size},
+            )
+        )
+        for n, members in enumerate(cut):
+            row = _shard_row(scan_id, n, [t for t in members if t in whole], _Intake(), loose=[])
+            row.partial = [t for t in members if t not in whole]
+            session.add(row)
+        session.flush()
+        catalog_store.mark_plugins_clean(session, plugins)  # taken over by the plan (module docstring)
+        for n in range(len(cut)):
+            _queue_shard(session, scan_id, n, now)
+    return True
+
+
+def _installations(session: Session, tenants: Sequence[str]) -> int:
+    stmt = select(func.count()).select_from(InstallationRow)
+    return sum(
+        session.execute(stmt.where(InstallationRow.tenant_uuid.in_(part))).scalar_one()
+        for part in chunks(list(tenants))
+    )
+
+
+def _running(session: Session, plugins: Sequence[str]) -> dict[str, int]:
+    """tenant → how many installations of `plugins` it has."""
+    found: dict[str, int] = {}
+    stmt = select(InstallationRow.tenant_uuid, func.count()).group_by(InstallationRow.tenant_uuid)
+    for part in chunks(list(plugins)):
+        for tenant, count in session.execute(stmt.where(InstallationRow.plugin_id.in_(part))):
+            found[tenant] = found.get(tenant, 0) + count
+    return found
 
 
 def _shard_row(scan_id: str, n: int, members: list[str], intake: _Intake, loose: list[Any]) -> ScanShardRow:
@@ -287,20 +354,40 @@ def _evaluate(runtime: ScanRuntime, scan_id: str, shard: int, started: float, *,
     with transaction(runtime.factory) as session:
         _writers_lock(session, alone=alone)
         row = session.get_one(ScanShardRow, (scan_id, shard))
-        now = session.get_one(ScanPlanRow, scan_id).evaluated_at
-        results = _fall_back_to_last_good(session, runtime, _results(session, runtime, row), policy, now)
-        result = scan(evaluation_engine(session, runtime, policy, now), results)
-        scope = [r.manifest.tenant_uuid for r in results if r.manifest is not None]
-        changes = persist_findings(
-            session, result.findings, scope=scope, scan_id=scan_id, now=now, policy_version=policy.version
-        )
-        fresh = [r.manifest.tenant_uuid for r in results if r.manifest is not None and r.stale_since is None]
-        inventory_store.mark_clean(session, fresh)
-        run_hooks(runtime, session, scan_id, changes, now)
-        _record(row, result, changes, _unscanned(results), time.perf_counter() - started, runtime.clock())
+        plan = session.get_one(ScanPlanRow, scan_id)
+        now = plan.evaluated_at
+        if session.get_one(ScanRow, scan_id).kind == ScanKind.DELTA.value:
+            work = DeltaWork(row.tenants, plan.dirty_plugins, row.partial)
+            result, changes = evaluate_delta(session, runtime, policy, scan_id, work, now)
+            unscanned: dict[str, str] = {}
+        else:
+            result, changes, unscanned = _evaluate_tenants(session, runtime, policy, scan_id, row, now)
+        _record(row, result, changes, unscanned, time.perf_counter() - started, runtime.clock())
         _count_finished(session, scan_id, now)
     for change in changes.changes:
         runtime.metrics.recommendation_changes_total.labels(change=change.change.value).inc()
+
+
+def _evaluate_tenants(
+    session: Session,
+    runtime: ScanRuntime,
+    policy: CurrentPolicy,
+    scan_id: str,
+    row: ScanShardRow,
+    now: datetime,
+) -> tuple[ScanResult, ChangeSet, dict[str, str]]:
+    """A full scan's shard: its tenants, each from its stored manifest (or its last good one)."""
+    evaluated = dirty_manifests(session, row.tenants)  # before the manifests: see `scans.dirty`
+    results = _fall_back_to_last_good(session, runtime, _results(session, runtime, row), policy, now)
+    result = scan(evaluation_engine(session, runtime, policy, now), results)
+    scope = [r.manifest.tenant_uuid for r in results if r.manifest is not None]
+    changes = persist_findings(
+        session, result.findings, scope=scope, scan_id=scan_id, now=now, policy_version=policy.version
+    )
+    fresh = {r.manifest.tenant_uuid for r in results if r.manifest is not None and r.stale_since is None}
+    mark_evaluated(session, {t: digest for t, digest in evaluated.items() if t in fresh})
+    run_hooks(runtime, session, scan_id, changes, now)
+    return result, changes, _unscanned(results)
 
 
 def _record(
@@ -330,11 +417,13 @@ def _give_up(runtime: ScanRuntime, scan_id: str, shard: int, failure: str) -> No
         row = session.get_one(ScanShardRow, (scan_id, shard))
         if ShardStatus(row.status).final:
             return
-        now = session.get_one(ScanPlanRow, scan_id).evaluated_at
+        plan = session.get_one(ScanPlanRow, scan_id)
+        now = plan.evaluated_at
         row.status, row.finished_at, row.failure = ShardStatus.GIVEN_UP.value, runtime.clock(), failure[:2000]
-        row.tenants_total = len(row.tenants) + len(row.loose)
+        row.tenants_total = len(row.tenants) + len(row.partial) + len(row.loose)
         row.errors = [{"source": "scan", "tenant_uuid": None, "error": f"shard {shard}: {failure}"[:2000]}]
-        row.unscanned = dict.fromkeys(row.tenants, "failed")
+        row.unscanned = dict.fromkeys([*row.tenants, *row.partial], "failed")
+        catalog_store.mark_dirty(session, plan.dirty_plugins)  # the plan's marks, handed back
         _count_finished(session, scan_id, now)
 
 
@@ -376,9 +465,9 @@ def run_finish(runtime: ScanRuntime, scan_id: str) -> None:
             row = session.get_one(ScanRow, scan_id)
             if row.status != ScanStatus.RUNNING.value:
                 return  # it finished before the failure (e.g. in the metrics): the outcome stands
-            started = row.started_at or runtime.clock()
+            started, kind = row.started_at or runtime.clock(), ScanKind(row.kind)
         seconds = (runtime.clock() - started).total_seconds()
-        finish_failed(runtime, scan_id, ScanKind.FULL, failure_text(exc), exception_cause(exc), seconds)
+        finish_failed(runtime, scan_id, kind, failure_text(exc), exception_cause(exc), seconds)
 
 
 def _finish(runtime: ScanRuntime, scan_id: str) -> None:
@@ -394,10 +483,8 @@ def _finish(runtime: ScanRuntime, scan_id: str) -> None:
         complete = result.complete(policy.rules.defaults.min_coverage)
         _record_scan(row, plan, shards, result, policy, complete, now)
         conclude(session, runtime, row, result, policy.rules, now)
-        if row.fleet and not any(s.status == ShardStatus.GIVEN_UP.value for s in shards):
-            catalog_store.mark_plugins_clean(session, plan.dirty_plugins)
-        fleet, seconds = row.fleet, (now - (row.started_at or now)).total_seconds()
-    _observe(runtime, result, policy, fleet, seconds)
+        fleet, kind, seconds = row.fleet, row.kind, (now - (row.started_at or now)).total_seconds()
+    _observe(runtime, result, policy, fleet, kind, seconds)
 
 
 def _totals(plan: ScanPlanRow, shards: list[ScanShardRow], now: datetime) -> ScanResult:
@@ -442,7 +529,7 @@ def _record_scan(
 
 
 def _observe(
-    runtime: ScanRuntime, result: ScanResult, policy: CurrentPolicy, fleet: bool, seconds: float
+    runtime: ScanRuntime, result: ScanResult, policy: CurrentPolicy, fleet: bool, kind: str, seconds: float
 ) -> None:
     """The finished scan's metrics (recommendation changes were counted by each shard as it committed)."""
     if fleet:
@@ -450,7 +537,7 @@ def _observe(
         runtime.metrics.scan_tenants_stale.set(result.tenants_stale)
     if policy.version is not None:
         runtime.metrics.policy_version.set(policy.version)
-    runtime.metrics.scan_duration_seconds.labels(kind="full").observe(seconds)
+    runtime.metrics.scan_duration_seconds.labels(kind=kind).observe(seconds)
 
 
 def shard_progress(session: Session, scan_id: str) -> dict[str, Any] | None:
@@ -472,3 +559,20 @@ def shard_progress(session: Session, scan_id: str) -> dict[str, Any] | None:
         "by_status": by_status,
         "items": shards,
     }
+
+
+def prune_plans(session: Session, finished_before: datetime, limit: int = 1000) -> int:
+    """Drop the plans and shard rows of sharded scans finished before `finished_before` (the jobs
+    ledger's retention: progress per shard is job bookkeeping; the scan row keeps the outcome), at
+    most `limit` scans at a time; how many scans."""
+    stmt = (
+        select(ScanPlanRow.scan_id)
+        .join(ScanRow, ScanRow.scan_id == ScanPlanRow.scan_id)
+        .where(ScanRow.finished_at < finished_before)
+        .limit(limit)
+    )
+    done = list(session.execute(stmt).scalars())
+    if done:
+        session.execute(delete(ScanShardRow).where(ScanShardRow.scan_id.in_(done)))
+        session.execute(delete(ScanPlanRow).where(ScanPlanRow.scan_id.in_(done)))
+    return len(done)
