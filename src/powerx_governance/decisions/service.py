@@ -17,16 +17,16 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.audit.service import AuditEvent, record, record_many
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
-from powerx_governance.decisions.events import record_decision
+from powerx_governance.decisions.events import record_decisions
 from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
-from powerx_governance.notifications.service import NotificationRuntime, notify_decision
+from powerx_governance.notifications.service import DecisionNotice, NotificationRuntime, notify_decisions
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
@@ -174,6 +174,14 @@ def _replayed(session: Session, req: DecisionRequest, who: Principal) -> Decisio
     return previous
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A decision written, and its audit record as of that moment (announced later, see `announce`)."""
+
+    row: DecisionRow
+    audit: AuditEvent
+
+
 def decide(
     session: Session,
     runtime: NotificationRuntime,
@@ -184,6 +192,18 @@ def decide(
     batch_id: str | None = None,
 ) -> tuple[DecisionRow, bool]:
     """Record a decision; (row, created). The caller repeating its idempotency key gets its first decision."""
+    outcome = take(session, req, who, now, batch_id=batch_id)
+    if isinstance(outcome, Taken):
+        announce(session, runtime, [outcome], now)
+        return outcome.row, True
+    return outcome, False
+
+
+def take(
+    session: Session, req: DecisionRequest, who: Principal, now: datetime, *, batch_id: str | None = None
+) -> Taken | DecisionRow:
+    """Check and write one decision without announcing it (see `announce`); the earlier decision
+    when the caller repeats its idempotency key. A DecisionError is raised before anything is written."""
     rec, verdict = _load(session, req.recommendation_id)
     if not who.may_read(rec.tenant_uuid):
         raise UnknownRecommendationError(
@@ -193,7 +213,7 @@ def decide(
         raise RefusedError("a viewer may not decide")
     previous = _replayed(session, req, who)  # only once the caller may decide here
     if previous is not None:
-        return previous, False
+        return previous
     if req.revision != rec.revision:
         raise StaleRevisionError(
             f"recommendation {rec.id} is at revision {rec.revision}, not {req.revision}: reload it",
@@ -211,23 +231,31 @@ def decide(
     row = _insert(session, req, rec, who, now, batch_id)
     rec.state = _STATE_AFTER[req.kind].value
     rec.updated_at = now
-    notify_decision(
-        session,
-        runtime,
-        decision_id=row.id,
-        recommendation_id=rec.id,
-        decision=row.kind,
-        actor=who.name,
-        now=now,
-        reason=row.reason,
-        target_version=row.target_version,
-        scheduled_for=row.scheduled_for,
-        until=row.until,
-    )
-    # last: the audit chain lock is held from here to the commit, so keep that stretch short
-    record(session, _decision_event(row, rec, verdict, before, who), now)
-    record_decision(session, row, now)  # after the audit record: see events.outbox on lock order
-    return row, True
+    return Taken(row, _decision_event(row, rec, verdict, before, who))
+
+
+def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Taken], now: datetime) -> None:
+    """The notifications, audit records and CloudEvents of decisions just taken, a few statements for
+    all of them (one audit chain lock, one outbox write each)."""
+    if not taken:
+        return
+    notices = [
+        DecisionNotice(
+            t.row.id,
+            t.row.recommendation_id,
+            t.row.kind,
+            t.row.actor,
+            t.row.reason,
+            t.row.target_version,
+            t.row.scheduled_for,
+            t.row.until,
+        )
+        for t in taken
+    ]
+    notify_decisions(session, runtime, notices, now)
+    # the audit chain lock is held from here to the commit, so keep that stretch short
+    record_many(session, [t.audit for t in taken], now)
+    record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order
 
 
 def _insert(
@@ -340,6 +368,7 @@ def decide_many(
         raise RefusedError("only operators may decide for many tenants at once")
     batch_id = str(uuid.uuid4())
     made: list[DecisionRow] = []
+    taken: list[Taken] = []
     for rec in select_for_bulk(session, selection):
         req = DecisionRequest(
             recommendation_id=rec.id,
@@ -353,8 +382,13 @@ def decide_many(
             idempotency_key=f"{template.idempotency_key}:{rec.id}" if template.idempotency_key else None,
             correlation_id=batch_id,
         )
-        row, _ = decide(session, runtime, req, who, now, batch_id=batch_id)
-        made.append(row)
+        outcome = take(session, req, who, now, batch_id=batch_id)
+        if isinstance(outcome, Taken):
+            taken.append(outcome)
+            made.append(outcome.row)
+        else:
+            made.append(outcome)
+    announce(session, runtime, taken, now)
     return batch_id, made
 
 
