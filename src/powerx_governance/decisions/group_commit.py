@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
@@ -40,6 +40,7 @@ from powerx_governance.decisions.service import (
 from powerx_governance.notifications.service import NotificationRuntime
 
 MAX_BATCH: Final = 64
+Answer = tuple[dict[str, Any], bool] | DecisionError  # (decision_dict, created), or why it was refused
 log = logging.getLogger("powerx.decisions")
 
 
@@ -108,24 +109,15 @@ class GroupCommit:
             self._alone(pending)
 
     def _together(self, batch: list[_Pending]) -> None:
-        answers: list[tuple[_Pending, tuple[dict[str, Any], bool] | None, Exception | None]] = []
-        with transaction(self._factory) as session:
-            now = self._clock()
-            taken: list[Taken] = []
-            for pending in batch:
-                try:
-                    outcome = take(session, pending.req, pending.who, now)
-                except DecisionError as exc:  # refused before writing anything
-                    answers.append((pending, None, exc))
-                    continue
-                if isinstance(outcome, Taken):
-                    taken.append(outcome)
-                    answers.append((pending, (decision_dict(outcome.row), True), None))
-                else:
-                    answers.append((pending, (decision_dict(outcome), False), None))
-            announce(session, self._runtime, taken, now)
-        for pending, answer, error in answers:
-            pending.answer, pending.error, pending.done = answer, error, True
+        answers = decide_together(
+            self._factory, self._runtime, self._clock(), [(p.req, p.who) for p in batch]
+        )
+        for pending, answer in zip(batch, answers, strict=True):
+            if isinstance(answer, Exception):
+                pending.error = answer
+            else:
+                pending.answer = answer
+            pending.done = True
 
     def _alone(self, pending: _Pending) -> None:
         try:
@@ -135,6 +127,32 @@ class GroupCommit:
         except Exception as exc:  # noqa: BLE001 - handed to the request that asked, which raises it
             pending.error = exc
         pending.done = True
+
+
+def decide_together(
+    factory: sessionmaker[Session],
+    runtime: NotificationRuntime,
+    now: datetime,
+    requests: Sequence[tuple[DecisionRequest, Principal]],
+) -> list[Answer]:
+    """Take decisions in order in one transaction and commit it: each one's answer, or the
+    DecisionError that refused it (it wrote nothing). Any other error is raised, nothing committed."""
+    answers: list[Answer] = []
+    with transaction(factory) as session:
+        taken: list[Taken] = []
+        for req, who in requests:
+            try:
+                outcome = take(session, req, who, now)
+            except DecisionError as exc:  # refused before writing anything
+                answers.append(exc)
+                continue
+            if isinstance(outcome, Taken):
+                taken.append(outcome)
+                answers.append((decision_dict(outcome.row), True))
+            else:
+                answers.append((decision_dict(outcome), False))
+        announce(session, runtime, taken, now)
+    return answers
 
 
 def _abandon(batch: list[_Pending]) -> None:
