@@ -35,8 +35,10 @@ from powerx_governance.decisions.service import (
     announce,
     decide,
     decision_dict,
+    open_batch,
     take,
 )
+from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.notifications.service import NotificationRuntime
 
 MAX_BATCH: Final = 64
@@ -138,20 +140,25 @@ def decide_together(
     """Take decisions in order in one transaction and commit it: each one's answer, or the
     DecisionError that refused it (it wrote nothing). Any other error is raised, nothing committed."""
     answers: list[Answer] = []
+    written: list[tuple[dict[str, Any], DecisionRow]] = []
     with transaction(factory) as session:
+        batch = open_batch(session, [req.recommendation_id for req, _ in requests])
         taken: list[Taken] = []
         for req, who in requests:
             try:
-                outcome = take(session, req, who, now)
+                outcome = take(session, req, who, now, batch=batch)
             except DecisionError as exc:  # refused before writing anything
                 answers.append(exc)
                 continue
+            row = outcome.row if isinstance(outcome, Taken) else outcome
+            answer = decision_dict(row)  # as of this decision (a later one may supersede it)
+            answers.append((answer, isinstance(outcome, Taken)))
+            written.append((answer, row))
             if isinstance(outcome, Taken):
                 taken.append(outcome)
-                answers.append((decision_dict(outcome.row), True))
-            else:
-                answers.append((decision_dict(outcome), False))
         announce(session, runtime, taken, now)
+    for answer, row in written:
+        answer["id"] = row.id  # flushed with the batch
     return answers
 
 

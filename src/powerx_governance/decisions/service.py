@@ -10,7 +10,7 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.audit.service import AuditEvent, record, record_many
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
+from powerx_governance.db.chunks import chunks
 from powerx_governance.decisions.events import record_decisions
 from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
@@ -176,10 +177,49 @@ def _replayed(session: Session, req: DecisionRequest, who: Principal) -> Decisio
 
 @dataclass(frozen=True, slots=True)
 class Taken:
-    """A decision written, and its audit record as of that moment (announced later, see `announce`)."""
+    """A decision written, with what its audit record says as of that moment (see `announce`)."""
 
     row: DecisionRow
-    audit: AuditEvent
+    rec: RecommendationRow
+    verdict: dict[str, Any]
+    before: dict[str, Any]
+    after_state: str
+    who: Principal
+
+    def audit_event(self) -> AuditEvent:
+        """Its audit record (once the row is flushed: the record names the decision's id)."""
+        return _decision_event(self.row, self.rec, self.verdict, self.before, self.after_state, self.who)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What decisions taken in one transaction share: their recommendations, read (and locked) at
+    once, and which of them have an active decision to supersede."""
+
+    loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]]
+    standing: set[int]  # recommendations with an active decision, stored or taken in this batch
+    decided: set[int] = field(default_factory=set)  # recommendations decided in this batch
+
+
+def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
+    """Read and lock the recommendations of decisions to take together (in id order, as every batch)."""
+    ids = sorted(set(rec_ids))
+    loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]] = {}
+    standing: set[int] = set()
+    for part in chunks(ids):
+        stmt = (
+            select(RecommendationRow, VerdictRow.document)
+            .join(VerdictRow)
+            .where(RecommendationRow.id.in_(part))
+            .order_by(RecommendationRow.id)
+            .with_for_update(of=RecommendationRow)
+        )
+        loaded.update({rec.id: (rec, document) for rec, document in session.execute(stmt)})
+        active = select(DecisionRow.recommendation_id).where(
+            DecisionRow.recommendation_id.in_(part), DecisionRow.state == DecisionState.ACTIVE.value
+        )
+        standing.update(session.execute(active).scalars())
+    return Batch(loaded, standing)
 
 
 def decide(
@@ -200,11 +240,20 @@ def decide(
 
 
 def take(
-    session: Session, req: DecisionRequest, who: Principal, now: datetime, *, batch_id: str | None = None
+    session: Session,
+    req: DecisionRequest,
+    who: Principal,
+    now: datetime,
+    *,
+    batch_id: str | None = None,
+    batch: Batch | None = None,
 ) -> Taken | DecisionRow:
     """Check and write one decision without announcing it (see `announce`); the earlier decision
-    when the caller repeats its idempotency key. A DecisionError is raised before anything is written."""
-    rec, verdict = _load(session, req.recommendation_id)
+    when the caller repeats its idempotency key. A DecisionError is raised before anything is written.
+
+    In a `batch` the decision is flushed with the others, by `announce`."""
+    found = batch.loaded.get(req.recommendation_id) if batch is not None else None
+    rec, verdict = found if found is not None else _load(session, req.recommendation_id)
     if not who.may_read(rec.tenant_uuid):
         raise UnknownRecommendationError(
             f"no recommendation {req.recommendation_id}", field="recommendation_id"
@@ -227,11 +276,19 @@ def take(
     _target_check(req, rec)
     _enforcement_check(req, rec, verdict)
     before = {"state": rec.state, "revision": rec.revision}
-    _supersede(session, rec.id, now)
-    row = _insert(session, req, rec, who, now, batch_id)
+    if batch is None:
+        _supersede(session, rec.id, now)
+    elif rec.id in batch.standing:
+        if rec.id in batch.decided:
+            session.flush()  # the decision this one supersedes
+        _supersede(session, rec.id, now)
+    row = _insert(session, req, rec, who, now, batch_id, flush=batch is None)
+    if batch is not None:
+        batch.standing.add(rec.id)
+        batch.decided.add(rec.id)
     rec.state = _STATE_AFTER[req.kind].value
     rec.updated_at = now
-    return Taken(row, _decision_event(row, rec, verdict, before, who))
+    return Taken(row, rec, verdict, before, rec.state, who)
 
 
 def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Taken], now: datetime) -> None:
@@ -239,6 +296,7 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
     all of them (one audit chain lock, one outbox write each)."""
     if not taken:
         return
+    session.flush()  # the decisions of a batch: their ids go into what is announced
     notices = [
         DecisionNotice(
             t.row.id,
@@ -254,7 +312,7 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
     ]
     notify_decisions(session, runtime, notices, now)
     # the audit chain lock is held from here to the commit, so keep that stretch short
-    record_many(session, [t.audit for t in taken], now)
+    record_many(session, [t.audit_event() for t in taken], now)
     record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order
 
 
@@ -265,6 +323,8 @@ def _insert(
     who: Principal,
     now: datetime,
     batch_id: str | None,
+    *,
+    flush: bool = True,
 ) -> DecisionRow:
     scope = (req.scope or IgnoreScope.TARGET) if req.kind is DecisionKind.IGNORE else None
     row = DecisionRow(
@@ -298,7 +358,8 @@ def _insert(
         },
     )
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 
@@ -311,7 +372,12 @@ def _supersede(session: Session, rec_id: int, now: datetime) -> None:
 
 
 def _decision_event(
-    row: DecisionRow, rec: RecommendationRow, verdict: dict[str, Any], before: dict[str, Any], who: Principal
+    row: DecisionRow,
+    rec: RecommendationRow,
+    verdict: dict[str, Any],
+    before: dict[str, Any],
+    state: str,
+    who: Principal,
 ) -> AuditEvent:
     """The admin's decision with the recommendation it answers (recommender `system`)."""
     return AuditEvent(
@@ -326,7 +392,7 @@ def _decision_event(
         changes={
             "before": before,
             "after": {
-                "state": rec.state,
+                "state": state,
                 "revision": rec.revision,
                 "decision_id": row.id,
                 "decision": row.kind,
