@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -50,14 +51,20 @@ def _prepare(env: dict[str, str], count: int) -> tuple[str, list[tuple[int, int]
     service = GovernanceService.create(load_settings(env))
     try:
         service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="bench")
-        service.run_pending()
+        while service.run_pending(limit=10_000):  # the scan, then its notifications: not part of the run
+            pass
         with transaction(service.factory) as session:
             _, token = create_token(
                 session, name="bench", role=Role.OPERATOR, tenant=None, now=service.clock()
             )
             recs = session.execute(
                 select(RecommendationRow.id, RecommendationRow.revision)
-                .where(RecommendationRow.state == "open")
+                .where(
+                    RecommendationRow.state == "open",  # with a release to upgrade to (else 422)
+                    RecommendationRow.target_version.is_not(None)
+                    | RecommendationRow.latest_version.is_not(None),
+                )
+                .order_by(RecommendationRow.id)
                 .limit(count)
             ).all()
         return token, [(rec_id, revision) for rec_id, revision in recs]
@@ -136,6 +143,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
                 .where(AuditEventRow.operation == "decision.upgrade")
             )
         service.stop()
+    refused = Counter(r[0] for r in results if r[0] not in (200, 201))
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else 0.0
     read_ok = sum(1 for r in reads if r[0] == 200)
     print(
@@ -149,6 +157,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
         f" (server cpu {server_cpu:.2f} s,"
         f" {1000 * server_cpu / max(1, len(ok)):.2f} ms per decision); latency p50"
         f" {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; audit events {audited}"
+        + (f"; refused by status: {dict(refused)}" if refused else "")
     )
 
 

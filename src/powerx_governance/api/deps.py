@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Query, Request
@@ -22,7 +22,8 @@ if TYPE_CHECKING:  # the composition root: routes see it as a type only, so no c
 log = logging.getLogger("powerx.auth")
 
 
-def service(request: Request) -> GovernanceService:
+async def service(request: Request) -> GovernanceService:
+    """The service behind the app (async: no I/O, so FastAPI runs it without a worker thread)."""
     return cast("GovernanceService", request.app.state.service)
 
 
@@ -80,10 +81,11 @@ def principal(request: Request, svc: ServiceDep) -> Principal:
     return found
 
 
-def require(*roles: Role) -> Callable[..., Principal]:
-    """A dependency admitting only `roles`; others get 403 (and are logged)."""
+def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting only `roles`; others get 403 (and are logged). Async: it does no I/O,
+    so FastAPI runs it without handing it to a worker thread."""
 
-    def check(who: Annotated[Principal, Depends(principal)], request: Request) -> Principal:
+    async def check(who: Annotated[Principal, Depends(principal)], request: Request) -> Principal:
         if who.role not in roles:
             log.warning(
                 "role refused",

@@ -6,6 +6,7 @@ Decisions own these facts, so they build the events here and hand them to the ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,8 +20,8 @@ from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.times import iso
 
 
-def record_decision(session: Session, decision: DecisionRow, now: datetime) -> int:
-    """One `plugin.version.decision` for an upgrade, schedule or ignore decision just taken."""
+def decision_event(decision: DecisionRow) -> NewEvent:
+    """The `plugin.version.decision` of an upgrade, schedule or ignore decision just taken."""
     data = {
         "decision_id": decision.id,
         "decision": decision.kind,
@@ -41,9 +42,12 @@ def record_decision(session: Session, decision: DecisionRow, now: datetime) -> i
         "correlation_id": decision.correlation_id,
     }
     tenant = decision.tenant_uuid
-    return record(
-        session, [NewEvent(EventType.DECISION, tenant, subject(tenant, decision.plugin_id), data)], now
-    )
+    return NewEvent(EventType.DECISION, tenant, subject(tenant, decision.plugin_id), data)
+
+
+def record_decisions(session: Session, decisions: Sequence[DecisionRow], now: datetime) -> int:
+    """One `plugin.version.decision` per decision just taken, recorded together."""
+    return record(session, [decision_event(d) for d in decisions], now)
 
 
 def record_sla_breach(session: Session, rec: RecommendationRow, breach: dict[str, Any], now: datetime) -> int:

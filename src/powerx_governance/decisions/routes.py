@@ -13,12 +13,12 @@ from powerx_governance.api.deps import GovernanceOn, Reader, ServiceDep, TenantS
 from powerx_governance.api.problems import declared
 from powerx_governance.db.rows import MAX_ID  # integer columns on PostgreSQL
 from powerx_governance.db.session import transaction
+from powerx_governance.decisions.group_commit import group_commit
 from powerx_governance.decisions.model import DecisionKind, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection
 from powerx_governance.decisions.service import (
     DecisionRequest,
     ReopenRequest,
-    decide,
     decide_many,
     decision_dict,
     decisions_for,
@@ -92,10 +92,11 @@ def post_decision(
     svc: ServiceDep,
     idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
 ) -> JSONResponse:
-    """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409)."""
-    with transaction(svc.factory) as session:
-        row, created = decide(session, svc.notifications, _request(body, idempotency_key), who, svc.clock())
-        result = decision_dict(row)
+    """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409).
+
+    Decisions posted at the same time share a transaction and its commit (`group_commit`)."""
+    decisions = group_commit(svc.factory, svc.notifications, svc.clock)
+    result, created = decisions.decide(_request(body, idempotency_key), who)
     if created:
         svc.metrics.decisions_taken(result["decision"], result["scope"])
     return JSONResponse(result, status_code=201 if created else 200)

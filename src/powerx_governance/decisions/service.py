@@ -10,23 +10,24 @@ import hashlib
 import json
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from powerx_governance.audit.service import AuditEvent, record
+from powerx_governance.audit.service import AuditEvent, record, record_many
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
-from powerx_governance.decisions.events import record_decision
+from powerx_governance.db.chunks import chunks
+from powerx_governance.decisions.events import record_decisions
 from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
-from powerx_governance.notifications.service import NotificationRuntime, notify_decision
+from powerx_governance.notifications.service import DecisionNotice, NotificationRuntime, notify_decisions
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
@@ -174,6 +175,53 @@ def _replayed(session: Session, req: DecisionRequest, who: Principal) -> Decisio
     return previous
 
 
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """A decision written, with what its audit record says as of that moment (see `announce`)."""
+
+    row: DecisionRow
+    rec: RecommendationRow
+    verdict: dict[str, Any]
+    before: dict[str, Any]
+    after_state: str
+    who: Principal
+
+    def audit_event(self) -> AuditEvent:
+        """Its audit record (once the row is flushed: the record names the decision's id)."""
+        return _decision_event(self.row, self.rec, self.verdict, self.before, self.after_state, self.who)
+
+
+@dataclass(slots=True)
+class Batch:
+    """What decisions taken in one transaction share: their recommendations, read (and locked) at
+    once, and which of them have an active decision to supersede."""
+
+    loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]]
+    standing: set[int]  # recommendations with an active decision, stored or taken in this batch
+    decided: set[int] = field(default_factory=set)  # recommendations decided in this batch
+
+
+def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
+    """Read and lock the recommendations of decisions to take together (in id order, as every batch)."""
+    ids = sorted(set(rec_ids))
+    loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]] = {}
+    standing: set[int] = set()
+    for part in chunks(ids):
+        stmt = (
+            select(RecommendationRow, VerdictRow.document)
+            .join(VerdictRow)
+            .where(RecommendationRow.id.in_(part))
+            .order_by(RecommendationRow.id)
+            .with_for_update(of=RecommendationRow)
+        )
+        loaded.update({rec.id: (rec, document) for rec, document in session.execute(stmt)})
+        active = select(DecisionRow.recommendation_id).where(
+            DecisionRow.recommendation_id.in_(part), DecisionRow.state == DecisionState.ACTIVE.value
+        )
+        standing.update(session.execute(active).scalars())
+    return Batch(loaded, standing)
+
+
 def decide(
     session: Session,
     runtime: NotificationRuntime,
@@ -184,7 +232,28 @@ def decide(
     batch_id: str | None = None,
 ) -> tuple[DecisionRow, bool]:
     """Record a decision; (row, created). The caller repeating its idempotency key gets its first decision."""
-    rec, verdict = _load(session, req.recommendation_id)
+    outcome = take(session, req, who, now, batch_id=batch_id)
+    if isinstance(outcome, Taken):
+        announce(session, runtime, [outcome], now)
+        return outcome.row, True
+    return outcome, False
+
+
+def take(
+    session: Session,
+    req: DecisionRequest,
+    who: Principal,
+    now: datetime,
+    *,
+    batch_id: str | None = None,
+    batch: Batch | None = None,
+) -> Taken | DecisionRow:
+    """Check and write one decision without announcing it (see `announce`); the earlier decision
+    when the caller repeats its idempotency key. A DecisionError is raised before anything is written.
+
+    In a `batch` the decision is flushed with the others, by `announce`."""
+    found = batch.loaded.get(req.recommendation_id) if batch is not None else None
+    rec, verdict = found if found is not None else _load(session, req.recommendation_id)
     if not who.may_read(rec.tenant_uuid):
         raise UnknownRecommendationError(
             f"no recommendation {req.recommendation_id}", field="recommendation_id"
@@ -193,7 +262,7 @@ def decide(
         raise RefusedError("a viewer may not decide")
     previous = _replayed(session, req, who)  # only once the caller may decide here
     if previous is not None:
-        return previous, False
+        return previous
     if req.revision != rec.revision:
         raise StaleRevisionError(
             f"recommendation {rec.id} is at revision {rec.revision}, not {req.revision}: reload it",
@@ -207,27 +276,44 @@ def decide(
     _target_check(req, rec)
     _enforcement_check(req, rec, verdict)
     before = {"state": rec.state, "revision": rec.revision}
-    _supersede(session, rec.id, now)
-    row = _insert(session, req, rec, who, now, batch_id)
+    if batch is None:
+        _supersede(session, rec.id, now)
+    elif rec.id in batch.standing:
+        if rec.id in batch.decided:
+            session.flush()  # the decision this one supersedes
+        _supersede(session, rec.id, now)
+    row = _insert(session, req, rec, who, now, batch_id, flush=batch is None)
+    if batch is not None:
+        batch.standing.add(rec.id)
+        batch.decided.add(rec.id)
     rec.state = _STATE_AFTER[req.kind].value
     rec.updated_at = now
-    notify_decision(
-        session,
-        runtime,
-        decision_id=row.id,
-        recommendation_id=rec.id,
-        decision=row.kind,
-        actor=who.name,
-        now=now,
-        reason=row.reason,
-        target_version=row.target_version,
-        scheduled_for=row.scheduled_for,
-        until=row.until,
-    )
-    # last: the audit chain lock is held from here to the commit, so keep that stretch short
-    record(session, _decision_event(row, rec, verdict, before, who), now)
-    record_decision(session, row, now)  # after the audit record: see events.outbox on lock order
-    return row, True
+    return Taken(row, rec, verdict, before, rec.state, who)
+
+
+def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Taken], now: datetime) -> None:
+    """The notifications, audit records and CloudEvents of decisions just taken, a few statements for
+    all of them (one audit chain lock, one outbox write each)."""
+    if not taken:
+        return
+    session.flush()  # the decisions of a batch: their ids go into what is announced
+    notices = [
+        DecisionNotice(
+            t.row.id,
+            t.row.recommendation_id,
+            t.row.kind,
+            t.row.actor,
+            t.row.reason,
+            t.row.target_version,
+            t.row.scheduled_for,
+            t.row.until,
+        )
+        for t in taken
+    ]
+    notify_decisions(session, runtime, notices, now)
+    # the audit chain lock is held from here to the commit, so keep that stretch short
+    record_many(session, [t.audit_event() for t in taken], now)
+    record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order
 
 
 def _insert(
@@ -237,6 +323,8 @@ def _insert(
     who: Principal,
     now: datetime,
     batch_id: str | None,
+    *,
+    flush: bool = True,
 ) -> DecisionRow:
     scope = (req.scope or IgnoreScope.TARGET) if req.kind is DecisionKind.IGNORE else None
     row = DecisionRow(
@@ -270,7 +358,8 @@ def _insert(
         },
     )
     session.add(row)
-    session.flush()
+    if flush:
+        session.flush()
     return row
 
 
@@ -283,7 +372,12 @@ def _supersede(session: Session, rec_id: int, now: datetime) -> None:
 
 
 def _decision_event(
-    row: DecisionRow, rec: RecommendationRow, verdict: dict[str, Any], before: dict[str, Any], who: Principal
+    row: DecisionRow,
+    rec: RecommendationRow,
+    verdict: dict[str, Any],
+    before: dict[str, Any],
+    state: str,
+    who: Principal,
 ) -> AuditEvent:
     """The admin's decision with the recommendation it answers (recommender `system`)."""
     return AuditEvent(
@@ -298,7 +392,7 @@ def _decision_event(
         changes={
             "before": before,
             "after": {
-                "state": rec.state,
+                "state": state,
                 "revision": rec.revision,
                 "decision_id": row.id,
                 "decision": row.kind,
@@ -340,6 +434,7 @@ def decide_many(
         raise RefusedError("only operators may decide for many tenants at once")
     batch_id = str(uuid.uuid4())
     made: list[DecisionRow] = []
+    taken: list[Taken] = []
     for rec in select_for_bulk(session, selection):
         req = DecisionRequest(
             recommendation_id=rec.id,
@@ -353,8 +448,13 @@ def decide_many(
             idempotency_key=f"{template.idempotency_key}:{rec.id}" if template.idempotency_key else None,
             correlation_id=batch_id,
         )
-        row, _ = decide(session, runtime, req, who, now, batch_id=batch_id)
-        made.append(row)
+        outcome = take(session, req, who, now, batch_id=batch_id)
+        if isinstance(outcome, Taken):
+            taken.append(outcome)
+            made.append(outcome.row)
+        else:
+            made.append(outcome)
+    announce(session, runtime, taken, now)
     return batch_id, made
 
 

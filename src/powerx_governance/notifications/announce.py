@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -112,6 +113,66 @@ def _about_event(
     return record_events(session, runtime, [event], now) == 1
 
 
+@dataclass(frozen=True, slots=True)
+class DecisionNotice:
+    """An admin decision (upgrade, schedule, ignore) to announce."""
+
+    decision_id: int
+    recommendation_id: int
+    decision: str
+    actor: str
+    reason: str | None = None
+    target_version: str | None = None
+    scheduled_for: datetime | None = None
+    until: datetime | None = None
+
+
+def notify_decisions(
+    session: Session, runtime: NotificationRuntime, notices: Sequence[DecisionNotice], now: datetime
+) -> int:
+    """Announce decisions taken together (one transaction) with a few statements; how many were new.
+
+    Each decision still gets its own event and message, deduped on `decision:{id}`."""
+    if not notices:
+        return 0
+    rec_ids = [n.recommendation_id for n in notices]
+    recs = {
+        rec_id: (tenant, Severity(risk))
+        for rec_id, tenant, risk in session.execute(
+            select(RecommendationRow.id, RecommendationRow.tenant_uuid, RecommendationRow.risk_level).where(
+                RecommendationRow.id.in_(set(rec_ids))
+            )
+        )
+    }
+    missing = set(rec_ids) - recs.keys()
+    if missing:
+        raise LookupError(f"no recommendation {min(missing)}")
+    routes = _routes_of(session, rec_ids)
+    events = [
+        NewEvent(
+            f"decision:{n.decision_id}",
+            EventKind.DECISION,
+            recs[n.recommendation_id][1],
+            now,
+            recs[n.recommendation_id][0],
+            n.recommendation_id,
+            None,
+            routes.get(n.recommendation_id),
+            {
+                "decision_id": n.decision_id,
+                "decision": n.decision,
+                "actor": n.actor,
+                "reason": n.reason,
+                "target_version": n.target_version,
+                "scheduled_for": iso(n.scheduled_for),
+                "until": iso(n.until),
+            },
+        )
+        for n in notices
+    ]
+    return record_events(session, runtime, events, now)
+
+
 def notify_decision(
     session: Session,
     runtime: NotificationRuntime,
@@ -127,18 +188,10 @@ def notify_decision(
     until: datetime | None = None,
 ) -> bool:
     """Announce an admin decision (upgrade, schedule, ignore) on a recommendation; False when not new."""
-    data = {
-        "decision_id": decision_id,
-        "decision": decision,
-        "actor": actor,
-        "reason": reason,
-        "target_version": target_version,
-        "scheduled_for": iso(scheduled_for),
-        "until": iso(until),
-    }
-    return _about_event(
-        session, runtime, f"decision:{decision_id}", EventKind.DECISION, recommendation_id, now, data
+    notice = DecisionNotice(
+        decision_id, recommendation_id, decision, actor, reason, target_version, scheduled_for, until
     )
+    return notify_decisions(session, runtime, [notice], now) == 1
 
 
 def notify_sla_breach(

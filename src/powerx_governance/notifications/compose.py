@@ -149,7 +149,7 @@ def compose(
         kind,
         tenant=tenant,
         findings=findings,
-        event=None if is_findings else _event_context(runtime, events[0], recs, names),
+        events=[] if is_findings else [_event_context(runtime, e, recs, names) for e in events],
         console_url=runtime.settings.console_url,
         labels=runtime.templates.labels,
         generated_at=iso(now) or "",

@@ -20,7 +20,7 @@ from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs import queue
-from powerx_governance.notifications.config import DigestPeriod
+from powerx_governance.notifications.config import ChannelType, DigestPeriod
 from powerx_governance.notifications.model import DeliveryStatus, EntryMode, EventKind, MessageKind
 from powerx_governance.notifications.routes_file import Recipient, RoutesConfig
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -166,6 +166,13 @@ def delivery_row(
     }
 
 
+def _batched(event: NewEvent, recipient: Recipient) -> bool:
+    """Whether the event shares its transaction's message to this recipient and tenant."""
+    if event.kind is EventKind.FINDING:
+        return True
+    return event.kind is EventKind.DECISION and recipient.channel is ChannelType.CONSOLE
+
+
 def _immediate_delivery(
     session: Session,
     writes: _Writes,
@@ -174,8 +181,9 @@ def _immediate_delivery(
     runtime: NotificationRuntime,
     now: datetime,
 ) -> str:
-    # Findings of one transaction share a message per (recipient, tenant); other events each get their own.
-    batch: dict[tuple[str, str | None, str], str] = _batch(session) if event.kind is EventKind.FINDING else {}
+    # Findings of one transaction share a message per (recipient, tenant), and so do decisions shown
+    # on the console (a card each); other events each get their own message.
+    batch: dict[tuple[str, str | None, str], str] = _batch(session) if _batched(event, recipient) else {}
     kind = _message_kind(event.kind)
     slot = (recipient.id, event.tenant_uuid, kind.value)
     found = batch.get(slot)

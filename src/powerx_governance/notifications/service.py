@@ -9,9 +9,10 @@ the transaction), so a notification exists exactly when the change that causes i
   `finding:{id}:reopened:{risk}:{action}:{target}` (what it says, never a revision number).
 - `notify_reopened` announces a finding reopened by a decision's end (expired ignore,
   superseded decision), once per decision: `finding:{id}:reopened:decision:{decision_id}`.
-- `notify_decision`, `notify_sla_breach`, `notify_ignore_broken`, `notify_alert` announce the
-  other events; each is deduped on its own key (an SLA breach on its recommendation, kind and
-  deadline, or its decision) and returns whether it was new.
+- `notify_decision` (`notify_decisions` for several at once), `notify_sla_breach`,
+  `notify_ignore_broken`, `notify_alert` announce the other events; each is deduped on its own
+  key (an SLA breach on its recommendation, kind and deadline, or its decision) and returns
+  whether it was new.
 - Each recipient of the event's route gets it at once or in its next digest (its priority
   filter). Findings sent at once are batched per transaction, recipient and tenant: a scan
   that opens ten critical findings for a tenant sends that tenant's admins one message.
@@ -27,8 +28,10 @@ change hook and `notify_*`), `digests`, `compose`, `deliver` (the worker's steps
 """
 
 from powerx_governance.notifications.announce import (
+    DecisionNotice,
     notify_alert,
     notify_decision,
+    notify_decisions,
     notify_ignore_broken,
     notify_reopened,
     notify_sla_breach,
@@ -56,6 +59,7 @@ from powerx_governance.notifications.runtime import NotificationRuntime
 __all__ = [
     "DELIVER_TASK",
     "DIGEST_TASK",
+    "DecisionNotice",
     "NewEvent",
     "NotificationRuntime",
     "PreparedDelivery",
@@ -71,6 +75,7 @@ __all__ = [
     "next_digest",
     "notify_alert",
     "notify_decision",
+    "notify_decisions",
     "notify_ignore_broken",
     "notify_reopened",
     "notify_sla_breach",

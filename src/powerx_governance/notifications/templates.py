@@ -345,14 +345,16 @@ def message_context(
     *,
     tenant: Mapping[str, Any] | None,
     findings: Sequence[Mapping[str, Any]],
-    event: Mapping[str, Any] | None,
+    events: Sequence[Mapping[str, Any]],
     console_url: str,
     labels: Mapping[str, str],
     generated_at: str,
     max_items: int = 50,
     period: str | None = None,
 ) -> dict[str, Any]:
-    """What templates know about one message; `items` are what the console shows as cards."""
+    """What templates know about one message; `items` are what the console shows as cards (a
+    message about events is about the first one; the console shows a card for each)."""
+    event = events[0] if events else None
     shown = list(findings[:max_items])
     tenant_url = f"{console_url}/tenants/{tenant['uuid']}" if tenant else console_url
     if len(findings) == 1:
@@ -361,7 +363,11 @@ def message_context(
         actions = list(event["finding"]["actions"])
     else:
         actions = [{"id": "open", "label": labels["open"], "url": tenant_url}]
-    items: list[dict[str, Any]] = [{"finding": f} for f in findings] if findings else [{"event": event}]
+    items: list[dict[str, Any]] = (
+        [{"finding": f} for f in findings]
+        if findings
+        else [{"event": e} for e in events] or [{"event": None}]
+    )
     return {
         "kind": kind.value,
         "tenant": tenant,
@@ -474,7 +480,7 @@ def sample_context(kind: MessageKind, *, console_url: str, labels: Mapping[str, 
         kind,
         tenant=None if kind is MessageKind.ALERT else _SAMPLE_TENANT,
         findings=[finding, {**finding, "id": 2}] if is_findings else [],
-        event=event,
+        events=[] if event is None else [event],
         console_url=console_url,
         labels=labels,
         generated_at="2026-11-30T00:00:00Z",

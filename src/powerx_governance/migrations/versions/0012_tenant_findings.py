@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.recommendations.store import rebuild_tenant_findings
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 

@@ -32,9 +32,13 @@ _CARD_FIELDS = (
 )
 
 
-def _card_key(message: OutboundMessage, item: Mapping[str, Any]) -> str:
+def _card_key(message: OutboundMessage, item: Mapping[str, Any], index: int) -> str:
+    """Stable across attempts: a finding's id, or the event's place in the message (its first event
+    keeps the key of a message about one event)."""
     finding = item.get("finding")
-    return f"{message.idempotency_key}:r{finding['id']}" if finding else f"{message.idempotency_key}:e"
+    if finding:
+        return f"{message.idempotency_key}:r{finding['id']}"
+    return f"{message.idempotency_key}:e" + (f"{index}" if index else "")
 
 
 def _card_data(item: Mapping[str, Any]) -> tuple[int | None, dict[str, Any]]:
@@ -59,7 +63,7 @@ class ConsoleChannel:
 
     def send(self, message: OutboundMessage) -> Receipt:
         """Store one card per item the message is about (those not stored by an earlier attempt)."""
-        cards = {_card_key(message, item): item for item in message.items}
+        cards = {_card_key(message, item, i): item for i, item in enumerate(message.items)}
         try:
             with transaction(self._factory) as session:
                 present = set(

@@ -1,0 +1,176 @@
+"""Decisions taken together (group commit) on SQLite and PostgreSQL: each keeps its own answer,
+audit record, notification and console card; concurrent clients over HTTP get exactly one of each."""
+
+from __future__ import annotations
+
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+from sqlalchemy import func, select
+
+from powerx_governance.audit.service import verify
+from powerx_governance.audit.tables import AuditEventRow
+from powerx_governance.auth.model import Role
+from powerx_governance.auth.tokens import Principal, authenticate
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions.group_commit import decide_together
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.service import DecisionRequest, StaleRevisionError
+from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.notifications.tables import (
+    ConsoleCardRow,
+    NotificationDeliveryRow,
+    NotificationEventRow,
+)
+from powerx_governance.recommendations.tables import RecommendationRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.service import GovernanceService
+from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
+
+BASE = "/internal/version/governance"
+
+
+def _scanned(make_service: ServiceFactory) -> GovernanceService:
+    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
+    service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
+    while service.run_pending(limit=10_000):
+        pass
+    return service
+
+
+def _upgradeable(service: GovernanceService) -> list[tuple[int, int, str]]:
+    """(id, revision, tenant) of the open recommendations with a release to go to."""
+    with service.factory() as session:
+        rows = session.execute(
+            select(RecommendationRow.id, RecommendationRow.revision, RecommendationRow.tenant_uuid)
+            .where(
+                RecommendationRow.state == "open",
+                RecommendationRow.target_version.is_not(None) | RecommendationRow.latest_version.is_not(None),
+            )
+            .order_by(RecommendationRow.id)
+        ).all()
+    return [(rec_id, revision, tenant) for rec_id, revision, tenant in rows]
+
+
+def _principal(service: GovernanceService, token: str) -> Principal:
+    with transaction(service.factory) as session:
+        found = authenticate(session, token, service.clock())
+    assert found is not None
+    return found
+
+
+def _count(service: GovernanceService, stmt: object) -> int:
+    with service.factory() as session:
+        return int(session.execute(stmt).scalar_one())  # type: ignore[call-overload]
+
+
+def test_a_batch_answers_each_decision_as_alone(make_service: ServiceFactory) -> None:
+    service = _scanned(make_service)
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    recs = _upgradeable(service)
+    assert len(recs) >= 3
+    (a, a_rev, a_tenant), (b, b_rev, _), (c, c_rev, _) = recs[:3]
+    requests = [
+        DecisionRequest(a, a_rev, DecisionKind.UPGRADE, idempotency_key="k-a"),
+        DecisionRequest(a, a_rev, DecisionKind.UPGRADE, idempotency_key="k-a"),  # a replay: the first one
+        DecisionRequest(b, b_rev + 1, DecisionKind.UPGRADE),  # stale: refused, the others go on
+        DecisionRequest(c, c_rev, DecisionKind.UPGRADE),
+        DecisionRequest(c, c_rev, DecisionKind.IGNORE, reason="frozen until the audit"),  # supersedes
+    ]
+    answers = decide_together(
+        service.factory, service.notifications, service.clock(), [(r, who) for r in requests]
+    )
+    first, replay, stale, upgrade_c, ignore_c = answers
+    assert not isinstance(first, Exception)
+    assert not isinstance(replay, Exception)
+    assert first[1]
+    assert not replay[1]
+    assert first[0]["id"] == replay[0]["id"]
+    assert isinstance(stale, StaleRevisionError)
+    assert not isinstance(upgrade_c, Exception)
+    assert not isinstance(ignore_c, Exception)
+    assert upgrade_c[0]["state"] == "active"  # the answer as of its own decision
+    with service.factory() as session:
+        states = dict(
+            session.execute(
+                select(DecisionRow.id, DecisionRow.state).where(DecisionRow.recommendation_id == c)
+            ).all()
+        )
+        assert states == {upgrade_c[0]["id"]: "superseded", ignore_c[0]["id"]: "active"}
+        assert session.get_one(RecommendationRow, c).state == "ignored"
+        assert session.get_one(RecommendationRow, b).state == "open"
+        events = list(
+            session.execute(
+                select(AuditEventRow)
+                .where(AuditEventRow.operation.like("decision.%"))
+                .order_by(AuditEventRow.seq)
+            ).scalars()
+        )
+        # one record each, in the order taken, each with the state its own decision left
+        assert [(e.resource_id, e.changes["after"]["state"]) for e in events] == [
+            (str(a), "decided"),
+            (str(c), "decided"),
+            (str(c), "ignored"),
+        ]
+        assert [e.changes["after"]["decision_id"] for e in events] == [
+            first[0]["id"],
+            upgrade_c[0]["id"],
+            ignore_c[0]["id"],
+        ]
+        assert verify(session).ok
+    assert events[0].tenant_uuid == a_tenant
+
+
+def test_concurrent_clients_each_get_one_record_and_card(make_service: ServiceFactory) -> None:
+    service = _scanned(make_service)
+    token = issue_token(service, Role.OPERATOR)
+    recs = _upgradeable(service)
+    with LiveServer(service, background=False) as live:
+
+        def post(rec: tuple[int, int, str]) -> int:
+            with live.client(token) as client:
+                body = {"recommendation_id": rec[0], "revision": rec[1], "decision": "upgrade"}
+                answer: httpx.Response = client.post(f"{BASE}/decision", json=body)
+                return answer.status_code
+
+        with ThreadPoolExecutor(16) as pool:
+            codes = Counter(pool.map(post, recs + recs[:4]))  # four decided twice: superseded
+    assert codes == Counter({201: len(recs) + 4})
+    decided = len(recs) + 4
+    assert _count(service, select(func.count()).select_from(DecisionRow)) == decided
+    operation = AuditEventRow.operation == "decision.upgrade"
+    assert _count(service, select(func.count()).select_from(AuditEventRow).where(operation)) == decided
+    with service.factory() as session:
+        assert verify(session).ok
+    kind = NotificationEventRow.kind == "decision"
+    assert _count(service, select(func.count()).select_from(NotificationEventRow).where(kind)) == decided
+    while service.run_pending(limit=10_000):  # the console deliveries: one card per decision
+        pass
+    cards = select(func.count()).select_from(ConsoleCardRow).where(ConsoleCardRow.kind == "decision")
+    assert _count(service, cards) == decided
+    pending = NotificationDeliveryRow.status == "pending"
+    assert _count(service, select(func.count()).select_from(NotificationDeliveryRow).where(pending)) == 0
+
+
+def test_decisions_on_one_tenant_share_a_console_delivery(make_service: ServiceFactory) -> None:
+    service = _scanned(make_service)
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    by_tenant: dict[str, list[tuple[int, int, str]]] = {}
+    for rec in _upgradeable(service):
+        by_tenant.setdefault(rec[2], []).append(rec)
+    tenant, recs = max(by_tenant.items(), key=lambda item: len(item[1]))
+    assert len(recs) >= 2
+    requests = [(DecisionRequest(rec_id, rev, DecisionKind.UPGRADE), who) for rec_id, rev, _ in recs]
+    before = _count(service, select(func.count()).select_from(NotificationDeliveryRow))
+    decide_together(service.factory, service.notifications, service.clock(), requests)
+    assert _count(service, select(func.count()).select_from(NotificationDeliveryRow)) == before + 1
+    while service.run_pending(limit=10_000):
+        pass
+    with service.factory() as session:
+        cards = session.execute(
+            select(ConsoleCardRow.tenant_uuid, ConsoleCardRow.recommendation_id).where(
+                ConsoleCardRow.kind == "decision"
+            )
+        ).all()
+    assert sorted(cards) == sorted((tenant, rec_id) for rec_id, _, _ in recs)
