@@ -6,7 +6,8 @@ Starts `powerx version serve` in its own process on a store holding a synthetic 
 first). The floor, in the same run and the same server: C client threads each read their
 recommendation (GET, authenticated) K times in all; then they post K `upgrade` decisions on
 distinct recommendations. Reports both rates, the ratio, latency percentiles, the server
-process's CPU seconds for each part, and checks every 2xx decision has its audit event.
+process's CPU seconds for each part, and checks every 2xx decision has its audit event and the
+audit chain verifies afterwards.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlalchemy import func, select
 
 from bench.common import OUT, dataset
 from bench.store_reference import database
+from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
@@ -142,6 +144,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
                 .select_from(AuditEventRow)
                 .where(AuditEventRow.operation == "decision.upgrade")
             )
+            chain = verify(session)
         service.stop()
     refused = Counter(r[0] for r in results if r[0] not in (200, 201))
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else 0.0
@@ -156,7 +159,8 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
         f" = {(len(ok) / wall) / (read_ok / floor_wall):.2f}x the floor's rate"
         f" (server cpu {server_cpu:.2f} s,"
         f" {1000 * server_cpu / max(1, len(ok)):.2f} ms per decision); latency p50"
-        f" {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; audit events {audited}"
+        f" {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; audit events {audited},"
+        f" chain {'verified' if chain.ok else f'BROKEN at seq {chain.first_bad_seq}: {chain.problem}'}"
         + (f"; refused by status: {dict(refused)}" if refused else "")
     )
 
