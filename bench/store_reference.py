@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import statistics
 import sys
 import time
@@ -38,12 +39,13 @@ from powerx_governance.inventory.tables import InstallationRow
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.runner import SCAN_TASK
+from powerx_governance.scans.shards import FINISH_TASK, SHARD_TASK
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
 PG_ROOT = "postgresql+psycopg://root@127.0.0.1:5432/test"
-SCANS_ONLY = frozenset({SCAN_TASK})
+SCANS_ONLY = frozenset({SCAN_TASK, SHARD_TASK, FINISH_TASK})  # a sharded scan's jobs too
 CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 
 
@@ -142,6 +144,8 @@ def fleet_service(url: str, tenants: int) -> GovernanceService:
         "POWERX_SCHEDULER": "0",
         "POWERX_WORKER": "0",
     }
+    if os.environ.get("POWERX_SCAN_SHARD_SIZE"):  # full scans cut into tenant shards (each its own job)
+        env["POWERX_SCAN_SHARD_SIZE"] = os.environ["POWERX_SCAN_SHARD_SIZE"]
     return GovernanceService.create(load_settings(env))
 
 
