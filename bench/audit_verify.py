@@ -25,12 +25,10 @@ compile a thousand modules again.
 from __future__ import annotations
 
 import argparse
-import compileall
 import json
 import os
 import statistics
 import sys
-import sysconfig
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -39,7 +37,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.common import OUT, Run, json_line, whole_process
+from bench.common import OUT, Run, installed_environment, json_line, whole_process
 from bench.store_reference import database
 from powerx_governance.audit.service import (
     GENESIS,
@@ -136,26 +134,13 @@ def step(name: str, url: str, events: int, records: int) -> dict[str, Any]:
         engine.dispose()
 
 
-def compiled_env(url: str) -> dict[str, str]:
-    """The measured processes' environment: the store's URL, and bytecode compiled once (see above)."""
-    cache = OUT / "pycache"
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    env |= {"PYTHONPYCACHEPREFIX": str(cache), "POWERX_DATABASE_URL": url}
-    if not (cache / "done").exists():
-        sys.pycache_prefix = str(cache)
-        for tree in (Path(__file__).resolve().parents[1] / "src", Path(sysconfig.get_paths()["purelib"])):
-            compileall.compile_dir(tree, quiet=1, workers=0)
-        (cache / "done").touch()
-    return env | {"POWERX_SCHEDULER": "0", "POWERX_WORKER": "0"}
-
-
 def _load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
 def measure(url: str, repeat: int) -> dict[str, Any]:
     """Floor and verify processes, `repeat` times interleaved; every run, and the machine's load."""
-    env = compiled_env(url)
+    env = installed_environment({"POWERX_DATABASE_URL": url, "POWERX_SCHEDULER": "0", "POWERX_WORKER": "0"})
     powerx = str(Path(sys.executable).with_name("powerx"))
     runs: dict[str, list[Run]] = {"floor": [], "verify": []}
     loads = [_load()]

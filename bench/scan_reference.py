@@ -45,17 +45,10 @@ else:
 """
 
 
-def installed_environment() -> dict[str, str]:
-    """This environment as an installed tool runs in: Python's bytecode cache on (kept under
-    bench/out), so that a process does not first compile every module it imports."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-    return {**env, "PYTHONPYCACHEPREFIX": str(OUT / "pycache")}
-
-
 def measure(command: list[str], ok: tuple[int, ...] = (0, 1, 3)) -> Run:
     """Wall time and peak RSS of one process, from the kernel (what `/usr/bin/time -v` prints);
     `ok`: the exit codes that mean it did its work (a scan exits 1 or 3 on findings or gaps)."""
-    return whole_process(command, ok, env=installed_environment())
+    return whole_process(command, ok)
 
 
 def manifest_files(jsonl: Path) -> Path:
