@@ -23,6 +23,7 @@ from typing import Any, Final, Literal, NamedTuple, cast
 import msgspec
 from sqlalchemy import String, Text, delete, func, select, type_coerce
 from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
@@ -402,7 +403,23 @@ def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, A
         for fp, doc in wanted.items()
         if fp not in present
     ]
+    if rows and session.get_bind().dialect.name == "postgresql":
+        _commit_verdicts_apart(session, rows)
+        return
     bulk_insert(session, VerdictRow, rows)
+
+
+def _commit_verdicts_apart(session: Session, rows: list[dict[str, Any]]) -> None:
+    """PostgreSQL: new verdicts committed at once in their own short transaction, a verdict another
+    writer stored meanwhile skipped. Shards of a scan running at once meet the same new verdicts;
+    written in the shard's own long transaction, the second writer of one failed on the key (or
+    waited for the first shard's commit) and its whole shard ran again alone. A verdict is
+    content-addressed and immutable: stored without the findings that use it (their transaction
+    rolled back), it is an unused row, and the next writer of that verdict finds it there."""
+    statement = postgresql.insert(VerdictRow).on_conflict_do_nothing(index_elements=["fingerprint"])
+    with session.get_bind().engine.begin() as apart:
+        for part in chunks(rows):
+            apart.execute(statement, part)
 
 
 def _aware(moment: datetime) -> datetime:
