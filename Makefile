@@ -4,6 +4,9 @@ TOOLS := .tools
 UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.9
 RUN := $(UV) run --frozen
+# Python's bytecode cache on for everything started here, as on an installed tool: a shell that sets
+# PYTHONDONTWRITEBYTECODE makes every process (tests start many) compile each module it imports
+unexport PYTHONDONTWRITEBYTECODE
 # `make demo HOST=0.0.0.0 PORT=8799`: where the demo serves (POWERX_HOST / POWERX_PORT)
 HOST ?= 127.0.0.1
 PORT ?= 8717
