@@ -1,7 +1,7 @@
 """each open recommendation's report digest, and each tenant's open findings summed up
 
 Revision ID: 0012
-Revises: 0010
+Revises: 0011
 Create Date: 2026-12-05 15:30:00.000000
 
 A scan's audit record digests its report from these sums instead of re-reading every finding, and
