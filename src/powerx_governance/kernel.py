@@ -20,7 +20,7 @@ import dataclasses
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -45,6 +45,26 @@ depend on scans (scans depend on them).
 """
 SettingsReader = Callable[["Settings"], object]
 """Reads a component's section from the settings' environment snapshot; ValueError names the variable."""
+
+
+@dataclass
+class Throttled:
+    """A periodic follow-up that runs `run(service, now)` at most once per `every` in this process.
+
+    For housekeeping (pruning) that is cheap to skip and wasteful to repeat on every tick; `run`
+    must be idempotent across instances, as every periodic follow-up is.
+    """
+
+    every: timedelta
+    run: Callable[[GovernanceService, datetime], None]
+    last_run: datetime | None = None
+
+    def __call__(self, service: GovernanceService) -> None:
+        now = service.clock()
+        if self.last_run is not None and now - self.last_run < self.every:
+            return
+        self.run(service, now)
+        self.last_run = now
 
 
 class ChangeStage(IntEnum):

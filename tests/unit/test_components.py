@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 import typer
 from fastapi import APIRouter
 
 from powerx_governance.components import COMPONENTS
-from powerx_governance.kernel import Collaborators, ComponentError, resolve
+from powerx_governance.kernel import Collaborators, ComponentError, Throttled, resolve
 
 
 def test_component_names_and_commands_are_unique() -> None:
@@ -64,3 +67,14 @@ def test_a_file_scan_loads_no_service_code() -> None:
         [sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_a_throttled_follow_up_runs_once_per_period_on_the_service_clock() -> None:
+    start = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
+    moments = iter(start + timedelta(minutes=m) for m in (0, 30, 59, 60, 61, 119, 120))
+    service: Any = SimpleNamespace(clock=lambda: next(moments))  # a follow-up reads the clock only
+    runs: list[datetime] = []
+    follow_up = Throttled(timedelta(hours=1), lambda _service, now: runs.append(now))
+    for _ in range(7):
+        follow_up(service)
+    assert [r.strftime("%H:%M") for r in runs] == ["12:00", "13:00", "14:00"]

@@ -30,7 +30,7 @@ from powerx_governance.events.cloudevents import DEFAULT_SOURCE, encode, signed_
 from powerx_governance.events.outbox import DELIVER_TASK, on_recommendation_changes, prune, wake
 from powerx_governance.events.service import Destinations
 from powerx_governance.events.webhook import DeliveryError, EventPoster
-from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
+from powerx_governance.kernel import ChangeStage, Contribution, InstallContext, Throttled
 from powerx_governance.notifications.channels.interface import http_policy
 from powerx_governance.notifications.routes_file import RoutesConfig
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -133,22 +133,16 @@ class Deliverer:
         )
 
 
-@dataclass
-class Pruner:
-    """The periodic follow-up that drops events older than the retention (at most once per PRUNE_EVERY)."""
+def _pruning(retention: timedelta) -> Callable[[GovernanceService, datetime], None]:
+    """The periodic follow-up's work: drop events older than the retention."""
 
-    retention: timedelta
-    last_run: datetime | None = None
-
-    def __call__(self, service: GovernanceService) -> None:
-        now = service.clock()
-        if self.last_run is not None and now - self.last_run < PRUNE_EVERY:
-            return
+    def run(service: GovernanceService, now: datetime) -> None:
         with transaction(service.factory) as session:
-            pruned = prune(session, now - self.retention)
-        self.last_run = now
+            pruned = prune(session, now - retention)
         if pruned:
-            log.info("event log pruned", extra={"events": pruned, "retention": str(self.retention)})
+            log.info("event log pruned", extra={"events": pruned, "retention": str(retention)})
+
+    return run
 
 
 def retention_of(env: Mapping[str, str]) -> timedelta:
@@ -178,7 +172,7 @@ def install(ctx: InstallContext) -> Contribution:
     deliverer = Deliverer(ctx.host, config)
     return Contribution(
         tasks={DELIVER_TASK: deliverer.deliver},
-        periodic=(Pruner(settings.retention),),
+        periodic=(Throttled(PRUNE_EVERY, _pruning(settings.retention)),),
         change_hook=on_recommendation_changes,
         change_stage=ChangeStage.PUBLISH,
         provides=(config,),

@@ -14,8 +14,7 @@ finds no row to start and does nothing either. Dead letters stay for `POWERX_JOB
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Final
 
@@ -27,7 +26,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.jobs.model import JobRunner, JobStatus
 from powerx_governance.jobs.settings import JobsSettings
 from powerx_governance.jobs.tables import JobRow
-from powerx_governance.kernel import Contribution, InstallContext
+from powerx_governance.kernel import Contribution, InstallContext, Throttled
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
@@ -113,27 +112,24 @@ def clear_dead(session: Session, job_ids: Sequence[int], *, actor: str) -> list[
     return [row.id for row in dead]
 
 
-@dataclass
-class LedgerPruner:
-    """The periodic follow-up pruning the ledger (at most once per `PRUNE_EVERY` in this process)."""
+def _pruning(
+    retention: timedelta, dead_retention: timedelta
+) -> Callable[[GovernanceService, datetime], None]:
+    """The periodic follow-up's work: prune the ledger's finished rows and old dead letters."""
 
-    retention: timedelta
-    dead_retention: timedelta
-    last_run: datetime | None = None
-
-    def __call__(self, service: GovernanceService) -> None:
-        now = service.clock()
-        if self.last_run is not None and now - self.last_run < PRUNE_EVERY:
-            return
+    def run(service: GovernanceService, now: datetime) -> None:
         pruned = prune_finished(
-            service.factory, done_before=now - self.retention, dead_before=now - self.dead_retention
+            service.factory, done_before=now - retention, dead_before=now - dead_retention
         )
-        self.last_run = now
         if pruned:
-            log.info("jobs ledger pruned", extra={"jobs": pruned, "retention": str(self.retention)})
+            log.info("jobs ledger pruned", extra={"jobs": pruned, "retention": str(retention)})
+
+    return run
 
 
 def install(ctx: InstallContext) -> Contribution:
     """The ledger pruning, run while governance is off too (the queue keeps running then)."""
     settings: JobsSettings = ctx.settings
-    return Contribution(always_on_periodic=(LedgerPruner(settings.retention, settings.dead_retention),))
+    return Contribution(
+        always_on_periodic=(Throttled(PRUNE_EVERY, _pruning(settings.retention, settings.dead_retention)),)
+    )
