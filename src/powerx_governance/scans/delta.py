@@ -23,7 +23,7 @@ from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.dirty import dirty_manifests, mark_evaluated
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
-from powerx_governance.scans.scanner import ScanResult, scan
+from powerx_governance.scans.scanner import ScanResult, bulk_allocation, scan
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,9 @@ class DeltaWork:
 def run_delta(runtime: ScanRuntime, scan_id: str) -> Outcome:
     """Only tenants whose manifest changed, and only installations of plugins whose data changed."""
     now, timer, policy = runtime.clock(), Timer(), runtime.policy()
-    with transaction(runtime.factory) as session:
+    # persisting allocates as evaluating does (a row, a revision, a change per recommendation): the
+    # default thresholds ran two full collections of the service's heap per push (~30% of its CPU)
+    with bulk_allocation(), transaction(runtime.factory) as session:
         plugins = sorted(catalog_store.dirty_plugins(session))
         work = DeltaWork(sorted(inventory_store.dirty_tenants(session)), plugins)
         result, changes = evaluate_delta(session, runtime, policy, scan_id, work, now, timer)
