@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -39,8 +39,12 @@ def _is_json(column: Column[Any]) -> bool:
     return isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON)
 
 
+# `json.dumps` with these arguments builds an encoder per call, which cost as much as encoding
+_JSON_TEXT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(value: Any) -> Any:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return None if value is None else _JSON_TEXT(value)
 
 
 def _converters(table: Table, columns: Sequence[str], dialect: Dialect) -> list[tuple[int, Processor]]:
