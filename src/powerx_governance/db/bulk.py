@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import Any, Final
 
-from sqlalchemy import JSON, Column, Table, bindparam, update
+from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Dialect
@@ -39,8 +39,12 @@ def _is_json(column: Column[Any]) -> bool:
     return isinstance(kind, JSON) or isinstance(getattr(kind, "impl", None), JSON)
 
 
+# `json.dumps` with these arguments builds an encoder per call, which cost as much as encoding
+_JSON_TEXT: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def _json(value: Any) -> Any:
-    return None if value is None else json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return None if value is None else _JSON_TEXT(value)
 
 
 def _converters(table: Table, columns: Sequence[str], dialect: Dialect) -> list[tuple[int, Processor]]:
@@ -138,19 +142,59 @@ def _write(
 def bulk_update(
     session: Session, model: type[DeclarativeBase], rows: Sequence[dict[str, Any]], *, key: str
 ) -> None:
-    """Update rows matched on `key`; every row must carry the same set of columns."""
+    """Update rows matched on `key`; every row must carry the same set of columns.
+
+    Through the driver, as `bulk_insert` writes: SQLite one prepared `UPDATE` per chunk
+    (`executemany`), PostgreSQL a `COPY` into a temporary table and one `UPDATE ... FROM` it.
+    SQLAlchemy's executemany cost about as much per row as everything else a delta scan does."""
     if not rows:
         return
     table = _table(model)
     columns = [c for c in rows[0] if c != key]
-    stmt = (
-        update(table)
-        .where(table.c[key] == bindparam(f"match_{key}"))
-        .values({c: bindparam(f"set_{c}") for c in columns})
-    )
     connection = session.connection()
+    dialect = connection.dialect
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("no driver connection inside the transaction")
+    before_driver_write(connection)
+    names = [*columns, key]
+    converting = _converters(table, names, dialect)
+    pick = itemgetter(*names)
     for start in range(0, len(rows), CHUNK):
-        chunk = rows[start : start + CHUNK]
-        connection.execute(
-            stmt, [{f"match_{key}": r[key], **{f"set_{c}": r[c] for c in columns}} for r in chunk]
+        values = _converted(list(map(pick, rows[start : start + CHUNK])), converting)
+        if dialect.name == "postgresql":
+            _update_from_copy(raw, table.name, columns, key, values)
+        else:
+            _update_each(raw, table.name, columns, key, values)
+
+
+def _update_each(raw: Any, table: str, columns: list[str], key: str, values: Sequence[Sequence[Any]]) -> None:
+    assignments = ", ".join(f'"{c}" = ?' for c in columns)
+    cursor = raw.cursor()
+    try:
+        cursor.executemany(f'UPDATE "{table}" SET {assignments} WHERE "{key}" = ?', values)  # noqa: S608 - our own names
+    finally:
+        cursor.close()
+
+
+def _update_from_copy(
+    raw: Any, table: str, columns: list[str], key: str, values: Sequence[Sequence[Any]]
+) -> None:
+    """The rows copied into a temporary table shaped like `table`'s columns, then one `UPDATE`."""
+    names = ", ".join(f'"{c}"' for c in [*columns, key])
+    assignments = ", ".join(f'"{c}" = changed."{c}"' for c in columns)
+    staged = "_bulk_update"
+    cursor = raw.cursor()
+    try:
+        shaped = f'CREATE TEMPORARY TABLE "{staged}" AS SELECT {names} FROM "{table}" WITH NO DATA'  # noqa: S608
+        cursor.execute(shaped)
+        with cursor.copy(f'COPY "{staged}" ({names}) FROM STDIN') as copy:
+            for row in values:
+                copy.write_row(row)
+        cursor.execute(
+            f'UPDATE "{table}" SET {assignments} FROM "{staged}" AS changed'  # noqa: S608 - our own names
+            f' WHERE "{table}"."{key}" = changed."{key}"'
         )
+        cursor.execute(f'DROP TABLE "{staged}"')
+    finally:
+        cursor.close()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -98,13 +97,31 @@ def _member(key: str, value: Any, *, exact: bool) -> bytes:
     return canonical_bytes(key, exact=True) + b":" + canonical_bytes(value, exact=exact)
 
 
-def finding_bytes(verdict: VerdictParts, own: Mapping[str, Any]) -> bytes:
+_PER_FINDING: Final = frozenset(("tenant_uuid", "tenant_key", "recommendation_id"))  # never memoised
+
+
+def finding_bytes(
+    verdict: VerdictParts, own: Mapping[str, Any], memo: dict[tuple[str, Any], bytes] | None = None
+) -> bytes:
     """`canonical_bytes(report_finding(…))` of a finding whose members beside its verdict's are `own`
     (tenant and plugin ids, sla_deadline, tenant facts, first_seen_at, policy_version,
-    recommendation_id); `own` holds no floats (so msgspec writes it exactly as `json` does)."""
+    recommendation_id); `own` holds no floats (so msgspec writes it exactly as `json` does).
+    With `memo`, each distinct hashable (key, value) shared by findings is encoded once (most are)."""
     members = dict(verdict.members)
-    for key, value in own.items():
-        members[key] = _member(key, value, exact=True)
+    if memo is None:
+        for key, value in own.items():
+            members[key] = _member(key, value, exact=True)
+    else:
+        for item in own.items():
+            if item[0] in _PER_FINDING:
+                members[item[0]] = _member(*item, exact=True)
+                continue
+            try:
+                members[item[0]] = memo[item]
+            except KeyError:
+                members[item[0]] = memo[item] = _member(*item, exact=True)
+            except TypeError:  # a list: encoded every time
+                members[item[0]] = _member(*item, exact=True)
     for key in DROPPED.intersection(members):
         del members[key]
     return b"{" + b",".join([members[key] for key in sorted(members)]) + b"}"
@@ -127,16 +144,17 @@ class TenantFindings:
     findings: int = 0
     fingerprints: int = 0
     report_sum: int = 0
-    by_risk: Counter[str] = field(default_factory=Counter)
-    by_action: Counter[str] = field(default_factory=Counter)
+    by_risk: dict[str, int] = field(default_factory=dict)  # plain dicts: a Counter costs more to make
+    by_action: dict[str, int] = field(default_factory=dict)
 
     def add(self, open_finding: OpenFinding, sign: int = 1) -> None:
         """Count `open_finding` in (sign 1) or out (sign -1)."""
         self.findings += sign
         self.fingerprints = (self.fingerprints + sign * open_finding.fingerprint_term) % FINGERPRINT_MOD
         self.report_sum = (self.report_sum + sign * _report_term(open_finding.digest)) % _REPORT_MOD
-        self.by_risk[open_finding.risk_level] += sign
-        self.by_action[open_finding.action] += sign
+        risk, action = open_finding.risk_level, open_finding.action
+        self.by_risk[risk] = self.by_risk.get(risk, 0) + sign
+        self.by_action[action] = self.by_action.get(action, 0) + sign
 
     def row(self, tenant_uuid: str) -> dict[str, Any]:
         return {
@@ -161,8 +179,8 @@ class TenantFindings:
             findings,
             int(fingerprints, 16),
             int.from_bytes(report_sum, "big"),
-            Counter(by_risk),
-            Counter(by_action),
+            dict(by_risk),
+            dict(by_action),
         )
 
 
@@ -182,14 +200,15 @@ class FleetFindings:
 
     findings: int = 0
     report_sum: int = 0
-    by_risk: Counter[str] = field(default_factory=Counter)
-    by_action: Counter[str] = field(default_factory=Counter)
+    by_risk: dict[str, int] = field(default_factory=dict)
+    by_action: dict[str, int] = field(default_factory=dict)
 
     def add(self, tenant: TenantFindings) -> None:
         self.findings += tenant.findings
         self.report_sum = (self.report_sum + tenant.report_sum) % _REPORT_MOD
-        self.by_risk.update(tenant.by_risk)
-        self.by_action.update(tenant.by_action)
+        for counts, more in ((self.by_risk, tenant.by_risk), (self.by_action, tenant.by_action)):
+            for key, n in more.items():
+                counts[key] = counts.get(key, 0) + n
 
 
 def report_sha256(head: Mapping[str, Any], fleet: FleetFindings, states: Iterable[tuple[int, str]]) -> str:

@@ -7,7 +7,9 @@ A small delta is one job and one transaction (the push latency path). A large on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import gc
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -23,7 +25,7 @@ from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import ChangeSet, persist_findings
 from powerx_governance.scans.dirty import dirty_manifests, mark_evaluated
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
-from powerx_governance.scans.scanner import ScanResult, scan
+from powerx_governance.scans.scanner import ScanResult, bulk_allocation, scan
 
 
 @dataclass(frozen=True)
@@ -39,12 +41,30 @@ class DeltaWork:
 def run_delta(runtime: ScanRuntime, scan_id: str) -> Outcome:
     """Only tenants whose manifest changed, and only installations of plugins whose data changed."""
     now, timer, policy = runtime.clock(), Timer(), runtime.policy()
-    with transaction(runtime.factory) as session:
+    # persisting allocates as evaluating does (a row, a revision, a change per recommendation): the
+    # default thresholds ran two full collections of the service's heap per push (~30% of its CPU)
+    with bulk_allocation(), _older_objects_set_aside(), transaction(runtime.factory) as session:
         plugins = sorted(catalog_store.dirty_plugins(session))
         work = DeltaWork(sorted(inventory_store.dirty_tenants(session)), plugins)
         result, changes = evaluate_delta(session, runtime, policy, scan_id, work, now, timer)
         catalog_store.mark_plugins_clean(session, plugins)
     return Outcome(result, policy, changes, timer.timings)
+
+
+@contextmanager
+def _older_objects_set_aside() -> Iterator[None]:
+    """Collections during the delta skip every object made before it (`gc.freeze`), thawed after.
+
+    The service's long-lived heap (the indexed catalog, SQLAlchemy's caches) was most of the cost
+    of the full collection a push of 20,000 changed recommendations still ran. Freezing is
+    process-wide: a collection in another thread meanwhile skips those objects too, which only
+    delays reclaiming cycles among them until the thaw.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def evaluate_delta(

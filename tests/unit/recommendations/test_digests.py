@@ -118,3 +118,22 @@ def test_a_finding_encoded_from_its_verdict_members_is_its_canonical_json() -> N
             recommendation_id=9,
         )
         assert finding_bytes(VerdictParts(verdict), own) == canonical_json(finding).encode()
+
+
+def test_a_finding_encoded_with_shared_members_memoised_is_the_same() -> None:
+    memo: dict[tuple[str, Any], bytes] = {}
+    verdict = VerdictParts({"risk_level": "high", "advisories": [{"cvss": 9.8}]})
+    for n in (1, 2, 1, 2):  # the second round is served from the memo
+        own: dict[str, Any] = {
+            "tenant_uuid": f"t-{n}",
+            "tenant_key": f"k-{n}",
+            "plugin_id": "p",
+            "compatibility": [f"note {n}"],  # a list is never memoised
+            "manifest_stale": n == 1,
+            "policy_version": n,
+            "first_seen_at": None,
+            "recommendation_id": n,
+        }
+        assert finding_bytes(verdict, own, memo) == finding_bytes(verdict, own)
+    assert ("manifest_stale", True) in memo
+    assert not any(key in ("tenant_uuid", "tenant_key", "recommendation_id") for key, _ in memo)
