@@ -51,6 +51,9 @@ class Settings:
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
     auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
     auth_throttle_token: str  # POWERX_AUTH_THROTTLE_TOKEN: failed authentications per token prefix
+    # POWERX_SCAN_WORKERS: processes a file scan (`powerx version scan`) is split across; None: one per
+    # usable CPU, at most 4 (scans/parallel.py); 1: this process alone
+    scan_workers: int | None = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # the snapshot read once
 
     @property
@@ -92,6 +95,18 @@ def _delta_shard_from(value: str | None) -> int:
     return size
 
 
+def _scan_workers(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        workers = int(value)
+    except ValueError as exc:
+        raise ValueError(f"POWERX_SCAN_WORKERS must be a whole number of processes, not {value!r}") from exc
+    if not 1 <= workers <= 64:
+        raise ValueError(f"POWERX_SCAN_WORKERS must be from 1 to 64, not {value!r}")
+    return workers
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)  # read once: components read this snapshot
     var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
@@ -127,5 +142,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,
         auth_throttle_token=throttle_token,
+        scan_workers=_scan_workers(env.get("POWERX_SCAN_WORKERS")),
         environ=env,
     )
