@@ -18,7 +18,7 @@ from bench.synthetic import generate
 
 from powerx_governance.reports import ReportFormat
 from powerx_governance.reports.json_report import JsonWriter
-from powerx_governance.reports.stream import PartWriter, TenantFindings
+from powerx_governance.reports.stream import TenantFindings
 from powerx_governance.scans.service import FileScanRequest, stream_file_scan
 from powerx_governance.terminal.exit_codes import ExitCode
 from tests.functional.cli import NOW, POWERX, REPO, powerx
@@ -159,7 +159,7 @@ def test_the_worker_count_comes_from_the_environment(tmp_path: Path, fleet: Path
 class _FailingPart(JsonWriter):
     """A JSON writer whose later parts fail, as a worker that meets a bug does."""
 
-    def continuation(self, out: BinaryIO) -> PartWriter:
+    def continuation(self, out: BinaryIO) -> JsonWriter:
         return _Failing(out, continued=True)
 
 
