@@ -162,8 +162,13 @@ def _work(
     answer: Connection,
     chain: _RuleChain | None,
     progress: Callable[[int], None],
+    others: Sequence[Connection],
 ) -> None:
-    """A worker process: scan one later part into `body`, then answer with what the report's end needs."""
+    """A worker process: scan one later part into `body`, then answer with what the report's end needs.
+    `others`: the pipe ends of the other parts' chains it inherited, closed so that a part that dies
+    ends the wait of the next one (it reads the end of the pipe instead of waiting for ever)."""
+    for end in others:
+        end.close()
     try:
         result = ScanResult(generated_at=job.now)
         continuation = writer.continuation(body)
@@ -214,9 +219,15 @@ def scan_in_parts(
             body = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the stack closes it
             answer, reply = context.Pipe(duplex=False)
             chain = chains[k] if numbered else None
+            others = [
+                end
+                for pipe in links
+                for end in pipe
+                if chain is None or end not in (chain.before, chain.after)
+            ]
             process = context.Process(
                 target=_work,
-                args=(job, part, writer, body, reply, chain, _counter(counts, k)),
+                args=(job, part, writer, body, reply, chain, _counter(counts, k), others),
                 name=f"powerx-scan-part-{k}",
                 daemon=True,
             )
