@@ -16,10 +16,14 @@ from typing import Any, BinaryIO
 import pytest
 from bench.synthetic import generate
 
-from powerx_governance.reports import ReportFormat
+from powerx_governance.inventory.loader import load_manifests
+from powerx_governance.reports import ReportFormat, report_writer
 from powerx_governance.reports.json_report import JsonWriter
-from powerx_governance.reports.stream import TenantFindings
-from powerx_governance.scans.service import FileScanRequest, stream_file_scan
+from powerx_governance.reports.sarif_report import SarifWriter
+from powerx_governance.reports.stream import PartWriter, TenantFindings
+from powerx_governance.scans.report import TenantReport, report_summary
+from powerx_governance.scans.scanner import ScanResult, scan_tenants
+from powerx_governance.scans.service import FileScanRequest, prepare, stream_file_scan
 from powerx_governance.terminal.exit_codes import ExitCode
 from tests.functional.cli import NOW, POWERX, REPO, powerx
 
@@ -179,3 +183,47 @@ def test_one_worker_scans_in_this_process(fleet: Path) -> None:
     done = stream_file_scan(request, _FailingPart(out := io.BytesIO()), workers=1)
     assert done.result.tenants_total == 240
     assert json.loads(out.getvalue())["coverage"]["tenants_total"] == 240
+
+
+@pytest.mark.parametrize("fmt", [f for f in ReportFormat if f is not ReportFormat.TABLE])
+def test_part_writers_joined_in_memory_write_the_whole_report(fleet: Path, fmt: ReportFormat) -> None:
+    """The writers' part protocol alone, in one process and in memory: the tenants cut in three,
+    the later two written by continuations and joined, give the bytes one writer gives."""
+    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", datetime(2026, 11, 30, tzinfo=UTC))
+    engine, _, _ = prepare(request)
+    result = ScanResult(generated_at=request.now)
+    batches = [
+        TenantReport(t, request.now) for t in scan_tenants(engine, load_manifests(request.manifests), result)
+    ]
+    header = {"schema": "powerx.scan-report/v1", "scan_id": "SCAN-ID", "generated_at": "2026-11-30T00:00:00Z"}
+    summary = report_summary(result)
+
+    def whole() -> bytes:
+        with report_writer(fmt, out := io.BytesIO()) as writer:
+            writer.start(header)
+            for batch in batches:
+                writer.add_tenant(batch)
+            writer.finish(summary)
+        return out.getvalue()
+
+    with report_writer(fmt, out := io.BytesIO()) as writer:
+        assert isinstance(writer, PartWriter)
+        writer.start(header)
+        cuts = [batches[:100], batches[100:101], batches[101:]]
+        bodies = [io.BytesIO() for _ in cuts[1:]]
+        writers = [writer, *(writer.continuation(body) for body in bodies)]
+        prior: list[str] = []
+        for part, part_writer in zip(cuts, writers, strict=True):
+            if isinstance(part_writer, SarifWriter):  # rules numbered after the parts before
+                for batch in part:
+                    part_writer.learn(batch)
+                known = set(prior)
+                met = [rule for rule in part_writer.rules_met() if rule not in known]
+                part_writer.follow(prior)
+                prior += met
+            for batch in part:
+                part_writer.add_tenant(batch)
+        for part_writer, body in zip(writers[1:], bodies, strict=True):
+            writer.join(part_writer.handoff(), body)
+        writer.finish(summary)
+    assert out.getvalue() == whole()
