@@ -67,7 +67,7 @@ class PartScan:
     first_seen: FirstSeen | None = None
 
 
-def worst_risk(outcomes: Iterable[SharedVerdict]) -> Severity:
+def _worst(outcomes: Iterable[SharedVerdict]) -> Severity:
     return max((o.verdict.risk_level for o in outcomes), key=lambda s: s.rank, default=Severity.NONE)
 
 
@@ -84,7 +84,7 @@ def write_tenants(
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
         writer.add_tenant(batch)
-    return worst_risk(risks)
+    return _worst(risks)
 
 
 def _batches(
@@ -132,7 +132,7 @@ def _write_numbered(
     writer.follow(prior)
     for batch in kept:
         writer.add_tenant(batch)
-    return worst_risk(risks)
+    return _worst(risks)
 
 
 @dataclass(frozen=True, slots=True)
