@@ -10,6 +10,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -82,6 +83,69 @@ class Run:
     returncode: int
     stdout: str = ""
     cpu_seconds: float = 0.0  # user + system: far less noisy than wall on a busy machine
+    # Every process of the run's tree (the command and the workers it forks), each at its own peak,
+    # summed: an upper bound of what they held together. `peak_rss_mib` is what wait4 and
+    # `/usr/bin/time -v` report: the largest peak of any one of them (the kernel keeps a max, not a sum).
+    tree_rss_mib: float = 0.0
+    processes: int = 1
+
+
+class TreePeaks:
+    """Each process's own peak RSS (VmHWM) in a process tree, read every `interval` seconds while it runs.
+
+    A process's peak is read from /proc while it lives: a worker's last few milliseconds may be missed.
+    """
+
+    def __init__(self, root: int, interval: float = 0.02) -> None:
+        self._root, self._interval = root, interval
+        self.peaks: dict[int, int] = {}  # pid -> VmHWM in KiB, as last read
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> TreePeaks:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self._interval):
+            for pid in _tree(self._root):
+                hwm = _vm_hwm_kib(pid)
+                if hwm is not None:
+                    self.peaks[pid] = max(hwm, self.peaks.get(pid, 0))
+
+    def children_mib(self) -> list[float]:
+        """The peaks of the processes below the root, in MiB."""
+        return [kib / 1024 for pid, kib in self.peaks.items() if pid != self._root]
+
+
+def _tree(pid: int) -> list[int]:
+    """`pid` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        try:
+            tasks = list(Path(f"/proc/{current}/task").iterdir())
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                pending += [int(child) for child in (task / "children").read_text(encoding="ascii").split()]
+            except OSError:
+                continue
+    return found
+
+
+def _vm_hwm_kib(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii", errors="replace")
+    except OSError:
+        return None
+    return next((int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")), None)
 
 
 def installed_environment(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -111,7 +175,8 @@ def whole_process(command: list[str], ok: tuple[int, ...] = (0,), env: dict[str,
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(process.pid, 0)
+        with TreePeaks(process.pid) as tree:
+            _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
         process.returncode = code = os.waitstatus_to_exitcode(status)
         out.seek(0)
@@ -119,8 +184,20 @@ def whole_process(command: list[str], ok: tuple[int, ...] = (0,), env: dict[str,
         stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if code not in ok:
         raise SystemExit(f"{command[:4]}… exited {code}:\n{stderr[-3000:]}")
-    cpu = round(usage.ru_utime + usage.ru_stime, 3)
-    return Run(round(seconds, 3), round(usage.ru_maxrss / 1024, 1), code, stdout, cpu)
+    cpu = round(usage.ru_utime + usage.ru_stime, 3)  # the workers' included: wait4 counts reaped children
+    # The command's own peak is not in wait4's figure once it has children (that is their max with its
+    # own), so the tree's sum takes the command's VmHWM as read, or wait4's figure without children.
+    children = tree.children_mib()
+    own = tree.peaks.get(process.pid, usage.ru_maxrss) / 1024 if children else usage.ru_maxrss / 1024
+    return Run(
+        round(seconds, 3),
+        round(usage.ru_maxrss / 1024, 1),
+        code,
+        stdout,
+        cpu,
+        round(own + sum(children), 1),
+        1 + len(children),
+    )
 
 
 def json_line(run: Run) -> dict[str, Any]:

@@ -4,7 +4,11 @@
 
 For each report format the real CLI runs in its own process (`powerx version scan … --format F
 --output FILE`; the table is printed to a file as it would be to a terminal), and its wall time
-and peak RSS are taken from the operating system (wait4), as `/usr/bin/time -v` reports them.
+and peak RSS are taken from the operating system (wait4), as `/usr/bin/time -v` reports them: the
+largest peak of any one of its processes (a scan forks workers, `--workers` / POWERX_SCAN_WORKERS).
+"Σ peaks" adds every process's own peak (VmHWM, read from /proc every 20 ms while they run): what
+the scan's processes could hold together at most. `BENCH_POWERX=/path/to/powerx` measures another
+build (an A/B in one run: the floor is measured alike).
 Next to it, in the same run, the floor: a process that merely `json`-loads the same input files.
 Figures are medians of `--repeat` runs; ratios are to the floor's median. CPU seconds (user +
 system, from the kernel) are printed next to wall time: on a shared machine they vary far less.
@@ -25,7 +29,7 @@ from typing import Final
 
 import msgspec
 
-from bench.common import OUT, Run, dataset, whole_process
+from bench.common import OUT, Run, dataset, installed_environment, whole_process
 
 NOW: Final = "2026-11-30T00:00:00Z"
 FORMATS: Final = ("json", "jsonl", "csv", "sarif", "markdown", "table")
@@ -45,10 +49,12 @@ else:
 """
 
 
-def measure(command: list[str], ok: tuple[int, ...] = (0, 1, 3)) -> Run:
-    """Wall time and peak RSS of one process, from the kernel (what `/usr/bin/time -v` prints);
-    `ok`: the exit codes that mean it did its work (a scan exits 1 or 3 on findings or gaps)."""
-    return whole_process(command, ok)
+def measure(command: list[str], ok: tuple[int, ...] = (0, 1, 3), workers: int | None = None) -> Run:
+    """Wall time and peak RSS of one process, from the kernel (what `/usr/bin/time -v` prints), and
+    the sum of its processes' peaks; `ok`: the exit codes that mean it did its work (a scan exits 1
+    or 3 on findings or gaps); `workers`: POWERX_SCAN_WORKERS (None: the CLI's default)."""
+    extra = {} if workers is None else {"POWERX_SCAN_WORKERS": str(workers)}
+    return whole_process(command, ok, env=installed_environment(extra))
 
 
 def manifest_files(jsonl: Path) -> Path:
@@ -67,7 +73,15 @@ def manifest_files(jsonl: Path) -> Path:
 
 
 def scan_command(catalog: Path, manifests: Path, fmt: str, out: Path) -> list[str]:
-    command = [str(POWERX), "version", "scan", "--catalog", str(catalog), "--manifests", str(manifests)]
+    command = [
+        os.environ.get("BENCH_POWERX", str(POWERX)),
+        "version",
+        "scan",
+        "--catalog",
+        str(catalog),
+        "--manifests",
+        str(manifests),
+    ]
     command += ["--now", NOW, "--format", fmt, "--output", str(out / f"report.{fmt}")]
     return command
 
@@ -78,6 +92,9 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--layout", choices=["jsonl", "files"], default="files")
     parser.add_argument("--formats", nargs="+", choices=FORMATS, default=list(FORMATS))
+    parser.add_argument(
+        "--workers", type=int, help="POWERX_SCAN_WORKERS for the scans (default: the CLI's, one per CPU)"
+    )
     args = parser.parse_args()
     data = dataset(args.tenants)
     manifests = manifest_files(data.manifests) if args.layout == "files" else data.manifests
@@ -94,7 +111,7 @@ def main() -> None:
             measure([sys.executable, "-c", _FLOOR, str(data.catalog), str(manifests)], ok=(0,))
         )
         for fmt in args.formats:
-            runs[fmt].append(measure(scan_command(data.catalog, manifests, fmt, out)))
+            runs[fmt].append(measure(scan_command(data.catalog, manifests, fmt, out), workers=args.workers))
     _print(runs, out)
 
 
@@ -107,6 +124,8 @@ def _print(runs: dict[str, list[Run]], out: Path) -> None:
         ("runs", 26),
         ("CPU (median)", 13),
         ("peak RSS", 10),
+        ("Σ peaks", 10),
+        ("procs", 6),
         ("x floor", 8),
         ("CPU x floor", 12),
         ("report", 9),
@@ -118,7 +137,8 @@ def _print(runs: dict[str, list[Run]], out: Path) -> None:
         size = (out / f"report.{name}").stat().st_size / 1e6 if name != "floor" else 0.0
         print(
             f"{name:10s} {wall:12.2f} s {', '.join(f'{r.seconds:.2f}' for r in rs):>26s} {cpu:11.2f} s"
-            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {wall / floor:7.2f}x {cpu / floor_cpu:11.2f}x"
+            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {max(r.tree_rss_mib for r in rs):7.0f} MiB"
+            f" {max(r.processes for r in rs):6d} {wall / floor:7.2f}x {cpu / floor_cpu:11.2f}x"
             f" {size:6.0f} MB"
         )
 

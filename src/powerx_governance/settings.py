@@ -11,7 +11,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from powerx_governance.auth.throttle import parse_limit
 from powerx_governance.durations import parse_duration
 from powerx_governance.feature_flags import ConfiguredFlag, Flag, configured_flags
 
@@ -51,6 +50,9 @@ class Settings:
     flags: Mapping[Flag, ConfiguredFlag]  # POWERX_FLAG_*, else the settings file, else on
     auth_throttle_address: str  # POWERX_AUTH_THROTTLE_ADDRESS: failed authentications per client address
     auth_throttle_token: str  # POWERX_AUTH_THROTTLE_TOKEN: failed authentications per token prefix
+    # POWERX_SCAN_WORKERS: processes a file scan (`powerx version scan`) is split across; None: one per
+    # usable CPU, at most 4 (scans/parallel.py); 1: this process alone
+    scan_workers: int | None = None
     environ: Mapping[str, str] = field(default_factory=dict, repr=False)  # the snapshot read once
 
     @property
@@ -92,6 +94,29 @@ def _delta_shard_from(value: str | None) -> int:
     return size
 
 
+def _scan_workers(value: str | None) -> int | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        workers = int(value)
+    except ValueError as exc:
+        raise ValueError(f"POWERX_SCAN_WORKERS must be a whole number of processes, not {value!r}") from exc
+    if not 1 <= workers <= 64:
+        raise ValueError(f"POWERX_SCAN_WORKERS must be from 1 to 64, not {value!r}")
+    return workers
+
+
+def _rate(env: Mapping[str, str], variable: str, default: str) -> str:
+    """A rate setting, checked by `limits` when it is set: the defaults are known rates, and a
+    command that never throttles (a file scan) does not import `limits` (about 0.1-0.25 s)."""
+    value = env.get(variable, default)
+    if value != default:
+        from powerx_governance.auth.throttle import parse_limit  # noqa: PLC0415 - see above
+
+        parse_limit(value, variable)
+    return value
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)  # read once: components read this snapshot
     var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
@@ -101,10 +126,8 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ValueError(
             "POWERX_SCAN_RETRY_DELAY must be at most 120s (failed scans are retried within 2 minutes)"
         )
-    throttle_address = env.get("POWERX_AUTH_THROTTLE_ADDRESS", "30/minute")
-    throttle_token = env.get("POWERX_AUTH_THROTTLE_TOKEN", "10/minute")
-    parse_limit(throttle_address, "POWERX_AUTH_THROTTLE_ADDRESS")
-    parse_limit(throttle_token, "POWERX_AUTH_THROTTLE_TOKEN")
+    throttle_address = _rate(env, "POWERX_AUTH_THROTTLE_ADDRESS", "30/minute")
+    throttle_token = _rate(env, "POWERX_AUTH_THROTTLE_TOKEN", "10/minute")
     return Settings(
         rules_path=_path(env.get("POWERX_RULES")),
         compat_path=_path(env.get("POWERX_COMPAT")),
@@ -127,5 +150,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,
         auth_throttle_token=throttle_token,
+        scan_workers=_scan_workers(env.get("POWERX_SCAN_WORKERS")),
         environ=env,
     )

@@ -17,6 +17,7 @@ from powerx_governance.cli.lazy import lazy_group, root_commands, version_comman
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
 from powerx_governance.reports import TOP, ReportFormat, report_writer
+from powerx_governance.scans.parallel import default_workers
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, StreamedScan, known_tenants, stream_file_scan
 from powerx_governance.settings import load_settings
@@ -113,6 +114,15 @@ def scan_command(
         Path | None,
         typer.Option(help="The previous json/jsonl report: SLA clocks of findings it had keep running."),
     ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=64,
+            help="Processes to split the scan across (default: $POWERX_SCAN_WORKERS, else one per usable"
+            " CPU, at most 4); 1: this process alone. The report is the same.",
+        ),
+    ] = None,
 ) -> None:
     """Scan tenant manifests against the catalog and report what needs action."""
     settings = load_settings()
@@ -127,7 +137,8 @@ def scan_command(
     )
     _check_tenants(request)
     try:
-        done = _stream_scan(request, fmt, output, limit=None if show_all else TOP)
+        processes = workers or settings.scan_workers or default_workers()
+        done = _stream_scan(request, fmt, output, limit=None if show_all else TOP, workers=processes)
     except InputError as exc:
         err.print(f"[red]error:[/red] {exc}", markup=True, highlight=False)
         raise typer.Exit(ExitCode.USAGE) from exc
@@ -157,7 +168,7 @@ def _check_tenants(request: FileScanRequest) -> None:
 
 
 def _stream_scan(
-    request: FileScanRequest, fmt: ReportFormat, output: Path | None, *, limit: int | None
+    request: FileScanRequest, fmt: ReportFormat, output: Path | None, *, limit: int | None, workers: int
 ) -> StreamedScan:
     """Scan, writing the report as it is produced: to `output`, or to stdout (a table to the terminal)."""
     with contextlib.ExitStack() as stack:
@@ -170,4 +181,5 @@ def _stream_scan(
         writer = stack.enter_context(report_writer(fmt, out, console=console, limit=limit))
         progress = stack.enter_context(_progress())
         task = progress.add_task("scan", total=None)
-        return stream_file_scan(request, writer, on_tenant=lambda n: progress.update(task, completed=n))
+        hook = None if progress.disable else lambda n: progress.update(task, completed=n)
+        return stream_file_scan(request, writer, on_tenant=hook, workers=workers)

@@ -10,8 +10,9 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, BinaryIO, Final
 
 import msgspec
 
@@ -27,6 +28,7 @@ _DECODER: Final = msgspec.json.Decoder(TenantManifest)
 # Installed version strings known to parse: a fleet repeats a few thousand of them a million times.
 _VALID_VERSIONS: set[str] = set()
 _MAX_VALID_VERSIONS: Final = 200_000
+_COUNT_CHUNK: Final = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +117,17 @@ def manifest_from_data(raw: Any, source: str) -> ManifestResult:
     )
 
 
-def _from_jsonl(path: Path) -> Iterator[ManifestResult]:
+def _from_jsonl(path: Path, start: int = 0, end: int | None = None) -> Iterator[ManifestResult]:
+    """The manifests of a JSON-lines file, or of its lines in bytes [start, end) (cut at line ends),
+    each named by its line number in the whole file."""
     with path.open("rb") as stream:
-        for number, line in enumerate(stream, start=1):
+        first = _lines_before(stream, start) + 1
+        stream.seek(start)
+        position = start
+        for number, line in enumerate(stream, start=first):
+            if end is not None and position >= end:
+                return
+            position += len(line)
             if not line.strip():
                 continue
             source = f"{path}:{number}"
@@ -133,6 +143,19 @@ def _from_jsonl(path: Path) -> Iterator[ManifestResult]:
                 yield ManifestResult(
                     source, None, InputProblem(source, f"line {number}", None, f"invalid JSON: {exc}", source)
                 )
+
+
+def _lines_before(stream: BinaryIO, offset: int) -> int:
+    """How many lines end before `offset` (a line's start): the line number of the line there, less one."""
+    stream.seek(0)
+    count = 0
+    while offset > 0:
+        chunk = stream.read(min(offset, _COUNT_CHUNK))
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        offset -= len(chunk)
+    return count
 
 
 def _loose(line: bytes) -> Any:
@@ -213,3 +236,56 @@ def load_manifests(path: Path) -> Iterator[ManifestResult]:
         yield from _from_file(path)
     else:
         raise InputError(InputProblem(str(path), None, None, "no such file or directory"))
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestPart:
+    """A contiguous part of the manifests under a path, in the order `load_manifests` reads them:
+    whole files, or the lines of one JSON-lines file in bytes [start, end)."""
+
+    files: tuple[Path, ...]
+    start: int = 0
+    end: int | None = None
+
+    def load(self) -> Iterator[ManifestResult]:
+        """The part's manifests, each named as `load_manifests` names it."""
+        if self.end is not None:
+            yield from _from_jsonl(self.files[0], self.start, self.end)
+            return
+        for path in self.files:
+            yield from _from_file(path)
+
+
+def split_manifests(path: Path, parts: int) -> list[ManifestPart]:
+    """The manifests under `path` cut into at most `parts` contiguous parts of about equal size (a
+    directory by files, a JSON-lines file by lines); read in order, the parts read what
+    `load_manifests(path)` reads. Another single file is one part."""
+    if path.is_dir():
+        files = manifest_files(path)
+        count = max(1, min(parts, len(files)))
+        return [
+            ManifestPart(tuple(files[len(files) * k // count : len(files) * (k + 1) // count]))
+            for k in range(count)
+        ]
+    if not path.is_file():
+        raise InputError(InputProblem(str(path), None, None, "no such file or directory"))
+    if path.suffix not in (".jsonl", ".ndjson") or parts < 2:
+        return [ManifestPart((path,))]
+    cuts = _line_cuts(path, parts)
+    return [ManifestPart((path,), start, end) for start, end in pairwise(cuts)]
+
+
+def _line_cuts(path: Path, parts: int) -> list[int]:
+    """Byte offsets that cut the file at line ends into about equal parts: 0 first, its size last."""
+    size = path.stat().st_size
+    cuts = [0]
+    with path.open("rb") as stream:
+        for k in range(1, parts):
+            stream.seek(max(size * k // parts, cuts[-1]))
+            stream.readline()  # to the end of the line the cut falls in
+            cut = stream.tell()
+            if cut >= size:
+                break
+            if cut > cuts[-1]:
+                cuts.append(cut)
+    return [*cuts, size]

@@ -13,6 +13,7 @@ from powerx_governance.reports.stream import (
     ReportItem,
     SharedOutcome,
     TenantFindings,
+    append_file,
     write_report,
 )
 
@@ -62,6 +63,15 @@ class CsvWriter:
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write("".join(_line(_row(item.document())) for item in items).encode())
+
+    def continuation(self, out: BinaryIO) -> CsvWriter:
+        return CsvWriter(out)
+
+    def handoff(self) -> None:
+        return None
+
+    def join(self, handoff: None, body: BinaryIO) -> None:
+        append_file(self._out, body)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         """CSV carries findings only: coverage, errors and warnings are in every other format."""

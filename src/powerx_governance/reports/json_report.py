@@ -14,6 +14,7 @@ from powerx_governance.reports.stream import (
     SharedOutcome,
     SharedPart,
     TenantFindings,
+    append_file,
     encode,
     members,
     write_report,
@@ -47,9 +48,10 @@ class JsonWriter:
     once every tenant has been read, and the report is written as it is produced.
     """
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, continued: bool = False) -> None:
         self._out = out
         self._written = 0
+        self._continued = continued  # a later part of a report: findings came before
         self._spliced = SplicedFindings()
 
     def start(self, header: Mapping[str, Any]) -> None:
@@ -58,16 +60,28 @@ class JsonWriter:
 
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
-            lead = b",\n    " if self._written else b"\n    "
+            lead = b",\n    " if self._written or self._continued else b"\n    "
             self._spliced.write(self._out, batch, b",\n    ", lead=lead)
             self._written += len(batch.parts)
 
     def add(self, items: Iterable[ReportItem]) -> None:
         chunk = []
         for item in items:
-            chunk.append((b"\n    " if self._written == 0 else b",\n    ") + encode(item.document()))
+            first = self._written == 0 and not self._continued
+            chunk.append((b"\n    " if first else b",\n    ") + encode(item.document()))
             self._written += 1
         self._out.write(b"".join(chunk))
+
+    def continuation(self, out: BinaryIO) -> JsonWriter:
+        return JsonWriter(out, continued=True)
+
+    def handoff(self) -> int:
+        return self._written
+
+    def join(self, handoff: int, body: BinaryIO) -> None:
+        if handoff:  # the part's first finding is the report's first: no comma before it
+            append_file(self._out, body, skip=0 if self._written else len(b","))
+            self._written += handoff
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         closing = b"\n  ],\n" if self._written else b"],\n"

@@ -12,6 +12,7 @@ from powerx_governance.reports.stream import (
     SUMMARY_KEYS,
     ReportItem,
     TenantFindings,
+    append_file,
     encode,
     write_report,
 )
@@ -37,6 +38,15 @@ class JsonlWriter:
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write(b"".join(encode(item.document()) + b"\n" for item in items))
+
+    def continuation(self, out: BinaryIO) -> JsonlWriter:
+        return JsonlWriter(out)
+
+    def handoff(self) -> None:
+        return None
+
+    def join(self, handoff: None, body: BinaryIO) -> None:
+        append_file(self._out, body)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         line = {

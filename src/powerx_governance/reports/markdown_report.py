@@ -9,7 +9,7 @@ import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from decimal import ROUND_DOWN, Decimal
-from typing import Any, BinaryIO, Final
+from typing import IO, Any, BinaryIO, Final
 
 from powerx_governance.domain import Action, Severity
 from powerx_governance.reports.stream import (
@@ -19,6 +19,7 @@ from powerx_governance.reports.stream import (
     SharedOutcome,
     Tally,
     TenantFindings,
+    append_file,
     write_report,
 )
 
@@ -56,10 +57,12 @@ class MarkdownWriter:
     """Summary first, as people read it: the findings table is spooled (to disk past a few MB)
     while the scan runs, then written after the summary it waits for."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, rows: BinaryIO | None = None) -> None:
         self._out = out
-        # Closed in finish(): the spool lives across the add() calls of a whole scan.
-        self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        # Closed in finish(): the spool lives across the add() calls of a whole scan. A later part of
+        # a report (`continuation`) writes its rows straight to its own file.
+        self._rows: IO[bytes] = rows or tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        self._parts: list[BinaryIO] = []  # later parts' rows (`join`), written after this writer's own
         self._header: Mapping[str, Any] = {}
         self.tally = Tally()
         # the table line around the tenant cell (UTF-8), per outcome
@@ -84,6 +87,17 @@ class MarkdownWriter:
             lines.append(before + escape(item.tenant_key or item.tenant_uuid or MISSING).encode() + after)
         self._rows.write(b"".join(lines))
 
+    def continuation(self, out: BinaryIO) -> MarkdownWriter:
+        return MarkdownWriter(out, rows=out)
+
+    def handoff(self) -> Tally:
+        self.tally.settle()
+        return self.tally
+
+    def join(self, handoff: Tally, body: BinaryIO) -> None:
+        self.tally.merge(handoff)
+        self._parts.append(body)  # the caller keeps it open until finish()
+
     def finish(self, summary: Mapping[str, Any]) -> None:
         self.tally.settle()
         text = "\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n"
@@ -93,6 +107,8 @@ class MarkdownWriter:
             self._out.write(text.encode())
             self._rows.seek(0)
             shutil.copyfileobj(self._rows, self._out)
+            for part in self._parts:
+                append_file(self._out, part)
         else:
             self._out.write((text + NO_FINDINGS + "\n").encode())
         self._rows.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import binascii
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, BinaryIO, Final
@@ -18,6 +18,7 @@ from powerx_governance.reports.stream import (
     ReportItem,
     SharedOutcome,
     TenantFindings,
+    append_file,
     encode,
     write_report,
 )
@@ -59,14 +60,17 @@ class SarifWriter:
     """One SARIF run: results streamed as findings come; rules (one per advisory met) and the
     invocation (errors as failed notifications, repairs as warnings) follow them."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, *, continued: bool = False) -> None:
         self._out = out
         self._rules = _static_rules()
+        self._static = len(self._rules)
         self._rule_index = {rule["id"]: i for i, rule in enumerate(self._rules)}
         self._header: Mapping[str, Any] = {}
         self._written = 0
+        self._continued = continued  # a later part of a report: results came before
+        self._documents: dict[SharedOutcome, Finding] = {}  # met by `learn`, not yet templated
         self._templates: Rendered[SharedOutcome, list[_Template]] = Rendered(
-            lambda o: self._learn(o.document())
+            lambda o: self._learn(self._documents.pop(o) if o in self._documents else o.document())
         )
 
     def start(self, header: Mapping[str, Any]) -> None:
@@ -94,17 +98,57 @@ class SarifWriter:
 
     def _write(self, results: list[bytes]) -> None:
         if results:
-            self._out.write(b"\n  " if self._written == 0 else b",\n  ")
+            self._out.write(b"\n  " if self._written == 0 and not self._continued else b",\n  ")
             self._out.write(b",\n  ".join(results))
             self._written += len(results)
 
     def _learn(self, finding: Finding) -> list[_Template]:
         """The finding's results without their tenant, registering a rule for each new advisory."""
+        self._register(finding)
+        return _templates(finding, self._rule_index)
+
+    def _register(self, finding: Finding) -> None:
         for advisory in finding.get("advisories") or []:
             if str(advisory["id"]) not in self._rule_index:
-                self._rule_index[str(advisory["id"])] = len(self._rules)
+                self._rule_index[str(advisory["id"])] = len(self._rule_index)
                 self._rules.append(_advisory_rule(advisory))
-        return _templates(finding, self._rule_index)
+
+    def learn(self, batch: TenantFindings) -> None:
+        """Register the rules of a tenant's findings without writing them: the first of two passes
+        over a part of a split report, whose rules are numbered after the parts before it."""
+        for outcome in map(OUTCOME, batch.parts):
+            if outcome not in self._documents and outcome not in self._templates:
+                self._register(document := outcome.document())
+                self._documents[outcome] = document
+
+    def rules_met(self) -> list[str]:
+        """The ids of the advisory rules registered so far, in the order they were met."""
+        return [str(rule["id"]) for rule in self._rules[self._static :]]
+
+    def follow(self, prior: Sequence[str]) -> None:
+        """Number the rules as the whole report does: those the parts before this one met (`prior`,
+        in order) first, then this part's others, in the order this part met them."""
+        known = set(prior)
+        self._rules[self._static :] = [r for r in self._rules[self._static :] if r["id"] not in known]
+        ids = [*(str(r["id"]) for r in self._rules[: self._static]), *prior]
+        ids += [str(r["id"]) for r in self._rules[self._static :]]
+        self._rule_index = {rule_id: i for i, rule_id in enumerate(ids)}
+
+    def continuation(self, out: BinaryIO) -> SarifWriter:
+        return SarifWriter(out, continued=True)
+
+    def handoff(self) -> tuple[int, list[Json]]:
+        """Results written, and the rules this part met first (after `follow`)."""
+        return self._written, self._rules[self._static :]
+
+    def join(self, handoff: tuple[int, list[Json]], body: BinaryIO) -> None:
+        written, rules = handoff
+        for rule in rules:
+            self._rule_index[str(rule["id"])] = len(self._rule_index)
+            self._rules.append(rule)
+        if written:  # the part's first result is the report's first: no comma before it
+            append_file(self._out, body, skip=0 if self._written else len(b","))
+            self._written += written
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         driver = {

@@ -9,11 +9,13 @@ service's stored reports, tests) goes through the same writers, finding by findi
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, Final, Protocol, TypeVar
+from typing import Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -193,6 +195,62 @@ class ReportWriter(Protocol):
         """Coverage, errors and warnings: known once every tenant has been read."""
 
 
+@runtime_checkable
+class PartWriter(ReportWriter, Protocol):
+    """A writer whose report can be written in parts, each by its own process (a split scan).
+
+    The writer of the whole report writes the first part; `continuation` makes, for a later part,
+    a writer of the same format that writes only findings, as they would follow the ones before;
+    its `handoff` (picklable) and the bytes it wrote are given back to the first writer, part by
+    part in report order, through `join`, before `finish`. The report is then byte for byte what
+    one writer fed every tenant in order writes.
+    """
+
+    def continuation(self, out: BinaryIO) -> PartWriter:
+        """A writer of a later part of this report onto `out`: findings only, no header or summary."""
+        ...
+
+    def handoff(self) -> Any:
+        """What the report's end needs of this (continuation) writer's part, picklable."""
+        ...
+
+    def join(self, handoff: Any, body: BinaryIO) -> None:
+        """A later part, in report order: its `handoff` and the file its continuation wrote."""
+        ...
+
+
+def append_file(out: BinaryIO, body: BinaryIO, skip: int = 0) -> None:
+    """Append `body` from byte `skip` on to `out`: in the kernel (sendfile) when both are files."""
+    size = body.seek(0, os.SEEK_END)
+    out.flush()
+    if _send(out, body, skip, size):
+        if out.seekable():
+            out.seek(0, os.SEEK_END)  # the buffered stream learns where the file now ends
+        return
+    body.seek(skip)
+    shutil.copyfileobj(body, out)
+
+
+def _send(out: BinaryIO, body: BinaryIO, offset: int, size: int) -> bool:
+    """Copy body[offset:size] to out with sendfile; False when it cannot (nothing copied then)."""
+    try:
+        target, source = out.fileno(), body.fileno()
+    except (OSError, ValueError):  # a stream without a file (BytesIO)
+        return False
+    first = offset
+    while offset < size:
+        try:
+            sent = os.sendfile(target, source, offset, size - offset)
+        except OSError:
+            if offset == first:  # e.g. a target sendfile cannot write to
+                return False
+            raise
+        if sent == 0:
+            raise OSError(f"sendfile stopped at byte {offset} of {size}")
+        offset += sent
+    return True
+
+
 class Rendered(dict[K, V]):
     """What a writer renders from a shared object, made the first time the object is met.
 
@@ -227,6 +285,12 @@ class Tally:
         """A tenant's findings, counted by outcome (folded into risks and actions by `settle`)."""
         self.findings += len(parts)
         self._outcomes.update(map(OUTCOME, parts))
+
+    def merge(self, other: Tally) -> None:
+        """Add the counts of another (settled) tally: a later part of the same report."""
+        self.findings += other.findings
+        self.by_risk.update(other.by_risk)
+        self.by_action.update(other.by_action)
 
     def settle(self) -> None:
         """Fold the counts by outcome into the counts by risk level and action."""

@@ -5,7 +5,8 @@ from __future__ import annotations
 import heapq
 import io
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from dataclasses import dataclass
+from typing import Any, BinaryIO, Final
 
 from rich import box
 from rich.console import Console, JustifyMethod
@@ -23,7 +24,15 @@ from powerx_governance.reports.markdown_report import (
     ordered,
     tenant_label,
 )
-from powerx_governance.reports.stream import PartItem, ReportItem, Tally, TenantFindings, write_report
+from powerx_governance.reports.stream import (
+    Document,
+    DocumentItem,
+    PartItem,
+    ReportItem,
+    Tally,
+    TenantFindings,
+    write_report,
+)
 
 WIDTH: Final = 160
 _RISK_STYLES: Final = {
@@ -53,6 +62,14 @@ _MAX_WIDTHS: Final = {"Tenant": 18}
 
 TOP: Final = 50  # findings a person reads on screen; --all shows every one
 _ALL_CHUNK: Final = 500  # rows per drawn table with --all, so a huge fleet never waits on one layout
+
+
+@dataclass(frozen=True, slots=True)
+class TableHandoff:
+    """A later part's counts and its top findings: (priority, minus the finding's number, document)."""
+
+    tally: Tally
+    top: list[tuple[int, int, Document]]
 
 
 class TableWriter:
@@ -94,6 +111,20 @@ class TableWriter:
         else:
             return False
         return True
+
+    def continuation(self, out: BinaryIO) -> TableWriter:
+        """A later part's writer: it keeps its own top findings and counts (`out` stays empty)."""
+        return TableWriter(self._console, limit=self._limit)
+
+    def handoff(self) -> TableHandoff:
+        self.tally.settle()
+        return TableHandoff(self.tally, [(priority, n, item.document()) for priority, n, item in self._top])
+
+    def join(self, handoff: TableHandoff, body: BinaryIO) -> None:
+        before = self.tally.findings  # the part's findings are numbered after every one so far
+        for priority, n, document in handoff.top:
+            self._keep((priority, n - before, DocumentItem(document)))
+        self.tally.merge(handoff.tally)
 
     def finish(self, summary: Mapping[str, Any]) -> None:
         self.tally.settle()

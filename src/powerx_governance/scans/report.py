@@ -46,30 +46,24 @@ def error_dict(problem: InputProblem) -> dict[str, str | None]:
 
 class TenantReport:
     """A scanned tenant as a report writer takes it (`TenantFindings`): its findings' shared parts,
-    and the tenant's own members around them."""
+    and the tenant's own members around them (small: a split scan keeps a part's tenants a while)."""
 
-    __slots__ = ("_at", "_scan")
+    __slots__ = ("_at", "_findings", "_stale_since", "tenant_key", "tenant_uuid")
 
     def __init__(self, scan: TenantScan, at: datetime) -> None:
-        self._scan, self._at = scan, at
-
-    @property
-    def tenant_uuid(self) -> str:
-        return self._scan.tenant.tenant_uuid
-
-    @property
-    def tenant_key(self) -> str | None:
-        return self._scan.tenant.tenant_key
+        self.tenant_uuid: str = scan.tenant.tenant_uuid
+        self.tenant_key: str | None = scan.tenant.tenant_key
+        self._findings, self._stale_since, self._at = scan.findings, scan.stale_since, at
 
     @property
     def parts(self) -> list[SharedFinding]:
-        return self._scan.findings
+        return self._findings
 
     def head(self) -> dict[str, Any]:
         return {"tenant_uuid": self.tenant_uuid, "tenant_key": self.tenant_key}
 
     def tail(self) -> dict[str, Any]:
-        stale_since = self._scan.stale_since
+        stale_since = self._stale_since
         return {
             "manifest_stale": stale_since is not None,
             "manifest_as_of": iso(stale_since),

@@ -50,6 +50,19 @@ class ScanResult:
         """The scan saw everything it must: coverage at the minimum and all security data read."""
         return self.coverage_rate >= min_coverage and self.security_data_problems == 0
 
+    def absorb(self, part: ScanResult) -> None:
+        """Add the counts, errors and warnings of a later part of the same scan (split scans)."""
+        self.tenants_total += part.tenants_total
+        self.tenants_scanned += part.tenants_scanned
+        self.tenants_stale += part.tenants_stale
+        self.installations += part.installations
+        self.findings += part.findings
+        self.errors += part.errors
+        self.warnings += part.warnings
+        self.security_data_problems += part.security_data_problems
+        self.selected |= part.selected
+        self.distinct_combinations += part.distinct_combinations  # evaluated in each process
+
     def add_catalog_problems(self, problems: list[InputProblem], warnings: list[InputProblem]) -> None:
         """Errors and repairs of the catalog intake, listed before the tenants' own."""
         self.errors[:0] = problems

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from powerx_governance.catalog.loader import Loaded, load_catalog, load_matrix
 from powerx_governance.domain import Severity
-from powerx_governance.findings import SharedVerdict
-from powerx_governance.inventory.loader import load_manifests
+from powerx_governance.inventory.loader import load_manifests, split_manifests
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy.index import CatalogIndex
 from powerx_governance.policy.loader import load_rules
 from powerx_governance.policy.rules import DEFAULT_RULES, GovernanceRules
-from powerx_governance.reports.stream import OUTCOME, ReportWriter
+from powerx_governance.reports.stream import PartWriter, ReportWriter
 from powerx_governance.scans.baseline import load_baseline
-from powerx_governance.scans.report import TenantReport, report_header, report_summary
-from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan, scan_tenants
+from powerx_governance.scans.parallel import PartScan, scan_in_parts, write_tenants
+from powerx_governance.scans.report import report_header, report_summary
+from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,27 +64,23 @@ class StreamedScan:
 
 
 def stream_file_scan(
-    request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None = None
+    request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None = None, *, workers: int = 1
 ) -> StreamedScan:
-    """What `powerx version scan` runs: findings written tenant by tenant, never held whole."""
+    """What `powerx version scan` runs: findings written tenant by tenant, never held whole; with
+    `workers` > 1, split across that many processes (scans/parallel.py), for the same report."""
     engine, rules, loaded = prepare(request)
     baseline = load_baseline(request.baseline) if request.baseline else None
+    job = PartScan(engine, request.now, request.tenants, baseline.seen if baseline else None)
+    parts = split_manifests(request.manifests, workers) if workers > 1 else []
     result = ScanResult(generated_at=request.now)
     result.add_catalog_problems(loaded.problems, loaded.warnings)
     writer.start(report_header(result))
-    risks: set[SharedVerdict] = set()
-    for tenant in scan_tenants(
-        engine,
-        load_manifests(request.manifests),
-        result,
-        tenants=request.tenants,
-        on_tenant=on_tenant,
-        first_seen=baseline.seen if baseline else None,
-    ):
-        risks.update(map(OUTCOME, tenant.findings))
-        writer.add_tenant(TenantReport(tenant, request.now))
-    writer.finish(report_summary(result))
-    worst = max((o.verdict.risk_level for o in risks), key=lambda s: s.rank, default=Severity.NONE)
+    with ExitStack() as stack:
+        if len(parts) > 1 and isinstance(writer, PartWriter):
+            worst = scan_in_parts(job, parts, writer, result, stack, on_tenant)
+        else:
+            worst = write_tenants(job, load_manifests(request.manifests), writer, result, on_tenant)
+        writer.finish(report_summary(result))
     return StreamedScan(result, rules, worst)
 
 

@@ -1,0 +1,311 @@
+"""A file scan split across processes, for a report byte for byte the one a single process writes.
+
+The manifests are cut into contiguous parts, in the order one process reads them. This process
+scans the first part into the report itself; a worker forked after the catalog, rules and engine
+were built (shared with it, never rebuilt) scans each later part into a temporary file, with a
+writer continuing the same report (`PartWriter.continuation`), and hands back its counts, errors
+and what the report's end needs. Parts are joined in order, so findings, errors and warnings stay
+in tenant order. A worker that fails fails the scan, as an error of this process would.
+
+SARIF numbers its rules in the order advisories are first met in the whole report, so each part
+is scanned first, kept (a few hundred bytes a tenant), and written once the parts before it said
+which advisories they met: a pipe runs from each part to the next.
+"""
+
+from __future__ import annotations
+
+import gc
+import multiprocessing
+import os
+import pickle
+import sys
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from multiprocessing.connection import Connection
+from multiprocessing.context import ForkProcess
+from typing import Any, BinaryIO, Final
+
+from powerx_governance.domain import Severity
+from powerx_governance.findings import SharedVerdict
+from powerx_governance.inventory.loader import ManifestPart, ManifestResult
+from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.reports.sarif_report import SarifWriter
+from powerx_governance.reports.stream import OUTCOME, PartWriter, ReportWriter
+from powerx_governance.scans.report import TenantReport
+from powerx_governance.scans.scanner import FirstSeen, ProgressHook, ScanResult, scan_tenants
+
+# Each worker holds its own copy of what evaluation caches and of what it reads (~150-250 MiB on the
+# reference fleet): four stay well inside DESIGN §8's 1 GiB, counted over every process.
+MAX_WORKERS: Final = 4
+_POLL_SECONDS: Final = 0.2  # how often progress is read while waiting for workers
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, as a container or `taskset` sets it)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def default_workers() -> int:
+    """Processes a file scan uses unless told: one per usable CPU, at most MAX_WORKERS."""
+    return max(1, min(usable_cpus(), MAX_WORKERS))
+
+
+@dataclass(frozen=True, slots=True)
+class PartScan:
+    """What every part of a scan shares: the engine (built once), the tenants selected, the baseline."""
+
+    engine: PolicyEngine
+    now: datetime
+    tenants: frozenset[str] = frozenset()
+    first_seen: FirstSeen | None = None
+
+
+def _worst(outcomes: Iterable[SharedVerdict]) -> Severity:
+    return max((o.verdict.risk_level for o in outcomes), key=lambda s: s.rank, default=Severity.NONE)
+
+
+def write_tenants(
+    job: PartScan,
+    manifests: Iterable[ManifestResult],
+    writer: ReportWriter,
+    result: ScanResult,
+    on_tenant: ProgressHook | None = None,
+) -> Severity:
+    """Scan `manifests` tenant by tenant into `writer` (counts and errors into `result`): the worst
+    risk among the findings written."""
+    risks: set[SharedVerdict] = set()
+    for batch in _batches(job, manifests, result, on_tenant):
+        risks.update(map(OUTCOME, batch.parts))
+        writer.add_tenant(batch)
+    return _worst(risks)
+
+
+def _batches(
+    job: PartScan, manifests: Iterable[ManifestResult], result: ScanResult, on_tenant: ProgressHook | None
+) -> Iterator[TenantReport]:
+    for tenant in scan_tenants(
+        job.engine, manifests, result, tenants=job.tenants, on_tenant=on_tenant, first_seen=job.first_seen
+    ):
+        yield TenantReport(tenant, job.now)
+
+
+@dataclass(frozen=True, slots=True)
+class _RuleChain:
+    """The pipes that tell a part of a SARIF report which advisories the parts before it met."""
+
+    before: Connection | None  # from the previous part (None: the first part)
+    after: Connection | None  # to the next part (None: the last part)
+
+    def close(self) -> None:
+        for end in (self.before, self.after):
+            if end is not None:
+                end.close()
+
+
+def _write_numbered(
+    job: PartScan,
+    manifests: Iterable[ManifestResult],
+    writer: SarifWriter,
+    result: ScanResult,
+    on_tenant: ProgressHook | None,
+    chain: _RuleChain,
+) -> Severity:
+    """`write_tenants` for a part of a SARIF report: scan everything first, learn the rules the parts
+    before met, pass them on with this part's, then write."""
+    risks: set[SharedVerdict] = set()
+    kept: list[TenantReport] = []
+    for batch in _batches(job, manifests, result, on_tenant):
+        risks.update(map(OUTCOME, batch.parts))
+        writer.learn(batch)
+        kept.append(batch)
+    prior: list[str] = chain.before.recv() if chain.before is not None else []
+    if chain.after is not None:
+        known = set(prior)
+        chain.after.send([*prior, *(rule for rule in writer.rules_met() if rule not in known)])
+    writer.follow(prior)
+    for batch in kept:
+        writer.add_tenant(batch)
+    return _worst(risks)
+
+
+@dataclass(frozen=True, slots=True)
+class _PartDone:
+    result: ScanResult
+    worst: Severity
+    handoff: Any  # the part's writer's handoff (PartWriter)
+
+
+@dataclass(frozen=True, slots=True)
+class _PartFailed:
+    error: BaseException
+
+
+@dataclass(frozen=True, slots=True)
+class _Worker:
+    process: ForkProcess
+    answer: Connection  # _PartDone or _PartFailed, once
+    body: BinaryIO  # the part's report bytes
+
+
+def _work(
+    job: PartScan,
+    part: ManifestPart,
+    writer: PartWriter,
+    body: BinaryIO,
+    answer: Connection,
+    chain: _RuleChain | None,
+    progress: Callable[[int], None],
+    others: Sequence[Connection],
+) -> None:
+    """A worker process: scan one later part into `body`, then answer with what the report's end needs.
+    `others`: the pipe ends of the other parts' chains it inherited, closed so that a part that dies
+    ends the wait of the next one (it reads the end of the pipe instead of waiting for ever)."""
+    for end in others:
+        end.close()
+    try:
+        result = ScanResult(generated_at=job.now)
+        continuation = writer.continuation(body)
+        if chain is not None and isinstance(continuation, SarifWriter):
+            worst = _write_numbered(job, part.load(), continuation, result, progress, chain)
+        else:
+            worst = write_tenants(job, part.load(), continuation, result, progress)
+        body.flush()
+        answer.send(_PartDone(result, worst, continuation.handoff()))
+    except BaseException as exc:  # noqa: BLE001 - every failure goes back to the scan, which raises it
+        answer.send(_PartFailed(_portable(exc)))
+    finally:
+        answer.close()
+
+
+def _portable(exc: BaseException) -> BaseException:
+    """The exception itself when it survives pickling, else one carrying its traceback."""
+    try:
+        pickle.loads(pickle.dumps(exc))  # noqa: S301 - its own exception, in this process
+    except Exception:  # noqa: BLE001 - any exception that does not round-trip
+        return RuntimeError("".join(traceback.format_exception(exc)))
+    return exc
+
+
+def scan_in_parts(
+    job: PartScan,
+    parts: Sequence[ManifestPart],
+    writer: PartWriter,
+    result: ScanResult,
+    stack: ExitStack,
+    on_tenant: ProgressHook | None = None,
+) -> Severity:
+    """Scan the parts, the first here and each other in a forked worker, joining them into `writer`
+    in order; `stack` keeps the workers' files open until the report is finished. The worst risk."""
+    context = multiprocessing.get_context("fork")
+    counts = context.RawArray("q", len(parts))  # tenants read per part, for the progress hook
+    numbered = isinstance(writer, SarifWriter)
+    links = [context.Pipe(duplex=False) for _ in parts[1:]] if numbered else []  # (receive, send): k -> k+1
+    chains = [
+        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None)
+        for k in range(len(parts))
+    ]
+    sys.stdout.flush()  # a worker flushes the standard streams it inherits when it ends
+    sys.stderr.flush()
+    workers: list[_Worker] = []
+    with _workers_stopped(workers), _frozen_heap():
+        for k, part in enumerate(parts[1:], start=1):
+            body = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the stack closes it
+            answer, reply = context.Pipe(duplex=False)
+            chain = chains[k] if numbered else None
+            others = [
+                end
+                for pipe in links
+                for end in pipe
+                if chain is None or end not in (chain.before, chain.after)
+            ]
+            process = context.Process(
+                target=_work,
+                args=(job, part, writer, body, reply, chain, _counter(counts, k), others),
+                name=f"powerx-scan-part-{k}",
+                daemon=True,
+            )
+            process.start()
+            reply.close()
+            workers.append(_Worker(process, answer, body))
+        for chain in chains[1:]:
+            chain.close()  # the workers hold them now: a worker's end closes when it dies
+        hook = None if on_tenant is None else _summed(counts, on_tenant)
+        first = parts[0].load()
+        if isinstance(writer, SarifWriter):
+            worst = _write_numbered(job, first, writer, result, _counter(counts, 0, hook), chains[0])
+        else:
+            worst = write_tenants(job, first, writer, result, _counter(counts, 0, hook))
+        chains[0].close()
+        for worker in workers:
+            done = _answer(worker, hook, counts)
+            result.absorb(done.result)
+            worst = max(worst, done.worst, key=lambda s: s.rank)
+            writer.join(done.handoff, worker.body)
+    return worst
+
+
+def _answer(worker: _Worker, hook: Callable[[int], None] | None, counts: Any) -> _PartDone:
+    """The worker's answer, once it comes (progress told meanwhile); its failure raised here."""
+    while not worker.answer.poll(_POLL_SECONDS):
+        if hook is not None:
+            hook(counts[0])
+    try:
+        answer = worker.answer.recv()
+    except EOFError:
+        worker.process.join()
+        raise RuntimeError(
+            f"scan worker {worker.process.name} ended (exit code {worker.process.exitcode}) without an answer"
+        ) from None
+    worker.process.join()
+    if isinstance(answer, _PartFailed):
+        raise answer.error
+    if not isinstance(answer, _PartDone):
+        raise TypeError(f"scan worker {worker.process.name} answered {type(answer).__name__}")
+    return answer
+
+
+def _counter(counts: Any, k: int, then: Callable[[int], None] | None = None) -> Callable[[int], None]:
+    """A progress hook that records part k's tenants read so far (and tells `then`)."""
+
+    def count(n: int) -> None:
+        counts[k] = n
+        if then is not None:
+            then(n)
+
+    return count
+
+
+def _summed(counts: Any, on_tenant: ProgressHook) -> Callable[[int], None]:
+    """Tell `on_tenant` the tenants read by every part so far."""
+    return lambda _: on_tenant(sum(counts))
+
+
+@contextmanager
+def _workers_stopped(workers: list[_Worker]) -> Iterator[None]:
+    """On the way out, workers still running (this process failed first) are stopped and reaped."""
+    try:
+        yield
+    finally:
+        for worker in workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+            worker.process.join()
+            worker.answer.close()
+
+
+@contextmanager
+def _frozen_heap() -> Iterator[None]:
+    """Keep the collector off what exists at fork time (the catalog, the engine), so that neither
+    process copies those pages to mark them; collected again once the scan ends."""
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
