@@ -37,6 +37,7 @@ class Settings:
     host: str  # POWERX_HOST
     port: int  # POWERX_PORT
     max_body_bytes: int  # POWERX_MAX_BODY_BYTES: request bodies larger than this get 413
+    web_workers: int  # POWERX_WEB_WORKERS: API processes of `serve` (the jobs run once, in the supervisor)
     scheduler: bool  # POWERX_SCHEDULER: run periodic scans in this process
     worker: bool  # POWERX_WORKER: run the job worker in this process
     retry_delay_seconds: float  # POWERX_SCAN_RETRY_DELAY: failed scans are retried after it (<= 120 s)
@@ -92,6 +93,14 @@ def _delta_shard_from(value: str | None) -> int:
     return size
 
 
+def _web_workers(value: str | None) -> int:
+    if value is None or not value.strip():
+        return 1
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        raise ValueError(f"POWERX_WEB_WORKERS must be a whole number from 1 to 64, not {value!r}")
+    return int(value)
+
+
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     env = dict(os.environ if environ is None else environ)  # read once: components read this snapshot
     var_dir = Path(env.get("POWERX_VAR_DIR", "var"))
@@ -117,6 +126,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         host=env.get("POWERX_HOST", "127.0.0.1"),
         port=int(env.get("POWERX_PORT", "8717")),
         max_body_bytes=int(env.get("POWERX_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+        web_workers=_web_workers(env.get("POWERX_WEB_WORKERS")),
         scheduler=_flag(env.get("POWERX_SCHEDULER"), default=True),
         worker=_flag(env.get("POWERX_WORKER"), default=True),
         retry_delay_seconds=retry,
