@@ -218,7 +218,11 @@ class GovernanceService:
     def flags(self) -> dict[Flag, bool]:
         """Whether each feature flag is on now (one read of the overrides)."""
         with self.factory() as session:
-            states = flag_states(session, self.settings.flags)
+            return self.flags_in(session)
+
+    def flags_in(self, session: Session) -> dict[Flag, bool]:
+        """`flags`, read in the caller's session (the API reads them with the caller's token)."""
+        states = flag_states(session, self.settings.flags)
         for flag, state in states.items():
             self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if state.enabled else 0)
         return {flag: state.enabled for flag, state in states.items()}
