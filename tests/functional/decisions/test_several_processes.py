@@ -136,7 +136,7 @@ def test_several_api_processes_keep_one_chain_and_one_record_per_decision(
                 select(AuditEventRow).where(AuditEventRow.operation == "decision.upgrade")
             ).scalars()
         ]
-        assert sorted(recorded) == sorted(decision_id for _, decision_id in answers)  # one each
+        assert sorted(recorded) == sorted(int(decision_id or 0) for _, decision_id in answers)  # one each
         chain = verify(session)
         assert chain.ok, chain.problem
         assert chain.checked == _count(service, select(func.count()).select_from(AuditEventRow))
