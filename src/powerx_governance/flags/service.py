@@ -72,7 +72,7 @@ _OVERRIDES: Final = select(FeatureFlagRow.name, FeatureFlagRow.enabled)
 def flags_enabled(session: Session, configured: Mapping[Flag, ConfiguredFlag]) -> dict[Flag, bool]:
     """Whether each flag is on (`flag_states`' `enabled`), read without building ORM objects: every
     API request reads it."""
-    overrides = dict(session.execute(_OVERRIDES).tuples().all())
+    overrides: dict[str, bool] = dict(session.execute(_OVERRIDES).all())
     return {flag: bool(overrides.get(flag.value, configured[flag].enabled)) for flag in Flag}
 
 
