@@ -51,7 +51,8 @@ def client_address(request: Request) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who calls, and the feature flags as of that moment: read together, in one short transaction."""
+    """Who calls, and the feature flags as of that moment: read together, in one short transaction
+    (the flags only for the routes `GovernanceOn` guards)."""
 
     who: Principal
     flags: Mapping[Flag, bool]
@@ -79,7 +80,7 @@ def caller(request: Request, svc: ServiceDep) -> Caller:
         )
     with svc.factory() as s, s.begin():
         found = authenticate(s, presented, svc.clock())
-        flags = svc.flags_in(s) if found is not None else {}
+        flags = svc.flags_in(s) if found is not None and _paused_with_governance(request) else {}
     if found is None:
         svc.auth_throttle.failed(Channel.API, address, presented)
         raise ProblemError(
@@ -89,6 +90,14 @@ def caller(request: Request, svc: ServiceDep) -> Caller:
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
     return Caller(found, flags)
+
+
+def _paused_with_governance(request: Request) -> bool:
+    """Whether the route declares `GovernanceOn` (then `caller` reads the flags; reads need none)."""
+    route = request.scope.get("route")
+    if route is None:
+        return True
+    return any(getattr(d, "dependency", None) is governance_on for d in getattr(route, "dependencies", ()))
 
 
 async def principal(found: Annotated[Caller, Depends(caller)]) -> Principal:
