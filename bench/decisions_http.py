@@ -1,13 +1,15 @@
 """Decisions per second through the HTTP API, each durable with its audit event (DESIGN §8: ≥ 500/s).
 
-    python -m bench.decisions_http [--tenants N] [--decisions K] [--clients C] [--backend sqlite|postgresql]
+    python -m bench.decisions_http [--tenants N] [--decisions K] [--clients C] [--workers W]
+                                   [--backend sqlite|postgresql|both]
 
 Starts `powerx version serve` in its own process on a store holding a synthetic fleet (scanned
 first). The floor, in the same run and the same server: C client threads each read their
 recommendation (GET, authenticated) K times in all; then they post K `upgrade` decisions on
-distinct recommendations. Reports both rates, the ratio, latency percentiles, the server
-process's CPU seconds for each part, and checks every 2xx decision has its audit event and the
-audit chain verifies afterwards.
+distinct recommendations. Reports both rates, the ratio, latency percentiles, the server's CPU
+seconds for each part (the whole process tree: with `--workers` the supervisor, which also runs
+the jobs, and its workers), the load average, and checks every 2xx decision has its audit event
+and the audit chain verifies afterwards.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from bench.common import OUT, dataset
+from bench.common import OUT, dataset, installed_environment
 from bench.store_reference import database
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
@@ -89,18 +91,19 @@ def _post(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int |
     return answer.status_code, elapsed, answer.json().get("id") if answer.status_code in (200, 201) else None
 
 
-def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
+def run(backend: str, tenants: int, decisions: int, clients: int, workers: int | None) -> None:
     data = dataset(tenants)
     with database(backend) as url:
-        env = {
-            **os.environ,
-            "POWERX_DATABASE_URL": url,
-            "POWERX_TENANT_SOURCE": str(data.manifests),
-            "POWERX_CATALOG_SOURCE": str(data.catalog),
-            "POWERX_SCHEDULER": "0",
-            "POWERX_VAR_DIR": str(OUT),
-            "POWERX_PORT": str(_port()),
-        }
+        env = installed_environment(
+            {
+                "POWERX_DATABASE_URL": url,
+                "POWERX_TENANT_SOURCE": str(data.manifests),
+                "POWERX_CATALOG_SOURCE": str(data.catalog),
+                "POWERX_SCHEDULER": "0",
+                "POWERX_VAR_DIR": str(OUT),
+                "POWERX_PORT": str(_port()),
+            }
+        )
         token, recs = _prepare(env, decisions)
         log = (OUT / "decisions-serve.log").open("w")
         command = [
@@ -109,6 +112,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
             "serve",
             "--log-level",
             "warning",
+            *(["--workers", str(workers)] if workers is not None else []),
         ]
         server = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=log)
         base = f"http://127.0.0.1:{env['POWERX_PORT']}"
@@ -150,7 +154,11 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
     p99 = latencies[max(0, int(len(latencies) * 0.99) - 1)] if latencies else 0.0
     read_ok = sum(1 for r in reads if r[0] == 200)
     print(
-        f"[{backend}] floor: {read_ok}/{len(recs)} reads 200 in {floor_wall:.2f} s"
+        f"[{backend}] {'1 process' if workers is None else f'--workers {workers}'},"
+        f" load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"
+    )
+    print(
+        f"  floor: {read_ok}/{len(recs)} reads 200 in {floor_wall:.2f} s"
         f" = {read_ok / floor_wall:,.0f}/s"
         f" (server cpu {floor_cpu:.2f} s) with {clients} clients"
     )
@@ -166,9 +174,24 @@ def run(backend: str, tenants: int, decisions: int, clients: int) -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of a running process so far (Linux /proc), in seconds."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU so far (Linux /proc), in seconds, of a running process, its children that
+    ended, and its living descendants."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:  # it ended meanwhile
+        return 0.0
+    ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
+    return ticks / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(child) for child in _children(pid))
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(child) for child in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
 
 
 def _wait(base: str) -> None:
@@ -187,10 +210,13 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=500)
     parser.add_argument("--decisions", type=int, default=5000)
     parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument(
+        "--workers", type=int, default=None, help="serve --workers W (default: the serve default)"
+    )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     args = parser.parse_args()
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
-        run(backend, args.tenants, args.decisions, args.clients)
+        run(backend, args.tenants, args.decisions, args.clients, args.workers)
 
 
 if __name__ == "__main__":

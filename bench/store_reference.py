@@ -57,7 +57,7 @@ def database(backend: str) -> Iterator[str]:
         try:
             yield f"sqlite+pysqlite:///{path}"
         finally:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-writers"):
                 Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     schema = f"bench_{uuid.uuid4().hex[:8]}"

@@ -29,7 +29,7 @@ from powerx_governance.db.session import make_engine, session_factory, transacti
 from powerx_governance.durations import parse_duration
 from powerx_governance.errors import InputError
 from powerx_governance.feature_flags import Flag
-from powerx_governance.flags.service import flag_states, is_enabled
+from powerx_governance.flags.service import flags_enabled, is_enabled
 from powerx_governance.jobs import queue
 from powerx_governance.jobs.interface import Handlers, JobQueue, QueueBackend
 from powerx_governance.jobs.local import LocalQueue
@@ -218,10 +218,14 @@ class GovernanceService:
     def flags(self) -> dict[Flag, bool]:
         """Whether each feature flag is on now (one read of the overrides)."""
         with self.factory() as session:
-            states = flag_states(session, self.settings.flags)
-        for flag, state in states.items():
-            self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if state.enabled else 0)
-        return {flag: state.enabled for flag, state in states.items()}
+            return self.flags_in(session)
+
+    def flags_in(self, session: Session) -> dict[Flag, bool]:
+        """`flags`, read in the caller's session (the API reads them with the caller's token)."""
+        enabled = flags_enabled(session, self.settings.flags)
+        for flag, on in enabled.items():
+            self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if on else 0)
+        return enabled
 
     def enabled(self, flag: Flag) -> bool:
         return self.flags()[flag]

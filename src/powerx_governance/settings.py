@@ -36,6 +36,7 @@ class Settings:
     host: str  # POWERX_HOST
     port: int  # POWERX_PORT
     max_body_bytes: int  # POWERX_MAX_BODY_BYTES: request bodies larger than this get 413
+    web_workers: int  # POWERX_WEB_WORKERS: API processes of `serve` (the jobs run once, in the supervisor)
     scheduler: bool  # POWERX_SCHEDULER: run periodic scans in this process
     worker: bool  # POWERX_WORKER: run the job worker in this process
     retry_delay_seconds: float  # POWERX_SCAN_RETRY_DELAY: failed scans are retried after it (<= 120 s)
@@ -94,16 +95,13 @@ def _delta_shard_from(value: str | None) -> int:
     return size
 
 
-def _scan_workers(value: str | None) -> int | None:
+def _processes(value: str | None, variable: str) -> int | None:
+    """A number of processes from 1 to 64, or None when unset; ValueError naming the variable."""
     if value is None or not value.strip():
         return None
-    try:
-        workers = int(value)
-    except ValueError as exc:
-        raise ValueError(f"POWERX_SCAN_WORKERS must be a whole number of processes, not {value!r}") from exc
-    if not 1 <= workers <= 64:
-        raise ValueError(f"POWERX_SCAN_WORKERS must be from 1 to 64, not {value!r}")
-    return workers
+    if not value.strip().isdigit() or not 1 <= int(value) <= 64:
+        raise ValueError(f"{variable} must be a whole number of processes from 1 to 64, not {value!r}")
+    return int(value)
 
 
 def _rate(env: Mapping[str, str], variable: str, default: str) -> str:
@@ -140,6 +138,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         host=env.get("POWERX_HOST", "127.0.0.1"),
         port=int(env.get("POWERX_PORT", "8717")),
         max_body_bytes=int(env.get("POWERX_MAX_BODY_BYTES", str(4 * 1024 * 1024))),
+        web_workers=_processes(env.get("POWERX_WEB_WORKERS"), "POWERX_WEB_WORKERS") or 1,
         scheduler=_flag(env.get("POWERX_SCHEDULER"), default=True),
         worker=_flag(env.get("POWERX_WORKER"), default=True),
         retry_delay_seconds=retry,
@@ -150,6 +149,6 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         flags=configured_flags(env, settings_file),
         auth_throttle_address=throttle_address,
         auth_throttle_token=throttle_token,
-        scan_workers=_scan_workers(env.get("POWERX_SCAN_WORKERS")),
+        scan_workers=_processes(env.get("POWERX_SCAN_WORKERS"), "POWERX_SCAN_WORKERS"),
         environ=env,
     )

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
 from fastapi import Depends, Query, Request
@@ -48,7 +49,16 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def principal(request: Request, svc: ServiceDep) -> Principal:
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls, and the feature flags as of that moment: read together, in one short transaction
+    (the flags only for the routes `GovernanceOn` guards)."""
+
+    who: Principal
+    flags: Mapping[Flag, bool]
+
+
+def caller(request: Request, svc: ServiceDep) -> Caller:
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -70,6 +80,7 @@ def principal(request: Request, svc: ServiceDep) -> Principal:
         )
     with svc.factory() as s, s.begin():
         found = authenticate(s, presented, svc.clock())
+        flags = svc.flags_in(s) if found is not None and _paused_with_governance(request) else {}
     if found is None:
         svc.auth_throttle.failed(Channel.API, address, presented)
         raise ProblemError(
@@ -78,7 +89,20 @@ def principal(request: Request, svc: ServiceDep) -> Principal:
             "the token is unknown or revoked",
             headers={"WWW-Authenticate": 'Bearer error="invalid_token"'},
         )
-    return found
+    return Caller(found, flags)
+
+
+def _paused_with_governance(request: Request) -> bool:
+    """Whether the route declares `GovernanceOn` (then `caller` reads the flags; reads need none)."""
+    route = request.scope.get("route")
+    if route is None:
+        return True
+    return any(getattr(d, "dependency", None) is governance_on for d in getattr(route, "dependencies", ()))
+
+
+async def principal(found: Annotated[Caller, Depends(caller)]) -> Principal:
+    """The authenticated caller (async: `caller` did the I/O, so no worker thread is needed)."""
+    return found.who
 
 
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
@@ -176,9 +200,10 @@ GOVERNANCE_OFF = (
 )
 
 
-def governance_on(_: Annotated[Principal, Depends(principal)], svc: ServiceDep) -> None:
-    """503 for governance work while the flag is off (checked after authentication)."""
-    if not svc.enabled(Flag.GOVERNANCE):
+async def governance_on(found: Annotated[Caller, Depends(caller)]) -> None:
+    """503 for governance work while the flag is off (checked after authentication, with the flags
+    read in the same transaction as the token)."""
+    if not found.flags[Flag.GOVERNANCE]:
         raise ProblemError(503, "Governance is off", GOVERNANCE_OFF, flag=Flag.GOVERNANCE.value)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Final
 
-from sqlalchemy import String, func, select
+from sqlalchemy import String, func, select, text
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -28,6 +28,8 @@ class LockRow(Base):
 
 
 _NEVER: Final = datetime(9999, 12, 31, tzinfo=UTC)
+# a write statement writing nothing: SQLite opens the write transaction (its database write lock) anyway
+_WRITE_NOTHING: Final = text("UPDATE locks SET owner = owner WHERE 0")
 
 
 def advisory_xact_lock(session: Session, lock_class: int) -> None:
@@ -45,3 +47,11 @@ def transaction_lock(session: Session, lock_class: int, name: str) -> None:
         .values(name=name, owner=None, expires_at=_NEVER)
         .on_conflict_do_update(index_elements=[LockRow.name], set_={"expires_at": _NEVER})
     )
+
+
+def sqlite_writer_now(session: Session) -> None:
+    """SQLite: make the transaction the database's writer now, so what it reads next stays true until
+    it commits (the driver runs reads before a transaction's first write outside any transaction, so
+    another connection, or process, may change them in between). PostgreSQL: nothing (row locks)."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(_WRITE_NOTHING)

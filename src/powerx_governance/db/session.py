@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 _HOLDS_WRITE_LOCK: Final = "powerx.sqlite_write_lock"
 _WRITE_LOCK_WAIT: Final = 10.0  # seconds, as the busy timeout: then SQLite's own locking decides
 _WRITES: Final = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+# Connections kept open: the API's thread pool runs up to 40 requests at once, and a connection
+# opened per request (SQLAlchemy's default keeps 5) costs a file open and six PRAGMAs each time.
+_SQLITE_POOL: Final = {"pool_size": 20, "max_overflow": 20}
+WRITERS_SUFFIX: Final = "-writers"  # the file beside a SQLite database its writers lock
 
 
 def sqlite_url(path: Path) -> str:
@@ -42,19 +49,24 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 class _WriterLock:
-    """One SQLite writer at a time inside this process, queued on a lock instead of polling.
+    """One SQLite writer at a time, queued on a lock instead of polling.
 
     SQLite lets one transaction write at a time; the others retry on its busy handler, which
     sleeps up to 100 ms between attempts, so concurrent requests (16 decision clients) mostly
     sleep. The driver opens the write transaction at a connection's first INSERT/UPDATE/DELETE;
     the lock is taken just before that statement and released when the transaction ends. Reads
-    are not serialised. A wait longer than the busy timeout gives up the lock and lets SQLite's
-    own locking decide, so a thread writing through two connections at once is never worse off
-    than without it.
+    are not serialised. Inside a process the writers queue on a thread lock; between processes
+    (`serve --workers`, the CLI next to a server) on an `flock` of the file `<database>-writers`,
+    which the kernel releases when a process dies. A wait longer than the busy timeout gives up
+    and lets SQLite's own locking decide, so a thread writing through two connections at once is
+    never worse off than without it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, database: str | None) -> None:
         self._lock = threading.Lock()
+        self._file: int | None = None
+        if database and database != ":memory:" and not database.startswith("file:"):  # a file
+            self._file = os.open(f"{database}{WRITERS_SUFFIX}", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
 
     def before_execute(self, conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
         if statement.lstrip()[:7].upper().startswith(_WRITES):
@@ -62,7 +74,28 @@ class _WriterLock:
 
     def take(self, conn: Connection) -> None:
         if conn.info.get(_HOLDS_WRITE_LOCK) is None and conn.in_transaction():
-            conn.info[_HOLDS_WRITE_LOCK] = self._lock.acquire(timeout=_WRITE_LOCK_WAIT)
+            deadline = time.monotonic() + _WRITE_LOCK_WAIT
+            held = self._lock.acquire(timeout=_WRITE_LOCK_WAIT)
+            if held and not self._other_processes(deadline):
+                self._lock.release()
+                held = False
+            conn.info[_HOLDS_WRITE_LOCK] = held
+
+    def _other_processes(self, deadline: float) -> bool:
+        """Wait for the writers of other processes (their `flock`) until `deadline`; whether it was got."""
+        if self._file is None:
+            return True
+        pause = 0.0002
+        while True:
+            try:
+                fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)  # a short transaction of another process: poll briefly, not 100 ms
+                pause = min(pause * 2, 0.005)
+            else:
+                return True
 
     def commit(self, conn: Connection) -> None:
         self._end(conn, "commit")
@@ -80,7 +113,14 @@ class _WriterLock:
             if driver is not None:
                 getattr(driver, how)()
         finally:
+            if self._file is not None:
+                fcntl.flock(self._file, fcntl.LOCK_UN)
             self._lock.release()
+
+    def close(self) -> None:
+        if self._file is not None:
+            os.close(self._file)
+            self._file = None
 
 
 _WRITERS: Final = weakref.WeakKeyDictionary[Engine, _WriterLock]()
@@ -94,16 +134,23 @@ def before_driver_write(conn: Connection) -> None:
 
 
 def _serialise_sqlite_writers(engine: Engine) -> None:
-    writers = _WRITERS[engine] = _WriterLock()
+    writers = _WRITERS[engine] = _WriterLock(engine.url.database)
+    weakref.finalize(engine, writers.close)
     event.listen(engine, "before_cursor_execute", writers.before_execute)
     event.listen(engine, "commit", writers.commit)
     event.listen(engine, "rollback", writers.rollback)
 
 
+def _file_database(url: str) -> bool:
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and not str(database).startswith("file:")
+
+
 def make_engine(url: str, **options: Any) -> Engine:
     url = normalise_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **options)
+        pool = _SQLITE_POOL if _file_database(url) else {}
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **{**pool, **options})
         event.listen(engine, "connect", _sqlite_pragmas)
         _serialise_sqlite_writers(engine)
         return engine

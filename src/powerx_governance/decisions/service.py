@@ -21,6 +21,7 @@ from powerx_governance.audit.service import AuditEvent, record, record_many
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
 from powerx_governance.db.chunks import chunks
+from powerx_governance.db.locks import sqlite_writer_now
 from powerx_governance.decisions.events import record_decisions
 from powerx_governance.decisions.model import DecisionKind, DecisionState, IgnoreScope
 from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
@@ -135,6 +136,7 @@ def _enforcement_check(req: DecisionRequest, rec: RecommendationRow, verdict: di
 
 
 def _load(session: Session, rec_id: int) -> tuple[RecommendationRow, dict[str, Any]]:
+    sqlite_writer_now(session)  # as FOR UPDATE on PostgreSQL: no other writer until the commit
     stmt = (
         select(RecommendationRow, VerdictRow.document)
         .join(VerdictRow)
@@ -204,6 +206,7 @@ class Batch:
 def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
     """Read and lock the recommendations of decisions to take together (in id order, as every batch)."""
     ids = sorted(set(rec_ids))
+    sqlite_writer_now(session)  # as FOR UPDATE on PostgreSQL: no other writer until the commit
     loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]] = {}
     standing: set[int] = set()
     for part in chunks(ids):
