@@ -34,6 +34,7 @@ from powerx_governance.findings import Finding, verdict_document
 from powerx_governance.recommendations.digests import (
     FINGERPRINT_MOD,
     OpenFinding,
+    OwnMembers,
     TenantFindings,
     VerdictParts,
     finding_bytes,
@@ -651,6 +652,7 @@ class _Writer:
             _Plan(),
         )
         self.terms = _Terms()
+        self.members = OwnMembers()
         self._isos: dict[datetime | None, str | None] = {}
 
     def plan(self, f: Finding, old: _Stored | None) -> None:
@@ -689,7 +691,7 @@ class _Writer:
             "policy_version": self.policy_version,
             "recommendation_id": rec_id,
         }
-        encoded = finding_bytes(self.prints.parts(f), own)
+        encoded = finding_bytes(self.prints.parts(f), own, self.members)
         digest = values["report_digest"] = hashlib.sha256(encoded).hexdigest()
         term = self.terms(plugin, fingerprint, self.policy_version)
         self.sums.add(tenant, OpenFinding(term, digest, values["risk_level"], values["action"]))
