@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
@@ -390,6 +391,47 @@ class _Ids:
         taken = list(range(self._next, self._next + count))
         self._next += count
         return taken
+
+
+class _GivenIds(_Ids):
+    """Ids chosen by the caller, handed out in the order the inserts are planned."""
+
+    def __init__(self, session: Session, ids: Iterable[int]) -> None:
+        super().__init__(session)
+        self._given = iter(ids)
+
+    def take(self, count: int) -> list[int]:
+        return list(islice(self._given, count))
+
+
+def new_recommendation_ids(session: Session, count: int) -> list[int]:
+    """`count` ids for new recommendations, taken as `persist_findings` takes them."""
+    return _Ids(session).take(count)
+
+
+def persist_first_findings(
+    session: Session,
+    findings: Sequence[Finding],
+    ids: Sequence[int],
+    *,
+    scan_id: str | None,
+    now: datetime,
+    policy_version: int | None = None,
+) -> ChangeSet:
+    """Open a recommendation per finding, for tenants with nothing stored (a first ingest): the rows,
+    revisions, verdicts and sums `persist_findings` writes for them, without reading anything back.
+
+    `ids[i]` is the id of `findings[i]`'s recommendation: a first ingest written batch by batch
+    numbers them in the order one `persist_findings` call over the whole fleet would.
+    """
+    done = ChangeSet()
+    writer = _Writer(session, _Fingerprints(), done, now, scan_id, policy_version)
+    writer.ids = _GivenIds(session, ids)
+    for f in findings:
+        writer.plan(f, None)
+    writer.flush()
+    writer.sums.write()
+    return done
 
 
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
