@@ -409,6 +409,34 @@ def new_recommendation_ids(session: Session, count: int) -> list[int]:
     return _Ids(session).take(count)
 
 
+class FirstIngestShared:
+    """What the batches of one first ingest share: each verdict's encoded members (by verdict
+    fingerprint) and each distinct member of a finding, worked out once for the fleet."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, VerdictParts] = {}
+        self.members = OwnMembers()
+
+
+class _SharedFingerprints(_Fingerprints):
+    """`_Fingerprints` whose verdict members come from, and go to, a first ingest's shared ones."""
+
+    def __init__(self, shared: FirstIngestShared) -> None:
+        super().__init__()
+        self._shared = shared.parts
+
+    def parts(self, finding: Finding) -> VerdictParts:
+        key = id(finding.verdict)
+        found = self._parts.get(key)
+        if found is None:
+            verdict_fp, doc = self.verdict(finding)
+            found = self._shared.get(verdict_fp)
+            if found is None:
+                found = self._shared[verdict_fp] = VerdictParts(doc)
+            self._parts[key] = found
+        return found
+
+
 def persist_first_findings(
     session: Session,
     findings: Sequence[Finding],
@@ -417,16 +445,18 @@ def persist_first_findings(
     scan_id: str | None,
     now: datetime,
     policy_version: int | None = None,
+    shared: FirstIngestShared | None = None,
 ) -> ChangeSet:
     """Open a recommendation per finding, for tenants with nothing stored (a first ingest): the rows,
     revisions, verdicts and sums `persist_findings` writes for them, without reading anything back.
 
     `ids[i]` is the id of `findings[i]`'s recommendation: a first ingest written batch by batch
-    numbers them in the order one `persist_findings` call over the whole fleet would.
+    numbers them in the order one `persist_findings` call over the whole fleet would; `shared`
+    carries what its batches have in common.
     """
-    done = ChangeSet()
-    writer = _Writer(session, _Fingerprints(), done, now, scan_id, policy_version)
-    writer.ids = _GivenIds(session, ids)
+    done, shared = ChangeSet(), shared or FirstIngestShared()
+    writer = _Writer(session, _SharedFingerprints(shared), done, now, scan_id, policy_version)
+    writer.ids, writer.members = _GivenIds(session, ids), shared.members
     for f in findings:
         writer.plan(f, None)
     writer.flush()

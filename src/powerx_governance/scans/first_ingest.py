@@ -40,6 +40,7 @@ from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import (
     ChangeSet,
+    FirstIngestShared,
     new_recommendation_ids,
     persist_first_findings,
 )
@@ -148,7 +149,7 @@ def _write(
     """Evaluate and write batch by batch; the changes of every batch, in id order."""
     total = sum(intake.priorities.values())
     numbering = _Numbering(new_recommendation_ids(session, total), intake.priorities)
-    changes = ChangeSet()
+    changes, shared = ChangeSet(), FirstIngestShared()
     for tenants in chunks(list(intake.plugins), BATCH):
         findings = scan(engine, _stored_batch(session, source, intake, tenants)).findings
         done = persist_first_findings(
@@ -158,6 +159,7 @@ def _write(
             scan_id=scan_id,
             now=engine.now,
             policy_version=policy.version,
+            shared=shared,
         )
         changes.changes += done.changes
         inventory_store.mark_clean(session, tenants)
