@@ -18,6 +18,7 @@ import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
 
+from powerx_governance.notifications import announce
 from powerx_governance.scans import first_ingest
 from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.request import SCAN_TASK
@@ -56,16 +57,35 @@ def _same_random_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
         yield
 
 
+# Notifications by what they are, their random ids left out: each entry with its event's dedupe key
+# and its delivery's recipient and tenant, each delivery with the events it carries.
+ANNOUNCED = {
+    "entries": """SELECT e.dedupe_key, n.recipient_id, n.tenant_uuid, n.mode, n.due_at, d.recipient_id,
+        d.tenant_uuid FROM notification_entries n JOIN notification_events e ON e.id = n.event_id
+        LEFT JOIN notification_deliveries d ON d.id = n.delivery_id ORDER BY 1, 2""",
+    "events": """SELECT dedupe_key, kind, tenant_uuid, recommendation_id, change, risk_level, route, data,
+        triggered_at, created_at FROM notification_events ORDER BY 1""",
+    "deliveries": """SELECT recipient_id, tenant_uuid, kind, channel, status, attempts, next_attempt_at,
+        triggered_at, created_at FROM notification_deliveries ORDER BY 1, 2, 3""",
+    "delivery jobs": "SELECT task, status, attempts, run_after FROM jobs ORDER BY id",
+}
+
+
+def _announced(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
+    with service.factory.kw["bind"].connect() as connection:
+        return {name: [tuple(r) for r in connection.execute(text(q))] for name, q in ANNOUNCED.items()}
+
+
 def _rows(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
     engine = service.factory.kw["bind"]
+    found = {}
     with engine.connect() as connection:
-        found = {}
         for table in WRITTEN:
             key = inspect(connection).get_pk_constraint(table)["constrained_columns"]
             order = ", ".join(f'"{c}"' for c in key)
             query = text(f'SELECT * FROM "{table}" ORDER BY {order}')  # noqa: S608 - our own table names
             found[table] = [tuple(row) for row in connection.execute(query)]
-        return found
+    return found | _announced(service)
 
 
 def _first_ingest(
@@ -110,6 +130,7 @@ def test_a_batched_first_ingest_stores_every_row_the_fleet_wide_scan_stores(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ran = _counting(monkeypatch)
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 50)  # both runs announce in the same pieces
     monkeypatch.setattr(first_ingest, "BATCH", 7)  # 45 tenants: seven batches, the last one short
     with _same_random_ids(monkeypatch):
         batched, batched_scan = _first_ingest(backend, tmp_path / "batched", request, fleet)
@@ -127,6 +148,22 @@ def test_a_batched_first_ingest_stores_every_row_the_fleet_wide_scan_stores(
     assert batched_scan.status == whole_scan.status == ScanStatus.SUCCEEDED.value
     for column in ("findings", "changes", "installations", "tenants_total", "tenants_scanned", "errors"):
         assert getattr(batched_scan, column) == getattr(whole_scan, column), column
+
+
+def test_findings_announced_in_pieces_are_announced_as_at_once(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 1_000_000)
+    at_once = _first_ingest(backend, tmp_path / "at-once", request, fleet)[0]
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 9)
+    in_pieces = _first_ingest(backend, tmp_path / "in-pieces", request, fleet)[0]
+    assert len(at_once["events"]) > 100
+    for name in ANNOUNCED:
+        assert in_pieces[name] == at_once[name], name
 
 
 def test_a_scan_of_a_store_holding_tenants_is_not_a_first_ingest(
