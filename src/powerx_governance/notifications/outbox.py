@@ -128,6 +128,7 @@ def _message_kind(kind: EventKind) -> MessageKind:
 class _Writes:
     """Deliveries and entries of one `record_events` call, written after their events."""
 
+    batch: dict[tuple[str, str | None, str], str]  # the transaction's batched deliveries (`_batch`)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
     entries: list[dict[str, Any]] = field(default_factory=list)
 
@@ -174,7 +175,6 @@ def _batched(event: NewEvent, recipient: Recipient) -> bool:
 
 
 def _immediate_delivery(
-    session: Session,
     writes: _Writes,
     event: NewEvent,
     recipient: Recipient,
@@ -183,7 +183,7 @@ def _immediate_delivery(
 ) -> str:
     # Findings of one transaction share a message per (recipient, tenant), and so do decisions shown
     # on the console (a card each); other events each get their own message.
-    batch: dict[tuple[str, str | None, str], str] = _batch(session) if _batched(event, recipient) else {}
+    batch: dict[tuple[str, str | None, str], str] = writes.batch if _batched(event, recipient) else {}
     kind = _message_kind(event.kind)
     slot = (recipient.id, event.tenant_uuid, kind.value)
     found = batch.get(slot)
@@ -277,13 +277,13 @@ def record_events(
         if assigned:
             planned.append((event, str(uuid.uuid4()), assigned))
     inserted = insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
-    writes = _Writes()
+    writes = _Writes(_batch(session))  # looked up once: a fleet scan assigns a million events
     for event, event_id, assigned in planned:
         if event_id not in inserted:
             continue
         for a in assigned:
             delivery_id = (
-                _immediate_delivery(session, writes, event, a.recipient, runtime, now)
+                _immediate_delivery(writes, event, a.recipient, runtime, now)
                 if a.mode is EntryMode.IMMEDIATE
                 else None
             )

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -91,40 +91,56 @@ class VerdictParts:
     def __init__(self, verdict: Mapping[str, Any]) -> None:
         exact = msgspec_exact(verdict)
         self.members = {key: _member(key, value, exact=exact) for key, value in verdict.items()}
+        self._orders: dict[tuple[str, ...], list[str]] = {}
+
+    def order(self, own: tuple[str, ...]) -> list[str]:
+        """The shown keys of a finding with these `own` members, sorted (once per set of keys)."""
+        found = self._orders.get(own)
+        if found is None:
+            found = self._orders[own] = sorted((self.members.keys() | set(own)) - DROPPED)
+        return found
 
 
 def _member(key: str, value: Any, *, exact: bool) -> bytes:
     return canonical_bytes(key, exact=True) + b":" + canonical_bytes(value, exact=exact)
 
 
-_PER_FINDING: Final = frozenset(("tenant_uuid", "tenant_key", "recommendation_id"))  # never memoised
+class OwnMembers:
+    """The members findings add beside their verdict's, each distinct (key, value) encoded once:
+    a fleet's findings repeat the same tenant facts, deadlines and moments. One per write (the
+    cache lives as long as it does); `UNSHARED` keys are never cached (one value per finding)."""
+
+    UNSHARED: Final = frozenset(("recommendation_id",))
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, type, Any], bytes] = {}
+
+    def __call__(self, key: str, value: Any) -> bytes:
+        if key in self.UNSHARED:
+            return _member(key, value, exact=True)
+        try:
+            slot = (key, type(value), tuple(value) if type(value) is list else value)
+            found = self._found.get(slot)
+        except TypeError:  # unhashable members (lists of lists): encoded every time
+            return _member(key, value, exact=True)
+        if found is None:
+            found = self._found[slot] = _member(key, value, exact=True)
+        return found
+
+
+def _own_member(key: str, value: Any) -> bytes:
+    return _member(key, value, exact=True)
 
 
 def finding_bytes(
-    verdict: VerdictParts, own: Mapping[str, Any], memo: dict[tuple[str, Any], bytes] | None = None
+    verdict: VerdictParts, own: Mapping[str, Any], members: Callable[[str, Any], bytes] = _own_member
 ) -> bytes:
     """`canonical_bytes(report_finding(…))` of a finding whose members beside its verdict's are `own`
     (tenant and plugin ids, sla_deadline, tenant facts, first_seen_at, policy_version,
     recommendation_id); `own` holds no floats (so msgspec writes it exactly as `json` does).
-    With `memo`, each distinct hashable (key, value) shared by findings is encoded once (most are)."""
-    members = dict(verdict.members)
-    if memo is None:
-        for key, value in own.items():
-            members[key] = _member(key, value, exact=True)
-    else:
-        for item in own.items():
-            if item[0] in _PER_FINDING:
-                members[item[0]] = _member(*item, exact=True)
-                continue
-            try:
-                members[item[0]] = memo[item]
-            except KeyError:
-                members[item[0]] = memo[item] = _member(*item, exact=True)
-            except TypeError:  # a list: encoded every time
-                members[item[0]] = _member(*item, exact=True)
-    for key in DROPPED.intersection(members):
-        del members[key]
-    return b"{" + b",".join([members[key] for key in sorted(members)]) + b"}"
+    `members` encodes one of `own`'s members (an `OwnMembers` shares the encodings of a write)."""
+    merged = {**verdict.members, **{key: members(key, value) for key, value in own.items()}}
+    return b"{" + b",".join([merged[key] for key in verdict.order(tuple(own))]) + b"}"
 
 
 def _report_term(digest: str) -> int:

@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
@@ -34,6 +35,7 @@ from powerx_governance.findings import Finding, verdict_document
 from powerx_governance.recommendations.digests import (
     FINGERPRINT_MOD,
     OpenFinding,
+    OwnMembers,
     TenantFindings,
     VerdictParts,
     finding_bytes,
@@ -416,6 +418,77 @@ class _Ids:
         return taken
 
 
+class _GivenIds(_Ids):
+    """Ids chosen by the caller, handed out in the order the inserts are planned."""
+
+    def __init__(self, session: Session, ids: Iterable[int]) -> None:
+        super().__init__(session)
+        self._given = iter(ids)
+
+    def take(self, count: int) -> list[int]:
+        return list(islice(self._given, count))
+
+
+def new_recommendation_ids(session: Session, count: int) -> list[int]:
+    """`count` ids for new recommendations, taken as `persist_findings` takes them."""
+    return _Ids(session).take(count)
+
+
+class FirstIngestShared:
+    """What the batches of one first ingest share: each verdict's encoded members (by verdict
+    fingerprint) and each distinct member of a finding, worked out once for the fleet."""
+
+    def __init__(self) -> None:
+        self.parts: dict[str, VerdictParts] = {}
+        self.members = OwnMembers()
+
+
+class _SharedFingerprints(_Fingerprints):
+    """`_Fingerprints` whose verdict members come from, and go to, a first ingest's shared ones."""
+
+    def __init__(self, shared: FirstIngestShared) -> None:
+        super().__init__()
+        self._shared = shared.parts
+
+    def parts(self, finding: Finding) -> VerdictParts:
+        key = id(finding.verdict)
+        found = self._parts.get(key)
+        if found is None:
+            verdict_fp, doc = self.verdict(finding)
+            found = self._shared.get(verdict_fp)
+            if found is None:
+                found = self._shared[verdict_fp] = VerdictParts(doc)
+            self._parts[key] = found
+        return found
+
+
+def persist_first_findings(
+    session: Session,
+    findings: Sequence[Finding],
+    ids: Sequence[int],
+    *,
+    scan_id: str | None,
+    now: datetime,
+    policy_version: int | None = None,
+    shared: FirstIngestShared | None = None,
+) -> ChangeSet:
+    """Open a recommendation per finding, for tenants with nothing stored (a first ingest): the rows,
+    revisions, verdicts and sums `persist_findings` writes for them, without reading anything back.
+
+    `ids[i]` is the id of `findings[i]`'s recommendation: a first ingest written batch by batch
+    numbers them in the order one `persist_findings` call over the whole fleet would; `shared`
+    carries what its batches have in common.
+    """
+    done, shared = ChangeSet(), shared or FirstIngestShared()
+    writer = _Writer(session, _SharedFingerprints(shared), done, now, scan_id, policy_version)
+    writer.ids, writer.members = _GivenIds(session, ids), shared.members
+    for f in findings:
+        writer.plan(f, None)
+    writer.flush()
+    writer.sums.write()
+    return done
+
+
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
     wanted = dict(documents)
     present: set[str] = set()
@@ -676,8 +749,8 @@ class _Writer:
             _Plan(),
         )
         self.terms = _Terms()
+        self.members = OwnMembers()
         self._isos: dict[datetime | None, str | None] = {}
-        self._members: dict[tuple[str, Any], bytes] = {}  # see `finding_bytes`
 
     def plan(self, f: Finding, old: _Stored | None) -> None:
         fingerprint = self.prints.finding(f)
@@ -715,7 +788,7 @@ class _Writer:
             "policy_version": self.policy_version,
             "recommendation_id": rec_id,
         }
-        encoded = finding_bytes(self.prints.parts(f), own, self._members)
+        encoded = finding_bytes(self.prints.parts(f), own, self.members)
         digest = values["report_digest"] = hashlib.sha256(encoded).hexdigest()
         term = self.terms(plugin, fingerprint, self.policy_version)
         self.sums.add(tenant, OpenFinding(term, digest, values["risk_level"], values["action"]))

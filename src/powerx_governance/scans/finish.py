@@ -112,7 +112,7 @@ def _record_outcome(row: ScanRow, outcome: Outcome, complete: bool, now: datetim
     row.tenants_failed = result.tenants_total - result.tenants_scanned - result.tenants_stale
     row.unscanned = outcome.unscanned
     row.policy_version = outcome.policy.version
-    row.installations, row.findings = result.installations, len(result.findings)
+    row.installations, row.findings = result.installations, result.finding_count
     row.changes, row.coverage_rate = len(outcome.changes.changes), result.coverage_rate
     row.errors = [p.as_report_error() for p in result.errors[:1000]]
     row.warnings = [p.as_report_error() for p in result.warnings[:1000]]

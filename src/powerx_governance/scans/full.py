@@ -20,6 +20,7 @@ from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import persist_findings
+from powerx_governance.scans import first_ingest
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import scan
 
@@ -50,6 +51,10 @@ def run_full(runtime: ScanRuntime, scan_id: str, tenants: Sequence[str]) -> Outc
     now, timer, policy = runtime.clock(), Timer(), runtime.policy()
     intake = _refresh_catalog(runtime, now)
     timer.lap("catalog")
+    if first_ingest.is_first_ingest(runtime, tenants):  # the same rows, the fleet never held whole
+        outcome = first_ingest.run_first_ingest(runtime, scan_id, now, policy, timer)
+        outcome.result.add_catalog_problems(intake.problems, intake.warnings)
+        return outcome
     results = _fetch(runtime, tenants)
     results += _not_found(runtime, tenants, results)
     timer.lap("fetch")

@@ -41,6 +41,24 @@ class ScanResult:
     security_data_problems: int = 0  # catalog/advisory parts that could not be read
     selected: set[str] = field(default_factory=set)  # the `tenants` selectors that matched a manifest
     distinct_combinations: int = 0
+    findings_passed_on: int = 0  # findings persisted batch by batch (a first ingest), not kept here
+
+    @property
+    def finding_count(self) -> int:
+        return len(self.findings) + self.findings_passed_on
+
+    def add_batch(self, batch: ScanResult) -> None:
+        """Count in a scan of the next batch of tenants (its findings are counted, not kept)."""
+        self.tenants_total += batch.tenants_total
+        self.tenants_scanned += batch.tenants_scanned
+        self.tenants_stale += batch.tenants_stale
+        self.installations += batch.installations
+        self.findings_passed_on += batch.finding_count
+        self.errors += batch.errors
+        self.warnings += batch.warnings
+        self.security_data_problems += batch.security_data_problems
+        self.selected |= batch.selected
+        self.distinct_combinations = batch.distinct_combinations
 
     @property
     def coverage_rate(self) -> float:

@@ -10,6 +10,7 @@ from typing import Any
 from powerx_governance.recommendations.digests import (
     FleetFindings,
     OpenFinding,
+    OwnMembers,
     TenantFindings,
     VerdictParts,
     canonical_json,
@@ -120,20 +121,21 @@ def test_a_finding_encoded_from_its_verdict_members_is_its_canonical_json() -> N
         assert finding_bytes(VerdictParts(verdict), own) == canonical_json(finding).encode()
 
 
-def test_a_finding_encoded_with_shared_members_memoised_is_the_same() -> None:
-    memo: dict[tuple[str, Any], bytes] = {}
-    verdict = VerdictParts({"risk_level": "high", "advisories": [{"cvss": 9.8}]})
-    for n in (1, 2, 1, 2):  # the second round is served from the memo
-        own: dict[str, Any] = {
-            "tenant_uuid": f"t-{n}",
-            "tenant_key": f"k-{n}",
-            "plugin_id": "p",
-            "compatibility": [f"note {n}"],  # a list is never memoised
-            "manifest_stale": n == 1,
-            "policy_version": n,
-            "first_seen_at": None,
-            "recommendation_id": n,
-        }
-        assert finding_bytes(verdict, own, memo) == finding_bytes(verdict, own)
-    assert ("manifest_stale", True) in memo
-    assert not any(key in ("tenant_uuid", "tenant_key", "recommendation_id") for key, _ in memo)
+def test_findings_sharing_encoded_members_encode_as_their_canonical_json() -> None:
+    verdict = {"risk_level": "high", "sla_deadline": None, "advisories": [{"cvss": 9.8}]}
+    members, parts = OwnMembers(), VerdictParts(verdict)
+    for n, (flag, stale) in enumerate([(True, 1), (1, True), (False, 0), (True, 1), (0, False)]):
+        facts = {"compatibility": ["ok", str(n % 2)], "manifest_stale": stale, "co_upgrades": []}
+        own: dict[str, Any] = {"tenant_uuid": f"t{n % 2}", "plugin_id": "p", "sla_deadline": None, **facts}
+        own |= {"first_seen_at": None, "policy_version": flag, "recommendation_id": n}
+        finding = report_finding(
+            f"t{n % 2}",
+            "p",
+            verdict,
+            facts,
+            sla_deadline=None,
+            first_seen_at=None,
+            policy_version=flag,  # True and 1 are equal keys: their encodings must not meet
+            recommendation_id=n,
+        )
+        assert finding_bytes(parts, own, members) == canonical_json(finding).encode()

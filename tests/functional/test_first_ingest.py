@@ -1,0 +1,191 @@
+"""A first ingest streamed in tenant batches stores exactly what the fleet-wide full scan stores.
+
+The same synthetic fleet goes into two empty stores of one backend, at the same (fake) time and with
+the same sequence of random ids: once through the batched first ingest (small batches, so the fleet
+spans many), once through the fleet-wide path. Every row of every table the scan writes must match.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from bench.synthetic import SyntheticSet, generate
+from sqlalchemy import inspect, text
+
+from powerx_governance.notifications import announce
+from powerx_governance.scans import first_ingest
+from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
+from powerx_governance.scans.request import SCAN_TASK
+from powerx_governance.scans.tables import ScanRow
+from powerx_governance.service import GovernanceService
+from tests.conftest import Backend, FakeClock, built_services, postgres_getter, provisioned_database
+
+WRITTEN = (
+    "tenants",
+    "installations",
+    "verdicts",
+    "recommendations",
+    "recommendation_revisions",
+    "tenant_findings",
+    "notification_events",
+    "notification_deliveries",
+    "notification_entries",
+    "jobs",
+)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSet:
+    out = tmp_path_factory.mktemp("fleet")
+    return generate(
+        out, tenants=45, installations_per_tenant=20, plugins=40, releases_per_plugin=8, advisories=60, seed=5
+    )
+
+
+@contextmanager
+def _same_random_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """uuid4 from a seeded generator: both runs draw the same ids in the same order."""
+    draws = random.Random(11)  # noqa: S311 - reproducible ids for a comparison, nothing secret
+    with monkeypatch.context() as patched:
+        patched.setattr(uuid, "uuid4", lambda: uuid.UUID(int=draws.getrandbits(128), version=4))
+        yield
+
+
+# Notifications by what they are, their random ids left out: each entry with its event's dedupe key
+# and its delivery's recipient and tenant, each delivery with the events it carries.
+ANNOUNCED = {
+    "entries": """SELECT e.dedupe_key, n.recipient_id, n.tenant_uuid, n.mode, n.due_at, d.recipient_id,
+        d.tenant_uuid FROM notification_entries n JOIN notification_events e ON e.id = n.event_id
+        LEFT JOIN notification_deliveries d ON d.id = n.delivery_id ORDER BY 1, 2""",
+    "events": """SELECT dedupe_key, kind, tenant_uuid, recommendation_id, change, risk_level, route, data,
+        triggered_at, created_at FROM notification_events ORDER BY 1""",
+    "deliveries": """SELECT recipient_id, tenant_uuid, kind, channel, status, attempts, next_attempt_at,
+        triggered_at, created_at FROM notification_deliveries ORDER BY 1, 2, 3""",
+    "delivery jobs": "SELECT task, status, attempts, run_after FROM jobs ORDER BY id",
+}
+
+
+def _announced(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
+    with service.factory.kw["bind"].connect() as connection:
+        return {name: [tuple(r) for r in connection.execute(text(q))] for name, q in ANNOUNCED.items()}
+
+
+def _rows(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
+    engine = service.factory.kw["bind"]
+    found = {}
+    with engine.connect() as connection:
+        for table in WRITTEN:
+            key = inspect(connection).get_pk_constraint(table)["constrained_columns"]
+            order = ", ".join(f'"{c}"' for c in key)
+            query = text(f'SELECT * FROM "{table}" ORDER BY {order}')  # noqa: S608 - our own table names
+            found[table] = [tuple(row) for row in connection.execute(query)]
+    return found | _announced(service)
+
+
+def _first_ingest(
+    backend: Backend, directory: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+) -> tuple[dict[str, list[tuple[Any, ...]]], ScanRow]:
+    directory.mkdir()
+    with (
+        provisioned_database(backend, directory, postgres_getter(request)) as url,
+        built_services(url, directory) as build,
+    ):
+        service = build(
+            clock=FakeClock(),
+            POWERX_WORKER="0",
+            POWERX_TENANT_SOURCE=str(fleet.manifests),
+            POWERX_CATALOG_SOURCE=str(fleet.catalog),
+        )
+        scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+        service.run_pending(tasks=frozenset({SCAN_TASK}))
+        with service.factory() as session:
+            scan = session.get_one(ScanRow, scan_id)
+            session.expunge(scan)
+        return _rows(service), scan
+
+
+def _counting(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    ran: list[str] = []
+    real: Callable[..., Any] = first_ingest.run_first_ingest
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        ran.append("first ingest")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(first_ingest, "run_first_ingest", counted)
+    return ran
+
+
+def test_a_batched_first_ingest_stores_every_row_the_fleet_wide_scan_stores(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran = _counting(monkeypatch)
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 50)  # both runs announce in the same pieces
+    monkeypatch.setattr(first_ingest, "BATCH", 7)  # 45 tenants: seven batches, the last one short
+    with _same_random_ids(monkeypatch):
+        batched, batched_scan = _first_ingest(backend, tmp_path / "batched", request, fleet)
+    assert ran == ["first ingest"]
+
+    monkeypatch.setattr(first_ingest, "is_first_ingest", lambda *_: False)
+    with _same_random_ids(monkeypatch):
+        whole, whole_scan = _first_ingest(backend, tmp_path / "whole", request, fleet)
+    assert ran == ["first ingest"]  # the fleet-wide path this time
+
+    assert len(whole["recommendations"]) > 100
+    assert len(whole["notification_events"]) > 100
+    for table in WRITTEN:
+        assert batched[table] == whole[table], table
+    assert batched_scan.status == whole_scan.status == ScanStatus.SUCCEEDED.value
+    for column in ("findings", "changes", "installations", "tenants_total", "tenants_scanned", "errors"):
+        assert getattr(batched_scan, column) == getattr(whole_scan, column), column
+
+
+def test_findings_announced_in_pieces_are_announced_as_at_once(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 1_000_000)
+    at_once = _first_ingest(backend, tmp_path / "at-once", request, fleet)[0]
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 9)
+    in_pieces = _first_ingest(backend, tmp_path / "in-pieces", request, fleet)[0]
+    assert len(at_once["events"]) > 100
+    for name in ANNOUNCED:
+        assert in_pieces[name] == at_once[name], name
+
+
+def test_a_scan_of_a_store_holding_tenants_is_not_a_first_ingest(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ran = _counting(monkeypatch)
+    directory = tmp_path / "store"
+    directory.mkdir()
+    with (
+        provisioned_database(backend, directory, postgres_getter(request)) as url,
+        built_services(url, directory) as build,
+    ):
+        service = build(
+            POWERX_WORKER="0",
+            POWERX_TENANT_SOURCE=str(fleet.manifests),
+            POWERX_CATALOG_SOURCE=str(fleet.catalog),
+        )
+        for _ in range(2):
+            service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+            service.run_pending(tasks=frozenset({SCAN_TASK}))
+    assert ran == ["first ingest"]  # the second scan diffs against what the first stored
