@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-from sqlalchemy import Connection, Engine, create_engine, event, make_url
+from sqlalchemy import Connection, Engine, create_engine, event, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
 _HOLDS_WRITE_LOCK: Final = "powerx.sqlite_write_lock"
@@ -166,3 +166,16 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """The edge owns the transaction: commit on success, roll back on error."""
     with factory() as session, session.begin():
         yield session
+
+
+def plan_each_query(session: Session) -> None:
+    """PostgreSQL: plan every statement of the rest of this transaction for its own values.
+
+    For a transaction that fills a table it then queries (a first ingest announcing ~740,000
+    findings a piece at a time): the driver prepares a statement run five times, and the plan
+    PostgreSQL then keeps was made while the table was still empty, a scan of the whole table, so
+    each later piece's `IN (...)` lookups read everything written so far (a 20,000-tenant first
+    ingest ran for over 13 minutes instead of about 3). SQLite plans each statement anyway.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

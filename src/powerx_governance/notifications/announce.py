@@ -11,6 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.chunks import chunks
+from powerx_governance.db.session import plan_each_query
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.outbox import NewEvent, record_events
@@ -65,6 +66,8 @@ def on_recommendation_changes(
         for c in changes.changes
         if c.change in _ANNOUNCED and c.previous_state != RecommendationState.IGNORED.value
     ]
+    if len(wanted) > _ANNOUNCE_EVERY:  # later pieces look up what earlier ones wrote
+        plan_each_query(session)
     for part in chunks(wanted, _ANNOUNCE_EVERY):
         _announce(runtime, session, part, now, triggered_at)
 
