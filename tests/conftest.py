@@ -36,6 +36,7 @@ from powerx_governance.db.session import sqlite_url, transaction
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.inventory.tables import TenantRow
+from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
 from powerx_governance.settings import load_settings
 
@@ -210,6 +211,15 @@ def make_service(database_url: str, tmp_path: Path) -> Iterator[ServiceFactory]:
     """`make_service(clock=..., POWERX_X="...")`: a service on this test's database."""
     with built_services(database_url, tmp_path) as build:
         yield build
+
+
+def scanned_service(make_service: ServiceFactory) -> GovernanceService:
+    """A service on the example fleet, fully scanned (notifications too), its worker thread off."""
+    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
+    service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
+    while service.run_pending(limit=10_000):
+        pass
+    return service
 
 
 def store_tenant(service: GovernanceService, tenant_uuid: str, *, tenant_key: str | None = None) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from bench.synthetic import generate
+
 REPO = Path(__file__).resolve().parents[2]
 POWERX = Path(sys.executable).with_name("powerx")
 NOW = "2026-11-30T00:00:00Z"
@@ -53,3 +55,21 @@ def write_json(path: Path, data: Any) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data), encoding="utf-8")
     return path
+
+
+def generated_fleet(base: Path, *, seed: int, tenants: int) -> Path:
+    """A synthetic fleet under `base`: catalog.json, manifests.jsonl, and the same tenants one manifest
+    file each under manifests/ (as a tenant directory export has them)."""
+    made = generate(
+        base,
+        seed=seed,
+        tenants=tenants,
+        installations_per_tenant=20,
+        plugins=60,
+        releases_per_plugin=12,
+        advisories=90,
+    )
+    (base / "manifests").mkdir()
+    for n, line in enumerate(made.manifests.read_bytes().splitlines()):
+        (base / "manifests" / f"{n:04d}.json").write_bytes(line)
+    return base

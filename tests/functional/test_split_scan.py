@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
-from bench.synthetic import generate
 
 from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.reports import ReportFormat, report_writer
@@ -25,7 +24,7 @@ from powerx_governance.scans.report import TenantReport, report_summary
 from powerx_governance.scans.scanner import ScanResult, scan_tenants
 from powerx_governance.scans.service import FileScanRequest, prepare, stream_file_scan
 from powerx_governance.terminal.exit_codes import ExitCode
-from tests.functional.cli import NOW, POWERX, REPO, powerx
+from tests.functional.cli import NOW, POWERX, REPO, generated_fleet, powerx
 
 SCAN_ID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 RULES = REPO / "config" / "version" / "governance_rules.yaml"
@@ -44,20 +43,7 @@ EXAMPLE = (
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A generated fleet: catalog.json, manifests.jsonl, and the same tenants one file each."""
-    base = tmp_path_factory.mktemp("fleet")
-    made = generate(
-        base,
-        seed=5,
-        tenants=240,
-        installations_per_tenant=20,
-        plugins=60,
-        releases_per_plugin=12,
-        advisories=90,
-    )
-    (base / "manifests").mkdir()
-    for n, line in enumerate(made.manifests.read_bytes().splitlines()):
-        (base / "manifests" / f"{n:04d}.json").write_bytes(line)
-    return base
+    return generated_fleet(tmp_path_factory.mktemp("fleet"), seed=5, tenants=240)
 
 
 def _inputs(name: str, fleet: Path) -> tuple[str | Path, ...]:

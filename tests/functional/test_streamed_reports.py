@@ -16,7 +16,6 @@ from typing import Any
 
 import jsonschema
 import pytest
-from bench.synthetic import generate
 
 from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.reports import ReportFormat, render
@@ -25,7 +24,7 @@ from powerx_governance.reports.stream import encode, finding_document
 from powerx_governance.scans.report import TenantReport, build_report
 from powerx_governance.scans.scanner import ScanResult, scan_tenants
 from powerx_governance.scans.service import FileScanRequest, prepare, run_file_scan
-from tests.functional.cli import NOW, REPO, powerx
+from tests.functional.cli import NOW, REPO, generated_fleet, powerx
 
 SCHEMA = json.loads((REPO / "docs" / "schemas" / "scan-report.v1.schema.json").read_text(encoding="utf-8"))
 EXAMPLE = (
@@ -175,20 +174,7 @@ def test_every_format_is_byte_for_byte_what_it_was(tmp_path: Path, fmt: ReportFo
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small synthetic fleet, one manifest file per tenant, as a tenant directory export has it."""
-    base = tmp_path_factory.mktemp("fleet")
-    made = generate(
-        base,
-        seed=11,
-        tenants=300,
-        installations_per_tenant=20,
-        plugins=60,
-        releases_per_plugin=12,
-        advisories=90,
-    )
-    (base / "manifests").mkdir()
-    for n, line in enumerate(made.manifests.read_bytes().splitlines()):
-        (base / "manifests" / f"{n:04d}.json").write_bytes(line)
-    return base
+    return generated_fleet(tmp_path_factory.mktemp("fleet"), seed=11, tenants=300)
 
 
 def _reference(request: FileScanRequest, scan_id: str, fmt: ReportFormat) -> str:

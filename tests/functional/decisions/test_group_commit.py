@@ -24,19 +24,10 @@ from powerx_governance.notifications.tables import (
     NotificationEventRow,
 )
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
-from tests.conftest import FakeClock, LiveServer, ServiceFactory, issue_token
+from tests.conftest import LiveServer, ServiceFactory, issue_token, scanned_service
 
 BASE = "/internal/version/governance"
-
-
-def _scanned(make_service: ServiceFactory) -> GovernanceService:
-    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
-    service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
-    while service.run_pending(limit=10_000):
-        pass
-    return service
 
 
 def _upgradeable(service: GovernanceService) -> list[tuple[int, int, str]]:
@@ -66,7 +57,7 @@ def _count(service: GovernanceService, stmt: object) -> int:
 
 
 def test_a_batch_answers_each_decision_as_alone(make_service: ServiceFactory) -> None:
-    service = _scanned(make_service)
+    service = scanned_service(make_service)
     who = _principal(service, issue_token(service, Role.OPERATOR))
     recs = _upgradeable(service)
     assert len(recs) >= 3
@@ -123,7 +114,7 @@ def test_a_batch_answers_each_decision_as_alone(make_service: ServiceFactory) ->
 
 
 def test_concurrent_clients_each_get_one_record_and_card(make_service: ServiceFactory) -> None:
-    service = _scanned(make_service)
+    service = scanned_service(make_service)
     token = issue_token(service, Role.OPERATOR)
     recs = _upgradeable(service)
     with LiveServer(service, background=False) as live:
@@ -154,7 +145,7 @@ def test_concurrent_clients_each_get_one_record_and_card(make_service: ServiceFa
 
 
 def test_decisions_on_one_tenant_share_a_console_delivery(make_service: ServiceFactory) -> None:
-    service = _scanned(make_service)
+    service = scanned_service(make_service)
     who = _principal(service, issue_token(service, Role.OPERATOR))
     by_tenant: dict[str, list[tuple[int, int, str]]] = {}
     for rec in _upgradeable(service):

@@ -26,22 +26,13 @@ from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.jobs.tables import JobRow
 from powerx_governance.notifications.tables import ConsoleCardRow
 from powerx_governance.recommendations.tables import RecommendationRow
-from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
-from tests.conftest import FakeClock, ServiceFactory, issue_token, service_env, wait_until
+from tests.conftest import ServiceFactory, issue_token, scanned_service, service_env, wait_until
 from tests.functional.cli import POWERX, REPO
 from tests.functional.scale.cluster import free_port
 
 BASE: Final = "/internal/version/governance"
 WORKERS: Final = 2
-
-
-def _scanned(make_service: ServiceFactory) -> GovernanceService:
-    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
-    service.request_scan(ScanKind.FULL, ScanTrigger.API, requested_by="test")
-    while service.run_pending(limit=10_000):
-        pass
-    return service
 
 
 def _upgradeable(service: GovernanceService) -> list[tuple[int, int]]:
@@ -108,7 +99,7 @@ def _count(service: GovernanceService, stmt: object) -> int:
 def test_several_api_processes_keep_one_chain_and_one_record_per_decision(
     make_service: ServiceFactory, tmp_path: Path
 ) -> None:
-    service = _scanned(make_service)
+    service = scanned_service(make_service)
     token = issue_token(service, Role.OPERATOR)
     recs = _upgradeable(service)
     assert len(recs) >= 8
