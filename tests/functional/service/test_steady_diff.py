@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from powerx_governance.inventory.tables import InstallationRow
+from powerx_governance.inventory.tables import InstallationRow, TenantRow
 from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.scans.tables import ScanRow
@@ -47,6 +47,11 @@ def _snapshot(service: GovernanceService) -> Snapshot:
     return {(r[0], r[1]): tuple(r[2:]) for r in rows}
 
 
+def _dirty(service: GovernanceService) -> dict[str, bool]:
+    with service.factory() as session:
+        return {uuid: dirty for uuid, dirty in session.execute(select(TenantRow.tenant_uuid, TenantRow.dirty))}
+
+
 def _revisions(service: GovernanceService) -> int:
     with service.factory() as session:
         return int(session.scalar(select(func.count()).select_from(RecommendationRevisionRow)) or 0)
@@ -66,11 +71,13 @@ def test_a_steady_scan_writes_nothing_and_a_changed_advisory_touches_only_its_pl
     first = _full_scan(service, clock)
     assert first.changes > 0
     before, revisions = _snapshot(service), _revisions(service)
+    assert _dirty(service) and not any(_dirty(service).values())  # every tenant evaluated: clean
 
     steady = _full_scan(service, clock)
     assert (steady.status, steady.changes) == ("succeeded", 0)
     assert _snapshot(service) == before
     assert _revisions(service) == revisions
+    assert not any(_dirty(service).values())
 
     plugin = "com.powerx.plugins.base"
     with service.factory() as session:
