@@ -49,7 +49,7 @@ def _snapshot(service: GovernanceService) -> Snapshot:
 
 def _dirty(service: GovernanceService) -> dict[str, bool]:
     with service.factory() as session:
-        return {uuid: dirty for uuid, dirty in session.execute(select(TenantRow.tenant_uuid, TenantRow.dirty))}
+        return dict(session.execute(select(TenantRow.tenant_uuid, TenantRow.dirty)))
 
 
 def _revisions(service: GovernanceService) -> int:
@@ -71,7 +71,8 @@ def test_a_steady_scan_writes_nothing_and_a_changed_advisory_touches_only_its_pl
     first = _full_scan(service, clock)
     assert first.changes > 0
     before, revisions = _snapshot(service), _revisions(service)
-    assert _dirty(service) and not any(_dirty(service).values())  # every tenant evaluated: clean
+    assert _dirty(service)
+    assert not any(_dirty(service).values())
 
     steady = _full_scan(service, clock)
     assert (steady.status, steady.changes) == ("succeeded", 0)
@@ -112,3 +113,88 @@ def test_a_steady_scan_writes_nothing_and_a_changed_advisory_touches_only_its_pl
         assert after[key][3] != fingerprint
         assert after[key][4] == first_seen  # still open: its SLA clock keeps running from first sight
     assert _revisions(service) == revisions + len(running)
+
+
+def _latest_revisions(service: GovernanceService) -> dict[int, tuple[Any, ...]]:
+    """recommendation id -> (state, priority, risk, action, target) of its newest revision."""
+    r = RecommendationRevisionRow
+    with service.factory() as session:
+        newest = (
+            select(r.recommendation_id, func.max(r.revision).label("revision"))
+            .group_by(r.recommendation_id)
+            .subquery()
+        )
+        rows = session.execute(
+            select(r.recommendation_id, r.state, r.priority, r.risk_level, r.action, r.target_version).join(
+                newest,
+                (r.recommendation_id == newest.c.recommendation_id) & (r.revision == newest.c.revision),
+            )
+        )
+        return {row[0]: tuple(row[1:]) for row in rows}
+
+
+def test_a_changed_recommendation_stores_what_its_revision_says_whether_its_priority_moved_or_not(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """Updates leave out the indexed columns (state, priority) whose value stays: rows whose priority
+    moved and rows whose priority stayed, written in one scan, each end as their newest revision."""
+    inputs = Inputs(tmp_path / "inputs")
+    clock = FakeClock()
+    service = make_service(
+        clock=clock,
+        POWERX_WORKER="0",
+        POWERX_TENANT_SOURCE=str(inputs.manifests),
+        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+    )
+    _full_scan(service, clock)
+    plugin = "com.powerx.plugins.base"
+    for serial, vector in enumerate(  # a medium advisory, then a critical one
+        ("CVSS:3.1/AV:N/AC:L/PR:L/UI:N/S:U/C:L/I:L/A:N", "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"), 1
+    ):
+        before = _snapshot(service)
+        with service.factory() as session:
+            priorities = dict(
+                session.execute(
+                    select(RecommendationRow.id, RecommendationRow.priority).where(
+                        RecommendationRow.plugin_id == plugin
+                    )
+                ).all()
+            )
+        inputs.add_advisory(
+            {
+                "id": f"PXSA-TEST-010{serial}",
+                "published": "2026-01-01T00:00:00Z",
+                "severity": [{"type": "CVSS_V3", "score": vector}],
+                "affected": [
+                    {
+                        "package": {"ecosystem": "PowerX", "name": plugin},
+                        "ranges": [{"type": "SEMVER", "events": [{"introduced": "0"}, {"fixed": "999.0.0"}]}],
+                    }
+                ],
+            }
+        )
+        assert _full_scan(service, clock).changes > 0
+        after = _snapshot(service)
+        with service.factory() as session:
+            stored = {
+                row[0]: tuple(row[1:])
+                for row in session.execute(
+                    select(
+                        RecommendationRow.id,
+                        RecommendationRow.state,
+                        RecommendationRow.priority,
+                        RecommendationRow.risk_level,
+                        RecommendationRow.action,
+                        RecommendationRow.target_version,
+                    )
+                )
+            }
+        moved = [after[key][0] for key in after if key in before and after[key] != before[key]]
+        assert moved
+        latest = _latest_revisions(service)
+        assert all(stored[rec_id] == latest[rec_id] for rec_id in moved)
+        stayed = [rec_id for rec_id in moved if stored[rec_id][1] == priorities[rec_id]]
+        changed = [rec_id for rec_id in moved if stored[rec_id][1] != priorities[rec_id]]
+        if serial == 1:  # a medium advisory: some priorities move, the others stay (fingerprints move)
+            assert stayed
+            assert changed
