@@ -49,7 +49,7 @@ def _snapshot(service: GovernanceService) -> Snapshot:
 
 def _dirty(service: GovernanceService) -> dict[str, bool]:
     with service.factory() as session:
-        return dict(session.execute(select(TenantRow.tenant_uuid, TenantRow.dirty)))
+        return dict(session.execute(select(TenantRow.tenant_uuid, TenantRow.dirty)).all())
 
 
 def _revisions(service: GovernanceService) -> int:
