@@ -329,14 +329,26 @@ def _changed_tenants(
     terms: dict[tuple[int, tuple[str, ...], datetime | None], int] = {}
     counts: Counter[str] = Counter()
     totals: dict[str, int] = dict.fromkeys(tenants, 0)
+    # a scan makes a tenant's findings one after another: summed in locals, added in per run of them
+    current: str | None = None
+    run_count = run_sum = 0
     for f in findings:
-        key = (id(f.verdict), f.dependency_notes, f.stale_since)
+        verdict = f.verdict
+        key = (id(verdict), f.dependency_notes, f.stale_since)
         term = terms.get(key)
         if term is None:
-            term = terms[key] = fingerprint_term(f.verdict.plugin_id, prints.finding(f), policy_version)
+            term = terms[key] = fingerprint_term(verdict.plugin_id, prints.finding(f), policy_version)
         tenant = f.tenant.tenant_uuid
-        counts[tenant] += 1
-        totals[tenant] = totals.get(tenant, 0) + term
+        if tenant != current:
+            if current is not None:
+                counts[current] += run_count
+                totals[current] = totals.get(current, 0) + run_sum
+            current, run_count, run_sum = tenant, 0, 0
+        run_count += 1
+        run_sum += term
+    if current is not None:
+        counts[current] += run_count
+        totals[current] = totals.get(current, 0) + run_sum
     sums = {uuid: [counts[uuid], total] for uuid, total in totals.items()}
     kept = _kept_fingerprints(session, tenants)
     unchanged = {

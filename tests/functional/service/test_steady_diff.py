@@ -11,9 +11,14 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from powerx_governance.inventory import store as inventory_store
+from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.recommendations.store import _changed_tenants, _Fingerprints, persist_findings
 from powerx_governance.recommendations.tables import RecommendationRevisionRow, RecommendationRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
+from powerx_governance.scans.runtime import evaluation_engine
+from powerx_governance.scans.scanner import scan
 from powerx_governance.scans.tables import ScanRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
@@ -198,3 +203,42 @@ def test_a_changed_recommendation_stores_what_its_revision_says_whether_its_prio
         if serial == 1:  # a medium advisory: some priorities move, the others stay (fingerprints move)
             assert stayed
             assert changed
+
+
+def test_the_steady_diff_sums_a_tenants_findings_whatever_their_order(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """Findings re-made from the stored fleet diff as unchanged, in scan order or interleaved across
+    tenants; with one tenant's finding left out, both orders make the same change for it alone."""
+    inputs = Inputs(tmp_path / "inputs")
+    clock = FakeClock()
+    service = make_service(
+        clock=clock,
+        POWERX_WORKER="0",
+        POWERX_TENANT_SOURCE=str(inputs.manifests),
+        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+    )
+    _full_scan(service, clock)
+    runtime, policy = service.runtime, service.runtime.policy()
+    outcomes = []
+    with service.factory() as session:
+        manifests = inventory_store.load_manifests(session)
+        engine = evaluation_engine(session, runtime, policy, clock())
+        findings = scan(engine, [ManifestResult("store", m, None) for m in manifests]).findings
+        tenants = [m.tenant_uuid for m in manifests]
+        assert len({f.tenant.tenant_uuid for f in findings}) > 2
+        dropped = findings[:1] + findings[2:]  # the first tenant's second finding left out
+        for made in (findings, findings[::2] + findings[1::2]):  # every tenant matches its kept sums
+            kept = _changed_tenants(session, made, tenants, _Fingerprints(), policy.version)
+            assert kept == ([], [], len(findings))
+        for made in (findings, findings[::2] + findings[1::2], dropped, dropped[::2] + dropped[1::2]):
+            done = persist_findings(
+                session, made, scope=tenants, scan_id=None, now=clock(), policy_version=policy.version
+            )
+            outcomes.append(
+                (done.unchanged, sorted((c.tenant_uuid, c.plugin_id, c.change) for c in done.changes))
+            )
+            session.rollback()
+    assert outcomes[0] == outcomes[1] == (len(findings), [])
+    assert outcomes[2] == outcomes[3]
+    assert [key[0] for key in outcomes[2][1]] == [findings[1].tenant.tenant_uuid]
