@@ -88,8 +88,11 @@ def _sums(i: int, step: int) -> dict[str, Any]:
         "findings": i + step,
         "fingerprints": f"{i * step:064x}",
         "report_sum": bytes([(i + step) % 256]) * 512,
-        "by_risk": {"critical": step, "low": i} if step else {"low": i},
-        "by_action": {"upgrade_now": step} if step else {},
+        "by_risk": ({"critical": step, "low": [i]} if i % 5 == 2 else {"critical": step, "low": i})
+        if step
+        else {"low": i},
+        # documents repeat across rows: True and 1 (False and 0) are equal keys, not the same JSON
+        "by_action": {"upgrade_now": step, "schedule": i % 2 == 1 if i % 4 < 2 else i % 2} if step else {},
     }
 
 

@@ -67,10 +67,40 @@ def _converted_column(values: tuple[Any, ...], convert: Processor) -> Sequence[A
     deadlines...); the lookups run in C, which is most of a million-row write."""
     try:
         distinct = set(values)
-    except TypeError:  # unhashable (JSON documents): convert every one
-        return list(map(convert, values))
+    except TypeError:  # unhashable (JSON documents)
+        return _converted_documents(values, convert)
     converted = {value: convert(value) for value in distinct}
     return list(map(converted.__getitem__, values))
+
+
+def _converted_documents(values: tuple[Any, ...], convert: Processor) -> list[Any]:
+    """JSON documents converted, each distinct flat one once: a tenant's counts by risk and action
+    repeat across tenants. A flat document (members strings, integers, booleans or null) is keyed by
+    its members in order, each value with its type (True and 1 are equal keys, not the same JSON);
+    any other document is converted every time, and a column whose first one is not flat at once."""
+    if not values or _flat_key(values[0]) is None:
+        return list(map(convert, values))
+    converted: dict[tuple[Any, ...], Any] = {}
+    found: list[Any] = []
+    for value in values:
+        key = _flat_key(value)
+        text = converted.get(key) if key is not None else None
+        if text is None:
+            text = convert(value)
+            if key is not None:
+                converted[key] = text
+        found.append(text)
+    return found
+
+
+_FLAT: Final = frozenset((str, int, bool, type(None)))
+
+
+def _flat_key(value: Any) -> tuple[Any, ...] | None:
+    if type(value) is not dict:
+        return None
+    key = tuple((k, type(v), v) for k, v in value.items())
+    return key if all(kind in _FLAT for _, kind, _ in key) else None
 
 
 def _converted(

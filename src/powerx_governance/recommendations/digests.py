@@ -127,6 +127,26 @@ class OwnMembers:
             found = self._found[slot] = _member(key, value, exact=True)
         return found
 
+    def encode(self, own: Mapping[str, Any]) -> dict[str, bytes]:
+        """Each of `own`'s members encoded as `self(key, value)` encodes it, in one call: a write
+        encodes a dozen members for each of its findings."""
+        found, unshared, encoded = self._found, self.UNSHARED, {}
+        for key, value in own.items():
+            if key in unshared:
+                encoded[key] = _member(key, value, exact=True)
+                continue
+            kind = type(value)
+            try:
+                slot = (key, kind, tuple(value) if kind is list else value)
+                member = found.get(slot)
+            except TypeError:  # unhashable members (lists of lists): encoded every time
+                encoded[key] = _member(key, value, exact=True)
+                continue
+            if member is None:
+                member = found[slot] = _member(key, value, exact=True)
+            encoded[key] = member
+        return encoded
+
 
 def _own_member(key: str, value: Any) -> bytes:
     return _member(key, value, exact=True)
@@ -139,8 +159,12 @@ def finding_bytes(
     (tenant and plugin ids, sla_deadline, tenant facts, first_seen_at, policy_version,
     recommendation_id); `own` holds no floats (so msgspec writes it exactly as `json` does).
     `members` encodes one of `own`'s members (an `OwnMembers` shares the encodings of a write)."""
-    merged = {**verdict.members, **{key: members(key, value) for key, value in own.items()}}
-    return b"{" + b",".join([merged[key] for key in verdict.order(tuple(own))]) + b"}"
+    if isinstance(members, OwnMembers):
+        encoded = members.encode(own)
+    else:
+        encoded = {key: members(key, value) for key, value in own.items()}
+    shared = verdict.members  # a finding's own member of the same name wins (never empty bytes)
+    return b"{" + b",".join([encoded.get(key) or shared[key] for key in verdict.order(tuple(own))]) + b"}"
 
 
 def _report_term(digest: str) -> int:

@@ -104,6 +104,7 @@ class _Stored(NamedTuple):
     state: str
     risk_level: str
     action: str
+    priority: int
     policy_version: int | None
     first_seen_at: Any  # as the driver gives it; `_Moments` makes a datetime of it when needed
     report_digest: str | None
@@ -233,6 +234,7 @@ _STORED_COLUMNS: Final = (
     RecommendationRow.state,
     RecommendationRow.risk_level,
     RecommendationRow.action,
+    RecommendationRow.priority,
     RecommendationRow.policy_version,
     type_coerce(RecommendationRow.first_seen_at, String),  # as stored: converted only when used
     RecommendationRow.report_digest,
@@ -327,14 +329,26 @@ def _changed_tenants(
     terms: dict[tuple[int, tuple[str, ...], datetime | None], int] = {}
     counts: Counter[str] = Counter()
     totals: dict[str, int] = dict.fromkeys(tenants, 0)
+    # a scan makes a tenant's findings one after another: summed in locals, added in per run of them
+    current: str | None = None
+    run_count = run_sum = 0
     for f in findings:
-        key = (id(f.verdict), f.dependency_notes, f.stale_since)
+        verdict = f.verdict
+        key = (id(verdict), f.dependency_notes, f.stale_since)
         term = terms.get(key)
         if term is None:
-            term = terms[key] = fingerprint_term(f.verdict.plugin_id, prints.finding(f), policy_version)
+            term = terms[key] = fingerprint_term(verdict.plugin_id, prints.finding(f), policy_version)
         tenant = f.tenant.tenant_uuid
-        counts[tenant] += 1
-        totals[tenant] = totals.get(tenant, 0) + term
+        if tenant != current:
+            if current is not None:
+                counts[current] += run_count
+                totals[current] = totals.get(current, 0) + run_sum
+            current, run_count, run_sum = tenant, 0, 0
+        run_count += 1
+        run_sum += term
+    if current is not None:
+        counts[current] += run_count
+        totals[current] = totals.get(current, 0) + run_sum
     sums = {uuid: [counts[uuid], total] for uuid, total in totals.items()}
     kept = _kept_fingerprints(session, tenants)
     unchanged = {
@@ -616,6 +630,20 @@ def _plan_resolution(
     )
 
 
+# Indexed columns an update leaves out when their value stays: a store maintains an index whose column
+# is assigned even to its own value (SQLite rewrites both priority indexes' entries of every row).
+_KEPT_WHEN_SAME: Final = ("state", "priority")
+
+
+def _changed_row(old: _Stored, row: dict[str, Any]) -> dict[str, Any]:
+    """`row` without the indexed columns whose value `old` already has (rows are written grouped by
+    the columns they carry)."""
+    for column in _KEPT_WHEN_SAME:
+        if row[column] == getattr(old, column):
+            del row[column]
+    return row
+
+
 @dataclass
 class _Plan:
     inserts: list[dict[str, Any]] = field(default_factory=list)
@@ -668,7 +696,9 @@ def _plan_finding(
     revision = old.revision + 1
     if old.state in _DECIDED:
         state = old.state  # the decision's owner (decisions) judges whether the change ends it
-    plan.updates.append({"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
+    plan.updates.append(
+        _changed_row(old, {"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
+    )
     plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
     plan.changes.append(
         Change(

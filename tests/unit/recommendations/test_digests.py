@@ -139,3 +139,17 @@ def test_findings_sharing_encoded_members_encode_as_their_canonical_json() -> No
             recommendation_id=n,
         )
         assert finding_bytes(parts, own, members) == canonical_json(finding).encode()
+
+
+def test_own_members_encoded_in_one_call_are_those_encoded_one_by_one() -> None:
+    one_by_one, at_once = OwnMembers(), OwnMembers()
+    for n in range(4):
+        own: dict[str, Any] = {
+            "tenant_uuid": f"t{n % 2}",
+            "co_upgrades": [["a", "b"]] if n % 2 else ["a"],  # a list of lists is unhashable: never cached
+            "manifest_stale": bool(n % 2),
+            "policy_version": 1,
+            "recommendation_id": n,
+            "first_seen_at": None,
+        }
+        assert at_once.encode(own) == {key: one_by_one(key, value) for key, value in own.items()}
