@@ -4,11 +4,13 @@ JSON-lines file), with errors in a worker's part reported and counted as one pro
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
 import re
 import subprocess
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -162,6 +164,35 @@ def test_a_failing_worker_fails_the_scan(fleet: Path) -> None:
     request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", datetime(2026, 11, 30, tzinfo=UTC))
     with pytest.raises(LookupError, match="no such thing as"):
         stream_file_scan(request, _FailingPart(io.BytesIO()), workers=2)
+
+
+class _Thresholds(JsonWriter):
+    """A JSON writer that notes the collector's youngest threshold when the report starts and ends."""
+
+    seen: list[int]
+
+    def start(self, header: Mapping[str, Any]) -> None:
+        self.seen = [gc.get_threshold()[0]]
+        super().start(header)
+
+    def finish(self, summary: Mapping[str, Any]) -> None:
+        self.seen.append(gc.get_threshold()[0])
+        super().finish(summary)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_scan_gives_the_collector_its_thresholds_back(fleet: Path, workers: int) -> None:
+    """From the catalog's intake to the report's end the youngest generation is collected rarely
+    (the scan's objects are all alive then); the thresholds are given back as they were found,
+    when the scan ends and when it fails."""
+    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", datetime(2026, 11, 30, tzinfo=UTC))
+    before = gc.get_threshold()
+    stream_file_scan(request, writer := _Thresholds(io.BytesIO()), workers=workers)
+    assert gc.get_threshold() == before
+    assert min(writer.seen) >= max(before[0], 200_000)
+    with pytest.raises(LookupError):
+        stream_file_scan(request, _FailingPart(io.BytesIO()), workers=2)
+    assert gc.get_threshold() == before
 
 
 def test_one_worker_scans_in_this_process(fleet: Path) -> None:

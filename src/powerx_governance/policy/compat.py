@@ -62,6 +62,8 @@ class CompatMatrix:
         self._cache: dict[tuple[str, str], tuple[_Row, ...]] = {}
 
     def _rows_for(self, host: str, plugin_id: str) -> tuple[_Row, ...]:
+        if not self._rows:
+            return ()  # no matrix: nothing to match or cache
         key = (host, plugin_id)
         rows = self._cache.get(key)
         if rows is None:

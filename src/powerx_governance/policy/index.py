@@ -64,6 +64,8 @@ class PluginIndex:
 
     def __post_init__(self) -> None:
         self._keys = [r.version.key for r in self.releases]
+        # A(version) depends on the version's precedence key alone: a release's mask is A(release).
+        self._masks = dict(zip(self._keys, self.release_masks, strict=True))
         for skipped in self.plugin.unreadable_releases:
             self._unreadable.setdefault(skipped.version.strip().lstrip("vV"), skipped.problem)
 

@@ -18,7 +18,7 @@ from powerx_governance.reports.stream import PartWriter, ReportWriter
 from powerx_governance.scans.baseline import load_baseline
 from powerx_governance.scans.parallel import PartScan, scan_in_parts, write_tenants
 from powerx_governance.scans.report import report_header, report_summary
-from powerx_governance.scans.scanner import ProgressHook, ScanResult, scan
+from powerx_governance.scans.scanner import ProgressHook, ScanResult, bulk_allocation, scan
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +67,18 @@ def stream_file_scan(
     request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None = None, *, workers: int = 1
 ) -> StreamedScan:
     """What `powerx version scan` runs: findings written tenant by tenant, never held whole; with
-    `workers` > 1, split across that many processes (scans/parallel.py), for the same report."""
+    `workers` > 1, split across that many processes (scans/parallel.py), for the same report.
+
+    The collector's youngest generation runs rarely from the catalog's intake until the scan's
+    objects are released (they are all freed on return): a collection run once the threshold is
+    back at its default, with the caches of a whole fleet alive, would traverse them all."""
+    with bulk_allocation():
+        return _stream_file_scan(request, writer, on_tenant, workers)
+
+
+def _stream_file_scan(
+    request: FileScanRequest, writer: ReportWriter, on_tenant: ProgressHook | None, workers: int
+) -> StreamedScan:
     engine, rules, loaded = prepare(request)
     baseline = load_baseline(request.baseline) if request.baseline else None
     job = PartScan(engine, request.now, request.tenants, baseline.seen if baseline else None)
