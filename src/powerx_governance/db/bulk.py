@@ -122,6 +122,36 @@ def bulk_insert(session: Session, model: type[DeclarativeBase], rows: Sequence[d
         _write(raw, dialect, table.name, columns, values)
 
 
+class DriverRows:
+    """Rows of one table built as tuples in a fixed column order, written as `bulk_insert` writes:
+    the caller converts each value with `value` (once per distinct value it shares between rows: a
+    first ingest repeats `now`, deadlines and verdict columns in every row), `insert` sends them."""
+
+    def __init__(self, session: Session, model: type[DeclarativeBase], columns: Sequence[str]) -> None:
+        self._session, self._table, self.columns = session, _table(model), list(columns)
+        dialect = session.connection().dialect
+        self._convert = {
+            self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
+        }
+
+    def value(self, column: str, value: Any) -> Any:
+        """`value` of `column` as the driver takes it."""
+        convert = self._convert.get(column)
+        return value if convert is None else convert(value)
+
+    def insert(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows of converted values, in `columns` order, in the session's transaction."""
+        if not rows:
+            return
+        connection = self._session.connection()
+        raw = connection.connection.dbapi_connection
+        if raw is None:
+            raise RuntimeError("no driver connection inside the transaction")
+        before_driver_write(connection)
+        for start in range(0, len(rows), CHUNK):
+            _write(raw, connection.dialect, self._table.name, self.columns, rows[start : start + CHUNK])
+
+
 def _write(
     raw: Any, dialect: Dialect, table: str, columns: list[str], values: Sequence[Sequence[Any]]
 ) -> None:

@@ -79,7 +79,8 @@ def _announce(
     now: datetime,
     triggered_at: datetime,
 ) -> None:
-    routes = _routes_of(session, [c.recommendation_id for c in wanted])
+    unrouted = [c.recommendation_id for c in wanted if not c.routed]
+    routes = _routes_of(session, unrouted) if unrouted else {}
     events = [
         NewEvent(
             dedupe_key=_finding_key(c),
@@ -89,7 +90,7 @@ def _announce(
             tenant_uuid=c.tenant_uuid,
             recommendation_id=c.recommendation_id,
             change=c.change.value,
-            route=routes.get(c.recommendation_id),
+            route=c.route if c.routed else routes.get(c.recommendation_id),
             data={
                 "revision": c.revision,
                 "plugin_id": c.plugin_id,
