@@ -514,22 +514,36 @@ _OPENED_REVISION: Final = (
     "policy_version",
     "created_at",
 )
+_VERDICT_COLUMNS: Final = _OPENED_ROW[6:15]  # verdict to sla_deadline: the same for every kind of a verdict
 # A finding's own digest members that differ between findings of one kind (`_Opening.digested`)
 _PER_FINDING: Final = ("tenant_uuid", "tenant_key", "recommendation_id")
 
 
 @dataclass(slots=True)
+class _VerdictOpening:
+    """What every recommendation opened with one verdict has in common: its driver values from
+    `verdict` to `sla_deadline` and its revision's, its digest's members but its own ones, which
+    go at `own` (as `finding_bytes` orders them)."""
+
+    values: dict[str, Any]
+    columns: tuple[Any, ...]
+    revision: tuple[Any, ...]
+    digested: list[bytes]
+    own: dict[str, int]
+
+
+@dataclass(slots=True)
 class _Opening:
     """What every recommendation opened for findings of one kind has in common, worked out once:
-    the driver values of its row and revision, its tenant facts but the key, its digest's members
-    but the tenant's and the id, and what it adds to its tenant's sums."""
+    the driver values of its row but those of the tenant and id, its revision's, its tenant facts
+    but the key, its digest's members but the tenant's and the id (empty at `slots`), and what it
+    adds to its tenant's sums."""
 
     head: tuple[Any, ...]  # row values from plugin_id to sla_deadline
     facts: dict[str, Any]  # tenant facts, `tenant_key` to be filled in
-    tail: tuple[Any, ...]  # row values from first_seen_at to policy_version
     revision: tuple[Any, ...]  # revision values after recommendation_id
-    digested: list[bytes]  # canonical members in order, `_PER_FINDING` ones empty ...
-    slots: tuple[int, int, int]  # ... at these places
+    digested: list[bytes]
+    slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
     term: int
     values: dict[str, Any]
 
@@ -550,14 +564,18 @@ class FirstIngestWriter:
         self.rows = DriverRows(session, RecommendationRow, _OPENED_ROW)
         self.revisions = DriverRows(session, RecommendationRevisionRow, _OPENED_REVISION)
         self.sums: dict[str, TenantFindings] = {}
+        self._verdicts: dict[int, _VerdictOpening] = {}
         self._openings: dict[int, _Opening] = {}
         self._tenants: dict[str, tuple[bytes, bytes]] = {}  # digest members of each tenant's uuid, key
         self._id_member = self.members("recommendation_id", 0).removesuffix(b"0")
+        moments = {"first_seen_at": now, "updated_at": now, "resolved_at": None}
+        constant = {**moments, "scan_id": scan_id, "policy_version": policy_version}
+        self._tail = tuple(self.rows.value(c, constant[c]) for c in _OPENED_ROW[16:21])
 
     def write(self, findings: Sequence[tuple[int, FindingTenant, FindingKind]]) -> list[Change]:
         """Open a recommendation for each (id, tenant, kind); the changes, in the order given."""
         rows, revisions, changes = [], [], []
-        value, opened = self.rows.value, RecommendationChange.OPENED
+        value, opened, tail = self.rows.value, RecommendationChange.OPENED, self._tail
         for rec_id, tenant, kind in findings:
             opening = self._openings.get(id(kind))
             if opening is None:
@@ -567,7 +585,7 @@ class FirstIngestWriter:
             if facts["tenant_key"] != key:
                 facts = {**facts, "tenant_key": key}
             digest = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).hexdigest()
-            rows.append((rec_id, uuid, *opening.head, value("tenant_facts", facts), *opening.tail, digest))
+            rows.append((rec_id, uuid, *opening.head, value("tenant_facts", facts), *tail, digest))
             revisions.append((rec_id, *opening.revision))
             v = opening.values
             sums = self.sums.get(uuid)
@@ -597,9 +615,8 @@ class FirstIngestWriter:
 
     def finish(self) -> None:
         """Write the sums of every tenant with findings."""
-        bulk_insert(
-            self.session, TenantFindingsRow, [self.sums[uuid].row(uuid) for uuid in sorted(self.sums)]
-        )
+        rows = [self.sums[uuid].row(uuid) for uuid in sorted(self.sums)]
+        bulk_insert(self.session, TenantFindingsRow, rows)
         self.sums = {}
 
     def _digested(self, opening: _Opening, uuid: str, key: str | None, rec_id: int) -> bytes:
@@ -624,21 +641,41 @@ class FirstIngestWriter:
         installation = Installation(plugin_id=v.plugin_id, version=v.current_version, channel=kind.channel)
         f = Finding(manifest, installation, v, kind.dependency_notes, kind.stale_since)
         fingerprint = self.prints.finding(f)
+        shared = self._verdicts.get(id(v))
+        if shared is None:
+            shared = self._verdicts[id(v)] = self._verdict_opening(f)
+        facts = _tenant_facts(f)
+        digested = shared.digested.copy()
+        for key, at in shared.own.items():
+            if key in facts and key not in _PER_FINDING:
+                digested[at] = self.members(key, facts[key])
+        own = shared.own
+        value = self.rows.value
+        head = (
+            value("plugin_id", v.plugin_id),
+            value("revision", 1),
+            value("state", _OPEN),
+            value("fingerprint", fingerprint),
+            *shared.columns,
+        )
+        return _Opening(
+            head,
+            facts,
+            shared.revision,
+            digested,
+            (own["tenant_uuid"], own["tenant_key"], own["recommendation_id"]),
+            self.terms(v.plugin_id, fingerprint, self.policy_version),
+            shared.values,
+        )
+
+    def _verdict_opening(self, f: Finding) -> _VerdictOpening:
+        """What findings with `f`'s verdict share, whatever their kind."""
         verdict_fp, _ = self.prints.verdict(f)
-        values = _row_values(
-            f, fingerprint, verdict_fp, self.scan_id, self.now, self.policy_version, self.now
-        )
-        value, state = self.rows.value, RecommendationState.OPEN.value
-        head = tuple(
-            value(column, {"plugin_id": v.plugin_id, "revision": 1, "state": state, **values}[column])
-            for column in _OPENED_ROW[2:15]
-        )
-        moments = {"first_seen_at": self.now, "resolved_at": None}
-        tail = tuple(value(column, {**moments, **values}[column]) for column in _OPENED_ROW[16:21])
-        revision = _revision(values, 1, RecommendationChange.OPENED, state, self.now)
+        values = _row_values(f, "", verdict_fp, self.scan_id, self.now, self.policy_version, self.now)
+        revision = _revision(values, 1, RecommendationChange.OPENED, _OPEN, self.now)
         own = {
             "tenant_uuid": "",
-            "plugin_id": v.plugin_id,
+            "plugin_id": f.verdict.plugin_id,
             "sla_deadline": iso(values["sla_deadline"]),
             **values["tenant_facts"],
             "first_seen_at": iso(self.now),
@@ -647,21 +684,16 @@ class FirstIngestWriter:
         }
         parts = self.prints.parts(f)
         order = parts.order(tuple(own))
-        digested = [
-            b"" if key in _PER_FINDING else self.members(key, own[key]) if key in own else parts.members[key]
-            for key in order
-        ]
-        at_uuid, at_key, at_id = (order.index(key) for key in _PER_FINDING)
-        return _Opening(
-            head,
-            values["tenant_facts"],
-            tail,
-            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:]),
-            digested,
-            (at_uuid, at_key, at_id),
-            self.terms(v.plugin_id, fingerprint, self.policy_version),
+        return _VerdictOpening(
             values,
+            tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS),
+            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:]),
+            [self.members(key, own[key]) if key in own else parts.members[key] for key in order],
+            {key: at for at, key in enumerate(order) if key in own},
         )
+
+
+_OPEN: Final = RecommendationState.OPEN.value
 
 
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
