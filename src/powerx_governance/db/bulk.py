@@ -25,6 +25,7 @@ from powerx_governance.db.session import before_driver_write
 CHUNK = 10_000
 FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
 Processor = Callable[[Any], Any]
+_UNSEEN: Final = object()
 
 
 def _table(model: type[DeclarativeBase]) -> Table:
@@ -133,11 +134,20 @@ class DriverRows:
         self._convert = {
             self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
         }
+        self._seen: dict[tuple[str, Any], Any] = {}
 
     def value(self, column: str, value: Any) -> Any:
         """`value` of `column` as the driver takes it."""
         convert = self._convert.get(column)
         return value if convert is None else convert(value)
+
+    def repeated(self, column: str, value: Any) -> Any:
+        """`value(column, value)` of a hashable value rows repeat, converted once."""
+        key = (column, value)
+        found = self._seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._seen[key] = self.value(column, value)
+        return found
 
     def insert(self, rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows of converted values, in `columns` order, in the session's transaction."""

@@ -14,7 +14,7 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import FEW, bulk_insert, insert_new
+from powerx_governance.db.bulk import FEW, DriverRows, bulk_insert, insert_new
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
@@ -149,7 +149,7 @@ class _Writes:
 
     batch: dict[tuple[str, str | None, str], str]  # the transaction's batched deliveries (`_batch`)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[tuple[str, str, str | None, str, datetime, str | None]] = field(default_factory=list)
 
 
 def _batch(session: Session) -> dict[tuple[str, str | None, str], str]:
@@ -295,7 +295,12 @@ def record_events(
             assigned = assignments[slot] = _assign(runtime.routes, event, key, now)
         if assigned:
             planned.append((event, str(uuid.uuid4()), assigned))
-    inserted = insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    if len(planned) > FEW:
+        inserted = _insert_many_events(session, planned, now)
+    else:
+        inserted = insert_events(
+            session, [_event_row(event, event_id, now) for event, event_id, _ in planned]
+        )
     writes = _Writes(_batch(session))  # looked up once: a fleet scan assigns a million events
     for event, event_id, assigned in planned:
         if event_id not in inserted:
@@ -308,19 +313,80 @@ def record_events(
             )
             writes.entries.append(_entry_row(event_id, event, a, delivery_id))
     bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
-    bulk_insert(session, NotificationEntryRow, writes.entries)
+    _insert_entries(session, writes.entries)
     queue.enqueue_many(session, [_delivery_job(row["id"], 1) for row in writes.deliveries], now=now)
     return len(inserted)
 
 
 def _entry_row(
     event_id: str, event: NewEvent, assignment: _Assignment, delivery_id: str | None
-) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "recipient_id": assignment.recipient.id,
-        "tenant_uuid": event.tenant_uuid,
-        "mode": assignment.mode.value,
-        "due_at": assignment.due_at,
-        "delivery_id": delivery_id,
-    }
+) -> tuple[str, str, str | None, str, datetime, str | None]:
+    return (
+        event_id,
+        assignment.recipient.id,
+        event.tenant_uuid,
+        assignment.mode.value,
+        assignment.due_at,
+        delivery_id,
+    )
+
+
+_ENTRY_COLUMNS: Final = ("event_id", "recipient_id", "tenant_uuid", "mode", "due_at", "delivery_id")
+_EVENT_COLUMNS: Final = (
+    "id",
+    "dedupe_key",
+    "kind",
+    "tenant_uuid",
+    "recommendation_id",
+    "change",
+    "risk_level",
+    "route",
+    "data",
+    "triggered_at",
+    "created_at",
+)
+
+
+def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> None:
+    """Entry rows as driver rows (a fleet's first scan assigns as many as it finds findings)."""
+    if not entries:
+        return
+    table = DriverRows(session, NotificationEntryRow, _ENTRY_COLUMNS)
+    repeated = table.repeated
+    table.insert(
+        [
+            (event, recipient, tenant, repeated("mode", mode), repeated("due_at", due), delivery)
+            for event, recipient, tenant, mode, due, delivery in entries
+        ]
+    )
+
+
+def _insert_many_events(
+    session: Session, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
+) -> set[str]:
+    """`insert_events` of many events, their rows built as driver rows (`_event_row`'s values)."""
+    table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
+    value, repeated = table.value, table.repeated
+    created = repeated("created_at", now)
+    rows = [
+        (
+            event_id,
+            e.dedupe_key,
+            repeated("kind", e.kind.value),
+            e.tenant_uuid,
+            e.recommendation_id,
+            e.change,
+            repeated("risk_level", e.risk.value),
+            e.route,
+            value("data", e.data),
+            repeated("triggered_at", e.triggered_at),
+            created,
+        )
+        for e, event_id, _ in planned
+    ]
+    try:
+        with session.begin_nested():
+            table.insert(rows)
+    except _integrity_errors(session):  # the rare race: `insert_events` goes row by row
+        return insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    return {event_id for _, event_id, _ in planned}

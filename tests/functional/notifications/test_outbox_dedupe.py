@@ -3,11 +3,13 @@ skips every key already announced (and every repeat within it) when some are."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from powerx_governance.db.bulk import FEW
 from powerx_governance.db.session import transaction
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
@@ -68,3 +70,53 @@ def test_a_large_announcement_skips_exactly_the_keys_already_stored(
     ]
     with service.factory() as session:
         assert session.scalar(select(func.count()).select_from(NotificationEventRow)) == 380
+
+
+def test_many_events_are_written_as_a_few_are(make_service: ServiceFactory, tmp_path: Path) -> None:
+    """More than `FEW` events go to the driver as rows built here; the same events written a few at a
+    time go through SQLAlchemy statements: both store the same values."""
+    fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
+    clock = FakeClock()
+    service = make_service(clock=clock, **fleet.env())
+    routes = routes_file(
+        tmp_path,
+        recipients={"console": {"channel": "console", "events": ["alert"]}},
+        routes={"default": ["console"], ROUTE: ["console"]},
+    )
+    service = install(service, notification_env(routes))
+    now = clock()
+
+    def events(prefix: str) -> list[NewEvent]:
+        return [
+            NewEvent(
+                f"{prefix}:{n:04d}",
+                EventKind.ALERT,
+                Severity.CRITICAL if n % 3 else Severity.HIGH,
+                now - timedelta(minutes=n % 7),
+                route=ROUTE,
+                data={"n": n, "text": "Überprüfung — 检查", "nested": {"list": [n, None, True]}},
+            )
+            for n in range(3 * FEW)
+        ]
+
+    with transaction(service.factory) as session:
+        assert record_events(session, service.notifications, events("many"), now) == 3 * FEW
+        few = events("few")
+        for start in range(0, len(few), FEW // 2):
+            assert (
+                record_events(session, service.notifications, few[start : start + FEW // 2], now) == FEW // 2
+            )
+    with service.factory.kw["bind"].connect() as connection:
+        query = text(
+            """SELECT e.dedupe_key, e.kind, e.tenant_uuid, e.recommendation_id, e.change, e.risk_level,
+            e.route, e.data, e.triggered_at, e.created_at, n.recipient_id, n.tenant_uuid, n.mode, n.due_at,
+            n.delivery_id IS NULL FROM notification_events e JOIN notification_entries n ON n.event_id = e.id
+            ORDER BY e.dedupe_key"""
+        )
+        rows = [tuple(r) for r in connection.execute(query)]
+        raw_data = "SELECT CAST(data AS TEXT) FROM notification_events ORDER BY dedupe_key"
+        texts = [r[0] for r in connection.execute(text(raw_data))]
+    written = {prefix: [r[1:] for r in rows if r[0].startswith(prefix)] for prefix in ("many", "few")}
+    assert len(written["many"]) == 3 * FEW
+    assert written["many"] == written["few"]
+    assert texts[: 3 * FEW] == texts[3 * FEW :]  # the stored JSON text too, byte for byte
