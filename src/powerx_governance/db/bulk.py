@@ -8,6 +8,7 @@ ten times more per row here, which is most of a million-installation scan.
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -148,6 +149,28 @@ class DriverRows:
         if found is _UNSEEN:
             found = self._seen[key] = self.value(column, value)
         return found
+
+    def with_member(self, column: str, document: dict[str, Any], member: str) -> Callable[[Any], Any]:
+        """`lambda x: value(column, {**document, member: x})` for hashable x, each document's text
+        made by splicing x's own text into the document's when the conversion writes a member's value
+        as it writes that value alone (JSON text does): one conversion per distinct x, not per row."""
+        convert = self._convert.get(column)
+        mark = "\ue000member\ue000"
+        text = None if convert is None else convert({**document, member: mark})
+        marked = None if convert is None else convert(mark)
+        if not isinstance(text, str) or not isinstance(marked, str) or text.count(marked) != 1:
+            return lambda x: self.value(column, {**document, member: x})
+        head, _, tail = text.partition(marked)
+        repeated, whole = (
+            self.repeated,
+            functools.cache(lambda x: self.value(column, {**document, member: x})),
+        )
+
+        def spliced(x: Any) -> Any:
+            own = repeated(column, x)
+            return head + own + tail if isinstance(own, str) else whole(x)  # None alone: SQL NULL
+
+        return spliced
 
     def insert(self, rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows of converted values, in `columns` order, in the session's transaction."""

@@ -540,7 +540,7 @@ class _Opening:
     adds to its tenant's sums."""
 
     head: tuple[Any, ...]  # row values from plugin_id to sla_deadline
-    facts: dict[str, Any]  # tenant facts, `tenant_key` to be filled in
+    facts: Callable[[str | None], Any]  # the driver value of its tenant facts, given the tenant key
     revision: tuple[Any, ...]  # revision values after recommendation_id
     digested: list[bytes]
     slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
@@ -575,17 +575,14 @@ class FirstIngestWriter:
     def write(self, findings: Sequence[tuple[int, FindingTenant, FindingKind]]) -> list[Change]:
         """Open a recommendation for each (id, tenant, kind); the changes, in the order given."""
         rows, revisions, changes = [], [], []
-        value, opened, tail = self.rows.value, RecommendationChange.OPENED, self._tail
+        opened, tail = RecommendationChange.OPENED, self._tail
         for rec_id, tenant, kind in findings:
             opening = self._openings.get(id(kind))
             if opening is None:
                 opening = self._openings[id(kind)] = self._opening(kind)
             uuid, key = tenant
-            facts = opening.facts
-            if facts["tenant_key"] != key:
-                facts = {**facts, "tenant_key": key}
             digest = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).hexdigest()
-            rows.append((rec_id, uuid, *opening.head, value("tenant_facts", facts), *tail, digest))
+            rows.append((rec_id, uuid, *opening.head, opening.facts(key), *tail, digest))
             revisions.append((rec_id, *opening.revision))
             v = opening.values
             sums = self.sums.get(uuid)
@@ -660,7 +657,7 @@ class FirstIngestWriter:
         )
         return _Opening(
             head,
-            facts,
+            self.rows.with_member("tenant_facts", facts, "tenant_key"),
             shared.revision,
             digested,
             (own["tenant_uuid"], own["tenant_key"], own["recommendation_id"]),
