@@ -275,16 +275,30 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
 
 
 def record_events(
-    session: Session, runtime: NotificationRuntime, events: Sequence[NewEvent], now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    events: Sequence[NewEvent],
+    now: datetime,
+    *,
+    tenant_keys: dict[str, str | None] | None = None,
 ) -> int:
     """Write the events not announced before, assign them to recipients; returns how many were new.
 
-    Events nobody wants (no recipient's filter admits them) are not written at all.
+    Events nobody wants (no recipient's filter admits them) are not written at all. `tenant_keys`:
+    the tenants' keys looked up by earlier calls of one transaction, completed by this one (a fleet's
+    first findings are announced in pieces, each naming most tenants).
     """
     if not events:
         return 0
     fresh = _unseen(session, events)
-    keys = _tenant_keys(session, (e.tenant_uuid for e in fresh if e.tenant_uuid))
+    tenants = {e.tenant_uuid for e in fresh if e.tenant_uuid}
+    if tenant_keys is None:
+        keys = _tenant_keys(session, tenants)
+    else:
+        missing = tenants - tenant_keys.keys()
+        if missing:
+            tenant_keys.update(dict.fromkeys(missing) | _tenant_keys(session, missing))
+        keys = tenant_keys
     assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
     planned = []
     for event in fresh:
