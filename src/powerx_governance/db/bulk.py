@@ -8,7 +8,6 @@ ten times more per row here, which is most of a million-installation scan.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable, Sequence
 from operator import itemgetter
@@ -136,6 +135,7 @@ class DriverRows:
             self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
         }
         self._seen: dict[tuple[str, Any], Any] = {}
+        self._texts: dict[str, str] = {}
 
     def value(self, column: str, value: Any) -> Any:
         """`value` of `column` as the driver takes it."""
@@ -150,27 +150,20 @@ class DriverRows:
             found = self._seen[key] = self.value(column, value)
         return found
 
-    def with_member(self, column: str, document: dict[str, Any], member: str) -> Callable[[Any], Any]:
-        """`lambda x: value(column, {**document, member: x})` for hashable x, each document's text
-        made by splicing x's own text into the document's when the conversion writes a member's value
-        as it writes that value alone (JSON text does): one conversion per distinct x, not per row."""
+    def with_member(self, column: str, document: dict[str, Any], member: str) -> Spliced:
+        """`value(column, {**document, member: x})` for each hashable x, made by splicing x's own text
+        into the document's (`Spliced`): one conversion per distinct x, not one per row."""
         convert = self._convert.get(column)
         mark = "\ue000member\ue000"
         text = None if convert is None else convert({**document, member: mark})
         marked = None if convert is None else convert(mark)
         if not isinstance(text, str) or not isinstance(marked, str) or text.count(marked) != 1:
-            return lambda x: self.value(column, {**document, member: x})
+            return Spliced(self, column, document, member, None, None)
         head, _, tail = text.partition(marked)
-        repeated, whole = (
-            self.repeated,
-            functools.cache(lambda x: self.value(column, {**document, member: x})),
+        texts = self._texts  # documents of one shape share their text on each side of the member
+        return Spliced(
+            self, column, document, member, texts.setdefault(head, head), texts.setdefault(tail, tail)
         )
-
-        def spliced(x: Any) -> Any:
-            own = repeated(column, x)
-            return head + own + tail if isinstance(own, str) else whole(x)  # None alone: SQL NULL
-
-        return spliced
 
     def insert(self, rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows of converted values, in `columns` order, in the session's transaction."""
@@ -183,6 +176,34 @@ class DriverRows:
         before_driver_write(connection)
         for start in range(0, len(rows), CHUNK):
             _write(raw, connection.dialect, self._table.name, self.columns, rows[start : start + CHUNK])
+
+
+class Spliced:
+    """`DriverRows.with_member`: a document's driver value with one member set to x, as its text on
+    each side of the member around x's own text, where the conversion writes a member's value as it
+    writes that value alone (JSON text does); converted whole otherwise (and for an x that is no
+    text alone: None is SQL NULL on PostgreSQL)."""
+
+    __slots__ = ("_column", "_document", "_head", "_member", "_rows", "_tail")
+
+    def __init__(
+        self,
+        rows: DriverRows,
+        column: str,
+        document: dict[str, Any],
+        member: str,
+        head: str | None,
+        tail: str | None,
+    ) -> None:
+        self._rows, self._column, self._document, self._member = rows, column, document, member
+        self._head, self._tail = head, tail
+
+    def __call__(self, x: Any) -> Any:
+        if self._head is not None and self._tail is not None:
+            own = self._rows.repeated(self._column, x)
+            if isinstance(own, str):
+                return self._head + own + self._tail
+        return self._rows.value(self._column, {**self._document, self._member: x})
 
 
 def _write(

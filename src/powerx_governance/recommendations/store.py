@@ -26,7 +26,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import DriverRows, bulk_insert, bulk_update
+from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Channel, Severity
@@ -540,7 +540,7 @@ class _Opening:
     adds to its tenant's sums."""
 
     head: tuple[Any, ...]  # row values from plugin_id to sla_deadline
-    facts: Callable[[str | None], Any]  # the driver value of its tenant facts, given the tenant key
+    facts: Spliced  # the driver value of its tenant facts, given the tenant key
     revision: tuple[Any, ...]  # revision values after recommendation_id
     digested: list[bytes]
     slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`

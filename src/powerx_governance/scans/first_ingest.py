@@ -126,13 +126,18 @@ def _write(
 ) -> ChangeSet:
     """Write every finding in id order, `WRITE_EVERY` at a time; the changes in id order."""
     findings = intake.in_id_order()
-    ids = new_recommendation_ids(session, len(findings))
+    ids: Sequence[int] = new_recommendation_ids(session, len(findings))
+    if ids and ids[-1] - ids[0] == len(ids) - 1 and not any(a >= b for a, b in pairwise(ids)):
+        ids = range(ids[0], ids[-1] + 1)  # the usual case, without a million int objects
     writer = FirstIngestWriter(session, scan_id=scan_id, now=engine.now, policy_version=policy.version)
     changes = ChangeSet()
-    for start in range(0, len(findings), WRITE_EVERY):
-        part = findings[start : start + WRITE_EVERY]
+    start = 0
+    while findings:
+        part = findings[:WRITE_EVERY]
+        del findings[:WRITE_EVERY]  # written ones go as their changes come
         numbered = [(ids[start + i], tenant, kind) for i, (tenant, kind) in enumerate(part)]
         changes.changes += writer.write(numbered)
+        start += len(part)
     writer.finish()
     for tenants in chunks(list(intake.tenants), BATCH):
         inventory_store.mark_clean(session, tenants)
