@@ -132,6 +132,7 @@ def test_a_batched_first_ingest_stores_every_row_the_fleet_wide_scan_stores(
     ran = _counting(monkeypatch)
     monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 50)  # both runs announce in the same pieces
     monkeypatch.setattr(first_ingest, "BATCH", 7)  # 45 tenants: seven batches, the last one short
+    monkeypatch.setattr(first_ingest, "WRITE_EVERY", 40)  # and the findings written in many chunks
     with _same_random_ids(monkeypatch):
         batched, batched_scan = _first_ingest(backend, tmp_path / "batched", request, fleet)
     assert ran == ["first ingest"]

@@ -25,6 +25,7 @@ from powerx_governance.db.session import before_driver_write
 CHUNK = 10_000
 FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
 Processor = Callable[[Any], Any]
+_UNSEEN: Final = object()
 
 
 def _table(model: type[DeclarativeBase]) -> Table:
@@ -150,6 +151,89 @@ def bulk_insert(session: Session, model: type[DeclarativeBase], rows: Sequence[d
     for start in range(0, len(rows), CHUNK):
         values = _converted(list(map(pick, rows[start : start + CHUNK])), converting)
         _write(raw, dialect, table.name, columns, values)
+
+
+class DriverRows:
+    """Rows of one table built as tuples in a fixed column order, written as `bulk_insert` writes:
+    the caller converts each value with `value` (once per distinct value it shares between rows: a
+    first ingest repeats `now`, deadlines and verdict columns in every row), `insert` sends them."""
+
+    def __init__(self, session: Session, model: type[DeclarativeBase], columns: Sequence[str]) -> None:
+        self._session, self._table, self.columns = session, _table(model), list(columns)
+        dialect = session.connection().dialect
+        self._convert = {
+            self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
+        }
+        self._seen: dict[tuple[str, Any], Any] = {}
+        self._texts: dict[str, str] = {}
+
+    def value(self, column: str, value: Any) -> Any:
+        """`value` of `column` as the driver takes it."""
+        convert = self._convert.get(column)
+        return value if convert is None else convert(value)
+
+    def repeated(self, column: str, value: Any) -> Any:
+        """`value(column, value)` of a hashable value rows repeat, converted once."""
+        key = (column, value)
+        found = self._seen.get(key, _UNSEEN)
+        if found is _UNSEEN:
+            found = self._seen[key] = self.value(column, value)
+        return found
+
+    def with_member(self, column: str, document: dict[str, Any], member: str) -> Spliced:
+        """`value(column, {**document, member: x})` for each hashable x, made by splicing x's own text
+        into the document's (`Spliced`): one conversion per distinct x, not one per row."""
+        convert = self._convert.get(column)
+        mark = "\ue000member\ue000"
+        text = None if convert is None else convert({**document, member: mark})
+        marked = None if convert is None else convert(mark)
+        if not isinstance(text, str) or not isinstance(marked, str) or text.count(marked) != 1:
+            return Spliced(self, column, document, member, None, None)
+        head, _, tail = text.partition(marked)
+        texts = self._texts  # documents of one shape share their text on each side of the member
+        return Spliced(
+            self, column, document, member, texts.setdefault(head, head), texts.setdefault(tail, tail)
+        )
+
+    def insert(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert rows of converted values, in `columns` order, in the session's transaction."""
+        if not rows:
+            return
+        connection = self._session.connection()
+        raw = connection.connection.dbapi_connection
+        if raw is None:
+            raise RuntimeError("no driver connection inside the transaction")
+        before_driver_write(connection)
+        for start in range(0, len(rows), CHUNK):
+            _write(raw, connection.dialect, self._table.name, self.columns, rows[start : start + CHUNK])
+
+
+class Spliced:
+    """`DriverRows.with_member`: a document's driver value with one member set to x, as its text on
+    each side of the member around x's own text, where the conversion writes a member's value as it
+    writes that value alone (JSON text does); converted whole otherwise (and for an x that is no
+    text alone: None is SQL NULL on PostgreSQL)."""
+
+    __slots__ = ("_column", "_document", "_head", "_member", "_rows", "_tail")
+
+    def __init__(
+        self,
+        rows: DriverRows,
+        column: str,
+        document: dict[str, Any],
+        member: str,
+        head: str | None,
+        tail: str | None,
+    ) -> None:
+        self._rows, self._column, self._document, self._member = rows, column, document, member
+        self._head, self._tail = head, tail
+
+    def __call__(self, x: Any) -> Any:
+        if self._head is not None and self._tail is not None:
+            own = self._rows.repeated(self._column, x)
+            if isinstance(own, str):
+                return self._head + own + self._tail
+        return self._rows.value(self._column, {**self._document, self._member: x})
 
 
 def _write(

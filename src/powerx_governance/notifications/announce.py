@@ -68,8 +68,9 @@ def on_recommendation_changes(
     ]
     if len(wanted) > _ANNOUNCE_EVERY:  # later pieces look up what earlier ones wrote
         plan_each_query(session)
+    keys: dict[str, str | None] = {}  # each tenant's key, looked up once for every piece
     for part in chunks(wanted, _ANNOUNCE_EVERY):
-        _announce(runtime, session, part, now, triggered_at)
+        _announce(runtime, session, part, now, triggered_at, keys)
 
 
 def _announce(
@@ -78,8 +79,10 @@ def _announce(
     wanted: Sequence[Change],
     now: datetime,
     triggered_at: datetime,
+    tenant_keys: dict[str, str | None],
 ) -> None:
-    routes = _routes_of(session, [c.recommendation_id for c in wanted])
+    unrouted = [c.recommendation_id for c in wanted if not c.routed]
+    routes = _routes_of(session, unrouted) if unrouted else {}
     events = [
         NewEvent(
             dedupe_key=_finding_key(c),
@@ -89,7 +92,7 @@ def _announce(
             tenant_uuid=c.tenant_uuid,
             recommendation_id=c.recommendation_id,
             change=c.change.value,
-            route=routes.get(c.recommendation_id),
+            route=c.route if c.routed else routes.get(c.recommendation_id),
             data={
                 "revision": c.revision,
                 "plugin_id": c.plugin_id,
@@ -100,7 +103,7 @@ def _announce(
         )
         for c in wanted
     ]
-    record_events(session, runtime, events, now)
+    record_events(session, runtime, events, now, tenant_keys=tenant_keys)
 
 
 def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str | None]:

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import FEW, bulk_insert, insert_new
+from powerx_governance.db.bulk import FEW, DriverRows, bulk_insert, insert_new
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
@@ -85,6 +85,8 @@ def _unseen(session: Session, events: Sequence[NewEvent]) -> list[NewEvent]:
     """Events whose dedupe key is neither stored nor repeated earlier in the list."""
     by_key = {e.dedupe_key: e for e in reversed(events)}  # reversed: the first occurrence wins
     stored: set[str] = set()
+    if len(by_key) > FEW and not _any_stored_between(session, *_key_range(session, list(by_key))):
+        return list(reversed(by_key.values()))  # a fleet's first findings: two lookups, not thousands
     for part in chunks(list(by_key), 500):
         stored.update(
             session.execute(
@@ -92,6 +94,23 @@ def _unseen(session: Session, events: Sequence[NewEvent]) -> list[NewEvent]:
             ).scalars()
         )
     return [e for key, e in reversed(by_key.items()) if key not in stored]
+
+
+def _key_range(session: Session, keys: list[str]) -> tuple[str, str]:
+    """The least and the greatest of `keys` as the store orders dedupe keys: SQLite compares text
+    byte by byte (UTF-8, so in code point order, as Python does); PostgreSQL by its collation."""
+    if session.get_bind().dialect.name != "postgresql":
+        return min(keys), max(keys)
+    query = text("SELECT min(k), max(k) FROM unnest(CAST(:keys AS text[])) AS k")
+    low, high = session.execute(query, {"keys": keys}).one()
+    return low, high
+
+
+def _any_stored_between(session: Session, low: str, high: str) -> bool:
+    """Whether an event's dedupe key lies in [low, high] (through the unique key's index)."""
+    key = NotificationEventRow.dedupe_key
+    found = session.execute(select(key).where(key >= low, key <= high).limit(1)).first()
+    return found is not None
 
 
 def _tenant_keys(session: Session, tenant_uuids: Iterable[str]) -> dict[str, str | None]:
@@ -130,7 +149,7 @@ class _Writes:
 
     batch: dict[tuple[str, str | None, str], str]  # the transaction's batched deliveries (`_batch`)
     deliveries: list[dict[str, Any]] = field(default_factory=list)
-    entries: list[dict[str, Any]] = field(default_factory=list)
+    entries: list[tuple[str, str, str | None, str, datetime, str | None]] = field(default_factory=list)
 
 
 def _batch(session: Session) -> dict[tuple[str, str | None, str], str]:
@@ -256,16 +275,30 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
 
 
 def record_events(
-    session: Session, runtime: NotificationRuntime, events: Sequence[NewEvent], now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    events: Sequence[NewEvent],
+    now: datetime,
+    *,
+    tenant_keys: dict[str, str | None] | None = None,
 ) -> int:
     """Write the events not announced before, assign them to recipients; returns how many were new.
 
-    Events nobody wants (no recipient's filter admits them) are not written at all.
+    Events nobody wants (no recipient's filter admits them) are not written at all. `tenant_keys`:
+    the tenants' keys looked up by earlier calls of one transaction, completed by this one (a fleet's
+    first findings are announced in pieces, each naming most tenants).
     """
     if not events:
         return 0
     fresh = _unseen(session, events)
-    keys = _tenant_keys(session, (e.tenant_uuid for e in fresh if e.tenant_uuid))
+    tenants = {e.tenant_uuid for e in fresh if e.tenant_uuid}
+    if tenant_keys is None:
+        keys = _tenant_keys(session, tenants)
+    else:
+        missing = tenants - tenant_keys.keys()
+        if missing:
+            tenant_keys.update(dict.fromkeys(missing) | _tenant_keys(session, missing))
+        keys = tenant_keys
     assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
     planned = []
     for event in fresh:
@@ -276,7 +309,12 @@ def record_events(
             assigned = assignments[slot] = _assign(runtime.routes, event, key, now)
         if assigned:
             planned.append((event, str(uuid.uuid4()), assigned))
-    inserted = insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    if len(planned) > FEW:
+        inserted = _insert_many_events(session, planned, now)
+    else:
+        inserted = insert_events(
+            session, [_event_row(event, event_id, now) for event, event_id, _ in planned]
+        )
     writes = _Writes(_batch(session))  # looked up once: a fleet scan assigns a million events
     for event, event_id, assigned in planned:
         if event_id not in inserted:
@@ -289,19 +327,101 @@ def record_events(
             )
             writes.entries.append(_entry_row(event_id, event, a, delivery_id))
     bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
-    bulk_insert(session, NotificationEntryRow, writes.entries)
+    _insert_entries(session, writes.entries)
     queue.enqueue_many(session, [_delivery_job(row["id"], 1) for row in writes.deliveries], now=now)
     return len(inserted)
 
 
 def _entry_row(
     event_id: str, event: NewEvent, assignment: _Assignment, delivery_id: str | None
-) -> dict[str, Any]:
-    return {
-        "event_id": event_id,
-        "recipient_id": assignment.recipient.id,
-        "tenant_uuid": event.tenant_uuid,
-        "mode": assignment.mode.value,
-        "due_at": assignment.due_at,
-        "delivery_id": delivery_id,
-    }
+) -> tuple[str, str, str | None, str, datetime, str | None]:
+    return (
+        event_id,
+        assignment.recipient.id,
+        event.tenant_uuid,
+        assignment.mode.value,
+        assignment.due_at,
+        delivery_id,
+    )
+
+
+_ENTRY_COLUMNS: Final = ("event_id", "recipient_id", "tenant_uuid", "mode", "due_at", "delivery_id")
+_EVENT_COLUMNS: Final = (
+    "id",
+    "dedupe_key",
+    "kind",
+    "tenant_uuid",
+    "recommendation_id",
+    "change",
+    "risk_level",
+    "route",
+    "data",
+    "triggered_at",
+    "created_at",
+)
+
+
+def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> None:
+    """Entry rows as driver rows (a fleet's first scan assigns as many as it finds findings)."""
+    if not entries:
+        return
+    table = DriverRows(session, NotificationEntryRow, _ENTRY_COLUMNS)
+    repeated = table.repeated
+    table.insert(
+        [
+            (event, recipient, tenant, repeated("mode", mode), repeated("due_at", due), delivery)
+            for event, recipient, tenant, mode, due, delivery in entries
+        ]
+    )
+
+
+class _DataTexts:
+    """Events' `data` as the driver takes it, each distinct document of plain members converted once:
+    a fleet's findings announce the same plugin, action and target for thousands of tenants."""
+
+    _PLAIN: Final = frozenset((str, int, bool, type(None)))  # equal values of one type, one text
+
+    def __init__(self, table: DriverRows) -> None:
+        self._table = table
+        self._seen: dict[tuple[tuple[str, type, Any], ...], Any] = {}
+
+    def __call__(self, data: dict[str, Any]) -> Any:
+        key = tuple((k, type(v), v) for k, v in data.items())
+        if not all(kind in self._PLAIN for _, kind, _ in key):
+            return self._table.value("data", data)
+        found = self._seen.get(key)
+        if found is None:
+            found = self._seen[key] = self._table.value("data", data)
+        return found
+
+
+def _insert_many_events(
+    session: Session, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
+) -> set[str]:
+    """`insert_events` of many events, their rows built as driver rows (`_event_row`'s values)."""
+    table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
+    repeated = table.repeated
+    created = repeated("created_at", now)
+    data = _DataTexts(table)
+    rows = [
+        (
+            event_id,
+            e.dedupe_key,
+            repeated("kind", e.kind.value),
+            e.tenant_uuid,
+            e.recommendation_id,
+            e.change,
+            repeated("risk_level", e.risk.value),
+            e.route,
+            data(e.data),
+            repeated("triggered_at", e.triggered_at),
+            created,
+        )
+        for e, event_id, _ in planned
+    ]
+    try:
+        with session.begin_nested():
+            table.insert(rows)
+    except _integrity_errors(session):  # the rare race: `insert_events` goes row by row
+        return insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    return {event_id for _, event_id, _ in planned}

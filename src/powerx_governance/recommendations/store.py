@@ -18,7 +18,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice
 from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
@@ -27,11 +26,13 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import bulk_insert, bulk_update
+from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import before_driver_write
-from powerx_governance.domain import Action, Severity
+from powerx_governance.domain import Action, Channel, Severity
 from powerx_governance.findings import Finding, verdict_document
+from powerx_governance.inventory.models import Installation, TenantManifest
+from powerx_governance.policy.verdict import Verdict
 from powerx_governance.recommendations.digests import (
     FINGERPRINT_MOD,
     OpenFinding,
@@ -84,6 +85,8 @@ class Change:
     current_version: str | None = None  # the installed version (None for a resolution)
     policy_version: int | None = None  # the rules version that produced it ...
     previous_policy_version: int | None = None  # ... and the one that produced what it replaces
+    route: str | None = None  # the notification route of its verdict, when `routed` ...
+    routed: bool = False  # ... (else announcing it reads the route from the store)
 
 
 @dataclass
@@ -432,75 +435,276 @@ class _Ids:
         return taken
 
 
-class _GivenIds(_Ids):
-    """Ids chosen by the caller, handed out in the order the inserts are planned."""
-
-    def __init__(self, session: Session, ids: Iterable[int]) -> None:
-        super().__init__(session)
-        self._given = iter(ids)
-
-    def take(self, count: int) -> list[int]:
-        return list(islice(self._given, count))
-
-
 def new_recommendation_ids(session: Session, count: int) -> list[int]:
     """`count` ids for new recommendations, taken as `persist_findings` takes them."""
     return _Ids(session).take(count)
 
 
-class FirstIngestShared:
-    """What the batches of one first ingest share: each verdict's encoded members (by verdict
-    fingerprint) and each distinct member of a finding, worked out once for the fleet."""
+@dataclass(eq=False, slots=True)
+class FindingKind:
+    """What every finding of one kind says, whichever tenant has it: its verdict, the installation's
+    channel, the tenant's core version, co-upgrade notes and manifest age. A fleet's million findings
+    are of a few thousand kinds; a first ingest keeps each as (tenant, kind) between its passes."""
+
+    verdict: Verdict
+    channel: Channel
+    core_version: str
+    dependency_notes: tuple[str, ...]
+    stale_since: datetime | None
+
+
+class FindingTenant(NamedTuple):
+    """The facts of a finding's tenant that its kind leaves out."""
+
+    tenant_uuid: str
+    tenant_key: str | None
+
+
+OpenedFinding = tuple[FindingTenant, FindingKind]
+
+
+class OpenedFindings:
+    """Findings as (tenant, kind), each tenant and kind one shared object."""
 
     def __init__(self) -> None:
-        self.parts: dict[str, VerdictParts] = {}
-        self.members = OwnMembers()
+        self._kinds: dict[tuple[int, Channel, str, tuple[str, ...], datetime | None], FindingKind] = {}
+        self._tenants: dict[tuple[str, str | None], FindingTenant] = {}
 
-
-class _SharedFingerprints(_Fingerprints):
-    """`_Fingerprints` whose verdict members come from, and go to, a first ingest's shared ones."""
-
-    def __init__(self, shared: FirstIngestShared) -> None:
-        super().__init__()
-        self._shared = shared.parts
-
-    def parts(self, finding: Finding) -> VerdictParts:
-        key = id(finding.verdict)
-        found = self._parts.get(key)
+    def of(self, f: Finding) -> OpenedFinding:
+        tenant = (f.tenant.tenant_uuid, f.tenant.tenant_key)
+        found = self._tenants.get(tenant)
         if found is None:
-            verdict_fp, doc = self.verdict(finding)
-            found = self._shared.get(verdict_fp)
-            if found is None:
-                found = self._shared[verdict_fp] = VerdictParts(doc)
-            self._parts[key] = found
-        return found
+            found = self._tenants[tenant] = FindingTenant(*tenant)
+        key = (
+            id(f.verdict),
+            f.installation.channel,
+            f.tenant.core_version,
+            f.dependency_notes,
+            f.stale_since,
+        )
+        kind = self._kinds.get(key)  # verdicts live in the engine's cache: ids are never reused
+        if kind is None:
+            kind = self._kinds[key] = FindingKind(
+                f.verdict, f.installation.channel, f.tenant.core_version, f.dependency_notes, f.stale_since
+            )
+        return found, kind
 
 
-def persist_first_findings(
-    session: Session,
-    findings: Sequence[Finding],
-    ids: Sequence[int],
-    *,
-    scan_id: str | None,
-    now: datetime,
-    policy_version: int | None = None,
-    shared: FirstIngestShared | None = None,
-) -> ChangeSet:
-    """Open a recommendation per finding, for tenants with nothing stored (a first ingest): the rows,
-    revisions, verdicts and sums `persist_findings` writes for them, without reading anything back.
+_OPENED_ROW: Final = (
+    "id",
+    "tenant_uuid",
+    "plugin_id",
+    "revision",
+    "state",
+    "fingerprint",
+    "verdict",
+    "current_version",
+    "target_version",
+    "latest_version",
+    "risk_level",
+    "priority",
+    "action",
+    "critical_patch",
+    "sla_deadline",
+    "tenant_facts",
+    "first_seen_at",
+    "updated_at",
+    "resolved_at",
+    "scan_id",
+    "policy_version",
+    "report_digest",
+)
+_OPENED_REVISION: Final = (
+    "recommendation_id",
+    "revision",
+    "change",
+    "state",
+    "verdict",
+    "target_version",
+    "risk_level",
+    "priority",
+    "action",
+    "scan_id",
+    "policy_version",
+    "created_at",
+)
+_VERDICT_COLUMNS: Final = _OPENED_ROW[6:15]  # verdict to sla_deadline: the same for every kind of a verdict
+# A finding's own digest members that differ between findings of one kind (`_Opening.digested`)
+_PER_FINDING: Final = ("tenant_uuid", "tenant_key", "recommendation_id")
 
-    `ids[i]` is the id of `findings[i]`'s recommendation: a first ingest written batch by batch
-    numbers them in the order one `persist_findings` call over the whole fleet would; `shared`
-    carries what its batches have in common.
-    """
-    done, shared = ChangeSet(), shared or FirstIngestShared()
-    writer = _Writer(session, _SharedFingerprints(shared), done, now, scan_id, policy_version)
-    writer.ids, writer.members = _GivenIds(session, ids), shared.members
-    for f in findings:
-        writer.plan(f, None)
-    writer.flush()
-    writer.sums.write()
-    return done
+
+@dataclass(slots=True)
+class _VerdictOpening:
+    """What every recommendation opened with one verdict has in common: its driver values from
+    `verdict` to `sla_deadline` and its revision's, its digest's members but its own ones, which
+    go at `own` (as `finding_bytes` orders them)."""
+
+    values: dict[str, Any]
+    columns: tuple[Any, ...]
+    revision: tuple[Any, ...]
+    digested: list[bytes]
+    own: dict[str, int]
+
+
+@dataclass(slots=True)
+class _Opening:
+    """What every recommendation opened for findings of one kind has in common, worked out once:
+    the driver values of its row but those of the tenant and id, its revision's, its tenant facts
+    but the key, its digest's members but the tenant's and the id (empty at `slots`), and what it
+    adds to its tenant's sums."""
+
+    head: tuple[Any, ...]  # row values from plugin_id to sla_deadline
+    facts: Spliced  # the driver value of its tenant facts, given the tenant key
+    revision: tuple[Any, ...]  # revision values after recommendation_id
+    digested: list[bytes]
+    slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
+    term: int
+    values: dict[str, Any]
+
+
+class FirstIngestWriter:
+    """Opens a recommendation per finding of a store holding none (a first ingest): the rows,
+    revisions, verdicts, tenant sums and changes `persist_findings` writes for them, built as driver
+    rows from what each kind of finding has in common, without reading anything back.
+
+    `write` takes findings with their ids, in any order, chunk by chunk (a first ingest gives them
+    in id order); `finish` writes the tenants' sums once every finding is written."""
+
+    def __init__(
+        self, session: Session, *, scan_id: str | None, now: datetime, policy_version: int | None
+    ) -> None:
+        self.session, self.scan_id, self.now, self.policy_version = session, scan_id, now, policy_version
+        self.prints, self.members, self.terms = _Fingerprints(), OwnMembers(), _Terms()
+        self.rows = DriverRows(session, RecommendationRow, _OPENED_ROW)
+        self.revisions = DriverRows(session, RecommendationRevisionRow, _OPENED_REVISION)
+        self.sums: dict[str, TenantFindings] = {}
+        self._verdicts: dict[int, _VerdictOpening] = {}
+        self._openings: dict[int, _Opening] = {}
+        self._tenants: dict[str, tuple[bytes, bytes]] = {}  # digest members of each tenant's uuid, key
+        self._id_member = self.members("recommendation_id", 0).removesuffix(b"0")
+        moments = {"first_seen_at": now, "updated_at": now, "resolved_at": None}
+        constant = {**moments, "scan_id": scan_id, "policy_version": policy_version}
+        self._tail = tuple(self.rows.value(c, constant[c]) for c in _OPENED_ROW[16:21])
+
+    def write(self, findings: Sequence[tuple[int, FindingTenant, FindingKind]]) -> list[Change]:
+        """Open a recommendation for each (id, tenant, kind); the changes, in the order given."""
+        rows, revisions, changes = [], [], []
+        opened, tail = RecommendationChange.OPENED, self._tail
+        for rec_id, tenant, kind in findings:
+            opening = self._openings.get(id(kind))
+            if opening is None:
+                opening = self._openings[id(kind)] = self._opening(kind)
+            uuid, key = tenant
+            digest = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).hexdigest()
+            rows.append((rec_id, uuid, *opening.head, opening.facts(key), *tail, digest))
+            revisions.append((rec_id, *opening.revision))
+            v = opening.values
+            sums = self.sums.get(uuid)
+            if sums is None:
+                sums = self.sums[uuid] = TenantFindings()
+            sums.add(OpenFinding(opening.term, digest, v["risk_level"], v["action"]))
+            changes.append(
+                Change(
+                    rec_id,
+                    uuid,
+                    kind.verdict.plugin_id,
+                    1,
+                    opened,
+                    v["risk_level"],
+                    v["action"],
+                    v["critical_patch"],
+                    target_version=v["target_version"],
+                    current_version=v["current_version"],
+                    route=kind.verdict.notification,
+                    routed=True,
+                )
+            )
+        _store_verdicts(self.session, self.prints.fresh(), self.now)
+        self.rows.insert(rows)
+        self.revisions.insert(revisions)
+        return changes
+
+    def finish(self) -> None:
+        """Write the sums of every tenant with findings."""
+        rows = [self.sums[uuid].row(uuid) for uuid in sorted(self.sums)]
+        bulk_insert(self.session, TenantFindingsRow, rows)
+        self.sums = {}
+
+    def _digested(self, opening: _Opening, uuid: str, key: str | None, rec_id: int) -> bytes:
+        """The canonical JSON of the finding as the report serves it (`finding_bytes`)."""
+        members = self._tenants.get(uuid)
+        if members is None:
+            members = self._tenants[uuid] = (
+                self.members("tenant_uuid", uuid),
+                self.members("tenant_key", key),
+            )
+        parts = opening.digested.copy()
+        at_uuid, at_key, at_id = opening.slots
+        parts[at_uuid], parts[at_key] = members
+        parts[at_id] = self._id_member + b"%d" % rec_id
+        return b"{" + b",".join(parts) + b"}"
+
+    def _opening(self, kind: FindingKind) -> _Opening:
+        """What findings of `kind` share, from the finding a tenant without uuid or key would have
+        (through the functions `persist_findings` uses, so the rows come out the same)."""
+        v = kind.verdict
+        manifest = TenantManifest(tenant_uuid="", core_version=kind.core_version)
+        installation = Installation(plugin_id=v.plugin_id, version=v.current_version, channel=kind.channel)
+        f = Finding(manifest, installation, v, kind.dependency_notes, kind.stale_since)
+        fingerprint = self.prints.finding(f)
+        shared = self._verdicts.get(id(v))
+        if shared is None:
+            shared = self._verdicts[id(v)] = self._verdict_opening(f)
+        facts = _tenant_facts(f)
+        digested = shared.digested.copy()
+        for key, at in shared.own.items():
+            if key in facts and key not in _PER_FINDING:
+                digested[at] = self.members(key, facts[key])
+        own = shared.own
+        value = self.rows.value
+        head = (
+            value("plugin_id", v.plugin_id),
+            value("revision", 1),
+            value("state", _OPEN),
+            value("fingerprint", fingerprint),
+            *shared.columns,
+        )
+        return _Opening(
+            head,
+            self.rows.with_member("tenant_facts", facts, "tenant_key"),
+            shared.revision,
+            digested,
+            (own["tenant_uuid"], own["tenant_key"], own["recommendation_id"]),
+            self.terms(v.plugin_id, fingerprint, self.policy_version),
+            shared.values,
+        )
+
+    def _verdict_opening(self, f: Finding) -> _VerdictOpening:
+        """What findings with `f`'s verdict share, whatever their kind."""
+        verdict_fp, _ = self.prints.verdict(f)
+        values = _row_values(f, "", verdict_fp, self.scan_id, self.now, self.policy_version, self.now)
+        revision = _revision(values, 1, RecommendationChange.OPENED, _OPEN, self.now)
+        own = {
+            "tenant_uuid": "",
+            "plugin_id": f.verdict.plugin_id,
+            "sla_deadline": iso(values["sla_deadline"]),
+            **values["tenant_facts"],
+            "first_seen_at": iso(self.now),
+            "policy_version": self.policy_version,
+            "recommendation_id": 0,
+        }
+        parts = self.prints.parts(f)
+        order = parts.order(tuple(own))
+        return _VerdictOpening(
+            values,
+            tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS),
+            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:]),
+            [self.members(key, own[key]) if key in own else parts.members[key] for key in order],
+            {key: at for at, key in enumerate(order) if key in own},
+        )
+
+
+_OPEN: Final = RecommendationState.OPEN.value
 
 
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:

@@ -2,17 +2,17 @@
 
 It stores and writes what a full scan (`full.run_full`) stores and writes, row for row, in one
 transaction as that does (a crash leaves the store empty, and the scan runs again), but never
-holds the fleet in memory: manifests, findings and planned rows live for one batch of tenants.
+holds the fleet's manifests in memory: they live for one batch of tenants.
 
 Recommendation ids must come out as one fleet-wide write numbers them: in the order of the
-fleet's findings sorted by priority (highest first, ties in tenant and manifest order). So it
-runs twice over the tenants. The intake reads the source batch by batch, stores the manifests,
-evaluates them and counts the findings by priority. The write loads each batch back from the
-store (in source and manifest order, which the intake keeps as plugin ids), evaluates it again
-(the engine remembers every distinct evaluation) and numbers each finding from the counts: its
-rank is the findings of higher priority in the fleet, plus those of its priority before it.
-The change hooks (notifications, events, decisions, baselines) run once, on every change in
-id order, as after a fleet-wide write.
+fleet's findings sorted by priority (highest first, ties in tenant and manifest order). The intake
+reads the source batch by batch, stores the manifests, evaluates them and keeps each finding as
+(tenant, kind): a shared tenant record and one of the few thousand kinds of finding a fleet has
+(`OpenedFindings`), a pair of references each. The write then numbers every finding from the counts
+by priority (its rank is the findings of higher priority, plus those of its priority before it)
+and writes them in id order, a chunk at a time, each row built from what its kind has in common
+(`FirstIngestWriter`). The change hooks (notifications, events, decisions, baselines) run once,
+on every change in id order, as after a fleet-wide write.
 """
 
 from __future__ import annotations
@@ -21,35 +21,35 @@ from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import pairwise
 from operator import attrgetter
-from typing import Final
+from typing import Final, cast
 
-import msgspec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import transaction
-from powerx_governance.findings import Finding
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
-from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.policy_versions.model import CurrentPolicy
 from powerx_governance.recommendations.store import (
     ChangeSet,
-    FirstIngestShared,
+    FirstIngestWriter,
+    OpenedFinding,
+    OpenedFindings,
     new_recommendation_ids,
-    persist_first_findings,
 )
 from powerx_governance.recommendations.tables import RecommendationRow, TenantFindingsRow
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
 from powerx_governance.scans.scanner import ScanResult, scan
 from powerx_governance.sources.interface import TenantSource
 
-BATCH: Final = 1000  # tenants read, evaluated and written at a time
+BATCH: Final = 1000  # tenants read and evaluated at a time
+WRITE_EVERY: Final = 20_000  # findings written at a time
 
 
 def is_first_ingest(runtime: ScanRuntime, tenants: Sequence[str]) -> bool:
@@ -63,24 +63,41 @@ def is_first_ingest(runtime: ScanRuntime, tenants: Sequence[str]) -> bool:
 
 @dataclass
 class _Intake:
-    """What the intake keeps of the fleet: tenants in source order with their plugins in manifest
-    order, and how many findings each priority has."""
+    """What the intake keeps of the fleet: tenants in source order, each finding as (tenant, kind)
+    batch by batch as the scan sorts them (by priority, ties in tenant and manifest order), and how
+    many findings each priority has."""
 
     result: ScanResult
-    plugins: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    tenants: dict[str, None] = field(default_factory=dict)
+    findings: list[OpenedFinding] = field(default_factory=list)
     priorities: Counter[int] = field(default_factory=Counter)
     unscanned: dict[str, str] = field(default_factory=dict)
-    names: dict[str, str] = field(default_factory=dict)  # one string per plugin id, shared
+    opened: OpenedFindings = field(default_factory=OpenedFindings)
 
     def add(self, batch: list[ManifestResult], scanned: ScanResult) -> None:
         self.result.add_batch(scanned)
         self.priorities.update(f.verdict.priority for f in scanned.findings)
+        self.findings += map(self.opened.of, scanned.findings)
         for r in batch:
             if r.manifest is not None:
-                names = (self.names.setdefault(p.plugin_id, p.plugin_id) for p in r.manifest.plugins)
-                self.plugins[r.manifest.tenant_uuid] = tuple(names)
+                self.tenants[r.manifest.tenant_uuid] = None
             elif r.problem is not None and r.problem.tenant_uuid:
                 self.unscanned[r.problem.tenant_uuid] = "failed"
+
+    def in_id_order(self) -> list[OpenedFinding]:
+        """Every finding at its rank in the fleet's findings sorted by priority; forgets them."""
+        ranked: list[OpenedFinding | None] = [None] * len(self.findings)
+        following: dict[int, int] = {}  # the next rank of each priority
+        above = 0
+        for priority in sorted(self.priorities, reverse=True):
+            following[priority] = above
+            above += self.priorities[priority]
+        for found in self.findings:
+            priority = found[1].verdict.priority
+            ranked[following[priority]] = found
+            following[priority] += 1
+        self.findings = []
+        return cast(list[OpenedFinding], ranked)
 
 
 def _batches(results: Iterable[ManifestResult]) -> Iterator[list[ManifestResult]]:
@@ -95,7 +112,7 @@ def _batches(results: Iterable[ManifestResult]) -> Iterator[list[ManifestResult]
 
 
 def _take_in(session: Session, source: TenantSource, engine: PolicyEngine, now: datetime) -> _Intake:
-    """Store and evaluate the source's manifests batch by batch; keep only what numbering needs."""
+    """Store and evaluate the source's manifests batch by batch; keep only what the write needs."""
     intake = _Intake(ScanResult(generated_at=engine.now))
     for batch in _batches(source.manifests(None)):
         good = [r.manifest for r in batch if r.manifest is not None]
@@ -104,68 +121,28 @@ def _take_in(session: Session, source: TenantSource, engine: PolicyEngine, now: 
     return intake
 
 
-class _Numbering:
-    """Each finding's id: its rank in the fleet's findings sorted by priority, as an id taken."""
-
-    def __init__(self, ids: list[int], priorities: Counter[int]) -> None:
-        self._ids = ids
-        self._next: dict[int, int] = {}
-        above = 0
-        for priority in sorted(priorities, reverse=True):
-            self._next[priority] = above
-            above += priorities[priority]
-
-    def of(self, findings: Sequence[Finding]) -> list[int]:
-        """Ids of the next findings, given batch by batch in tenant order, sorted by priority."""
-        ranks = []
-        for f in findings:
-            rank = self._next[f.verdict.priority]
-            self._next[f.verdict.priority] = rank + 1
-            ranks.append(rank)
-        return [self._ids[rank] for rank in ranks]
-
-
-def _in_manifest_order(manifest: TenantManifest, plugins: tuple[str, ...]) -> TenantManifest:
-    stored = {p.plugin_id: p for p in manifest.plugins}
-    return msgspec.structs.replace(manifest, plugins=tuple(stored[p] for p in plugins))
-
-
-def _stored_batch(
-    session: Session, source: str, intake: _Intake, tenants: Sequence[str]
-) -> list[ManifestResult]:
-    """The batch's manifests as stored, in source order with their plugins in manifest order."""
-    stored = {m.tenant_uuid: m for m in inventory_store.load_manifests(session, tenants)}
-    return [ManifestResult(source, _in_manifest_order(stored[t], intake.plugins[t]), None) for t in tenants]
-
-
 def _write(
-    session: Session,
-    engine: PolicyEngine,
-    intake: _Intake,
-    source: str,
-    scan_id: str,
-    policy: CurrentPolicy,
+    session: Session, engine: PolicyEngine, intake: _Intake, scan_id: str, policy: CurrentPolicy
 ) -> ChangeSet:
-    """Evaluate and write batch by batch; the changes of every batch, in id order."""
-    total = sum(intake.priorities.values())
-    numbering = _Numbering(new_recommendation_ids(session, total), intake.priorities)
-    changes, shared = ChangeSet(), FirstIngestShared()
-    for tenants in chunks(list(intake.plugins), BATCH):
-        findings = scan(engine, _stored_batch(session, source, intake, tenants)).findings
-        done = persist_first_findings(
-            session,
-            findings,
-            numbering.of(findings),
-            scan_id=scan_id,
-            now=engine.now,
-            policy_version=policy.version,
-            shared=shared,
-        )
-        changes.changes += done.changes
+    """Write every finding in id order, `WRITE_EVERY` at a time; the changes in id order."""
+    findings = intake.in_id_order()
+    ids: Sequence[int] = new_recommendation_ids(session, len(findings))
+    if ids and ids[-1] - ids[0] == len(ids) - 1 and not any(a >= b for a, b in pairwise(ids)):
+        ids = range(ids[0], ids[-1] + 1)  # the usual case, without a million int objects
+    writer = FirstIngestWriter(session, scan_id=scan_id, now=engine.now, policy_version=policy.version)
+    changes = ChangeSet()
+    start = 0
+    while findings:
+        part = findings[:WRITE_EVERY]
+        del findings[:WRITE_EVERY]  # written ones go as their changes come
+        numbered = [(ids[start + i], tenant, kind) for i, (tenant, kind) in enumerate(part)]
+        changes.changes += writer.write(numbered)
+        start += len(part)
+    writer.finish()
+    for tenants in chunks(list(intake.tenants), BATCH):
         inventory_store.mark_clean(session, tenants)
-    if len(changes.changes) != total:
-        raise RuntimeError(f"first ingest: {len(changes.changes)} findings written, {total} found")
-    changes.changes.sort(key=attrgetter("recommendation_id"))
+    if any(a > b for a, b in pairwise(ids)):  # PostgreSQL: a sequence shared with other writers
+        changes.changes.sort(key=attrgetter("recommendation_id"))
     return changes
 
 
@@ -180,7 +157,7 @@ def run_first_ingest(
         engine = evaluation_engine(session, runtime, policy, now)
         intake = _take_in(session, source, engine, now)
         timer.lap("store_inventory_evaluate")
-        changes = _write(session, engine, intake, source.name, scan_id, policy)
+        changes = _write(session, engine, intake, scan_id, policy)
         catalog_store.mark_plugins_clean(session, catalog_store.dirty_plugins(session))
         timer.lap("persist")
         run_hooks(runtime, session, scan_id, changes, now)

@@ -1,0 +1,129 @@
+"""A large announcement looks up its dedupe keys once when none of them can be stored yet, and still
+skips every key already announced (and every repeat within it) when some are."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from powerx_governance.db.bulk import FEW
+from powerx_governance.db.session import transaction
+from powerx_governance.domain import Severity
+from powerx_governance.notifications.model import EventKind
+from powerx_governance.notifications.outbox import NewEvent, record_events
+from powerx_governance.notifications.tables import NotificationEventRow
+from tests.conftest import FakeClock, ServiceFactory
+from tests.functional.notifications.fleet import write_fleet
+from tests.functional.notifications.support import install, notification_env, routes_file
+
+ROUTE = "im://wecom/powerx-governance-oncall"
+
+
+def _alerts(prefix: str, numbers: range) -> list[NewEvent]:
+    clock = FakeClock()
+    return [
+        NewEvent(
+            f"alert:{prefix}:{n:04d}", EventKind.ALERT, Severity.HIGH, clock(), route=ROUTE, data={"n": n}
+        )
+        for n in numbers
+    ]
+
+
+def _stored(factory: sessionmaker[Session]) -> dict[str, int]:
+    with factory() as session:
+        rows = session.execute(select(NotificationEventRow.dedupe_key, NotificationEventRow.data))
+        return {key: data["n"] for key, data in rows}
+
+
+def test_a_large_announcement_skips_exactly_the_keys_already_stored(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
+    clock = FakeClock()
+    service = make_service(clock=clock, **fleet.env())
+    routes = routes_file(
+        tmp_path,
+        recipients={"console": {"channel": "console", "events": ["alert"]}},
+        routes={"default": ["console"], ROUTE: ["console"]},
+    )
+    service = install(service, notification_env(routes))
+    now = clock()
+    with transaction(service.factory) as session:
+        # nothing stored yet between the first and the last key: every event is new
+        assert record_events(session, service.notifications, _alerts("a", range(100, 200)), now) == 100
+    with transaction(service.factory) as session:
+        # keys 100-199 stored, in the middle of this announcement's range; 300 repeats 250's key
+        repeat = NewEvent("alert:a:0250", EventKind.ALERT, Severity.HIGH, now, route=ROUTE, data={"n": -1})
+        again = [*_alerts("a", range(300)), repeat]
+        assert record_events(session, service.notifications, again, now) == 200
+    with transaction(service.factory) as session:
+        # stored keys only outside this announcement's range ("alert:a:…" < "alert:b:…")
+        assert record_events(session, service.notifications, _alerts("b", range(80)), now) == 80
+    stored = _stored(service.factory)
+    assert len(stored) == 380
+    assert stored["alert:a:0250"] == 250  # the first occurrence wins
+    assert sorted(stored) == [f"alert:a:{n:04d}" for n in range(300)] + [
+        f"alert:b:{n:04d}" for n in range(80)
+    ]
+    with service.factory() as session:
+        assert session.scalar(select(func.count()).select_from(NotificationEventRow)) == 380
+
+
+def _data(n: int) -> dict[str, object]:
+    if n % 2:
+        return {"n": n, "text": "Überprüfung — 检查", "nested": {"list": [n, None, True]}}
+    # plain members, repeated between events; True and 1 are equal but not written alike
+    return {"plugin_id": f"p{n % 3}", "flag": True if n % 4 else 1, "target_version": None}
+
+
+def test_many_events_are_written_as_a_few_are(make_service: ServiceFactory, tmp_path: Path) -> None:
+    """More than `FEW` events go to the driver as rows built here; the same events written a few at a
+    time go through SQLAlchemy statements: both store the same values."""
+    fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
+    clock = FakeClock()
+    service = make_service(clock=clock, **fleet.env())
+    routes = routes_file(
+        tmp_path,
+        recipients={"console": {"channel": "console", "events": ["alert"]}},
+        routes={"default": ["console"], ROUTE: ["console"]},
+    )
+    service = install(service, notification_env(routes))
+    now = clock()
+
+    def events(prefix: str) -> list[NewEvent]:
+        return [
+            NewEvent(
+                f"{prefix}:{n:04d}",
+                EventKind.ALERT,
+                Severity.CRITICAL if n % 3 else Severity.HIGH,
+                now - timedelta(minutes=n % 7),
+                route=ROUTE,
+                data=_data(n),
+            )
+            for n in range(3 * FEW)
+        ]
+
+    with transaction(service.factory) as session:
+        assert record_events(session, service.notifications, events("many"), now) == 3 * FEW
+        few = events("few")
+        for start in range(0, len(few), FEW // 2):
+            assert (
+                record_events(session, service.notifications, few[start : start + FEW // 2], now) == FEW // 2
+            )
+    with service.factory.kw["bind"].connect() as connection:
+        query = text(
+            """SELECT e.dedupe_key, e.kind, e.tenant_uuid, e.recommendation_id, e.change, e.risk_level,
+            e.route, e.data, e.triggered_at, e.created_at, n.recipient_id, n.tenant_uuid, n.mode, n.due_at,
+            n.delivery_id IS NULL FROM notification_events e JOIN notification_entries n ON n.event_id = e.id
+            ORDER BY e.dedupe_key"""
+        )
+        rows = [tuple(r) for r in connection.execute(query)]
+        raw_data = "SELECT CAST(data AS TEXT) FROM notification_events ORDER BY dedupe_key"
+        texts = [r[0] for r in connection.execute(text(raw_data))]
+    written = {prefix: [r[1:] for r in rows if r[0].startswith(prefix)] for prefix in ("many", "few")}
+    assert len(written["many"]) == 3 * FEW
+    assert written["many"] == written["few"]
+    assert texts[: 3 * FEW] == texts[3 * FEW :]  # the stored JSON text too, byte for byte
