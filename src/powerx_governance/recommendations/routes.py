@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
 
-from powerx_governance.api.deps import Reader, SessionDep, TenantScope, refuse_cross_tenant
+from powerx_governance.api.deps import Reader, ServiceDep, SessionDep, TenantScope, refuse_cross_tenant
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.db.rows import MAX_ID
 from powerx_governance.domain import Action, Severity
@@ -50,15 +52,30 @@ def recommendations(
 
 
 @router.get("/recommendations/{recommendation_id}")
-def recommendation(
+async def recommendation(
     recommendation_id: int,
     who: Reader,
-    session: SessionDep,
+    svc: ServiceDep,
     request: Request,
 ) -> dict[str, Any]:
-    found = get_recommendation(session, recommendation_id) if 0 < recommendation_id <= MAX_ID else None
+    """One recommendation with its revision history.
+
+    Async, with the read in one worker thread: a sync route with the session dependency took three
+    worker-thread hops besides authentication's (the session opened, the route, the session closed)
+    and a fourth to check the answer, each ~0.15-0.2 ms of CPU under 16 concurrent callers."""
+    found = (
+        await run_in_threadpool(_read_one, svc.factory, recommendation_id)
+        if 0 < recommendation_id <= MAX_ID
+        else None
+    )
     if found is None:
         raise ProblemError(404, "Not found", f"no recommendation {recommendation_id}")
     if not who.may_read(found["tenant_uuid"]):
         raise refuse_cross_tenant(who, found["tenant_uuid"], request.url.path)
     return found
+
+
+def _read_one(factory: sessionmaker[Session], rec_id: int) -> dict[str, Any] | None:
+    """`get_recommendation` in a read transaction of its own (as the session dependency opens one)."""
+    with factory() as session, session.begin():
+        return get_recommendation(session, rec_id)

@@ -22,6 +22,7 @@ import pytest
 
 from powerx_governance.auth.model import Role
 from powerx_governance.policy.loader import load_rules
+from powerx_governance.recommendations.queries import get_recommendation
 from powerx_governance.service import GovernanceService
 from tests.conftest import (
     BACKENDS,
@@ -734,6 +735,20 @@ def test_a_forged_cursor_with_out_of_range_numbers_gets_422(fleet: Fleet, number
     _settle(fleet)
     assert response.status_code == 422
     assert _fields(response) == ["cursor"]
+
+
+def test_a_recommendation_over_http_is_what_the_store_reads(fleet: Fleet) -> None:
+    """The detail route reads in a worker thread of its own: the same document (history included)
+    as `get_recommendation` in a session, for every recommendation, and 404 for an unknown id."""
+    with fleet.client() as client:
+        answers = {i["id"]: client.get(f"{API}/recommendations/{i['id']}") for i in fleet.items}
+        missing = client.get(f"{API}/recommendations/{max(answers) + 1000}")
+    with fleet.service.factory() as session:
+        expected = {rec_id: get_recommendation(session, rec_id) for rec_id in answers}
+    assert answers
+    assert all(answer.status_code == 200 for answer in answers.values())
+    assert {rec_id: answer.json() for rec_id, answer in answers.items()} == expected
+    assert missing.status_code == 404
 
 
 def test_an_out_of_range_recommendation_id_gets_404(fleet: Fleet) -> None:
