@@ -98,6 +98,8 @@ _FLAT: Final = frozenset((str, int, bool, type(None)))
 
 
 def _flat_key(value: Any) -> tuple[Any, ...] | None:
+    """A flat JSON document's members in order, each value with its type (True and 1 are equal keys
+    in Python, not the same JSON text); None for anything else."""
     if type(value) is not dict:
         return None
     key = tuple((k, type(v), v) for k, v in value.items())
@@ -165,6 +167,7 @@ class DriverRows:
             self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
         }
         self._seen: dict[tuple[str, Any], Any] = {}
+        self._documents: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self._texts: dict[str, str] = {}
 
     def value(self, column: str, value: Any) -> Any:
@@ -178,6 +181,18 @@ class DriverRows:
         found = self._seen.get(key, _UNSEEN)
         if found is _UNSEEN:
             found = self._seen[key] = self.value(column, value)
+        return found
+
+    def document(self, column: str, document: dict[str, Any]) -> Any:
+        """`value(column, document)` of a JSON document, each distinct flat one (`_flat_key`)
+        converted once: a fleet's findings announce the same plugin, action and target for
+        thousands of tenants."""
+        key = _flat_key(document)
+        if key is None:
+            return self.value(column, document)
+        found = self._documents.get((column, key), _UNSEEN)
+        if found is _UNSEEN:
+            found = self._documents[(column, key)] = self.value(column, document)
         return found
 
     def with_member(self, column: str, document: dict[str, Any], member: str) -> Spliced:

@@ -375,26 +375,6 @@ def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> Non
     )
 
 
-class _DataTexts:
-    """Events' `data` as the driver takes it, each distinct document of plain members converted once:
-    a fleet's findings announce the same plugin, action and target for thousands of tenants."""
-
-    _PLAIN: Final = frozenset((str, int, bool, type(None)))  # equal values of one type, one text
-
-    def __init__(self, table: DriverRows) -> None:
-        self._table = table
-        self._seen: dict[tuple[tuple[str, type, Any], ...], Any] = {}
-
-    def __call__(self, data: dict[str, Any]) -> Any:
-        key = tuple((k, type(v), v) for k, v in data.items())
-        if not all(kind in self._PLAIN for _, kind, _ in key):
-            return self._table.value("data", data)
-        found = self._seen.get(key)
-        if found is None:
-            found = self._seen[key] = self._table.value("data", data)
-        return found
-
-
 def _insert_many_events(
     session: Session, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
 ) -> set[str]:
@@ -402,7 +382,6 @@ def _insert_many_events(
     table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
     repeated = table.repeated
     created = repeated("created_at", now)
-    data = _DataTexts(table)
     rows = [
         (
             event_id,
@@ -413,7 +392,7 @@ def _insert_many_events(
             e.change,
             repeated("risk_level", e.risk.value),
             e.route,
-            data(e.data),
+            table.document("data", e.data),
             repeated("triggered_at", e.triggered_at),
             created,
         )

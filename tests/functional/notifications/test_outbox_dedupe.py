@@ -3,7 +3,7 @@ skips every key already announced (and every repeat within it) when some are."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -15,6 +15,7 @@ from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.outbox import NewEvent, record_events
 from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
 from tests.functional.notifications.fleet import write_fleet
 from tests.functional.notifications.support import install, notification_env, routes_file
@@ -38,9 +39,8 @@ def _stored(factory: sessionmaker[Session]) -> dict[str, int]:
         return {key: data["n"] for key, data in rows}
 
 
-def test_a_large_announcement_skips_exactly_the_keys_already_stored(
-    make_service: ServiceFactory, tmp_path: Path
-) -> None:
+def _console_service(make_service: ServiceFactory, tmp_path: Path) -> tuple[GovernanceService, datetime]:
+    """A one-tenant service whose alerts (default and `ROUTE`) go to one console recipient; now."""
     fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
     clock = FakeClock()
     service = make_service(clock=clock, **fleet.env())
@@ -49,8 +49,13 @@ def test_a_large_announcement_skips_exactly_the_keys_already_stored(
         recipients={"console": {"channel": "console", "events": ["alert"]}},
         routes={"default": ["console"], ROUTE: ["console"]},
     )
-    service = install(service, notification_env(routes))
-    now = clock()
+    return install(service, notification_env(routes)), clock()
+
+
+def test_a_large_announcement_skips_exactly_the_keys_already_stored(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    service, now = _console_service(make_service, tmp_path)
     with transaction(service.factory) as session:
         # nothing stored yet between the first and the last key: every event is new
         assert record_events(session, service.notifications, _alerts("a", range(100, 200)), now) == 100
@@ -82,16 +87,7 @@ def _data(n: int) -> dict[str, object]:
 def test_many_events_are_written_as_a_few_are(make_service: ServiceFactory, tmp_path: Path) -> None:
     """More than `FEW` events go to the driver as rows built here; the same events written a few at a
     time go through SQLAlchemy statements: both store the same values."""
-    fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
-    clock = FakeClock()
-    service = make_service(clock=clock, **fleet.env())
-    routes = routes_file(
-        tmp_path,
-        recipients={"console": {"channel": "console", "events": ["alert"]}},
-        routes={"default": ["console"], ROUTE: ["console"]},
-    )
-    service = install(service, notification_env(routes))
-    now = clock()
+    service, now = _console_service(make_service, tmp_path)
 
     def events(prefix: str) -> list[NewEvent]:
         return [

@@ -27,6 +27,21 @@ from tests.functional.service.support import Inputs
 Snapshot = dict[tuple[str, str], tuple[Any, ...]]
 
 
+def _served_inputs(
+    make_service: ServiceFactory, tmp_path: Path
+) -> tuple[Inputs, FakeClock, GovernanceService]:
+    """The example fleet as file sources, a fake clock, and a service (no worker) scanning them."""
+    inputs = Inputs(tmp_path / "inputs")
+    clock = FakeClock()
+    service = make_service(
+        clock=clock,
+        POWERX_WORKER="0",
+        POWERX_TENANT_SOURCE=str(inputs.manifests),
+        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+    )
+    return inputs, clock, service
+
+
 def _full_scan(service: GovernanceService, clock: FakeClock) -> ScanRow:
     clock.advance(60)
     scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
@@ -65,14 +80,7 @@ def _revisions(service: GovernanceService) -> int:
 def test_a_steady_scan_writes_nothing_and_a_changed_advisory_touches_only_its_plugin(
     make_service: ServiceFactory, tmp_path: Path
 ) -> None:
-    inputs = Inputs(tmp_path / "inputs")
-    clock = FakeClock()
-    service = make_service(
-        clock=clock,
-        POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
-    )
+    inputs, clock, service = _served_inputs(make_service, tmp_path)
     first = _full_scan(service, clock)
     assert first.changes > 0
     before, revisions = _snapshot(service), _revisions(service)
@@ -143,14 +151,7 @@ def test_a_changed_recommendation_stores_what_its_revision_says_whether_its_prio
 ) -> None:
     """Updates leave out the indexed columns (state, priority) whose value stays: rows whose priority
     moved and rows whose priority stayed, written in one scan, each end as their newest revision."""
-    inputs = Inputs(tmp_path / "inputs")
-    clock = FakeClock()
-    service = make_service(
-        clock=clock,
-        POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
-    )
+    inputs, clock, service = _served_inputs(make_service, tmp_path)
     _full_scan(service, clock)
     plugin = "com.powerx.plugins.base"
     for serial, vector in enumerate(  # a medium advisory, then a critical one
@@ -210,14 +211,7 @@ def test_the_steady_diff_sums_a_tenants_findings_whatever_their_order(
 ) -> None:
     """Findings re-made from the stored fleet diff as unchanged, in scan order or interleaved across
     tenants; with one tenant's finding left out, both orders make the same change for it alone."""
-    inputs = Inputs(tmp_path / "inputs")
-    clock = FakeClock()
-    service = make_service(
-        clock=clock,
-        POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
-    )
+    _, clock, service = _served_inputs(make_service, tmp_path)
     _full_scan(service, clock)
     runtime, policy = service.runtime, service.runtime.policy()
     outcomes = []
