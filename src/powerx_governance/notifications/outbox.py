@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -85,8 +85,12 @@ def _unseen(session: Session, events: Sequence[NewEvent]) -> list[NewEvent]:
     """Events whose dedupe key is neither stored nor repeated earlier in the list."""
     by_key = {e.dedupe_key: e for e in reversed(events)}  # reversed: the first occurrence wins
     stored: set[str] = set()
-    if len(by_key) > FEW and not _any_stored_between(session, *_key_range(session, list(by_key))):
-        return list(reversed(by_key.values()))  # a fleet's first findings: two lookups, not thousands
+    if (
+        len(by_key) > FEW
+        and _orders_as_python(session)
+        and not _any_stored_between(session, *_key_range(by_key))
+    ):
+        return list(reversed(by_key.values()))  # a fleet's first findings: one lookup, not thousands
     for part in chunks(list(by_key), 500):
         stored.update(
             session.execute(
@@ -96,14 +100,16 @@ def _unseen(session: Session, events: Sequence[NewEvent]) -> list[NewEvent]:
     return [e for key, e in reversed(by_key.items()) if key not in stored]
 
 
-def _key_range(session: Session, keys: list[str]) -> tuple[str, str]:
-    """The least and the greatest of `keys` as the store orders dedupe keys: SQLite compares text
-    byte by byte (UTF-8, so in code point order, as Python does); PostgreSQL by its collation."""
-    if session.get_bind().dialect.name != "postgresql":
-        return min(keys), max(keys)
-    query = text("SELECT min(k), max(k) FROM unnest(CAST(:keys AS text[])) AS k")
-    low, high = session.execute(query, {"keys": keys}).one()
-    return low, high
+def _orders_as_python(session: Session) -> bool:
+    """Whether the store orders dedupe keys as Python orders str: SQLite compares text byte by byte
+    (UTF-8, so in code point order). PostgreSQL orders by its collation; asking it for the least and
+    greatest of 20,000 keys took 55-85 ms, paid by every large announcement after a fleet's first
+    piece (a delta push's included) to spare one piece's lookups, so it looks the keys up."""
+    return session.get_bind().dialect.name == "sqlite"
+
+
+def _key_range(keys: Iterable[str]) -> tuple[str, str]:
+    return min(keys), max(keys)
 
 
 def _any_stored_between(session: Session, low: str, high: str) -> bool:

@@ -1,5 +1,5 @@
-"""A large announcement looks up its dedupe keys once when none of them can be stored yet, and still
-skips every key already announced (and every repeat within it) when some are."""
+"""A large announcement skips every dedupe key already announced (and every repeat within it),
+whether none of its keys can be stored yet (on SQLite: one range lookup) or some are."""
 
 from __future__ import annotations
 
