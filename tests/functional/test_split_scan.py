@@ -87,6 +87,18 @@ def test_split_scans_write_the_single_process_report(
         assert _scan(tmp_path / f"split{workers}.{fmt}", inputs, fmt, workers) == alone, f"{workers} workers"
 
 
+@pytest.mark.parametrize("fmt", [f.value for f in ReportFormat if f is not ReportFormat.TABLE])
+def test_a_report_written_over_a_longer_file_is_the_report(tmp_path: Path, fleet: Path, fmt: str) -> None:
+    """The output file is written over in place (not truncated when opened) and cut at the report's
+    end: a longer file left there by an earlier scan leaves nothing behind, with a worker's part
+    appended by the kernel in between."""
+    inputs = _inputs("fleet-files", fleet)
+    fresh = _scan(tmp_path / f"fresh.{fmt}", inputs, fmt, 2)
+    over = tmp_path / f"over.{fmt}"
+    over.write_bytes(b"an older report that was longer\n" * (len(fresh) // 8))
+    assert _scan(over, inputs, fmt, 2) == fresh
+
+
 @pytest.mark.parametrize("fmt", ["jsonl", "sarif", "table"])
 def test_split_scans_write_the_same_to_stdout(fleet: Path, fmt: str) -> None:
     inputs = _inputs("fleet-files", fleet)
