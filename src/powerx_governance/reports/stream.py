@@ -265,7 +265,7 @@ def report_file(path: Path) -> Iterator[BinaryIO]:
     nothing extra. The same file (inode, mode, links) either way; a FIFO or device is just written.
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-    with open(fd, "wb") as out:
+    with os.fdopen(fd, "wb") as out:
         try:
             yield out
         finally:

@@ -48,12 +48,17 @@ def test_a_report_through_a_link_writes_the_file_it_names(tmp_path: Path) -> Non
     assert target.read_bytes() == b"through the link\n"
 
 
+def _fail_part_way(path: Path) -> None:
+    with report_file(path) as out:
+        out.write(b'{"findings": [')
+        raise RuntimeError("failed part way")
+
+
 def test_a_failure_leaves_what_was_written_before_it(tmp_path: Path) -> None:
     path = tmp_path / "report.json"
     path.write_bytes(OLD)
-    with pytest.raises(RuntimeError, match="part way"), report_file(path) as out:
-        out.write(b'{"findings": [')
-        raise RuntimeError("failed part way")
+    with pytest.raises(RuntimeError, match="part way"):
+        _fail_part_way(path)
     assert path.read_bytes() == b'{"findings": ['
 
 
