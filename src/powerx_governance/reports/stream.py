@@ -11,13 +11,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from pathlib import Path
 from typing import Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
 
 import msgspec
@@ -228,7 +225,7 @@ def append_file(out: BinaryIO, body: BinaryIO, skip: int = 0) -> None:
     out.flush()
     if _send(out, body, skip, size):
         if out.seekable():
-            out.seek(0, os.SEEK_CUR)  # the buffered stream learns where sendfile left the file
+            out.seek(0, os.SEEK_END)  # the buffered stream learns where the file now ends
         return
     body.seek(skip)
     shutil.copyfileobj(body, out)
@@ -252,25 +249,6 @@ def _send(out: BinaryIO, body: BinaryIO, offset: int, size: int) -> bool:
             raise OSError(f"sendfile stopped at byte {offset} of {size}")
         offset += sent
     return True
-
-
-@contextmanager
-def report_file(path: Path) -> Iterator[BinaryIO]:
-    """`path` opened to write a report from its first byte, left as `open(path, "wb")` leaves it.
-
-    A regular file already there is written over in place and cut to the report's length at the
-    end (or where a failure stopped it), not truncated when opened: on ext4 (`auto_da_alloc`)
-    truncating a file costs freeing its pages at open and a flush of everything written since at
-    close, about 1 s for a 1 GB report, more than writing it; rewriting its cached pages costs
-    nothing extra. The same file (inode, mode, links) either way; a FIFO or device is just written.
-    """
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o666)
-    with os.fdopen(fd, "wb") as out:
-        try:
-            yield out
-        finally:
-            if stat.S_ISREG(os.fstat(fd).st_mode):
-                out.truncate()  # at the current position, after flushing what is buffered
 
 
 class Rendered(dict[K, V]):
