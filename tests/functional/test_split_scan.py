@@ -10,6 +10,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -85,6 +86,39 @@ def test_split_scans_write_the_single_process_report(
     assert alone
     for workers in (2, 3):
         assert _scan(tmp_path / f"split{workers}.{fmt}", inputs, fmt, workers) == alone, f"{workers} workers"
+
+
+@pytest.mark.parametrize(
+    "args", [("--format", "table", "--all"), ("--format", "jsonl", "--fail-on", "low"), ("--format", "sarif")]
+)
+def test_the_console_script_ends_a_scan_as_the_app_does(
+    tmp_path: Path, fleet: Path, args: tuple[str, ...]
+) -> None:
+    """`powerx` ends a finished scan without freeing its heap (`os._exit` once the streams are
+    flushed): through pipes, the same output, messages and exit code as the app ending the
+    interpreter's way; and the same report file."""
+    ends = {
+        "console script": [str(POWERX)],
+        "interpreter": [sys.executable, "-c", "from powerx_governance.cli.main import app; app()"],
+    }
+    seen = {}
+    out = tmp_path / "report"
+    for name, command in ends.items():
+        runs = []
+        for target in ((), ("--output", str(out))):
+            scan = [*command, "version", "scan", *map(str, (*_inputs("fleet-files", fleet), "--now", NOW))]
+            run = subprocess.run(
+                [*scan, *args, "--workers", "2", *target],
+                capture_output=True,
+                cwd=REPO,
+                timeout=300,
+                check=False,
+            )
+            runs.append((run.returncode, _blank_scan_id(run.stdout), run.stderr))
+        seen[name] = (runs, _blank_scan_id(out.read_bytes()))
+    assert seen["console script"] == seen["interpreter"]
+    assert seen["interpreter"][0][0][1]  # something was printed
+    assert {code for code, _, _ in seen["interpreter"][0]} == {1 if "--fail-on" in args else 0}
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "sarif", "table"])

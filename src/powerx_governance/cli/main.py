@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -45,6 +47,34 @@ version_app = typer.Typer(
 )
 app.add_typer(version_app, name="version")
 err = Console(stderr=True)
+
+
+@dataclass
+class _Ending:
+    """How the `powerx` process ends once its command is done. After a file scan the heap holds
+    millions of objects (the catalog, the engine's and the writers' caches) that the interpreter
+    would free one by one on its way out: 0.3-1 s on the reference fleet, for nothing, as the
+    report is written and closed. mypy ends the same way (`mypy.util.hard_exit`)."""
+
+    immediate: bool = False  # set by a command whose outputs are all written and closed
+
+
+_ENDING = _Ending()
+
+
+def main() -> None:
+    """The `powerx` console script: `app`, then the end `_Ending` allows."""
+    try:
+        app()
+    except SystemExit as done:
+        if not _ENDING.immediate or not isinstance(done.code, int):
+            raise
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):  # e.g. a closed pipe: the interpreter's own exit reports it
+            raise done from None
+        os._exit(done.code)
 
 
 class FailOn(StrEnum):
@@ -149,6 +179,7 @@ def scan_command(
             f" {len(r.errors):,} errors, {len(r.warnings):,} warnings (input repaired)",
             highlight=False,
         )
+    _ENDING.immediate = True  # the report is written and closed, the workers reaped
     raise typer.Exit(exit_code(done.result, done.worst_risk, fail_on, done.rules.defaults.min_coverage))
 
 
