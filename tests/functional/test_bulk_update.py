@@ -150,7 +150,9 @@ def _written(service: GovernanceService, write: Any) -> list[list[tuple[Any, ...
     return found
 
 
-@pytest.mark.parametrize(("chunk", "sample"), [(bulk.CHUNK, bulk._SAMPLE), (5, bulk._SAMPLE), (bulk.CHUNK, 2)])
+@pytest.mark.parametrize(
+    ("chunk", "sample"), [(bulk.CHUNK, bulk._SAMPLE), (5, bulk._SAMPLE), (bulk.CHUNK, 2)]
+)
 def test_bulk_update_through_the_driver_writes_what_sqlalchemy_writes(
     make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, chunk: int, sample: int
 ) -> None:

@@ -188,7 +188,9 @@ def checkpoint_apart(session: Session) -> None:
         if not ended:
             ended = True
             raw.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
-            threading.Thread(target=_checkpoint, args=(database,), name=CHECKPOINT_THREAD, daemon=True).start()
+            apart = threading.Thread(target=_checkpoint, args=(database,), name=CHECKPOINT_THREAD)
+            apart.daemon = True  # an exit meanwhile loses nothing: the WAL keeps every commit till then
+            apart.start()
 
     event.listen(session, "after_commit", end)
     event.listen(session, "after_rollback", end)
