@@ -187,7 +187,10 @@ def checkpoint_apart(session: Session) -> None:
         nonlocal ended
         if not ended:
             ended = True
-            raw.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
+            try:
+                raw.execute(f"PRAGMA wal_autocheckpoint={_AUTOCHECKPOINT}")
+            except sqlite3.Error:  # a broken connection: never back into the pool without its checkpoints
+                connection.invalidate()
             apart = threading.Thread(target=_checkpoint, args=(database,), name=CHECKPOINT_THREAD)
             apart.daemon = True  # an exit meanwhile loses nothing: the WAL keeps every commit till then
             apart.start()
