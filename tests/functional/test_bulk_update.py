@@ -150,13 +150,17 @@ def _written(service: GovernanceService, write: Any) -> list[list[tuple[Any, ...
     return found
 
 
-@pytest.mark.parametrize("chunk", [bulk.CHUNK, 5])
+@pytest.mark.parametrize(
+    ("chunk", "sample"), [(bulk.CHUNK, bulk._SAMPLE), (5, bulk._SAMPLE), (bulk.CHUNK, 2)]
+)
 def test_bulk_update_through_the_driver_writes_what_sqlalchemy_writes(
-    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, chunk: int
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch, chunk: int, sample: int
 ) -> None:
+    """Sample 2: a documents column whose keys stop repeating is given up on after two documents."""
     service = make_service(POWERX_WORKER="0")
     _seed(service)
     monkeypatch.setattr(bulk, "CHUNK", chunk)
+    monkeypatch.setattr(bulk, "_SAMPLE", sample)
     before = _written(service, lambda *_: None)
     reference = _written(service, _reference_update)
     driver = _written(service, lambda session, model, rows, key: bulk_update(session, model, rows, key=key))
@@ -164,3 +168,17 @@ def test_bulk_update_through_the_driver_writes_what_sqlalchemy_writes(
     assert driver != before
     unchanged = [row for row in driver[0] if row[0] in ("5", 5)]  # id 5 (i = 4) was not named
     assert unchanged == [row for row in before[0] if row[0] in ("5", 5)]
+
+
+@pytest.mark.parametrize("sample", [2, 4, 256])
+def test_documents_converted_alike_whether_their_keys_repeat_or_not(
+    monkeypatch: pytest.MonkeyPatch, sample: int
+) -> None:
+    """Flat documents all distinct (given up on after `sample`), repeating (kept), mixed with nested
+    ones and with True/1 twins: each converted exactly as converting every one alone."""
+    monkeypatch.setattr(bulk, "_SAMPLE", sample)
+    distinct = tuple({"tenant_key": f"k-{i}", "stale": i % 2 == 0} for i in range(40))
+    repeating = tuple({"critical": i % 2, "low": True if i % 3 else 1} for i in range(40))
+    mixed = tuple({"a": [i]} if i % 7 == 0 else {"a": i % 3 == 0, "b": None} for i in range(1, 40))
+    for column in (distinct, repeating, mixed, distinct[:1], ()):
+        assert bulk._converted_documents(column, bulk._json) == [bulk._json(d) for d in column]

@@ -78,12 +78,17 @@ def _converted_documents(values: tuple[Any, ...], convert: Processor) -> list[An
     """JSON documents converted, each distinct flat one once: a tenant's counts by risk and action
     repeat across tenants. A flat document (members strings, integers, booleans or null) is keyed by
     its members in order, each value with its type (True and 1 are equal keys, not the same JSON);
-    any other document is converted every time, and a column whose first one is not flat at once."""
+    any other document is converted every time, and a column whose first one is not flat at once.
+    A column whose first `_SAMPLE` documents are mostly distinct (each tenant's own facts) is given
+    up on there: the rest are converted without keys, which cost more than they saved."""
     if not values or _flat_key(values[0]) is None:
         return list(map(convert, values))
     converted: dict[tuple[Any, ...], Any] = {}
     found: list[Any] = []
     for value in values:
+        if len(found) == _SAMPLE and len(converted) > _SAMPLE // 2:
+            found.extend(map(convert, values[_SAMPLE:]))
+            break
         key = _flat_key(value)
         text = converted.get(key) if key is not None else None
         if text is None:
@@ -94,6 +99,7 @@ def _converted_documents(values: tuple[Any, ...], convert: Processor) -> list[An
     return found
 
 
+_SAMPLE = 256  # documents looked at before a column whose keys do not repeat is given up on
 _FLAT: Final = frozenset((str, int, bool, type(None)))
 
 

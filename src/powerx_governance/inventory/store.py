@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
-from powerx_governance.db.chunks import chunks
+from powerx_governance.db.chunks import chunks, rows_for
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
@@ -138,22 +138,23 @@ def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[s
         TenantRow.host,
         TenantRow.scanned_at,
     )
-    parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     found: dict[str, TenantManifest] = {}
-    for part in parts:
-        query = stmt if part is None else stmt.where(TenantRow.tenant_uuid.in_(part))
-        for uuid, key, name, plan, tags, core, host, scanned in session.connection().execute(query):
-            found[uuid] = TenantManifest(
-                tenant_uuid=uuid,
-                tenant_key=key,
-                name=name,
-                plan=Plan(plan) if plan else None,
-                tags=tuple(tags),
-                core_version=core,
-                host=host,
-                scanned_at=scanned,
-            )
-    return found
+    for uuid, key, name, plan, tags, core, host, scanned in rows_for(
+        session, stmt, TenantRow.tenant_uuid, tenant_uuids
+    ):
+        found[uuid] = TenantManifest(
+            tenant_uuid=uuid,
+            tenant_key=key,
+            name=name,
+            plan=Plan(plan) if plan else None,
+            tags=tuple(tags),
+            core_version=core,
+            host=host,
+            scanned_at=scanned,
+        )
+    if tenant_uuids is None:
+        return found
+    return {uuid: found[uuid] for uuid in tenant_uuids if uuid in found}  # in the order asked for
 
 
 def load_installations_of(

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update
-from powerx_governance.db.chunks import chunks
+from powerx_governance.db.chunks import READ_ALL_ABOVE, chunks, rows_for
 from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Channel, Severity
 from powerx_governance.findings import Finding, verdict_document
@@ -63,7 +63,6 @@ _URGENCY: Final = {
     Action.UPGRADE_NOW: 4,
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
-_READ_ALL_ABOVE: Final = 2000
 _WRITE_EVERY: Final = 20_000  # rows planned before they are written: bounds a first scan's memory
 _DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
@@ -248,7 +247,7 @@ def _stored(
     session: Session, scope: Sequence[tuple[str, str]] | Sequence[str] | None
 ) -> dict[tuple[str, str], _Stored]:
     stmt = select(*_STORED_COLUMNS)
-    if scope is not None and len(scope) > _READ_ALL_ABOVE and not isinstance(scope[0], tuple):
+    if scope is not None and len(scope) > READ_ALL_ABOVE and not isinstance(scope[0], tuple):
         wanted = set(scope)  # a fleet-wide scan: one sequential read beats thousands of IN lookups
         return _read(session, [stmt], lambda key: key[0] in wanted)
     if scope is None:
@@ -276,18 +275,6 @@ def _read(
     return found
 
 
-def _by_tenant(session: Session, stmt: Any, column: Any, tenants: Sequence[str] | None) -> Iterator[Any]:
-    """Rows of `stmt` for `tenants` (None: all): one sequential read when they are many."""
-    if tenants is None or len(tenants) > _READ_ALL_ABOVE:
-        wanted = None if tenants is None else set(tenants)
-        for row in session.connection().execute(stmt):
-            if wanted is None or row[0] in wanted:
-                yield row
-        return
-    for part in chunks(list(tenants)):
-        yield from session.connection().execute(stmt.where(column.in_(part)))
-
-
 # The counts by risk and action read as JSON text and decoded here: the driver's (or SQLAlchemy's)
 # generic JSON decoding of two small documents cost more than the rest of a kept row.
 _COUNTS: Final = msgspec.json.Decoder(dict[str, int])
@@ -306,7 +293,7 @@ def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dic
     decode = _COUNTS.decode
     return {
         uuid: TenantFindings.from_row(findings, fps, report_sum, decode(by_risk), decode(by_action))
-        for uuid, findings, fps, report_sum, by_risk, by_action in _by_tenant(
+        for uuid, findings, fps, report_sum, by_risk, by_action in rows_for(
             session, select(*_KEPT), TenantFindingsRow.tenant_uuid, tenants
         )
     }
@@ -315,7 +302,7 @@ def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dic
 def _kept_fingerprints(session: Session, tenants: Sequence[str]) -> dict[str, tuple[int, str]]:
     t = TenantFindingsRow
     stmt = select(t.tenant_uuid, t.findings, t.fingerprints)
-    return {uuid: (n, fps) for uuid, n, fps in _by_tenant(session, stmt, t.tenant_uuid, tenants)}
+    return {uuid: (n, fps) for uuid, n, fps in rows_for(session, stmt, t.tenant_uuid, tenants)}
 
 
 def _changed_tenants(

@@ -16,7 +16,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import store as catalog_store
-from powerx_governance.db.session import transaction
+from powerx_governance.db.session import checkpoint_apart, transaction
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.models import TenantManifest
@@ -44,6 +44,7 @@ def run_delta(runtime: ScanRuntime, scan_id: str) -> Outcome:
     # persisting allocates as evaluating does (a row, a revision, a change per recommendation): the
     # default thresholds ran two full collections of the service's heap per push (~30% of its CPU)
     with bulk_allocation(), _older_objects_set_aside(), transaction(runtime.factory) as session:
+        checkpoint_apart(session)
         plugins = sorted(catalog_store.dirty_plugins(session))
         work = DeltaWork(sorted(inventory_store.dirty_tenants(session)), plugins)
         result, changes = evaluate_delta(session, runtime, policy, scan_id, work, now, timer)

@@ -1,9 +1,10 @@
-"""Migration 0008 on both stores: keys recorded before it keep their uniqueness under the scope `legacy`."""
+"""Migrations on both stores: keys recorded before 0008 keep their uniqueness under the scope `legacy`;
+0013 leaves room in the pages of the rows a push rewrites (PostgreSQL), and goes back."""
 
 from __future__ import annotations
 
 from alembic import command
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal
@@ -12,6 +13,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, decide
 from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.service import GovernanceService
 from tests.conftest import ServiceFactory
 from tests.functional.console.support import SANDBOX, recommendation_id, scanned_service
 
@@ -35,3 +37,34 @@ def test_keys_recorded_before_0008_stay_unique_and_match_no_new_caller(make_serv
         row, created = decide(session, service.notifications, request, OPERATOR, service.clock())
     assert created
     assert (row.idempotency_scope, row.id != legacy.id) == ("token:7", True)
+
+
+def _fillfactors(service: GovernanceService) -> dict[str, list[str] | None]:
+    if service.engine.dialect.name != "postgresql":
+        return {}
+    with service.engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT relname, reloptions FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
+                " AND relname IN ('recommendations', 'tenant_findings')"
+            )
+        )
+        return {str(name): options for name, options in rows}
+
+
+def test_0013_sets_the_fillfactor_of_the_rows_a_push_rewrites_and_resets_it(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(POWERX_WORKER="0")
+    postgresql = service.engine.dialect.name == "postgresql"
+    room = {"recommendations": ["fillfactor=85"], "tenant_findings": ["fillfactor=50"]}
+    assert _fillfactors(service) == (room if postgresql else {})
+    config = _config(service.engine)
+    with service.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0012")
+    assert _fillfactors(service) == ({"recommendations": None, "tenant_findings": None} if postgresql else {})
+    with service.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    assert _fillfactors(service) == (room if postgresql else {})
