@@ -18,6 +18,7 @@ import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
 
+from powerx_governance.db import ordered_ids
 from powerx_governance.notifications import announce
 from powerx_governance.scans import first_ingest
 from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
@@ -50,10 +51,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSet:
 
 @contextmanager
 def _same_random_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """uuid4 from a seeded generator: both runs draw the same ids in the same order."""
+    """uuid4 and the time-ordered ids from a seeded generator and a still clock: both runs draw the
+    same ids in the same order."""
     draws = random.Random(11)  # noqa: S311 - reproducible ids for a comparison, nothing secret
     with monkeypatch.context() as patched:
         patched.setattr(uuid, "uuid4", lambda: uuid.UUID(int=draws.getrandbits(128), version=4))
+        patched.setattr(ordered_ids, "_entropy", draws.randbytes)
+        patched.setattr(ordered_ids, "_milliseconds", lambda: 1_764_000_000_000)
         yield
 
 
