@@ -28,6 +28,8 @@ import msgspec
 SUM_BYTES: Final = 512  # 4096 bits
 _REPORT_MOD: Final = 1 << (8 * SUM_BYTES)
 FINGERPRINT_MOD: Final = 1 << 256
+_REPORT_MASK: Final = _REPORT_MOD - 1
+_FINGERPRINT_MASK: Final = FINGERPRINT_MOD - 1
 # Columns a stored finding does not show (DESIGN §5.8: its state is shown, its bookkeeping is not).
 DROPPED: Final = frozenset(("id", "revision", "state", "updated_at", "resolved_at", "scan_id"))
 NOT_DIGESTED: Final = ("state", "manifest_age_seconds")
@@ -200,8 +202,9 @@ class TenantFindings:
     def count(self, fingerprint_term: int, report_term: int, risk: str, action: str, sign: int = 1) -> None:
         """`add` of a finding given by its terms (`fingerprint_term`, `report_term`)."""
         self.findings += sign
-        self.fingerprints = (self.fingerprints + sign * fingerprint_term) % FINGERPRINT_MOD
-        self.report_sum = (self.report_sum + sign * report_term) % _REPORT_MOD
+        # `& (mod - 1)` is `% mod` for a power of two (negative sums too), without a long division
+        self.fingerprints = (self.fingerprints + sign * fingerprint_term) & _FINGERPRINT_MASK
+        self.report_sum = (self.report_sum + sign * report_term) & _REPORT_MASK
         self.by_risk[risk] = self.by_risk.get(risk, 0) + sign
         self.by_action[action] = self.by_action.get(action, 0) + sign
 
