@@ -18,6 +18,14 @@ import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
 
+from powerx_governance.db import ordered_ids
+from powerx_governance.db.session import (
+    make_engine,
+    session_factory,
+    sqlite_page_cache,
+    sqlite_url,
+    transaction,
+)
 from powerx_governance.notifications import announce
 from powerx_governance.scans import first_ingest
 from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
@@ -50,10 +58,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> SyntheticSet:
 
 @contextmanager
 def _same_random_ids(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """uuid4 from a seeded generator: both runs draw the same ids in the same order."""
+    """uuid4 and the time-ordered ids from a seeded generator and a still clock: both runs draw the
+    same ids in the same order."""
     draws = random.Random(11)  # noqa: S311 - reproducible ids for a comparison, nothing secret
     with monkeypatch.context() as patched:
         patched.setattr(uuid, "uuid4", lambda: uuid.UUID(int=draws.getrandbits(128), version=4))
+        patched.setattr(ordered_ids, "_entropy", draws.randbytes)
+        patched.setattr(ordered_ids, "_milliseconds", lambda: 1_764_000_000_000)
         yield
 
 
@@ -190,3 +201,15 @@ def test_a_scan_of_a_store_holding_tenants_is_not_a_first_ingest(
             service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
             service.run_pending(tasks=frozenset({SCAN_TASK}))
     assert ran == ["first ingest"]  # the second scan diffs against what the first stored
+
+
+def test_the_larger_sqlite_page_cache_lasts_for_the_block_only(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "cache.db"))
+    try:
+        with transaction(session_factory(engine)) as session:
+            usual = session.execute(text("PRAGMA cache_size")).scalar_one()
+            with sqlite_page_cache(session, 64):
+                assert session.execute(text("PRAGMA cache_size")).scalar_one() == -64 * 1024
+            assert session.execute(text("PRAGMA cache_size")).scalar_one() == usual
+    finally:
+        engine.dispose()

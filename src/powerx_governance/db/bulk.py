@@ -104,12 +104,13 @@ _FLAT: Final = frozenset((str, int, bool, type(None)))
 
 
 def _flat_key(value: Any) -> tuple[Any, ...] | None:
-    """A flat JSON document's members in order, each value with its type (True and 1 are equal keys
-    in Python, not the same JSON text); None for anything else."""
+    """A flat JSON document's members in order, and their values' types (True and 1 are equal keys
+    in Python, not the same JSON text); None for anything else. Built by C-level calls: a first
+    ingest keys ~740,000 event documents."""
     if type(value) is not dict:
         return None
-    key = tuple((k, type(v), v) for k, v in value.items())
-    return key if all(kind in _FLAT for _, kind, _ in key) else None
+    kinds = tuple(map(type, value.values()))
+    return (tuple(value.items()), kinds) if _FLAT.issuperset(kinds) else None
 
 
 def _converted(

@@ -220,6 +220,22 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@contextmanager
+def sqlite_page_cache(session: Session, mebibytes: int) -> Iterator[None]:
+    """SQLite: a page cache of `mebibytes` for this connection while the block runs (the size every
+    connection is opened with after it). A first ingest's index writes outgrow the usual cache
+    and spill pages to the WAL that it then reads back; PostgreSQL: nothing."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    usual = session.execute(text("PRAGMA cache_size")).scalar_one()
+    session.execute(text(f"PRAGMA cache_size=-{mebibytes * 1024}"))
+    try:
+        yield
+    finally:
+        session.execute(text(f"PRAGMA cache_size={int(usual)}"))
+
+
 def plan_each_query(session: Session) -> None:
     """PostgreSQL: plan every statement of the rest of this transaction for its own values.
 

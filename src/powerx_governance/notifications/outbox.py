@@ -4,7 +4,6 @@ deliveries queued after commit.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import FEW, DriverRows, bulk_insert, insert_new
 from powerx_governance.db.chunks import chunks
+from powerx_governance.db.ordered_ids import time_ordered_id, time_ordered_ids
 from powerx_governance.db.per_transaction import PerTransaction
 from powerx_governance.domain import Severity
 from powerx_governance.inventory.tables import TenantRow
@@ -172,7 +172,7 @@ def delivery_row(
     now: datetime,
     max_attempts: int,
 ) -> dict[str, Any]:
-    delivery_id = str(uuid.uuid4())
+    delivery_id = time_ordered_id()
     return {
         "id": delivery_id,
         "idempotency_key": f"pxg-{kind.value}-{delivery_id}",
@@ -306,7 +306,7 @@ def record_events(
             tenant_keys.update(dict.fromkeys(missing) | _tenant_keys(session, missing))
         keys = tenant_keys
     assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
-    planned = []
+    wanted = []
     for event in fresh:
         key = keys.get(event.tenant_uuid or "")
         slot = (event.route, event.tenant_uuid, key, event.kind, event.risk)
@@ -314,7 +314,10 @@ def record_events(
         if assigned is None:
             assigned = assignments[slot] = _assign(runtime.routes, event, key, now)
         if assigned:
-            planned.append((event, str(uuid.uuid4()), assigned))
+            wanted.append((event, assigned))
+    planned = [
+        (e, event_id, a) for (e, a), event_id in zip(wanted, time_ordered_ids(len(wanted)), strict=True)
+    ]
     if len(planned) > FEW:
         inserted = _insert_many_events(session, planned, now)
     else:

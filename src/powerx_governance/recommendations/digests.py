@@ -28,6 +28,8 @@ import msgspec
 SUM_BYTES: Final = 512  # 4096 bits
 _REPORT_MOD: Final = 1 << (8 * SUM_BYTES)
 FINGERPRINT_MOD: Final = 1 << 256
+_REPORT_MASK: Final = _REPORT_MOD - 1
+_FINGERPRINT_MASK: Final = FINGERPRINT_MOD - 1
 # Columns a stored finding does not show (DESIGN §5.8: its state is shown, its bookkeeping is not).
 DROPPED: Final = frozenset(("id", "revision", "state", "updated_at", "resolved_at", "scan_id"))
 NOT_DIGESTED: Final = ("state", "manifest_age_seconds")
@@ -168,7 +170,12 @@ def finding_bytes(
 
 
 def _report_term(digest: str) -> int:
-    return int.from_bytes(hashlib.shake_256(bytes.fromhex(digest)).digest(SUM_BYTES), "big")
+    return report_term(bytes.fromhex(digest))
+
+
+def report_term(digest: bytes) -> int:
+    """A finding's part of its tenant's `report_sum`, from its digest's bytes."""
+    return int.from_bytes(hashlib.shake_256(digest).digest(SUM_BYTES), "big")
 
 
 def fingerprint_term(plugin_id: str, fingerprint: str, policy_version: int | None) -> int:
@@ -189,10 +196,15 @@ class TenantFindings:
 
     def add(self, open_finding: OpenFinding, sign: int = 1) -> None:
         """Count `open_finding` in (sign 1) or out (sign -1)."""
+        term = _report_term(open_finding.digest)
+        self.count(open_finding.fingerprint_term, term, open_finding.risk_level, open_finding.action, sign)
+
+    def count(self, fingerprint_term: int, report_term: int, risk: str, action: str, sign: int = 1) -> None:
+        """`add` of a finding given by its terms (`fingerprint_term`, `report_term`)."""
         self.findings += sign
-        self.fingerprints = (self.fingerprints + sign * open_finding.fingerprint_term) % FINGERPRINT_MOD
-        self.report_sum = (self.report_sum + sign * _report_term(open_finding.digest)) % _REPORT_MOD
-        risk, action = open_finding.risk_level, open_finding.action
+        # `& (mod - 1)` is `% mod` for a power of two (negative sums too), without a long division
+        self.fingerprints = (self.fingerprints + sign * fingerprint_term) & _FINGERPRINT_MASK
+        self.report_sum = (self.report_sum + sign * report_term) & _REPORT_MASK
         self.by_risk[risk] = self.by_risk.get(risk, 0) + sign
         self.by_action[action] = self.by_action.get(action, 0) + sign
 

@@ -44,6 +44,7 @@ from powerx_governance.recommendations.digests import (
     fingerprint_term,
     msgspec_exact,
     report_finding,
+    report_term,
 )
 from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.tables import (
@@ -582,14 +583,15 @@ class FirstIngestWriter:
             if opening is None:
                 opening = self._openings[id(kind)] = self._opening(kind)
             uuid, key = tenant
-            digest = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).hexdigest()
+            raw = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).digest()
+            digest = raw.hex()
             rows.append((rec_id, uuid, *opening.head, opening.facts(key), *tail, digest))
             revisions.append((rec_id, *opening.revision))
             v = opening.values
             sums = self.sums.get(uuid)
             if sums is None:
                 sums = self.sums[uuid] = TenantFindings()
-            sums.add(OpenFinding(opening.term, digest, v["risk_level"], v["action"]))
+            sums.count(opening.term, report_term(raw), v["risk_level"], v["action"])
             changes.append(
                 Change(
                     rec_id,
