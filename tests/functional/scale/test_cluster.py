@@ -149,8 +149,9 @@ def _scheduled_scan(engine: Engine) -> str | None:
         return connection.execute(text("SELECT scan_id FROM scans WHERE trigger = 'schedule'")).scalar()
 
 
-def _kill_mid_shard(engine: Engine, workers: list[Process], scan_id: str) -> tuple[int, Process]:
-    """SIGKILL a worker while a shard row says it runs there, and still says so after: (shard, worker)."""
+def _kill_mid_shard(engine: Engine, workers: list[Process], scan_id: str) -> tuple[int, list[Process]]:
+    """SIGKILL a worker while a shard row says it runs there, and still says so after: (shard, the
+    workers left running; one killed after its shard finished is not among them)."""
     by_pid = {str(w.popen.pid): w for w in workers}
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -170,7 +171,7 @@ def _kill_mid_shard(engine: Engine, workers: list[Process], scan_id: str) -> tup
                     {"s": scan_id, "n": shard},
                 ).one()
             if status == "running" and attempts == 1:
-                return int(shard), victim
+                return int(shard), [w for w in workers if w is not victim]
             workers = [w for w in workers if w is not victim]  # it finished first: kill another
             by_pid.pop(str(victim.popen.pid))
             if len(workers) < 2:
@@ -201,7 +202,7 @@ def _run_cluster(env: dict[str, str], engine: Engine, reference: Engine, tmp_pat
         wait_until(lambda: _scheduled_scan(engine) is not None, timeout=60, interval=0.1)
         scan_id = _scheduled_scan(engine)
         assert scan_id is not None
-        shard, victim = _kill_mid_shard(engine, workers, scan_id)
+        shard, survivors = _kill_mid_shard(engine, workers, scan_id)
         headers = {"Authorization": f"Bearer {token}"}
         with httpx.Client(base_url=apis[0].base, headers=headers, timeout=10) as client:
             wait_until(
@@ -215,7 +216,6 @@ def _run_cluster(env: dict[str, str], engine: Engine, reference: Engine, tmp_pat
         wait_until(lambda: _pending(engine) == 0, timeout=180, interval=0.5)  # the deliveries it caused
         _check_store(engine, reference, scan_id)
         _check_dead_letter(env, apis[1], headers)
-        survivors = [w for w in workers if w is not victim]
         _check_worker_probes(survivors)
         _check_periodic(engine, survivors)
 
