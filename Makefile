@@ -12,6 +12,10 @@ HOST ?= 127.0.0.1
 PORT ?= 8717
 # `make test PYTEST_ARGS="tests/unit -x"`: what pytest runs (default: the whole suite)
 PYTEST_ARGS ?=
+# `make test PYTEST_WORKERS=0`: how many pytest-xdist worker processes run the tests (0: in pytest's
+# own process, serially). Each test file goes to one worker whole (--dist loadfile), so a module's
+# fixtures are built once; a file's tests never run at the same time as each other.
+PYTEST_WORKERS ?= 2
 
 .PHONY: demo test lint bench bench-store bench-decisions bench-verify conformance clean
 
@@ -37,11 +41,11 @@ $(UV):
 demo: .venv/.synced-runtime
 	POWERX_HOST=$(HOST) POWERX_PORT=$(PORT) $(UV) run --frozen --no-default-groups powerx version demo
 
-## test: the whole test suite (unit, property, functional); starts PostgreSQL, installs Chromium and
-## promtool when missing (.ci/ensure-test-deps)
+## test: the whole test suite (unit, property, functional) on $(PYTEST_WORKERS) worker processes; starts
+## PostgreSQL, installs Chromium and promtool when missing (.ci/ensure-test-deps)
 test: .venv/.synced
 	bash .ci/ensure-test-deps
-	$(RUN) pytest $(PYTEST_ARGS)
+	$(RUN) pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## lint: ruff and strict mypy
 lint: .venv/.synced

@@ -27,6 +27,7 @@ import httpx
 import psycopg
 import pytest
 import uvicorn
+from hypothesis import HealthCheck, settings
 from psycopg import sql
 
 from powerx_governance.app import create_app
@@ -45,6 +46,11 @@ EXAMPLES: Final = REPO / "examples"
 RULES: Final = REPO / "config" / "version" / "governance_rules.yaml"
 COMPAT: Final = REPO / "config" / "version" / "compat_matrix.yaml"
 NOW: Final = datetime(2026, 11, 30, tzinfo=UTC)  # the example fleet's evaluation time
+
+# Hypothesis's per-example deadline (200 ms) and its too-slow health check are wall-clock limits:
+# on a machine whose cores run other tests (the suite runs on every core) they fail correct code.
+settings.register_profile("powerx", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("powerx")
 
 Backend = Literal["sqlite", "postgresql"]
 BACKENDS: Final[tuple[Backend, ...]] = ("sqlite", "postgresql")

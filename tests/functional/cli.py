@@ -17,9 +17,20 @@ POWERX = Path(sys.executable).with_name("powerx")
 NOW = "2026-11-30T00:00:00Z"
 
 
+# rich wraps the CLI's messages at $COLUMNS (80 without a terminal): a long temporary path (pytest-xdist
+# adds a popen-gwN level) would be split across lines, so the scans see a wide terminal.
+WIDE_TERMINAL = {"COLUMNS": "1000"}
+
+
 def powerx(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(POWERX), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=300, check=False
+        [str(POWERX), *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **WIDE_TERMINAL},
+        cwd=cwd,
+        timeout=300,
+        check=False,
     )
 
 
