@@ -23,11 +23,15 @@ WIDE_TERMINAL = {"COLUMNS": "1000"}
 
 
 def powerx(*args: str | Path, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return _run(args, {}, cwd)
+
+
+def _run(args: tuple[str | Path, ...], env: Mapping[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(POWERX), *map(str, args)],
         capture_output=True,
         text=True,
-        env={**os.environ, **WIDE_TERMINAL},
+        env={**os.environ, **WIDE_TERMINAL, **env},
         cwd=cwd,
         timeout=300,
         check=False,
@@ -51,15 +55,7 @@ def scan_fleet(base: Path, *args: str | Path, now: str = NOW) -> subprocess.Comp
 
 def powerx_with(env: Mapping[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
     """`powerx` with these settings on top of this process's environment (e.g. a test's store)."""
-    return subprocess.run(
-        [str(POWERX), *map(str, args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **env},
-        cwd=REPO,
-        timeout=300,
-        check=False,
-    )
+    return _run(args, env, REPO)
 
 
 def write_json(path: Path, data: Any) -> Path:
