@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
+from sqlalchemy.exc import OperationalError
 
 from powerx_governance.db import ordered_ids
 from powerx_governance.db.session import (
@@ -210,6 +211,27 @@ def test_the_larger_sqlite_page_cache_lasts_for_the_block_only(tmp_path: Path) -
             usual = session.execute(text("PRAGMA cache_size")).scalar_one()
             with sqlite_page_cache(session, 64):
                 assert session.execute(text("PRAGMA cache_size")).scalar_one() == -64 * 1024
+            assert session.execute(text("PRAGMA cache_size")).scalar_one() == usual
+    finally:
+        engine.dispose()
+
+
+def test_a_failure_inside_the_larger_page_cache_is_the_error_raised_and_the_cache_comes_back(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "cache.db"), pool_size=1, max_overflow=0)  # one connection
+    factory = session_factory(engine)
+
+    def failing_ingest() -> None:
+        with transaction(factory) as session, sqlite_page_cache(session, 64):
+            session.execute(text("SELECT * FROM no_such_table"))
+
+    try:
+        with transaction(factory) as session:
+            usual = session.execute(text("PRAGMA cache_size")).scalar_one()
+        with pytest.raises(OperationalError, match="no such table: no_such_table"):
+            failing_ingest()
+        with transaction(factory) as session:
             assert session.execute(text("PRAGMA cache_size")).scalar_one() == usual
     finally:
         engine.dispose()

@@ -224,16 +224,27 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
 def sqlite_page_cache(session: Session, mebibytes: int) -> Iterator[None]:
     """SQLite: a page cache of `mebibytes` for this connection while the block runs (the size every
     connection is opened with after it). A first ingest's index writes outgrow the usual cache
-    and spill pages to the WAL that it then reads back; PostgreSQL: nothing."""
+    and spill pages to the WAL that it then reads back; PostgreSQL: nothing.
+
+    The usual size comes back on the driver's connection, whatever state the block left the
+    transaction in (a failed statement's error stays the one raised); a connection whose size
+    cannot be set back is invalidated, never pooled with the larger cache."""
     if session.get_bind().dialect.name != "sqlite":
         yield
         return
-    usual = session.execute(text("PRAGMA cache_size")).scalar_one()
-    session.execute(text(f"PRAGMA cache_size=-{mebibytes * 1024}"))
+    connection = session.connection()
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("no driver connection inside the transaction")
+    usual = int(raw.execute("PRAGMA cache_size").fetchone()[0])
+    raw.execute(f"PRAGMA cache_size=-{mebibytes * 1024}")
     try:
         yield
     finally:
-        session.execute(text(f"PRAGMA cache_size={int(usual)}"))
+        try:
+            raw.execute(f"PRAGMA cache_size={usual}")
+        except sqlite3.Error:
+            connection.invalidate()
 
 
 def plan_each_query(session: Session) -> None:
