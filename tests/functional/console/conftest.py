@@ -44,8 +44,7 @@ def console_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console
         service = scanned_service(
             build,
             clock=clock,
-            POWERX_TENANT_SOURCE=str(inputs.manifests),
-            POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+            **inputs.sources,
         )
         with LiveServer(service) as live:
             yield ConsoleServer(service, live, inputs, clock)

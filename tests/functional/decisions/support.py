@@ -96,8 +96,7 @@ def governed(make_service: ServiceFactory, tmp_path: Path) -> Iterator[Governed]
     service = make_service(
         clock=clock,
         POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+        **inputs.sources,
     )
     routes = routes_file(
         tmp_path,

@@ -106,8 +106,7 @@ def scrape(make_service: ServiceFactory, tmp_path: Path) -> str:
     service = make_service(
         clock=clock,
         POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+        **inputs.sources,
     )
     with (
         LiveServer(service, background=False) as live,

@@ -150,6 +150,11 @@ class Inputs:
         self.catalog_document: dict[str, Any] = _yaml(EXAMPLES / "catalog.yaml")
         self._write()
 
+    @property
+    def sources(self) -> dict[str, str]:
+        """The settings that make a service read these inputs as its tenant and catalog sources."""
+        return {"POWERX_TENANT_SOURCE": str(self.manifests), "POWERX_CATALOG_SOURCE": str(self.catalog_file)}
+
     def _write(self) -> None:
         self.catalog_file.write_text(json.dumps(self.catalog_document), encoding="utf-8")
 

@@ -44,8 +44,7 @@ def service(make_service: ServiceFactory, inputs: Inputs) -> GovernanceService:
     return make_service(
         clock=FakeClock(),
         POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+        **inputs.sources,
     )
 
 

@@ -106,8 +106,7 @@ def _two_instances(make_service: ServiceFactory, inputs: Inputs, clock: FakeCloc
         make_service(
             clock=clock,
             POWERX_WORKER="0",
-            POWERX_TENANT_SOURCE=str(inputs.manifests),
-            POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+            **inputs.sources,
         )
         for _ in range(2)
     ]
@@ -271,8 +270,7 @@ def test_a_scan_that_crashes_is_marked_failed(make_service: ServiceFactory, smal
     service = make_service(
         clock=clock,
         POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(small_inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(small_inputs.catalog_file),
+        **small_inputs.sources,
     )
 
     def crash(*_: object) -> None:

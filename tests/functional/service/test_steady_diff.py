@@ -36,8 +36,7 @@ def _served_inputs(
     service = make_service(
         clock=clock,
         POWERX_WORKER="0",
-        POWERX_TENANT_SOURCE=str(inputs.manifests),
-        POWERX_CATALOG_SOURCE=str(inputs.catalog_file),
+        **inputs.sources,
     )
     return inputs, clock, service
 
