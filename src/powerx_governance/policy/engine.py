@@ -1,8 +1,8 @@
 """The policy engine (DESIGN §5): pure, no I/O, the evaluation time is an argument.
 
 Work is done once per distinct combination and cached: eligibility per (plugin, core, channel,
-host, track), verdicts per (plugin, installed version, eligible set, applicable policy). The
-cost of a scan therefore grows with distinct combinations, not with tenants.
+host, track), verdicts per (plugin, installed version, eligible set and its matrix warnings,
+applicable policy). The cost of a scan therefore grows with distinct combinations, not with tenants.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ class PolicyEngine:
         channel = policy.channel or installation.channel
         eligible = self.eligibility(plugin, ctx.core, channel, ctx.host)
         indices = eligible.indices[bisect_left(eligible.indices, plugin.first_above(version)) :]
-        key = (plugin.plugin.plugin_id, version.key, indices, policy.key)
+        key = (plugin.plugin.plugin_id, version.key, indices, policy.key, _warned(eligible, indices))
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdicts[key] = self._decide(plugin, version, indices, eligible, policy)
@@ -226,6 +226,14 @@ class PolicyEngine:
             if _cooled(release.released_at, age, self.now):
                 return i
         return None
+
+
+def _warned(eligible: Eligibility, indices: tuple[int, ...]) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The compatibility-matrix warnings about `indices` (they differ between hosts with the same
+    eligible releases, and a verdict names its target's): part of what a verdict is shared on."""
+    if not eligible.warnings:
+        return ()  # the usual case: the matrix says nothing about this plugin on this host
+    return tuple((i, eligible.warnings[i]) for i in indices if i in eligible.warnings)
 
 
 def _cooled(released_at: datetime | None, age: timedelta, now: datetime) -> bool:

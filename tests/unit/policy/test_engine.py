@@ -587,3 +587,27 @@ def test_one_engine_answers_each_core_channel_and_host_as_a_fresh_engine_does() 
         ("2.1.0", "stable"): "1.0.2",
         ("2.1.0", "beta"): "1.1.0-beta.1",
     }
+
+
+@pytest.mark.parametrize("first", ["1.20.0", "2.1.0"])
+def test_a_matrix_warning_on_one_host_stays_on_that_host(first: str) -> None:
+    """Hosts with the same eligible releases share a verdict only when the matrix warns alike about
+    them: the warning of a v1 host is not told to a v2 tenant, whichever is scanned first."""
+    releases = [release("1.0.0"), release("1.0.1")]
+    matrix = [
+        {
+            "host": "px.host.v1",
+            "plugin": "com.powerx.plugins.test",
+            "min_version": "1.0.1",
+            "action": "warn",
+            "notes": "careful on v1",
+        }
+    ]
+    adv = [advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])]
+    engine = build_engine(releases, adv, matrix=matrix)
+    told = {
+        core: verdict_for(engine, tenant("1.0.0", core=core))
+        for core in (first, *{"1.20.0", "2.1.0"} - {first})
+    }
+    assert {core: v.compatibility for core, v in told.items()} == {"1.20.0": ("careful on v1",), "2.1.0": ()}
+    assert {v.target_version for v in told.values()} == {"1.0.1"}
