@@ -11,6 +11,7 @@ import pytest
 
 from powerx_governance.inventory.loader import (
     MANIFEST_SUFFIXES,
+    ManifestPart,
     load_manifests,
     manifest_files,
     manifest_from_data,
@@ -111,3 +112,21 @@ def test_the_directory_is_searched_as_sorted_rglob_does(tmp_path: Path) -> None:
         "e.ndjson",
         "linked-file.json",
     ]
+
+
+def test_a_manifest_file_that_cannot_be_read_is_a_problem_of_its_tenant(tmp_path: Path) -> None:
+    """The one-read path tells what `read_bytes` tells: an empty file, and one gone by the time it is
+    read (listed before), each become that file's problem; the files around them read as ever."""
+    (tmp_path / "a-empty.json").write_bytes(b"")
+    (tmp_path / "b-good.json").write_text(json.dumps(CASES["plain"]))
+    listed = ManifestPart((tmp_path / "a-empty.json", tmp_path / "b-good.json", tmp_path / "c-gone.json"))
+    empty, good, gone = listed.load()
+    assert good.manifest is not None
+    assert good.manifest.tenant_uuid == TENANT
+    assert empty.manifest is None
+    assert empty.problem is not None
+    assert empty.problem.source == str(tmp_path / "a-empty.json")
+    assert gone.manifest is None
+    assert gone.problem is not None
+    assert gone.problem.error == "cannot read: No such file or directory"
+    assert gone.problem.tenant_uuid == "c-gone"

@@ -1,8 +1,8 @@
 """The policy engine (DESIGN §5): pure, no I/O, the evaluation time is an argument.
 
 Work is done once per distinct combination and cached: eligibility per (plugin, core, channel,
-host, track), verdicts per (plugin, installed version, eligible set, applicable policy). The
-cost of a scan therefore grows with distinct combinations, not with tenants.
+host, track), verdicts per (plugin, installed version, eligible set and its matrix warnings,
+applicable policy). The cost of a scan therefore grows with distinct combinations, not with tenants.
 """
 
 from __future__ import annotations
@@ -99,6 +99,7 @@ class PolicyEngine:
         self.default_release_age = timedelta(0) if plain else parse_duration(rules.defaults.release_age)
         self._eligibility: dict[tuple[str, str, Channel, str], Eligibility] = {}
         self._available: dict[str, tuple[IndexedRelease, ...]] = {}
+        self._admitted: dict[tuple[str, str], tuple[IndexedRelease, ...]] = {}
         self._tenant_rules: dict[tuple[tuple[str, ...], str | None], tuple[Rule, ...]] = {}
         self._contexts: dict[tuple[object, ...], int] = {}
         self._policies: dict[tuple[int, str], AppliedPolicy] = {}
@@ -141,11 +142,20 @@ class PolicyEngine:
         key = (plugin.plugin.plugin_id, core.text, channel, host)
         found = self._eligibility.get(key)
         if found is None:
+            found = self._eligibility[key] = _eligible(
+                self.index, plugin, self._admitting(plugin, core), channel=channel, host=host
+            )
+        return found
+
+    def _admitting(self, plugin: PluginIndex, core: Version) -> tuple[IndexedRelease, ...]:
+        """The available releases that admit `core`: the same for every channel and host."""
+        key = (plugin.plugin.plugin_id, core.text)
+        found = self._admitted.get(key)
+        if found is None:
             available = self._available.get(plugin.plugin.plugin_id)
             if available is None:
                 available = self._available[plugin.plugin.plugin_id] = _available(plugin, self.now)
-            found = _eligible(self.index, plugin, available, core=core, channel=channel, host=host)
-            self._eligibility[key] = found
+            found = self._admitted[key] = tuple(r for r in available if r.admits_core(core))
         return found
 
     def evaluate(self, ctx: TenantContext, installation: Installation) -> Verdict | None:
@@ -169,7 +179,7 @@ class PolicyEngine:
         channel = policy.channel or installation.channel
         eligible = self.eligibility(plugin, ctx.core, channel, ctx.host)
         indices = eligible.indices[bisect_left(eligible.indices, plugin.first_above(version)) :]
-        key = (plugin.plugin.plugin_id, version.key, indices, policy.key)
+        key = (plugin.plugin.plugin_id, version.key, indices, policy.key, _warned(eligible, indices))
         verdict = self._verdicts.get(key)
         if verdict is None:
             verdict = self._verdicts[key] = self._decide(plugin, version, indices, eligible, policy)
@@ -218,6 +228,14 @@ class PolicyEngine:
         return None
 
 
+def _warned(eligible: Eligibility, indices: tuple[int, ...]) -> tuple[tuple[int, tuple[str, ...]], ...]:
+    """The compatibility-matrix warnings about `indices` (they differ between hosts with the same
+    eligible releases, and a verdict names its target's): part of what a verdict is shared on."""
+    if not eligible.warnings:
+        return ()  # the usual case: the matrix says nothing about this plugin on this host
+    return tuple((i, eligible.warnings[i]) for i in indices if i in eligible.warnings)
+
+
 def _cooled(released_at: datetime | None, age: timedelta, now: datetime) -> bool:
     return age <= timedelta(0) or released_at is None or released_at + age <= now
 
@@ -238,28 +256,29 @@ def _available(plugin: PluginIndex, now: datetime) -> tuple[IndexedRelease, ...]
 def _eligible(
     index: CatalogIndex,
     plugin: PluginIndex,
-    available: tuple[IndexedRelease, ...],
+    admitting: tuple[IndexedRelease, ...],
     *,
-    core: Version,
     channel: Channel,
     host: str,
 ) -> Eligibility:
-    """DESIGN §5.3 for one (core, channel, host), except `r > v`, which the caller applies per version."""
+    """DESIGN §5.3 for one (core, channel, host), except `r > v`, which the caller applies per version;
+    `admitting`: the available releases that admit the core."""
     accepted = ACCEPTED_CHANNELS[channel]
-    matrix = index.matrix if index.matrix.concerns(host, plugin.plugin.plugin_id) else None
+    if not index.matrix.concerns(host, plugin.plugin.plugin_id):  # most pairs: no matrix entry
+        return Eligibility(tuple(r.position for r in admitting if r.release.channel in accepted), {})
+    matrix = index.matrix
     indices: list[int] = []
     warnings: dict[int, tuple[str, ...]] = {}
-    for r in available:
-        if r.release.channel not in accepted or not r.admits_core(core):
+    for r in admitting:
+        if r.release.channel not in accepted:
             continue
-        if matrix is not None:
-            compat = matrix.verdict(host, plugin.plugin.plugin_id, r.version)
-            if compat.action is CompatAction.BLOCK:
-                continue
-            if compat.action is CompatAction.WARN:
-                warnings[r.position] = compat.notes or (
-                    f"the compatibility matrix warns about {r.version} on {host}",
-                )
+        compat = matrix.verdict(host, plugin.plugin.plugin_id, r.version)
+        if compat.action is CompatAction.BLOCK:
+            continue
+        if compat.action is CompatAction.WARN:
+            warnings[r.position] = compat.notes or (
+                f"the compatibility matrix warns about {r.version} on {host}",
+            )
         indices.append(r.position)
     return Eligibility(tuple(indices), warnings)
 

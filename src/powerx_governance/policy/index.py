@@ -61,9 +61,13 @@ class PluginIndex:
     _keys: list[PrecedenceKey] = field(default_factory=list)
     _masks: dict[PrecedenceKey, int] = field(default_factory=dict)
     _unreadable: dict[str, str] = field(default_factory=dict)
+    _unreadable_advisories: int = 0  # bitmask of the advisories whose affected data could not be read
 
     def __post_init__(self) -> None:
         self._keys = [r.version.key for r in self.releases]
+        self._unreadable_advisories = sum(
+            1 << i for i, a in enumerate(self.advisories) if a.spec.unreadable is not None
+        )
         # A(version) depends on the version's precedence key alone: a release's mask is A(release).
         self._masks = dict(zip(self._keys, self.release_masks, strict=True))
         for skipped in self.plugin.unreadable_releases:
@@ -75,6 +79,8 @@ class PluginIndex:
 
     def unreadable_advisories(self, mask: int) -> list[IndexedAdvisory]:
         """The advisories of `mask` whose affected data for this plugin could not be read."""
+        if not mask & self._unreadable_advisories:
+            return []  # the usual case, in one operation
         return [a for i, a in enumerate(self.advisories) if mask >> i & 1 and a.spec.unreadable is not None]
 
     def affected_mask(self, version: Version) -> int:

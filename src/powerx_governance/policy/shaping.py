@@ -122,6 +122,8 @@ def _fires(rule: Rule, risk: Severity, labels: dict[str, str]) -> bool:
 
 
 def _first(rules: tuple[Rule, ...], attribute: str) -> Rule | None:
+    if not rules:
+        return None  # the usual case: no rule fired
     return next((r for r in rules if getattr(r, attribute) is not None), None)
 
 

@@ -543,3 +543,71 @@ def test_evaluation_time_is_an_argument() -> None:
     before = verdict_for(build_engine(releases, adv), tenant("1.0.0"))
     after = verdict_for(build_engine(releases, adv, now=datetime(2026, 12, 16, tzinfo=UTC)), tenant("1.0.0"))
     assert (before.action, after.action) == (Action.REVIEW, Action.UPGRADE_NOW)
+
+
+def test_one_engine_answers_each_core_channel_and_host_as_a_fresh_engine_does() -> None:
+    """What evaluation keeps per plugin and core (the releases admitting that core) serves every
+    channel and host after it, the compatibility matrix of a host included."""
+    releases = [
+        release("1.0.0", channel="lts"),
+        release("1.0.1", channel="lts", max_core="1.21.0"),
+        release("1.0.2", channel="stable", min_core="1.21.0"),
+        release("1.1.0-beta.1", channel="beta"),
+        release("1.1.0", channel="stable", min_core="2.0.0"),
+    ]
+    matrix = [
+        {
+            "host": "px.host.v2",
+            "plugin": "com.powerx.plugins.test",
+            "min_version": "1.1.0",
+            "action": "block",
+        },
+        {"host": "px.host.v1", "plugin": "com.powerx.plugins.*", "min_version": "1.0.2", "action": "warn"},
+    ]
+    adv = [advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])]
+    situations = [
+        (core, channel) for core in ("1.20.0", "1.21.0", "2.1.0") for channel in ("lts", "stable", "beta")
+    ]
+    shared = build_engine(releases, adv, matrix=matrix)
+    for core, channel in situations * 2:
+        manifest = tenant("1.0.0", core=core, channel=channel)
+        alone = verdict_for(build_engine(releases, adv, matrix=matrix), manifest)
+        assert verdict_for(shared, manifest) == alone, (core, channel)
+    assert {
+        (core, channel): verdict_for(shared, tenant("1.0.0", core=core, channel=channel)).latest_version
+        for core, channel in situations
+    } == {
+        ("1.20.0", "lts"): "1.0.1",
+        ("1.20.0", "stable"): "1.0.1",
+        ("1.20.0", "beta"): "1.1.0-beta.1",
+        ("1.21.0", "lts"): "1.0.1",
+        ("1.21.0", "stable"): "1.0.2",
+        ("1.21.0", "beta"): "1.1.0-beta.1",
+        ("2.1.0", "lts"): None,  # 1.0.1 stops at core 1.21.0
+        ("2.1.0", "stable"): "1.0.2",
+        ("2.1.0", "beta"): "1.1.0-beta.1",
+    }
+
+
+@pytest.mark.parametrize("first", ["1.20.0", "2.1.0"])
+def test_a_matrix_warning_on_one_host_stays_on_that_host(first: str) -> None:
+    """Hosts with the same eligible releases share a verdict only when the matrix warns alike about
+    them: the warning of a v1 host is not told to a v2 tenant, whichever is scanned first."""
+    releases = [release("1.0.0"), release("1.0.1")]
+    matrix = [
+        {
+            "host": "px.host.v1",
+            "plugin": "com.powerx.plugins.test",
+            "min_version": "1.0.1",
+            "action": "warn",
+            "notes": "careful on v1",
+        }
+    ]
+    adv = [advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])]
+    engine = build_engine(releases, adv, matrix=matrix)
+    told = {
+        core: verdict_for(engine, tenant("1.0.0", core=core))
+        for core in (first, *{"1.20.0", "2.1.0"} - {first})
+    }
+    assert {core: v.compatibility for core, v in told.items()} == {"1.20.0": ("careful on v1",), "2.1.0": ()}
+    assert {v.target_version for v in told.values()} == {"1.0.1"}
