@@ -390,18 +390,38 @@ class _Sums:
         for part in chunks([uuid for uuid in emptied if uuid in self._stored]):
             self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
         rows = [self._kept[uuid].row(uuid) for uuid in touched if self._kept[uuid].findings]
-        bulk_update(
-            self._session,
-            TenantFindingsRow,
-            [r for r in rows if r["tenant_uuid"] in self._stored],
-            key="tenant_uuid",
-        )
+        self._update([r for r in rows if r["tenant_uuid"] in self._stored])
         bulk_insert(
             self._session, TenantFindingsRow, [r for r in rows if r["tenant_uuid"] not in self._stored]
         )
         self._stored.update(r["tenant_uuid"] for r in rows)
         self._stored.difference_update(emptied)
         self._touched.clear()
+
+    def _update(self, rows: list[dict[str, Any]]) -> None:
+        """Kept rows updated in place, as `bulk_update` writes them, each distinct count of findings by
+        risk or action converted once (a push's 20,000 tenants share a few thousand)."""
+        if not rows:
+            return
+        driver = DriverRows(self._session, TenantFindingsRow, _SUMS_UPDATED)
+        value, document = driver.value, driver.document
+        driver.update(
+            [
+                (
+                    r["findings"],
+                    r["fingerprints"],
+                    value("report_sum", r["report_sum"]),
+                    document("by_risk", r["by_risk"]),
+                    document("by_action", r["by_action"]),
+                    r["tenant_uuid"],
+                )
+                for r in rows
+            ],
+            _SUMS_UPDATED,
+        )
+
+
+_SUMS_UPDATED: Final = ("findings", "fingerprints", "report_sum", "by_risk", "by_action", "tenant_uuid")
 
 
 class _Ids:
