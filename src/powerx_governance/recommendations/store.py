@@ -1072,7 +1072,6 @@ class _Rewrite:
     the id (empty at `slots`), and what its finding adds to its tenant's sums."""
 
     values: dict[str, Any]  # `_row_values` of the kind's finding
-    reopens: bool
     row: tuple[Any, ...]  # driver values of `_REWRITTEN` (and `first_seen_at` when it reopens)
     facts: Spliced  # the driver value of its tenant facts, given the tenant key
     revision: tuple[Any, ...]  # driver values of the revision from `verdict` on
@@ -1082,7 +1081,6 @@ class _Rewrite:
     digested: list[bytes]  # the members from the first of `_PER_FINDING` on
     slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
     term: int
-    state: Any  # driver value of the open state
     priority: Any  # driver value of its priority
     changes: dict[tuple[str, str], RecommendationChange] = field(default_factory=dict)  # by old risk, action
 
@@ -1209,7 +1207,6 @@ class _Rewrites:
         revision = _revision(values, 0, RecommendationChange.CHANGED, _OPEN, w.now)
         return _Rewrite(
             values,
-            reopens,
             tuple(value(c, row[c]) for c in names),
             self.rows.with_member("tenant_facts", values["tenant_facts"], "tenant_key"),
             tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[4:]),
@@ -1217,7 +1214,6 @@ class _Rewrites:
             digested[start:],
             (at["tenant_uuid"], at["tenant_key"], at["recommendation_id"]),
             w.terms(f.verdict.plugin_id, fingerprint, w.policy_version),
-            value("state", _OPEN),
             value("priority", values["priority"]),
         )
 
