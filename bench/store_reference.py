@@ -1,6 +1,7 @@
 """DESIGN §8 through the store: full scans of the reference fleet and push-to-update latency.
 
     python -m bench.store_reference [--tenants N] [--backend sqlite|postgresql|both] [--pushes K]
+                                    [--keep] [--reuse URL]
 
 For each backend, in a fresh database (SQLite file or a new PostgreSQL schema), one process per
 step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v` reports them):
@@ -11,6 +12,11 @@ step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v
            scan is finished (recommendations updated, notifications queued, scan audited)
 Figures are ratios to the floor measured in the same run. Inside each step, the scan's own
 phase timings are printed too (they leave out interpreter start, imports and set-up).
+
+`--keep` keeps the database (its URL is printed); `--reuse URL` runs only the pushes on such a
+database (the reference ingest takes minutes). Each run pushes advisories of its own ids, so runs on
+one database each change every affected recommendation; `PYTHONPATH=<other checkout>/src` in front
+measures another build's pushes on the same database (A/B).
 """
 
 from __future__ import annotations
@@ -50,15 +56,16 @@ CRITICAL = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 
 
 @contextmanager
-def database(backend: str) -> Iterator[str]:
-    """A fresh database URL for one run, removed afterwards."""
+def database(backend: str, *, keep: bool = False) -> Iterator[str]:
+    """A fresh database URL for one run, removed afterwards unless `keep`."""
     if backend == "sqlite":
         path = OUT / f"store-{uuid.uuid4().hex[:8]}.db"
         try:
             yield f"sqlite+pysqlite:///{path}"
         finally:
             for suffix in ("", "-wal", "-shm", "-writers"):
-                Path(f"{path}{suffix}").unlink(missing_ok=True)
+                if not keep:
+                    Path(f"{path}{suffix}").unlink(missing_ok=True)
         return
     schema = f"bench_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_ROOT, isolation_level="AUTOCOMMIT")
@@ -67,8 +74,9 @@ def database(backend: str) -> Iterator[str]:
     try:
         yield f"{PG_ROOT}?options=-csearch_path%3D{schema}"
     finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if not keep:
+            with admin.connect() as connection:
+                connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 
@@ -99,12 +107,12 @@ def _busiest_plugin(service: GovernanceService) -> tuple[str, int]:
     return plugin, count
 
 
-def _push(service: GovernanceService, plugin_id: str, serial: int) -> tuple[float, float]:
+def _push(service: GovernanceService, plugin_id: str, serial: str) -> tuple[float, float]:
     """Push an advisory; seconds until the delta scan has committed the updated recommendations and
     their notifications (DESIGN §8's measure), and until the scan is finished (its audit record too)."""
     advisory = msgspec.convert(
         {
-            "id": f"PXSA-BENCH-{serial:04d}",
+            "id": f"PXSA-BENCH-{serial}",
             "published": "2026-11-29T00:00:00Z",
             "severity": [{"type": "CVSS_V3", "score": CRITICAL}],
             "affected": [
@@ -156,7 +164,10 @@ def step(name: str, url: str, tenants: int, pushes: int) -> dict[str, Any]:
         if name in ("ingest", "steady"):
             return _scan(service, ScanKind.FULL)
         plugin, installs = _busiest_plugin(service)
-        updated, latencies = zip(*(_push(service, plugin, i) for i in range(pushes)), strict=True)
+        run = uuid.uuid4().hex[:8]  # a database kept for more runs gets new advisories from each
+        updated, latencies = zip(
+            *(_push(service, plugin, f"{run}-{i:04d}") for i in range(pushes)), strict=True
+        )
         with service.factory() as session:
             recommendations = session.scalar(select(func.count()).select_from(RecommendationRow))
     finally:
@@ -175,18 +186,29 @@ def step(name: str, url: str, tenants: int, pushes: int) -> dict[str, Any]:
     }
 
 
-def run(backend: str, tenants: int, pushes: int) -> dict[str, tuple[Run, dict[str, Any]]]:
+def run(
+    backend: str, tenants: int, pushes: int, *, keep: bool = False
+) -> dict[str, tuple[Run, dict[str, Any]]]:
     """Every step of one backend, each its own process on the same fresh database."""
     dataset(tenants)  # generated (once) before anything is timed
+    with database(backend, keep=keep) as url:
+        if keep:
+            print(f"[{backend}] database kept: --reuse '{url}'")
+        return run_steps(url, tenants, pushes, ("ingest", "steady", "floor", "delta"))
+
+
+def run_steps(
+    url: str, tenants: int, pushes: int, names: tuple[str, ...]
+) -> dict[str, tuple[Run, dict[str, Any]]]:
+    """The steps `names` on the database at `url`, each its own process."""
     steps: dict[str, tuple[Run, dict[str, Any]]] = {}
-    with database(backend) as url:
-        for name in ("ingest", "steady", "floor", "delta"):
-            command = [sys.executable, "-m", "bench.store_reference", "--step", name, "--url", url]
-            command += ["--tenants", str(tenants), "--pushes", str(pushes)]
-            if name == "floor":
-                command = [sys.executable, "-m", "bench.floors", "inventory", url]
-            done = whole_process(command)
-            steps[name] = (done, json_line(done))
+    for name in names:
+        command = [sys.executable, "-m", "bench.store_reference", "--step", name, "--url", url]
+        command += ["--tenants", str(tenants), "--pushes", str(pushes)]
+        if name == "floor":
+            command = [sys.executable, "-m", "bench.floors", "inventory", url]
+        done = whole_process(command)
+        steps[name] = (done, json_line(done))
     return steps
 
 
@@ -195,20 +217,24 @@ def _figures(run_: Run) -> str:
 
 
 def _print(backend: str, tenants: int, steps: dict[str, tuple[Run, dict[str, Any]]]) -> None:
-    floor, read = steps["floor"]
     delta_run, delta = steps["delta"]
     print(
-        f"[{backend}] {tenants:,} tenants, {read['installations']:,} installations,"
-        f" {delta['recommendations']:,} recommendations; whole processes: wall (cpu) peak RSS"
+        f"[{backend}] {tenants:,} tenants, {delta['recommendations']:,} recommendations;"
+        " whole processes: wall (cpu) peak RSS"
     )
-    print(f"  floor  {_figures(floor)}  a process reading the inventory out of the store")
-    for name in ("ingest", "steady"):
-        run_, r = steps[name]
+    if "floor" in steps:
+        floor, read = steps["floor"]
         print(
-            f"  {name:6s} {_figures(run_)}  full scan = {run_.seconds / floor.seconds:5.2f}x floor"
-            f" (cpu {run_.cpu_seconds / floor.cpu_seconds:5.2f}x); the scan itself {r['seconds']:.2f} s,"
-            f" {r['status']}, {r['changes']:,} changes {r['timings']}"
+            f"  floor  {_figures(floor)}  a process reading the inventory out of the store"
+            f" ({read['installations']:,} installations)"
         )
+        for name in ("ingest", "steady"):
+            run_, r = steps[name]
+            print(
+                f"  {name:6s} {_figures(run_)}  full scan = {run_.seconds / floor.seconds:5.2f}x floor"
+                f" (cpu {run_.cpu_seconds / floor.cpu_seconds:5.2f}x); the scan itself {r['seconds']:.2f} s,"
+                f" {r['status']}, {r['changes']:,} changes {r['timings']}"
+            )
     print(
         f"  delta  {_figures(delta_run)}  {delta['pushes']} pushes of an advisory for {delta['plugin']}"
         f" ({delta['installations']:,} installations): push -> recommendations updated and notifications"
@@ -223,15 +249,21 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=20_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pushes", type=int, default=20)
+    parser.add_argument("--keep", action="store_true", help="keep the database (for --reuse)")
+    parser.add_argument("--reuse", metavar="URL", help="only the pushes, on a database kept by --keep")
     parser.add_argument("--step", choices=["ingest", "steady", "delta"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
         print(json.dumps(step(args.step, args.url, args.tenants, args.pushes), default=str))
         return
+    if args.reuse:
+        backend = "postgresql" if args.reuse.startswith("postgresql") else "sqlite"
+        _print(backend, args.tenants, run_steps(args.reuse, args.tenants, args.pushes, ("delta",)))
+        return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        _print(backend, args.tenants, run(backend, args.tenants, args.pushes))
+        _print(backend, args.tenants, run(backend, args.tenants, args.pushes, keep=args.keep))
 
 
 if __name__ == "__main__":

@@ -221,13 +221,28 @@ class DriverRows:
         """Insert rows of converted values, in `columns` order, in the session's transaction."""
         if not rows:
             return
+        raw, dialect = self._driver()
+        for start in range(0, len(rows), CHUNK):
+            _write(raw, dialect, self._table.name, self.columns, rows[start : start + CHUNK])
+
+    def update(self, rows: Sequence[Sequence[Any]], columns: Sequence[str]) -> None:
+        """Update rows of converted values of `columns` (some of `self.columns`), matched on the last
+        one, as `bulk_update` does, in the session's transaction."""
+        if not rows:
+            return
+        raw, dialect = self._driver()
+        *assigned, key = columns
+        update = _update_from_copy if dialect.name == "postgresql" else _update_each
+        for start in range(0, len(rows), CHUNK):
+            update(raw, self._table.name, assigned, key, rows[start : start + CHUNK])
+
+    def _driver(self) -> tuple[Any, Dialect]:
         connection = self._session.connection()
         raw = connection.connection.dbapi_connection
         if raw is None:
             raise RuntimeError("no driver connection inside the transaction")
         before_driver_write(connection)
-        for start in range(0, len(rows), CHUNK):
-            _write(raw, connection.dialect, self._table.name, self.columns, rows[start : start + CHUNK])
+        return raw, connection.dialect
 
 
 class Spliced:

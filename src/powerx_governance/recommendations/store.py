@@ -372,11 +372,15 @@ class _Sums:
         self._stored.update(found)
 
     def add(self, tenant_uuid: str, finding: OpenFinding, sign: int = 1) -> None:
+        self.of(tenant_uuid).add(finding, sign)
+
+    def of(self, tenant_uuid: str) -> TenantFindings:
+        """The tenant's sums, to be adjusted (and written back)."""
         self._touched.add(tenant_uuid)
         kept = self._kept.get(tenant_uuid)
         if kept is None:
             kept = self._kept[tenant_uuid] = TenantFindings()
-        kept.add(finding, sign)
+        return kept
 
     def write(self) -> None:
         """Write the touched tenants' sums back: kept rows updated in place, emptied ones deleted, new
@@ -386,18 +390,38 @@ class _Sums:
         for part in chunks([uuid for uuid in emptied if uuid in self._stored]):
             self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
         rows = [self._kept[uuid].row(uuid) for uuid in touched if self._kept[uuid].findings]
-        bulk_update(
-            self._session,
-            TenantFindingsRow,
-            [r for r in rows if r["tenant_uuid"] in self._stored],
-            key="tenant_uuid",
-        )
+        self._update([r for r in rows if r["tenant_uuid"] in self._stored])
         bulk_insert(
             self._session, TenantFindingsRow, [r for r in rows if r["tenant_uuid"] not in self._stored]
         )
         self._stored.update(r["tenant_uuid"] for r in rows)
         self._stored.difference_update(emptied)
         self._touched.clear()
+
+    def _update(self, rows: list[dict[str, Any]]) -> None:
+        """Kept rows updated in place, as `bulk_update` writes them, each distinct count of findings by
+        risk or action converted once (a push's 20,000 tenants share a few thousand)."""
+        if not rows:
+            return
+        driver = DriverRows(self._session, TenantFindingsRow, _SUMS_UPDATED)
+        value, document = driver.value, driver.document
+        driver.update(
+            [
+                (
+                    r["findings"],
+                    r["fingerprints"],
+                    value("report_sum", r["report_sum"]),
+                    document("by_risk", r["by_risk"]),
+                    document("by_action", r["by_action"]),
+                    r["tenant_uuid"],
+                )
+                for r in rows
+            ],
+            _SUMS_UPDATED,
+        )
+
+
+_SUMS_UPDATED: Final = ("findings", "fingerprints", "report_sum", "by_risk", "by_action", "tenant_uuid")
 
 
 class _Ids:
@@ -823,20 +847,6 @@ def _plan_resolution(
     )
 
 
-# Indexed columns an update leaves out when their value stays: a store maintains an index whose column
-# is assigned even to its own value (SQLite rewrites both priority indexes' entries of every row).
-_KEPT_WHEN_SAME: Final = ("state", "priority")
-
-
-def _changed_row(old: _Stored, row: dict[str, Any]) -> dict[str, Any]:
-    """`row` without the indexed columns whose value `old` already has (rows are written grouped by
-    the columns they carry)."""
-    for column in _KEPT_WHEN_SAME:
-        if row[column] == getattr(old, column):
-            del row[column]
-    return row
-
-
 @dataclass
 class _Plan:
     inserts: list[dict[str, Any]] = field(default_factory=list)
@@ -845,68 +855,41 @@ class _Plan:
     revisions: list[dict[str, Any]] = field(default_factory=list)
     changes: list[Change] = field(default_factory=list)
     restamped: list[tuple[str, str, _Stored]] = field(default_factory=list)  # unchanged, other policy version
+    # stored recommendations rewritten (`_Rewrites`): driver rows by the columns they set, and revisions
+    rewritten: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = field(default_factory=dict)
+    rewritten_revisions: list[tuple[Any, ...]] = field(default_factory=list)
+
+    def size(self) -> int:
+        return len(self.inserts) + len(self.updates) + len(self.rewritten_revisions)
 
 
-def _plan_finding(
-    plan: _Plan, f: Finding, old: _Stored | None, values: dict[str, Any], now: datetime
-) -> None:
+def _plan_opening(plan: _Plan, f: Finding, values: dict[str, Any], now: datetime) -> None:
+    """A new recommendation for `f` (its id is taken when the plan is written)."""
     key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
     state = RecommendationState.OPEN.value
-    if old is None:
-        plan.inserts.append(
-            {
-                "tenant_uuid": key[0],
-                "plugin_id": key[1],
-                "revision": 1,
-                "state": state,
-                "first_seen_at": now,
-                "resolved_at": None,
-                **values,
-            }
-        )
-        plan.revisions.append(_revision(values, 1, RecommendationChange.OPENED, state, now))
-        plan.changes.append(
-            Change(
-                0,  # its id is taken when the plan is written
-                *key,
-                1,
-                RecommendationChange.OPENED,
-                values["risk_level"],
-                values["action"],
-                values["critical_patch"],
-                target_version=values["target_version"],
-                current_version=values["current_version"],
-            )
-        )
-        return
-    if old.state in _CLOSED:
-        change = RecommendationChange.REOPENED
-        values = {**values, "first_seen_at": now}  # seen again with a finding: its SLA clock starts anew
-    elif _escalated(old.risk_level, old.action, f.verdict.risk_level, f.verdict.action):
-        change = RecommendationChange.ESCALATED
-    else:
-        change = RecommendationChange.CHANGED
-    revision = old.revision + 1
-    if old.state in _DECIDED:
-        state = old.state  # the decision's owner (decisions) judges whether the change ends it
-    plan.updates.append(
-        _changed_row(old, {"id": old.id, "revision": revision, "state": state, "resolved_at": None, **values})
+    plan.inserts.append(
+        {
+            "tenant_uuid": key[0],
+            "plugin_id": key[1],
+            "revision": 1,
+            "state": state,
+            "first_seen_at": now,
+            "resolved_at": None,
+            **values,
+        }
     )
-    plan.revisions.append({"recommendation_id": old.id, **_revision(values, revision, change, state, now)})
+    plan.revisions.append(_revision(values, 1, RecommendationChange.OPENED, state, now))
     plan.changes.append(
         Change(
-            old.id,
+            0,
             *key,
-            revision,
-            change,
+            1,
+            RecommendationChange.OPENED,
             values["risk_level"],
             values["action"],
             values["critical_patch"],
-            previous_state=old.state,
             target_version=values["target_version"],
             current_version=values["current_version"],
-            policy_version=values["policy_version"],
-            previous_policy_version=old.policy_version,
         )
     )
 
@@ -974,6 +957,7 @@ class _Writer:
         self.terms = _Terms()
         self.members = OwnMembers()
         self._isos: dict[datetime | None, str | None] = {}
+        self.rewrites = _Rewrites(self)
 
     def plan(self, f: Finding, old: _Stored | None) -> None:
         fingerprint = self.prints.finding(f)
@@ -982,19 +966,16 @@ class _Writer:
             if old.policy_version != self.policy_version:
                 self.current.restamped.append((f.tenant.tenant_uuid, f.verdict.plugin_id, old))
             return
-        verdict_fp, _ = self.prints.verdict(f)
-        first_seen = self.now if old is None or old.state in _CLOSED else self.moments(old.first_seen_at)
-        values = _row_values(
-            f, fingerprint, verdict_fp, self.scan_id, self.now, self.policy_version, first_seen
-        )
         if old is None:
-            self.current.opened.append((f, fingerprint, first_seen))
+            verdict_fp, _ = self.prints.verdict(f)
+            values = _row_values(
+                f, fingerprint, verdict_fp, self.scan_id, self.now, self.policy_version, self.now
+            )
+            self.current.opened.append((f, fingerprint, self.now))
+            _plan_opening(self.current, f, values, self.now)
         else:
-            if old.state not in _CLOSED:
-                self.sums.add(f.tenant.tenant_uuid, old.open_finding(f.verdict.plugin_id, self.terms), -1)
-            self._digest(values, f, fingerprint, first_seen, old.id)
-        _plan_finding(self.current, f, old, values, self.now)
-        if len(self.current.inserts) + len(self.current.updates) >= _WRITE_EVERY:
+            self.rewrites.plan(self.current, f, old, fingerprint)
+        if self.current.size() >= _WRITE_EVERY:
             self.flush()  # bounded memory on a first, fleet-wide scan
 
     def _digest(
@@ -1005,9 +986,9 @@ class _Writer:
         own = {
             "tenant_uuid": tenant,
             "plugin_id": plugin,
-            "sla_deadline": self._iso(values["sla_deadline"]),
+            "sla_deadline": self.iso(values["sla_deadline"]),
             **values["tenant_facts"],
-            "first_seen_at": self._iso(first_seen),
+            "first_seen_at": self.iso(first_seen),
             "policy_version": self.policy_version,
             "recommendation_id": rec_id,
         }
@@ -1016,7 +997,7 @@ class _Writer:
         term = self.terms(plugin, fingerprint, self.policy_version)
         self.sums.add(tenant, OpenFinding(term, digest, values["risk_level"], values["action"]))
 
-    def _iso(self, moment: datetime | None) -> str | None:
+    def iso(self, moment: datetime | None) -> str | None:
         found = self._isos.get(moment)
         if found is None:
             found = self._isos[moment] = iso(moment)
@@ -1037,6 +1018,7 @@ class _Writer:
                 revision["recommendation_id"] = next(new_ids)
         _store_verdicts(self.session, self.prints.fresh(), self.now)
         _write(self.session, plan)
+        self.rewrites.write(plan)
         self._restamp(plan.restamped)
         self.done.changes += plan.changes
         self.current = _Plan()
@@ -1060,6 +1042,202 @@ class _Writer:
             for i, f in fresh.items()
         ]
         bulk_update(self.session, RecommendationRow, rows, key="id")
+
+
+# The columns every rewrite sets, after its revision and before its tenant facts, digest and id (see
+# `_rewritten`).
+_REWRITTEN: Final = (
+    "resolved_at",
+    "fingerprint",
+    "verdict",
+    "current_version",
+    "target_version",
+    "latest_version",
+    "risk_level",
+    "action",
+    "critical_patch",
+    "sla_deadline",
+    "updated_at",
+    "scan_id",
+    "policy_version",
+)
+_REWRITTEN_TAIL: Final = ("tenant_facts", "report_digest", "id")
+
+
+@dataclass(slots=True)
+class _Rewrite:
+    """What every stored recommendation rewritten with findings of one kind (`FindingKind`) and one
+    first-seen moment has in common, worked out once: its driver values but the tenant's, the id and
+    the digest, its revision's after the change and state, its digest's members but the tenant's and
+    the id (empty at `slots`), and what its finding adds to its tenant's sums."""
+
+    values: dict[str, Any]  # `_row_values` of the kind's finding
+    row: tuple[Any, ...]  # driver values of `_REWRITTEN` (and `first_seen_at` when it reopens)
+    facts: Spliced  # the driver value of its tenant facts, given the tenant key
+    revision: tuple[Any, ...]  # driver values of the revision from `verdict` on
+    # the digest: sha256 fed with the members before the first of `_PER_FINDING` (the verdict's large
+    # ones sort first: advisories, changelog), copied for each finding, which feeds it the rest
+    prefix: Any  # a hashlib sha256 object
+    digested: list[bytes]  # the members from the first of `_PER_FINDING` on
+    slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
+    term: int
+    priority: Any  # driver value of its priority
+    changes: dict[tuple[str, str], RecommendationChange] = field(default_factory=dict)  # by old risk, action
+
+
+class _Rewrites:
+    """Plans the rewrite of stored recommendations whose finding changed (a new revision, escalated,
+    changed or reopened), as driver rows built from what each kind of finding shares (`_Rewrite`): a
+    push rewrites the same few fields of thousands of rows, and the per-row work is the tenant's and
+    the id's members, the digest and the sums. A reopened one's SLA clock starts anew (first seen
+    now); a decided or ignored one keeps its state (the decision's owner judges whether the change
+    ends it)."""
+
+    def __init__(self, writer: _Writer) -> None:
+        self._writer = writer
+        session = writer.session
+        columns = _rewritten(with_state=True, with_priority=True, reopens=True)
+        self.rows = DriverRows(session, RecommendationRow, columns)
+        self.revisions = DriverRows(session, RecommendationRevisionRow, _OPENED_REVISION)
+        self._kinds = OpenedFindings()
+        self._shapes: dict[tuple[int, bool, Any], _Rewrite] = {}
+        self._tenants: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
+        self._id_member = writer.members("recommendation_id", 0).removesuffix(b"0")
+
+    def plan(self, plan: _Plan, f: Finding, old: _Stored, fingerprint: str) -> None:
+        """Plan `old`'s rewrite with finding `f` (whose fingerprint differs, or `old` is resolved)."""
+        w = self._writer
+        tenant, kind = self._kinds.of(f)
+        uuid, key = tenant
+        reopens = old.state in _CLOSED
+        shape_key = (id(kind), reopens, None if reopens else old.first_seen_at)
+        shape = self._shapes.get(shape_key)
+        if shape is None:
+            first_seen = w.now if reopens else w.moments(old.first_seen_at)
+            shape = self._shapes[shape_key] = self._rewrite(f, fingerprint, first_seen, reopens=reopens)
+        digest = shape.prefix.copy()
+        digest.update(self._digested(shape, uuid, key, old.id))
+        raw = digest.digest()
+        sums = w.sums.of(uuid)
+        v = shape.values
+        if not reopens:
+            if old.report_digest is None:
+                raise DigestMissingError(old.id)
+            term = w.terms(v["plugin_id"], old.fingerprint, old.policy_version)
+            sums.count(term, report_term(bytes.fromhex(old.report_digest)), old.risk_level, old.action, -1)
+        sums.count(shape.term, report_term(raw), v["risk_level"], v["action"])
+        change = shape.changes.get((old.risk_level, old.action))
+        if change is None:
+            change = shape.changes[(old.risk_level, old.action)] = _rewrite_change(old, f.verdict)
+        state = old.state if old.state in _DECIDED else _OPEN
+        revision = old.revision + 1
+        with_state, with_priority = state != old.state, bool(v["priority"] != old.priority)
+        own = (state,) if with_state else ()
+        if with_priority:
+            own = (*own, shape.priority)
+        columns = (with_state, with_priority, reopens)
+        plan.rewritten.setdefault(columns, []).append(
+            (*own, revision, *shape.row, shape.facts(key), raw.hex(), old.id)  # as `_rewritten` names them
+        )
+        plan.rewritten_revisions.append((old.id, revision, change.value, state, *shape.revision))
+        plan.changes.append(
+            Change(
+                old.id,
+                uuid,
+                v["plugin_id"],
+                revision,
+                change,
+                v["risk_level"],
+                v["action"],
+                v["critical_patch"],
+                previous_state=old.state,
+                target_version=v["target_version"],
+                current_version=v["current_version"],
+                policy_version=v["policy_version"],
+                previous_policy_version=old.policy_version,
+            )
+        )
+
+    def write(self, plan: _Plan) -> None:
+        """Write the planned rewrites (each set of columns in one bulk update) and their revisions."""
+        for (state, priority, reopens), rows in plan.rewritten.items():
+            self.rows.update(rows, _rewritten(with_state=state, with_priority=priority, reopens=reopens))
+        self.revisions.insert(plan.rewritten_revisions)
+
+    def _digested(self, shape: _Rewrite, uuid: str, key: str | None, rec_id: int) -> bytes:
+        """The rest of the canonical JSON of the finding as the report serves it (`finding_bytes`)
+        after `shape.prefix`."""
+        members = self._tenants.get((uuid, key))
+        if members is None:
+            members = self._tenants[(uuid, key)] = (
+                self._writer.members("tenant_uuid", uuid),
+                self._writer.members("tenant_key", key),
+            )
+        parts = shape.digested.copy()
+        at_uuid, at_key, at_id = shape.slots
+        parts[at_uuid], parts[at_key] = members
+        parts[at_id] = self._id_member + b"%d" % rec_id
+        return b",".join(parts) + b"}"
+
+    def _rewrite(self, f: Finding, fingerprint: str, first_seen: datetime, *, reopens: bool) -> _Rewrite:
+        """What rewrites with findings of `f`'s kind first seen at `first_seen` share (through the
+        functions the generic path uses, so the rows come out the same)."""
+        w = self._writer
+        verdict_fp, _ = w.prints.verdict(f)
+        values = _row_values(f, fingerprint, verdict_fp, w.scan_id, w.now, w.policy_version, first_seen)
+        values["plugin_id"] = f.verdict.plugin_id
+        own = {
+            "tenant_uuid": "",
+            "plugin_id": f.verdict.plugin_id,
+            "sla_deadline": w.iso(values["sla_deadline"]),
+            **values["tenant_facts"],
+            "first_seen_at": w.iso(first_seen),
+            "policy_version": w.policy_version,
+            "recommendation_id": 0,
+        }
+        parts = w.prints.parts(f)
+        order = parts.order(tuple(own))
+        digested = [w.members(k, own[k]) if k in own else parts.members[k] for k in order]
+        start = min(order.index(k) for k in _PER_FINDING)
+        prefix = hashlib.sha256(b"{" + b"".join(member + b"," for member in digested[:start]))
+        at = {k: i - start for i, k in enumerate(order)}
+        value = self.rows.value
+        row = {**values, "resolved_at": None, "first_seen_at": first_seen}
+        names = (*_REWRITTEN, "first_seen_at") if reopens else _REWRITTEN
+        revision = _revision(values, 0, RecommendationChange.CHANGED, _OPEN, w.now)
+        return _Rewrite(
+            values,
+            tuple(value(c, row[c]) for c in names),
+            self.rows.with_member("tenant_facts", values["tenant_facts"], "tenant_key"),
+            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[4:]),
+            prefix,
+            digested[start:],
+            (at["tenant_uuid"], at["tenant_key"], at["recommendation_id"]),
+            w.terms(f.verdict.plugin_id, fingerprint, w.policy_version),
+            value("priority", values["priority"]),
+        )
+
+
+def _rewritten(*, with_state: bool, with_priority: bool, reopens: bool) -> tuple[str, ...]:
+    """The columns of a rewrite's driver row, in order: `state` and `priority` only when their value
+    changes (a store maintains an index whose column is assigned even to its own value: SQLite
+    rewrote both priority indexes' entries of every row), `first_seen_at` only when it reopens."""
+    return (
+        *(("state",) if with_state else ()),
+        *(("priority",) if with_priority else ()),
+        "revision",
+        *_REWRITTEN,
+        *(("first_seen_at",) if reopens else ()),
+        *_REWRITTEN_TAIL,
+    )
+
+
+def _rewrite_change(old: _Stored, verdict: Verdict) -> RecommendationChange:
+    if old.state in _CLOSED:
+        return RecommendationChange.REOPENED
+    if _escalated(old.risk_level, old.action, verdict.risk_level, verdict.action):
+        return RecommendationChange.ESCALATED
+    return RecommendationChange.CHANGED
 
 
 def _write(session: Session, plan: _Plan) -> None:
