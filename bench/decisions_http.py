@@ -14,7 +14,7 @@ and the audit chain verifies afterwards.
 A decision's cost does not end with its answer: its notifications are delivered by jobs the
 server's worker runs after the commit (a console card per tenant and commit). The run goes on
 until those jobs are done and reports the CPU per decision with them, and how long after the last
-answer the queue was empty.
+answer the queue was empty. `BENCH_POWERX=/path/to/powerx` serves with another build (A/B).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
         token, recs = _prepare(env, decisions)
         log = (OUT / "decisions-serve.log").open("w")
         command = [
-            str(Path(sys.executable).with_name("powerx")),
+            os.environ.get("BENCH_POWERX", str(Path(sys.executable).with_name("powerx"))),
             "version",
             "serve",
             "--log-level",
