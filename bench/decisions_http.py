@@ -10,6 +10,11 @@ distinct recommendations. Reports both rates, the ratio, latency percentiles, th
 seconds for each part (the whole process tree: with `--workers` the supervisor, which also runs
 the jobs, and its workers), the load average, and checks every 2xx decision has its audit event
 and the audit chain verifies afterwards.
+
+A decision's cost does not end with its answer: its notifications are delivered by jobs the
+server's worker runs after the commit (a console card per tenant and commit). The run goes on
+until those jobs are done and reports the CPU per decision with them, and how long after the last
+answer the queue was empty. `BENCH_POWERX=/path/to/powerx` serves with another build (A/B).
 """
 
 from __future__ import annotations
@@ -36,7 +41,9 @@ from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import create_token
-from powerx_governance.db.session import transaction
+from powerx_governance.db.session import make_engine, transaction
+from powerx_governance.jobs.model import JobStatus
+from powerx_governance.jobs.tables import JobRow
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.scans.model import ScanKind, ScanTrigger
 from powerx_governance.service import GovernanceService
@@ -107,7 +114,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
         token, recs = _prepare(env, decisions)
         log = (OUT / "decisions-serve.log").open("w")
         command = [
-            str(Path(sys.executable).with_name("powerx")),
+            os.environ.get("BENCH_POWERX", str(Path(sys.executable).with_name("powerx"))),
             "version",
             "serve",
             "--log-level",
@@ -134,7 +141,10 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
                 return time.perf_counter() - start, _cpu_seconds(server.pid) - cpu, done
 
             floor_wall, floor_cpu, reads = timed(_get)
+            start_cpu = _cpu_seconds(server.pid)
             wall, server_cpu, results = timed(_post)
+            drained_after = _drain(url)
+            drained_cpu = _cpu_seconds(server.pid) - start_cpu
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -171,6 +181,31 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
         f" chain {'verified' if chain.ok else f'BROKEN at seq {chain.first_bad_seq}: {chain.problem}'}"
         + (f"; refused by status: {dict(refused)}" if refused else "")
     )
+    print(
+        f"  with the jobs they queued (notification deliveries): queue empty {drained_after:.2f} s after"
+        f" the last answer; server cpu {drained_cpu:.2f} s, {1000 * drained_cpu / max(1, len(ok)):.2f} ms"
+        f" per decision; {len(ok) / (wall + drained_after):,.0f} decisions/s with their jobs done"
+    )
+
+
+def _drain(url: str, timeout: float = 900.0) -> float:
+    """Seconds until no job is queued or running any more (the worker polls the queue)."""
+    engine = make_engine(url)
+    start = time.perf_counter()
+    try:
+        while time.perf_counter() - start < timeout:
+            with engine.connect() as connection:
+                waiting = connection.scalar(
+                    select(func.count())
+                    .select_from(JobRow)
+                    .where(JobRow.status.in_((JobStatus.QUEUED.value, JobStatus.RUNNING.value)))
+                )
+            if not waiting:
+                return time.perf_counter() - start
+            time.sleep(0.1)
+        raise SystemExit(f"jobs still waiting {timeout:.0f} s after the decisions")
+    finally:
+        engine.dispose()
 
 
 def _cpu_seconds(pid: int) -> float:

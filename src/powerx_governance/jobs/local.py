@@ -20,6 +20,12 @@ from powerx_governance.jobs.tables import JobRow
 
 log = logging.getLogger("powerx.jobs")
 POSTPONE = timedelta(seconds=2)
+Outcome = Callable[[Session], None]
+"""What to record of a job that ran, written in the next transaction."""
+
+
+def _fail(session: Session, job: queue.ClaimedJob, error: str, now: datetime) -> None:
+    queue.fail(session, job, error, now)
 
 
 def dead_letter(row: JobRow) -> DeadLetter:
@@ -41,29 +47,32 @@ class LocalQueue:
         if runnable is not None:
             tasks = runnable & (tasks if tasks is not None else frozenset(self.handlers.tasks))
         ran = 0
-        while ran < limit:
+        outcome: Outcome | None = None
+        while True:
+            # a job's outcome is written in the transaction that claims the next one: one commit
+            # fewer per job (a burst of decisions leaves about a delivery job each)
             with transaction(self.factory) as session:
-                job = queue.claim(session, self.worker_name, self.clock(), tasks)
+                if outcome is not None:
+                    outcome(session)
+                job = queue.claim(session, self.worker_name, self.clock(), tasks) if ran < limit else None
             if job is None:
                 return ran
-            self._run(job)
+            outcome = self._run(job)
             ran += 1
-        return ran
 
-    def _run(self, job: queue.ClaimedJob) -> None:
+    def _run(self, job: queue.ClaimedJob) -> Outcome:
+        """Run the job; what to record of it (done, failed or postponed), in the caller's transaction."""
         try:
             self.handlers.tasks[job.task](job.payload)
         except self.handlers.postponed:
-            with transaction(self.factory) as session:  # e.g. another scan runs: try again in a moment
-                queue.postpone(session, job, self.clock() + POSTPONE)
-            return
+            until = self.clock() + POSTPONE  # e.g. another scan runs: try again in a moment
+            return lambda session: queue.postpone(session, job, until)
         except Exception as exc:  # a failing job must not kill the worker; it is retried
             log.exception("job failed", extra={"job_id": job.id, "task": job.task})
-            with transaction(self.factory) as session:
-                queue.fail(session, job, f"{type(exc).__name__}: {exc}", self.clock())
-            return
-        with transaction(self.factory) as session:
-            queue.complete(session, job, self.clock())
+            error, failed_at = f"{type(exc).__name__}: {exc}", self.clock()
+            return lambda session: _fail(session, job, error, failed_at)
+        done_at = self.clock()
+        return lambda session: queue.complete(session, job, done_at)
 
     def stats(self) -> QueueStats:
         now = self.clock()
