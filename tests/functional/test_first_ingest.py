@@ -23,6 +23,7 @@ from powerx_governance.db import ordered_ids
 from powerx_governance.db.session import (
     make_engine,
     session_factory,
+    sqlite_indexes_built_after,
     sqlite_page_cache,
     sqlite_url,
     transaction,
@@ -235,3 +236,89 @@ def test_a_failure_inside_the_larger_page_cache_is_the_error_raised_and_the_cach
             assert session.execute(text("PRAGMA cache_size")).scalar_one() == usual
     finally:
         engine.dispose()
+
+
+def _indexes(session: Any) -> list[tuple[str, str]]:
+    found = session.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"))
+    return [tuple(row) for row in found]
+
+
+def _indexed_table(factory: Any) -> list[tuple[str, str]]:
+    with transaction(factory) as session:
+        session.execute(
+            text("CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT UNIQUE, kind TEXT, n INT)")
+        )
+        session.execute(text("CREATE INDEX ix_items_kind ON items (kind, n)"))
+        session.execute(text("CREATE UNIQUE INDEX ix_items_n ON items (n)"))
+        session.execute(text("CREATE TABLE others (id INTEGER PRIMARY KEY, kind TEXT)"))
+        session.execute(text("CREATE INDEX ix_others_kind ON others (kind)"))
+        return _indexes(session)
+
+
+def test_the_secondary_indexes_are_built_after_the_block_that_fills_their_table(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "indexes.db"))
+    factory = session_factory(engine)
+    try:
+        before = _indexes_and_fill(factory)
+        with transaction(factory) as session:
+            assert _indexes(session) == before
+            assert session.execute(text("SELECT count(*) FROM items WHERE kind = 'b'")).scalar_one() == 50
+    finally:
+        engine.dispose()
+
+
+def _indexes_and_fill(factory: Any) -> list[tuple[str, str]]:
+    before = _indexed_table(factory)
+    with transaction(factory) as session, sqlite_indexes_built_after(session, ["items"]):
+        during = {name for name, _ in _indexes(session)}
+        assert during == {name for name, _ in before} - {"ix_items_kind"}  # unique and others' stay
+        session.execute(
+            text("INSERT INTO items (code, kind, n) VALUES (:code, :kind, :n)"),
+            [{"code": f"c{n}", "kind": "ab"[n % 2], "n": n} for n in range(100)],
+        )
+    return before
+
+
+def test_a_failure_inside_the_block_leaves_the_indexes_as_they_were(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "indexes.db"))
+    factory = session_factory(engine)
+    try:
+        before = _indexed_table(factory)
+        with (
+            pytest.raises(OperationalError, match="no such table: no_such_table"),
+            transaction(factory) as session,
+            sqlite_indexes_built_after(session, ["items"]),
+        ):
+            session.execute(text("SELECT * FROM no_such_table"))
+        with transaction(factory) as session:
+            assert _indexes(session) == before
+    finally:
+        engine.dispose()
+
+
+def test_a_first_ingest_leaves_the_indexes_a_migrated_store_has(
+    tmp_path: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+) -> None:
+    def indexes(service: GovernanceService) -> list[tuple[str, str]]:
+        with service.factory() as session:
+            return _indexes(session)
+
+    for name in ("migrated", "ingested"):
+        directory = tmp_path / name
+        directory.mkdir()
+        with (
+            provisioned_database("sqlite", directory, postgres_getter(request)) as url,
+            built_services(url, directory) as build,
+        ):
+            service = build(
+                POWERX_WORKER="0",
+                POWERX_TENANT_SOURCE=str(fleet.manifests),
+                POWERX_CATALOG_SOURCE=str(fleet.catalog),
+            )
+            if name == "migrated":
+                migrated = indexes(service)
+                continue
+            service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+            service.run_pending(tasks=frozenset({SCAN_TASK}))
+            assert len(_rows(service)["recommendations"]) > 100
+            assert indexes(service) == migrated

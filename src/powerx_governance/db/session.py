@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -258,3 +258,39 @@ def plan_each_query(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+@contextmanager
+def sqlite_indexes_built_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
+    """SQLite: the tables' secondary indexes dropped while the block fills them and built again
+    at its end, in the same transaction (SQLite's DDL is transactional: a rollback brings them
+    back as they were). Building an index sorts its keys once; kept up row by row, each insert
+    went into the middle of every index keyed by tenant or plugin. Unique indexes stay (they are
+    the constraints the writes are checked against), and so do those SQLite makes itself. The
+    driver's transaction is opened here if no write has opened it yet (its DDL would commit alone).
+    PostgreSQL: nothing (dropping an index there locks its table against every reader).
+
+    For tables the block fills from empty: a query inside it that needs a dropped index scans."""
+    if session.get_bind().dialect.name != "sqlite":
+        yield
+        return
+    connection = session.connection()
+    found = connection.exec_driver_sql(
+        "SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).all()
+    built = [
+        (name, sql)
+        for table, name, sql in found
+        if table in tables and not sql.lstrip().upper().startswith("CREATE UNIQUE")
+    ]
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("no driver connection inside the transaction")
+    before_driver_write(connection)  # the writer lock, as any write takes it
+    if not raw.in_transaction:  # the driver opens its transaction at a first write, never for DDL
+        raw.execute("BEGIN")
+    for name, _ in built:
+        connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for _, sql in built:
+        connection.exec_driver_sql(sql)
