@@ -17,11 +17,12 @@ from typing import Any
 import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from powerx_governance.db import ordered_ids
 from powerx_governance.db.session import (
     make_engine,
+    postgresql_foreign_keys_checked_after,
     session_factory,
     sqlite_indexes_built_after,
     sqlite_page_cache,
@@ -296,18 +297,35 @@ def test_a_failure_inside_the_block_leaves_the_indexes_as_they_were(tmp_path: Pa
         engine.dispose()
 
 
-def test_a_first_ingest_leaves_the_indexes_a_migrated_store_has(
-    tmp_path: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
-) -> None:
-    def indexes(service: GovernanceService) -> list[tuple[str, str]]:
-        with service.factory() as session:
+def _schema(service: GovernanceService) -> list[tuple[Any, ...]]:
+    """Indexes (SQLite), or constraints and indexes (PostgreSQL, the current schema's)."""
+    with service.factory() as session:
+        if session.get_bind().dialect.name == "sqlite":
             return _indexes(session)
+        constraints = session.execute(
+            text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE connamespace = current_schema()::regnamespace ORDER BY 1, 2"
+            )
+        )
+        indexes = session.execute(
+            text(
+                "SELECT indexname, replace(indexdef, current_schema() || '.', '') FROM pg_indexes"
+                " WHERE schemaname = current_schema() ORDER BY 1"
+            )
+        )
+        return [tuple(row) for row in constraints] + [tuple(row) for row in indexes]
 
+
+def test_a_first_ingest_leaves_the_schema_a_migrated_store_has(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+) -> None:
+    found = {}
     for name in ("migrated", "ingested"):
         directory = tmp_path / name
         directory.mkdir()
         with (
-            provisioned_database("sqlite", directory, postgres_getter(request)) as url,
+            provisioned_database(backend, directory, postgres_getter(request)) as url,
             built_services(url, directory) as build,
         ):
             service = build(
@@ -315,10 +333,60 @@ def test_a_first_ingest_leaves_the_indexes_a_migrated_store_has(
                 POWERX_TENANT_SOURCE=str(fleet.manifests),
                 POWERX_CATALOG_SOURCE=str(fleet.catalog),
             )
-            if name == "migrated":
-                migrated = indexes(service)
-                continue
-            service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
-            service.run_pending(tasks=frozenset({SCAN_TASK}))
-            assert len(_rows(service)["recommendations"]) > 100
-            assert indexes(service) == migrated
+            if name == "ingested":
+                service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+                service.run_pending(tasks=frozenset({SCAN_TASK}))
+                assert len(_rows(service)["notification_entries"]) > 100
+            found[name] = _schema(service)
+    assert any("FOREIGN KEY" in str(row) for row in found["migrated"]) or backend == "sqlite"
+    assert found["ingested"] == found["migrated"]
+
+
+def _parent_and_child(factory: Any) -> list[tuple[Any, ...]]:
+    with transaction(factory) as session:
+        session.execute(text("CREATE TABLE parents (id INT PRIMARY KEY)"))
+        session.execute(
+            text(
+                "CREATE TABLE children (id INT PRIMARY KEY, parent INT REFERENCES parents ON DELETE CASCADE)"
+            )
+        )
+        session.execute(text("INSERT INTO parents VALUES (1), (2)"))
+    with transaction(factory) as session:
+        return _foreign_keys(session)
+
+
+def _foreign_keys(session: Any) -> list[tuple[Any, ...]]:
+    found = session.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
+        )
+    )
+    return [tuple(row) for row in found]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_foreign_keys_checked_after_the_block_check_every_row_it_wrote(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with provisioned_database(backend, tmp_path, postgres_getter(request)) as url:
+        engine = make_engine(url)
+        factory = session_factory(engine)
+        try:
+            before = _parent_and_child(factory)
+            with transaction(factory) as session:
+                with postgresql_foreign_keys_checked_after(session, ["parents", "children"]):
+                    assert _foreign_keys(session) == []
+                    session.execute(text("INSERT INTO children VALUES (1, 1), (2, 2), (3, 1)"))
+                assert _foreign_keys(session) == before
+            with (
+                pytest.raises(IntegrityError, match="children"),
+                transaction(factory) as session,
+                postgresql_foreign_keys_checked_after(session, ["parents", "children"]),
+            ):
+                session.execute(text("INSERT INTO children VALUES (4, 3)"))  # no parent 3
+            with transaction(factory) as session:
+                assert _foreign_keys(session) == before
+                assert session.execute(text("SELECT count(*) FROM children")).scalar_one() == 3
+        finally:
+            engine.dispose()

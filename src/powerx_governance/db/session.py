@@ -294,3 +294,33 @@ def sqlite_indexes_built_after(session: Session, tables: Sequence[str]) -> Itera
     yield
     for _, sql in built:
         connection.exec_driver_sql(sql)
+
+
+@contextmanager
+def postgresql_foreign_keys_checked_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
+    """PostgreSQL: the foreign keys between `tables` (both ends among them) dropped while the block
+    fills them and added again, as they were, at its end, in the same transaction: adding a foreign
+    key checks every row in one set-based statement, and the transaction fails if any is wrong.
+    Checked row by row, each insert ran a query that locked its referenced row (a write of its own).
+    Dropping one locks both its tables against every other session until the transaction ends.
+    SQLite: nothing (its checks read the parent's index, and write nothing)."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    connection = session.connection()
+    found = connection.execute(
+        text(
+            "SELECT child.relname, c.conname, pg_get_constraintdef(c.oid)"
+            " FROM pg_constraint c"
+            " JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid"
+            " WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
+            " AND child.relname = ANY(:tables) AND parent.relname = ANY(:tables)"
+            " ORDER BY child.relname, c.conname"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    for table, name, _ in found:
+        connection.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    yield
+    for table, name, definition in found:
+        connection.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')

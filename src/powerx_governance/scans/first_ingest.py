@@ -32,7 +32,12 @@ from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import store as catalog_store
 from powerx_governance.db.chunks import chunks
-from powerx_governance.db.session import sqlite_indexes_built_after, sqlite_page_cache, transaction
+from powerx_governance.db.session import (
+    postgresql_foreign_keys_checked_after,
+    sqlite_indexes_built_after,
+    sqlite_page_cache,
+    transaction,
+)
 from powerx_governance.inventory import store as inventory_store
 from powerx_governance.inventory.loader import ManifestResult
 from powerx_governance.inventory.tables import TenantRow
@@ -50,7 +55,10 @@ from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluat
 from powerx_governance.scans.scanner import ScanResult, bulk_allocation, scan
 from powerx_governance.sources.interface import TenantSource
 
-FILLED: Final = (  # the tables an ingest fills from empty (their indexes built after)
+# The tables an ingest fills from empty: their SQLite indexes are built after it, and their PostgreSQL
+# foreign keys (and those to `tenants`) checked after it. Not `verdicts`: new ones are committed apart
+# (recommendations/store.py), and dropping a key to them would lock that writer out until this ends.
+FILLED: Final = (
     "installations",
     "recommendations",
     "recommendation_revisions",
@@ -197,6 +205,7 @@ def run_first_ingest(
         transaction(runtime.factory) as session,
         sqlite_page_cache(session, PAGE_CACHE_MIB),
         sqlite_indexes_built_after(session, FILLED),
+        postgresql_foreign_keys_checked_after(session, (*FILLED, "tenants")),
     ):
         engine = evaluation_engine(session, runtime, policy, now)
         intake = _take_in(session, source, engine, now, set_aside)
