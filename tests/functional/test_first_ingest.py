@@ -21,10 +21,10 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from powerx_governance.db import ordered_ids
 from powerx_governance.db.session import (
+    indexes_built_after,
     make_engine,
     postgresql_foreign_keys_checked_after,
     session_factory,
-    sqlite_indexes_built_after,
     sqlite_page_cache,
     sqlite_url,
     transaction,
@@ -270,7 +270,7 @@ def test_the_secondary_indexes_are_built_after_the_block_that_fills_their_table(
 
 def _indexes_and_fill(factory: Any) -> list[tuple[str, str]]:
     before = _indexed_table(factory)
-    with transaction(factory) as session, sqlite_indexes_built_after(session, ["items"]):
+    with transaction(factory) as session, indexes_built_after(session, ["items"]):
         during = {name for name, _ in _indexes(session)}
         assert during == {name for name, _ in before} - {"ix_items_kind"}  # unique and others' stay
         session.execute(
@@ -288,7 +288,7 @@ def test_a_failure_inside_the_block_leaves_the_indexes_as_they_were(tmp_path: Pa
         with (
             pytest.raises(OperationalError, match="no such table: no_such_table"),
             transaction(factory) as session,
-            sqlite_indexes_built_after(session, ["items"]),
+            indexes_built_after(session, ["items"]),
         ):
             session.execute(text("SELECT * FROM no_such_table"))
         with transaction(factory) as session:

@@ -261,39 +261,61 @@ def plan_each_query(session: Session) -> None:
 
 
 @contextmanager
-def sqlite_indexes_built_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
-    """SQLite: the tables' secondary indexes dropped while the block fills them and built again
-    at its end, in the same transaction (SQLite's DDL is transactional: a rollback brings them
-    back as they were). Building an index sorts its keys once; kept up row by row, each insert
-    went into the middle of every index keyed by tenant or plugin. Unique indexes stay (they are
-    the constraints the writes are checked against), and so do those SQLite makes itself. The
+def indexes_built_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
+    """The tables' secondary indexes dropped while the block fills them and built again, as they
+    were, at its end, in the same transaction (DDL is transactional in both stores: a rollback
+    brings them back). Building an index sorts its keys once; kept up row by row, each insert went
+    into the middle of every index keyed by tenant or plugin. Unique indexes stay (they are the
+    constraints the writes are checked against), and so do those SQLite makes itself. SQLite: the
     driver's transaction is opened here if no write has opened it yet (its DDL would commit alone).
-    PostgreSQL: nothing (dropping an index there locks its table against every reader).
+    PostgreSQL: dropping an index locks its table against every other session until the end.
 
     For tables the block fills from empty: a query inside it that needs a dropped index scans."""
-    if session.get_bind().dialect.name != "sqlite":
-        yield
-        return
     connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        built = _postgresql_secondary_indexes(connection, tables)
+    else:
+        built = _sqlite_secondary_indexes(connection, tables)
+        _open_driver_transaction(connection)
+    for name, _ in built:
+        connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for _, definition in built:
+        connection.exec_driver_sql(definition)
+
+
+def _sqlite_secondary_indexes(connection: Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
     found = connection.exec_driver_sql(
         "SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
     ).all()
-    built = [
+    return [
         (name, sql)
         for table, name, sql in found
         if table in tables and not sql.lstrip().upper().startswith("CREATE UNIQUE")
     ]
+
+
+def _postgresql_secondary_indexes(connection: Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
+    found = connection.execute(
+        text(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(:tables)"
+            " AND NOT x.indisunique AND NOT x.indisprimary ORDER BY i.relname"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    return [(name, definition) for name, definition in found]
+
+
+def _open_driver_transaction(connection: Connection) -> None:
+    """SQLite: the driver's transaction begun, with the writer lock, before a DDL statement."""
     raw = connection.connection.dbapi_connection
     if raw is None:
         raise RuntimeError("no driver connection inside the transaction")
     before_driver_write(connection)  # the writer lock, as any write takes it
     if not raw.in_transaction:  # the driver opens its transaction at a first write, never for DDL
         raw.execute("BEGIN")
-    for name, _ in built:
-        connection.exec_driver_sql(f'DROP INDEX "{name}"')
-    yield
-    for _, sql in built:
-        connection.exec_driver_sql(sql)
 
 
 @contextmanager
