@@ -1,7 +1,7 @@
 """DESIGN §8 through the store: full scans of the reference fleet and push-to-update latency.
 
     python -m bench.store_reference [--tenants N] [--backend sqlite|postgresql|both] [--pushes K]
-                                    [--keep] [--reuse URL]
+                                    [--steps ingest,steady,floor,delta] [--keep] [--reuse URL]
 
 For each backend, in a fresh database (SQLite file or a new PostgreSQL schema), one process per
 step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v` reports them):
@@ -10,8 +10,9 @@ step, each measured whole by the kernel (wall and peak RSS, as `/usr/bin/time -v
   floor    a process that only reads every installation back out of the store (DESIGN §8's floor)
   delta    K times: push a critical advisory for the plugin most tenants run, time until the delta
            scan is finished (recommendations updated, notifications queued, scan audited)
-Figures are ratios to the floor measured in the same run. Inside each step, the scan's own
-phase timings are printed too (they leave out interpreter start, imports and set-up).
+Figures are ratios to the floor measured in the same run. Inside each step, the scan's own phase
+timings are printed too (they leave out interpreter start, imports and set-up). `--steps` runs some
+of them, in this order (the others read what `ingest` stored): `--steps ingest` a first ingest alone.
 
 `--keep` keeps the database (its URL is printed); `--reuse URL` runs only the pushes on such a
 database (the reference ingest takes minutes). Each run pushes advisories of its own ids, so runs on
@@ -186,15 +187,18 @@ def step(name: str, url: str, tenants: int, pushes: int) -> dict[str, Any]:
     }
 
 
+STEPS = ("ingest", "steady", "floor", "delta")
+
+
 def run(
-    backend: str, tenants: int, pushes: int, *, keep: bool = False
+    backend: str, tenants: int, pushes: int, wanted: tuple[str, ...] = STEPS, *, keep: bool = False
 ) -> dict[str, tuple[Run, dict[str, Any]]]:
-    """Every step of one backend, each its own process on the same fresh database."""
+    """The `wanted` steps of one backend, each its own process on the same fresh database."""
     dataset(tenants)  # generated (once) before anything is timed
     with database(backend, keep=keep) as url:
         if keep:
             print(f"[{backend}] database kept: --reuse '{url}'")
-        return run_steps(url, tenants, pushes, ("ingest", "steady", "floor", "delta"))
+        return run_steps(url, tenants, pushes, wanted)
 
 
 def run_steps(
@@ -202,7 +206,7 @@ def run_steps(
 ) -> dict[str, tuple[Run, dict[str, Any]]]:
     """The steps `names` on the database at `url`, each its own process."""
     steps: dict[str, tuple[Run, dict[str, Any]]] = {}
-    for name in names:
+    for name in (step for step in STEPS if step in names):
         command = [sys.executable, "-m", "bench.store_reference", "--step", name, "--url", url]
         command += ["--tenants", str(tenants), "--pushes", str(pushes)]
         if name == "floor":
@@ -217,30 +221,37 @@ def _figures(run_: Run) -> str:
 
 
 def _print(backend: str, tenants: int, steps: dict[str, tuple[Run, dict[str, Any]]]) -> None:
-    delta_run, delta = steps["delta"]
-    print(
-        f"[{backend}] {tenants:,} tenants, {delta['recommendations']:,} recommendations;"
-        " whole processes: wall (cpu) peak RSS"
-    )
-    if "floor" in steps:
-        floor, read = steps["floor"]
+    print(f"[{backend}] {tenants:,} tenants; whole processes: wall (cpu) peak RSS")
+    floor = steps["floor"][0] if "floor" in steps else None
+    if floor is not None:
+        read = steps["floor"][1]
         print(
             f"  floor  {_figures(floor)}  a process reading the inventory out of the store"
             f" ({read['installations']:,} installations)"
         )
-        for name in ("ingest", "steady"):
-            run_, r = steps[name]
-            print(
-                f"  {name:6s} {_figures(run_)}  full scan = {run_.seconds / floor.seconds:5.2f}x floor"
-                f" (cpu {run_.cpu_seconds / floor.cpu_seconds:5.2f}x); the scan itself {r['seconds']:.2f} s,"
-                f" {r['status']}, {r['changes']:,} changes {r['timings']}"
-            )
+    for name in ("ingest", "steady"):
+        if name not in steps:
+            continue
+        run_, r = steps[name]
+        ratio = (
+            ""
+            if floor is None
+            else f" full scan = {run_.seconds / floor.seconds:5.2f}x floor"
+            f" (cpu {run_.cpu_seconds / floor.cpu_seconds:5.2f}x);"
+        )
+        print(
+            f"  {name:6s} {_figures(run_)} {ratio} the scan itself {r['seconds']:.2f} s,"
+            f" {r['status']}, {r['findings']:,} findings, {r['changes']:,} changes {r['timings']}"
+        )
+    if "delta" not in steps:
+        return
+    delta_run, delta = steps["delta"]
     print(
         f"  delta  {_figures(delta_run)}  {delta['pushes']} pushes of an advisory for {delta['plugin']}"
         f" ({delta['installations']:,} installations): push -> recommendations updated and notifications"
         f" queued p50 {delta['updated_p50']:.3f} s, p99 {delta['updated_p99']:.3f} s; push -> scan finished"
         f" (its audit record written) p50 {delta['p50']:.3f} s, p99 {delta['p99']:.3f} s,"
-        f" max {delta['max']:.3f} s"
+        f" max {delta['max']:.3f} s; {delta['recommendations']:,} recommendations"
     )
 
 
@@ -249,6 +260,9 @@ def main() -> None:
     parser.add_argument("--tenants", type=int, default=20_000)
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pushes", type=int, default=20)
+    parser.add_argument(
+        "--steps", default=",".join(STEPS), help="comma-separated, of " + ",".join(STEPS) + " (default: all)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the database (for --reuse)")
     parser.add_argument("--reuse", metavar="URL", help="only the pushes, on a database kept by --keep")
     parser.add_argument("--step", choices=["ingest", "steady", "delta"], help=argparse.SUPPRESS)
@@ -261,9 +275,13 @@ def main() -> None:
         backend = "postgresql" if args.reuse.startswith("postgresql") else "sqlite"
         _print(backend, args.tenants, run_steps(args.reuse, args.tenants, args.pushes, ("delta",)))
         return
+    wanted = tuple(step.strip() for step in args.steps.split(","))
+    unknown = set(wanted) - set(STEPS)
+    if unknown:
+        parser.error(f"unknown steps: {', '.join(sorted(unknown))}")
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
-        _print(backend, args.tenants, run(backend, args.tenants, args.pushes, keep=args.keep))
+        _print(backend, args.tenants, run(backend, args.tenants, args.pushes, wanted, keep=args.keep))
 
 
 if __name__ == "__main__":

@@ -17,11 +17,13 @@ from typing import Any
 import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from powerx_governance.db import ordered_ids
 from powerx_governance.db.session import (
+    indexes_built_after,
     make_engine,
+    postgresql_foreign_keys_checked_after,
     session_factory,
     sqlite_page_cache,
     sqlite_url,
@@ -235,3 +237,156 @@ def test_a_failure_inside_the_larger_page_cache_is_the_error_raised_and_the_cach
             assert session.execute(text("PRAGMA cache_size")).scalar_one() == usual
     finally:
         engine.dispose()
+
+
+def _indexes(session: Any) -> list[tuple[str, str]]:
+    found = session.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY name"))
+    return [tuple(row) for row in found]
+
+
+def _indexed_table(factory: Any) -> list[tuple[str, str]]:
+    with transaction(factory) as session:
+        session.execute(
+            text("CREATE TABLE items (id INTEGER PRIMARY KEY, code TEXT UNIQUE, kind TEXT, n INT)")
+        )
+        session.execute(text("CREATE INDEX ix_items_kind ON items (kind, n)"))
+        session.execute(text("CREATE UNIQUE INDEX ix_items_n ON items (n)"))
+        session.execute(text("CREATE TABLE others (id INTEGER PRIMARY KEY, kind TEXT)"))
+        session.execute(text("CREATE INDEX ix_others_kind ON others (kind)"))
+        return _indexes(session)
+
+
+def test_the_secondary_indexes_are_built_after_the_block_that_fills_their_table(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "indexes.db"))
+    factory = session_factory(engine)
+    try:
+        before = _indexes_and_fill(factory)
+        with transaction(factory) as session:
+            assert _indexes(session) == before
+            assert session.execute(text("SELECT count(*) FROM items WHERE kind = 'b'")).scalar_one() == 50
+    finally:
+        engine.dispose()
+
+
+def _indexes_and_fill(factory: Any) -> list[tuple[str, str]]:
+    before = _indexed_table(factory)
+    with transaction(factory) as session, indexes_built_after(session, ["items"]):
+        during = {name for name, _ in _indexes(session)}
+        assert during == {name for name, _ in before} - {"ix_items_kind"}  # unique and others' stay
+        session.execute(
+            text("INSERT INTO items (code, kind, n) VALUES (:code, :kind, :n)"),
+            [{"code": f"c{n}", "kind": "ab"[n % 2], "n": n} for n in range(100)],
+        )
+    return before
+
+
+def test_a_failure_inside_the_block_leaves_the_indexes_as_they_were(tmp_path: Path) -> None:
+    engine = make_engine(sqlite_url(tmp_path / "indexes.db"))
+    factory = session_factory(engine)
+    try:
+        before = _indexed_table(factory)
+        with (
+            pytest.raises(OperationalError, match="no such table: no_such_table"),
+            transaction(factory) as session,
+            indexes_built_after(session, ["items"]),
+        ):
+            session.execute(text("SELECT * FROM no_such_table"))
+        with transaction(factory) as session:
+            assert _indexes(session) == before
+    finally:
+        engine.dispose()
+
+
+def _schema(service: GovernanceService) -> list[tuple[Any, ...]]:
+    """Indexes (SQLite), or constraints and indexes (PostgreSQL, the current schema's)."""
+    with service.factory() as session:
+        if session.get_bind().dialect.name == "sqlite":
+            return _indexes(session)
+        constraints = session.execute(
+            text(
+                "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                " WHERE connamespace = current_schema()::regnamespace ORDER BY 1, 2"
+            )
+        )
+        indexes = session.execute(
+            text(
+                "SELECT indexname, replace(indexdef, current_schema() || '.', '') FROM pg_indexes"
+                " WHERE schemaname = current_schema() ORDER BY 1"
+            )
+        )
+        return [tuple(row) for row in constraints] + [tuple(row) for row in indexes]
+
+
+def test_a_first_ingest_leaves_the_schema_a_migrated_store_has(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+) -> None:
+    found = {}
+    for name in ("migrated", "ingested"):
+        directory = tmp_path / name
+        directory.mkdir()
+        with (
+            provisioned_database(backend, directory, postgres_getter(request)) as url,
+            built_services(url, directory) as build,
+        ):
+            service = build(
+                POWERX_WORKER="0",
+                POWERX_TENANT_SOURCE=str(fleet.manifests),
+                POWERX_CATALOG_SOURCE=str(fleet.catalog),
+            )
+            if name == "ingested":
+                service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+                service.run_pending(tasks=frozenset({SCAN_TASK}))
+                assert len(_rows(service)["notification_entries"]) > 100
+            found[name] = _schema(service)
+    assert any("FOREIGN KEY" in str(row) for row in found["migrated"]) or backend == "sqlite"
+    assert found["ingested"] == found["migrated"]
+
+
+def _parent_and_child(factory: Any) -> list[tuple[Any, ...]]:
+    with transaction(factory) as session:
+        session.execute(text("CREATE TABLE parents (id INT PRIMARY KEY)"))
+        session.execute(
+            text(
+                "CREATE TABLE children (id INT PRIMARY KEY, parent INT REFERENCES parents ON DELETE CASCADE)"
+            )
+        )
+        session.execute(text("INSERT INTO parents VALUES (1), (2)"))
+    with transaction(factory) as session:
+        return _foreign_keys(session)
+
+
+def _foreign_keys(session: Any) -> list[tuple[Any, ...]]:
+    found = session.execute(
+        text(
+            "SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE contype = 'f' AND connamespace = current_schema()::regnamespace"
+        )
+    )
+    return [tuple(row) for row in found]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_foreign_keys_checked_after_the_block_check_every_row_it_wrote(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    with provisioned_database(backend, tmp_path, postgres_getter(request)) as url:
+        engine = make_engine(url)
+        factory = session_factory(engine)
+        try:
+            before = _parent_and_child(factory)
+            with transaction(factory) as session:
+                with postgresql_foreign_keys_checked_after(session, ["parents", "children"]):
+                    assert _foreign_keys(session) == []
+                    session.execute(text("INSERT INTO children VALUES (1, 1), (2, 2), (3, 1)"))
+                assert _foreign_keys(session) == before
+            with (
+                pytest.raises(IntegrityError, match="children"),
+                transaction(factory) as session,
+                postgresql_foreign_keys_checked_after(session, ["parents", "children"]),
+            ):
+                session.execute(text("INSERT INTO children VALUES (4, 3)"))  # no parent 3
+            with transaction(factory) as session:
+                assert _foreign_keys(session) == before
+                assert session.execute(text("SELECT count(*) FROM children")).scalar_one() == 3
+        finally:
+            engine.dispose()

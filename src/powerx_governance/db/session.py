@@ -9,7 +9,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -258,3 +258,91 @@ def plan_each_query(session: Session) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+
+
+@contextmanager
+def indexes_built_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
+    """The tables' secondary indexes dropped while the block fills them and built again, as they
+    were, at its end, in the same transaction (DDL is transactional in both stores: a rollback
+    brings them back). Building an index sorts its keys once; kept up row by row, each insert went
+    into the middle of every index keyed by tenant or plugin. Unique indexes stay (they are the
+    constraints the writes are checked against), and so do those SQLite makes itself. SQLite: the
+    driver's transaction is opened here if no write has opened it yet (its DDL would commit alone).
+    PostgreSQL: dropping an index locks its table against every other session until the end.
+
+    For tables the block fills from empty: a query inside it that needs a dropped index scans."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        built = _postgresql_secondary_indexes(connection, tables)
+    else:
+        built = _sqlite_secondary_indexes(connection, tables)
+        _open_driver_transaction(connection)
+    for name, _ in built:
+        connection.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield
+    for _, definition in built:
+        connection.exec_driver_sql(definition)
+
+
+def _sqlite_secondary_indexes(connection: Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
+    found = connection.exec_driver_sql(
+        "SELECT tbl_name, name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL"
+    ).all()
+    return [
+        (name, sql)
+        for table, name, sql in found
+        if table in tables and not sql.lstrip().upper().startswith("CREATE UNIQUE")
+    ]
+
+
+def _postgresql_secondary_indexes(connection: Connection, tables: Sequence[str]) -> list[tuple[str, str]]:
+    found = connection.execute(
+        text(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid"
+            " WHERE t.relnamespace = current_schema()::regnamespace AND t.relname = ANY(:tables)"
+            " AND NOT x.indisunique AND NOT x.indisprimary ORDER BY i.relname"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    return [(name, definition) for name, definition in found]
+
+
+def _open_driver_transaction(connection: Connection) -> None:
+    """SQLite: the driver's transaction begun, with the writer lock, before a DDL statement."""
+    raw = connection.connection.dbapi_connection
+    if raw is None:
+        raise RuntimeError("no driver connection inside the transaction")
+    before_driver_write(connection)  # the writer lock, as any write takes it
+    if not raw.in_transaction:  # the driver opens its transaction at a first write, never for DDL
+        raw.execute("BEGIN")
+
+
+@contextmanager
+def postgresql_foreign_keys_checked_after(session: Session, tables: Sequence[str]) -> Iterator[None]:
+    """PostgreSQL: the foreign keys between `tables` (both ends among them) dropped while the block
+    fills them and added again, as they were, at its end, in the same transaction: adding a foreign
+    key checks every row in one set-based statement, and the transaction fails if any is wrong.
+    Checked row by row, each insert ran a query that locked its referenced row (a write of its own).
+    Dropping one locks both its tables against every other session until the transaction ends.
+    SQLite: nothing (its checks read the parent's index, and write nothing)."""
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    connection = session.connection()
+    found = connection.execute(
+        text(
+            "SELECT child.relname, c.conname, pg_get_constraintdef(c.oid)"
+            " FROM pg_constraint c"
+            " JOIN pg_class child ON child.oid = c.conrelid JOIN pg_class parent ON parent.oid = c.confrelid"
+            " WHERE c.contype = 'f' AND c.connamespace = current_schema()::regnamespace"
+            " AND child.relname = ANY(:tables) AND parent.relname = ANY(:tables)"
+            " ORDER BY child.relname, c.conname"
+        ),
+        {"tables": list(tables)},
+    ).all()
+    for table, name, _ in found:
+        connection.exec_driver_sql(f'ALTER TABLE "{table}" DROP CONSTRAINT "{name}"')
+    yield
+    for table, name, definition in found:
+        connection.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')

@@ -24,6 +24,10 @@ from powerx_governance.times import iso
 _ANNOUNCED: Final = frozenset(
     {RecommendationChange.OPENED, RecommendationChange.ESCALATED, RecommendationChange.REOPENED}
 )
+# Each change's risk and change as the event takes them, by dict look-up: `Severity(...)` and an enum
+# member's `.value` cost a few microseconds each, paid for every finding a first ingest opens
+_RISKS: Final = {s.value: s for s in Severity}
+_CHANGES: Final = {c: c.value for c in RecommendationChange}
 _ANNOUNCE_EVERY: Final = 20_000  # changes announced at a time (one `record_events` call each)
 
 
@@ -83,15 +87,16 @@ def _announce(
 ) -> None:
     unrouted = [c.recommendation_id for c in wanted if not c.routed]
     routes = _routes_of(session, unrouted) if unrouted else {}
+    finding, risks, changes = EventKind.FINDING, _RISKS, _CHANGES  # enum look-ups, once per piece
     events = [
         NewEvent(
             dedupe_key=_finding_key(c),
-            kind=EventKind.FINDING,
-            risk=Severity(c.risk_level),
+            kind=finding,
+            risk=risks[c.risk_level],
             triggered_at=triggered_at,
             tenant_uuid=c.tenant_uuid,
             recommendation_id=c.recommendation_id,
-            change=c.change.value,
+            change=changes[c.change],
             route=c.route if c.routed else routes.get(c.recommendation_id),
             data={
                 "revision": c.revision,

@@ -66,14 +66,15 @@ def next_digest(period: DigestPeriod, now: datetime, routes: RoutesConfig) -> da
     return today if today > now else today + timedelta(days=1)
 
 
-def _assign(
-    routes: RoutesConfig, event: NewEvent, tenant_key: str | None, now: datetime
+def _wanting(
+    routes: RoutesConfig, route: str | None, kind: EventKind, risk: Severity, now: datetime
 ) -> list[_Assignment]:
+    """The assignment of each recipient of `route` who wants such events, whichever their tenant."""
     found: dict[str, _Assignment] = {}
-    for recipient in routes.recipients_for(event.route):
-        if recipient.id in found or not recipient.covers(event.tenant_uuid, tenant_key):
+    for recipient in routes.recipients_for(route):
+        if recipient.id in found:
             continue
-        mode = recipient.mode_for(event.kind, event.risk)
+        mode = recipient.mode_for(kind, risk)
         if mode is EntryMode.IMMEDIATE:
             found[recipient.id] = _Assignment(recipient, mode, now)
         elif mode is EntryMode.DIGEST:
@@ -146,7 +147,10 @@ def _event_row(event: NewEvent, event_id: str, now: datetime) -> dict[str, Any]:
 
 
 def _message_kind(kind: EventKind) -> MessageKind:
-    return MessageKind(kind.value)
+    return _MESSAGE_KINDS[kind]
+
+
+_MESSAGE_KINDS: Final = {k: MessageKind(k.value) for k in EventKind}  # looked up for every event
 
 
 @dataclass
@@ -210,7 +214,7 @@ def _immediate_delivery(
     # on the console (a card each); other events each get their own message.
     batch: dict[tuple[str, str | None, str], str] = writes.batch if _batched(event, recipient) else {}
     kind = _message_kind(event.kind)
-    slot = (recipient.id, event.tenant_uuid, kind.value)
+    slot = (recipient.id, event.tenant_uuid, kind)  # a str enum: the same key as its value
     found = batch.get(slot)
     if found is None:
         row = delivery_row(
@@ -280,6 +284,30 @@ def insert_events(session: Session, rows: Sequence[dict[str, Any]]) -> set[str]:
     return {row["id"] for row in rows}
 
 
+def _assigned(
+    routes: RoutesConfig, events: Sequence[NewEvent], keys: dict[str, str | None], now: datetime
+) -> list[tuple[NewEvent, list[_Assignment]]]:
+    """Each event some recipient wants, with its assignments (`keys`: each tenant's key)."""
+    assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
+    wanting: dict[tuple[Any, ...], list[_Assignment]] = {}  # and a handful of (route, kind, risk)
+    wanted = []
+    for event in events:
+        key = keys.get(event.tenant_uuid or "")
+        slot = (event.route, event.tenant_uuid, key, event.kind, event.risk)
+        assigned = assignments.get(slot)
+        if assigned is None:
+            of = (event.route, event.kind, event.risk)
+            candidates = wanting.get(of)
+            if candidates is None:
+                candidates = wanting[of] = _wanting(routes, *of, now)
+            assigned = assignments[slot] = [
+                a for a in candidates if a.recipient.covers(event.tenant_uuid, key)
+            ]
+        if assigned:
+            wanted.append((event, assigned))
+    return wanted
+
+
 def record_events(
     session: Session,
     runtime: NotificationRuntime,
@@ -305,16 +333,7 @@ def record_events(
         if missing:
             tenant_keys.update(dict.fromkeys(missing) | _tenant_keys(session, missing))
         keys = tenant_keys
-    assignments: dict[tuple[Any, ...], list[_Assignment]] = {}  # a fleet scan repeats a few per tenant
-    wanted = []
-    for event in fresh:
-        key = keys.get(event.tenant_uuid or "")
-        slot = (event.route, event.tenant_uuid, key, event.kind, event.risk)
-        assigned = assignments.get(slot)
-        if assigned is None:
-            assigned = assignments[slot] = _assign(runtime.routes, event, key, now)
-        if assigned:
-            wanted.append((event, assigned))
+    wanted = _assigned(runtime.routes, fresh, keys, now)
     planned = [
         (e, event_id, a) for (e, a), event_id in zip(wanted, time_ordered_ids(len(wanted)), strict=True)
     ]
@@ -391,15 +410,17 @@ def _insert_many_events(
     table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
     repeated = table.repeated
     created = repeated("created_at", now)
+    kinds = {k: repeated("kind", k.value) for k in EventKind}  # an enum's `.value` costs a call per row
+    risks = {r: repeated("risk_level", r.value) for r in Severity}
     rows = [
         (
             event_id,
             e.dedupe_key,
-            repeated("kind", e.kind.value),
+            kinds[e.kind],
             e.tenant_uuid,
             e.recommendation_id,
             e.change,
-            repeated("risk_level", e.risk.value),
+            risks[e.risk],
             e.route,
             table.document("data", e.data),
             repeated("triggered_at", e.triggered_at),
