@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
-from sqlalchemy import select
+from sqlalchemy import String, any_, bindparam, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -86,16 +87,25 @@ def _unseen(session: Session, events: Sequence[NewEvent], *, unstored: bool = Fa
     """Events whose dedupe key is neither stored nor repeated earlier in the list (`unstored`: the
     caller knows none is stored, `none_stored`)."""
     by_key = {e.dedupe_key: e for e in reversed(events)}  # reversed: the first occurrence wins
-    stored: set[str] = set()
     if unstored or (len(by_key) > FEW and none_stored(session, by_key)):
         return list(reversed(by_key.values()))  # a fleet's first findings: one lookup, not thousands
-    for part in chunks(list(by_key), 500):
-        stored.update(
-            session.execute(
-                select(NotificationEventRow.dedupe_key).where(NotificationEventRow.dedupe_key.in_(part))
-            ).scalars()
-        )
+    stored = _stored_keys(session, list(by_key))
     return [e for key, e in reversed(by_key.items()) if key not in stored]
+
+
+def _stored_keys(session: Session, keys: list[str]) -> set[str]:
+    """The dedupe keys among `keys` some stored event has. PostgreSQL: one statement, `= ANY` of an
+    array (each piece of a first ingest's announcement, 20,000 keys, took 40 statements as `IN` lists
+    of 500, most of their time spent building and sending the parameters). SQLite: `IN` lists of 500,
+    answered in the process."""
+    key = NotificationEventRow.dedupe_key
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = bindparam("keys", keys, type_=ARRAY(String))
+        return set(session.execute(select(key).where(key == any_(wanted))).scalars())
+    stored: set[str] = set()
+    for part in chunks(keys, 500):
+        stored.update(session.execute(select(key).where(key.in_(part))).scalars())
+    return stored
 
 
 def none_stored(session: Session, keys: Iterable[str]) -> bool:
