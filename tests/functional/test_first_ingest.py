@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from bench.synthetic import SyntheticSet, generate
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from powerx_governance.db import ordered_ids
@@ -30,6 +30,8 @@ from powerx_governance.db.session import (
     transaction,
 )
 from powerx_governance.notifications import announce
+from powerx_governance.notifications.model import EventKind
+from powerx_governance.notifications.tables import NotificationEventRow
 from powerx_governance.scans import first_ingest
 from powerx_governance.scans.model import ScanKind, ScanStatus, ScanTrigger
 from powerx_governance.scans.request import SCAN_TASK
@@ -103,8 +105,13 @@ def _rows(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def _first_ingest(
-    backend: Backend, directory: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+    backend: Backend,
+    directory: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    before: Callable[[GovernanceService], None] = lambda _: None,
 ) -> tuple[dict[str, list[tuple[Any, ...]]], ScanRow]:
+    """The fleet's first ingest into a new store (`before`: what the store holds first)."""
     directory.mkdir()
     with (
         provisioned_database(backend, directory, postgres_getter(request)) as url,
@@ -116,6 +123,7 @@ def _first_ingest(
             POWERX_TENANT_SOURCE=str(fleet.manifests),
             POWERX_CATALOG_SOURCE=str(fleet.catalog),
         )
+        before(service)
         scan_id = service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
         service.run_pending(tasks=frozenset({SCAN_TASK}))
         with service.factory() as session:
@@ -179,6 +187,72 @@ def test_findings_announced_in_pieces_are_announced_as_at_once(
     assert len(at_once["events"]) > 100
     for name in ANNOUNCED:
         assert in_pieces[name] == at_once[name], name
+
+
+@contextmanager
+def _dedupe_lookups() -> Iterator[list[str]]:
+    """The statements (of any engine) that look dedupe keys up among stored events, while it runs."""
+    found: list[str] = []
+
+    def seen(_connection: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("SELECT notification_events.dedupe_key"):
+            found.append(statement)
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        yield found
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # PostgreSQL orders keys by its collation
+def test_findings_announced_in_pieces_are_looked_up_once_for_all_pieces(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Decimal ids interleave as text (`finding:1:opened` sorts after `finding:100:opened`): the range
+    of a later piece's keys takes in keys earlier pieces wrote, so each piece looked its keys up."""
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 9)
+    with _dedupe_lookups() as lookups:
+        announced = _first_ingest(backend, tmp_path / "store", request, fleet)[0]
+    assert len(announced["events"]) > 100
+    assert len(lookups) == 1  # the range of all the keys, before the first piece
+
+
+HELD = "finding:20:opened"  # say, left by a tenant deleted since (its recommendations with it)
+
+
+def _holding_an_event(service: GovernanceService) -> None:
+    with transaction(service.factory) as session:
+        session.add(
+            NotificationEventRow(
+                id=str(uuid.uuid4()),
+                dedupe_key=HELD,
+                kind=EventKind.FINDING.value,
+                risk_level="high",
+                data={},
+                triggered_at=FakeClock()(),
+                created_at=FakeClock()(),
+            )
+        )
+
+
+def test_a_first_ingest_in_pieces_never_announces_a_key_the_store_holds(
+    backend: Backend,
+    tmp_path: Path,
+    request: pytest.FixtureRequest,
+    fleet: SyntheticSet,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(announce, "_ANNOUNCE_EVERY", 9)
+    clean = _first_ingest(backend, tmp_path / "clean", request, fleet)[0]["events"]
+    held = _first_ingest(backend, tmp_path / "held", request, fleet, _holding_an_event)[0]["events"]
+    assert [e for e in held if e[0] != HELD] == [e for e in clean if e[0] != HELD]
+    assert [e[3] for e in held if e[0] == HELD] == [None]  # the one held, no recommendation's
+    assert [e[3] for e in clean if e[0] == HELD] == [20]
 
 
 def test_a_scan_of_a_store_holding_tenants_is_not_a_first_ingest(

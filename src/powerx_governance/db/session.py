@@ -253,7 +253,7 @@ def plan_each_query(session: Session) -> None:
     For a transaction that fills a table it then queries (a first ingest announcing ~740,000
     findings a piece at a time): the driver prepares a statement run five times, and the plan
     PostgreSQL then keeps was made while the table was still empty, a scan of the whole table, so
-    each later piece's `IN (...)` lookups read everything written so far (a 20,000-tenant first
+    each later piece's lookups of its keys read everything written so far (a 20,000-tenant first
     ingest ran for over 13 minutes instead of about 3). SQLite plans each statement anyway.
     """
     if session.get_bind().dialect.name == "postgresql":

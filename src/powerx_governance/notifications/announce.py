@@ -14,7 +14,7 @@ from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import plan_each_query
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
-from powerx_governance.notifications.outbox import NewEvent, record_events
+from powerx_governance.notifications.outbox import NewEvent, none_stored, record_events
 from powerx_governance.notifications.runtime import NotificationRuntime
 from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.store import Change, ChangeSet
@@ -70,11 +70,13 @@ def on_recommendation_changes(
         for c in changes.changes
         if c.change in _ANNOUNCED and c.previous_state != RecommendationState.IGNORED.value
     ]
-    if len(wanted) > _ANNOUNCE_EVERY:  # later pieces look up what earlier ones wrote
-        plan_each_query(session)
+    unstored = False  # none of the keys stored before the first piece: no piece looks them up
+    if len(wanted) > _ANNOUNCE_EVERY:
+        plan_each_query(session)  # later pieces that look keys up find what earlier ones wrote
+        unstored = none_stored(session, map(_finding_key, wanted))
     keys: dict[str, str | None] = {}  # each tenant's key, looked up once for every piece
     for part in chunks(wanted, _ANNOUNCE_EVERY):
-        _announce(runtime, session, part, now, triggered_at, keys)
+        _announce(runtime, session, part, now, triggered_at, keys, unstored=unstored)
 
 
 def _announce(
@@ -84,6 +86,8 @@ def _announce(
     now: datetime,
     triggered_at: datetime,
     tenant_keys: dict[str, str | None],
+    *,
+    unstored: bool,
 ) -> None:
     unrouted = [c.recommendation_id for c in wanted if not c.routed]
     routes = _routes_of(session, unrouted) if unrouted else {}
@@ -108,7 +112,7 @@ def _announce(
         )
         for c in wanted
     ]
-    record_events(session, runtime, events, now, tenant_keys=tenant_keys)
+    record_events(session, runtime, events, now, tenant_keys=tenant_keys, unstored=unstored)
 
 
 def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str | None]:

@@ -14,7 +14,7 @@ from powerx_governance.db.session import transaction
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.outbox import NewEvent, record_events
-from powerx_governance.notifications.tables import NotificationEventRow
+from powerx_governance.notifications.tables import NotificationEntryRow, NotificationEventRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
 from tests.functional.notifications.fleet import write_fleet
@@ -75,6 +75,20 @@ def test_a_large_announcement_skips_exactly_the_keys_already_stored(
     ]
     with service.factory() as session:
         assert session.scalar(select(func.count()).select_from(NotificationEventRow)) == 380
+
+
+def test_events_said_unstored_still_skip_a_key_an_earlier_call_wrote(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """`unstored` spares the lookup, never the guarantee: the unique key skips a repeated one."""
+    service, now = _console_service(make_service, tmp_path)
+    with transaction(service.factory) as session:
+        assert record_events(session, service.notifications, _alerts("a", range(100)), now) == 100
+        again = _alerts("a", range(90, 190))  # 90-99: written by the call before, in this transaction
+        assert record_events(session, service.notifications, again, now, unstored=True) == 90
+    assert sorted(_stored(service.factory)) == [f"alert:a:{n:04d}" for n in range(190)]
+    with service.factory() as session:
+        assert session.scalar(select(func.count()).select_from(NotificationEntryRow)) == 190
 
 
 def _data(n: int) -> dict[str, object]:
