@@ -5,7 +5,8 @@ After each push (changed, escalated, decided, resolved, reopened recommendations
 recommendation's digest is the one computed afresh from its stored columns, every tenant's kept sums
 are the ones summed afresh from its rows, decided recommendations keep their state, and a full scan
 afterwards finds nothing to change; the fleet's kept sums are those of its tenants, and the scan's
-report digest made from them is the one made from the rows. Real service on a SQLite file or a PostgreSQL schema.
+report digest made from them is the one made from the rows. Real service on a SQLite file or a
+PostgreSQL schema.
 """
 
 from __future__ import annotations

@@ -302,20 +302,21 @@ def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dic
     }
 
 
-def kept_fleet_findings(session: Session) -> FleetFindings:
-    """Every tenant's kept sums added up, as the writes keep them (`fleet_findings`)."""
+def kept_fleet_findings(session: Session, *, for_update: bool = False) -> FleetFindings:
+    """Every tenant's kept sums added up, as the writes keep them (`fleet_findings`); `for_update`:
+    the row locked until the transaction ends (PostgreSQL)."""
     f = FleetFindingsRow
     stmt = select(f.findings, f.report_sum, sql_cast(f.by_risk, Text), sql_cast(f.by_action, Text))
-    findings, report_sum, by_risk, by_action = session.execute(stmt.where(f.id == 1)).one()
+    stmt = stmt.where(f.id == 1)
+    found = session.execute(stmt.with_for_update() if for_update else stmt).one()
+    findings, report_sum, by_risk, by_action = found
     return FleetFindings.from_row(findings, report_sum, _COUNTS.decode(by_risk), _COUNTS.decode(by_action))
 
 
 def _add_to_fleet(session: Session, change: FleetFindings) -> None:
-    """Count `change` into the fleet's sums. The row is locked first (PostgreSQL), so writes in
-    concurrent transactions (a sharded scan's) add up instead of overwriting each other."""
-    f = FleetFindingsRow
-    session.execute(select(f.id).where(f.id == 1).with_for_update())
-    fleet = kept_fleet_findings(session)
+    """Count `change` into the fleet's sums, read locked: writes in concurrent transactions (a
+    sharded scan's) add up instead of overwriting each other."""
+    fleet = kept_fleet_findings(session, for_update=True)
     fleet.add(change)
     _store_fleet(session, fleet)
 
