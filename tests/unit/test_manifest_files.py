@@ -115,7 +115,9 @@ def test_the_directory_is_searched_as_sorted_rglob_does(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("where", [".", "fleet", "fleet/", "./fleet"])
-def test_files_are_named_as_their_paths_print(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str) -> None:
+def test_files_are_named_as_their_paths_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
     """A report names a manifest file by `str()` of its path: relative to `.` without a `./`."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "fleet" / "eu").mkdir(parents=True)

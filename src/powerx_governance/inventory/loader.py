@@ -199,7 +199,7 @@ def _read_manifest(path: str) -> bytes:
 
 def _from_file(path: str) -> Iterator[ManifestResult]:
     """The manifests of one file, each named by `path` (or by its place in it)."""
-    if _suffix(os.path.basename(path)) in (".jsonl", ".ndjson"):
+    if _suffix(path.rpartition("/")[2]) in (".jsonl", ".ndjson"):
         yield from _from_jsonl(Path(path))
         return
     try:
