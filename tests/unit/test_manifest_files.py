@@ -102,7 +102,7 @@ def test_the_directory_is_searched_as_sorted_rglob_does(tmp_path: Path) -> None:
     (root / "linked-file.json").symlink_to(outside / "linked.json")
     (root / "dangling.json").symlink_to(tmp_path / "missing.json")
     expected = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES)
-    assert manifest_files(root) == expected
+    assert manifest_files(root) == [str(p) for p in expected]
     assert [p.relative_to(root).as_posix() for p in expected] == [
         ".hidden/z.yml",
         "a/b/x.json",
@@ -112,6 +112,21 @@ def test_the_directory_is_searched_as_sorted_rglob_does(tmp_path: Path) -> None:
         "e.ndjson",
         "linked-file.json",
     ]
+
+
+@pytest.mark.parametrize("where", [".", "fleet", "fleet/", "./fleet"])
+def test_files_are_named_as_their_paths_print(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """A report names a manifest file by `str()` of its path: relative to `.` without a `./`."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "fleet" / "eu").mkdir(parents=True)
+    for name in ("fleet/a.json", "fleet/eu/b.yaml"):
+        (tmp_path / name).write_text("{}")
+    root = Path(where)
+    expected = sorted(p for p in root.rglob("*") if p.is_file())
+    assert manifest_files(root) == [str(p) for p in expected]
+    assert [item.source for item in load_manifests(root)] == [str(p) for p in expected]
 
 
 def test_a_manifest_file_that_cannot_be_read_is_a_problem_of_its_tenant(tmp_path: Path) -> None:

@@ -177,14 +177,14 @@ def _typed_manifest(data: bytes) -> TenantManifest | None:
         return None
 
 
-def _read_manifest(path: Path) -> bytes:
+def _read_manifest(path: str) -> bytes:
     """`read_bytes(path)` in one open, one fstat and one read (a tenant directory export has a file per
     tenant: pathlib's stat, buffered open and read loop cost more than decoding a small manifest).
     Anything unusual (an error, a file over the limit or growing) takes `read_bytes`, for its errors."""
     try:
         descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
-        return read_bytes(path, limit=MAX_DOCUMENT_BYTES)
+        return read_bytes(Path(path), limit=MAX_DOCUMENT_BYTES)
     try:
         size = os.fstat(descriptor).st_size
         data = os.read(descriptor, size + 1) if size <= MAX_DOCUMENT_BYTES else None
@@ -193,38 +193,40 @@ def _read_manifest(path: Path) -> bytes:
     finally:
         os.close(descriptor)
     if data is None or len(data) > size:
-        return read_bytes(path, limit=MAX_DOCUMENT_BYTES)
+        return read_bytes(Path(path), limit=MAX_DOCUMENT_BYTES)
     return data
 
 
-def _from_file(path: Path) -> Iterator[ManifestResult]:
-    if path.suffix in (".jsonl", ".ndjson"):
-        yield from _from_jsonl(path)
+def _from_file(path: str) -> Iterator[ManifestResult]:
+    """The manifests of one file, each named by `path` (or by its place in it)."""
+    if _suffix(path.rpartition("/")[2]) in (".jsonl", ".ndjson"):
+        yield from _from_jsonl(Path(path))
         return
     try:
         data = _read_manifest(path)
         typed = _typed_manifest(data)
-        raw = parse_document(data, str(path)) if typed is None else None
+        raw = parse_document(data, path) if typed is None else None
     except InputError as exc:
         problem = exc.problem
         yield ManifestResult(
-            str(path),
+            path,
             None,
-            InputProblem(problem.source, problem.record, problem.field, problem.error, path.stem),
+            InputProblem(problem.source, problem.record, problem.field, problem.error, Path(path).stem),
         )
         return
     if typed is not None:
-        yield _result(typed, str(path))
+        yield _result(typed, path)
         return
     items = raw if isinstance(raw, list) else [raw]
     for k, item in enumerate(items):
-        yield manifest_from_data(item, str(path) if len(items) == 1 else f"{path}[{k}]")
+        yield manifest_from_data(item, path if len(items) == 1 else f"{path}[{k}]")
 
 
-def manifest_files(directory: Path) -> list[Path]:
+def manifest_files(directory: Path) -> list[str]:
     """The manifest files under `directory`, searched recursively, in path order: what
     `sorted(directory.rglob("*"))` finds (linked directories are not entered), without a stat
-    per file (directory entries say what they are)."""
+    per file (directory entries say what they are); each as `str()` of its path (a `Path` per
+    file of a directory export costs more than decoding a small manifest)."""
     found: list[tuple[str, ...]] = []
     pending: list[tuple[str, ...]] = [()]
     while pending:
@@ -238,7 +240,8 @@ def manifest_files(directory: Path) -> list[Path]:
                         found.append((*parts, entry.name))
         except PermissionError:
             continue  # an unreadable directory is skipped, as rglob skips it
-    return [directory.joinpath(*parts) for parts in sorted(found)]
+    prefix = str(directory / "_")[:-1]  # how pathlib joins a name to it ("" for ".", "/" for "/")
+    return [prefix + "/".join(parts) for parts in sorted(found)]
 
 
 def _suffix(name: str) -> str:
@@ -253,7 +256,7 @@ def load_manifests(path: Path) -> Iterator[ManifestResult]:
         for child in manifest_files(path):
             yield from _from_file(child)
     elif path.is_file():
-        yield from _from_file(path)
+        yield from _from_file(str(path))
     else:
         raise InputError(InputProblem(str(path), None, None, "no such file or directory"))
 
@@ -263,17 +266,17 @@ class ManifestPart:
     """A contiguous part of the manifests under a path, in the order `load_manifests` reads them:
     whole files, or the lines of one JSON-lines file in bytes [start, end)."""
 
-    files: tuple[Path, ...]
+    files: tuple[str | Path, ...]
     start: int = 0
     end: int | None = None
 
     def load(self) -> Iterator[ManifestResult]:
         """The part's manifests, each named as `load_manifests` names it."""
         if self.end is not None:
-            yield from _from_jsonl(self.files[0], self.start, self.end)
+            yield from _from_jsonl(Path(self.files[0]), self.start, self.end)
             return
         for path in self.files:
-            yield from _from_file(path)
+            yield from _from_file(str(path))
 
 
 def split_manifests(path: Path, parts: int) -> list[ManifestPart]:

@@ -3,6 +3,8 @@
 Work is done once per distinct combination and cached: eligibility per (plugin, core, channel,
 host, track), verdicts per (plugin, installed version, eligible set and its matrix warnings,
 applicable policy). The cost of a scan therefore grows with distinct combinations, not with tenants.
+Tenant contexts that see a plugin alike (equal eligible set, matrix warnings and policy) share a
+`Route`, so an installed version met in one of them is looked up, not worked out, in the others.
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ class Eligibility:
     warnings: dict[int, tuple[str, ...]]
 
 
+class Route:
+    """How one plugin is evaluated in the tenant contexts that see it alike: the plugin, its eligible
+    releases and the policy that applies, with the verdict of each installed version met so far."""
+
+    __slots__ = ("eligible", "plugin", "policy", "verdicts")
+
+    def __init__(self, plugin: PluginIndex, eligible: Eligibility, policy: AppliedPolicy) -> None:
+        self.plugin, self.eligible, self.policy = plugin, eligible, policy
+        self.verdicts: dict[str, Verdict] = {}  # by installed version, as the manifest spells it
+
+
 @dataclass(frozen=True, slots=True)
 class TenantContext:
     """A tenant's facts as evaluation sees them, resolved once per tenant per scan.
@@ -104,7 +117,8 @@ class PolicyEngine:
         self._contexts: dict[tuple[object, ...], int] = {}
         self._policies: dict[tuple[int, str], AppliedPolicy] = {}
         self._verdicts: dict[tuple[object, ...], Verdict] = {}
-        self._by_facts: dict[tuple[str, str, Channel, int], Verdict | None] = {}
+        self._routes: dict[tuple[int, str, Channel], Route | None] = {}  # None: not in the catalog
+        self._shared_routes: dict[tuple[object, ...], Route] = {}
 
     @property
     def distinct_combinations(self) -> int:
@@ -161,28 +175,42 @@ class PolicyEngine:
     def evaluate(self, ctx: TenantContext, installation: Installation) -> Verdict | None:
         """The verdict for one installation of a validated manifest; None when the plugin is unknown.
 
-        Keyed on the raw facts first, so a fleet where thousands of tenants share a combination
-        pays one dictionary lookup per installation.
+        Looked up through the installation's route first, so a fleet where thousands of tenants
+        share a combination pays two dictionary lookups per installation.
         """
-        fast_key = (installation.plugin_id, installation.version, installation.channel, ctx.id)
-        verdict = self._by_facts.get(fast_key)
-        if verdict is None and fast_key not in self._by_facts:
-            verdict = self._by_facts[fast_key] = self._evaluate(ctx, installation)
+        facts = (ctx.id, installation.plugin_id, installation.channel)
+        route = self._routes.get(facts)
+        if route is None:
+            if facts in self._routes:
+                return None
+            route = self._routes[facts] = self._route(ctx, installation)
+            if route is None:
+                return None
+        verdict = route.verdicts.get(installation.version)
+        if verdict is None:
+            verdict = route.verdicts[installation.version] = self._verdict(route, installation.version)
         return verdict
 
-    def _evaluate(self, ctx: TenantContext, installation: Installation) -> Verdict | None:
+    def _route(self, ctx: TenantContext, installation: Installation) -> Route | None:
         plugin = self.index.plugins.get(installation.plugin_id)
         if plugin is None:
             return None
-        version = parse_version(installation.version)
         policy = self.policy_for(ctx, installation.plugin_id)
-        channel = policy.channel or installation.channel
-        eligible = self.eligibility(plugin, ctx.core, channel, ctx.host)
+        eligible = self.eligibility(plugin, ctx.core, policy.channel or installation.channel, ctx.host)
+        key = (installation.plugin_id, eligible.indices, tuple(eligible.warnings.items()), policy.key)
+        route = self._shared_routes.get(key)
+        if route is None:
+            route = self._shared_routes[key] = Route(plugin, eligible, policy)
+        return route
+
+    def _verdict(self, route: Route, installed: str) -> Verdict:
+        plugin, eligible = route.plugin, route.eligible
+        version = parse_version(installed)
         indices = eligible.indices[bisect_left(eligible.indices, plugin.first_above(version)) :]
-        key = (plugin.plugin.plugin_id, version.key, indices, policy.key, _warned(eligible, indices))
+        key = (plugin.plugin.plugin_id, version.key, indices, route.policy.key, _warned(eligible, indices))
         verdict = self._verdicts.get(key)
         if verdict is None:
-            verdict = self._verdicts[key] = self._decide(plugin, version, indices, eligible, policy)
+            verdict = self._verdicts[key] = self._decide(plugin, version, indices, eligible, route.policy)
         return verdict
 
     def _decide(

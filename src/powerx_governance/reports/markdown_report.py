@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -51,6 +50,7 @@ _RIGHT_ALIGNED: Final = frozenset({"Priority"})
 # "_" is left alone: it never emphasises inside a word (snake_case actions, plugin ids).
 _MARKDOWN_SPECIALS: Final = re.compile(r"([\\`*\[\]<>|])")
 _LINE_BREAKS: Final = re.compile(r"\r\n|\r|\n")
+_TO_ESCAPE: Final = re.compile(r"[\\`*\[\]<>|\r\n]")  # what either of the two above would change
 
 
 class MarkdownWriter:
@@ -105,8 +105,7 @@ class MarkdownWriter:
             text += _table_line(_COLUMNS) + "\n"
             text += _table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n"
             self._out.write(text.encode())
-            self._rows.seek(0)
-            shutil.copyfileobj(self._rows, self._out)
+            append_file(self._out, self._rows)
             for part in self._parts:
                 append_file(self._out, part)
         else:
@@ -178,6 +177,8 @@ def error_text(error: Mapping[str, Any]) -> str:
 
 def escape(text: str) -> str:
     """Escape text for a Markdown table cell: no cell breaks, no markup, line breaks as <br>."""
+    if _TO_ESCAPE.search(text) is None:
+        return text  # most cells: one scan of the text instead of two substitutions
     return _LINE_BREAKS.sub("<br>", _MARKDOWN_SPECIALS.sub(r"\\\1", text))
 
 

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
-from typing import Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
+from typing import IO, Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
 
 import msgspec
 
@@ -219,7 +219,7 @@ class PartWriter(ReportWriter, Protocol):
         ...
 
 
-def append_file(out: BinaryIO, body: BinaryIO, skip: int = 0) -> None:
+def append_file(out: BinaryIO, body: IO[bytes], skip: int = 0) -> None:
     """Append `body` from byte `skip` on to `out`: in the kernel (sendfile) when both are files."""
     size = body.seek(0, os.SEEK_END)
     out.flush()
@@ -231,7 +231,7 @@ def append_file(out: BinaryIO, body: BinaryIO, skip: int = 0) -> None:
     shutil.copyfileobj(body, out)
 
 
-def _send(out: BinaryIO, body: BinaryIO, offset: int, size: int) -> bool:
+def _send(out: BinaryIO, body: IO[bytes], offset: int, size: int) -> bool:
     """Copy body[offset:size] to out with sendfile; False when it cannot (nothing copied then)."""
     try:
         target, source = out.fileno(), body.fileno()

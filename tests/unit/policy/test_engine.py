@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
 from powerx_governance.errors import InputError
+from powerx_governance.inventory.models import Installation
 from powerx_governance.policy.loader import rules_from_data
 from tests.unit.policy.builders import (
     CRITICAL,
@@ -611,3 +613,18 @@ def test_a_matrix_warning_on_one_host_stays_on_that_host(first: str) -> None:
     }
     assert {core: v.compatibility for core, v in told.items()} == {"1.20.0": ("careful on v1",), "2.1.0": ()}
     assert {v.target_version for v in told.values()} == {"1.0.1"}
+
+
+def test_an_unknown_plugin_stays_unknown_and_spellings_of_a_version_share_its_verdict() -> None:
+    """Each (tenant context, plugin, channel) is looked up once: a plugin the catalog lacks answers
+    None every time, and a version spelt with a `v` gets the verdict of the same version."""
+    engine = build_engine(LINE, [advisory("A", [{"introduced": "0"}, {"fixed": "1.0.1"}])])
+    unknown = msgspec.structs.replace(
+        tenant("1.0.0"), plugins=(Installation(plugin_id="com.powerx.plugins.gone", version="1.0.0"),)
+    )
+    ctx = engine.context(unknown)
+    assert [engine.evaluate(ctx, unknown.plugins[0]) for _ in range(2)] == [None, None]
+    plain = verdict_for(engine, tenant("1.0.0"))
+    assert verdict_for(engine, tenant("v1.0.0")) is plain
+    assert verdict_for(engine, tenant("1.0.0", core="1.21.0")) is plain
+    assert engine.distinct_combinations == 1

@@ -16,7 +16,7 @@ from rich.console import Console
 
 from powerx_governance.reports import ReportFormat, print_table, render
 from powerx_governance.reports.csv_report import COLUMNS, neutralise
-from powerx_governance.reports.markdown_report import NO_FINDINGS, percent
+from powerx_governance.reports.markdown_report import NO_FINDINGS, escape, percent
 from powerx_governance.reports.sarif_report import LIFECYCLE_RULE, OUTDATED_RULE
 
 SNAPSHOTS = Path(__file__).parent / "snapshots"
@@ -280,6 +280,21 @@ def test_markdown_escapes_pipes_and_line_breaks(report: dict[str, Any]) -> None:
     assert r"com.example.reports\|pivot" in text
     assert "no fix available<br>watch PXSA-2026-0003" in text
     assert r"minor update \[/red\] available" in text
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("com.example.crm 2.4.1 upgrade_now", "com.example.crm 2.4.1 upgrade_now"),
+        ("", ""),
+        ("a|b", r"a\|b"),
+        ("[x](y) <b> `c` *d* \\e", r"\[x\](y) \<b\> \`c\` \*d\* \\e"),
+        ("one\ntwo\r\nthree\rfour", "one<br>two<br>three<br>four"),
+        ("only a line\n", "only a line<br>"),
+    ],
+)
+def test_markdown_cells_escape_what_would_break_the_table(text: str, expected: str) -> None:
+    assert escape(text) == expected
 
 
 def test_markdown_summary_counts_and_coverage(report: dict[str, Any]) -> None:
