@@ -54,10 +54,21 @@ def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict
     return found
 
 
-def _tenant(session: Session, tenant_uuid: str | None) -> dict[str, Any] | None:
+TenantImpact = dict[str, Any]  # `_tenant`'s answer, kept for the other messages of a batch
+
+
+def _tenant(
+    session: Session, tenant_uuid: str | None, known: dict[str, TenantImpact]
+) -> TenantImpact | None:
     """Who the message is about, and the impact: how many of its installations need action."""
     if tenant_uuid is None:
         return None
+    if tenant_uuid not in known:
+        known[tenant_uuid] = _impact(session, tenant_uuid)
+    return known[tenant_uuid]
+
+
+def _impact(session: Session, tenant_uuid: str) -> TenantImpact:
     row = session.get(TenantRow, tenant_uuid)
     installations = session.execute(
         select(func.count()).select_from(InstallationRow).where(InstallationRow.tenant_uuid == tenant_uuid)
@@ -134,8 +145,10 @@ def compose(
     delivery: NotificationDeliveryRow,
     recipient: Recipient,
     now: datetime,
+    tenants: dict[str, TenantImpact],
 ) -> OutboundMessage | None:
-    """The message of a delivery, from the stored events and the recommendations as they are now."""
+    """The message of a delivery, from the stored events and the recommendations as they are now
+    (`tenants`: the tenants' impact read by the messages composed before it in this transaction)."""
     events = _events_of(session, delivery.id)
     kind = MessageKind(delivery.kind)
     recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
@@ -144,7 +157,7 @@ def compose(
     findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
     if not events or (is_findings and not findings):
         return None
-    tenant = _tenant(session, delivery.tenant_uuid)
+    tenant = _tenant(session, delivery.tenant_uuid, tenants)
     context = message_context(
         kind,
         tenant=tenant,

@@ -16,7 +16,7 @@ wait for their hour or day on purpose.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from sqlalchemy.orm import Session
 
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
@@ -49,6 +50,7 @@ from powerx_governance.notifications.config import (
 from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import load_routes
 from powerx_governance.notifications.service import (
+    DELIVER_BATCH_TASK,
     DELIVER_TASK,
     DIGEST_TASK,
     NotificationRuntime,
@@ -58,7 +60,7 @@ from powerx_governance.notifications.service import (
     mark_delivered,
     mark_failed,
     on_recommendation_changes,
-    prepare_delivery,
+    prepare_deliveries,
 )
 from powerx_governance.notifications.templates import TemplateSet
 
@@ -141,19 +143,32 @@ class Notifier:
 
     def deliver(self, payload: dict[str, Any]) -> None:
         """The `notify_deliver` task: one attempt of one delivery."""
-        delivery_id, attempt = str(payload["delivery_id"]), int(payload["attempt"])
+        self._deliver([str(payload["delivery_id"])], int(payload["attempt"]))
+
+    def deliver_batch(self, payload: dict[str, Any]) -> None:
+        """The `notify_deliver_batch` task: the first attempts of console deliveries written together."""
+        self._deliver([str(i) for i in payload["delivery_ids"]], 1)
+
+    def _deliver(self, delivery_ids: Sequence[str], attempt: int) -> None:
+        """Prepare the attempts in one transaction, send each, record their outcomes in another."""
         with transaction(self.service.factory) as session:
-            prepared = prepare_delivery(session, self.runtime, delivery_id, attempt, self.service.clock())
-        if prepared is None:
+            prepared = prepare_deliveries(session, self.runtime, delivery_ids, attempt, self.service.clock())
+        if not prepared:
             return
+        outcomes = [(p, self._attempt(p)) for p in prepared]
+        now = self.service.clock()
+        with transaction(self.service.factory) as session:
+            delivered = [p for p, outcome in outcomes if self._record(session, p, outcome, now)]
+        for p in delivered:
+            if p.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
+                latency = (now - p.triggered_at).total_seconds()
+                self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
+
+    def _attempt(self, prepared: PreparedDelivery) -> Receipt | ChannelError:
         try:
-            receipt = self._send(prepared)
-        except TransientChannelError as exc:
-            self._failed(prepared, exc, permanent=False, retry_after=exc.retry_after)
-        except PermanentChannelError as exc:
-            self._failed(prepared, exc, permanent=True)
-        else:
-            self._delivered(prepared, receipt)
+            return self._send(prepared)
+        except (TransientChannelError, PermanentChannelError) as exc:
+            return exc
 
     def _send(self, prepared: PreparedDelivery) -> Receipt:
         kind = prepared.message.recipient.channel
@@ -169,32 +184,19 @@ class Notifier:
         except Exception as exc:  # a channel bug counts as an attempt instead of stranding the delivery
             raise TransientChannelError(kind.value, f"{type(exc).__name__}: {exc}") from exc
 
-    def _delivered(self, prepared: PreparedDelivery, receipt: Receipt) -> None:
-        now = self.service.clock()
-        with transaction(self.service.factory) as session:
-            recorded = mark_delivered(session, prepared, receipt.reference, now)
-        if recorded and prepared.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
-            latency = (now - prepared.triggered_at).total_seconds()
-            self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
-
-    def _failed(
-        self,
-        prepared: PreparedDelivery,
-        exc: ChannelError,
-        *,
-        permanent: bool,
-        retry_after: float | None = None,
-    ) -> None:
-        with transaction(self.service.factory) as session:  # the next attempt is a job due later
-            mark_failed(
-                session,
-                self.runtime,
-                prepared,
-                str(exc),
-                self.service.clock(),
-                permanent=permanent,
-                retry_after=retry_after,
-            )
+    def _record(
+        self, session: Session, prepared: PreparedDelivery, outcome: Receipt | ChannelError, now: datetime
+    ) -> bool:
+        """Record an attempt's outcome (a failure queues the next attempt, a job of its own, or leaves
+        the delivery dead); whether it was recorded as delivered now."""
+        if isinstance(outcome, Receipt):
+            return mark_delivered(session, prepared, outcome.reference, now)
+        retry_after = outcome.retry_after if isinstance(outcome, TransientChannelError) else None
+        permanent = isinstance(outcome, PermanentChannelError)
+        mark_failed(
+            session, self.runtime, prepared, str(outcome), now, permanent=permanent, retry_after=retry_after
+        )
+        return False
 
     def digest(self, payload: dict[str, Any]) -> None:
         """The `notify_digest` task: turn due digest entries into deliveries."""
@@ -217,7 +219,11 @@ def install(ctx: InstallContext) -> Contribution:
     runtime: NotificationRuntime = ctx.settings
     notifier = Notifier(ctx.host, runtime, build_channels(runtime, ctx.host))
     return Contribution(
-        tasks={DELIVER_TASK: notifier.deliver, DIGEST_TASK: notifier.digest},
+        tasks={
+            DELIVER_TASK: notifier.deliver,
+            DELIVER_BATCH_TASK: notifier.deliver_batch,
+            DIGEST_TASK: notifier.digest,
+        },
         periodic=(notifier.tick,),
         change_hook=partial(on_recommendation_changes, runtime),
         change_stage=ChangeStage.ANNOUNCE,
