@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -54,39 +54,58 @@ def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict
     return found
 
 
-TenantImpact = dict[str, Any]  # `_tenant`'s answer, kept for the other messages of a batch
+TenantImpact = dict[str, Any]  # who a message is about, and the impact: see `tenant_impacts`
 
 
-def _tenant(
-    session: Session, tenant_uuid: str | None, known: dict[str, TenantImpact]
-) -> TenantImpact | None:
-    """Who the message is about, and the impact: how many of its installations need action."""
-    if tenant_uuid is None:
-        return None
-    if tenant_uuid not in known:
-        known[tenant_uuid] = _impact(session, tenant_uuid)
-    return known[tenant_uuid]
+def tenant_impacts(session: Session, tenant_uuids: Collection[str]) -> dict[str, TenantImpact]:
+    """Who each tenant is, and the impact: how many of its installations need action (a few
+    statements for all the tenants of a batch of messages, not a few per message)."""
+    names: dict[str, tuple[str | None, str | None]] = {}
+    installations: dict[str, int] = {}
+    needing: dict[str, tuple[int, int]] = {}
+    active = RecommendationRow.state.in_(_ACTIVE)
+    critical = func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value)
+    for part in chunks(sorted(tenant_uuids)):
+        tenants = TenantRow.tenant_uuid.in_(part)
+        names.update(
+            (uuid, (key, name))
+            for uuid, key, name in session.execute(
+                select(TenantRow.tenant_uuid, TenantRow.tenant_key, TenantRow.name).where(tenants)
+            )
+        )
+        of_installations = InstallationRow.tenant_uuid
+        installations.update(
+            (uuid, count)
+            for uuid, count in session.execute(
+                select(of_installations, func.count())
+                .where(of_installations.in_(part))
+                .group_by(of_installations)
+            )
+        )
+        of_recs = RecommendationRow.tenant_uuid
+        needing.update(
+            (uuid, (count, crit))
+            for uuid, count, crit in session.execute(
+                select(of_recs, func.count(), critical).where(of_recs.in_(part), active).group_by(of_recs)
+            )
+        )
+    return {uuid: _impact(uuid, names, installations, needing) for uuid in tenant_uuids}
 
 
-def _impact(session: Session, tenant_uuid: str) -> TenantImpact:
-    row = session.get(TenantRow, tenant_uuid)
-    installations = session.execute(
-        select(func.count()).select_from(InstallationRow).where(InstallationRow.tenant_uuid == tenant_uuid)
-    ).scalar_one()
-    active = (RecommendationRow.tenant_uuid == tenant_uuid) & RecommendationRow.state.in_(_ACTIVE)
-    needing, critical = session.execute(
-        select(
-            func.count(),
-            func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value),
-        ).where(active)
-    ).one()
-    key = row.tenant_key if row else None
+def _impact(
+    uuid: str,
+    names: Mapping[str, tuple[str | None, str | None]],
+    installations: Mapping[str, int],
+    needing: Mapping[str, tuple[int, int]],
+) -> TenantImpact:
+    key, name = names.get(uuid, (None, None))
+    count, critical = needing.get(uuid, (0, 0))
     return {
-        "uuid": tenant_uuid,
+        "uuid": uuid,
         "key": key,
-        "name": (row.name if row else None) or key or tenant_uuid,
-        "installations": installations,
-        "needing_action": needing,
+        "name": name or key or uuid,
+        "installations": installations.get(uuid, 0),
+        "needing_action": count,
         "critical": critical,
     }
 
@@ -145,10 +164,10 @@ def compose(
     delivery: NotificationDeliveryRow,
     recipient: Recipient,
     now: datetime,
-    tenants: dict[str, TenantImpact],
+    tenants: Mapping[str, TenantImpact],
 ) -> OutboundMessage | None:
     """The message of a delivery, from the stored events and the recommendations as they are now
-    (`tenants`: the tenants' impact read by the messages composed before it in this transaction)."""
+    (`tenants`: `tenant_impacts` of its tenant, read once for a batch of messages)."""
     events = _events_of(session, delivery.id)
     kind = MessageKind(delivery.kind)
     recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
@@ -157,7 +176,7 @@ def compose(
     findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
     if not events or (is_findings and not findings):
         return None
-    tenant = _tenant(session, delivery.tenant_uuid, tenants)
+    tenant = tenants[delivery.tenant_uuid] if delivery.tenant_uuid is not None else None
     context = message_context(
         kind,
         tenant=tenant,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
-from powerx_governance.notifications.compose import TenantImpact, compose
+from powerx_governance.notifications.compose import TenantImpact, compose, tenant_impacts
 from powerx_governance.notifications.model import DeliveryStatus
 from powerx_governance.notifications.outbox import enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -58,10 +58,8 @@ def prepare_deliveries(
         select(NotificationDeliveryRow).where(NotificationDeliveryRow.id.in_(delivery_ids))
     ).scalars()
     by_id = {row.id: row for row in rows}
-    tenants: dict[str, TenantImpact] = {}  # a tenant's counts are read once for all its messages
-    found = (
-        _prepared(session, runtime, by_id[i], attempt, now, tenants) for i in delivery_ids if i in by_id
-    )
+    tenants = tenant_impacts(session, {row.tenant_uuid for row in by_id.values() if row.tenant_uuid})
+    found = (_prepared(session, runtime, by_id[i], attempt, now, tenants) for i in delivery_ids if i in by_id)
     return [p for p in found if p is not None]
 
 
@@ -71,7 +69,7 @@ def _prepared(
     delivery: NotificationDeliveryRow,
     attempt: int,
     now: datetime,
-    tenants: dict[str, TenantImpact],
+    tenants: Mapping[str, TenantImpact],
 ) -> PreparedDelivery | None:
     if delivery.status != DeliveryStatus.PENDING.value or delivery.attempts != attempt - 1:
         return None  # already recorded: at-least-once job delivery must not send twice

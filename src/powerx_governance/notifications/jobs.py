@@ -15,6 +15,7 @@ wait for their hour or day on purpose.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ from powerx_governance.notifications.service import (
     prepare_deliveries,
 )
 from powerx_governance.notifications.templates import TemplateSet
+
+log = logging.getLogger("powerx.notifications")
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
@@ -155,7 +158,7 @@ class Notifier:
             prepared = prepare_deliveries(session, self.runtime, delivery_ids, attempt, self.service.clock())
         if not prepared:
             return
-        outcomes = [(p, self._attempt(p)) for p in prepared]
+        outcomes = list(zip(prepared, self._attempts(prepared), strict=True))
         now = self.service.clock()
         with transaction(self.service.factory) as session:
             delivered = [p for p, outcome in outcomes if self._record(session, p, outcome, now)]
@@ -163,6 +166,18 @@ class Notifier:
             if p.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
                 latency = (now - p.triggered_at).total_seconds()
                 self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
+
+    def _attempts(self, prepared: Sequence[PreparedDelivery]) -> Sequence[Receipt | ChannelError]:
+        """Console cards of several messages are stored in one transaction; when that fails, each
+        message is sent alone, so a failure is its own message's only."""
+        console = self.channels.get(ChannelType.CONSOLE)
+        local = all(p.message.recipient.channel is ChannelType.CONSOLE for p in prepared)
+        if len(prepared) > 1 and local and isinstance(console, ConsoleChannel):
+            try:
+                return console.send_many([p.message for p in prepared])
+            except Exception:  # whichever message it was, it is told apart by sending each alone
+                log.info("console cards stored one message at a time", exc_info=True)
+        return [self._attempt(p) for p in prepared]
 
     def _attempt(self, prepared: PreparedDelivery) -> Receipt | ChannelError:
         try:

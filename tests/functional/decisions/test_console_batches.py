@@ -4,6 +4,7 @@ each card stored once, a transient failure retried for its own delivery only, a 
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
@@ -20,7 +21,7 @@ from powerx_governance.notifications.channels.interface import (
     Receipt,
     TransientChannelError,
 )
-from powerx_governance.notifications.config import ChannelType
+from powerx_governance.notifications.config import DEFAULT_TEMPLATES, ChannelType
 from powerx_governance.notifications.jobs import Notifier
 from powerx_governance.notifications.service import DELIVER_BATCH_TASK, DELIVER_TASK
 from powerx_governance.notifications.tables import ConsoleCardRow, NotificationDeliveryRow
@@ -82,8 +83,9 @@ def _decision_cards(service: GovernanceService) -> Counter[tuple[str | None, int
 def _statuses(service: GovernanceService, ids: list[str]) -> dict[str, tuple[str, int]]:
     with service.factory() as session:
         rows = session.execute(
-            select(NotificationDeliveryRow.id, NotificationDeliveryRow.status, NotificationDeliveryRow.attempts)
-            .where(NotificationDeliveryRow.id.in_(ids))
+            select(
+                NotificationDeliveryRow.id, NotificationDeliveryRow.status, NotificationDeliveryRow.attempts
+            ).where(NotificationDeliveryRow.id.in_(ids))
         ).all()
     return {delivery: (status, attempts) for delivery, status, attempts in rows}
 
@@ -116,10 +118,14 @@ def test_a_transient_failure_retries_only_its_own_delivery(make_service: Service
     ((task, retry, key),) = [job for job in _queued_deliveries(service) if job[2] != batch_key]
     assert (task, retry, key) == (DELIVER_TASK, {"delivery_id": retried, "attempt": 2}, f"notify:{retried}:2")
     with service.factory() as session:
-        run_after = session.execute(select(JobRow.run_after).where(JobRow.idempotency_key == key)).scalar_one()
+        run_after = session.execute(
+            select(JobRow.run_after).where(JobRow.idempotency_key == key)
+        ).scalar_one()
     clock = service.clock
     assert isinstance(clock, FakeClock)
-    assert (run_after.replace(tzinfo=None) - clock().replace(tzinfo=None)).total_seconds() >= 30  # Retry-After
+    assert (
+        run_after.replace(tzinfo=None) - clock().replace(tzinfo=None)
+    ).total_seconds() >= 30  # Retry-After
 
     clock.advance(31)
     assert service.run_pending(limit=10_000) == 2  # the batch's own job now finds nothing to send
@@ -141,3 +147,24 @@ def test_a_batch_job_run_twice_sends_nothing_twice(make_service: ServiceFactory)
     with transaction(service.factory) as session:
         pending = NotificationDeliveryRow.status == "pending"
         assert session.execute(select(func.count()).where(pending)).scalar_one() == 0
+
+
+def test_a_card_that_fails_to_render_fails_only_its_own_delivery(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_one_per_tenant(service)
+    failing = sorted(decided)[0]
+    ((_, payload, _),) = _queued_deliveries(service)
+    title = '  decision:\n    card_title: "'  # the decision card's title
+    broken = f"{title}{{{{ tenant.no_such_field if tenant.uuid == '{failing}' else '' }}}}"
+    templates = DEFAULT_TEMPLATES.read_text(encoding="utf-8")
+    assert templates.count(title) == 1
+    path = tmp_path / "templates.yaml"
+    path.write_text(templates.replace(title, broken), encoding="utf-8")
+    worker = make_service(clock=service.clock, POWERX_WORKER="0", POWERX_NOTIFICATION_TEMPLATES=str(path))
+    worker.tasks[DELIVER_BATCH_TASK](payload)  # the console's shared transaction fails on that card
+    statuses = _statuses(service, payload["delivery_ids"])
+    assert Counter(statuses.values()) == Counter({("delivered", 1): len(decided) - 1, ("dead", 1): 1})
+    expected = Counter((tenant, rec) for tenant, rec in decided.items() if tenant != failing)
+    assert _decision_cards(service) == expected
