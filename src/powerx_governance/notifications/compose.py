@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -32,14 +33,19 @@ _SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, Recommendation
 _ACTIVE: Final = (RecommendationState.OPEN.value, RecommendationState.DECIDED.value)
 
 
-def _events_of(session: Session, delivery_id: str) -> list[NotificationEventRow]:
-    stmt = (
-        select(NotificationEventRow)
-        .join(NotificationEntryRow, NotificationEntryRow.event_id == NotificationEventRow.id)
-        .where(NotificationEntryRow.delivery_id == delivery_id)
-        .order_by(NotificationEventRow.created_at, NotificationEventRow.id)
-    )
-    return list(session.execute(stmt).scalars())
+def _events_of(session: Session, delivery_ids: Sequence[str]) -> dict[str, list[NotificationEventRow]]:
+    """Each delivery's events, oldest first."""
+    found: dict[str, list[NotificationEventRow]] = {}
+    for part in chunks(list(delivery_ids)):
+        stmt = (
+            select(NotificationEntryRow.delivery_id, NotificationEventRow)
+            .join(NotificationEntryRow, NotificationEntryRow.event_id == NotificationEventRow.id)
+            .where(NotificationEntryRow.delivery_id.in_(part))
+            .order_by(NotificationEventRow.created_at, NotificationEventRow.id)
+        )
+        for delivery_id, event in session.execute(stmt):
+            found.setdefault(str(delivery_id), []).append(event)
+    return found
 
 
 def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -55,6 +61,28 @@ def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict
 
 
 TenantImpact = dict[str, Any]  # who a message is about, and the impact: see `tenant_impacts`
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What the messages of several deliveries are made of, read with a few statements for them all."""
+
+    events: Mapping[str, list[NotificationEventRow]]  # by delivery, oldest first
+    recommendations: Mapping[int, dict[str, Any]]  # as they are now
+    plugin_names: Mapping[str, str | None]
+    tenants: Mapping[str, TenantImpact]
+
+
+def read_sources(session: Session, deliveries: Sequence[NotificationDeliveryRow]) -> Sources:
+    """The sources of these deliveries' messages."""
+    events = _events_of(session, [d.id for d in deliveries])
+    rec_ids = [
+        e.recommendation_id for found in events.values() for e in found if e.recommendation_id is not None
+    ]
+    recs = _recommendations(session, rec_ids)
+    names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    tenants = tenant_impacts(session, {d.tenant_uuid for d in deliveries if d.tenant_uuid is not None})
+    return Sources(events, recs, names, tenants)
 
 
 def tenant_impacts(session: Session, tenant_uuids: Collection[str]) -> dict[str, TenantImpact]:
@@ -159,24 +187,22 @@ def _risk(findings: Sequence[Mapping[str, Any]], events: Sequence[NotificationEv
 
 
 def compose(
-    session: Session,
     runtime: NotificationRuntime,
     delivery: NotificationDeliveryRow,
     recipient: Recipient,
     now: datetime,
-    tenants: Mapping[str, TenantImpact],
+    sources: Sources,
 ) -> OutboundMessage | None:
     """The message of a delivery, from the stored events and the recommendations as they are now
-    (`tenants`: `tenant_impacts` of its tenant, read once for a batch of messages)."""
-    events = _events_of(session, delivery.id)
+    (`sources`: `read_sources` of it, and of the other deliveries sent with it)."""
+    events = sources.events.get(delivery.id, [])
     kind = MessageKind(delivery.kind)
-    recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
-    names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    recs, names = sources.recommendations, sources.plugin_names
     is_findings = kind in (MessageKind.FINDING, MessageKind.DIGEST)
     findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
     if not events or (is_findings and not findings):
         return None
-    tenant = tenants[delivery.tenant_uuid] if delivery.tenant_uuid is not None else None
+    tenant = sources.tenants[delivery.tenant_uuid] if delivery.tenant_uuid is not None else None
     context = message_context(
         kind,
         tenant=tenant,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
-from powerx_governance.notifications.compose import TenantImpact, compose, tenant_impacts
+from powerx_governance.notifications.compose import Sources, compose, read_sources
 from powerx_governance.notifications.model import DeliveryStatus
 from powerx_governance.notifications.outbox import enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -58,8 +58,13 @@ def prepare_deliveries(
         select(NotificationDeliveryRow).where(NotificationDeliveryRow.id.in_(delivery_ids))
     ).scalars()
     by_id = {row.id: row for row in rows}
-    tenants = tenant_impacts(session, {row.tenant_uuid for row in by_id.values() if row.tenant_uuid})
-    found = (_prepared(session, runtime, by_id[i], attempt, now, tenants) for i in delivery_ids if i in by_id)
+    due = [
+        row
+        for row in (by_id[i] for i in delivery_ids if i in by_id)
+        if row.status == DeliveryStatus.PENDING.value and row.attempts == attempt - 1
+    ]  # the others were recorded already: at-least-once job delivery must not send twice
+    sources = read_sources(session, due)
+    found = (_prepared(session, runtime, row, attempt, now, sources) for row in due)
     return [p for p in found if p is not None]
 
 
@@ -69,12 +74,10 @@ def _prepared(
     delivery: NotificationDeliveryRow,
     attempt: int,
     now: datetime,
-    tenants: Mapping[str, TenantImpact],
+    sources: Sources,
 ) -> PreparedDelivery | None:
-    if delivery.status != DeliveryStatus.PENDING.value or delivery.attempts != attempt - 1:
-        return None  # already recorded: at-least-once job delivery must not send twice
     recipient = runtime.routes.recipients.get(delivery.recipient_id)
-    message = compose(session, runtime, delivery, recipient, now, tenants) if recipient else None
+    message = compose(runtime, delivery, recipient, now, sources) if recipient else None
     if message is None:
         reason = "nothing left to say" if recipient else "recipient no longer configured"
         _finish(

@@ -8,6 +8,15 @@ a permanent failure, or the last of `delivery.max_attempts`, leaves the delivery
 (delivery, attempt), and every attempt carries the delivery's idempotency key downstream, so
 a job run twice (a worker dying after sending) never produces a second message.
 
+`notify_deliver_batch` sends the first attempts of the console deliveries one transaction wrote
+(`notify:batch:{first delivery}`, up to 200): a batch of decisions, or a scan's findings, gives one
+job instead of one per tenant. It prepares them in one transaction (each tenant's impact read
+once), stores the cards of all their messages in one (each message alone when that fails, so a
+failure is its own delivery's), and records the outcomes in one, with the same conditional update
+per (delivery, attempt). A delivery that failed there gets its next attempt as a `notify_deliver`
+job of its own. Only console deliveries are batched: the other channels leave the process, and
+one slow receiver must not hold up other tenants' cards.
+
 Each delivery sent at once observes `version_recommendation_push_latency_seconds`: from the arrival
 of the data that triggered it (the scan's request time) to its delivery. Digests do not: they
 wait for their hour or day on purpose.
