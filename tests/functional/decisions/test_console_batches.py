@@ -162,7 +162,9 @@ def test_a_card_that_fails_to_render_fails_only_its_own_delivery(
     assert templates.count(title) == 1
     path = tmp_path / "templates.yaml"
     path.write_text(templates.replace(title, broken), encoding="utf-8")
-    worker = make_service(clock=service.clock, POWERX_WORKER="0", POWERX_NOTIFICATION_TEMPLATES=str(path))
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    worker = make_service(clock=clock, POWERX_WORKER="0", POWERX_NOTIFICATION_TEMPLATES=str(path))
     worker.tasks[DELIVER_BATCH_TASK](payload)  # the console's shared transaction fails on that card
     statuses = _statuses(service, payload["delivery_ids"])
     assert Counter(statuses.values()) == Counter({("delivered", 1): len(decided) - 1, ("dead", 1): 1})
