@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
@@ -32,14 +33,19 @@ _SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, Recommendation
 _ACTIVE: Final = (RecommendationState.OPEN.value, RecommendationState.DECIDED.value)
 
 
-def _events_of(session: Session, delivery_id: str) -> list[NotificationEventRow]:
-    stmt = (
-        select(NotificationEventRow)
-        .join(NotificationEntryRow, NotificationEntryRow.event_id == NotificationEventRow.id)
-        .where(NotificationEntryRow.delivery_id == delivery_id)
-        .order_by(NotificationEventRow.created_at, NotificationEventRow.id)
-    )
-    return list(session.execute(stmt).scalars())
+def _events_of(session: Session, delivery_ids: Sequence[str]) -> dict[str, list[NotificationEventRow]]:
+    """Each delivery's events, oldest first."""
+    found: dict[str, list[NotificationEventRow]] = {}
+    for part in chunks(list(delivery_ids)):
+        stmt = (
+            select(NotificationEntryRow.delivery_id, NotificationEventRow)
+            .join(NotificationEntryRow, NotificationEntryRow.event_id == NotificationEventRow.id)
+            .where(NotificationEntryRow.delivery_id.in_(part))
+            .order_by(NotificationEventRow.created_at, NotificationEventRow.id)
+        )
+        for delivery_id, event in session.execute(stmt):
+            found.setdefault(str(delivery_id), []).append(event)
+    return found
 
 
 def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
@@ -54,28 +60,80 @@ def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict
     return found
 
 
-def _tenant(session: Session, tenant_uuid: str | None) -> dict[str, Any] | None:
-    """Who the message is about, and the impact: how many of its installations need action."""
-    if tenant_uuid is None:
-        return None
-    row = session.get(TenantRow, tenant_uuid)
-    installations = session.execute(
-        select(func.count()).select_from(InstallationRow).where(InstallationRow.tenant_uuid == tenant_uuid)
-    ).scalar_one()
-    active = (RecommendationRow.tenant_uuid == tenant_uuid) & RecommendationRow.state.in_(_ACTIVE)
-    needing, critical = session.execute(
-        select(
-            func.count(),
-            func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value),
-        ).where(active)
-    ).one()
-    key = row.tenant_key if row else None
+TenantImpact = dict[str, Any]  # who a message is about, and the impact: see `tenant_impacts`
+
+
+@dataclass(frozen=True, slots=True)
+class Sources:
+    """What the messages of several deliveries are made of, read with a few statements for them all."""
+
+    events: Mapping[str, list[NotificationEventRow]]  # by delivery, oldest first
+    recommendations: Mapping[int, dict[str, Any]]  # as they are now
+    plugin_names: Mapping[str, str | None]
+    tenants: Mapping[str, TenantImpact]
+
+
+def read_sources(session: Session, deliveries: Sequence[NotificationDeliveryRow]) -> Sources:
+    """The sources of these deliveries' messages."""
+    events = _events_of(session, [d.id for d in deliveries])
+    rec_ids = [
+        e.recommendation_id for found in events.values() for e in found if e.recommendation_id is not None
+    ]
+    recs = _recommendations(session, rec_ids)
+    names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    tenants = tenant_impacts(session, {d.tenant_uuid for d in deliveries if d.tenant_uuid is not None})
+    return Sources(events, recs, names, tenants)
+
+
+def tenant_impacts(session: Session, tenant_uuids: Collection[str]) -> dict[str, TenantImpact]:
+    """Who each tenant is, and the impact: how many of its installations need action (a few
+    statements for all the tenants of a batch of messages, not a few per message)."""
+    names: dict[str, tuple[str | None, str | None]] = {}
+    installations: dict[str, int] = {}
+    needing: dict[str, tuple[int, int]] = {}
+    active = RecommendationRow.state.in_(_ACTIVE)
+    critical = func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value)
+    for part in chunks(sorted(tenant_uuids)):
+        tenants = TenantRow.tenant_uuid.in_(part)
+        names.update(
+            (uuid, (key, name))
+            for uuid, key, name in session.execute(
+                select(TenantRow.tenant_uuid, TenantRow.tenant_key, TenantRow.name).where(tenants)
+            )
+        )
+        of_installations = InstallationRow.tenant_uuid
+        installations.update(
+            (uuid, count)
+            for uuid, count in session.execute(
+                select(of_installations, func.count())
+                .where(of_installations.in_(part))
+                .group_by(of_installations)
+            )
+        )
+        of_recs = RecommendationRow.tenant_uuid
+        needing.update(
+            (uuid, (count, crit))
+            for uuid, count, crit in session.execute(
+                select(of_recs, func.count(), critical).where(of_recs.in_(part), active).group_by(of_recs)
+            )
+        )
+    return {uuid: _impact(uuid, names, installations, needing) for uuid in tenant_uuids}
+
+
+def _impact(
+    uuid: str,
+    names: Mapping[str, tuple[str | None, str | None]],
+    installations: Mapping[str, int],
+    needing: Mapping[str, tuple[int, int]],
+) -> TenantImpact:
+    key, name = names.get(uuid, (None, None))
+    count, critical = needing.get(uuid, (0, 0))
     return {
-        "uuid": tenant_uuid,
+        "uuid": uuid,
         "key": key,
-        "name": (row.name if row else None) or key or tenant_uuid,
-        "installations": installations,
-        "needing_action": needing,
+        "name": name or key or uuid,
+        "installations": installations.get(uuid, 0),
+        "needing_action": count,
         "critical": critical,
     }
 
@@ -129,22 +187,22 @@ def _risk(findings: Sequence[Mapping[str, Any]], events: Sequence[NotificationEv
 
 
 def compose(
-    session: Session,
     runtime: NotificationRuntime,
     delivery: NotificationDeliveryRow,
     recipient: Recipient,
     now: datetime,
+    sources: Sources,
 ) -> OutboundMessage | None:
-    """The message of a delivery, from the stored events and the recommendations as they are now."""
-    events = _events_of(session, delivery.id)
+    """The message of a delivery, from the stored events and the recommendations as they are now
+    (`sources`: `read_sources` of it, and of the other deliveries sent with it)."""
+    events = sources.events.get(delivery.id, [])
     kind = MessageKind(delivery.kind)
-    recs = _recommendations(session, [e.recommendation_id for e in events if e.recommendation_id is not None])
-    names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
+    recs, names = sources.recommendations, sources.plugin_names
     is_findings = kind in (MessageKind.FINDING, MessageKind.DIGEST)
     findings = _finding_contexts(runtime, events, recs, names) if is_findings else []
     if not events or (is_findings and not findings):
         return None
-    tenant = _tenant(session, delivery.tenant_uuid)
+    tenant = sources.tenants[delivery.tenant_uuid] if delivery.tenant_uuid is not None else None
     context = message_context(
         kind,
         tenant=tenant,

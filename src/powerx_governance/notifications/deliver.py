@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
-from powerx_governance.notifications.compose import compose
+from powerx_governance.notifications.compose import Sources, compose, read_sources
 from powerx_governance.notifications.model import DeliveryStatus
 from powerx_governance.notifications.outbox import enqueue_delivery
 from powerx_governance.notifications.runtime import NotificationRuntime
@@ -49,27 +49,45 @@ def _finish(session: Session, delivery_id: str, attempt: int, values: Mapping[st
     return rowcount(done) == 1
 
 
-def prepare_delivery(
-    session: Session, runtime: NotificationRuntime, delivery_id: str, attempt: int, now: datetime
+def prepare_deliveries(
+    session: Session, runtime: NotificationRuntime, delivery_ids: Sequence[str], attempt: int, now: datetime
+) -> list[PreparedDelivery]:
+    """The messages of attempt `attempt` of these deliveries, in their order; those with nothing to
+    send (done, stale, or skipped) are left out."""
+    rows = session.execute(
+        select(NotificationDeliveryRow).where(NotificationDeliveryRow.id.in_(delivery_ids))
+    ).scalars()
+    by_id = {row.id: row for row in rows}
+    due = [
+        row
+        for row in (by_id[i] for i in delivery_ids if i in by_id)
+        if row.status == DeliveryStatus.PENDING.value and row.attempts == attempt - 1
+    ]  # the others were recorded already: at-least-once job delivery must not send twice
+    sources = read_sources(session, due)
+    found = (_prepared(session, runtime, row, attempt, now, sources) for row in due)
+    return [p for p in found if p is not None]
+
+
+def _prepared(
+    session: Session,
+    runtime: NotificationRuntime,
+    delivery: NotificationDeliveryRow,
+    attempt: int,
+    now: datetime,
+    sources: Sources,
 ) -> PreparedDelivery | None:
-    """The message for this attempt, or None when there is nothing to send (done, stale, or skipped)."""
-    delivery = session.get(NotificationDeliveryRow, delivery_id)
-    if delivery is None:
-        return None
-    if delivery.status != DeliveryStatus.PENDING.value or delivery.attempts != attempt - 1:
-        return None  # already recorded: at-least-once job delivery must not send twice
     recipient = runtime.routes.recipients.get(delivery.recipient_id)
-    message = compose(session, runtime, delivery, recipient, now) if recipient else None
+    message = compose(runtime, delivery, recipient, now, sources) if recipient else None
     if message is None:
         reason = "nothing left to say" if recipient else "recipient no longer configured"
         _finish(
             session,
-            delivery_id,
+            delivery.id,
             attempt,
             {"status": DeliveryStatus.SKIPPED.value, "last_error": reason, "finished_at": now},
         )
         return None
-    return PreparedDelivery(delivery_id, attempt, delivery.max_attempts, delivery.triggered_at, message)
+    return PreparedDelivery(delivery.id, attempt, delivery.max_attempts, delivery.triggered_at, message)
 
 
 def mark_delivered(

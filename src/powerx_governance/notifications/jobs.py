@@ -8,6 +8,15 @@ a permanent failure, or the last of `delivery.max_attempts`, leaves the delivery
 (delivery, attempt), and every attempt carries the delivery's idempotency key downstream, so
 a job run twice (a worker dying after sending) never produces a second message.
 
+`notify_deliver_batch` sends the first attempts of the console deliveries one transaction wrote
+(`notify:batch:{first delivery}`, up to 200): a batch of decisions, or a scan's findings, gives one
+job instead of one per tenant. It prepares them in one transaction (each tenant's impact read
+once), stores the cards of all their messages in one (each message alone when that fails, so a
+failure is its own delivery's), and records the outcomes in one, with the same conditional update
+per (delivery, attempt). A delivery that failed there gets its next attempt as a `notify_deliver`
+job of its own. Only console deliveries are batched: the other channels leave the process, and
+one slow receiver must not hold up other tenants' cards.
+
 Each delivery sent at once observes `version_recommendation_push_latency_seconds`: from the arrival
 of the data that triggered it (the scan's request time) to its delivery. Digests do not: they
 wait for their hour or day on purpose.
@@ -15,8 +24,9 @@ wait for their hour or day on purpose.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
@@ -24,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jinja2
+from sqlalchemy.orm import Session
 
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
@@ -49,6 +60,7 @@ from powerx_governance.notifications.config import (
 from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import load_routes
 from powerx_governance.notifications.service import (
+    DELIVER_BATCH_TASK,
     DELIVER_TASK,
     DIGEST_TASK,
     NotificationRuntime,
@@ -58,9 +70,11 @@ from powerx_governance.notifications.service import (
     mark_delivered,
     mark_failed,
     on_recommendation_changes,
-    prepare_delivery,
+    prepare_deliveries,
 )
 from powerx_governance.notifications.templates import TemplateSet
+
+log = logging.getLogger("powerx.notifications")
 
 if TYPE_CHECKING:
     from powerx_governance.service import GovernanceService
@@ -141,19 +155,44 @@ class Notifier:
 
     def deliver(self, payload: dict[str, Any]) -> None:
         """The `notify_deliver` task: one attempt of one delivery."""
-        delivery_id, attempt = str(payload["delivery_id"]), int(payload["attempt"])
+        self._deliver([str(payload["delivery_id"])], int(payload["attempt"]))
+
+    def deliver_batch(self, payload: dict[str, Any]) -> None:
+        """The `notify_deliver_batch` task: the first attempts of console deliveries written together."""
+        self._deliver([str(i) for i in payload["delivery_ids"]], 1)
+
+    def _deliver(self, delivery_ids: Sequence[str], attempt: int) -> None:
+        """Prepare the attempts in one transaction, send each, record their outcomes in another."""
         with transaction(self.service.factory) as session:
-            prepared = prepare_delivery(session, self.runtime, delivery_id, attempt, self.service.clock())
-        if prepared is None:
+            prepared = prepare_deliveries(session, self.runtime, delivery_ids, attempt, self.service.clock())
+        if not prepared:
             return
+        outcomes = list(zip(prepared, self._attempts(prepared), strict=True))
+        now = self.service.clock()
+        with transaction(self.service.factory) as session:
+            delivered = [p for p, outcome in outcomes if self._record(session, p, outcome, now)]
+        for p in delivered:
+            if p.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
+                latency = (now - p.triggered_at).total_seconds()
+                self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
+
+    def _attempts(self, prepared: Sequence[PreparedDelivery]) -> Sequence[Receipt | ChannelError]:
+        """Console cards of several messages are stored in one transaction; when that fails, each
+        message is sent alone, so a failure is its own message's only."""
+        console = self.channels.get(ChannelType.CONSOLE)
+        local = all(p.message.recipient.channel is ChannelType.CONSOLE for p in prepared)
+        if len(prepared) > 1 and local and isinstance(console, ConsoleChannel):
+            try:
+                return console.send_many([p.message for p in prepared])
+            except Exception:  # whichever message it was, it is told apart by sending each alone
+                log.info("console cards stored one message at a time", exc_info=True)
+        return [self._attempt(p) for p in prepared]
+
+    def _attempt(self, prepared: PreparedDelivery) -> Receipt | ChannelError:
         try:
-            receipt = self._send(prepared)
-        except TransientChannelError as exc:
-            self._failed(prepared, exc, permanent=False, retry_after=exc.retry_after)
-        except PermanentChannelError as exc:
-            self._failed(prepared, exc, permanent=True)
-        else:
-            self._delivered(prepared, receipt)
+            return self._send(prepared)
+        except (TransientChannelError, PermanentChannelError) as exc:
+            return exc
 
     def _send(self, prepared: PreparedDelivery) -> Receipt:
         kind = prepared.message.recipient.channel
@@ -169,32 +208,19 @@ class Notifier:
         except Exception as exc:  # a channel bug counts as an attempt instead of stranding the delivery
             raise TransientChannelError(kind.value, f"{type(exc).__name__}: {exc}") from exc
 
-    def _delivered(self, prepared: PreparedDelivery, receipt: Receipt) -> None:
-        now = self.service.clock()
-        with transaction(self.service.factory) as session:
-            recorded = mark_delivered(session, prepared, receipt.reference, now)
-        if recorded and prepared.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
-            latency = (now - prepared.triggered_at).total_seconds()
-            self.service.metrics.recommendation_push_latency_seconds.observe(max(0.0, latency))
-
-    def _failed(
-        self,
-        prepared: PreparedDelivery,
-        exc: ChannelError,
-        *,
-        permanent: bool,
-        retry_after: float | None = None,
-    ) -> None:
-        with transaction(self.service.factory) as session:  # the next attempt is a job due later
-            mark_failed(
-                session,
-                self.runtime,
-                prepared,
-                str(exc),
-                self.service.clock(),
-                permanent=permanent,
-                retry_after=retry_after,
-            )
+    def _record(
+        self, session: Session, prepared: PreparedDelivery, outcome: Receipt | ChannelError, now: datetime
+    ) -> bool:
+        """Record an attempt's outcome (a failure queues the next attempt, a job of its own, or leaves
+        the delivery dead); whether it was recorded as delivered now."""
+        if isinstance(outcome, Receipt):
+            return mark_delivered(session, prepared, outcome.reference, now)
+        retry_after = outcome.retry_after if isinstance(outcome, TransientChannelError) else None
+        permanent = isinstance(outcome, PermanentChannelError)
+        mark_failed(
+            session, self.runtime, prepared, str(outcome), now, permanent=permanent, retry_after=retry_after
+        )
+        return False
 
     def digest(self, payload: dict[str, Any]) -> None:
         """The `notify_digest` task: turn due digest entries into deliveries."""
@@ -217,7 +243,11 @@ def install(ctx: InstallContext) -> Contribution:
     runtime: NotificationRuntime = ctx.settings
     notifier = Notifier(ctx.host, runtime, build_channels(runtime, ctx.host))
     return Contribution(
-        tasks={DELIVER_TASK: notifier.deliver, DIGEST_TASK: notifier.digest},
+        tasks={
+            DELIVER_TASK: notifier.deliver,
+            DELIVER_BATCH_TASK: notifier.deliver_batch,
+            DIGEST_TASK: notifier.digest,
+        },
         periodic=(notifier.tick,),
         change_hook=partial(on_recommendation_changes, runtime),
         change_stage=ChangeStage.ANNOUNCE,

@@ -32,6 +32,8 @@ from powerx_governance.notifications.tables import (
 )
 
 DELIVER_TASK: Final = "notify_deliver"
+DELIVER_BATCH_TASK: Final = "notify_deliver_batch"
+_BATCH_MOST: Final = 200  # console deliveries whose first attempts share a job
 _BATCHES: Final[PerTransaction[dict[tuple[str, str | None, str], str]]] = PerTransaction(dict)
 _JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors, not channel errors
 
@@ -267,6 +269,25 @@ def _delivery_job(delivery_id: str, attempt: int, run_after: datetime | None = N
     )
 
 
+def _batch_job(delivery_ids: Sequence[str]) -> queue.NewJob:
+    return queue.NewJob(
+        DELIVER_BATCH_TASK,
+        {"delivery_ids": list(delivery_ids)},
+        key=f"notify:batch:{delivery_ids[0]}",  # a delivery is in one batch: its first names the job
+        max_attempts=_JOB_ATTEMPTS,
+    )
+
+
+def _first_attempts(deliveries: Sequence[dict[str, Any]]) -> list[queue.NewJob]:
+    """The jobs of new deliveries' first attempts: console deliveries (cards in the store, no
+    network) share a job per `_BATCH_MOST`; every other delivery has its own, so a slow receiver
+    holds up its own messages only."""
+    console = ChannelType.CONSOLE.value
+    jobs = [_delivery_job(row["id"], 1) for row in deliveries if row["channel"] != console]
+    local = [row["id"] for row in deliveries if row["channel"] == console]
+    return jobs + [_batch_job(part) for part in chunks(local, _BATCH_MOST)]
+
+
 def enqueue_delivery(
     session: Session, delivery_id: str, attempt: int, now: datetime, run_after: datetime | None = None
 ) -> None:
@@ -385,7 +406,7 @@ def record_events(
             writes.entries.append(_entry_row(event_id, event, a, delivery_id))
     bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
     _insert_entries(session, writes.entries)
-    queue.enqueue_many(session, [_delivery_job(row["id"], 1) for row in writes.deliveries], now=now)
+    queue.enqueue_many(session, _first_attempts(writes.deliveries), now=now)
     return len(inserted)
 
 

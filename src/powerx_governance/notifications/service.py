@@ -17,7 +17,7 @@ the transaction), so a notification exists exactly when the change that causes i
   filter). Findings sent at once are batched per transaction, recipient and tenant: a scan
   that opens ten critical findings for a tenant sends that tenant's admins one message.
 - `flush_digests` turns due digest entries into one delivery per (recipient, tenant).
-- `prepare_delivery`, `mark_delivered`, `mark_failed` are the delivery worker's steps.
+- `prepare_deliveries`, `mark_delivered`, `mark_failed` are the delivery worker's steps.
 
 The runtime (routes, templates, settings) is built once at start from the notifications'
 settings section and passed explicitly to every function that needs it (`NotificationRuntime`).
@@ -41,11 +41,12 @@ from powerx_governance.notifications.deliver import (
     PreparedDelivery,
     mark_delivered,
     mark_failed,
-    prepare_delivery,
+    prepare_deliveries,
     retry_delay,
 )
 from powerx_governance.notifications.digests import DIGEST_TASK, digests_due, flush_digests
 from powerx_governance.notifications.outbox import (
+    DELIVER_BATCH_TASK,
     DELIVER_TASK,
     NewEvent,
     enqueue_delivery,
@@ -57,6 +58,7 @@ from powerx_governance.notifications.queries import console_cards, dead_letters,
 from powerx_governance.notifications.runtime import NotificationRuntime
 
 __all__ = [
+    "DELIVER_BATCH_TASK",
     "DELIVER_TASK",
     "DIGEST_TASK",
     "DecisionNotice",
@@ -80,7 +82,7 @@ __all__ = [
     "notify_reopened",
     "notify_sla_breach",
     "on_recommendation_changes",
-    "prepare_delivery",
+    "prepare_deliveries",
     "record_events",
     "retry_delay",
 ]

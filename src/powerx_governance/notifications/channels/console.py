@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import transaction
 from powerx_governance.notifications.channels.interface import OutboundMessage, Receipt, TransientChannelError
 from powerx_governance.notifications.tables import ConsoleCardRow
@@ -63,22 +64,31 @@ class ConsoleChannel:
 
     def send(self, message: OutboundMessage) -> Receipt:
         """Store one card per item the message is about (those not stored by an earlier attempt)."""
-        cards = {_card_key(message, item, i): item for i, item in enumerate(message.items)}
+        return self.send_many([message])[0]
+
+    def send_many(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
+        """`send` of several messages in one transaction: all their cards are stored, or none."""
+        keyed = [{_card_key(m, item, i): item for i, item in enumerate(m.items)} for m in messages]
         try:
             with transaction(self._factory) as session:
-                present = set(
-                    session.execute(
-                        select(ConsoleCardRow.idempotency_key).where(
-                            ConsoleCardRow.idempotency_key.in_(cards)
-                        )
-                    ).scalars()
+                present: set[str] = set()
+                for part in chunks([key for cards in keyed for key in cards]):
+                    present.update(
+                        session.execute(
+                            select(ConsoleCardRow.idempotency_key).where(
+                                ConsoleCardRow.idempotency_key.in_(part)
+                            )
+                        ).scalars()
+                    )
+                session.add_all(
+                    self._card(message, key, item)
+                    for message, cards in zip(messages, keyed, strict=True)
+                    for key, item in cards.items()
+                    if key not in present
                 )
-                for key, item in cards.items():
-                    if key not in present:
-                        session.add(self._card(message, key, item))
         except IntegrityError as exc:  # a concurrent attempt stored them first: the next one sees them
             raise TransientChannelError(self.name, "card written concurrently") from exc
-        return Receipt(f"{len(cards)} card(s)")
+        return [Receipt(f"{len(cards)} card(s)") for cards in keyed]
 
     def _card(self, message: OutboundMessage, key: str, item: Mapping[str, Any]) -> ConsoleCardRow:
         title, body = message.render_card(item)

@@ -1,0 +1,172 @@
+"""The console deliveries of decisions committed together share one job on SQLite and PostgreSQL:
+each card stored once, a transient failure retried for its own delivery only, a re-run a no-op."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from powerx_governance.auth.model import Role
+from powerx_governance.db.session import transaction
+from powerx_governance.decisions.group_commit import decide_together
+from powerx_governance.decisions.model import DecisionKind
+from powerx_governance.decisions.service import DecisionRequest
+from powerx_governance.jobs.tables import JobRow
+from powerx_governance.notifications.channels.console import ConsoleChannel
+from powerx_governance.notifications.channels.interface import (
+    OutboundMessage,
+    Receipt,
+    TransientChannelError,
+)
+from powerx_governance.notifications.config import DEFAULT_TEMPLATES, ChannelType
+from powerx_governance.notifications.jobs import Notifier
+from powerx_governance.notifications.service import DELIVER_BATCH_TASK, DELIVER_TASK
+from powerx_governance.notifications.tables import ConsoleCardRow, NotificationDeliveryRow
+from powerx_governance.service import GovernanceService
+from tests.conftest import FakeClock, ServiceFactory, issue_token, scanned_service
+from tests.functional.decisions.test_group_commit import _principal, _upgradeable
+
+
+class CountingConsole:
+    """The real console channel, counting its sends per tenant; fails the first send to `failing`."""
+
+    name = "console"
+
+    def __init__(self, service: GovernanceService, failing: str | None = None) -> None:
+        self._console = ConsoleChannel(service.factory, service.clock)
+        self._failing = failing
+        self.sent: Counter[str | None] = Counter()
+
+    def send(self, message: OutboundMessage) -> Receipt:
+        self.sent[message.tenant_uuid] += 1
+        if message.tenant_uuid == self._failing and self.sent[message.tenant_uuid] == 1:
+            raise TransientChannelError(self.name, "store busy", retry_after=30)
+        return self._console.send(message)
+
+
+def _decide_one_per_tenant(service: GovernanceService) -> dict[str, int]:
+    """One decision on each tenant's first upgradeable recommendation, in one commit: {tenant: rec}."""
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    firsts: dict[str, tuple[int, int]] = {}
+    for rec_id, revision, tenant in _upgradeable(service):
+        firsts.setdefault(tenant, (rec_id, revision))
+    assert len(firsts) >= 3
+    requests = [(DecisionRequest(rec, rev, DecisionKind.UPGRADE), who) for rec, rev in firsts.values()]
+    answers = decide_together(service.factory, service.notifications, service.clock(), requests)
+    assert not any(isinstance(a, Exception) for a in answers)
+    return {tenant: rec for tenant, (rec, _) in firsts.items()}
+
+
+def _queued_deliveries(service: GovernanceService) -> list[tuple[str, dict[str, Any], str]]:
+    with service.factory() as session:
+        rows = session.execute(
+            select(JobRow.task, JobRow.payload, JobRow.idempotency_key).where(
+                JobRow.task.in_([DELIVER_TASK, DELIVER_BATCH_TASK]), JobRow.status == "queued"
+            )
+        ).all()
+    return [(task, payload, key) for task, payload, key in rows]
+
+
+def _decision_cards(service: GovernanceService) -> Counter[tuple[str | None, int | None]]:
+    with service.factory() as session:
+        rows = session.execute(
+            select(ConsoleCardRow.tenant_uuid, ConsoleCardRow.recommendation_id).where(
+                ConsoleCardRow.kind == "decision"
+            )
+        ).all()
+    return Counter((tenant, rec) for tenant, rec in rows)
+
+
+def _statuses(service: GovernanceService, ids: list[str]) -> dict[str, tuple[str, int]]:
+    with service.factory() as session:
+        rows = session.execute(
+            select(
+                NotificationDeliveryRow.id, NotificationDeliveryRow.status, NotificationDeliveryRow.attempts
+            ).where(NotificationDeliveryRow.id.in_(ids))
+        ).all()
+    return {delivery: (status, attempts) for delivery, status, attempts in rows}
+
+
+def test_one_commit_of_several_tenants_queues_one_job_and_stores_each_card_once(
+    make_service: ServiceFactory,
+) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_one_per_tenant(service)
+    ((task, payload, key),) = _queued_deliveries(service)
+    assert task == DELIVER_BATCH_TASK
+    assert len(payload["delivery_ids"]) == len(decided)  # a console delivery per tenant
+    assert key == f"notify:batch:{payload['delivery_ids'][0]}"
+    assert service.run_pending(limit=10_000) == 1
+    assert _decision_cards(service) == Counter((tenant, rec) for tenant, rec in decided.items())
+    assert set(_statuses(service, payload["delivery_ids"]).values()) == {("delivered", 1)}
+
+
+def test_a_transient_failure_retries_only_its_own_delivery(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_one_per_tenant(service)
+    failing = sorted(decided)[1]
+    ((_, payload, batch_key),) = _queued_deliveries(service)
+    console = CountingConsole(service, failing=failing)
+    Notifier(service, service.notifications, {ChannelType.CONSOLE: console}).deliver_batch(payload)
+
+    statuses = _statuses(service, payload["delivery_ids"])
+    assert Counter(statuses.values()) == Counter({("delivered", 1): len(decided) - 1, ("pending", 1): 1})
+    (retried,) = [d for d, (status, _) in statuses.items() if status == "pending"]
+    ((task, retry, key),) = [job for job in _queued_deliveries(service) if job[2] != batch_key]
+    assert (task, retry, key) == (DELIVER_TASK, {"delivery_id": retried, "attempt": 2}, f"notify:{retried}:2")
+    with service.factory() as session:
+        run_after = session.execute(
+            select(JobRow.run_after).where(JobRow.idempotency_key == key)
+        ).scalar_one()
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    assert (
+        run_after.replace(tzinfo=None) - clock().replace(tzinfo=None)
+    ).total_seconds() >= 30  # Retry-After
+
+    clock.advance(31)
+    assert service.run_pending(limit=10_000) == 2  # the batch's own job now finds nothing to send
+    assert set(_statuses(service, payload["delivery_ids"]).values()) == {("delivered", 1), ("delivered", 2)}
+    assert _decision_cards(service) == Counter((tenant, rec) for tenant, rec in decided.items())
+    assert console.sent == Counter(dict.fromkeys(decided, 1))  # the retry went through the service's own
+
+
+def test_a_batch_job_run_twice_sends_nothing_twice(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_one_per_tenant(service)
+    ((_, payload, _),) = _queued_deliveries(service)
+    console = CountingConsole(service)
+    notifier = Notifier(service, service.notifications, {ChannelType.CONSOLE: console})
+    notifier.deliver_batch(payload)
+    notifier.deliver_batch(payload)  # a worker died after its work, before the job was marked done
+    assert console.sent == Counter(dict.fromkeys(decided, 1))
+    assert _decision_cards(service) == Counter((tenant, rec) for tenant, rec in decided.items())
+    with transaction(service.factory) as session:
+        pending = NotificationDeliveryRow.status == "pending"
+        assert session.execute(select(func.count()).where(pending)).scalar_one() == 0
+
+
+def test_a_card_that_fails_to_render_fails_only_its_own_delivery(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_one_per_tenant(service)
+    failing = sorted(decided)[0]
+    ((_, payload, _),) = _queued_deliveries(service)
+    title = '  decision:\n    card_title: "'  # the decision card's title
+    broken = f"{title}{{{{ tenant.no_such_field if tenant.uuid == '{failing}' else '' }}}}"
+    templates = DEFAULT_TEMPLATES.read_text(encoding="utf-8")
+    assert templates.count(title) == 1
+    path = tmp_path / "templates.yaml"
+    path.write_text(templates.replace(title, broken), encoding="utf-8")
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    worker = make_service(clock=clock, POWERX_WORKER="0", POWERX_NOTIFICATION_TEMPLATES=str(path))
+    worker.tasks[DELIVER_BATCH_TASK](payload)  # the console's shared transaction fails on that card
+    statuses = _statuses(service, payload["delivery_ids"])
+    assert Counter(statuses.values()) == Counter({("delivered", 1): len(decided) - 1, ("dead", 1): 1})
+    expected = Counter((tenant, rec) for tenant, rec in decided.items() if tenant != failing)
+    assert _decision_cards(service) == expected
