@@ -7,6 +7,7 @@ spans many), once through the fleet-wide path. Every row of every table the scan
 
 from __future__ import annotations
 
+import json
 import random
 import uuid
 from collections.abc import Callable, Iterator
@@ -84,13 +85,32 @@ ANNOUNCED = {
         triggered_at, created_at FROM notification_events ORDER BY 1""",
     "deliveries": """SELECT recipient_id, tenant_uuid, kind, channel, status, attempts, next_attempt_at,
         triggered_at, created_at FROM notification_deliveries ORDER BY 1, 2, 3""",
-    "delivery jobs": "SELECT task, status, attempts, run_after FROM jobs ORDER BY id",
+    "delivery jobs": "SELECT task, status, attempts, run_after, payload FROM jobs ORDER BY id",
 }
+_DELIVERY = "SELECT id, recipient_id, tenant_uuid, kind FROM notification_deliveries"
 
 
 def _announced(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
     with service.factory.kw["bind"].connect() as connection:
-        return {name: [tuple(r) for r in connection.execute(text(q))] for name, q in ANNOUNCED.items()}
+        found = {name: [tuple(r) for r in connection.execute(text(q))] for name, q in ANNOUNCED.items()}
+        deliveries = {r[0]: tuple(r[1:]) for r in connection.execute(text(_DELIVERY))}
+    found["delivery jobs"] = _jobs_by_delivery(found["delivery jobs"], deliveries)
+    return found
+
+
+def _jobs_by_delivery(
+    jobs: list[tuple[Any, ...]], deliveries: dict[str, tuple[Any, ...]]
+) -> list[tuple[Any, ...]]:
+    """Each job once per delivery it sends (by the delivery's recipient, tenant and kind, its random id
+    left out), other jobs as they are: how deliveries share a job (`notify_deliver_batch`, per
+    `record_events` call) is not what is compared, that each is queued once is."""
+    found: list[tuple[Any, ...]] = []
+    for task, status, attempts, run_after, payload in jobs:
+        data = json.loads(payload) if isinstance(payload, str) else payload
+        ids = data.get("delivery_ids") or ([data["delivery_id"]] if "delivery_id" in data else [])
+        sent = [(task, status, attempts, run_after, *deliveries[i]) for i in ids]
+        found += sent or [(task, status, attempts, run_after)]
+    return sorted(found, key=repr)
 
 
 def _rows(service: GovernanceService) -> dict[str, list[tuple[Any, ...]]]:
