@@ -15,11 +15,9 @@ timings are printed too (they leave out interpreter start, imports and set-up). 
 of them, in this order (the others read what `ingest` stored): `--steps ingest` a first ingest alone.
 
 `--keep` keeps the database (its URL is printed); `--reuse URL` runs only the pushes on such a
-database (the reference ingest takes minutes), or the steps `--steps` names but `ingest`
-(`--reuse URL --steps steady,floor`: a steady full scan next to its floor). Each run pushes
-advisories of its own ids, so runs on one database each change every affected recommendation;
-`PYTHONPATH=<other checkout>/src` in front measures another build's pushes on the same database
-(A/B).
+database (the reference ingest takes minutes). Each run pushes advisories of its own ids, so runs on
+one database each change every affected recommendation; `PYTHONPATH=<other checkout>/src` in front
+measures another build's pushes on the same database (A/B).
 """
 
 from __future__ import annotations
@@ -263,28 +261,24 @@ def main() -> None:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--pushes", type=int, default=20)
     parser.add_argument(
-        "--steps",
-        help="comma-separated, of " + ",".join(STEPS) + " (default: all; with --reuse, delta)",
+        "--steps", default=",".join(STEPS), help="comma-separated, of " + ",".join(STEPS) + " (default: all)"
     )
     parser.add_argument("--keep", action="store_true", help="keep the database (for --reuse)")
-    parser.add_argument(
-        "--reuse", metavar="URL", help="on a database kept by --keep: the pushes (or `--steps` but ingest)"
-    )
+    parser.add_argument("--reuse", metavar="URL", help="only the pushes, on a database kept by --keep")
     parser.add_argument("--step", choices=["ingest", "steady", "delta"], help=argparse.SUPPRESS)
     parser.add_argument("--url", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.step:
         print(json.dumps(step(args.step, args.url, args.tenants, args.pushes), default=str))
         return
-    wanted = tuple(step.strip() for step in (args.steps or ",".join(STEPS)).split(","))
+    if args.reuse:
+        backend = "postgresql" if args.reuse.startswith("postgresql") else "sqlite"
+        _print(backend, args.tenants, run_steps(args.reuse, args.tenants, args.pushes, ("delta",)))
+        return
+    wanted = tuple(step.strip() for step in args.steps.split(","))
     unknown = set(wanted) - set(STEPS)
     if unknown:
         parser.error(f"unknown steps: {', '.join(sorted(unknown))}")
-    if args.reuse:
-        backend = "postgresql" if args.reuse.startswith("postgresql") else "sqlite"
-        reused = ("delta",) if args.steps is None else tuple(s for s in wanted if s != "ingest")
-        _print(backend, args.tenants, run_steps(args.reuse, args.tenants, args.pushes, reused))
-        return
     backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
     for backend in backends:
         _print(backend, args.tenants, run(backend, args.tenants, args.pushes, wanted, keep=args.keep))

@@ -47,7 +47,6 @@ WRITTEN = (
     "recommendations",
     "recommendation_revisions",
     "tenant_findings",
-    "fleet_findings",
     "notification_events",
     "notification_deliveries",
     "notification_entries",

@@ -255,28 +255,12 @@ class FleetFindings:
     by_risk: dict[str, int] = field(default_factory=dict)
     by_action: dict[str, int] = field(default_factory=dict)
 
-    def add(self, tenant: TenantFindings | FleetFindings, sign: int = 1) -> None:
-        """Count `tenant`'s sums in (sign 1) or out (sign -1)."""
-        self.findings += sign * tenant.findings
-        self.report_sum = (self.report_sum + sign * tenant.report_sum) & _REPORT_MASK
+    def add(self, tenant: TenantFindings) -> None:
+        self.findings += tenant.findings
+        self.report_sum = (self.report_sum + tenant.report_sum) % _REPORT_MOD
         for counts, more in ((self.by_risk, tenant.by_risk), (self.by_action, tenant.by_action)):
             for key, n in more.items():
-                counts[key] = counts.get(key, 0) + sign * n
-
-    def row(self) -> dict[str, Any]:
-        """The values of the `fleet_findings` row."""
-        return {
-            "findings": self.findings,
-            "report_sum": self.report_sum.to_bytes(SUM_BYTES, "big"),
-            "by_risk": {k: n for k, n in sorted(self.by_risk.items()) if n},
-            "by_action": {k: n for k, n in sorted(self.by_action.items()) if n},
-        }
-
-    @classmethod
-    def from_row(
-        cls, findings: int, report_sum: bytes, by_risk: dict[str, int], by_action: dict[str, int]
-    ) -> FleetFindings:
-        return cls(findings, int.from_bytes(report_sum, "big"), dict(by_risk), dict(by_action))
+                counts[key] = counts.get(key, 0) + n
 
 
 def report_sha256(head: Mapping[str, Any], fleet: FleetFindings, states: Iterable[tuple[int, str]]) -> str:

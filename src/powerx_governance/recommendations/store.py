@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import String, Text, delete, func, select, type_coerce, update
+from sqlalchemy import String, Text, delete, func, select, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -35,7 +35,6 @@ from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.policy.verdict import Verdict
 from powerx_governance.recommendations.digests import (
     FINGERPRINT_MOD,
-    FleetFindings,
     OpenFinding,
     OwnMembers,
     TenantFindings,
@@ -49,7 +48,6 @@ from powerx_governance.recommendations.digests import (
 )
 from powerx_governance.recommendations.model import RecommendationChange, RecommendationState
 from powerx_governance.recommendations.tables import (
-    FleetFindingsRow,
     RecommendationRevisionRow,
     RecommendationRow,
     TenantFindingsRow,
@@ -302,29 +300,6 @@ def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dic
     }
 
 
-def kept_fleet_findings(session: Session, *, for_update: bool = False) -> FleetFindings:
-    """Every tenant's kept sums added up, as the writes keep them (`fleet_findings`); `for_update`:
-    the row locked until the transaction ends (PostgreSQL)."""
-    f = FleetFindingsRow
-    stmt = select(f.findings, f.report_sum, sql_cast(f.by_risk, Text), sql_cast(f.by_action, Text))
-    stmt = stmt.where(f.id == 1)
-    found = session.execute(stmt.with_for_update() if for_update else stmt).one()
-    findings, report_sum, by_risk, by_action = found
-    return FleetFindings.from_row(findings, report_sum, _COUNTS.decode(by_risk), _COUNTS.decode(by_action))
-
-
-def _add_to_fleet(session: Session, change: FleetFindings) -> None:
-    """Count `change` into the fleet's sums, read locked: writes in concurrent transactions (a
-    sharded scan's) add up instead of overwriting each other."""
-    fleet = kept_fleet_findings(session, for_update=True)
-    fleet.add(change)
-    _store_fleet(session, fleet)
-
-
-def _store_fleet(session: Session, fleet: FleetFindings) -> None:
-    session.execute(update(FleetFindingsRow).where(FleetFindingsRow.id == 1).values(fleet.row()))
-
-
 def _kept_fingerprints(session: Session, tenants: Sequence[str]) -> dict[str, tuple[int, str]]:
     t = TenantFindingsRow
     stmt = select(t.tenant_uuid, t.findings, t.fingerprints)
@@ -382,15 +357,13 @@ def _summed(count_and_sum: list[int]) -> tuple[int, str]:
 
 
 class _Sums:
-    """The kept sums of the tenants a write touches: read once, adjusted, written back whole, and
-    the fleet's sums adjusted by the difference."""
+    """The kept sums of the tenants a write touches: read once, adjusted, written back whole."""
 
     def __init__(self, session: Session) -> None:
         self._session = session
         self._kept: dict[str, TenantFindings] = {}
         self._stored: set[str] = set()
         self._touched: set[str] = set()
-        self._fleet = FleetFindings()  # the touched tenants' sums now, less what they were
 
     def load(self, tenants: Iterable[str]) -> None:
         wanted = sorted(set(tenants) - self._stored - self._kept.keys())
@@ -403,13 +376,10 @@ class _Sums:
 
     def of(self, tenant_uuid: str) -> TenantFindings:
         """The tenant's sums, to be adjusted (and written back)."""
-        if tenant_uuid in self._touched:
-            return self._kept[tenant_uuid]
         self._touched.add(tenant_uuid)
         kept = self._kept.get(tenant_uuid)
         if kept is None:
             kept = self._kept[tenant_uuid] = TenantFindings()
-        self._fleet.add(kept, -1)  # as it was before this write
         return kept
 
     def write(self) -> None:
@@ -426,12 +396,7 @@ class _Sums:
         )
         self._stored.update(r["tenant_uuid"] for r in rows)
         self._stored.difference_update(emptied)
-        if touched:
-            for uuid in touched:
-                self._fleet.add(self._kept[uuid])
-            _add_to_fleet(self._session, self._fleet)
         self._touched.clear()
-        self._fleet = FleetFindings()
 
     def _update(self, rows: list[dict[str, Any]]) -> None:
         """Kept rows updated in place, as `bulk_update` writes them, each distinct count of findings by
@@ -673,13 +638,9 @@ class FirstIngestWriter:
         return changes
 
     def finish(self) -> None:
-        """Write the sums of every tenant with findings, and count them into the fleet's."""
+        """Write the sums of every tenant with findings."""
         rows = [self.sums[uuid].row(uuid) for uuid in sorted(self.sums)]
         bulk_insert(self.session, TenantFindingsRow, rows)
-        opened = FleetFindings()
-        for sums in self.sums.values():
-            opened.add(sums)
-        _add_to_fleet(self.session, opened)
         self.sums = {}
 
     def _digested(self, opening: _Opening, uuid: str, key: str | None, rec_id: int) -> bytes:
@@ -1409,17 +1370,8 @@ def tenant_findings_from_rows(
 
 
 def rebuild_tenant_findings(session: Session) -> None:
-    """Recompute every open recommendation's digest, every tenant's sums and the fleet's from the
-    stored rows (repairs rows written around the store)."""
-    fleet = FleetFindings()
-    for sums in recompute_tenant_sums(session).values():
-        fleet.add(sums)
-    _store_fleet(session, fleet)
-
-
-def recompute_tenant_sums(session: Session) -> dict[str, TenantFindings]:
     """Recompute every open recommendation's digest and every tenant's sums from the stored rows
-    (migration 0012 fills them in this way); the sums written."""
+    (migration 0012 fills them in this way; it also repairs rows written around the store)."""
     found: dict[str, TenantFindings] = {}
     digests: list[dict[str, Any]] = []
     for tenant, _, rec_id, finding in stored_open_findings(session):
@@ -1431,7 +1383,6 @@ def recompute_tenant_sums(session: Session) -> dict[str, TenantFindings]:
     bulk_update(session, RecommendationRow, digests, key="id")
     session.execute(delete(TenantFindingsRow))
     bulk_insert(session, TenantFindingsRow, [sums.row(uuid) for uuid, sums in sorted(found.items())])
-    return found
 
 
 def non_open_states(session: Session, tenants: Sequence[str] | None) -> list[tuple[int, str]]:

@@ -66,19 +66,6 @@ class TenantFindingsRow(Base):
     by_action: Mapped[dict[str, Any]]
 
 
-class FleetFindingsRow(Base):
-    """Every tenant's kept sums added up (one row), kept by every write: what the audit record of a
-    fleet scan digests, without reading 20,000 tenants' sums after each push."""
-
-    __tablename__ = "fleet_findings"
-
-    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)  # always 1
-    findings: Mapped[int]
-    report_sum: Mapped[bytes] = mapped_column(LargeBinary)
-    by_risk: Mapped[dict[str, Any]]
-    by_action: Mapped[dict[str, Any]]
-
-
 class RecommendationRevisionRow(Base):
     __tablename__ = "recommendation_revisions"
 

@@ -2,8 +2,7 @@
 
 Findings are read as plain columns (no ORM objects), streamed in priority order, and each shared
 verdict document is decoded once. The scan's audit record digests the report from the sums each
-tenant keeps (recommendations/digests.py), added up as the fleet's sums for a fleet report, so
-finishing a scan never re-reads the fleet's findings (nor, after a push, 20,000 tenants' sums).
+tenant keeps (recommendations/digests.py), so finishing a scan never re-reads the fleet's findings.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.store import (
     IsoTimes,
     decode_facts,
-    kept_fleet_findings,
     kept_tenant_findings,
     non_open_states,
     tenant_findings_from_rows,
@@ -60,17 +58,13 @@ class ReportDigest:
 
 def stored_report_digest(session: Session, scan: ScanRow, *, from_scratch: bool = False) -> ReportDigest:
     """`report_sha256` of the fleet report `stored_report(…, tenant_uuid=None)` (docs/formats.md),
-    and its counts by risk and action, from the sums kept for the fleet or for each tenant of a
-    tenant-filtered scan (or, `from_scratch`, from the stored findings themselves: what a check of
-    the kept sums compares them with)."""
+    and its counts by risk and action, from the sums each tenant keeps (or, `from_scratch`, from
+    the stored findings themselves: what a check of the kept sums compares them with)."""
     tenants = list(scan.tenant_filter) or None
-    if tenants is None and not from_scratch:
-        fleet = kept_fleet_findings(session)
-    else:
-        sums = tenant_findings_from_rows if from_scratch else kept_tenant_findings
-        fleet = FleetFindings()
-        for tenant in sums(session, tenants).values():
-            fleet.add(tenant)
+    sums = tenant_findings_from_rows if from_scratch else kept_tenant_findings
+    fleet = FleetFindings()
+    for tenant in sums(session, tenants).values():
+        fleet.add(tenant)
     head = _report_head(session, scan, None)
     return ReportDigest(
         report_sha256(head, fleet, non_open_states(session, tenants)),

@@ -1,6 +1,5 @@
 """Migrations on both stores: keys recorded before 0008 keep their uniqueness under the scope `legacy`;
-0013 leaves room in the pages of the rows a push rewrites (PostgreSQL), and goes back; 0014 adds up
-the tenants' kept sums as the fleet's."""
+0013 leaves room in the pages of the rows a push rewrites (PostgreSQL), and goes back."""
 
 from __future__ import annotations
 
@@ -14,8 +13,6 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, decide
 from powerx_governance.decisions.tables import DecisionRow
-from powerx_governance.recommendations.digests import FleetFindings
-from powerx_governance.recommendations.store import kept_fleet_findings, kept_tenant_findings
 from powerx_governance.service import GovernanceService
 from tests.conftest import ServiceFactory
 from tests.functional.console.support import SANDBOX, recommendation_id, scanned_service
@@ -71,20 +68,3 @@ def test_0013_sets_the_fillfactor_of_the_rows_a_push_rewrites_and_resets_it(
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     assert _fillfactors(service) == (room if postgresql else {})
-
-
-def test_0014_fills_the_fleets_sums_with_those_its_tenants_keep(make_service: ServiceFactory) -> None:
-    service = scanned_service(make_service, POWERX_WORKER="0")
-    with service.factory() as session:
-        kept = kept_fleet_findings(session)
-    assert kept.findings > 0
-    config = _config(service.engine)
-    with service.engine.begin() as connection:
-        config.attributes["connection"] = connection
-        command.downgrade(config, "0013")
-        command.upgrade(config, "head")
-    fleet = FleetFindings()
-    with service.factory() as session:
-        for sums in kept_tenant_findings(session, None).values():
-            fleet.add(sums)
-        assert kept_fleet_findings(session).row() == fleet.row() == kept.row()

@@ -16,7 +16,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from powerx_governance.recommendations.store import recompute_tenant_sums
+from powerx_governance.recommendations.store import rebuild_tenant_findings
 
 revision = "0012"
 down_revision = "0011"
@@ -39,7 +39,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_uuid", name=op.f("pk_tenant_findings")),
     )
     with Session(bind=op.get_bind()) as session:
-        recompute_tenant_sums(session)
+        rebuild_tenant_findings(session)
         session.flush()
 
 
