@@ -25,7 +25,7 @@ from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.store import (
     IsoTimes,
     decode_facts,
-    kept_tenant_findings,
+    kept_fleet_findings,
     non_open_states,
     tenant_findings_from_rows,
 )
@@ -61,10 +61,12 @@ def stored_report_digest(session: Session, scan: ScanRow, *, from_scratch: bool 
     and its counts by risk and action, from the sums each tenant keeps (or, `from_scratch`, from
     the stored findings themselves: what a check of the kept sums compares them with)."""
     tenants = list(scan.tenant_filter) or None
-    sums = tenant_findings_from_rows if from_scratch else kept_tenant_findings
-    fleet = FleetFindings()
-    for tenant in sums(session, tenants).values():
-        fleet.add(tenant)
+    if from_scratch:
+        fleet = FleetFindings()
+        for tenant in tenant_findings_from_rows(session, tenants).values():
+            fleet.add(tenant)
+    else:
+        fleet = kept_fleet_findings(session, tenants)
     head = _report_head(session, scan, None)
     return ReportDigest(
         report_sha256(head, fleet, non_open_states(session, tenants)),
