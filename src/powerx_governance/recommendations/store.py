@@ -293,9 +293,16 @@ _KEPT: Final = (
 
 def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dict[str, TenantFindings]:
     """The kept sums of `tenants` (None: every tenant with open findings)."""
-    decode = _COUNTS.decode
+    decoded: dict[str, dict[str, int]] = {}  # each distinct count document decoded once (`from_row` copies)
+
+    def counts(document: str) -> dict[str, int]:
+        found = decoded.get(document)
+        if found is None:
+            found = decoded[document] = _COUNTS.decode(document)
+        return found
+
     return {
-        uuid: TenantFindings.from_row(findings, fps, report_sum, decode(by_risk), decode(by_action))
+        uuid: TenantFindings.from_row(findings, fps, report_sum, counts(by_risk), counts(by_action))
         for uuid, findings, fps, report_sum, by_risk, by_action in rows_for(
             session, select(*_KEPT), TenantFindingsRow.tenant_uuid, tenants
         )
@@ -311,7 +318,8 @@ def kept_fleet_findings(session: Session, tenants: Sequence[str] | None) -> Flee
     once, and each distinct count document is decoded once (after a push, finishing its scan read
     and decoded 20,000 tenants' sums one by one). Keys come out in the order `add` meets them."""
     t = TenantFindingsRow
-    stmt = select(t.tenant_uuid, t.findings, t.report_sum, sql_cast(t.by_risk, Text), sql_cast(t.by_action, Text))
+    counted = (sql_cast(t.by_risk, Text), sql_cast(t.by_action, Text))
+    stmt = select(t.tenant_uuid, t.findings, t.report_sum, *counted)
     findings = report_sum = 0
     risks: dict[str, int] = {}  # count document -> tenants keeping it, in first-seen order
     actions: dict[str, int] = {}
@@ -414,40 +422,49 @@ class _Sums:
     def write(self) -> None:
         """Write the touched tenants' sums back: kept rows updated in place, emptied ones deleted, new
         ones inserted (each in bulk, through the driver)."""
+        kept, stored = self._kept, self._stored
         touched = sorted(self._touched)
-        emptied = [uuid for uuid in touched if not self._kept[uuid].findings]
-        for part in chunks([uuid for uuid in emptied if uuid in self._stored]):
+        emptied = [uuid for uuid in touched if not kept[uuid].findings]
+        for part in chunks([uuid for uuid in emptied if uuid in stored]):
             self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
-        rows = [self._kept[uuid].row(uuid) for uuid in touched if self._kept[uuid].findings]
-        self._update([r for r in rows if r["tenant_uuid"] in self._stored])
-        bulk_insert(
-            self._session, TenantFindingsRow, [r for r in rows if r["tenant_uuid"] not in self._stored]
-        )
-        self._stored.update(r["tenant_uuid"] for r in rows)
-        self._stored.difference_update(emptied)
+        self._update([uuid for uuid in touched if kept[uuid].findings and uuid in stored])
+        new = [uuid for uuid in touched if kept[uuid].findings and uuid not in stored]
+        bulk_insert(self._session, TenantFindingsRow, [kept[uuid].row(uuid) for uuid in new])
+        stored.update(new)
+        stored.difference_update(emptied)
         self._touched.clear()
 
-    def _update(self, rows: list[dict[str, Any]]) -> None:
-        """Kept rows updated in place, as `bulk_update` writes them, each distinct count of findings by
-        risk or action converted once (a push's 20,000 tenants share a few thousand)."""
-        if not rows:
+    def _update(self, tenants: list[str]) -> None:
+        """The kept rows of `tenants` updated in place with the values `TenantFindings.row` gives, as
+        `bulk_update` writes them, built straight from the sums: each distinct count of findings by
+        risk or action sorted and converted once (a push's 20,000 tenants share a few thousand)."""
+        if not tenants:
             return
         driver = DriverRows(self._session, TenantFindingsRow, _SUMS_UPDATED)
         value, document = driver.value, driver.document
-        driver.update(
-            [
+        converted: dict[tuple[str, tuple[tuple[str, int], ...]], Any] = {}
+
+        def counts(column: str, by: dict[str, int]) -> Any:
+            key = (column, tuple(by.items()))
+            found = converted.get(key)
+            if found is None:
+                found = converted[key] = document(column, {k: n for k, n in sorted(by.items()) if n})
+            return found
+
+        rows = []
+        for uuid in tenants:
+            sums = self._kept[uuid]
+            rows.append(
                 (
-                    r["findings"],
-                    r["fingerprints"],
-                    value("report_sum", r["report_sum"]),
-                    document("by_risk", r["by_risk"]),
-                    document("by_action", r["by_action"]),
-                    r["tenant_uuid"],
+                    sums.findings,
+                    f"{sums.fingerprints:064x}",
+                    value("report_sum", sums.report_sum.to_bytes(SUM_BYTES, "big")),
+                    counts("by_risk", sums.by_risk),
+                    counts("by_action", sums.by_action),
+                    uuid,
                 )
-                for r in rows
-            ],
-            _SUMS_UPDATED,
-        )
+            )
+        driver.update(rows, _SUMS_UPDATED)
 
 
 _SUMS_UPDATED: Final = ("findings", "fingerprints", "report_sum", "by_risk", "by_action", "tenant_uuid")
