@@ -180,6 +180,7 @@ class DriverRows:
         self._dialect = dialect
         self._dumps: Transformer | None = None
         self._text_encoding: str | None = None
+        self._fields: dict[tuple[type, Any], str] = {}
         self._seen: dict[tuple[str, Any], Any] = {}
         self._documents: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self._texts: dict[str, str] = {}
@@ -231,16 +232,26 @@ class DriverRows:
 
     def field(self, value: Any) -> str:
         """A converted value as `insert`'s COPY sends it: its driver dump (text format), escaped
-        for COPY text, `\\N` for None. For values many rows share, worked out once by the caller."""
+        for COPY text, `\\N` for None; each distinct value but text dumped once."""
         if value is None:
             return r"\N"
-        from psycopg.adapt import PyFormat, Transformer  # noqa: PLC0415 - PostgreSQL only
+        if type(value) is str:  # the driver's text dump is the text itself
+            return copy_field(value)
+        key = (type(value), value)  # True and 1 are equal keys, not the same field
+        found = self._fields.get(key)
+        if found is None:
+            found = self._fields[key] = copy_field(self._dumped(value))
+        return found
 
+    def _dumped(self, value: Any) -> str:
         if self._dumps is None:
+            from psycopg.adapt import Transformer  # noqa: PLC0415 - PostgreSQL only
+
             raw, _ = self._driver()
             self._dumps = Transformer(raw)
-        dumped = bytes(self._dumps.get_dumper(value, PyFormat.TEXT).dump(value))
-        return copy_field(dumped.decode(self._encoding()))
+        from psycopg.adapt import PyFormat  # noqa: PLC0415 - PostgreSQL only
+
+        return bytes(self._dumps.get_dumper(value, PyFormat.TEXT).dump(value)).decode(self._encoding())
 
     def copy_of(self, lines: Sequence[str]) -> Callable[[], None]:
         """A call that inserts rows given as COPY text lines (fields from `field` or `copy_field`,

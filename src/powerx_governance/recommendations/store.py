@@ -557,6 +557,8 @@ class _VerdictOpening:
     revision: tuple[Any, ...]
     digested: list[bytes]
     own: dict[str, int]
+    columns_text: str  # PostgreSQL: `columns` and `revision` as COPY text fields (`DriverRows.field`)
+    revision_text: str
 
 
 @dataclass(slots=True)
@@ -752,8 +754,8 @@ class FirstIngestWriter:
             (own["tenant_uuid"], own["tenant_key"], own["recommendation_id"]),
             self.terms(v.plugin_id, fingerprint, self.policy_version),
             shared.values,
-            "\t".join(map(self.rows.field, head)) if texts else "",
-            "\t".join(map(self.revisions.field, shared.revision)) if texts else "",
+            "\t".join((*map(self.rows.field, head[:4]), shared.columns_text)) if texts else "",
+            shared.revision_text,
         )
 
     def _verdict_opening(self, f: Finding) -> _VerdictOpening:
@@ -772,12 +774,17 @@ class FirstIngestWriter:
         }
         parts = self.prints.parts(f)
         order = parts.order(tuple(own))
+        columns = tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS)
+        revised = tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:])
+        texts = self._text
         return _VerdictOpening(
             values,
-            tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS),
-            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:]),
+            columns,
+            revised,
             [self.members(key, own[key]) if key in own else parts.members[key] for key in order],
             {key: at for at, key in enumerate(order) if key in own},
+            "\t".join(map(self.rows.field, columns)) if texts else "",
+            "\t".join(map(self.revisions.field, revised)) if texts else "",
         )
 
 
