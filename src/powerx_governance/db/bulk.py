@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Session
 from powerx_governance.db.session import before_driver_write
 
 if TYPE_CHECKING:
-    from psycopg.adapt import Transformer
+    from psycopg.abc import Transformer
 
 CHUNK = 10_000
 FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
@@ -240,18 +240,18 @@ class DriverRows:
         key = (type(value), value)  # True and 1 are equal keys, not the same field
         found = self._fields.get(key)
         if found is None:
-            found = self._fields[key] = copy_field(self._dumped(value))
+            found = self._fields[key] = self._dumped(value)
         return found
 
     def _dumped(self, value: Any) -> str:
-        if self._dumps is None:
-            from psycopg.adapt import Transformer  # noqa: PLC0415 - PostgreSQL only
+        """The field as the driver's COPY row formatting makes it (psycopg `format_row_text`)."""
+        from psycopg.adapt import PyFormat, Transformer  # noqa: PLC0415 - PostgreSQL only
 
+        if self._dumps is None:
             raw, _ = self._driver()
             self._dumps = Transformer(raw)
-        from psycopg.adapt import PyFormat  # noqa: PLC0415 - PostgreSQL only
-
-        return bytes(self._dumps.get_dumper(value, PyFormat.TEXT).dump(value)).decode(self._encoding())
+        dumped = self._dumps.get_dumper(value, PyFormat.TEXT).dump(value)
+        return r"\N" if dumped is None else copy_field(bytes(dumped).decode(self._encoding()))
 
     def copy_of(self, lines: Sequence[str]) -> Callable[[], None]:
         """A call that inserts rows given as COPY text lines (fields from `field` or `copy_field`,
