@@ -4,7 +4,7 @@ as `bulk_insert`'s do."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from sqlalchemy import select
 
@@ -12,6 +12,9 @@ from powerx_governance.db.bulk import DriverRows, bulk_insert
 from powerx_governance.db.session import transaction
 from powerx_governance.recommendations.tables import VerdictRow
 from tests.conftest import NOW, ServiceFactory
+
+if TYPE_CHECKING:
+    import psycopg
 
 FACTS: dict[str, Any] = {
     "tenant_key": None,
@@ -99,7 +102,7 @@ def test_a_field_is_the_driver_s_own_copy_text(make_service: ServiceFactory) -> 
         from psycopg._copy_base import format_row_text  # noqa: PLC0415 - the reference formatting
         from psycopg.adapt import Transformer  # noqa: PLC0415
 
-        raw = session.connection().connection.dbapi_connection
+        raw = cast("psycopg.Connection[Any]", session.connection().connection.dbapi_connection)
         values = [None, True, False, 1, 0, 12345678901, NOW, "a\tb\\c\nd\re\bf\vg\fh", "x", ""]
         formatted = bytearray()
         format_row_text(values, Transformer(raw), formatted)
