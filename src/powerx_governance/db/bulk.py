@@ -9,9 +9,10 @@ ten times more per row here, which is most of a million-installation scan.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import JSON, Column, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -21,6 +22,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 from powerx_governance.db.session import before_driver_write
+
+if TYPE_CHECKING:
+    from psycopg.abc import Transformer
 
 CHUNK = 10_000
 FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
@@ -173,6 +177,10 @@ class DriverRows:
         self._convert = {
             self.columns[i]: convert for i, convert in _converters(self._table, self.columns, dialect)
         }
+        self._dialect = dialect
+        self._dumps: Transformer | None = None
+        self._text_encoding: str | None = None
+        self._fields: dict[tuple[type, Any], str] = {}
         self._seen: dict[tuple[str, Any], Any] = {}
         self._documents: dict[tuple[str, tuple[Any, ...]], Any] = {}
         self._texts: dict[str, str] = {}
@@ -217,6 +225,59 @@ class DriverRows:
             self, column, document, member, texts.setdefault(head, head), texts.setdefault(tail, tail)
         )
 
+    @property
+    def copies_text(self) -> bool:
+        """Whether rows can go as COPY text lines (`field`, `copy_of`): PostgreSQL."""
+        return self._dialect.name == "postgresql"
+
+    def field(self, value: Any) -> str:
+        """A converted value as `insert`'s COPY sends it: its driver dump (text format), escaped
+        for COPY text, `\\N` for None; each distinct value but text dumped once."""
+        if value is None:
+            return r"\N"
+        if type(value) is str:  # the driver's text dump is the text itself
+            return copy_field(value)
+        key = (type(value), value)  # True and 1 are equal keys, not the same field
+        found = self._fields.get(key)
+        if found is None:
+            found = self._fields[key] = self._dumped(value)
+        return found
+
+    def _dumped(self, value: Any) -> str:
+        """The field as the driver's COPY row formatting makes it (psycopg `format_row_text`)."""
+        from psycopg.adapt import PyFormat, Transformer  # noqa: PLC0415 - PostgreSQL only
+
+        if self._dumps is None:
+            raw, _ = self._driver()
+            self._dumps = Transformer(raw)
+        dumped = self._dumps.get_dumper(value, PyFormat.TEXT).dump(value)
+        return r"\N" if dumped is None else copy_field(bytes(dumped).decode(self._encoding()))
+
+    def copy_of(self, lines: Sequence[str]) -> Callable[[], None]:
+        """A call that inserts rows given as COPY text lines (fields from `field` or `copy_field`,
+        each line ending in a newline) in the session's transaction: one COPY, no per-value work.
+        The driver connection is resolved here, so the call may run on another thread while this
+        one leaves the session alone (the server stores one chunk while the caller builds the next)."""
+        raw, _ = self._driver()
+        encoding = self._encoding()
+        names = ", ".join(f'"{c}"' for c in self.columns)
+        statement = f'COPY "{self._table.name}" ({names}) FROM STDIN'
+
+        def copy() -> None:
+            if not lines:
+                return
+            with raw.cursor() as cursor, cursor.copy(statement) as copying:
+                for start in range(0, len(lines), CHUNK):
+                    copying.write("".join(lines[start : start + CHUNK]).encode(encoding))
+
+        return copy
+
+    def _encoding(self) -> str:
+        if self._text_encoding is None:
+            raw, _ = self._driver()
+            self._text_encoding = str(raw.info.encoding)
+        return self._text_encoding
+
     def insert(self, rows: Sequence[Sequence[Any]]) -> None:
         """Insert rows of converted values, in `columns` order, in the session's transaction."""
         if not rows:
@@ -243,6 +304,18 @@ class DriverRows:
             raise RuntimeError("no driver connection inside the transaction")
         before_driver_write(connection)
         return raw, connection.dialect
+
+
+# What COPY text escapes in a field, as the driver's own row formatting does (psycopg `_dump_re`)
+_COPY_SPECIAL: Final = re.compile("[\b\t\n\v\f\r\\\\]")
+_COPY_ESCAPES: Final = str.maketrans(
+    {"\b": "\\b", "\t": "\\t", "\n": "\\n", "\v": "\\v", "\f": "\\f", "\r": "\\r", "\\": "\\\\"}
+)
+
+
+def copy_field(text: str) -> str:
+    """A text value as a COPY text field (its special characters escaped)."""
+    return text.translate(_COPY_ESCAPES) if _COPY_SPECIAL.search(text) else text
 
 
 class Spliced:

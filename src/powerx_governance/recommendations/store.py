@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update
+from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update, copy_field
 from powerx_governance.db.chunks import READ_ALL_ABOVE, chunks, rows_for
 from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Channel, Severity
@@ -641,6 +642,8 @@ class _VerdictOpening:
     revision: tuple[Any, ...]
     digested: list[bytes]
     own: dict[str, int]
+    columns_text: str  # PostgreSQL: `columns` and `revision` as COPY text fields (`DriverRows.field`)
+    revision_text: str
 
 
 @dataclass(slots=True)
@@ -657,6 +660,43 @@ class _Opening:
     slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
     term: int
     values: dict[str, Any]
+    head_text: str  # PostgreSQL: `head` and `revision` as COPY text fields (`DriverRows.field`)
+    revision_text: str
+
+
+class _CopiedApart:
+    """PostgreSQL: a chunk's COPY calls (`DriverRows.copy_of`) made by a thread of their own while the
+    writer builds the next chunk, one chunk at a time. Sending ready COPY text holds the GIL little, so
+    the server stores a chunk while Python builds the next instead of each waiting for the other.
+    `wait` returns once the chunk is in, and raises what its copy raised."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, *copies: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=copies, name="powerx-ingest-copy")
+        self._thread.start()
+
+    def wait(self) -> None:
+        self.settle()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def settle(self) -> None:
+        """Wait for the chunk being copied, if any, leaving what it raised for `wait`."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self, *copies: Callable[[], None]) -> None:
+        try:
+            for copy in copies:
+                copy()
+        except BaseException as exc:  # noqa: BLE001 - raised again by `wait`, on the writer's thread
+            self._error = exc
 
 
 class FirstIngestWriter:
@@ -682,11 +722,16 @@ class FirstIngestWriter:
         moments = {"first_seen_at": now, "updated_at": now, "resolved_at": None}
         constant = {**moments, "scan_id": scan_id, "policy_version": policy_version}
         self._tail = tuple(self.rows.value(c, constant[c]) for c in _OPENED_ROW[16:21])
+        self._text = self.rows.copies_text  # rows as COPY text lines: no per-value work for the driver
+        self._tail_text = "\t".join(map(self.rows.field, self._tail)) if self._text else ""
+        self._copying = _CopiedApart()
 
     def write(self, findings: Sequence[tuple[int, FindingTenant, FindingKind]]) -> list[Change]:
         """Open a recommendation for each (id, tenant, kind); the changes, in the order given."""
-        rows, revisions, changes = [], [], []
-        opened, tail = RecommendationChange.OPENED, self._tail
+        rows: list[Any] = []
+        revisions: list[Any] = []
+        changes = []
+        opened, tail, text, tail_text = RecommendationChange.OPENED, self._tail, self._text, self._tail_text
         for rec_id, tenant, kind in findings:
             opening = self._openings.get(id(kind))
             if opening is None:
@@ -694,8 +739,16 @@ class FirstIngestWriter:
             uuid, key = tenant
             raw = hashlib.sha256(self._digested(opening, uuid, key, rec_id)).digest()
             digest = raw.hex()
-            rows.append((rec_id, uuid, *opening.head, opening.facts(key), *tail, digest))
-            revisions.append((rec_id, *opening.revision))
+            if text:
+                facts = opening.facts(key)
+                rows.append(
+                    f"{rec_id}\t{copy_field(uuid)}\t{opening.head_text}"
+                    f"\t{_NULL if facts is None else copy_field(facts)}\t{tail_text}\t{digest}\n"
+                )
+                revisions.append(f"{rec_id}\t{opening.revision_text}\n")
+            else:
+                rows.append((rec_id, uuid, *opening.head, opening.facts(key), *tail, digest))
+                revisions.append((rec_id, *opening.revision))
             v = opening.values
             sums = self.sums.get(uuid)
             if sums is None:
@@ -717,16 +770,26 @@ class FirstIngestWriter:
                     routed=True,
                 )
             )
+        self._copying.wait()  # the previous chunk's rows are in before anything else is written
         _store_verdicts(self.session, self.prints.fresh(), self.now)
-        self.rows.insert(rows)
-        self.revisions.insert(revisions)
+        if text:
+            self._copying.start(self.rows.copy_of(rows), self.revisions.copy_of(revisions))
+        else:
+            self.rows.insert(rows)
+            self.revisions.insert(revisions)
         return changes
 
     def finish(self) -> None:
-        """Write the sums of every tenant with findings."""
+        """Write the sums of every tenant with findings (once the last chunk's rows are in)."""
+        self._copying.wait()
         rows = [self.sums[uuid].row(uuid) for uuid in sorted(self.sums)]
         bulk_insert(self.session, TenantFindingsRow, rows)
         self.sums = {}
+
+    def settle(self) -> None:
+        """Wait for a chunk still being copied, without raising: before the transaction is rolled back
+        after an error, nothing else may use its connection."""
+        self._copying.settle()
 
     def _digested(self, opening: _Opening, uuid: str, key: str | None, rec_id: int) -> bytes:
         """The canonical JSON of the finding as the report serves it (`finding_bytes`)."""
@@ -767,6 +830,7 @@ class FirstIngestWriter:
             value("fingerprint", fingerprint),
             *shared.columns,
         )
+        texts = self._text
         return _Opening(
             head,
             self.rows.with_member("tenant_facts", facts, "tenant_key"),
@@ -775,6 +839,8 @@ class FirstIngestWriter:
             (own["tenant_uuid"], own["tenant_key"], own["recommendation_id"]),
             self.terms(v.plugin_id, fingerprint, self.policy_version),
             shared.values,
+            "\t".join((*map(self.rows.field, head[:4]), shared.columns_text)) if texts else "",
+            shared.revision_text,
         )
 
     def _verdict_opening(self, f: Finding) -> _VerdictOpening:
@@ -793,16 +859,22 @@ class FirstIngestWriter:
         }
         parts = self.prints.parts(f)
         order = parts.order(tuple(own))
+        columns = tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS)
+        revised = tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:])
+        texts = self._text
         return _VerdictOpening(
             values,
-            tuple(self.rows.value(c, values[c]) for c in _VERDICT_COLUMNS),
-            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[1:]),
+            columns,
+            revised,
             [self.members(key, own[key]) if key in own else parts.members[key] for key in order],
             {key: at for at, key in enumerate(order) if key in own},
+            "\t".join(map(self.rows.field, columns)) if texts else "",
+            "\t".join(map(self.revisions.field, revised)) if texts else "",
         )
 
 
 _OPEN: Final = RecommendationState.OPEN.value
+_NULL: Final = r"\N"  # SQL NULL in COPY text
 
 
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:

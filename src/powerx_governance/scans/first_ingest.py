@@ -187,14 +187,17 @@ def _write(
     writer = FirstIngestWriter(session, scan_id=scan_id, now=engine.now, policy_version=policy.version)
     changes = ChangeSet()
     start = 0
-    while findings:
-        part = findings[:WRITE_EVERY]
-        del findings[:WRITE_EVERY]  # written ones go as their changes come
-        numbered = [(ids[start + i], tenant, kind) for i, (tenant, kind) in enumerate(part)]
-        changes.changes += writer.write(numbered)
-        start += len(part)
-        set_aside()
-    writer.finish()
+    try:
+        while findings:
+            part = findings[:WRITE_EVERY]
+            del findings[:WRITE_EVERY]  # written ones go as their changes come
+            numbered = [(ids[start + i], tenant, kind) for i, (tenant, kind) in enumerate(part)]
+            changes.changes += writer.write(numbered)
+            start += len(part)
+            set_aside()
+        writer.finish()
+    finally:
+        writer.settle()
     for tenants in chunks(list(intake.tenants), BATCH):
         inventory_store.mark_clean(session, tenants)
     if any(a > b for a, b in pairwise(ids)):  # PostgreSQL: a sequence shared with other writers
