@@ -145,6 +145,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
             wall, server_cpu, results = timed(_post)
             drained_after = _drain(url)
             drained_cpu = _cpu_seconds(server.pid) - start_cpu
+            peak = _peak_rss_mib(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -184,7 +185,8 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
     print(
         f"  with the jobs they queued (notification deliveries): queue empty {drained_after:.2f} s after"
         f" the last answer; server cpu {drained_cpu:.2f} s, {1000 * drained_cpu / max(1, len(ok)):.2f} ms"
-        f" per decision; {len(ok) / (wall + drained_after):,.0f} decisions/s with their jobs done"
+        f" per decision; {len(ok) / (wall + drained_after):,.0f} decisions/s with their jobs done;"
+        f" server peak RSS {peak:,.0f} MiB"
     )
 
 
@@ -217,6 +219,18 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
     ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(child) for child in _children(pid))
+
+
+def _peak_rss_mib(pid: int) -> float:
+    """The largest peak RSS (VmHWM) of the server process and its living descendants, in MiB."""
+    peaks = [0.0]
+    for each in (pid, *_children(pid)):
+        try:
+            status = Path(f"/proc/{each}/status").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
+    return max(peaks)
 
 
 def _children(pid: int) -> list[int]:

@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -220,9 +220,9 @@ class GovernanceService:
         with self.factory() as session:
             return self.flags_in(session)
 
-    def flags_in(self, session: Session) -> dict[Flag, bool]:
-        """`flags`, read in the caller's session (the API reads them with the caller's token)."""
-        enabled = flags_enabled(session, self.settings.flags)
+    def flags_in(self, db: Session | Connection) -> dict[Flag, bool]:
+        """`flags`, read in the caller's transaction (the API reads them with the caller's token)."""
+        enabled = flags_enabled(db, self.settings.flags)
         for flag, on in enabled.items():
             self.metrics.feature_flag_enabled.labels(flag=flag.value).set(1 if on else 0)
         return enabled

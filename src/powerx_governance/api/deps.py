@@ -78,9 +78,9 @@ def caller(request: Request, svc: ServiceDep) -> Caller:
             f" try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    with svc.factory() as s, s.begin():
-        found = authenticate(s, presented, svc.clock())
-        flags = svc.flags_in(s) if found is not None and _paused_with_governance(request) else {}
+    with svc.engine.begin() as connection:  # two statements: a session would cost as much again
+        found = authenticate(connection, presented, svc.clock())
+        flags = svc.flags_in(connection) if found is not None and _paused_with_governance(request) else {}
     if found is None:
         svc.auth_throttle.failed(Channel.API, address, presented)
         raise ProblemError(

@@ -10,10 +10,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -240,9 +240,18 @@ def ingest(session: Session, events: Sequence[AuditEvent], now: datetime) -> lis
     return results
 
 
+# The batch in one statement: the ORM's unit of work sent one INSERT per row (SQLite cannot tell it
+# which returned seq is whose), so each row's seq comes back here with its event id instead.
+_TABLE: Final = cast("Table", AuditEventRow.__table__)
+_COLUMNS: Final = tuple(c.key for c in _TABLE.columns if c.key != "seq")
+_INSERT: Final = insert(_TABLE).returning(_TABLE.c.event_id, _TABLE.c.seq)
+
+
 def _insert(session: Session, rows: list[AuditEventRow]) -> None:
-    session.add_all(rows)
-    session.flush()
+    values = [{name: getattr(row, name) for name in _COLUMNS} for row in rows]
+    seq_of: dict[str, int] = dict(session.execute(_INSERT, values).all())
+    for row in rows:
+        row.seq = seq_of[row.event_id]
     seqs = [row.seq for row in rows]
     if seqs != sorted(seqs):  # the chain order must be the seq order; never expected, checked anyway
         raise AuditError(f"the store numbered a batch of audit events out of order: {seqs}")

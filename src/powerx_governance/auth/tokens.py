@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from powerx_governance.auth.model import Role
@@ -104,13 +104,14 @@ _PRESENTED: Final = select(
 ).where(ApiTokenRow.token_hash == bindparam("token_hash"))
 
 
-def authenticate(session: Session, plaintext: str, now: datetime) -> Principal | None:
-    """The principal of a valid, unrevoked token; None otherwise (compared by hash)."""
-    row = session.execute(_PRESENTED, {"token_hash": hash_token(plaintext)}).one_or_none()
+def authenticate(db: Session | Connection, plaintext: str, now: datetime) -> Principal | None:
+    """The principal of a valid, unrevoked token; None otherwise (compared by hash). The API reads it
+    on a bare connection (no session to build per request)."""
+    row = db.execute(_PRESENTED, {"token_hash": hash_token(plaintext)}).one_or_none()
     if row is None or row.revoked_at is not None:
         return None
     if row.last_used_at is None or now - row.last_used_at > _TOUCH_EVERY:
-        session.execute(update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now))
+        db.execute(update(ApiTokenRow).where(ApiTokenRow.id == row.id).values(last_used_at=now))
     return Principal(row.id, row.name, Role(row.role), row.tenant_uuid)
 
 

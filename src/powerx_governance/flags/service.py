@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
 
-from sqlalchemy import delete, select
+from sqlalchemy import Connection, delete, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.audit.service import AuditEvent, record
@@ -69,10 +69,10 @@ def flag_states(session: Session, configured: Mapping[Flag, ConfiguredFlag]) -> 
 _OVERRIDES: Final = select(FeatureFlagRow.name, FeatureFlagRow.enabled)
 
 
-def flags_enabled(session: Session, configured: Mapping[Flag, ConfiguredFlag]) -> dict[Flag, bool]:
+def flags_enabled(db: Session | Connection, configured: Mapping[Flag, ConfiguredFlag]) -> dict[Flag, bool]:
     """Whether each flag is on (`flag_states`' `enabled`), read without building ORM objects: every
-    API request reads it."""
-    overrides: dict[str, bool] = dict(session.execute(_OVERRIDES).all())
+    API request reads it (on the connection that authenticated it)."""
+    overrides: dict[str, bool] = dict(db.execute(_OVERRIDES).all())
     return {flag: bool(overrides.get(flag.value, configured[flag].enabled)) for flag in Flag}
 
 

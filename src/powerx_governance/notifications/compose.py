@@ -91,7 +91,10 @@ def tenant_impacts(session: Session, tenant_uuids: Collection[str]) -> dict[str,
     names: dict[str, tuple[str | None, str | None]] = {}
     installations: dict[str, int] = {}
     needing: dict[str, tuple[int, int]] = {}
-    active = RecommendationRow.state.in_(_ACTIVE)
+    # the tenants' rows come from the (tenant, priority, id) index; SQLite, without statistics, walked
+    # the fleet's (state, priority, id) index instead (17 ms a batch at 500 tenants) unless the state
+    # test hides it (as recommendations.queries does)
+    active = RecommendationRow.state.concat("").in_(_ACTIVE)
     critical = func.count().filter(RecommendationRow.risk_level == Severity.CRITICAL.value)
     for part in chunks(sorted(tenant_uuids)):
         tenants = TenantRow.tenant_uuid.in_(part)

@@ -42,6 +42,8 @@ def _masked_param(param: str) -> str:
 
 
 def mask_text(text: str) -> str:
+    if "@" not in text and "pxg_" not in text and "bearer" not in text.lower():
+        return text  # each pattern needs one of these (every audit record's every string comes here)
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
     return _URL_CREDENTIALS.sub(_mask_credentials, text)
