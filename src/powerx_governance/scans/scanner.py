@@ -156,27 +156,31 @@ class _Unknown:
 
 _UNKNOWN: Final = _Unknown()
 _PRIORITY: Final = attrgetter("priority")
+_PLUGIN_ID: Final = attrgetter("plugin_id")
+_VERSION: Final = attrgetter("version")
 Told = SharedFinding | _Unknown | None  # None: up to date and clean, no finding
 
 
-class _Table(dict[Installation, Told]):
-    """What each installation record of one tenant context is told, evaluated on first sight.
+Facts = tuple[str, str, Channel]  # (plugin id, installed version, channel): all evaluation reads
+
+
+class _Table(dict[Facts, Told]):
+    """What each installation of one tenant context is told, by its facts, evaluated on first sight.
 
     Records that differ only in what evaluation ignores (state, auto-update, pinned) share the
-    answer for their (plugin, version, channel).
+    answer for their (plugin, version, channel). Keyed by those facts as a tuple: a tuple of
+    strings hashes and compares faster than the whole record, and a record differing only in what
+    evaluation ignores is a hit, not a miss.
     """
 
     def __init__(self, evaluation: _Evaluation, ctx: TenantContext) -> None:
         super().__init__()
         self._evaluation, self._ctx = evaluation, ctx
-        self._by_facts: dict[tuple[str, str, Channel], Told] = {}
 
-    def __missing__(self, installation: Installation) -> Told:
-        facts = (installation.plugin_id, installation.version, installation.channel)
-        told = self._by_facts.get(facts, _UNKNOWN)
-        if told is _UNKNOWN and facts not in self._by_facts:
-            told = self._by_facts[facts] = self._evaluation.told(self._ctx, installation)
-        self[installation] = told
+    def __missing__(self, facts: Facts) -> Told:
+        plugin_id, version, channel = facts
+        installation = Installation(plugin_id=plugin_id, version=version, channel=channel)
+        told = self[facts] = self._evaluation.told(self._ctx, installation)
         return told
 
 
@@ -189,7 +193,10 @@ class _Evaluation:
         self._tables: dict[int, _Table] = {}
         self._outcomes: dict[tuple[int, datetime], SharedVerdict] = {}
         self._shared: dict[tuple[int, Channel, str, tuple[str, ...]], SharedFinding] = {}
-        self._co_upgrading: set[SharedFinding] = set()  # those whose target release has dependencies
+        # Those whose target release has dependencies, with the plugins those are on; and what each
+        # is told in each situation (the versions the tenant runs of those plugins) met so far.
+        self._co_upgrading: dict[SharedFinding, tuple[str, ...]] = {}
+        self._noted: dict[tuple[SharedFinding, tuple[str | None, ...]], SharedFinding] = {}
 
     def told(self, ctx: TenantContext, installation: Installation) -> Told:
         verdict = self.engine.evaluate(ctx, installation)
@@ -216,7 +223,7 @@ class _Evaluation:
         if found is None:
             found = self._shared[key] = SharedFinding(outcome, channel, core, notes, outcome.verdict.priority)
             if outcome.verdict.target_dependencies and not notes:
-                self._co_upgrading.add(found)
+                self._co_upgrading[found] = tuple(dep_id for dep_id, _ in outcome.verdict.target_dependencies)
         return found
 
     def tenant(self, tenant: TenantManifest, source: str, result: ScanResult) -> list[Told]:
@@ -226,14 +233,14 @@ class _Evaluation:
         table = self._tables.get(ctx.id)
         if table is None:
             table = self._tables[ctx.id] = _Table(self, ctx)
-        told = list(map(table.__getitem__, tenant.plugins))
+        told = [table[p.plugin_id, p.version, p.channel] for p in tenant.plugins]
         if _UNKNOWN in told:
             result.errors += _unknown_plugins(tenant, source, told)
-        if not self._co_upgrading.isdisjoint(told):
-            installed = self.deps.known.get(tenant.tenant_uuid) or {
-                p.plugin_id: p.version for p in tenant.plugins
-            }
-            co_upgrading = self._co_upgrading
+        co_upgrading = self._co_upgrading
+        if not co_upgrading.keys().isdisjoint(told):
+            installed = self.deps.known.get(tenant.tenant_uuid) or dict(
+                zip(map(_PLUGIN_ID, tenant.plugins), map(_VERSION, tenant.plugins), strict=True)
+            )
             told = [
                 self._with_notes(t, installed) if t in co_upgrading and isinstance(t, SharedFinding) else t
                 for t in told
@@ -241,8 +248,17 @@ class _Evaluation:
         return told
 
     def _with_notes(self, shared: SharedFinding, installed: dict[str, str]) -> SharedFinding:
-        notes = self.deps.notes(shared.outcome.verdict, installed)
-        return self.shared(shared.outcome, shared.channel, shared.core_version, notes) if notes else shared
+        """`shared` with the co-upgrade notes the tenant's other plugins call for (looked up by the
+        versions it runs of the plugins the target depends on: the notes depend on nothing else)."""
+        key = (shared, tuple(map(installed.get, self._co_upgrading[shared])))
+        found = self._noted.get(key)
+        if found is None:
+            notes = self.deps.notes(shared.outcome.verdict, installed)
+            found = shared
+            if notes:
+                found = self.shared(shared.outcome, shared.channel, shared.core_version, notes)
+            self._noted[key] = found
+        return found
 
     def first_seen(self, shared: SharedFinding, first_seen: datetime | None) -> SharedFinding:
         """The same finding with the SLA clock of an installation first seen at `first_seen` (None: now)."""
