@@ -156,8 +156,6 @@ class _Unknown:
 
 _UNKNOWN: Final = _Unknown()
 _PRIORITY: Final = attrgetter("priority")
-_PLUGIN_ID: Final = attrgetter("plugin_id")
-_VERSION: Final = attrgetter("version")
 Told = SharedFinding | _Unknown | None  # None: up to date and clean, no finding
 
 
@@ -193,10 +191,7 @@ class _Evaluation:
         self._tables: dict[int, _Table] = {}
         self._outcomes: dict[tuple[int, datetime], SharedVerdict] = {}
         self._shared: dict[tuple[int, Channel, str, tuple[str, ...]], SharedFinding] = {}
-        # Those whose target release has dependencies, with the plugins those are on; and what each
-        # is told in each situation (the versions the tenant runs of those plugins) met so far.
-        self._co_upgrading: dict[SharedFinding, tuple[str, ...]] = {}
-        self._noted: dict[tuple[SharedFinding, tuple[str | None, ...]], SharedFinding] = {}
+        self._co_upgrading: set[SharedFinding] = set()  # those whose target release has dependencies
 
     def told(self, ctx: TenantContext, installation: Installation) -> Told:
         verdict = self.engine.evaluate(ctx, installation)
@@ -223,7 +218,7 @@ class _Evaluation:
         if found is None:
             found = self._shared[key] = SharedFinding(outcome, channel, core, notes, outcome.verdict.priority)
             if outcome.verdict.target_dependencies and not notes:
-                self._co_upgrading[found] = tuple(dep_id for dep_id, _ in outcome.verdict.target_dependencies)
+                self._co_upgrading.add(found)
         return found
 
     def tenant(self, tenant: TenantManifest, source: str, result: ScanResult) -> list[Told]:
@@ -236,11 +231,11 @@ class _Evaluation:
         told = [table[p.plugin_id, p.version, p.channel] for p in tenant.plugins]
         if _UNKNOWN in told:
             result.errors += _unknown_plugins(tenant, source, told)
-        co_upgrading = self._co_upgrading
-        if not co_upgrading.keys().isdisjoint(told):
-            installed = self.deps.known.get(tenant.tenant_uuid) or dict(
-                zip(map(_PLUGIN_ID, tenant.plugins), map(_VERSION, tenant.plugins), strict=True)
-            )
+        if not self._co_upgrading.isdisjoint(told):
+            installed = self.deps.known.get(tenant.tenant_uuid) or {
+                p.plugin_id: p.version for p in tenant.plugins
+            }
+            co_upgrading = self._co_upgrading
             told = [
                 self._with_notes(t, installed) if t in co_upgrading and isinstance(t, SharedFinding) else t
                 for t in told
@@ -248,17 +243,8 @@ class _Evaluation:
         return told
 
     def _with_notes(self, shared: SharedFinding, installed: dict[str, str]) -> SharedFinding:
-        """`shared` with the co-upgrade notes the tenant's other plugins call for (looked up by the
-        versions it runs of the plugins the target depends on: the notes depend on nothing else)."""
-        key = (shared, tuple(map(installed.get, self._co_upgrading[shared])))
-        found = self._noted.get(key)
-        if found is None:
-            notes = self.deps.notes(shared.outcome.verdict, installed)
-            found = shared
-            if notes:
-                found = self.shared(shared.outcome, shared.channel, shared.core_version, notes)
-            self._noted[key] = found
-        return found
+        notes = self.deps.notes(shared.outcome.verdict, installed)
+        return self.shared(shared.outcome, shared.channel, shared.core_version, notes) if notes else shared
 
     def first_seen(self, shared: SharedFinding, first_seen: datetime | None) -> SharedFinding:
         """The same finding with the SLA clock of an installation first seen at `first_seen` (None: now)."""
