@@ -159,24 +159,26 @@ _PRIORITY: Final = attrgetter("priority")
 Told = SharedFinding | _Unknown | None  # None: up to date and clean, no finding
 
 
-class _Table(dict[Installation, Told]):
-    """What each installation record of one tenant context is told, evaluated on first sight.
+Facts = tuple[str, str, Channel]  # (plugin id, installed version, channel): all evaluation reads
+
+
+class _Table(dict[Facts, Told]):
+    """What each installation of one tenant context is told, by its facts, evaluated on first sight.
 
     Records that differ only in what evaluation ignores (state, auto-update, pinned) share the
-    answer for their (plugin, version, channel).
+    answer for their (plugin, version, channel). Keyed by those facts as a tuple: a tuple of
+    strings hashes and compares faster than the whole record, and a record differing only in what
+    evaluation ignores is a hit, not a miss.
     """
 
     def __init__(self, evaluation: _Evaluation, ctx: TenantContext) -> None:
         super().__init__()
         self._evaluation, self._ctx = evaluation, ctx
-        self._by_facts: dict[tuple[str, str, Channel], Told] = {}
 
-    def __missing__(self, installation: Installation) -> Told:
-        facts = (installation.plugin_id, installation.version, installation.channel)
-        told = self._by_facts.get(facts, _UNKNOWN)
-        if told is _UNKNOWN and facts not in self._by_facts:
-            told = self._by_facts[facts] = self._evaluation.told(self._ctx, installation)
-        self[installation] = told
+    def __missing__(self, facts: Facts) -> Told:
+        plugin_id, version, channel = facts
+        installation = Installation(plugin_id=plugin_id, version=version, channel=channel)
+        told = self[facts] = self._evaluation.told(self._ctx, installation)
         return told
 
 
@@ -226,7 +228,7 @@ class _Evaluation:
         table = self._tables.get(ctx.id)
         if table is None:
             table = self._tables[ctx.id] = _Table(self, ctx)
-        told = list(map(table.__getitem__, tenant.plugins))
+        told = [table[p.plugin_id, p.version, p.channel] for p in tenant.plugins]
         if _UNKNOWN in told:
             result.errors += _unknown_plugins(tenant, source, told)
         if not self._co_upgrading.isdisjoint(told):
