@@ -122,6 +122,11 @@ class TreePeaks:
         return [kib / 1024 for pid, kib in self.peaks.items() if pid != self._root]
 
 
+def tree_peak_mib(pid: int) -> float:
+    """The largest peak RSS (VmHWM) of `pid` and its living descendants, as read now, in MiB."""
+    return max((_vm_hwm_kib(each) or 0 for each in _tree(pid)), default=0) / 1024
+
+
 def _tree(pid: int) -> list[int]:
     """`pid` and its descendants (Linux: /proc/<pid>/task/<tid>/children)."""
     found, pending = [], [pid]

@@ -35,7 +35,7 @@ from typing import Any
 import httpx
 from sqlalchemy import func, select
 
-from bench.common import OUT, dataset, installed_environment
+from bench.common import OUT, dataset, installed_environment, tree_peak_mib
 from bench.store_reference import database
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
@@ -145,7 +145,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
             wall, server_cpu, results = timed(_post)
             drained_after = _drain(url)
             drained_cpu = _cpu_seconds(server.pid) - start_cpu
-            peak = _peak_rss_mib(server.pid)
+            peak = tree_peak_mib(server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -219,18 +219,6 @@ def _cpu_seconds(pid: int) -> float:
         return 0.0
     ticks = sum(int(f) for f in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK") + sum(_cpu_seconds(child) for child in _children(pid))
-
-
-def _peak_rss_mib(pid: int) -> float:
-    """The largest peak RSS (VmHWM) of the server process and its living descendants, in MiB."""
-    peaks = [0.0]
-    for each in (pid, *_children(pid)):
-        try:
-            status = Path(f"/proc/{each}/status").read_text()
-        except OSError:  # it ended meanwhile
-            continue
-        peaks += [int(line.split()[1]) / 1024 for line in status.splitlines() if line.startswith("VmHWM:")]
-    return max(peaks)
 
 
 def _children(pid: int) -> list[int]:

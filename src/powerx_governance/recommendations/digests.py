@@ -256,11 +256,19 @@ class FleetFindings:
     by_action: dict[str, int] = field(default_factory=dict)
 
     def add(self, tenant: TenantFindings) -> None:
-        self.findings += tenant.findings
-        self.report_sum = (self.report_sum + tenant.report_sum) % _REPORT_MOD
-        for counts, more in ((self.by_risk, tenant.by_risk), (self.by_action, tenant.by_action)):
+        self.add_sums(tenant.findings, tenant.report_sum)
+        self.add_counts(tenant.by_risk, tenant.by_action)
+
+    def add_sums(self, findings: int, report_sum: int) -> None:
+        """Count in findings and their AdHash sum (several tenants' sums added up: reduced here)."""
+        self.findings += findings
+        self.report_sum = (self.report_sum + report_sum) % _REPORT_MOD
+
+    def add_counts(self, by_risk: Mapping[str, int], by_action: Mapping[str, int], tenants: int = 1) -> None:
+        """Count in counts by risk and by action, kept alike by `tenants` tenants."""
+        for counts, more in ((self.by_risk, by_risk), (self.by_action, by_action)):
             for key, n in more.items():
-                counts[key] = counts.get(key, 0) + n
+                counts[key] = counts.get(key, 0) + n * tenants
 
 
 def report_sha256(head: Mapping[str, Any], fleet: FleetFindings, states: Iterable[tuple[int, str]]) -> str:

@@ -310,9 +310,6 @@ def kept_tenant_findings(session: Session, tenants: Sequence[str] | None) -> dic
     }
 
 
-_FLEET_SUM_MASK: Final = (1 << (8 * SUM_BYTES)) - 1
-
-
 def kept_fleet_findings(session: Session, tenants: Sequence[str] | None) -> FleetFindings:
     """The kept sums of `tenants` (None: every tenant) added up, equal to `FleetFindings.add` of each
     tenant's `kept_tenant_findings`, without making them: the sums are added as integers and reduced
@@ -330,11 +327,12 @@ def kept_fleet_findings(session: Session, tenants: Sequence[str] | None) -> Flee
         report_sum += from_bytes(kept_sum, "big")
         risks[by_risk] = risks.get(by_risk, 0) + 1
         actions[by_action] = actions.get(by_action, 0) + 1
-    fleet = FleetFindings(findings, report_sum & _FLEET_SUM_MASK)
-    for documents, counts in ((risks, fleet.by_risk), (actions, fleet.by_action)):
-        for document, tenants_keeping in documents.items():
-            for key, n in _COUNTS.decode(document).items():
-                counts[key] = counts.get(key, 0) + n * tenants_keeping
+    fleet = FleetFindings()
+    fleet.add_sums(findings, report_sum)
+    for document, keeping in risks.items():
+        fleet.add_counts(_COUNTS.decode(document), {}, keeping)
+    for document, keeping in actions.items():
+        fleet.add_counts({}, _COUNTS.decode(document), keeping)
     return fleet
 
 
