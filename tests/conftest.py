@@ -281,6 +281,14 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float = 20.0, interval
         time.sleep(interval)
 
 
+def free_port() -> int:
+    """A loopback TCP port free right now (for a process or server that binds it itself)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
 @dataclass
 class LiveServer:
     """The service's real ASGI app served by uvicorn on a free loopback port, in a thread."""

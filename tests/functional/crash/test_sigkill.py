@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import threading
@@ -18,16 +17,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import COMPAT, EXAMPLES, RULES, wait_until
+from tests.conftest import COMPAT, EXAMPLES, RULES, free_port, wait_until
 from tests.functional.cli import POWERX, REPO
 
 BASE = "/internal/version/governance"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _env(tmp_path: Path, port: int) -> dict[str, str]:
@@ -102,7 +95,7 @@ def _stream(
 
 
 def test_acknowledged_decisions_survive_sigkill(tmp_path: Path) -> None:
-    env = _env(tmp_path, _free_port())
+    env = _env(tmp_path, free_port())
     operator = _token(env, "operator")
     acked: list[int] = []
     with (

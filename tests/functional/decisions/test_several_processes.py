@@ -27,9 +27,8 @@ from powerx_governance.jobs.tables import JobRow
 from powerx_governance.notifications.tables import ConsoleCardRow
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.service import GovernanceService
-from tests.conftest import ServiceFactory, issue_token, scanned_service, service_env, wait_until
+from tests.conftest import ServiceFactory, free_port, issue_token, scanned_service, service_env, wait_until
 from tests.functional.cli import POWERX, REPO
-from tests.functional.scale.cluster import free_port
 
 BASE: Final = "/internal/version/governance"
 WORKERS: Final = 2

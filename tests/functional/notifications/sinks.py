@@ -11,7 +11,6 @@ from __future__ import annotations
 import email
 import json
 import random
-import socket
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -25,13 +24,7 @@ from typing import Any
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
+from tests.conftest import free_port
 
 # -- SMTP -----------------------------------------------------------------------------------------
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -13,14 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import wait_until
+from tests.conftest import free_port, wait_until
 from tests.functional.cli import POWERX, REPO
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
