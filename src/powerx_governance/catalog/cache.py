@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Final
 
 import msgspec
-from sqlalchemy import select
+from sqlalchemy import Text, cast, select
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog.store import MATRIX
@@ -24,6 +25,12 @@ from powerx_governance.policy.index import (
     index_advisory,
     index_plugin,
 )
+
+# Stored documents decoded from their JSON text straight into records: decoding them to Python
+# objects first, then converting those, was most of the cost of indexing the catalog afresh (a
+# process's first scan or push).
+_PLUGIN: Final = msgspec.json.Decoder(Plugin)
+_ADVISORY: Final = msgspec.json.Decoder(Advisory)
 
 
 @dataclass
@@ -43,32 +50,34 @@ class CatalogCache:
             return CatalogIndex(self._plugin_indexes(), matrix)
 
     def _refresh_plugins(self, session: Session) -> None:
-        hashes = dict(session.execute(select(PluginRow.plugin_id, PluginRow.content_hash)).all())
+        hashes = dict(session.connection().execute(select(PluginRow.plugin_id, PluginRow.content_hash)).all())
         stale = [pid for pid, digest in hashes.items() if self._plugins.get(pid, ("",))[0] != digest]
         for pid in set(self._plugins) - set(hashes):
             del self._plugins[pid]
         if stale:
-            rows = session.execute(
-                select(PluginRow.plugin_id, PluginRow.content_hash, PluginRow.document).where(
+            rows = session.connection().execute(
+                select(PluginRow.plugin_id, PluginRow.content_hash, cast(PluginRow.document, Text)).where(
                     PluginRow.plugin_id.in_(stale)
                 )
             )
             for pid, digest, doc in rows:
-                self._plugins[pid] = (digest, msgspec.convert(doc, Plugin))
+                self._plugins[pid] = (digest, _PLUGIN.decode(doc))
 
     def _refresh_advisories(self, session: Session) -> None:
-        hashes = dict(session.execute(select(AdvisoryRow.advisory_id, AdvisoryRow.content_hash)).all())
+        hashes = dict(
+            session.connection().execute(select(AdvisoryRow.advisory_id, AdvisoryRow.content_hash)).all()
+        )
         stale = [aid for aid, digest in hashes.items() if self._advisories.get(aid, ("",))[0] != digest]
         for aid in set(self._advisories) - set(hashes):
             del self._advisories[aid]
         if stale:
-            rows = session.execute(
-                select(AdvisoryRow.advisory_id, AdvisoryRow.content_hash, AdvisoryRow.document).where(
-                    AdvisoryRow.advisory_id.in_(stale)
-                )
+            rows = session.connection().execute(
+                select(
+                    AdvisoryRow.advisory_id, AdvisoryRow.content_hash, cast(AdvisoryRow.document, Text)
+                ).where(AdvisoryRow.advisory_id.in_(stale))
             )
             for aid, digest, doc in rows:
-                self._advisories[aid] = (digest, index_advisory(msgspec.convert(doc, Advisory)))
+                self._advisories[aid] = (digest, index_advisory(_ADVISORY.decode(doc)))
 
     def _refresh_matrix(self, session: Session) -> CompatMatrix:
         row = session.get(CatalogDocumentRow, MATRIX)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 
 import msgspec
-from sqlalchemy import delete, select, update
+from sqlalchemy import String, Text, delete, select, type_coerce, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import bulk_insert, bulk_update
@@ -104,53 +105,81 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
         InstallationRow.pinned,
     )
     stmt = select(*columns)
+    made = _Installations()
     parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     for part in parts:
         query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
-        for uuid, plugin_id, version, channel, state, auto, pinned in session.connection().execute(query):
-            bucket = plugins.get(uuid)
+        for row in session.connection().execute(query):
+            bucket = plugins.get(row[0])
             if bucket is not None:
-                bucket.append(_installation(plugin_id, version, channel, state, auto, pinned))
+                bucket.append(made[row[1:]])
     return [msgspec.structs.replace(t, plugins=tuple(plugins[uuid])) for uuid, t in tenants.items()]
 
 
-def _installation(
-    plugin_id: str, version: str, channel: str, state: str, auto: bool, pinned: bool
-) -> Installation:
-    return Installation(
-        plugin_id=plugin_id,
-        version=version,
-        channel=Channel(channel),
-        state=InstallState(state),
-        auto_update=auto,
-        pinned=pinned,
-    )
+class _Installations(dict[tuple[str, str, str, str, bool, bool], Installation]):
+    """Installations made from stored rows, each distinct row made once and shared (they are frozen):
+    a plugin the whole fleet runs sits in a few hundred (version, channel, state, flags) rows, and
+    making each, with its two enum look-ups, cost more than reading it."""
+
+    def __missing__(self, row: tuple[str, str, str, str, bool, bool]) -> Installation:
+        plugin_id, version, channel, state, auto, pinned = row
+        made = self[row] = Installation(
+            plugin_id=plugin_id,
+            version=version,
+            channel=Channel(channel),
+            state=InstallState(state),
+            auto_update=auto,
+            pinned=pinned,
+        )
+        return made
+
+
+# Tags read as JSON text and scanned_at as stored, each distinct value converted once: a push for a
+# plugin the whole fleet runs reads 20,000 tenant rows, which share a few dozen of each, and the
+# generic per-row conversions (JSON, timezone) cost more than the rest of the row.
+_TAGS: Final = msgspec.json.Decoder(tuple[str, ...])
+_TENANT_COLUMNS: Final = (
+    TenantRow.tenant_uuid,
+    TenantRow.tenant_key,
+    TenantRow.name,
+    TenantRow.plan,
+    sql_cast(TenantRow.tags, Text),
+    TenantRow.core_version,
+    TenantRow.host,
+    type_coerce(TenantRow.scanned_at, String),
+)
+
+
+class _Decoded(dict[Any, Any]):
+    """Stored values converted by `convert`, each distinct one once."""
+
+    def __init__(self, convert: Callable[[Any], Any]) -> None:
+        super().__init__()
+        self._convert = convert
+
+    def __missing__(self, raw: Any) -> Any:
+        made = self[raw] = self._convert(raw)
+        return made
 
 
 def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, TenantManifest]:
-    stmt = select(
-        TenantRow.tenant_uuid,
-        TenantRow.tenant_key,
-        TenantRow.name,
-        TenantRow.plan,
-        TenantRow.tags,
-        TenantRow.core_version,
-        TenantRow.host,
-        TenantRow.scanned_at,
-    )
+    moment = TenantRow.__table__.c.scanned_at.type._cached_result_processor(session.get_bind().dialect, None)
+    plans = _Decoded(lambda plan: Plan(plan) if plan else None)
+    tags_of = _Decoded(_TAGS.decode)
+    moments = _Decoded(lambda raw: raw if raw is None or moment is None else moment(raw))
     found: dict[str, TenantManifest] = {}
     for uuid, key, name, plan, tags, core, host, scanned in rows_for(
-        session, stmt, TenantRow.tenant_uuid, tenant_uuids
+        session, select(*_TENANT_COLUMNS), TenantRow.tenant_uuid, tenant_uuids
     ):
         found[uuid] = TenantManifest(
             tenant_uuid=uuid,
             tenant_key=key,
             name=name,
-            plan=Plan(plan) if plan else None,
-            tags=tuple(tags),
+            plan=plans[plan],
+            tags=tags_of[tags],
             core_version=core,
             host=host,
-            scanned_at=scanned,
+            scanned_at=moments[scanned],
         )
     if tenant_uuids is None:
         return found
@@ -182,11 +211,10 @@ def load_installations_of(
         for tenants in tenant_parts
         for part in chunks(list(plugin_ids))
     ]
+    made = _Installations()
     for query in queries:
-        for uuid, plugin_id, version, channel, state, auto, pinned in session.connection().execute(query):
-            by_tenant.setdefault(uuid, []).append(
-                _installation(plugin_id, version, channel, state, auto, pinned)
-            )
+        for row in session.connection().execute(query):
+            by_tenant.setdefault(row[0], []).append(made[row[1:]])
     tenants = _tenant_rows(session, sorted(by_tenant))
     return [msgspec.structs.replace(t, plugins=tuple(by_tenant[uuid])) for uuid, t in tenants.items()]
 

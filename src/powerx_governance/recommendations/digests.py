@@ -208,6 +208,27 @@ class TenantFindings:
         self.by_risk[risk] = self.by_risk.get(risk, 0) + sign
         self.by_action[action] = self.by_action.get(action, 0) + sign
 
+    def replace(
+        self,
+        old_fingerprint_term: int,
+        old_report_term: int,
+        old_counted: tuple[str, str],
+        fingerprint_term: int,
+        report_term: int,
+        counted: tuple[str, str],
+    ) -> None:
+        """`count` of a finding out, then of the one replacing it in (each counted as (risk, action)):
+        a push rewrites 20,000 findings, most keeping their risk and action, in one step."""
+        self.fingerprints = (self.fingerprints - old_fingerprint_term + fingerprint_term) & _FINGERPRINT_MASK
+        self.report_sum = (self.report_sum - old_report_term + report_term) & _REPORT_MASK
+        (old_risk, old_action), (risk, action) = old_counted, counted
+        if old_risk != risk:
+            self.by_risk[old_risk] = self.by_risk.get(old_risk, 0) - 1
+            self.by_risk[risk] = self.by_risk.get(risk, 0) + 1
+        if old_action != action:
+            self.by_action[old_action] = self.by_action.get(old_action, 0) - 1
+            self.by_action[action] = self.by_action.get(action, 0) + 1
+
     def row(self, tenant_uuid: str) -> dict[str, Any]:
         return {
             "tenant_uuid": tenant_uuid,

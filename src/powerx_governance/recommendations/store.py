@@ -473,9 +473,17 @@ class CountDocuments:
         self._convert = convert
         self._members: dict[tuple[str, int], str] = {}
         self._between: str | None = None  # between members; None: not learnt yet; "": convert whole
+        self._made: dict[tuple[tuple[str, int], ...], Any] = {}  # by the counts' items, as given
 
     def __call__(self, counts: dict[str, int]) -> Any:
-        shown = {name: n for name, n in sorted(counts.items()) if n}
+        items = tuple(counts.items())
+        found = self._made.get(items)
+        if found is None:
+            found = self._made[items] = self._document(items)
+        return found
+
+    def _document(self, items: tuple[tuple[str, int], ...]) -> Any:
+        shown = {name: n for name, n in sorted(items) if n}
         if len(shown) < 2:  # a separator needs two members
             return self._convert(shown)
         if self._between is None:
@@ -1281,12 +1289,19 @@ class _Rewrites:
         raw = digest.digest()
         sums = w.sums.of(uuid)
         v = shape.values
-        if not reopens:
-            if old.report_digest is None:
-                raise DigestMissingError(old.id)
-            term = w.terms(v["plugin_id"], old.fingerprint, old.policy_version)
-            sums.count(term, report_term(bytes.fromhex(old.report_digest)), old.risk_level, old.action, -1)
-        sums.count(shape.term, report_term(raw), v["risk_level"], v["action"])
+        if reopens:
+            sums.count(shape.term, report_term(raw), v["risk_level"], v["action"])
+        elif old.report_digest is None:
+            raise DigestMissingError(old.id)
+        else:
+            sums.replace(
+                w.terms(v["plugin_id"], old.fingerprint, old.policy_version),
+                report_term(bytes.fromhex(old.report_digest)),
+                (old.risk_level, old.action),
+                shape.term,
+                report_term(raw),
+                (v["risk_level"], v["action"]),
+            )
         change = shape.changes.get((old.risk_level, old.action))
         if change is None:
             change = shape.changes[(old.risk_level, old.action)] = _rewrite_change(old, f.verdict)

@@ -30,3 +30,16 @@ def test_each_document_is_what_the_conversion_makes_of_it_sorted_without_zeros(
         build = CountDocuments(convert)
         for document in documents:
             assert build(document) == convert({k: n for k, n in sorted(document.items()) if n})
+
+
+@given(counts, st.integers(min_value=0, max_value=6))
+def test_a_document_made_again_in_another_key_order_or_after_a_change_is_made_anew(
+    document: dict[str, int], at: int
+) -> None:
+    for convert in CONVERSIONS.values():
+        build = CountDocuments(convert)
+        build(document)
+        reordered = dict(reversed(document.items()))
+        assert build(reordered) == convert({k: n for k, n in sorted(document.items()) if n})
+        changed = {**document, "high": document.get("high", 0) + at}
+        assert build(changed) == convert({k: n for k, n in sorted(changed.items()) if n})

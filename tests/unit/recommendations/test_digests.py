@@ -19,6 +19,7 @@ from powerx_governance.recommendations.digests import (
     fingerprint_term,
     report_finding,
     report_sha256,
+    report_term,
     served_report_sha256,
 )
 
@@ -153,3 +154,25 @@ def test_own_members_encoded_in_one_call_are_those_encoded_one_by_one() -> None:
             "first_seen_at": None,
         }
         assert at_once.encode(own) == {key: one_by_one(key, value) for key, value in own.items()}
+
+
+def test_a_finding_replaced_in_one_step_leaves_the_sums_counting_out_then_in_leaves() -> None:
+    findings = [_finding(n) for n in range(10)]
+    for changed in (
+        {**findings[3], "cvss": 7.5},  # same risk and action
+        {**findings[3], "risk_level": "critical"},
+        {**findings[3], "risk_level": "critical", "action": "upgrade_now"},
+    ):
+        old, new = _open(findings[3]), _open(changed)
+        stepwise, replaced = _kept(findings), _kept(findings)
+        stepwise.add(old, -1)
+        stepwise.add(new)
+        replaced.replace(
+            old.fingerprint_term,
+            report_term(bytes.fromhex(old.digest)),
+            (old.risk_level, old.action),
+            new.fingerprint_term,
+            report_term(bytes.fromhex(new.digest)),
+            (new.risk_level, new.action),
+        )
+        assert replaced.row("t") == stepwise.row("t")
