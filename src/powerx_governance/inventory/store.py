@@ -163,7 +163,8 @@ class _Decoded(dict[Any, Any]):
 
 
 def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, TenantManifest]:
-    moment = TenantRow.__table__.c.scanned_at.type._cached_result_processor(session.get_bind().dialect, None)
+    dialect = session.get_bind().dialect
+    moment = TenantRow.__table__.c.scanned_at.type.dialect_impl(dialect).result_processor(dialect, None)
     plans = _Decoded(lambda plan: Plan(plan) if plan else None)
     tags_of = _Decoded(_TAGS.decode)
     moments = _Decoded(lambda raw: raw if raw is None or moment is None else moment(raw))
