@@ -39,6 +39,7 @@ from powerx_governance.decisions.service import (
     decision_dict,
     open_batch,
     take,
+    write_taken,
 )
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.notifications.service import NotificationRuntime
@@ -184,9 +185,10 @@ def decide_together(
             written.append((answer, row))
             if isinstance(outcome, Taken):
                 taken.append(outcome)
+        write_taken(session, batch)
         announce(session, runtime, taken, now)
     for answer, row in written:
-        answer["id"] = row.id  # flushed with the batch
+        answer["id"] = row.id  # written with the batch
     return answers
 
 
