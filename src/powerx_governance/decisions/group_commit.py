@@ -3,7 +3,8 @@
 Every decision holds the audit chain lock from its audit record to its commit (one chain, one
 writer at a time), so concurrent requests queue on that lock and each pays a commit of its own
 (an fsync on PostgreSQL). Here a request queues its decision instead; whichever request finds no
-batch running takes what is queued (up to `MAX_BATCH`) and decides it in one transaction: each
+batch running takes what is queued (up to `MAX_BATCH`; after a shared batch it first waits a
+moment for the queue to fill, see `GroupCommit._gather`) and decides it in one transaction: each
 decision's checks and writes as if alone, in the order they arrived, then the announcements and
 audit records of them all with a few statements (`service.announce`), then one commit. Each
 request gets its own answer once that commit is done.
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,11 +39,13 @@ from powerx_governance.decisions.service import (
     decision_dict,
     open_batch,
     take,
+    write_taken,
 )
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.notifications.service import NotificationRuntime
 
 MAX_BATCH: Final = 64
+GATHER_SECONDS: Final = 0.004  # at most this long a leader waits for its batch to fill (see `decide`)
 Answer = tuple[dict[str, Any], bool] | DecisionError  # (decision_dict, created), or why it was refused
 log = logging.getLogger("powerx.decisions")
 
@@ -77,19 +81,27 @@ class GroupCommit:
         self._factory, self._runtime, self._clock, self._max = factory, runtime, clock, max_batch
         self._queue: list[_Pending] = []
         self._running = False
-        self._changed = threading.Condition()
+        lock = threading.Lock()
+        self._changed = threading.Condition(lock)
+        self._arrived = threading.Condition(lock)  # the same lock: a gathering leader waits here
+        self._gathering = False
+        self._last = 1  # how many decisions the last batch took
 
     def decide(self, req: DecisionRequest, who: Principal) -> tuple[dict[str, Any], bool]:
         """(the decision as `decision_dict`, created), as `service.decide` in a transaction of its own."""
         mine = _Pending(req, who)
         with self._changed:
             self._queue.append(mine)
+            if self._gathering:
+                self._arrived.notify()
             while not mine.done:
                 if self._running:
                     self._changed.wait()
                     continue
-                batch, self._queue = self._queue[: self._max], self._queue[self._max :]
                 self._running = True
+                self._gather()
+                batch, self._queue = self._queue[: self._max], self._queue[self._max :]
+                self._last = len(batch)
                 self._changed.release()
                 try:
                     self._run(batch)
@@ -99,6 +111,23 @@ class GroupCommit:
                     self._running = False
                     self._changed.notify_all()
         return mine.outcome()
+
+    def _gather(self) -> None:
+        """When the last batch was shared, wait a moment (at most `GATHER_SECONDS`) for as many
+        decisions as it took before taking the queue. Under concurrent clients the answers of a
+        batch go out together and their next decisions come back a few at a time: the first one
+        would otherwise be taken alone and pay a transaction, a commit and a delivery job of its
+        own. A lone caller (last batch of one) never waits."""
+        wanted = min(self._last, self._max)
+        if len(self._queue) >= wanted or wanted < 2:
+            return
+        deadline = time.monotonic() + GATHER_SECONDS
+        self._gathering = True
+        try:
+            while len(self._queue) < wanted and (left := deadline - time.monotonic()) > 0:
+                self._arrived.wait(left)
+        finally:
+            self._gathering = False
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
@@ -156,9 +185,10 @@ def decide_together(
             written.append((answer, row))
             if isinstance(outcome, Taken):
                 taken.append(outcome)
+        write_taken(session, batch)
         announce(session, runtime, taken, now)
     for answer, row in written:
-        answer["id"] = row.id  # flushed with the batch
+        answer["id"] = row.id  # written with the batch
     return answers
 
 

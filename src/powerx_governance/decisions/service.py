@@ -12,10 +12,10 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, cast
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, insert, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from powerx_governance.audit.service import AuditEvent, record, record_many
 from powerx_governance.auth.model import Role
@@ -161,15 +161,26 @@ def _digest(req: DecisionRequest) -> str:
     return hashlib.sha256(json.dumps(asked).encode()).hexdigest()
 
 
-def _replayed(session: Session, req: DecisionRequest, who: Principal) -> DecisionRow | None:
-    """The caller's earlier decision under this key; a different request under it is a conflict."""
+def _replayed(
+    session: Session, req: DecisionRequest, who: Principal, batch: Batch | None = None
+) -> DecisionRow | None:
+    """The caller's earlier decision under this key; a different request under it is a conflict.
+
+    In a `batch`, an earlier decision of the batch under this key is written first; nothing else
+    is flushed for the look-up (the batch's other changes cannot match it)."""
     if req.idempotency_key is None:
         return None
-    previous = session.execute(
-        select(DecisionRow).where(
-            DecisionRow.idempotency_scope == _scope(who), DecisionRow.idempotency_key == req.idempotency_key
-        )
-    ).scalar_one_or_none()
+    scope = _scope(who)
+    if batch is not None and any(
+        r.idempotency_key == req.idempotency_key and r.idempotency_scope == scope for r in batch.unwritten
+    ):
+        write_taken(session, batch)
+    with session.no_autoflush:
+        previous = session.execute(
+            select(DecisionRow).where(
+                DecisionRow.idempotency_scope == scope, DecisionRow.idempotency_key == req.idempotency_key
+            )
+        ).scalar_one_or_none()
     if previous is not None and previous.request_digest != _digest(req):
         raise IdempotencyConflictError(
             "this key was used for a different decision request; use a new key", field="idempotency_key"
@@ -201,6 +212,30 @@ class Batch:
     loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]]
     standing: set[int]  # recommendations with an active decision, stored or taken in this batch
     decided: set[int] = field(default_factory=set)  # recommendations decided in this batch
+    unwritten: list[DecisionRow] = field(default_factory=list)  # taken, not yet written (`write_taken`)
+
+
+# A batch's decisions in one statement: the ORM's unit of work sends one INSERT per row on SQLite
+# (it cannot tell which returned id is whose), so each row's id comes back with its recommendation
+# id instead, unique among the rows of one write (a recommendation decided again in the same batch
+# waits for the write of the decision it supersedes).
+_DECISIONS: Final = cast("Table", DecisionRow.__table__)
+_DECISION_COLUMNS: Final = tuple(c.key for c in _DECISIONS.columns if c.key != "id")
+_INSERT_DECISIONS: Final = insert(_DECISIONS).returning(_DECISIONS.c.recommendation_id, _DECISIONS.c.id)
+
+
+def write_taken(session: Session, batch: Batch) -> None:
+    """Write the decisions of `batch` taken since its last write, and make them the session's rows
+    (persistent, with their ids), as a flush would."""
+    rows, batch.unwritten = batch.unwritten, []
+    if not rows:
+        return
+    values = [{name: getattr(row, name) for name in _DECISION_COLUMNS} for row in rows]
+    id_of: dict[int, int] = dict(session.execute(_INSERT_DECISIONS, values).all())
+    for row in rows:
+        row.id = id_of[row.recommendation_id]
+        make_transient_to_detached(row)
+        session.add(row)
 
 
 def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
@@ -254,7 +289,7 @@ def take(
     """Check and write one decision without announcing it (see `announce`); the earlier decision
     when the caller repeats its idempotency key. A DecisionError is raised before anything is written.
 
-    In a `batch` the decision is flushed with the others, by `announce`."""
+    In a `batch` the decision is written with the others, by `write_taken`, before `announce`."""
     found = batch.loaded.get(req.recommendation_id) if batch is not None else None
     rec, verdict = found if found is not None else _load(session, req.recommendation_id)
     if not who.may_read(rec.tenant_uuid):
@@ -263,7 +298,7 @@ def take(
         )
     if who.role is Role.VIEWER:
         raise RefusedError("a viewer may not decide")
-    previous = _replayed(session, req, who)  # only once the caller may decide here
+    previous = _replayed(session, req, who, batch)  # only once the caller may decide here
     if previous is not None:
         return previous
     if req.revision != rec.revision:
@@ -283,10 +318,11 @@ def take(
         _supersede(session, rec.id, now)
     elif rec.id in batch.standing:
         if rec.id in batch.decided:
-            session.flush()  # the decision this one supersedes
+            write_taken(session, batch)  # the decision this one supersedes
         _supersede(session, rec.id, now)
-    row = _insert(session, req, rec, who, now, batch_id, flush=batch is None)
+    row = _insert(session, req, rec, who, now, batch_id, add=batch is None)
     if batch is not None:
+        batch.unwritten.append(row)
         batch.standing.add(rec.id)
         batch.decided.add(rec.id)
     rec.state = _STATE_AFTER[req.kind].value
@@ -327,7 +363,7 @@ def _insert(
     now: datetime,
     batch_id: str | None,
     *,
-    flush: bool = True,
+    add: bool = True,
 ) -> DecisionRow:
     scope = (req.scope or IgnoreScope.TARGET) if req.kind is DecisionKind.IGNORE else None
     row = DecisionRow(
@@ -351,6 +387,8 @@ def _insert(
         correlation_id=req.correlation_id or str(uuid.uuid4()),
         created_at=now,
         state=DecisionState.ACTIVE.value,
+        ended_at=None,  # every column set: a row written apart (`write_taken`) has nothing to load
+        end_reason=None,
         details={
             "risk_level": rec.risk_level,
             "priority": rec.priority,
@@ -360,8 +398,8 @@ def _insert(
             "role": who.role.value,
         },
     )
-    session.add(row)
-    if flush:
+    if add:
+        session.add(row)
         session.flush()
     return row
 

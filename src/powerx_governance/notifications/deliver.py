@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs import queue
 from powerx_governance.notifications.channels.interface import OutboundMessage
@@ -91,17 +92,39 @@ def _prepared(
 
 
 def mark_delivered(
-    session: Session, prepared: PreparedDelivery, reference: str | None, now: datetime
-) -> bool:
-    """Record a successful attempt; False when it was recorded already."""
-    values = {
-        "status": DeliveryStatus.DELIVERED.value,
-        "provider_ref": (reference or "")[:256] or None,
-        "last_error": None,
-        "next_attempt_at": None,
-        "finished_at": now,
-    }
-    return _finish(session, prepared.delivery_id, prepared.attempt, values)
+    session: Session, receipts: Sequence[tuple[PreparedDelivery, str | None]], now: datetime
+) -> set[str]:
+    """Record successful attempts, each (delivery, the receiver's reference); the ids recorded now
+    (not those recorded already). One conditional UPDATE for the attempts that share an attempt
+    number and a reference (a batch of console deliveries: one statement), each as `_finish`."""
+    alike: dict[tuple[int, str | None], list[str]] = {}
+    for prepared, reference in receipts:
+        ref = (reference or "")[:256] or None
+        alike.setdefault((prepared.attempt, ref), []).append(prepared.delivery_id)
+    recorded: set[str] = set()
+    for (attempt, ref), ids in alike.items():
+        values = {
+            "status": DeliveryStatus.DELIVERED.value,
+            "provider_ref": ref,
+            "last_error": None,
+            "next_attempt_at": None,
+            "finished_at": now,
+        }
+        for part in chunks(ids):
+            recorded.update(
+                session.execute(
+                    update(NotificationDeliveryRow)
+                    .where(
+                        NotificationDeliveryRow.id.in_(part),
+                        NotificationDeliveryRow.status == DeliveryStatus.PENDING.value,
+                        NotificationDeliveryRow.attempts == attempt - 1,
+                    )
+                    .values(attempts=attempt, **values)
+                    .returning(NotificationDeliveryRow.id)
+                    .execution_options(synchronize_session=False)
+                ).scalars()
+            )
+    return recorded
 
 
 def retry_delay(attempt: int, retry_after: float | None, runtime: NotificationRuntime) -> float:

@@ -170,7 +170,7 @@ class Notifier:
         outcomes = list(zip(prepared, self._attempts(prepared), strict=True))
         now = self.service.clock()
         with transaction(self.service.factory) as session:
-            delivered = [p for p, outcome in outcomes if self._record(session, p, outcome, now)]
+            delivered = self._record(session, outcomes, now)
         for p in delivered:
             if p.message.kind is not MessageKind.DIGEST:  # digests wait on purpose
                 latency = (now - p.triggered_at).total_seconds()
@@ -209,18 +209,30 @@ class Notifier:
             raise TransientChannelError(kind.value, f"{type(exc).__name__}: {exc}") from exc
 
     def _record(
-        self, session: Session, prepared: PreparedDelivery, outcome: Receipt | ChannelError, now: datetime
-    ) -> bool:
-        """Record an attempt's outcome (a failure queues the next attempt, a job of its own, or leaves
-        the delivery dead); whether it was recorded as delivered now."""
-        if isinstance(outcome, Receipt):
-            return mark_delivered(session, prepared, outcome.reference, now)
-        retry_after = outcome.retry_after if isinstance(outcome, TransientChannelError) else None
-        permanent = isinstance(outcome, PermanentChannelError)
-        mark_failed(
-            session, self.runtime, prepared, str(outcome), now, permanent=permanent, retry_after=retry_after
-        )
-        return False
+        self,
+        session: Session,
+        outcomes: Sequence[tuple[PreparedDelivery, Receipt | ChannelError]],
+        now: datetime,
+    ) -> list[PreparedDelivery]:
+        """Record the attempts' outcomes: the successes together, each failure alone (it queues the
+        next attempt, a job of its own, or leaves the delivery dead); those recorded as delivered now."""
+        receipts = [(p, outcome.reference) for p, outcome in outcomes if isinstance(outcome, Receipt)]
+        recorded = mark_delivered(session, receipts, now) if receipts else set()
+        for prepared, outcome in outcomes:
+            if isinstance(outcome, Receipt):
+                continue
+            retry_after = outcome.retry_after if isinstance(outcome, TransientChannelError) else None
+            permanent = isinstance(outcome, PermanentChannelError)
+            mark_failed(
+                session,
+                self.runtime,
+                prepared,
+                str(outcome),
+                now,
+                permanent=permanent,
+                retry_after=retry_after,
+            )
+        return [p for p, _ in receipts if p.delivery_id in recorded]
 
     def digest(self, payload: dict[str, Any]) -> None:
         """The `notify_digest` task: turn due digest entries into deliveries."""

@@ -22,6 +22,7 @@ from powerx_governance.notifications.channels.interface import (
     TransientChannelError,
 )
 from powerx_governance.notifications.config import DEFAULT_TEMPLATES, ChannelType
+from powerx_governance.notifications.deliver import mark_delivered, prepare_deliveries
 from powerx_governance.notifications.jobs import Notifier
 from powerx_governance.notifications.service import DELIVER_BATCH_TASK, DELIVER_TASK
 from powerx_governance.notifications.tables import ConsoleCardRow, NotificationDeliveryRow
@@ -170,3 +171,30 @@ def test_a_card_that_fails_to_render_fails_only_its_own_delivery(
     assert Counter(statuses.values()) == Counter({("delivered", 1): len(decided) - 1, ("dead", 1): 1})
     expected = Counter((tenant, rec) for tenant, rec in decided.items() if tenant != failing)
     assert _decision_cards(service) == expected
+
+
+def test_successes_are_recorded_together_each_once_with_its_reference(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service)
+    _decide_one_per_tenant(service)
+    ((_, payload, _),) = _queued_deliveries(service)
+    now = service.clock()
+    with transaction(service.factory) as session:
+        prepared = prepare_deliveries(session, service.notifications, payload["delivery_ids"], 1, now)
+    receipts = [(p, f"ref-{i % 2}") for i, p in enumerate(prepared)]
+    assert len(receipts) >= 3
+    with transaction(service.factory) as session:
+        assert mark_delivered(session, receipts[:-1], now) == {p.delivery_id for p, _ in receipts[:-1]}
+    with transaction(service.factory) as session:  # the others were recorded already: only the last now
+        assert mark_delivered(session, receipts, now) == {receipts[-1][0].delivery_id}
+    with service.factory() as session:
+        rows = session.execute(
+            select(
+                NotificationDeliveryRow.id,
+                NotificationDeliveryRow.status,
+                NotificationDeliveryRow.attempts,
+                NotificationDeliveryRow.provider_ref,
+            ).where(NotificationDeliveryRow.id.in_(payload["delivery_ids"]))
+        ).all()
+    assert {row[0]: tuple(row[1:]) for row in rows} == {
+        p.delivery_id: ("delivered", 1, ref) for p, ref in receipts
+    }

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -80,29 +80,31 @@ class ConsoleChannel:
                             )
                         ).scalars()
                     )
-                session.add_all(
+                fresh = [
                     self._card(message, key, item)
                     for message, cards in zip(messages, keyed, strict=True)
                     for key, item in cards.items()
                     if key not in present
-                )
+                ]
+                if fresh:  # one statement for them all: nothing reads a card's id back here
+                    session.execute(insert(ConsoleCardRow), fresh)
         except IntegrityError as exc:  # a concurrent attempt stored them first: the next one sees them
             raise TransientChannelError(self.name, "card written concurrently") from exc
         return [Receipt(f"{len(cards)} card(s)") for cards in keyed]
 
-    def _card(self, message: OutboundMessage, key: str, item: Mapping[str, Any]) -> ConsoleCardRow:
+    def _card(self, message: OutboundMessage, key: str, item: Mapping[str, Any]) -> dict[str, Any]:
         title, body = message.render_card(item)
         recommendation_id, data = _card_data(item)
         finding = item.get("finding")
-        return ConsoleCardRow(
-            idempotency_key=key,
-            tenant_uuid=message.tenant_uuid,
-            recommendation_id=recommendation_id,
-            kind=message.kind.value if finding is None else "finding",
-            risk_level=finding["risk_level"] if finding else message.risk_level,
-            title=title[:500],
-            body=body,
-            data=data,
-            created_at=self._clock(),
-            dismissed_at=None,
-        )
+        return {
+            "idempotency_key": key,
+            "tenant_uuid": message.tenant_uuid,
+            "recommendation_id": recommendation_id,
+            "kind": message.kind.value if finding is None else "finding",
+            "risk_level": finding["risk_level"] if finding else message.risk_level,
+            "title": title[:500],
+            "body": body,
+            "data": data,
+            "created_at": self._clock(),
+            "dismissed_at": None,
+        }
