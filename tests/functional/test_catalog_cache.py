@@ -9,7 +9,7 @@ from powerx_governance.catalog.pushes import push_advisory
 from powerx_governance.catalog_records import Advisory
 from powerx_governance.db.session import transaction
 from powerx_governance.scans.model import ScanKind, ScanTrigger
-from tests.conftest import ServiceFactory
+from tests.conftest import ServiceFactory, wait_until
 
 CRM = "com.powerx.plugins.crm"
 
@@ -44,3 +44,19 @@ def test_only_touched_plugins_are_reindexed(make_service: ServiceFactory) -> Non
     assert "PXSA-CACHE-1" in [a.id for a in after.plugins[CRM].advisories]
     untouched = [pid for pid in first.plugins if pid != CRM]
     assert all(after.plugins[pid] is first.plugins[pid] for pid in untouched)
+
+
+def test_a_serving_process_indexes_the_catalog_at_start_before_any_scan(make_service: ServiceFactory) -> None:
+    stored = make_service(POWERX_WORKER="0")
+    stored.request_scan(ScanKind.FULL, ScanTrigger.API)
+    stored.run_pending()
+    api_only = make_service(POWERX_WORKER="0")
+    api_only.start()
+    serving = make_service(POWERX_WORKER="1")
+    assert serving.catalog_cache.plugins_indexed == 0
+    serving.start()
+    with serving.factory() as session:
+        plugins = len(CatalogCache().index(session).plugins)  # a cache of its own: the serving one untouched
+    assert plugins > 0
+    wait_until(lambda: serving.catalog_cache.plugins_indexed == plugins)
+    assert api_only.catalog_cache.plugins_indexed == 0  # no scans run there: nothing indexed

@@ -49,6 +49,12 @@ class CatalogCache:
             matrix = self._refresh_matrix(session)
             return CatalogIndex(self._plugin_indexes(), matrix)
 
+    @property
+    def plugins_indexed(self) -> int:
+        """Plugins indexed so far (0 until the first `index`)."""
+        with self._lock:
+            return len(self._indexed)
+
     def _refresh_plugins(self, session: Session) -> None:
         hashes = dict(session.connection().execute(select(PluginRow.plugin_id, PluginRow.content_hash)).all())
         stale = [pid for pid, digest in hashes.items() if self._plugins.get(pid, ("",))[0] != digest]
