@@ -183,6 +183,7 @@ class DriverRows:
         self._fields: dict[tuple[type, Any], str] = {}
         self._seen: dict[tuple[str, Any], Any] = {}
         self._documents: dict[tuple[str, tuple[Any, ...]], Any] = {}
+        self._document_fields: dict[tuple[str, tuple[Any, ...]], str] = {}
         self._texts: dict[str, str] = {}
 
     def value(self, column: str, value: Any) -> Any:
@@ -209,6 +210,20 @@ class DriverRows:
         if found is _UNSEEN:
             found = self._documents[(column, key)] = self.value(column, document)
         return found
+
+    def document_field(self, column: str, document: dict[str, Any]) -> str:
+        """`field(document(column, document))`, each distinct flat document's field made once."""
+        key = _flat_key(document)
+        if key is None:
+            return self.field(self.value(column, document))
+        found = self._document_fields.get((column, key))
+        if found is None:
+            found = self._document_fields[(column, key)] = self.field(self.document(column, document))
+        return found
+
+    def insert_lines(self, lines: Sequence[str]) -> None:
+        """Insert rows given as COPY text lines (`copy_of`), on this thread."""
+        self.copy_of(lines)()
 
     def with_member(self, column: str, document: dict[str, Any], member: str) -> Spliced:
         """`value(column, {**document, member: x})` for each hashable x, made by splicing x's own text
