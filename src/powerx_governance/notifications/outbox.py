@@ -4,7 +4,7 @@ deliveries queued after commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -457,17 +457,17 @@ def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> Non
     )
 
 
-def _entry_lines(table: DriverRows, entries: Sequence[tuple[Any, ...]]) -> list[str]:
-    """Entry rows as COPY text lines. Recipients, tenants, modes, due times and deliveries repeat
-    from entry to entry: each one's field is made once. Event ids are UUID texts (`time_ordered_ids`),
-    fields as they are."""
+def _entry_lines(table: DriverRows, entries: Sequence[tuple[Any, ...]]) -> Iterator[str]:
+    """Entry rows as COPY text lines, made as they are sent. Recipients, tenants, modes, due times
+    and deliveries repeat from entry to entry: each one's field is made once. Event ids are UUID
+    texts (`time_ordered_ids`), fields as they are."""
     fields = _Fields(table)
     text, moment = fields.text, fields.moment
-    return [
+    return (
         f"{event}\t{text(recipient)}\t{text(tenant)}\t{text(mode)}"
         f"\t{moment('due_at', due)}\t{text(delivery)}\n"
         for event, recipient, tenant, mode, due, delivery in entries
-    ]
+    )
 
 
 class _Fields:
@@ -499,14 +499,12 @@ def _insert_many_events(
     """`insert_events` of many events, their rows built as driver rows (`_event_row`'s values);
     PostgreSQL: as COPY text lines (`_event_lines`)."""
     table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
-    lines = _event_lines(table, planned, now) if table.copies_text else []
-    rows = [] if lines else _event_values(table, planned, now)
     try:
         with session.begin_nested():
-            if lines:
-                table.insert_lines(lines)
+            if table.copies_text:
+                table.insert_lines(_event_lines(table, planned, now))
             else:
-                table.insert(rows)
+                table.insert(_event_values(table, planned, now))
     except _integrity_errors(session):  # the rare race: `insert_events` goes row by row
         return insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
     return {event_id for _, event_id, _ in planned}
@@ -539,21 +537,21 @@ def _event_values(
 
 def _event_lines(
     table: DriverRows, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
-) -> list[str]:
-    """Event rows as COPY text lines, the fields of the values events share (tenant, change, route,
-    kind, risk, times, flat data documents) made once each. Event ids are UUID texts, fields as
-    they are; each dedupe key is escaped (`copy_field`)."""
+) -> Iterator[str]:
+    """Event rows as COPY text lines, made as they are sent, the fields of the values events share
+    (tenant, change, route, kind, risk, times, flat data documents) made once each. Event ids are
+    UUID texts, fields as they are; each dedupe key is escaped (`copy_field`)."""
     fields = _Fields(table)
     text, moment, data = fields.text, fields.moment, table.document_field
     created = moment("created_at", now)
     kinds = {k: text(k.value) for k in EventKind}
     risks = {r: text(r.value) for r in Severity}
-    return [
+    return (
         f"{event_id}\t{copy_field(e.dedupe_key)}\t{kinds[e.kind]}\t{text(e.tenant_uuid)}"
         f"\t{_number(table, e.recommendation_id)}\t{text(e.change)}\t{risks[e.risk]}\t{text(e.route)}"
         f"\t{data('data', e.data)}\t{moment('triggered_at', e.triggered_at)}\t{created}\n"
         for e, event_id, _ in planned
-    ]
+    )
 
 
 def _number(table: DriverRows, value: int | None) -> str:
