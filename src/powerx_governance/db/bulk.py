@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from psycopg.abc import Transformer
 
 CHUNK = 10_000
+LINES_SENT = 1_000  # COPY text lines sent at a time by `insert_lines`
 FEW = 64  # up to this many rows, one INSERT ... ON CONFLICT DO NOTHING beats a savepoint and a COPY
 Processor = Callable[[Any], Any]
 _UNSEEN: Final = object()
@@ -183,6 +185,7 @@ class DriverRows:
         self._fields: dict[tuple[type, Any], str] = {}
         self._seen: dict[tuple[str, Any], Any] = {}
         self._documents: dict[tuple[str, tuple[Any, ...]], Any] = {}
+        self._document_fields: dict[tuple[str, tuple[Any, ...]], str] = {}
         self._texts: dict[str, str] = {}
 
     def value(self, column: str, value: Any) -> Any:
@@ -209,6 +212,29 @@ class DriverRows:
         if found is _UNSEEN:
             found = self._documents[(column, key)] = self.value(column, document)
         return found
+
+    def document_field(self, column: str, document: dict[str, Any]) -> str:
+        """`field(document(column, document))`, each distinct flat document's field made once."""
+        key = _flat_key(document)
+        if key is None:
+            return self.field(self.value(column, document))
+        found = self._document_fields.get((column, key))
+        if found is None:
+            found = self._document_fields[(column, key)] = self.field(self.document(column, document))
+        return found
+
+    def insert_lines(self, lines: Iterable[str]) -> None:
+        """Insert rows given as COPY text lines (`copy_of`), on this thread, sent `LINES_SENT` at a
+        time as the iterable makes them: the server stores each piece while the next one is made
+        (made whole first, the server waited for the lines and then the caller for the server)."""
+        raw, _ = self._driver()
+        encoding = self._encoding()
+        names = ", ".join(f'"{c}"' for c in self.columns)
+        statement = f'COPY "{self._table.name}" ({names}) FROM STDIN'
+        with raw.cursor() as cursor, cursor.copy(statement) as copying:
+            each = iter(lines)
+            while piece := "".join(islice(each, LINES_SENT)):
+                copying.write(piece.encode(encoding))
 
     def with_member(self, column: str, document: dict[str, Any], member: str) -> Spliced:
         """`value(column, {**document, member: x})` for each hashable x, made by splicing x's own text

@@ -4,7 +4,7 @@ deliveries queued after commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final
@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import FEW, DriverRows, bulk_insert, insert_new
+from powerx_governance.db.bulk import FEW, DriverRows, bulk_insert, copy_field, insert_new
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.ordered_ids import time_ordered_id, time_ordered_ids
 from powerx_governance.db.per_transaction import PerTransaction
@@ -440,10 +440,14 @@ _EVENT_COLUMNS: Final = (
 
 
 def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> None:
-    """Entry rows as driver rows (a fleet's first scan assigns as many as it finds findings)."""
+    """Entry rows as driver rows (a fleet's first scan assigns as many as it finds findings);
+    PostgreSQL: as COPY text lines, each distinct value's field made once."""
     if not entries:
         return
     table = DriverRows(session, NotificationEntryRow, _ENTRY_COLUMNS)
+    if table.copies_text:
+        table.insert_lines(_entry_lines(table, entries))
+        return
     repeated = table.repeated
     table.insert(
         [
@@ -453,16 +457,67 @@ def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> Non
     )
 
 
+def _entry_lines(table: DriverRows, entries: Sequence[tuple[Any, ...]]) -> Iterator[str]:
+    """Entry rows as COPY text lines, made as they are sent. Recipients, tenants, modes, due times
+    and deliveries repeat from entry to entry: each one's field is made once. Event ids are UUID
+    texts (`time_ordered_ids`), fields as they are."""
+    fields = _Fields(table)
+    text, moment = fields.text, fields.moment
+    return (
+        f"{event}\t{text(recipient)}\t{text(tenant)}\t{text(mode)}"
+        f"\t{moment('due_at', due)}\t{text(delivery)}\n"
+        for event, recipient, tenant, mode, due, delivery in entries
+    )
+
+
+class _Fields:
+    """COPY text fields of the values rows repeat (`DriverRows.field`), each made once."""
+
+    def __init__(self, table: DriverRows) -> None:
+        self._table = table
+        self._texts: dict[str | None, str] = {}
+        self._moments: dict[tuple[str, datetime], str] = {}
+
+    def text(self, value: str | None) -> str:
+        """The field of a text value (or None) the column takes as it is."""
+        found = self._texts.get(value)
+        if found is None:
+            found = self._texts[value] = self._table.field(value)
+        return found
+
+    def moment(self, column: str, value: datetime) -> str:
+        """The field of a timestamp of `column`, converted as the column converts it."""
+        found = self._moments.get((column, value))
+        if found is None:
+            found = self._moments[(column, value)] = self._table.field(self._table.repeated(column, value))
+        return found
+
+
 def _insert_many_events(
     session: Session, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
 ) -> set[str]:
-    """`insert_events` of many events, their rows built as driver rows (`_event_row`'s values)."""
+    """`insert_events` of many events, their rows built as driver rows (`_event_row`'s values);
+    PostgreSQL: as COPY text lines (`_event_lines`)."""
     table = DriverRows(session, NotificationEventRow, _EVENT_COLUMNS)
+    try:
+        with session.begin_nested():
+            if table.copies_text:
+                table.insert_lines(_event_lines(table, planned, now))
+            else:
+                table.insert(_event_values(table, planned, now))
+    except _integrity_errors(session):  # the rare race: `insert_events` goes row by row
+        return insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
+    return {event_id for _, event_id, _ in planned}
+
+
+def _event_values(
+    table: DriverRows, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
+) -> list[tuple[Any, ...]]:
     repeated = table.repeated
     created = repeated("created_at", now)
     kinds = {k: repeated("kind", k.value) for k in EventKind}  # an enum's `.value` costs a call per row
     risks = {r: repeated("risk_level", r.value) for r in Severity}
-    rows = [
+    return [
         (
             event_id,
             e.dedupe_key,
@@ -478,9 +533,27 @@ def _insert_many_events(
         )
         for e, event_id, _ in planned
     ]
-    try:
-        with session.begin_nested():
-            table.insert(rows)
-    except _integrity_errors(session):  # the rare race: `insert_events` goes row by row
-        return insert_events(session, [_event_row(event, event_id, now) for event, event_id, _ in planned])
-    return {event_id for _, event_id, _ in planned}
+
+
+def _event_lines(
+    table: DriverRows, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
+) -> Iterator[str]:
+    """Event rows as COPY text lines, made as they are sent, the fields of the values events share
+    (tenant, change, route, kind, risk, times, flat data documents) made once each. Event ids are
+    UUID texts, fields as they are; each dedupe key is escaped (`copy_field`)."""
+    fields = _Fields(table)
+    text, moment, data = fields.text, fields.moment, table.document_field
+    created = moment("created_at", now)
+    kinds = {k: text(k.value) for k in EventKind}
+    risks = {r: text(r.value) for r in Severity}
+    return (
+        f"{event_id}\t{copy_field(e.dedupe_key)}\t{kinds[e.kind]}\t{text(e.tenant_uuid)}"
+        f"\t{_number(table, e.recommendation_id)}\t{text(e.change)}\t{risks[e.risk]}\t{text(e.route)}"
+        f"\t{data('data', e.data)}\t{moment('triggered_at', e.triggered_at)}\t{created}\n"
+        for e, event_id, _ in planned
+    )
+
+
+def _number(table: DriverRows, value: int | None) -> str:
+    """The field of an integer column's value: an int's text dump is its decimal digits."""
+    return str(value) if type(value) is int else table.field(value)

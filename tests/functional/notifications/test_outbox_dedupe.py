@@ -99,17 +99,20 @@ def _data(n: int) -> dict[str, object]:
 
 
 def test_many_events_are_written_as_a_few_are(make_service: ServiceFactory, tmp_path: Path) -> None:
-    """More than `FEW` events go to the driver as rows built here; the same events written a few at a
-    time go through SQLAlchemy statements: both store the same values."""
+    """More than `FEW` events go to the driver as rows built here (PostgreSQL: as COPY text lines);
+    the same events written a few at a time go through SQLAlchemy statements: both store the same
+    values, special characters of COPY text included."""
     service, now = _console_service(make_service, tmp_path)
 
     def events(prefix: str) -> list[NewEvent]:
         return [
             NewEvent(
-                f"{prefix}:{n:04d}",
+                f"{prefix}:{n:04d}" + ("\t\\N\n\r\\" if n % 5 == 0 else ""),  # COPY text escapes these
                 EventKind.ALERT,
                 Severity.CRITICAL if n % 3 else Severity.HIGH,
                 now - timedelta(minutes=n % 7),
+                tenant_uuid=None if n % 4 else f"tenant\t{n % 8}\\",
+                recommendation_id=None if n % 2 else n,
                 route=ROUTE,
                 data=_data(n),
             )
