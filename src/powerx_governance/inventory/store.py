@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ from powerx_governance.db.chunks import chunks, rows_for
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
+from powerx_governance.memo import Memo
 
 _ENCODER = msgspec.json.Encoder(order="deterministic")
 
@@ -105,7 +106,10 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
         InstallationRow.pinned,
     )
     stmt = select(*columns)
-    made = _Installations()
+    # each distinct row made once and shared (installations are frozen): a plugin the whole fleet runs
+    # sits in a few hundred (version, channel, state, flags) rows, and making each, with its two enum
+    # look-ups, cost more than reading it
+    made = Memo(_installation)
     parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     for part in parts:
         query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
@@ -116,22 +120,17 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
     return [msgspec.structs.replace(t, plugins=tuple(plugins[uuid])) for uuid, t in tenants.items()]
 
 
-class _Installations(dict[tuple[str, str, str, str, bool, bool], Installation]):
-    """Installations made from stored rows, each distinct row made once and shared (they are frozen):
-    a plugin the whole fleet runs sits in a few hundred (version, channel, state, flags) rows, and
-    making each, with its two enum look-ups, cost more than reading it."""
-
-    def __missing__(self, row: tuple[str, str, str, str, bool, bool]) -> Installation:
-        plugin_id, version, channel, state, auto, pinned = row
-        made = self[row] = Installation(
-            plugin_id=plugin_id,
-            version=version,
-            channel=Channel(channel),
-            state=InstallState(state),
-            auto_update=auto,
-            pinned=pinned,
-        )
-        return made
+def _installation(row: tuple[str, str, str, str, bool, bool]) -> Installation:
+    """An installation made from a stored row (plugin, version, channel, state, auto, pinned)."""
+    plugin_id, version, channel, state, auto, pinned = row
+    return Installation(
+        plugin_id=plugin_id,
+        version=version,
+        channel=Channel(channel),
+        state=InstallState(state),
+        auto_update=auto,
+        pinned=pinned,
+    )
 
 
 # Tags read as JSON text and scanned_at as stored, each distinct value converted once: a push for a
@@ -150,24 +149,14 @@ _TENANT_COLUMNS: Final = (
 )
 
 
-class _Decoded(dict[Any, Any]):
-    """Stored values converted by `convert`, each distinct one once."""
-
-    def __init__(self, convert: Callable[[Any], Any]) -> None:
-        super().__init__()
-        self._convert = convert
-
-    def __missing__(self, raw: Any) -> Any:
-        made = self[raw] = self._convert(raw)
-        return made
-
-
 def _tenant_rows(session: Session, tenant_uuids: Sequence[str] | None) -> dict[str, TenantManifest]:
     dialect = session.get_bind().dialect
     moment = TenantRow.__table__.c.scanned_at.type.dialect_impl(dialect).result_processor(dialect, None)
-    plans = _Decoded(lambda plan: Plan(plan) if plan else None)
-    tags_of = _Decoded(_TAGS.decode)
-    moments = _Decoded(lambda raw: raw if raw is None or moment is None else moment(raw))
+    plans: Memo[str | None, Plan | None] = Memo(lambda plan: Plan(plan) if plan else None)
+    tags_of: Memo[str, tuple[str, ...]] = Memo(_TAGS.decode)
+    moments: Memo[Any, datetime | None] = Memo(
+        lambda raw: raw if raw is None or moment is None else moment(raw)
+    )
     found: dict[str, TenantManifest] = {}
     for uuid, key, name, plan, tags, core, host, scanned in rows_for(
         session, select(*_TENANT_COLUMNS), TenantRow.tenant_uuid, tenant_uuids
@@ -212,7 +201,7 @@ def load_installations_of(
         for tenants in tenant_parts
         for part in chunks(list(plugin_ids))
     ]
-    made = _Installations()
+    made = Memo(_installation)  # each distinct row made once (see load_manifests)
     for query in queries:
         for row in session.connection().execute(query):
             by_tenant.setdefault(row[0], []).append(made[row[1:]])

@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import IO, Any, BinaryIO, Final, Protocol, TypeVar, runtime_checkable
 
 import msgspec
+
+from powerx_governance.memo import Memo
 
 Document = Mapping[str, Any]
 K = TypeVar("K")
@@ -251,20 +253,12 @@ def _send(out: BinaryIO, body: IO[bytes], offset: int, size: int) -> bool:
     return True
 
 
-class Rendered(dict[K, V]):
+class Rendered(Memo[K, V]):
     """What a writer renders from a shared object, made the first time the object is met.
 
     Keys are the scan's shared outcomes and parts, which live as long as the scan: their
     identities are never reused while the writer runs.
     """
-
-    def __init__(self, make: Callable[[K], V]) -> None:
-        super().__init__()
-        self._make = make
-
-    def __missing__(self, key: K) -> V:
-        value = self[key] = self._make(key)
-        return value
 
 
 @dataclass
