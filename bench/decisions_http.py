@@ -20,6 +20,8 @@ answer the queue was empty. `BENCH_POWERX=/path/to/powerx` serves with another b
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import os
 import socket
 import statistics
@@ -83,22 +85,89 @@ def _prepare(env: dict[str, str], count: int) -> tuple[str, list[tuple[int, int]
         service.stop()
 
 
-def _get(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int | None]:
+Outcome = tuple[int, float, int | None]  # status, seconds, the decision's id
+
+
+def _decision(rec: tuple[int, int]) -> dict[str, Any]:
+    return {"recommendation_id": rec[0], "revision": rec[1], "decision": "upgrade"}
+
+
+def _get(client: httpx.Client, rec: tuple[int, int]) -> Outcome:
     start = time.perf_counter()
     answer = client.get(f"{BASE}/recommendations/{rec[0]}")
     return answer.status_code, time.perf_counter() - start, None
 
 
-def _post(client: httpx.Client, rec: tuple[int, int]) -> tuple[int, float, int | None]:
+def _post(client: httpx.Client, rec: tuple[int, int]) -> Outcome:
     start = time.perf_counter()
-    answer = client.post(
-        f"{BASE}/decision", json={"recommendation_id": rec[0], "revision": rec[1], "decision": "upgrade"}
-    )
+    answer = client.post(f"{BASE}/decision", json=_decision(rec))
     elapsed = time.perf_counter() - start
     return answer.status_code, elapsed, answer.json().get("id") if answer.status_code in (200, 201) else None
 
 
-def run(backend: str, tenants: int, decisions: int, clients: int, workers: int | None) -> None:
+class LeanClients:
+    """`clients` keep-alive HTTP/1.1 connections on one asyncio loop in one thread, as lean as wrk:
+    a request is a few bytes written, an answer its status line, headers and Content-Length body
+    read (the server's JSON answers are never chunked). httpx in 16 threads spends more CPU per
+    request than the server under test on this machine's other core (see `--client`)."""
+
+    def __init__(self, port: int, token: str, clients: int) -> None:
+        self.port, self.clients = port, clients
+        self.head = f"Host: 127.0.0.1:{port}\r\nAuthorization: Bearer {token}\r\n"
+
+    def get(self, rec: tuple[int, int]) -> tuple[bytes, bool]:
+        return f"GET {BASE}/recommendations/{rec[0]} HTTP/1.1\r\n{self.head}\r\n".encode(), False
+
+    def post(self, rec: tuple[int, int]) -> tuple[bytes, bool]:
+        body = json.dumps(_decision(rec)).encode()
+        head = (
+            f"POST {BASE}/decision HTTP/1.1\r\n{self.head}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        return head.encode() + body, True
+
+    def run(self, make: Any, recs: list[tuple[int, int]]) -> list[Outcome]:
+        """Each request `make(rec)` sends, on whichever connection is free; outcomes in `recs` order."""
+        done: list[Outcome | None] = [None] * len(recs)
+        todo = iter(enumerate(recs))
+
+        async def connection() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
+            try:
+                for index, rec in todo:
+                    request, parse_id = make(rec)
+                    start = time.perf_counter()
+                    writer.write(request)
+                    status, body = await _answer(reader)
+                    elapsed = time.perf_counter() - start
+                    made = json.loads(body).get("id") if parse_id and status in (200, 201) else None
+                    done[index] = (status, elapsed, made)
+            finally:
+                writer.close()
+
+        async def all_connections() -> None:
+            await asyncio.gather(*(connection() for _ in range(self.clients)))
+
+        asyncio.run(all_connections())
+        return [outcome for outcome in done if outcome is not None]
+
+
+async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+        elif name.strip().lower() == b"transfer-encoding":
+            raise SystemExit(f"the lean client reads Content-Length answers only, not {line!r}")
+    return int(lines[0].split(b" ", 2)[1]), await reader.readexactly(length)
+
+
+def run(
+    backend: str, tenants: int, decisions: int, clients: int, workers: int | None, lean: bool
+) -> None:
     data = dataset(tenants)
     with database(backend) as url:
         env = installed_environment(
@@ -126,6 +195,7 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
         try:
             _wait(base)
             local = threading.local()
+            lean_clients = LeanClients(int(env["POWERX_PORT"]), token, clients)
 
             def client() -> httpx.Client:
                 if not hasattr(local, "client"):
@@ -134,15 +204,19 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
                     )
                 return local.client  # type: ignore[no-any-return]
 
-            def timed(call: Any) -> tuple[float, float, list[tuple[int, float, int | None]]]:
-                cpu, start = _cpu_seconds(server.pid), time.perf_counter()
-                with ThreadPoolExecutor(clients) as pool:
-                    done = list(pool.map(lambda rec: call(client(), rec), recs))
-                return time.perf_counter() - start, _cpu_seconds(server.pid) - cpu, done
+            def timed(call: Any, lean_call: Any) -> tuple[float, float, float, list[Outcome]]:
+                cpu, mine, start = _cpu_seconds(server.pid), time.process_time(), time.perf_counter()
+                if lean:
+                    done = lean_clients.run(lean_call, recs)
+                else:
+                    with ThreadPoolExecutor(clients) as pool:
+                        done = list(pool.map(lambda rec: call(client(), rec), recs))
+                wall = time.perf_counter() - start
+                return wall, _cpu_seconds(server.pid) - cpu, time.process_time() - mine, done
 
-            floor_wall, floor_cpu, reads = timed(_get)
+            floor_wall, floor_cpu, floor_client, reads = timed(_get, lean_clients.get)
             start_cpu = _cpu_seconds(server.pid)
-            wall, server_cpu, results = timed(_post)
+            wall, server_cpu, client_cpu, results = timed(_post, lean_clients.post)
             drained_after = _drain(url)
             drained_cpu = _cpu_seconds(server.pid) - start_cpu
             peak = tree_peak_mib(server.pid)
@@ -166,18 +240,21 @@ def run(backend: str, tenants: int, decisions: int, clients: int, workers: int |
     read_ok = sum(1 for r in reads if r[0] == 200)
     print(
         f"[{backend}] {'1 process' if workers is None else f'--workers {workers}'},"
+        f" {'lean clients' if lean else 'httpx clients'},"
         f" load average {' '.join(f'{x:.2f}' for x in os.getloadavg())} at the end"
     )
     print(
         f"  floor: {read_ok}/{len(recs)} reads 200 in {floor_wall:.2f} s"
         f" = {read_ok / floor_wall:,.0f}/s"
-        f" (server cpu {floor_cpu:.2f} s) with {clients} clients"
+        f" (server cpu {floor_cpu:.2f} s, {1000 * floor_cpu / len(recs):.2f} ms per read;"
+        f" client cpu {floor_client:.2f} s, {1000 * floor_client / len(recs):.2f} ms) with {clients} clients"
     )
     print(
         f"  decisions: {len(ok)}/{len(recs)} 2xx in {wall:.2f} s = {len(ok) / wall:,.0f}/s"
         f" = {(len(ok) / wall) / (read_ok / floor_wall):.2f}x the floor's rate"
         f" (server cpu {server_cpu:.2f} s,"
-        f" {1000 * server_cpu / max(1, len(ok)):.2f} ms per decision); latency p50"
+        f" {1000 * server_cpu / max(1, len(ok)):.2f} ms per decision;"
+        f" client cpu {client_cpu:.2f} s, {1000 * client_cpu / len(recs):.2f} ms); latency p50"
         f" {statistics.median(latencies):.1f} ms, p99 {p99:.1f} ms; audit events {audited},"
         f" chain {'verified' if chain.ok else f'BROKEN at seq {chain.first_bad_seq}: {chain.problem}'}"
         + (f"; refused by status: {dict(refused)}" if refused else "")
@@ -251,9 +328,15 @@ def main() -> None:
         "--workers", type=int, default=None, help="serve --workers W (default: the serve default)"
     )
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument(
+        "--client",
+        choices=["lean", "httpx"],
+        default="lean",
+        help="lean: keep-alive connections on one asyncio loop (default); httpx: a client per thread",
+    )
     args = parser.parse_args()
     for backend in ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]:
-        run(backend, args.tenants, args.decisions, args.clients, args.workers)
+        run(backend, args.tenants, args.decisions, args.clients, args.workers, args.client == "lean")
 
 
 if __name__ == "__main__":
