@@ -2,12 +2,14 @@
 
 Every decision holds the audit chain lock from its audit record to its commit (one chain, one
 writer at a time), so concurrent requests queue on that lock and each pays a commit of its own
-(an fsync on PostgreSQL). Here a request queues its decision instead; whichever request finds no
-batch running takes what is queued (up to `MAX_BATCH`; after a shared batch it first waits a
-moment for the queue to fill, see `GroupCommit._gather`) and decides it in one transaction: each
-decision's checks and writes as if alone, in the order they arrived, then the announcements and
-audit records of them all with a few statements (`service.announce`), then one commit. Each
-request gets its own answer once that commit is done.
+(an fsync on PostgreSQL). Here a request queues its decision instead and awaits its answer on the
+event loop; one drain task per event loop takes what is queued (up to `MAX_BATCH`; after a shared
+batch it first waits a moment for the queue to fill, see `GroupCommit._gather`) and decides it in
+one transaction, in one worker thread: each decision's checks and writes as if alone, in the order
+they arrived, then the announcements and audit records of them all with a few statements
+(`service.announce`), then one commit. Each request gets its own answer once that commit is done.
+A waiting request holds no worker thread: one thread hop per batch, not one per decision and a
+blocked thread woken at every commit.
 
 A decision refused by its checks (stale revision, validation, policy) has written nothing, so it
 gets its error and the others go on. Any other error rolls the batch back and each decision of
@@ -17,15 +19,16 @@ only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 from weakref import WeakKeyDictionary
 
+from anyio import to_thread
 from sqlalchemy.orm import Session, sessionmaker
 
 from powerx_governance.auth.tokens import Principal
@@ -45,7 +48,7 @@ from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.notifications.service import NotificationRuntime
 
 MAX_BATCH: Final = 64
-GATHER_SECONDS: Final = 0.004  # at most this long a leader waits for its batch to fill (see `decide`)
+GATHER_SECONDS: Final = 0.004  # at most this long a batch waits to fill (see `GroupCommit._gather`)
 Answer = tuple[dict[str, Any], bool] | DecisionError  # (decision_dict, created), or why it was refused
 log = logging.getLogger("powerx.decisions")
 
@@ -56,20 +59,25 @@ class _Pending:
 
     req: DecisionRequest
     who: Principal
-    done: bool = False
+    answered: asyncio.Future[tuple[dict[str, Any], bool]]
     answer: tuple[dict[str, Any], bool] | None = None
     error: Exception | None = field(default=None)
 
-    def outcome(self) -> tuple[dict[str, Any], bool]:
+    def settle(self) -> None:
+        """Hand the answer (or the error) to the request awaiting it, unless it went away."""
+        if self.answered.done():
+            return
         if self.error is not None:
-            raise self.error
-        if self.answer is None:  # pragma: no cover - a batch always answers or fails each decision
-            raise RuntimeError("a decision left without an answer")
-        return self.answer
+            self.answered.set_exception(self.error)
+        elif self.answer is not None:
+            self.answered.set_result(self.answer)
+        else:  # pragma: no cover - a batch always answers or fails each decision
+            self.answered.set_exception(RuntimeError("a decision left without an answer"))
 
 
 class GroupCommit:
-    """Takes decisions for concurrent callers, batched into shared transactions (see the module)."""
+    """Takes decisions for the concurrent requests of one event loop, batched into shared
+    transactions (see the module). Used from that loop only: its state needs no lock."""
 
     def __init__(
         self,
@@ -80,39 +88,38 @@ class GroupCommit:
     ) -> None:
         self._factory, self._runtime, self._clock, self._max = factory, runtime, clock, max_batch
         self._queue: list[_Pending] = []
-        self._running = False
-        lock = threading.Lock()
-        self._changed = threading.Condition(lock)
-        self._arrived = threading.Condition(lock)  # the same lock: a gathering leader waits here
-        self._gathering = False
+        self._drain: asyncio.Task[None] | None = None
+        self._filled: asyncio.Event | None = None  # set when a gathering batch has what it waits for
+        self._wanted = 0
         self._last = 1  # how many decisions the last batch took
 
-    def decide(self, req: DecisionRequest, who: Principal) -> tuple[dict[str, Any], bool]:
+    async def decide(self, req: DecisionRequest, who: Principal) -> tuple[dict[str, Any], bool]:
         """(the decision as `decision_dict`, created), as `service.decide` in a transaction of its own."""
-        mine = _Pending(req, who)
-        with self._changed:
-            self._queue.append(mine)
-            if self._gathering:
-                self._arrived.notify()
-            while not mine.done:
-                if self._running:
-                    self._changed.wait()
-                    continue
-                self._running = True
-                self._gather()
+        mine = _Pending(req, who, asyncio.get_running_loop().create_future())
+        self._queue.append(mine)
+        if self._filled is not None and len(self._queue) >= self._wanted:
+            self._filled.set()
+        if self._drain is None:
+            self._drain = asyncio.create_task(self._take_queued())
+        return await mine.answered
+
+    async def _take_queued(self) -> None:
+        """Batch after batch until the queue is empty (one task at a time per loop)."""
+        try:
+            while self._queue:
+                await self._gather()
                 batch, self._queue = self._queue[: self._max], self._queue[self._max :]
                 self._last = len(batch)
-                self._changed.release()
                 try:
-                    self._run(batch)
+                    await to_thread.run_sync(self._run, batch)
                 finally:
                     _abandon(batch)
-                    self._changed.acquire()
-                    self._running = False
-                    self._changed.notify_all()
-        return mine.outcome()
+                    for pending in batch:
+                        pending.settle()
+        finally:
+            self._drain = None
 
-    def _gather(self) -> None:
+    async def _gather(self) -> None:
         """When the last batch was shared, wait a moment (at most `GATHER_SECONDS`) for as many
         decisions as it took before taking the queue. Under concurrent clients the answers of a
         batch go out together and their next decisions come back a few at a time: the first one
@@ -121,13 +128,13 @@ class GroupCommit:
         wanted = min(self._last, self._max)
         if len(self._queue) >= wanted or wanted < 2:
             return
-        deadline = time.monotonic() + GATHER_SECONDS
-        self._gathering = True
+        self._filled, self._wanted = asyncio.Event(), wanted
         try:
-            while len(self._queue) < wanted and (left := deadline - time.monotonic()) > 0:
-                self._arrived.wait(left)
+            await asyncio.wait_for(self._filled.wait(), GATHER_SECONDS)
+        except TimeoutError:
+            pass  # take what came
         finally:
-            self._gathering = False
+            self._filled = None
 
     def _run(self, batch: list[_Pending]) -> None:
         try:
@@ -148,7 +155,6 @@ class GroupCommit:
                 pending.error = answer
             else:
                 pending.answer = answer
-            pending.done = True
 
     def _alone(self, pending: _Pending) -> None:
         try:
@@ -157,7 +163,6 @@ class GroupCommit:
                 pending.answer = (decision_dict(row), created)
         except Exception as exc:  # noqa: BLE001 - handed to the request that asked, which raises it
             pending.error = exc
-        pending.done = True
 
 
 def decide_together(
@@ -195,20 +200,26 @@ def decide_together(
 def _abandon(batch: list[_Pending]) -> None:
     """Answer what an interrupted batch left unanswered, so no caller waits for ever."""
     for pending in batch:
-        if not pending.done:
-            pending.error, pending.done = RuntimeError("the decision's batch was interrupted"), True
+        if pending.answer is None and pending.error is None:
+            pending.error = RuntimeError("the decision's batch was interrupted")
 
 
-_GROUPS: Final[WeakKeyDictionary[sessionmaker[Session], GroupCommit]] = WeakKeyDictionary()
-_GROUPS_LOCK: Final = threading.Lock()
+_Loops = WeakKeyDictionary[asyncio.AbstractEventLoop, GroupCommit]
+_GROUPS: Final[WeakKeyDictionary[sessionmaker[Session], _Loops]] = WeakKeyDictionary()
+_GROUPS_LOCK: Final = threading.Lock()  # loops of other threads (test clients) may ask at once
 
 
 def group_commit(
     factory: sessionmaker[Session], runtime: NotificationRuntime, clock: Callable[[], datetime]
 ) -> GroupCommit:
-    """The group commit of the store behind `factory` (one per service)."""
+    """The group commit of the store behind `factory` for the running event loop (one per service
+    and loop: a loop's futures are settled on that loop; other loops are as other processes)."""
+    loop = asyncio.get_running_loop()
     with _GROUPS_LOCK:
-        found = _GROUPS.get(factory)
+        loops = _GROUPS.get(factory)
+        if loops is None:
+            loops = _GROUPS[factory] = WeakKeyDictionary()
+        found = loops.get(loop)
         if found is None:
-            found = _GROUPS[factory] = GroupCommit(factory, runtime, clock)
+            found = loops[loop] = GroupCommit(factory, runtime, clock)
         return found

@@ -86,7 +86,7 @@ def _request(
         **declared(404, 409, 503),
     },
 )
-def post_decision(
+async def post_decision(
     body: DecisionBody,
     who: Reader,
     svc: ServiceDep,
@@ -94,9 +94,10 @@ def post_decision(
 ) -> JSONResponse:
     """Upgrade, schedule or ignore one recommendation at the revision the caller saw (stale → 409).
 
-    Decisions posted at the same time share a transaction and its commit (`group_commit`)."""
+    Decisions posted at the same time share a transaction and its commit (`group_commit`); async, so a
+    request awaits its batch's commit without holding a worker thread."""
     decisions = group_commit(svc.factory, svc.notifications, svc.clock)
-    result, created = decisions.decide(_request(body, idempotency_key), who)
+    result, created = await decisions.decide(_request(body, idempotency_key), who)
     if created:
         svc.metrics.decisions_taken(result["decision"], result["scope"])
     return JSONResponse(result, status_code=201 if created else 200)
