@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
+from powerx_governance.api.authentication import authentication
 from powerx_governance.api.problems import ProblemError
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.throttle import Channel
-from powerx_governance.auth.tokens import Principal, authenticate
+from powerx_governance.auth.tokens import Principal
 from powerx_governance.feature_flags import Flag
 from powerx_governance.inventory.queries import tenants_named
 
@@ -58,7 +59,10 @@ class Caller:
     flags: Mapping[Flag, bool]
 
 
-def caller(request: Request, svc: ServiceDep) -> Caller:
+async def caller(request: Request, svc: ServiceDep) -> Caller:
+    """The bearer token's principal and, for the routes `GovernanceOn` guards, the flags; read with
+    the tokens of the requests of the same moment (`api.authentication`: one worker-thread hop for
+    them all, not one each)."""
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -78,9 +82,7 @@ def caller(request: Request, svc: ServiceDep) -> Caller:
             f" try again in {wait} s",
             headers={"Retry-After": str(wait)},
         )
-    with svc.engine.begin() as connection:  # two statements: a session would cost as much again
-        found = authenticate(connection, presented, svc.clock())
-        flags = svc.flags_in(connection) if found is not None and _paused_with_governance(request) else {}
+    found, flags = await authentication(svc).check(presented, flags=_paused_with_governance(request))
     if found is None:
         svc.auth_throttle.failed(Channel.API, address, presented)
         raise ProblemError(
