@@ -165,9 +165,7 @@ async def _answer(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return int(lines[0].split(b" ", 2)[1]), await reader.readexactly(length)
 
 
-def run(
-    backend: str, tenants: int, decisions: int, clients: int, workers: int | None, lean: bool
-) -> None:
+def run(backend: str, tenants: int, decisions: int, clients: int, workers: int | None, lean: bool) -> None:
     data = dataset(tenants)
     with database(backend) as url:
         env = installed_environment(
