@@ -165,7 +165,7 @@ def _take_in(
     intake = _Intake(ScanResult(generated_at=engine.now))
     for batch in _batches(source.manifests(None)):
         good = [r.manifest for r in batch if r.manifest is not None]
-        inventory_store.upsert_manifests(session, good, now)
+        inventory_store.insert_new_manifests(session, good, now)
         intake.add(batch, scan(engine, batch))
         set_aside()
     return intake
