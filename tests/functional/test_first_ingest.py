@@ -12,6 +12,8 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from powerx_governance.db import ordered_ids
+from powerx_governance.db.bulk import CopiedApart
 from powerx_governance.db.session import (
     indexes_built_after,
     make_engine,
@@ -500,18 +504,27 @@ def test_new_manifests_are_stored_as_upserted_ones_even_when_a_tenant_comes_agai
     make_service: Callable[..., GovernanceService], fleet: SyntheticSet
 ) -> None:
     """The first ingest's inventory writer stores the rows `upsert_manifests` stores: installations as
-    driver rows, and a batch naming a tenant stored already (by an earlier batch) as an upsert."""
+    driver rows (PostgreSQL, given a `CopiedApart`: COPY text lines sent by its thread while the caller
+    goes on), and a batch naming a tenant stored already (by an earlier batch) as an upsert."""
     service = make_service(POWERX_WORKER="0", POWERX_TENANT_SOURCE=str(fleet.manifests))
     manifests = [json.loads(line) for line in fleet.manifests.read_text().splitlines()[:12]]
     first = [msgspec.convert(m, TenantManifest) for m in manifests[:8]]
     again = msgspec.structs.replace(first[2], plugins=first[2].plugins[1:])  # one plugin fewer
     second = [*(msgspec.convert(m, TenantManifest) for m in manifests[8:]), again]
     found = {}
-    for write in (inventory_store.upsert_manifests, inventory_store.insert_new_manifests):
+    apart = CopiedApart()
+    writers: dict[str, Callable[[Session, list[TenantManifest], datetime], object]] = {
+        "upsert": inventory_store.upsert_manifests,
+        "insert": inventory_store.insert_new_manifests,
+        "insert apart": partial(inventory_store.insert_new_manifests, apart=apart),
+    }
+    for name, write in writers.items():
         with service.factory() as session, session.begin():
             write(session, first, FakeClock()())
-            write(session, second, FakeClock()())
-            found[write.__name__] = _inventory(session)
+            write(session, second, FakeClock()())  # waits for the first's copy before it reads
+            apart.wait()
+            found[name] = _inventory(session)
             session.rollback()
-    assert len(found["upsert_manifests"]["installations"]) > 100
-    assert found["insert_new_manifests"] == found["upsert_manifests"]
+    assert len(found["upsert"]["installations"]) > 100
+    assert found["insert"] == found["upsert"]
+    assert found["insert apart"] == found["upsert"]
