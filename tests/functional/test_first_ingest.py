@@ -12,15 +12,20 @@ import random
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 from bench.synthetic import SyntheticSet, generate
 from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
 
 from powerx_governance.db import ordered_ids
+from powerx_governance.db.bulk import CopiedApart
 from powerx_governance.db.session import (
     indexes_built_after,
     make_engine,
@@ -30,6 +35,8 @@ from powerx_governance.db.session import (
     sqlite_url,
     transaction,
 )
+from powerx_governance.inventory import store as inventory_store
+from powerx_governance.inventory.models import TenantManifest
 from powerx_governance.notifications import announce
 from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.tables import NotificationEventRow
@@ -484,3 +491,40 @@ def test_foreign_keys_checked_after_the_block_check_every_row_it_wrote(
                 assert session.execute(text("SELECT count(*) FROM children")).scalar_one() == 3
         finally:
             engine.dispose()
+
+
+def _inventory(session: Any) -> dict[str, list[tuple[Any, ...]]]:
+    found = {}
+    for table, key in (("tenants", "tenant_uuid"), ("installations", "tenant_uuid, plugin_id")):
+        found[table] = [tuple(r) for r in session.execute(text(f"SELECT * FROM {table} ORDER BY {key}"))]  # noqa: S608
+    return found
+
+
+def test_new_manifests_are_stored_as_upserted_ones_even_when_a_tenant_comes_again(
+    make_service: Callable[..., GovernanceService], fleet: SyntheticSet
+) -> None:
+    """The first ingest's inventory writer stores the rows `upsert_manifests` stores: installations as
+    driver rows (PostgreSQL, given a `CopiedApart`: COPY text lines sent by its thread while the caller
+    goes on), and a batch naming a tenant stored already (by an earlier batch) as an upsert."""
+    service = make_service(POWERX_WORKER="0", POWERX_TENANT_SOURCE=str(fleet.manifests))
+    manifests = [json.loads(line) for line in fleet.manifests.read_text().splitlines()[:12]]
+    first = [msgspec.convert(m, TenantManifest) for m in manifests[:8]]
+    again = msgspec.structs.replace(first[2], plugins=first[2].plugins[1:])  # one plugin fewer
+    second = [*(msgspec.convert(m, TenantManifest) for m in manifests[8:]), again]
+    found = {}
+    apart = CopiedApart()
+    writers: dict[str, Callable[[Session, list[TenantManifest], datetime], object]] = {
+        "upsert": inventory_store.upsert_manifests,
+        "insert": inventory_store.insert_new_manifests,
+        "insert apart": partial(inventory_store.insert_new_manifests, apart=apart),
+    }
+    for name, write in writers.items():
+        with service.factory() as session, session.begin():
+            write(session, first, FakeClock()())
+            write(session, second, FakeClock()())  # waits for the first's copy before it reads
+            apart.wait()
+            found[name] = _inventory(session)
+            session.rollback()
+    assert len(found["upsert"]["installations"]) > 100
+    assert found["insert"] == found["upsert"]
+    assert found["insert apart"] == found["upsert"]

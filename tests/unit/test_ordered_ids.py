@@ -36,3 +36,21 @@ def test_later_ids_sort_after_earlier_ones(monkeypatch: pytest.MonkeyPatch) -> N
     earlier = time_ordered_ids(3)
     now[0] += 1
     assert all(time_ordered_id() > each for each in earlier)
+
+
+@pytest.mark.parametrize("below_carry", [0, 1, 2, 700, 5000])
+def test_each_id_is_the_uuid_of_the_time_and_its_count(
+    below_carry: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each id, whether or not the count carries into rand_a within the call (the text of the high bits
+    is made once per run of ids that share them), is the UUID text of time, version, count and variant."""
+    milliseconds = 0x0193_2F1E_5A07
+    start = (0x5A5 << 62) - below_carry  # rand_a 0x5a4, below_carry ids before it carries into 0x5a5
+    monkeypatch.setattr(ordered_ids, "_milliseconds", lambda: milliseconds)
+    monkeypatch.setattr(ordered_ids, "_entropy", lambda size: (start << 7).to_bytes(size, "big"))
+    low = (1 << 62) - 1
+    expected = [
+        str(uuid.UUID(int=milliseconds << 80 | 7 << 76 | (n >> 62) << 64 | 2 << 62 | n & low))
+        for n in range(start, start + 3000)
+    ]
+    assert time_ordered_ids(3000) == expected

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from itertools import islice
 from operator import itemgetter
@@ -370,6 +371,42 @@ class Spliced:
             if isinstance(own, str):
                 return self._head + own + self._tail
         return self._rows.value(self._column, {**self._document, self._member: x})
+
+
+class CopiedApart:
+    """PostgreSQL: a chunk's COPY calls (`DriverRows.copy_of`) made by a thread of their own while the
+    caller builds the next chunk, or does other work that leaves the session alone (a first ingest
+    evaluates a batch while its installations are copied), one chunk at a time. Sending ready COPY text
+    holds the GIL little, so the server stores a chunk while Python works instead of each waiting for
+    the other. `wait` returns once the chunk is in, and raises what its copy raised."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    def start(self, *copies: Callable[[], None]) -> None:
+        self.wait()
+        self._thread = threading.Thread(target=self._run, args=copies, name="powerx-ingest-copy")
+        self._thread.start()
+
+    def wait(self) -> None:
+        self.settle()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def settle(self) -> None:
+        """Wait for the chunk being copied, if any, leaving what it raised for `wait`."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _run(self, *copies: Callable[[], None]) -> None:
+        try:
+            for copy in copies:
+                copy()
+        except BaseException as exc:  # noqa: BLE001 - raised again by `wait`, on the writer's thread
+            self._error = exc
 
 
 def _write(

@@ -32,13 +32,24 @@ def _milliseconds() -> int:
 
 def time_ordered_ids(count: int) -> list[str]:
     """`count` new UUIDv7 texts in increasing order: the Unix time in milliseconds, then a random
-    73-bit start counted up (74 bits hold any count a process writes without carrying into the time)."""
+    73-bit start counted up (74 bits hold any count a process writes without carrying into the time).
+
+    The text of the high 64 bits (time, version, rand_a) is made once per run of ids that share it
+    (the count carries into rand_a once in 2**62), each id's own text from its low 64 bits alone: half
+    the cost of formatting 128 bits per id (a first ingest draws ~740,000 at a time)."""
     start = int.from_bytes(_entropy(10), "big") >> 7
-    moment = (_milliseconds() & ((1 << 48) - 1)) << 80 | _VERSION | _VARIANT
-    found = []
-    for n in range(start, start + count):
-        text = f"{moment | (n >> 62) << 64 | (n & _LOW):032x}"
-        found.append(f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}")
+    high = ((_milliseconds() & ((1 << 48) - 1)) << 80 | _VERSION) >> 64
+    found: list[str] = []
+    n, end = start, start + count
+    while n < end:
+        carried = n >> 62  # into rand_a
+        last = min(end, (carried + 1) << 62) - 1  # the last id of this run
+        head = f"{high | carried:016x}"
+        head = f"{head[:8]}-{head[8:12]}-{head[12:]}-"
+        for low in range(_VARIANT | (n & _LOW), (_VARIANT | (last & _LOW)) + 1):
+            tail = f"{low:016x}"
+            found.append(f"{head}{tail[:4]}-{tail[4:]}")
+        n = last + 1
     return found
 
 

@@ -12,7 +12,7 @@ from sqlalchemy import String, Text, delete, select, type_coerce, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import bulk_insert, bulk_update
+from powerx_governance.db.bulk import CopiedApart, DriverRows, bulk_insert, bulk_update, copy_field
 from powerx_governance.db.chunks import chunks, rows_for
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
@@ -256,3 +256,73 @@ def mark_clean(session: Session, tenant_uuids: Sequence[str]) -> None:
         session.execute(
             update(TenantRow).where(TenantRow.tenant_uuid.in_(part), TenantRow.dirty).values(dirty=False)
         )
+
+
+_INSTALLATION_COLUMNS: Final = (
+    "tenant_uuid",
+    "plugin_id",
+    "version",
+    "channel",
+    "state",
+    "auto_update",
+    "pinned",
+)
+
+
+def insert_new_manifests(
+    session: Session, manifests: Sequence[TenantManifest], now: datetime, apart: CopiedApart | None = None
+) -> None:
+    """`upsert_manifests` of good manifests for a store holding none of their tenants (a first ingest
+    reads a million installations): the same rows, the installations built as driver rows, each
+    channel, state and flag converted once, not as a dict each. Manifests of a stored tenant (a
+    source naming one tenant twice) go through `upsert_manifests`.
+
+    PostgreSQL with `apart`: the installations go as COPY text lines that its thread sends while the
+    caller goes on (the server stores them while the caller evaluates); the caller waits for it
+    (`apart.wait`) before it next uses the session, as this function does first."""
+    if apart is not None:
+        apart.wait()
+    if existing_hashes(session, [m.tenant_uuid for m in manifests]):
+        upsert_manifests(session, manifests, now)
+        return
+    bulk_insert(session, TenantRow, [_tenant_values(m, manifest_hash(m), now) for m in manifests])
+    table = DriverRows(session, InstallationRow, _INSTALLATION_COLUMNS)
+    if apart is not None and table.copies_text:
+        apart.start(table.copy_of(_installation_lines(table, manifests)))
+        return
+    channels = {c: table.repeated("channel", c.value) for c in Channel}
+    states = {s: table.repeated("state", s.value) for s in InstallState}
+    auto = {flag: table.repeated("auto_update", flag) for flag in (False, True)}
+    pinned = {flag: table.repeated("pinned", flag) for flag in (False, True)}
+    table.insert(
+        [
+            (
+                uuid,
+                p.plugin_id,
+                p.version,
+                channels[p.channel],
+                states[p.state],
+                auto[p.auto_update],
+                pinned[p.pinned],
+            )
+            for uuid, plugins in ((m.tenant_uuid, m.plugins) for m in manifests)
+            for p in plugins
+        ]
+    )
+
+
+def _installation_lines(table: DriverRows, manifests: Sequence[TenantManifest]) -> list[str]:
+    """The manifests' installations as COPY text lines, the fields of each (channel, state, flags)
+    made once."""
+
+    def fields(said: tuple[Channel, InstallState, bool, bool]) -> str:
+        channel, state, auto_update, pinned = said
+        return "\t".join(map(table.field, (channel.value, state.value, auto_update, pinned)))
+
+    tails = Memo(fields)
+    return [
+        f"{uuid}\t{copy_field(p.plugin_id)}\t{copy_field(p.version)}"
+        f"\t{tails[p.channel, p.state, p.auto_update, p.pinned]}\n"
+        for uuid, plugins in ((copy_field(m.tenant_uuid), m.plugins) for m in manifests)
+        for p in plugins
+    ]

@@ -92,27 +92,41 @@ def _announce(
     unrouted = [c.recommendation_id for c in wanted if not c.routed]
     routes = _routes_of(session, unrouted) if unrouted else {}
     finding, risks, changes = EventKind.FINDING, _RISKS, _CHANGES  # enum look-ups, once per piece
+    data = _EventData()
     events = [
         NewEvent(
-            dedupe_key=_finding_key(c),
-            kind=finding,
-            risk=risks[c.risk_level],
-            triggered_at=triggered_at,
-            tenant_uuid=c.tenant_uuid,
-            recommendation_id=c.recommendation_id,
-            change=changes[c.change],
-            route=c.route if c.routed else routes.get(c.recommendation_id),
-            data={
+            _finding_key(c),
+            finding,
+            risks[c.risk_level],
+            triggered_at,
+            c.tenant_uuid,
+            c.recommendation_id,
+            changes[c.change],
+            c.route if c.routed else routes.get(c.recommendation_id),
+            data(c),
+        )
+        for c in wanted
+    ]
+    record_events(session, runtime, events, now, tenant_keys=tenant_keys, unstored=unstored)
+
+
+class _EventData(dict[tuple[int, str, str, str | None, bool], dict[str, Any]]):
+    """Each change's event `data`, one shared document per distinct content: the fleet's findings
+    say the same revision, plugin, action and target for thousands of tenants, and the outbox
+    converts each document object once."""
+
+    def __call__(self, c: Change) -> dict[str, Any]:
+        said = (c.revision, c.plugin_id, c.action, c.target_version, c.critical_patch)
+        found = self.get(said)
+        if found is None:
+            found = self[said] = {
                 "revision": c.revision,
                 "plugin_id": c.plugin_id,
                 "action": c.action,
                 "target_version": c.target_version,
                 "critical_patch": c.critical_patch,
-            },
-        )
-        for c in wanted
-    ]
-    record_events(session, runtime, events, now, tenant_keys=tenant_keys, unstored=unstored)
+            }
+        return found
 
 
 def _about(session: Session, recommendation_id: int) -> tuple[str, Severity, str | None]:

@@ -4,10 +4,10 @@ deliveries queued after commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import String, any_, bindparam, select
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -38,9 +38,11 @@ _BATCHES: Final[PerTransaction[dict[tuple[str, str | None, str], str]]] = PerTra
 _JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors, not channel errors
 
 
-@dataclass(frozen=True, slots=True)
-class NewEvent:
-    """An event to announce, before it is written."""
+class NewEvent(NamedTuple):
+    """An event to announce, before it is written. A tuple: a fleet's first scan announces ~740,000,
+    and a frozen dataclass cost 2 us each to make (its `__init__` sets each field through
+    `object.__setattr__`), a tuple a fifth of that. Events of one announcement may share their `data`:
+    nothing changes it once the event is made."""
 
     dedupe_key: str
     kind: EventKind
@@ -50,7 +52,7 @@ class NewEvent:
     recommendation_id: int | None = None
     change: str | None = None
     route: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    data: dict[str, Any] = {}  # noqa: RUF012 - a tuple field's default, never changed (see above)
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +188,11 @@ class _Writes:
     """Deliveries and entries of one `record_events` call, written after their events."""
 
     batch: dict[tuple[str, str | None, str], str]  # the transaction's batched deliveries (`_batch`)
+    entries: _EntryRows
     deliveries: list[dict[str, Any]] = field(default_factory=list)
-    entries: list[tuple[str, str, str | None, str, datetime, str | None]] = field(default_factory=list)
+    # the values after the event id of the entries an assignment makes for one tenant and event kind,
+    # by (id of the assignment, tenant, kind): the same for each such event when it shares a message
+    tails: dict[tuple[int, str | None, EventKind], Any] = field(default_factory=dict)
 
 
 def _batch(session: Session) -> dict[tuple[str, str | None, str], str]:
@@ -393,34 +398,34 @@ def record_events(
         inserted = insert_events(
             session, [_event_row(event, event_id, now) for event, event_id, _ in planned]
         )
-    writes = _Writes(_batch(session))  # looked up once: a fleet scan assigns a million events
+    writes = _Writes(_batch(session), _EntryRows(session))  # the batch looked up once, not per event
+    add, tails = writes.entries.add, writes.tails
     for event, event_id, assigned in planned:
         if event_id not in inserted:
             continue
         for a in assigned:
-            delivery_id = (
-                _immediate_delivery(writes, event, a.recipient, runtime, now)
-                if a.mode is EntryMode.IMMEDIATE
-                else None
-            )
-            writes.entries.append(_entry_row(event_id, event, a, delivery_id))
+            tail = tails.get((id(a), event.tenant_uuid, event.kind))
+            add(event_id, _entry_tail(writes, event, a, runtime, now) if tail is None else tail)
     bulk_insert(session, NotificationDeliveryRow, writes.deliveries)
-    _insert_entries(session, writes.entries)
+    writes.entries.insert()
     queue.enqueue_many(session, _first_attempts(writes.deliveries), now=now)
     return len(inserted)
 
 
-def _entry_row(
-    event_id: str, event: NewEvent, assignment: _Assignment, delivery_id: str | None
-) -> tuple[str, str, str | None, str, datetime, str | None]:
-    return (
-        event_id,
-        assignment.recipient.id,
-        event.tenant_uuid,
-        assignment.mode.value,
-        assignment.due_at,
-        delivery_id,
+def _entry_tail(
+    writes: _Writes, event: NewEvent, assignment: _Assignment, runtime: NotificationRuntime, now: datetime
+) -> Any:
+    """The values after the event id of the event's entry for `assignment` (its delivery made or
+    found), kept for the next events of its tenant and kind when they share it: a digest entry, or
+    an immediate one whose message the transaction's events share (`_batched`)."""
+    recipient, immediate = assignment.recipient, assignment.mode is EntryMode.IMMEDIATE
+    delivery_id = _immediate_delivery(writes, event, recipient, runtime, now) if immediate else None
+    tail = writes.entries.tail(
+        recipient.id, event.tenant_uuid, assignment.mode.value, assignment.due_at, delivery_id
     )
+    if not immediate or _batched(event, recipient):
+        writes.tails[(id(assignment), event.tenant_uuid, event.kind)] = tail
+    return tail
 
 
 _ENTRY_COLUMNS: Final = ("event_id", "recipient_id", "tenant_uuid", "mode", "due_at", "delivery_id")
@@ -439,35 +444,47 @@ _EVENT_COLUMNS: Final = (
 )
 
 
-def _insert_entries(session: Session, entries: Sequence[tuple[Any, ...]]) -> None:
-    """Entry rows as driver rows (a fleet's first scan assigns as many as it finds findings);
-    PostgreSQL: as COPY text lines, each distinct value's field made once."""
-    if not entries:
-        return
-    table = DriverRows(session, NotificationEntryRow, _ENTRY_COLUMNS)
-    if table.copies_text:
-        table.insert_lines(_entry_lines(table, entries))
-        return
-    repeated = table.repeated
-    table.insert(
-        [
-            (event, recipient, tenant, repeated("mode", mode), repeated("due_at", due), delivery)
-            for event, recipient, tenant, mode, due, delivery in entries
-        ]
-    )
+class _EntryRows:
+    """The entry rows of one `record_events` call, as driver rows (a fleet's first scan assigns as many
+    entries as it finds findings). What follows an entry's event id (`tail`) is converted once for all
+    the events that share it; PostgreSQL: as COPY text fields, the lines made as they are sent."""
 
+    def __init__(self, session: Session) -> None:
+        self._session = session
+        self._table: DriverRows | None = None  # made at the first entry: most calls announce a handful
+        self._fields: _Fields | None = None
+        self._rows: list[tuple[Any, ...]] = []
 
-def _entry_lines(table: DriverRows, entries: Sequence[tuple[Any, ...]]) -> Iterator[str]:
-    """Entry rows as COPY text lines, made as they are sent. Recipients, tenants, modes, due times
-    and deliveries repeat from entry to entry: each one's field is made once. Event ids are UUID
-    texts (`time_ordered_ids`), fields as they are."""
-    fields = _Fields(table)
-    text, moment = fields.text, fields.moment
-    return (
-        f"{event}\t{text(recipient)}\t{text(tenant)}\t{text(mode)}"
-        f"\t{moment('due_at', due)}\t{text(delivery)}\n"
-        for event, recipient, tenant, mode, due, delivery in entries
-    )
+    def tail(
+        self, recipient_id: str, tenant_uuid: str | None, mode: str, due_at: datetime, delivery_id: str | None
+    ) -> Any:
+        """An entry's values after its event id, as `add` takes them."""
+        table = self._table
+        if table is None:
+            table = self._table = DriverRows(self._session, NotificationEntryRow, _ENTRY_COLUMNS)
+            self._fields = _Fields(table) if table.copies_text else None
+        fields = self._fields
+        if fields is not None:
+            text = fields.text
+            return (
+                f"{text(recipient_id)}\t{text(tenant_uuid)}\t{text(mode)}"
+                f"\t{fields.moment('due_at', due_at)}\t{text(delivery_id)}"
+            )
+        repeated = table.repeated
+        return (recipient_id, tenant_uuid, repeated("mode", mode), repeated("due_at", due_at), delivery_id)
+
+    def add(self, event_id: str, tail: Any) -> None:
+        """An entry: its event's id and its `tail`. Event ids are UUID texts, COPY fields as they are."""
+        self._rows.append((event_id, tail) if self._fields is not None else (event_id, *tail))
+
+    def insert(self) -> None:
+        table = self._table
+        if table is None or not self._rows:
+            return
+        if self._fields is None:
+            table.insert(self._rows)
+            return
+        table.insert_lines(f"{event_id}\t{tail}\n" for event_id, tail in self._rows)
 
 
 class _Fields:
@@ -510,6 +527,18 @@ def _insert_many_events(
     return {event_id for _, event_id, _ in planned}
 
 
+def _documents(
+    planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], convert: Callable[[str, dict[str, Any]], Any]
+) -> dict[int, Any]:
+    """Each event's `data` converted (`convert`) once per document object, by its id: an announcement's
+    events share their documents (`on_recommendation_changes`). `planned` holds them: ids stay theirs."""
+    found: dict[int, Any] = {}
+    for e, _, _ in planned:
+        if id(e.data) not in found:
+            found[id(e.data)] = convert("data", e.data)
+    return found
+
+
 def _event_values(
     table: DriverRows, planned: Sequence[tuple[NewEvent, str, list[_Assignment]]], now: datetime
 ) -> list[tuple[Any, ...]]:
@@ -517,6 +546,7 @@ def _event_values(
     created = repeated("created_at", now)
     kinds = {k: repeated("kind", k.value) for k in EventKind}  # an enum's `.value` costs a call per row
     risks = {r: repeated("risk_level", r.value) for r in Severity}
+    documents = _documents(planned, table.document)
     return [
         (
             event_id,
@@ -527,7 +557,7 @@ def _event_values(
             e.change,
             risks[e.risk],
             e.route,
-            table.document("data", e.data),
+            documents[id(e.data)],
             repeated("triggered_at", e.triggered_at),
             created,
         )
@@ -542,14 +572,15 @@ def _event_lines(
     (tenant, change, route, kind, risk, times, flat data documents) made once each. Event ids are
     UUID texts, fields as they are; each dedupe key is escaped (`copy_field`)."""
     fields = _Fields(table)
-    text, moment, data = fields.text, fields.moment, table.document_field
+    text, moment = fields.text, fields.moment
     created = moment("created_at", now)
     kinds = {k: text(k.value) for k in EventKind}
     risks = {r: text(r.value) for r in Severity}
+    documents = _documents(planned, table.document_field)
     return (
         f"{event_id}\t{copy_field(e.dedupe_key)}\t{kinds[e.kind]}\t{text(e.tenant_uuid)}"
         f"\t{_number(table, e.recommendation_id)}\t{text(e.change)}\t{risks[e.risk]}\t{text(e.route)}"
-        f"\t{data('data', e.data)}\t{moment('triggered_at', e.triggered_at)}\t{created}\n"
+        f"\t{documents[id(e.data)]}\t{moment('triggered_at', e.triggered_at)}\t{created}\n"
         for e, event_id, _ in planned
     )
 

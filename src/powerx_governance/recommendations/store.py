@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +26,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.bulk import DriverRows, Spliced, bulk_insert, bulk_update, copy_field
+from powerx_governance.db.bulk import CopiedApart, DriverRows, Spliced, bulk_insert, bulk_update, copy_field
 from powerx_governance.db.chunks import READ_ALL_ABOVE, chunks, rows_for
 from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Channel, Severity
@@ -670,41 +669,6 @@ class _Opening:
     revision_text: str
 
 
-class _CopiedApart:
-    """PostgreSQL: a chunk's COPY calls (`DriverRows.copy_of`) made by a thread of their own while the
-    writer builds the next chunk, one chunk at a time. Sending ready COPY text holds the GIL little, so
-    the server stores a chunk while Python builds the next instead of each waiting for the other.
-    `wait` returns once the chunk is in, and raises what its copy raised."""
-
-    def __init__(self) -> None:
-        self._thread: threading.Thread | None = None
-        self._error: BaseException | None = None
-
-    def start(self, *copies: Callable[[], None]) -> None:
-        self.wait()
-        self._thread = threading.Thread(target=self._run, args=copies, name="powerx-ingest-copy")
-        self._thread.start()
-
-    def wait(self) -> None:
-        self.settle()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def settle(self) -> None:
-        """Wait for the chunk being copied, if any, leaving what it raised for `wait`."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-
-    def _run(self, *copies: Callable[[], None]) -> None:
-        try:
-            for copy in copies:
-                copy()
-        except BaseException as exc:  # noqa: BLE001 - raised again by `wait`, on the writer's thread
-            self._error = exc
-
-
 class FirstIngestWriter:
     """Opens a recommendation per finding of a store holding none (a first ingest): the rows,
     revisions, verdicts, tenant sums and changes `persist_findings` writes for them, built as driver
@@ -730,7 +694,7 @@ class FirstIngestWriter:
         self._tail = tuple(self.rows.value(c, constant[c]) for c in _OPENED_ROW[16:21])
         self._text = self.rows.copies_text  # rows as COPY text lines: no per-value work for the driver
         self._tail_text = "\t".join(map(self.rows.field, self._tail)) if self._text else ""
-        self._copying = _CopiedApart()
+        self._copying = CopiedApart()
 
     def write(self, findings: Sequence[tuple[int, FindingTenant, FindingKind]]) -> list[Change]:
         """Open a recommendation for each (id, tenant, kind); the changes, in the order given."""

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from powerx_governance.catalog import store as catalog_store
+from powerx_governance.db.bulk import CopiedApart
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import (
     indexes_built_after,
@@ -163,11 +164,16 @@ def _take_in(
 ) -> _Intake:
     """Store and evaluate the source's manifests batch by batch; keep only what the write needs."""
     intake = _Intake(ScanResult(generated_at=engine.now))
-    for batch in _batches(source.manifests(None)):
-        good = [r.manifest for r in batch if r.manifest is not None]
-        inventory_store.upsert_manifests(session, good, now)
-        intake.add(batch, scan(engine, batch))
-        set_aside()
+    copying = CopiedApart()  # PostgreSQL: a batch's installations are stored while it is evaluated
+    try:
+        for batch in _batches(source.manifests(None)):
+            good = [r.manifest for r in batch if r.manifest is not None]
+            inventory_store.insert_new_manifests(session, good, now, copying)
+            intake.add(batch, scan(engine, batch))
+            set_aside()
+        copying.wait()
+    finally:
+        copying.settle()  # before a rollback uses the connection
     return intake
 
 

@@ -3,7 +3,7 @@ whether none of its keys can be stored yet (on SQLite: one range lookup) or some
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import func, select, text
@@ -14,7 +14,11 @@ from powerx_governance.db.session import transaction
 from powerx_governance.domain import Severity
 from powerx_governance.notifications.model import EventKind
 from powerx_governance.notifications.outbox import NewEvent, record_events
-from powerx_governance.notifications.tables import NotificationEntryRow, NotificationEventRow
+from powerx_governance.notifications.tables import (
+    NotificationDeliveryRow,
+    NotificationEntryRow,
+    NotificationEventRow,
+)
 from powerx_governance.service import GovernanceService
 from tests.conftest import FakeClock, ServiceFactory
 from tests.functional.notifications.fleet import write_fleet
@@ -140,3 +144,93 @@ def test_many_events_are_written_as_a_few_are(make_service: ServiceFactory, tmp_
     assert len(written["many"]) == 3 * FEW
     assert written["many"] == written["few"]
     assert texts[: 3 * FEW] == texts[3 * FEW :]  # the stored JSON text too, byte for byte
+
+
+def test_entries_share_a_message_per_recipient_tenant_and_kind_and_nothing_else(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """A large announcement's entries: findings share one message per recipient and tenant, each alert
+    has its own, a digest entry none; each entry says its own recipient, tenant, mode and due time,
+    however many events before it had the same (the entry after the event id is made once per such
+    slot and kept), and events sharing a data document each store it."""
+    fleet = write_fleet(tmp_path / "fleet", tenants=1, plugins=1)
+    clock = FakeClock()
+    service = make_service(clock=clock, **fleet.env())
+    routes = routes_file(
+        tmp_path,
+        recipients={
+            "team": {"channel": "console", "events": ["finding", "alert"], "digest": "hourly"},
+            "ops": {
+                "channel": "console",
+                "events": ["finding"],
+                "immediate": ["critical", "high"],
+                "digest": "none",
+            },
+        },
+        routes={"default": ["team", "ops"]},
+    )
+    service, now = install(service, notification_env(routes)), clock()
+    shared = {"plugin_id": "p", "revision": 1}
+    risks = (Severity.CRITICAL, Severity.HIGH, Severity.MEDIUM)
+    events = [
+        NewEvent(
+            f"event:{n:04d}",
+            EventKind.ALERT if n % 7 == 0 else EventKind.FINDING,
+            risks[n % 3],
+            now,
+            tenant_uuid=f"tenant-{n % 2}",
+            recommendation_id=n,
+            data=shared if n % 5 else {"n": n},
+        )
+        for n in range(3 * FEW)
+    ]
+    with transaction(service.factory) as session:
+        assert record_events(session, service.notifications, events, now) == len(events)
+    entry, stored, delivery = NotificationEntryRow, NotificationEventRow, NotificationDeliveryRow
+    query = (
+        select(
+            *(stored.dedupe_key, entry.recipient_id, entry.tenant_uuid, entry.mode, entry.due_at),
+            *(entry.delivery_id, delivery.recipient_id, delivery.tenant_uuid, delivery.kind, stored.data),
+        )
+        .join(stored, stored.id == entry.event_id)
+        .outerjoin(delivery, delivery.id == entry.delivery_id)
+    )
+    with service.factory() as session:
+        entries = {(r[0], r[1]): r[2:] for r in session.execute(query)}
+    expected = {}
+    for n, event in enumerate(events):
+        for recipient in ("team", "ops"):
+            if recipient == "ops" and event.kind is EventKind.ALERT:
+                continue
+            immediate = event.kind is EventKind.ALERT or event.risk in (
+                (Severity.CRITICAL,) if recipient == "team" else (Severity.CRITICAL, Severity.HIGH)
+            )
+            if not immediate and recipient == "ops":
+                continue  # ops takes no digest of what it does not want at once
+            expected[(event.dedupe_key, recipient)] = (n, event, immediate)
+    assert entries.keys() == expected.keys()
+    messages: dict[tuple[str, str | None], set[str]] = {}
+    alerts: list[str] = []
+    next_hour = now.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+    for (key, recipient), (tenant, mode, due, delivery, *sent_to, data) in entries.items():
+        n, event, immediate = expected[(key, recipient)]
+        assert tenant == event.tenant_uuid
+        assert mode == ("immediate" if immediate else "digest")
+        assert _utc(due) == (now if immediate else next_hour)
+        assert data == event.data
+        if not immediate:
+            assert delivery is None
+            continue
+        assert sent_to == [recipient, tenant, event.kind.value]
+        if event.kind is EventKind.ALERT:
+            alerts.append(delivery)
+        else:
+            messages.setdefault((recipient, tenant), set()).add(delivery)
+    assert all(len(ids) == 1 for ids in messages.values())
+    assert len(messages) == 4  # two recipients, two tenants
+    assert len(set(alerts)) == len(alerts) == sum(1 for e in events if e.kind is EventKind.ALERT)
+    assert not set(alerts) & set().union(*messages.values())
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
