@@ -1467,6 +1467,8 @@ class _Rewrites:
         """Write the planned rewrites (each set of columns in one bulk update) and their revisions; on
         PostgreSQL by a thread of their own (`wait` for them before anything else uses the session)."""
         if self._text:
+            if not plan.rewritten_revisions:  # every rewrite has its revision: nothing planned
+                return
             updates = [
                 _update_from_lines(
                     self._session,
