@@ -67,6 +67,7 @@ _URGENCY: Final = {
 }
 _CLOSED: Final = (RecommendationState.RESOLVED.value,)
 _WRITE_EVERY: Final = 20_000  # rows planned before they are written: bounds a first scan's memory
+_SEND_EVERY: Final = 5_000  # PostgreSQL: rewrites planned before they are sent (`_Rewrites.send`)
 _DECIDED: Final = (RecommendationState.DECIDED.value, RecommendationState.IGNORED.value)
 
 
@@ -399,6 +400,12 @@ class _Sums:
         self._kept: dict[str, TenantFindings] = {}
         self._stored: set[str] = set()
         self._touched: set[str] = set()
+        self._driver = DriverRows(session, TenantFindingsRow, _SUMS_UPDATED)
+        # PostgreSQL: rows as COPY text lines, a `report_sum` field as its hex after this prefix (the
+        # driver's bytea text, escaped for COPY: checked on the first sum written, else dumped whole)
+        self._bytea: str | None = self._driver.field(b"") if self._driver.copies_text else None
+        if self._bytea is not None:
+            self._driver.field(0)  # the driver's dumpers resolved before another thread may use it
 
     def load(self, tenants: Iterable[str]) -> None:
         wanted = sorted(set(tenants) - self._stored - self._kept.keys())
@@ -417,35 +424,42 @@ class _Sums:
             kept = self._kept[tenant_uuid] = TenantFindings()
         return kept
 
-    def write(self) -> None:
+    def write(self, settle: Callable[[], None] = lambda: None) -> None:
         """Write the touched tenants' sums back: kept rows updated in place, emptied ones deleted, new
-        ones inserted (each in bulk, through the driver)."""
+        ones inserted (each in bulk, through the driver). The rows are built first, then `settle` is
+        called (other writes still being sent meanwhile), then they are written."""
         kept, stored = self._kept, self._stored
         touched = sorted(self._touched)
         emptied = [uuid for uuid in touched if not kept[uuid].findings]
+        updated = self._updated([uuid for uuid in touched if kept[uuid].findings and uuid in stored])
+        new = [uuid for uuid in touched if kept[uuid].findings and uuid not in stored]
+        inserted = [kept[uuid].row(uuid) for uuid in new]
+        settle()
         for part in chunks([uuid for uuid in emptied if uuid in stored]):
             self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
-        self._update([uuid for uuid in touched if kept[uuid].findings and uuid in stored])
-        new = [uuid for uuid in touched if kept[uuid].findings and uuid not in stored]
-        bulk_insert(self._session, TenantFindingsRow, [kept[uuid].row(uuid) for uuid in new])
+        if updated and self._bytea is not None:
+            _update_from_lines(self._session, TenantFindingsRow, _SUMS_UPDATED, updated)()
+        else:
+            self._driver.update(updated, _SUMS_UPDATED)
+        bulk_insert(self._session, TenantFindingsRow, inserted)
         stored.update(new)
         stored.difference_update(emptied)
         self._touched.clear()
 
-    def _update(self, tenants: list[str]) -> None:
-        """The kept rows of `tenants` updated in place with the values `TenantFindings.row` gives, as
-        `bulk_update` writes them, built straight from the sums: each distinct count of findings by
-        risk or action sorted and converted once (a push's 20,000 tenants share a few thousand)."""
+    def _updated(self, tenants: list[str]) -> list[Any]:
+        """The kept rows of `tenants` with the values `TenantFindings.row` gives, as `bulk_update`
+        writes them (PostgreSQL: as COPY text lines), built straight from the sums: each distinct count
+        of findings by risk or action sorted and converted once (a push's 20,000 tenants share a few
+        thousand)."""
         if not tenants:
-            return
-        driver = DriverRows(self._session, TenantFindingsRow, _SUMS_UPDATED)
+            return []
+        driver = self._driver
         value = driver.value
         by_risk = CountDocuments(lambda counts: value("by_risk", counts))
         by_action = CountDocuments(lambda counts: value("by_action", counts))
-        rows = []
-        for uuid in tenants:
-            sums = self._kept[uuid]
-            rows.append(
+        kept = self._kept
+        if self._bytea is None:
+            return [
                 (
                     sums.findings,
                     f"{sums.fingerprints:064x}",
@@ -454,8 +468,26 @@ class _Sums:
                     by_action(sums.by_action),
                     uuid,
                 )
-            )
-        driver.update(rows, _SUMS_UPDATED)
+                for uuid in tenants
+                for sums in (kept[uuid],)
+            ]
+        report_sum = self._report_sum_field(kept[tenants[0]].report_sum.to_bytes(SUM_BYTES, "big"))
+        return [
+            f"{sums.findings}\t{sums.fingerprints:064x}"
+            f"\t{report_sum(sums.report_sum.to_bytes(SUM_BYTES, 'big'))}"
+            f"\t{copy_field(by_risk(sums.by_risk))}\t{copy_field(by_action(sums.by_action))}"
+            f"\t{copy_field(uuid)}\n"
+            for uuid in tenants
+            for sums in (kept[uuid],)
+        ]
+
+    def _report_sum_field(self, sample: bytes) -> Callable[[bytes], str]:
+        """How a `report_sum` becomes its COPY text field: its hex after the driver's prefix when the
+        driver writes `sample` so, else the driver's own field of each."""
+        prefix, driver = self._bytea or "", self._driver
+        if driver.field(driver.value("report_sum", sample)) == prefix + sample.hex():
+            return lambda raw: prefix + raw.hex()
+        return lambda raw: driver.field(driver.value("report_sum", raw))
 
 
 class CountDocuments:
@@ -847,6 +879,51 @@ _OPEN: Final = RecommendationState.OPEN.value
 _NULL: Final = r"\N"  # SQL NULL in COPY text
 
 
+_STAGED: Final = "_lines_update"
+_LINES_SENT: Final = 1_000  # COPY text lines sent at a time
+
+
+def _update_from_lines(
+    session: Session,
+    model: type[RecommendationRow] | type[TenantFindingsRow],
+    columns: Sequence[str],
+    lines: Sequence[str],
+) -> Callable[[], None]:
+    """PostgreSQL: a call that updates rows of `model` from COPY text lines of `columns` (fields as
+    `DriverRows.field` makes them), matched on the last column, as `bulk_update` writes: the lines
+    copied into a temporary table of those columns, then one `UPDATE … FROM` it, without per-value
+    work for the driver. The driver connection is resolved here, so the call may run on another
+    thread while this one leaves the session alone (`_CopiedApart`)."""
+    connection = session.connection()
+    raw: Any = connection.connection.dbapi_connection  # psycopg's (PostgreSQL only)
+    if raw is None:
+        raise RuntimeError("no driver connection inside the transaction")
+    before_driver_write(connection)
+    encoding = str(raw.info.encoding)
+    table = model.__tablename__
+    *assigned, key = columns
+    names = ", ".join(f'"{c}"' for c in columns)
+    assignments = ", ".join(f'"{c}" = changed."{c}"' for c in assigned)
+    shaped = f'CREATE TEMPORARY TABLE "{_STAGED}" AS SELECT {names} FROM "{table}" WITH NO DATA'  # noqa: S608 - our own names
+    updated = (
+        f'UPDATE "{table}" SET {assignments} FROM "{_STAGED}" AS changed'  # noqa: S608 - our own names
+        f' WHERE "{table}"."{key}" = changed."{key}"'
+    )
+
+    def update() -> None:
+        if not lines:
+            return
+        with raw.cursor() as cursor:
+            cursor.execute(shaped)
+            with cursor.copy(f'COPY "{_STAGED}" ({names}) FROM STDIN') as copying:
+                for start in range(0, len(lines), _LINES_SENT):
+                    copying.write("".join(lines[start : start + _LINES_SENT]).encode(encoding))
+            cursor.execute(updated)
+            cursor.execute(f'DROP TABLE "{_STAGED}"')
+
+    return update
+
+
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
     wanted = dict(documents)
     present: set[str] = set()
@@ -983,8 +1060,9 @@ class _Plan:
     changes: list[Change] = field(default_factory=list)
     restamped: list[tuple[str, str, _Stored]] = field(default_factory=list)  # unchanged, other policy version
     # stored recommendations rewritten (`_Rewrites`): driver rows by the columns they set, and revisions
-    rewritten: dict[tuple[bool, bool, bool], list[tuple[Any, ...]]] = field(default_factory=dict)
-    rewritten_revisions: list[tuple[Any, ...]] = field(default_factory=list)
+    # (PostgreSQL: COPY text lines)
+    rewritten: dict[tuple[bool, bool, bool], list[Any]] = field(default_factory=dict)
+    rewritten_revisions: list[Any] = field(default_factory=list)
 
     def size(self) -> int:
         return len(self.inserts) + len(self.updates) + len(self.rewritten_revisions)
@@ -1048,16 +1126,19 @@ def persist_findings(
     stored = _stored(session, scope)
     writer.sums.load({t for t, _ in stored} | {f.tenant.tenant_uuid for f in findings})
     seen: set[tuple[str, str]] = set()
-    for f in findings:
-        key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
-        seen.add(key)
-        writer.plan(f, stored.get(key))
-    for key, old in stored.items():
-        if key not in seen and old.state not in _CLOSED:
-            writer.sums.add(key[0], old.open_finding(key[1], writer.terms), -1)
-            _plan_resolution(writer.current, key, old, scan_id, now)
-    writer.flush()
-    writer.sums.write()
+    try:
+        for f in findings:
+            key = (f.tenant.tenant_uuid, f.verdict.plugin_id)
+            seen.add(key)
+            writer.plan(f, stored.get(key))
+        for key, old in stored.items():
+            if key not in seen and old.state not in _CLOSED:
+                writer.sums.add(key[0], old.open_finding(key[1], writer.terms), -1)
+                _plan_resolution(writer.current, key, old, scan_id, now)
+        writer.flush()
+        writer.sums.write(writer.rewrites.wait)  # the sums are built while the last rewrites are sent
+    finally:
+        writer.rewrites.settle()  # nothing else uses the connection (nor rolls it back) meanwhile
     return done
 
 
@@ -1102,6 +1183,8 @@ class _Writer:
             _plan_opening(self.current, f, values, self.now)
         else:
             self.rewrites.plan(self, f, old, fingerprint)
+            if self.rewrites.due(self.current):
+                self.rewrites.send(self)
         if self.current.size() >= _WRITE_EVERY:
             self.flush()  # bounded memory on a first, fleet-wide scan
 
@@ -1132,6 +1215,7 @@ class _Writer:
 
     def flush(self) -> None:
         plan = self.current
+        self.rewrites.wait()  # rewrites sent earlier are in before anything else uses the session
         ids = self.ids.take(len(plan.inserts))
         opened = [c for c in plan.changes if c.recommendation_id == 0]
         for rec_id, row, (f, fingerprint, first_seen), change in zip(
@@ -1145,8 +1229,8 @@ class _Writer:
                 revision["recommendation_id"] = next(new_ids)
         _store_verdicts(self.session, self.prints.fresh(), self.now)
         _write(self.session, plan)
-        self.rewrites.write(plan)
         self._restamp(plan.restamped)
+        self.rewrites.write(plan)  # last: on PostgreSQL, written while the caller goes on (`wait`)
         self.done.changes += plan.changes
         self.current = _Plan()
 
@@ -1209,6 +1293,10 @@ class _Rewrite:
     slots: tuple[int, int, int]  # where `_PER_FINDING` go in `digested`
     term: int
     priority: Any  # driver value of its priority
+    # PostgreSQL: `row`, `revision` and `priority` as COPY text fields (`DriverRows.field`), else ""
+    row_text: str = ""
+    revision_text: str = ""
+    priority_text: str = ""
     changes: dict[tuple[str, str], RecommendationChange] = field(default_factory=dict)  # by old risk, action
 
 
@@ -1226,7 +1314,7 @@ class _Rewrites:
     grew by that much with every push whose scan did not happen to set one off."""
 
     def __init__(self, writer: _Writer) -> None:
-        session = writer.session
+        session = self._session = writer.session
         self._members = writer.members
         columns = _rewritten(with_state=True, with_priority=True, reopens=True)
         self.rows = DriverRows(session, RecommendationRow, columns)
@@ -1235,6 +1323,11 @@ class _Rewrites:
         self._shapes: dict[tuple[int, bool, Any], _Rewrite] = {}
         self._tenants: dict[tuple[str, str | None], tuple[bytes, bytes]] = {}
         self._id_member = writer.members("recommendation_id", 0).removesuffix(b"0")
+        self._text = self.rows.copies_text  # rows as COPY text lines, sent while the next are planned
+        if self._text:  # the driver's dumpers resolved now: later, another thread may be using it
+            self.rows.field(0)
+            self.revisions.field(0)
+        self._copying = _CopiedApart()
 
     def plan(self, w: _Writer, f: Finding, old: _Stored, fingerprint: str) -> None:
         """Plan `old`'s rewrite with finding `f` (whose fingerprint differs, or `old` is resolved)
@@ -1276,10 +1369,32 @@ class _Rewrites:
         if with_priority:
             own = (*own, shape.priority)
         columns = (with_state, with_priority, reopens)
-        plan.rewritten.setdefault(columns, []).append(
-            (*own, revision, *shape.row, shape.facts(key), raw.hex(), old.id)  # as `_rewritten` names them
-        )
-        plan.rewritten_revisions.append((old.id, revision, change.value, state, *shape.revision))
+        if self._text:  # as `_rewritten` and `_OPENED_REVISION` name them
+            facts = shape.facts(key)
+            field_of = self.rows.field
+            own_text = f"{field_of(state)}\t" if with_state else ""
+            if with_priority:
+                own_text += f"{shape.priority_text}\t"
+            plan.rewritten.setdefault(columns, []).append(
+                f"{own_text}{field_of(revision)}\t{shape.row_text}"
+                f"\t{_NULL if facts is None else copy_field(facts)}\t{raw.hex()}\t{old.id}\n"
+            )
+            plan.rewritten_revisions.append(
+                f"{old.id}\t{field_of(revision)}\t{field_of(change.value)}\t{field_of(state)}"
+                f"\t{shape.revision_text}\n"
+            )
+        else:
+            plan.rewritten.setdefault(columns, []).append(
+                (
+                    *own,
+                    revision,
+                    *shape.row,
+                    shape.facts(key),
+                    raw.hex(),
+                    old.id,
+                )  # as `_rewritten` names them
+            )
+            plan.rewritten_revisions.append((old.id, revision, change.value, state, *shape.revision))
         plan.changes.append(
             Change(
                 old.id,
@@ -1298,11 +1413,48 @@ class _Rewrites:
             )
         )
 
+    def due(self, plan: _Plan) -> bool:
+        """Whether the rewrites planned so far are to be sent now (`send`)."""
+        return self._text and len(plan.rewritten_revisions) >= _SEND_EVERY
+
+    def send(self, w: _Writer) -> None:
+        """PostgreSQL: the rewrites `w` planned so far written by a thread of their own while `w` plans
+        the next ones (the server stores a piece while Python builds the next, instead of each waiting
+        for the other), once the piece before is in and the verdicts they name are stored."""
+        plan = w.current
+        self._copying.wait()
+        _store_verdicts(w.session, w.prints.fresh(), w.now)
+        self.write(plan)
+        plan.rewritten, plan.rewritten_revisions = {}, []
+
     def write(self, plan: _Plan) -> None:
-        """Write the planned rewrites (each set of columns in one bulk update) and their revisions."""
+        """Write the planned rewrites (each set of columns in one bulk update) and their revisions; on
+        PostgreSQL by a thread of their own (`wait` for them before anything else uses the session)."""
+        if self._text:
+            if not plan.rewritten_revisions:  # every rewrite has its revision: nothing planned
+                return
+            updates = [
+                _update_from_lines(
+                    self._session,
+                    RecommendationRow,
+                    _rewritten(with_state=state, with_priority=priority, reopens=reopens),
+                    rows,
+                )
+                for (state, priority, reopens), rows in plan.rewritten.items()
+            ]
+            self._copying.start(*updates, self.revisions.copy_of(plan.rewritten_revisions))
+            return
         for (state, priority, reopens), rows in plan.rewritten.items():
             self.rows.update(rows, _rewritten(with_state=state, with_priority=priority, reopens=reopens))
         self.revisions.insert(plan.rewritten_revisions)
+
+    def wait(self) -> None:
+        """Return once the rewrites being written are in; raise what their write raised."""
+        self._copying.wait()
+
+    def settle(self) -> None:
+        """Wait for rewrites being written, without raising (the caller is raising already)."""
+        self._copying.settle()
 
     def _digested(self, shape: _Rewrite, uuid: str, key: str | None, rec_id: int) -> bytes:
         """The rest of the canonical JSON of the finding as the report serves it (`finding_bytes`)
@@ -1346,16 +1498,23 @@ class _Rewrites:
         row = {**values, "resolved_at": None, "first_seen_at": first_seen}
         names = (*_REWRITTEN, "first_seen_at") if reopens else _REWRITTEN
         revision = _revision(values, 0, RecommendationChange.CHANGED, _OPEN, w.now)
+        driven = tuple(value(c, row[c]) for c in names)
+        revised = tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[4:])
+        priority = value("priority", values["priority"])
+        texts = self._text
         return _Rewrite(
             values,
-            tuple(value(c, row[c]) for c in names),
+            driven,
             self.rows.with_member("tenant_facts", values["tenant_facts"], "tenant_key"),
-            tuple(self.revisions.value(c, revision[c]) for c in _OPENED_REVISION[4:]),
+            revised,
             prefix,
             digested[start:],
             (at["tenant_uuid"], at["tenant_key"], at["recommendation_id"]),
             w.terms(f.verdict.plugin_id, fingerprint, w.policy_version),
-            value("priority", values["priority"]),
+            priority,
+            "\t".join(map(self.rows.field, driven)) if texts else "",
+            "\t".join(map(self.revisions.field, revised)) if texts else "",
+            self.rows.field(priority) if texts else "",
         )
 
 
