@@ -76,8 +76,8 @@ def test_rewrites_sent_in_pieces_store_what_their_columns_say_and_what_a_full_sc
         assert (delta.kind, delta.status) == ("delta", "succeeded")
         _assert_stored_as_its_columns_say(service)
     if backend == "postgresql":  # pieces written apart while the next ones were planned
-        assert senders.count("powerx-ingest-copy") > 3
-        assert set(senders) == {"powerx-ingest-copy", threading.current_thread().name}  # sums: here
+        assert senders.count("powerx-copy") > 3
+        assert set(senders) == {"powerx-copy", threading.current_thread().name}  # sums: here
     else:
         assert senders == []  # SQLite writes each piece where it is planned, in one statement per set
     clock.advance(60)

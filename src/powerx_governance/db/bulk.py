@@ -386,7 +386,7 @@ class CopiedApart:
 
     def start(self, *copies: Callable[[], None]) -> None:
         self.wait()
-        self._thread = threading.Thread(target=self._run, args=copies, name="powerx-ingest-copy")
+        self._thread = threading.Thread(target=self._run, args=copies, name="powerx-copy")
         self._thread.start()
 
     def wait(self) -> None:

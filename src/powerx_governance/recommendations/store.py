@@ -893,7 +893,7 @@ def _update_from_lines(
     `DriverRows.field` makes them), matched on the last column, as `bulk_update` writes: the lines
     copied into a temporary table of those columns, then one `UPDATE … FROM` it, without per-value
     work for the driver. The driver connection is resolved here, so the call may run on another
-    thread while this one leaves the session alone (`_CopiedApart`)."""
+    thread while this one leaves the session alone (`CopiedApart`)."""
     connection = session.connection()
     raw: Any = connection.connection.dbapi_connection  # psycopg's (PostgreSQL only)
     if raw is None:
@@ -1327,7 +1327,7 @@ class _Rewrites:
         if self._text:  # the driver's dumpers resolved now: later, another thread may be using it
             self.rows.field(0)
             self.revisions.field(0)
-        self._copying = _CopiedApart()
+        self._copying = CopiedApart()
 
     def plan(self, w: _Writer, f: Finding, old: _Stored, fingerprint: str) -> None:
         """Plan `old`'s rewrite with finding `f` (whose fingerprint differs, or `old` is resolved)
