@@ -33,6 +33,7 @@ from powerx_governance.domain import Severity
 from powerx_governance.findings import SharedVerdict
 from powerx_governance.inventory.loader import ManifestPart, ManifestResult
 from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.reports.output import wait_released
 from powerx_governance.reports.sarif_report import SarifWriter
 from powerx_governance.reports.stream import OUTCOME, PartWriter, ReportWriter
 from powerx_governance.scans.report import TenantReport
@@ -213,6 +214,7 @@ def scan_in_parts(
     ]
     sys.stdout.flush()  # a worker flushes the standard streams it inherits when it ends
     sys.stderr.flush()
+    wait_released()  # a worker inheriting a previous report being freed would free it when it ends
     workers: list[_Worker] = []
     with _workers_stopped(workers), _frozen_heap():
         for k, part in enumerate(parts[1:], start=1):
