@@ -11,7 +11,7 @@ SARIF numbers its rules in the order advisories are first met in the whole repor
 is scanned first, kept (a few hundred bytes a tenant), and written once the parts before it said
 which advisories they met: a pipe runs from each part to the next.
 
-Formats whose writer can say a part's size before writing it (`PlacedWriter`: json, jsonl, csv),
+Formats whose writer can say a part's size before writing it (`PlacedWriter`: json, jsonl, csv; and sarif),
 written to a regular file, skip the part files: each part is scanned and kept, its size told down
 the same chain of pipes (where the next part starts), and every process writes its part straight
 to its place in the report, at the same time as the others. No copy of the later parts (half a
@@ -109,10 +109,12 @@ def _batches(
 
 @dataclass(frozen=True, slots=True)
 class _RuleChain:
-    """The pipes that tell a part of a SARIF report which advisories the parts before it met."""
+    """The pipes that tell a part of a SARIF report which advisories the parts before it met, and a
+    placed part where it starts."""
 
     before: Connection | None  # from the previous part (None: the first part)
     after: Connection | None  # to the next part (None: the last part)
+    placed: bool = False  # the parts are written at their places
 
     def close(self) -> None:
         for end in (self.before, self.after):
@@ -127,29 +129,39 @@ def _write_numbered(
     result: ScanResult,
     on_tenant: ProgressHook | None,
     chain: _RuleChain,
-) -> Severity:
+    place: tuple[int, int] | None = None,
+) -> tuple[Severity, int | None]:
     """`write_tenants` for a part of a SARIF report: scan everything first, learn the rules the parts
-    before met, pass them on with this part's, then write."""
+    before met (and, placed, where the part starts), pass them on with this part's, then write. The
+    worst risk, and a placed part's end. `place`: the report file's (`PlacedWriter.place`) when the
+    parts are written at their places."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
         writer.learn(batch)
         kept.append(batch)
-    prior: list[str] = chain.before.recv() if chain.before is not None else []
-    if chain.after is not None:
-        known = set(prior)
-        chain.after.send([*prior, *(rule for rule in writer.rules_met() if rule not in known)])
+    prior, start, before = chain.before.recv() if chain.before is not None else ([], None, 0)
     writer.follow(prior)
+    stream, end = None, None
+    if place is not None:
+        if start is not None:  # a later part: written through its own stream, at its place
+            writer.write_at(stream := PlacedStream(place[0], start), before)
+        start = place[1] if start is None else start
+        end = start + writer.size(kept, before)
+    if chain.after is not None:
+        chain.after.send(([*prior, *writer.rules_met()], end, before + writer.results(kept)))
     for batch in kept:
         writer.add_tenant(batch)
-    return _worst(risks)
+    if end is not None:
+        _check_end(start, end, _written_up_to(writer, stream))
+    return _worst(risks), end
 
 
 def _placeable(writer: PartWriter, parts: Sequence[ManifestPart]) -> bool:
     """Whether the parts can be written at their places: a writer that can, onto a regular file, and
     no part too large to keep."""
-    if not isinstance(writer, PlacedWriter) or writer.place() is None:
+    if not isinstance(writer, PlacedWriter | SarifWriter) or writer.place() is None:
         return False
     return all(
         (len(p.files) if p.end is None else (p.end - p.start) // _MANIFEST_LINE_BYTES) <= _PLACED_TENANTS
@@ -188,13 +200,17 @@ def _write_placed(
         chain.after.send((end, before + sum(len(batch.parts) for batch in kept)))
     for batch in kept:
         part.add_tenant(batch)
-    written = _written_up_to(writer, stream)
-    if written != end:
-        raise RuntimeError(f"a report part was {end - start} bytes by its size but {written - start} written")
+    _check_end(start, end, _written_up_to(writer, stream))
     return _PartDone(result, _worst(risks), part.handoff(), end)
 
 
-def _written_up_to(writer: PlacedWriter, stream: PlacedStream | None) -> int:
+def _check_end(start: int | None, end: int, written: int) -> None:
+    """A placed part must end where its size said: else it overwrote the next part, or left a gap."""
+    if written != end:
+        raise RuntimeError(f"a report part was to end at byte {end} (from {start}), but ended at {written}")
+
+
+def _written_up_to(writer: PlacedWriter | SarifWriter, stream: PlacedStream | None) -> int:
     """The offset after the last byte a placed part wrote (its own stream's, or the report's)."""
     if stream is not None:
         stream.flush()
@@ -240,16 +256,18 @@ def _work(
         end.close()
     try:
         result = ScanResult(generated_at=job.now)
-        if chain is not None and isinstance(writer, PlacedWriter) and writer.place() is not None:
+        if chain is not None and chain.placed and isinstance(writer, PlacedWriter):
             answer.send(_write_placed(job, part.load(), writer, result, progress, chain))
             return
         continuation = writer.continuation(body)
+        part_end = None
         if chain is not None and isinstance(continuation, SarifWriter):
-            worst = _write_numbered(job, part.load(), continuation, result, progress, chain)
+            place = writer.place() if chain.placed and isinstance(writer, SarifWriter) else None
+            worst, part_end = _write_numbered(job, part.load(), continuation, result, progress, chain, place)
         else:
             worst = write_tenants(job, part.load(), continuation, result, progress)
         body.flush()
-        answer.send(_PartDone(result, worst, continuation.handoff()))
+        answer.send(_PartDone(result, worst, continuation.handoff(), part_end))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the scan, which raises it
         answer.send(_PartFailed(_portable(exc)))
     finally:
@@ -282,7 +300,7 @@ def scan_in_parts(
     chained = numbered or placed
     links = [context.Pipe(duplex=False) for _ in parts[1:]] if chained else []  # (receive, send): k -> k+1
     chains = [
-        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None)
+        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None, placed)
         for k in range(len(parts))
     ]
     sys.stdout.flush()  # a worker flushes the standard streams it inherits when it ends
@@ -312,19 +330,20 @@ def scan_in_parts(
         for chain in chains[1:]:
             chain.close()  # the workers hold them now: a worker's end closes when it dies
         hook = None if on_tenant is None else _summed(counts, on_tenant)
-        first = parts[0].load()
+        first, progress = parts[0].load(), _counter(counts, 0, hook)
         if placed and isinstance(writer, PlacedWriter):
-            worst = _write_placed(job, first, writer, result, _counter(counts, 0, hook), chains[0]).worst
+            worst = _write_placed(job, first, writer, result, progress, chains[0]).worst
         elif isinstance(writer, SarifWriter):
-            worst = _write_numbered(job, first, writer, result, _counter(counts, 0, hook), chains[0])
+            place = writer.place() if placed else None
+            worst, _ = _write_numbered(job, first, writer, result, progress, chains[0], place)
         else:
-            worst = write_tenants(job, first, writer, result, _counter(counts, 0, hook))
+            worst = write_tenants(job, first, writer, result, progress)
         chains[0].close()
         for worker in workers:
             done = _answer(worker, hook, counts)
             result.absorb(done.result)
             worst = max(worst, done.worst, key=lambda s: s.rank)
-            if done.end is not None and isinstance(writer, PlacedWriter):
+            if done.end is not None and isinstance(writer, PlacedWriter | SarifWriter):
                 writer.resume(done.handoff, done.end)
             else:
                 writer.join(done.handoff, worker.body)
