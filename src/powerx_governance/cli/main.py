@@ -19,6 +19,7 @@ from powerx_governance.cli.lazy import lazy_group, root_commands, version_comman
 from powerx_governance.domain import Severity
 from powerx_governance.errors import InputError
 from powerx_governance.reports import TOP, ReportFormat, report_writer
+from powerx_governance.reports.output import open_report
 from powerx_governance.scans.parallel import default_workers
 from powerx_governance.scans.scanner import ScanResult
 from powerx_governance.scans.service import FileScanRequest, StreamedScan, known_tenants, stream_file_scan
@@ -205,7 +206,7 @@ def _stream_scan(
     with contextlib.ExitStack() as stack:
         if output is not None:
             output.parent.mkdir(parents=True, exist_ok=True)
-            out: BinaryIO = stack.enter_context(output.open("wb"))
+            out: BinaryIO = stack.enter_context(open_report(output))
         else:
             out = sys.stdout.buffer
         console = stdout_console() if output is None and fmt is ReportFormat.TABLE else None

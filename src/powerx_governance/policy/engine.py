@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
+import msgspec
+
 from powerx_governance.catalog_records import CompatAction
 from powerx_governance.domain import ACCEPTED_CHANNELS, Channel, Enforcement, LifecycleStatus, tags_match
 from powerx_governance.durations import parse_duration
@@ -62,8 +64,7 @@ class AppliedPolicy:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Eligibility:
+class Eligibility(msgspec.Struct, frozen=True):
     """E for one (plugin, core, channel, host): release indices ascending, with matrix warnings."""
 
     indices: tuple[int, ...]
@@ -81,8 +82,7 @@ class Route:
         self.verdicts: dict[str, Verdict] = {}  # by installed version, as the manifest spells it
 
 
-@dataclass(frozen=True, slots=True)
-class TenantContext:
+class TenantContext(msgspec.Struct, frozen=True):
     """A tenant's facts as evaluation sees them, resolved once per tenant per scan.
 
     `id` is shared by every tenant with the same core, host and tenant-matched rules and

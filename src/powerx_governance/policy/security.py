@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
+
+import msgspec
 
 from powerx_governance.domain import SEVERITY_BY_RANK, Enforcement, Severity
 from powerx_governance.policy.index import PluginIndex
@@ -13,8 +14,7 @@ from powerx_governance.versioning.ranges import parse_constraint
 from powerx_governance.versioning.semver import Version
 
 
-@dataclass(frozen=True, slots=True)
-class SecurityOutcome:
+class SecurityOutcome(msgspec.Struct, frozen=True):
     affected: int  # A(v) after waivers, bitmask over plugin.advisories
     avoidable: int  # R(v)
     unavoidable: int  # advisories every eligible release carries
@@ -48,8 +48,7 @@ def exposure(plugin: PluginIndex, mask: int) -> tuple[int, int]:
     return (max_severity(plugin, mask).rank if mask else -1, mask.bit_count())
 
 
-@dataclass(frozen=True, slots=True)
-class _Waivers:
+class _Waivers(msgspec.Struct, frozen=True):
     mask: int
     whole: Exempted | None
     reasons: tuple[str, ...]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
+
+import msgspec
 
 from powerx_governance.catalog_records import Lifecycle
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
@@ -53,8 +54,7 @@ def _installed_lifecycle(plugin: PluginIndex, version: Version) -> Lifecycle:
     return max(candidates, key=lambda lc: _LIFECYCLE_RANK[lc.status])
 
 
-@dataclass(frozen=True, slots=True)
-class Situation:
+class Situation(msgspec.Struct, frozen=True):
     """Everything the verdict for one distinct combination depends on."""
 
     plugin: PluginIndex
@@ -77,8 +77,7 @@ PLAIN_REASON: Final = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class _Decision:
+class _Decision(msgspec.Struct, frozen=True):
     action: Action
     clause: str
     target: int | None  # release index recommended (security target or latest), None when no target

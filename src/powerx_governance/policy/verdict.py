@@ -1,10 +1,17 @@
-"""What the policy engine says about one distinct (plugin, version, eligibility, policy) combination."""
+"""What the policy engine says about one distinct (plugin, version, eligibility, policy) combination.
+
+The engine's records are frozen msgspec Structs, not frozen dataclasses: a fleet scan builds some
+hundred thousand of them per process, and a Struct is built in C where a frozen dataclass sets each
+field through `object.__setattr__` (a 25-field `Verdict`: ~2.5 µs instead of ~9.5 µs). Those here
+hold only immutable values, never a cycle: the cyclic GC does not track them (`gc=False`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+import msgspec
 
 from powerx_governance.domain import Action, Enforcement, LifecycleStatus, Severity, UpdateType
 
@@ -14,8 +21,7 @@ class PolicyMode(StrEnum):
     PLAIN = "plain"  # the upgrade policy is off: newest eligible release, no weights, SLAs or enforcement
 
 
-@dataclass(frozen=True, slots=True)
-class AdvisoryFinding:
+class AdvisoryFinding(msgspec.Struct, frozen=True, gc=False):
     id: str
     aliases: tuple[str, ...]
     summary: str | None
@@ -28,23 +34,20 @@ class AdvisoryFinding:
     in_target: bool  # the recommended target still carries it (partial targets)
 
 
-@dataclass(frozen=True, slots=True)
-class Exempted:
+class Exempted(msgspec.Struct, frozen=True, gc=False):
     id: str
     reason: str
     approver: str | None
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseNote:
+class ReleaseNote(msgspec.Struct, frozen=True, gc=False):
     version: str
     changelog: str | None
     url: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
+class Verdict(msgspec.Struct, frozen=True, gc=False):
     plugin_id: str
     current_version: str
     target_version: str | None

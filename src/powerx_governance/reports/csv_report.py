@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO, Final
 
 from powerx_governance.reports.stream import (
@@ -14,6 +14,8 @@ from powerx_governance.reports.stream import (
     SharedOutcome,
     TenantFindings,
     append_file,
+    file_place,
+    resume_at,
     write_report,
 )
 
@@ -60,6 +62,22 @@ class CsvWriter:
             prefix = _tenant_prefix(batch.tenant_uuid, batch.tenant_key).encode()
             self._out.write(prefix)
             self._out.write(prefix.join(map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        return sum(
+            len(batch.parts) * len(_tenant_prefix(batch.tenant_uuid, batch.tenant_key).encode())
+            + sum(map(len, map(self._lines.__getitem__, map(OUTCOME, batch.parts))))
+            for batch in batches
+        )
+
+    def place(self) -> tuple[int, int] | None:
+        return file_place(self._out)
+
+    def placed(self, out: BinaryIO, before: int) -> CsvWriter:
+        return CsvWriter(out)
+
+    def resume(self, handoff: None, end: int) -> None:
+        resume_at(self._out, end)
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write("".join(_line(_row(item.document())) for item in items).encode())

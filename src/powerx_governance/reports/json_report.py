@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from io import BytesIO
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 from powerx_governance.reports.stream import (
     HEADER_KEYS,
@@ -16,9 +16,13 @@ from powerx_governance.reports.stream import (
     TenantFindings,
     append_file,
     encode,
+    file_place,
     members,
+    resume_at,
     write_report,
 )
+
+_SEPARATOR: Final = b",\n    "
 
 
 class SplicedFindings:
@@ -29,6 +33,18 @@ class SplicedFindings:
         self._outcomes: Rendered[SharedOutcome, bytes] = Rendered(lambda o: members(o.document()))
         self._parts: Rendered[SharedPart, bytes] = Rendered(
             lambda p: self._outcomes[p.outcome] + b"," + members(p.context_document())
+        )
+
+    def size(self, batch: TenantFindings, separator: bytes, *, lead: bytes = b"") -> int:
+        """The bytes `write` writes."""
+        head = len(members(batch.head())) + 2
+        tail = len(members(batch.tail())) + 2
+        parts = batch.parts
+        return (
+            len(lead)
+            + sum(map(len, map(self._parts.__getitem__, parts)))
+            + len(parts) * (head + tail)
+            + (len(parts) - 1) * len(separator)
         )
 
     def write(self, out: BinaryIO, batch: TenantFindings, separator: bytes, *, lead: bytes = b"") -> None:
@@ -61,8 +77,27 @@ class JsonWriter:
     def add_tenant(self, batch: TenantFindings) -> None:
         if batch.parts:
             lead = b",\n    " if self._written or self._continued else b"\n    "
-            self._spliced.write(self._out, batch, b",\n    ", lead=lead)
+            self._spliced.write(self._out, batch, _SEPARATOR, lead=lead)
             self._written += len(batch.parts)
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        total, written = 0, bool(before or self._written or self._continued)
+        for batch in batches:
+            if batch.parts:
+                lead = b",\n    " if written else b"\n    "
+                total += self._spliced.size(batch, _SEPARATOR, lead=lead)
+                written = True
+        return total
+
+    def place(self) -> tuple[int, int] | None:
+        return file_place(self._out)
+
+    def placed(self, out: BinaryIO, before: int) -> JsonWriter:
+        return JsonWriter(out, continued=before > 0)
+
+    def resume(self, handoff: int, end: int) -> None:
+        self._written += handoff
+        resume_at(self._out, end)
 
     def add(self, items: Iterable[ReportItem]) -> None:
         chunk = []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from io import BytesIO
 from typing import Any, BinaryIO, Final
 
@@ -14,6 +14,8 @@ from powerx_governance.reports.stream import (
     TenantFindings,
     append_file,
     encode,
+    file_place,
+    resume_at,
     write_report,
 )
 
@@ -35,6 +37,18 @@ class JsonlWriter:
         if batch.parts:
             self._spliced.write(self._out, batch, b"\n")
             self._out.write(b"\n")
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        return sum(self._spliced.size(batch, b"\n") + 1 for batch in batches if batch.parts)
+
+    def place(self) -> tuple[int, int] | None:
+        return file_place(self._out)
+
+    def placed(self, out: BinaryIO, before: int) -> JsonlWriter:
+        return JsonlWriter(out)
+
+    def resume(self, handoff: None, end: int) -> None:
+        resume_at(self._out, end)
 
     def add(self, items: Iterable[ReportItem]) -> None:
         self._out.write(b"".join(encode(item.document()) + b"\n" for item in items))

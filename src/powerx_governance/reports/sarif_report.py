@@ -20,6 +20,8 @@ from powerx_governance.reports.stream import (
     TenantFindings,
     append_file,
     encode,
+    file_place,
+    resume_at,
     write_report,
 )
 
@@ -51,6 +53,10 @@ _RESULT_PROPERTIES: Final = (
 )
 
 _TENANT_PROPERTIES: Final = frozenset({"tenant_uuid", "tenant_key"})
+_FIRST: Final = b"\n  "  # before the report's first result
+_SEPARATOR: Final = b",\n  "  # before every other
+_PROPERTIES: Final = b'"},"properties":{'  # after a result's fingerprint
+_DIGEST_HEX: Final = 2 * hashlib.sha256().digest_size
 
 Json = dict[str, Any]
 Finding = Mapping[str, Any]
@@ -98,9 +104,40 @@ class SarifWriter:
 
     def _write(self, results: list[bytes]) -> None:
         if results:
-            self._out.write(b"\n  " if self._written == 0 and not self._continued else b",\n  ")
-            self._out.write(b",\n  ".join(results))
+            self._out.write(_FIRST if self._written == 0 and not self._continued else _SEPARATOR)
+            self._out.write(_SEPARATOR.join(results))
             self._written += len(results)
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        """The bytes `add_tenant` writes for `batches` after `before` results of the report (rules
+        numbered: after `follow`)."""
+        total, written = 0, bool(before or self._written or self._continued)
+        for batch in batches:
+            templates = [t for ts in map(self._templates.__getitem__, map(OUTCOME, batch.parts)) for t in ts]
+            if templates:
+                tenant = _Tenant.size(batch.tenant_uuid, batch.tenant_key)
+                total += len(_SEPARATOR if written else _FIRST) + (len(templates) - 1) * len(_SEPARATOR)
+                total += sum(t.size() for t in templates) + len(templates) * tenant
+                written = True
+        return total
+
+    def results(self, batches: Sequence[TenantFindings]) -> int:
+        """How many results `add_tenant` writes for `batches`."""
+        return sum(len(self._templates[o]) for batch in batches for o in map(OUTCOME, batch.parts))
+
+    def place(self) -> tuple[int, int] | None:
+        return file_place(self._out)
+
+    def write_at(self, out: BinaryIO, before: int) -> None:
+        """Write this later part's results onto `out`, a stream at their place, after `before` results."""
+        self._out, self._continued = out, before > 0
+
+    def resume(self, handoff: tuple[int, list[Json]], end: int) -> None:
+        """A later part written at its place (its `handoff`, in report order): the report goes on at `end`."""
+        written, rules = handoff
+        self._add_rules(rules)
+        self._written += written
+        resume_at(self._out, end)
 
     def _learn(self, finding: Finding) -> list[_Template]:
         """The finding's results without their tenant, registering a rule for each new advisory."""
@@ -141,11 +178,14 @@ class SarifWriter:
         """Results written, and the rules this part met first (after `follow`)."""
         return self._written, self._rules[self._static :]
 
-    def join(self, handoff: tuple[int, list[Json]], body: BinaryIO) -> None:
-        written, rules = handoff
+    def _add_rules(self, rules: list[Json]) -> None:
         for rule in rules:
             self._rule_index[str(rule["id"])] = len(self._rule_index)
             self._rules.append(rule)
+
+    def join(self, handoff: tuple[int, list[Json]], body: BinaryIO) -> None:
+        written, rules = handoff
+        self._add_rules(rules)
         if written:  # the part's first result is the report's first: no comma before it
             append_file(self._out, body, skip=0 if self._written else len(b","))
             self._written += written
@@ -221,6 +261,12 @@ class _Tenant:
     digest: Any  # hashlib sha256 of the fingerprint's tenant part, copied for each result
     properties: bytes  # "tenant_uuid":…,"tenant_key":…
 
+    @staticmethod
+    def size(tenant_uuid: str, tenant_key: str | None) -> int:
+        """What the tenant adds to each of its results, in bytes."""
+        uuid = encode(tenant_uuid)
+        return len(uuid) - 1 + len(b'"tenant_uuid":%s,"tenant_key":%s' % (uuid, encode(tenant_key)))
+
     @classmethod
     def of(cls, tenant_uuid: str, tenant_key: str | None) -> _Tenant:
         uuid = encode(tenant_uuid)
@@ -246,6 +292,12 @@ class _Template:
     fingerprinted: bytes  # what the fingerprint hashes after the tenant uuid
     properties: bytes  # the result properties after tenant_uuid and tenant_key, to the result's end
 
+    def size(self) -> int:
+        """The bytes of this result but the tenant's (`_Tenant.size`)."""
+        return (
+            len(self.head) + len(self.location_rest) + _DIGEST_HEX + len(_PROPERTIES) + len(self.properties)
+        )
+
     def encoded(self, tenant: _Tenant) -> bytes:
         """This result for one tenant, as JSON (members in the order SARIF lists them)."""
         digest = tenant.digest.copy()
@@ -256,7 +308,7 @@ class _Template:
                 tenant.location,
                 self.location_rest,
                 binascii.hexlify(digest.digest()),
-                b'"},"properties":{',
+                _PROPERTIES,
                 tenant.properties,
                 self.properties,
             )

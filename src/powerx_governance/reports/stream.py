@@ -9,8 +9,11 @@ service's stored reports, tests) goes through the same writers, finding by findi
 
 from __future__ import annotations
 
+import fcntl
+import io
 import os
 import shutil
+import stat
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,6 +32,7 @@ HEADER_KEYS: Final = ("schema", "scan_id", "generated_at")
 SUMMARY_KEYS: Final = ("coverage", "errors", "warnings")
 _ENCODE: Final = msgspec.json.Encoder().encode
 OUTCOME: Final = attrgetter("outcome")
+_PLACED_BUFFER: Final = 1 << 20
 
 
 def encode(value: Any) -> bytes:
@@ -219,6 +223,79 @@ class PartWriter(ReportWriter, Protocol):
     def join(self, handoff: Any, body: BinaryIO) -> None:
         """A later part, in report order: its `handoff` and the file its continuation wrote."""
         ...
+
+
+@runtime_checkable
+class PlacedWriter(PartWriter, Protocol):
+    """A part writer whose later parts are written straight to their place in the report file by the
+    process that scanned them, instead of into a file of their own that is then copied: the size of
+    a part is known from its findings before any is written, so each part learns from the parts
+    before it where it starts (and sends on where the next one starts).
+    """
+
+    def place(self) -> tuple[int, int] | None:
+        """The report file's descriptor and the offset its next byte goes to; None when a part cannot
+        be written at its place (a pipe, a terminal, a file opened for appending)."""
+        ...
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        """The bytes `add_tenant` writes for `batches`, in order, after `before` findings of the report."""
+        ...
+
+    def placed(self, out: BinaryIO, before: int) -> PlacedWriter:
+        """A writer of a later part onto `out`, a stream at the part's place, after `before` findings."""
+        ...
+
+    def resume(self, handoff: Any, end: int) -> None:
+        """A later part is written (its writer's `handoff`, in report order): the report goes on at `end`."""
+        ...
+
+
+def file_place(out: BinaryIO) -> tuple[int, int] | None:
+    """`PlacedWriter.place` of a writer writing to `out`."""
+    try:
+        descriptor = out.fileno()
+        regular = stat.S_ISREG(os.fstat(descriptor).st_mode)
+        appending = fcntl.fcntl(descriptor, fcntl.F_GETFL) & os.O_APPEND
+    except (OSError, ValueError):  # a stream without a file (BytesIO), a closed one
+        return None
+    return (descriptor, out.tell()) if regular and not appending else None
+
+
+def resume_at(out: BinaryIO, end: int) -> None:
+    """Go on writing `out` at byte `end` (later parts of the report were written before it)."""
+    out.flush()
+    out.seek(end)
+
+
+class _PlacedFile(io.RawIOBase):
+    """A file descriptor written from an offset on with pwrite, leaving the descriptor's own position
+    (shared with the process that opened it) alone."""
+
+    def __init__(self, descriptor: int, offset: int) -> None:
+        super().__init__()
+        self._descriptor, self.offset = descriptor, offset
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: Any) -> int:
+        written = os.pwrite(self._descriptor, data, self.offset)
+        self.offset += written
+        return written
+
+
+class PlacedStream(io.BufferedWriter):
+    """A buffered stream writing into the file `descriptor` from byte `offset` on."""
+
+    def __init__(self, descriptor: int, offset: int) -> None:
+        self._placed = _PlacedFile(descriptor, offset)
+        super().__init__(self._placed, buffer_size=_PLACED_BUFFER)
+
+    @property
+    def offset(self) -> int:
+        """The offset after the last byte written to the file (all of them, once flushed)."""
+        return self._placed.offset
 
 
 def append_file(out: BinaryIO, body: IO[bytes], skip: int = 0) -> None:

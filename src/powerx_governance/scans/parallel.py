@@ -10,6 +10,13 @@ in tenant order. A worker that fails fails the scan, as an error of this process
 SARIF numbers its rules in the order advisories are first met in the whole report, so each part
 is scanned first, kept (a few hundred bytes a tenant), and written once the parts before it said
 which advisories they met: a pipe runs from each part to the next.
+
+Formats whose writer can say a part's size before writing it (`PlacedWriter`: json, jsonl, csv; and sarif),
+written to a regular file, skip the part files: each part is scanned and kept, its size told down
+the same chain of pipes (where the next part starts), and every process writes its part straight
+to its place in the report, at the same time as the others. No copy of the later parts (half a
+1 GB report on the reference fleet) at the end, and no part file. Parts too large to keep (more
+than `_PLACED_TENANTS` manifests) take the part files.
 """
 
 from __future__ import annotations
@@ -33,8 +40,9 @@ from powerx_governance.domain import Severity
 from powerx_governance.findings import SharedVerdict
 from powerx_governance.inventory.loader import ManifestPart, ManifestResult
 from powerx_governance.policy.engine import PolicyEngine
+from powerx_governance.reports.output import wait_released
 from powerx_governance.reports.sarif_report import SarifWriter
-from powerx_governance.reports.stream import OUTCOME, PartWriter, ReportWriter
+from powerx_governance.reports.stream import OUTCOME, PartWriter, PlacedStream, PlacedWriter, ReportWriter
 from powerx_governance.scans.report import TenantReport
 from powerx_governance.scans.scanner import FirstSeen, ProgressHook, ScanResult, scan_tenants
 
@@ -42,6 +50,9 @@ from powerx_governance.scans.scanner import FirstSeen, ProgressHook, ScanResult,
 # reference fleet): four stay well inside DESIGN §8's 1 GiB, counted over every process.
 MAX_WORKERS: Final = 4
 _POLL_SECONDS: Final = 0.2  # how often progress is read while waiting for workers
+# A placed part keeps its tenants' findings (~0.6 KB a tenant) until it knows where it starts.
+_PLACED_TENANTS: Final = 150_000
+_MANIFEST_LINE_BYTES: Final = 2048  # a JSON-lines part's manifests, reckoned from its size (~7 KB each)
 
 
 def usable_cpus() -> int:
@@ -98,10 +109,12 @@ def _batches(
 
 @dataclass(frozen=True, slots=True)
 class _RuleChain:
-    """The pipes that tell a part of a SARIF report which advisories the parts before it met."""
+    """The pipes that tell a part of a SARIF report which advisories the parts before it met, and a
+    placed part where it starts."""
 
     before: Connection | None  # from the previous part (None: the first part)
     after: Connection | None  # to the next part (None: the last part)
+    placed: bool = False  # the parts are written at their places
 
     def close(self) -> None:
         for end in (self.before, self.after):
@@ -116,23 +129,94 @@ def _write_numbered(
     result: ScanResult,
     on_tenant: ProgressHook | None,
     chain: _RuleChain,
-) -> Severity:
+    place: tuple[int, int] | None = None,
+) -> tuple[Severity, int | None]:
     """`write_tenants` for a part of a SARIF report: scan everything first, learn the rules the parts
-    before met, pass them on with this part's, then write."""
+    before met (and, placed, where the part starts), pass them on with this part's, then write. The
+    worst risk, and a placed part's end. `place`: the report file's (`PlacedWriter.place`) when the
+    parts are written at their places."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
         writer.learn(batch)
         kept.append(batch)
-    prior: list[str] = chain.before.recv() if chain.before is not None else []
-    if chain.after is not None:
-        known = set(prior)
-        chain.after.send([*prior, *(rule for rule in writer.rules_met() if rule not in known)])
+    prior, start, before = chain.before.recv() if chain.before is not None else ([], None, 0)
     writer.follow(prior)
+    stream, end = None, None
+    if place is not None:
+        if start is not None:  # a later part: written through its own stream, at its place
+            writer.write_at(stream := PlacedStream(place[0], start), before)
+        start = place[1] if start is None else start
+        end = start + writer.size(kept, before)
+    if chain.after is not None:
+        chain.after.send(([*prior, *writer.rules_met()], end, before + writer.results(kept)))
     for batch in kept:
         writer.add_tenant(batch)
-    return _worst(risks)
+    if end is not None:
+        _check_end(start, end, _written_up_to(writer, stream))
+    return _worst(risks), end
+
+
+def _placeable(writer: PartWriter, parts: Sequence[ManifestPart]) -> bool:
+    """Whether the parts can be written at their places: a writer that can, onto a regular file, and
+    no part too large to keep."""
+    if not isinstance(writer, PlacedWriter | SarifWriter) or writer.place() is None:
+        return False
+    return all(
+        (len(p.files) if p.end is None else (p.end - p.start) // _MANIFEST_LINE_BYTES) <= _PLACED_TENANTS
+        for p in parts
+    )
+
+
+def _write_placed(
+    job: PartScan,
+    manifests: Iterable[ManifestResult],
+    writer: PlacedWriter,
+    result: ScanResult,
+    on_tenant: ProgressHook | None,
+    chain: _RuleChain,
+) -> _PartDone:
+    """`write_tenants` for a placed part: scan and keep everything, learn where the part starts (the
+    first part: where the report is now) and after how many findings, tell the next part where it
+    starts, then write the part there. The first part writes through `writer` itself; a later one
+    through a writer of its own at its place."""
+    risks: set[SharedVerdict] = set()
+    kept: list[TenantReport] = []
+    for batch in _batches(job, manifests, result, on_tenant):
+        risks.update(map(OUTCOME, batch.parts))
+        kept.append(batch)
+    place = writer.place()
+    if place is None:
+        raise RuntimeError("the report file can no longer be written at places")
+    descriptor, start = place
+    before = 0
+    if chain.before is not None:
+        start, before = chain.before.recv()
+    stream = PlacedStream(descriptor, start) if chain.before is not None else None
+    part = writer if stream is None else writer.placed(stream, before)
+    end = start + part.size(kept, before)
+    if chain.after is not None:
+        chain.after.send((end, before + sum(len(batch.parts) for batch in kept)))
+    for batch in kept:
+        part.add_tenant(batch)
+    _check_end(start, end, _written_up_to(writer, stream))
+    return _PartDone(result, _worst(risks), part.handoff(), end)
+
+
+def _check_end(start: int | None, end: int, written: int) -> None:
+    """A placed part must end where its size said: else it overwrote the next part, or left a gap."""
+    if written != end:
+        raise RuntimeError(f"a report part was to end at byte {end} (from {start}), but ended at {written}")
+
+
+def _written_up_to(writer: PlacedWriter | SarifWriter, stream: PlacedStream | None) -> int:
+    """The offset after the last byte a placed part wrote (its own stream's, or the report's)."""
+    if stream is not None:
+        stream.flush()
+        return stream.offset
+    place = writer.place()
+    return -1 if place is None else place[1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +224,7 @@ class _PartDone:
     result: ScanResult
     worst: Severity
     handoff: Any  # the part's writer's handoff (PartWriter)
+    end: int | None = None  # a placed part: the offset after its last byte in the report
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,13 +256,18 @@ def _work(
         end.close()
     try:
         result = ScanResult(generated_at=job.now)
+        if chain is not None and chain.placed and isinstance(writer, PlacedWriter):
+            answer.send(_write_placed(job, part.load(), writer, result, progress, chain))
+            return
         continuation = writer.continuation(body)
+        part_end = None
         if chain is not None and isinstance(continuation, SarifWriter):
-            worst = _write_numbered(job, part.load(), continuation, result, progress, chain)
+            place = writer.place() if chain.placed and isinstance(writer, SarifWriter) else None
+            worst, part_end = _write_numbered(job, part.load(), continuation, result, progress, chain, place)
         else:
             worst = write_tenants(job, part.load(), continuation, result, progress)
         body.flush()
-        answer.send(_PartDone(result, worst, continuation.handoff()))
+        answer.send(_PartDone(result, worst, continuation.handoff(), part_end))
     except BaseException as exc:  # noqa: BLE001 - every failure goes back to the scan, which raises it
         answer.send(_PartFailed(_portable(exc)))
     finally:
@@ -206,19 +296,22 @@ def scan_in_parts(
     context = multiprocessing.get_context("fork")
     counts = context.RawArray("q", len(parts))  # tenants read per part, for the progress hook
     numbered = isinstance(writer, SarifWriter)
-    links = [context.Pipe(duplex=False) for _ in parts[1:]] if numbered else []  # (receive, send): k -> k+1
+    placed = _placeable(writer, parts)
+    chained = numbered or placed
+    links = [context.Pipe(duplex=False) for _ in parts[1:]] if chained else []  # (receive, send): k -> k+1
     chains = [
-        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None)
+        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None, placed)
         for k in range(len(parts))
     ]
     sys.stdout.flush()  # a worker flushes the standard streams it inherits when it ends
     sys.stderr.flush()
+    wait_released()  # a worker inheriting a previous report being freed would free it when it ends
     workers: list[_Worker] = []
     with _workers_stopped(workers), _frozen_heap():
         for k, part in enumerate(parts[1:], start=1):
             body = stack.enter_context(tempfile.TemporaryFile())  # noqa: SIM115 - the stack closes it
             answer, reply = context.Pipe(duplex=False)
-            chain = chains[k] if numbered else None
+            chain = chains[k] if chained else None
             others = [
                 end
                 for pipe in links
@@ -237,17 +330,23 @@ def scan_in_parts(
         for chain in chains[1:]:
             chain.close()  # the workers hold them now: a worker's end closes when it dies
         hook = None if on_tenant is None else _summed(counts, on_tenant)
-        first = parts[0].load()
-        if isinstance(writer, SarifWriter):
-            worst = _write_numbered(job, first, writer, result, _counter(counts, 0, hook), chains[0])
+        first, progress = parts[0].load(), _counter(counts, 0, hook)
+        if placed and isinstance(writer, PlacedWriter):
+            worst = _write_placed(job, first, writer, result, progress, chains[0]).worst
+        elif isinstance(writer, SarifWriter):
+            place = writer.place() if placed else None
+            worst, _ = _write_numbered(job, first, writer, result, progress, chains[0], place)
         else:
-            worst = write_tenants(job, first, writer, result, _counter(counts, 0, hook))
+            worst = write_tenants(job, first, writer, result, progress)
         chains[0].close()
         for worker in workers:
             done = _answer(worker, hook, counts)
             result.absorb(done.result)
             worst = max(worst, done.worst, key=lambda s: s.rank)
-            writer.join(done.handoff, worker.body)
+            if done.end is not None and isinstance(writer, PlacedWriter | SarifWriter):
+                writer.resume(done.handoff, done.end)
+            else:
+                writer.join(done.handoff, worker.body)
     return worst
 
 

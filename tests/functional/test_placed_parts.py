@@ -1,0 +1,148 @@
+"""A split scan written to a file, in a format whose writer knows a part's size before writing it
+(json, jsonl, csv; sarif once the parts before have numbered its rules): each process writes its
+part straight to its place in the report, no part is copied, and the report is byte for byte the
+one a single process writes."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import pytest
+
+from powerx_governance.inventory.loader import load_manifests
+from powerx_governance.reports import ReportFormat, json_report, report_writer
+from powerx_governance.reports.json_report import JsonWriter
+from powerx_governance.reports.stream import PlacedStream, PlacedWriter, TenantFindings
+from powerx_governance.scans.report import TenantReport, report_summary
+from powerx_governance.scans.scanner import ScanResult, scan_tenants
+from powerx_governance.scans.service import FileScanRequest, prepare, stream_file_scan
+from tests.functional.cli import generated_fleet
+from tests.functional.test_split_scan import _blank_scan_id
+
+PLACED = [ReportFormat.JSON, ReportFormat.JSONL, ReportFormat.CSV]
+HEADER = {"schema": "powerx.scan-report/v1", "scan_id": "SCAN-ID", "generated_at": "2026-11-30T00:00:00Z"}
+NOW = datetime(2026, 11, 30, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return generated_fleet(tmp_path_factory.mktemp("fleet"), seed=5, tenants=240)
+
+
+@pytest.fixture(scope="module")
+def scanned(fleet: Path) -> tuple[list[TenantReport], dict[str, Any]]:
+    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", NOW)
+    engine, _, _ = prepare(request)
+    result = ScanResult(generated_at=NOW)
+    batches = [TenantReport(t, NOW) for t in scan_tenants(engine, load_manifests(request.manifests), result)]
+    return batches, report_summary(result)
+
+
+def _whole(fmt: ReportFormat, batches: Sequence[TenantReport], summary: dict[str, Any]) -> bytes:
+    with report_writer(fmt, out := io.BytesIO()) as writer:
+        writer.start(HEADER)
+        for batch in batches:
+            writer.add_tenant(batch)
+        writer.finish(summary)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", PLACED)
+@pytest.mark.parametrize("first", [100, 0], ids=["findings-first", "nothing-first"])
+def test_parts_written_at_their_places_make_the_whole_report(
+    tmp_path: Path, scanned: tuple[list[TenantReport], dict[str, Any]], fmt: ReportFormat, first: int
+) -> None:
+    """The protocol alone, in one process: each part sized, told where it starts and after how many
+    findings, and written there; later parts are written before the first (as workers may be)."""
+    batches, summary = scanned
+    no_findings = [b for b in batches if not b.parts][:3]
+    cuts = [batches[:first], no_findings, batches[first : first + 1], batches[first + 1 :]]
+    path = tmp_path / f"report.{fmt}"
+    with path.open("wb") as out, report_writer(fmt, out) as writer:
+        assert isinstance(writer, PlacedWriter)
+        writer.start(HEADER)
+        place = writer.place()
+        assert place is not None
+        descriptor, start = place
+        starts, before, ends = [], 0, []
+        for cut in cuts:
+            starts.append((start, before))
+            start += writer.size(cut, before)
+            before += sum(len(b.parts) for b in cut)
+            ends.append(start)
+        handoffs = {}
+        for k in reversed(range(1, len(cuts))):
+            stream = PlacedStream(descriptor, starts[k][0])
+            part = writer.placed(stream, starts[k][1])
+            for batch in cuts[k]:
+                part.add_tenant(batch)
+            stream.flush()
+            assert stream.offset == ends[k]
+            handoffs[k] = part.handoff()
+        for batch in cuts[0]:
+            writer.add_tenant(batch)
+        assert out.tell() == ends[0]
+        for k in range(1, len(cuts)):
+            writer.resume(handoffs[k], ends[k])
+        writer.finish(summary)
+    assert path.read_bytes() == _whole(fmt, batches, summary)
+
+
+def test_a_file_is_placed_a_pipe_or_an_appended_file_is_not(tmp_path: Path) -> None:
+    with (tmp_path / "r.json").open("wb") as out:
+        out.write(b"12345")
+        assert JsonWriter(out).place() == (out.fileno(), 5)
+    with (tmp_path / "r.json").open("ab") as out:
+        assert JsonWriter(out).place() is None
+    assert JsonWriter(io.BytesIO()).place() is None
+
+
+@pytest.mark.parametrize("fmt", [*PLACED, ReportFormat.SARIF])
+def test_a_split_scan_to_a_file_copies_no_part(
+    tmp_path: Path, fleet: Path, fmt: ReportFormat, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", NOW)
+    reports = []
+    for workers in (1, 3):
+        with (tmp_path / f"{workers}.{fmt}").open("wb") as out, report_writer(fmt, out) as writer:
+            stream_file_scan(request, writer, workers=workers)
+        reports.append(_blank_scan_id((tmp_path / f"{workers}.{fmt}").read_bytes()))
+        monkeypatch.setattr(json_report, "append_file", _no_copy)
+        monkeypatch.setattr(f"powerx_governance.reports.{fmt.value}_report.append_file", _no_copy)
+    assert reports[0] == reports[1]
+
+
+def _no_copy(*_: object, **__: object) -> None:
+    raise AssertionError("a part was copied into the report")
+
+
+class _FailingPlaced(JsonWriter):
+    """A JSON writer whose later (placed) parts fail, as a worker that meets a bug does."""
+
+    def placed(self, out: BinaryIO, before: int) -> JsonWriter:
+        return _Failing(out, continued=before > 0)
+
+
+class _Failing(JsonWriter):
+    def add_tenant(self, batch: TenantFindings) -> None:
+        raise LookupError(f"no such thing as {batch.tenant_uuid}")
+
+
+class _Oversized(JsonWriter):
+    """A JSON writer that says its parts are a byte longer than they are."""
+
+    def size(self, batches: Sequence[TenantFindings], before: int) -> int:
+        return super().size(batches, before) + 1
+
+
+@pytest.mark.parametrize(("writer", "error"), [(_FailingPlaced, LookupError), (_Oversized, RuntimeError)])
+def test_a_failing_or_wrongly_sized_part_fails_the_scan(
+    tmp_path: Path, fleet: Path, writer: type[JsonWriter], error: type[Exception]
+) -> None:
+    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", NOW)
+    with (tmp_path / "r.json").open("wb") as out, pytest.raises(error):
+        stream_file_scan(request, writer(out), workers=2)
