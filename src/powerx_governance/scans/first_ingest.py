@@ -53,7 +53,7 @@ from powerx_governance.recommendations.store import (
 )
 from powerx_governance.recommendations.tables import RecommendationRow, TenantFindingsRow
 from powerx_governance.scans.runtime import Outcome, ScanRuntime, Timer, evaluation_engine, run_hooks
-from powerx_governance.scans.scanner import ScanResult, bulk_allocation, scan
+from powerx_governance.scans.scanner import ScanResult, batch_scanner, bulk_allocation
 from powerx_governance.sources.interface import TenantSource
 
 # The tables an ingest fills from empty: their secondary indexes are built after it, and their
@@ -165,11 +165,12 @@ def _take_in(
     """Store and evaluate the source's manifests batch by batch; keep only what the write needs."""
     intake = _Intake(ScanResult(generated_at=engine.now))
     copying = CopiedApart()  # PostgreSQL: a batch's installations are stored while it is evaluated
+    scan = batch_scanner(engine)
     try:
         for batch in _batches(source.manifests(None)):
             good = [r.manifest for r in batch if r.manifest is not None]
             inventory_store.insert_new_manifests(session, good, now, copying)
-            intake.add(batch, scan(engine, batch))
+            intake.add(batch, scan(batch))
             set_aside()
         copying.wait()
     finally:

@@ -281,8 +281,25 @@ def scan(
     `installed` gives, per tenant, what it runs when its manifest here holds only some
     installations (delta scans), so co-upgrade notes still see the whole tenant.
     """
+    return _scan(_Evaluation(engine, installed), manifests, tenants, on_tenant)
+
+
+def batch_scanner(engine: PolicyEngine) -> Callable[[Iterable[ManifestResult]], ScanResult]:
+    """`scan` for batch after batch of one scan (a first ingest evaluates 1,000 tenants at a time):
+    each batch its own result, the tenant contexts' tables and the shared findings of the batches
+    before kept for the next, not made again for each batch (~2 s of a reference first ingest)."""
+    evaluation = _Evaluation(engine, None)
+    return lambda manifests: _scan(evaluation, manifests, frozenset(), None)
+
+
+def _scan(
+    evaluation: _Evaluation,
+    manifests: Iterable[ManifestResult],
+    tenants: frozenset[str],
+    on_tenant: ProgressHook | None,
+) -> ScanResult:
+    engine = evaluation.engine
     result = ScanResult(generated_at=engine.now)
-    evaluation = _Evaluation(engine, installed)
     with bulk_allocation():
         for item, tenant in _usable(manifests, tenants, on_tenant, result):
             told = evaluation.tenant(tenant, item.source, result)
