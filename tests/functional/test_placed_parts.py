@@ -13,18 +13,15 @@ from typing import Any, BinaryIO
 
 import pytest
 
-from powerx_governance.inventory.loader import load_manifests
 from powerx_governance.reports import ReportFormat, json_report, report_writer
 from powerx_governance.reports.json_report import JsonWriter
 from powerx_governance.reports.stream import PlacedStream, PlacedWriter, TenantFindings
-from powerx_governance.scans.report import TenantReport, report_summary
-from powerx_governance.scans.scanner import ScanResult, scan_tenants
-from powerx_governance.scans.service import FileScanRequest, prepare, stream_file_scan
+from powerx_governance.scans.report import TenantReport
+from powerx_governance.scans.service import FileScanRequest, stream_file_scan
 from tests.functional.cli import generated_fleet
-from tests.functional.test_split_scan import _blank_scan_id
+from tests.functional.test_split_scan import HEADER, _blank_scan_id, scanned_reports, whole_report
 
 PLACED = [ReportFormat.JSON, ReportFormat.JSONL, ReportFormat.CSV]
-HEADER = {"schema": "powerx.scan-report/v1", "scan_id": "SCAN-ID", "generated_at": "2026-11-30T00:00:00Z"}
 NOW = datetime(2026, 11, 30, tzinfo=UTC)
 
 
@@ -35,20 +32,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def scanned(fleet: Path) -> tuple[list[TenantReport], dict[str, Any]]:
-    request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", NOW)
-    engine, _, _ = prepare(request)
-    result = ScanResult(generated_at=NOW)
-    batches = [TenantReport(t, NOW) for t in scan_tenants(engine, load_manifests(request.manifests), result)]
-    return batches, report_summary(result)
-
-
-def _whole(fmt: ReportFormat, batches: Sequence[TenantReport], summary: dict[str, Any]) -> bytes:
-    with report_writer(fmt, out := io.BytesIO()) as writer:
-        writer.start(HEADER)
-        for batch in batches:
-            writer.add_tenant(batch)
-        writer.finish(summary)
-    return out.getvalue()
+    return scanned_reports(fleet)
 
 
 @pytest.mark.parametrize("fmt", PLACED)
@@ -89,7 +73,7 @@ def test_parts_written_at_their_places_make_the_whole_report(
         for k in range(1, len(cuts)):
             writer.resume(handoffs[k], ends[k])
         writer.finish(summary)
-    assert path.read_bytes() == _whole(fmt, batches, summary)
+    assert path.read_bytes() == whole_report(fmt, batches, summary)
 
 
 def test_a_file_is_placed_a_pipe_or_an_appended_file_is_not(tmp_path: Path) -> None:

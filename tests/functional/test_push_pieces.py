@@ -22,10 +22,10 @@ from tests.conftest import Backend, FakeClock, ServiceFactory
 from tests.functional.service.support import Inputs
 from tests.functional.test_push_rewrites import (
     CRITICAL,
-    LOW,
     _advisory,
     _assert_stored_as_its_columns_say,
     _push,
+    every_change,
 )
 
 PIECE = 7  # rewrites per piece: a push of the example fleet's base plugin sends a dozen
@@ -67,11 +67,7 @@ def test_rewrites_sent_in_pieces_store_what_their_columns_say_and_what_a_full_sc
     clock = FakeClock()
     service = _scanned(make_service, tmp_path, clock)
     senders = _senders(monkeypatch)
-    for advisory in (
-        _advisory("PXSA-TEST-LOW", LOW),  # opens the clean installations' findings, changes the others
-        _advisory("PXSA-TEST-LOW", LOW, withdrawn="2026-11-30T00:00:00Z"),  # resolves the opened ones
-        _advisory("PXSA-TEST-CRIT", CRITICAL),  # reopens them, escalates the others
-    ):
+    for advisory in every_change():
         delta = _push(service, clock, advisory)
         assert (delta.kind, delta.status) == ("delta", "succeeded")
         _assert_stored_as_its_columns_say(service)

@@ -42,6 +42,15 @@ CRITICAL: Final = "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:H/I:H/A:H"
 LOW: Final = "CVSS:3.1/AV:L/AC:H/PR:H/UI:R/S:U/C:L/I:N/A:N"
 
 
+def every_change() -> tuple[Advisory, ...]:
+    """Pushes that change, resolve, reopen and escalate findings of the base plugin, in this order."""
+    return (
+        _advisory("PXSA-TEST-LOW", LOW),  # opens the clean installations' findings, changes the others
+        _advisory("PXSA-TEST-LOW", LOW, withdrawn="2026-11-30T00:00:00Z"),  # resolves the opened ones
+        _advisory("PXSA-TEST-CRIT", CRITICAL),  # reopens them, escalates the others
+    )
+
+
 def _advisory(advisory_id: str, score: str, *, withdrawn: str | None = None) -> Advisory:
     record: dict[str, Any] = {
         "id": advisory_id,
@@ -116,11 +125,7 @@ def test_a_pushs_rewrites_store_what_their_columns_say_and_what_a_full_scan_find
             update(RecommendationRow).where(RecommendationRow.id.in_(decided)).values(state="decided")
         )
 
-    for advisory in (
-        _advisory("PXSA-TEST-LOW", LOW),  # opens the clean installations' findings, changes the others
-        _advisory("PXSA-TEST-LOW", LOW, withdrawn="2026-11-30T00:00:00Z"),  # resolves the opened ones
-        _advisory("PXSA-TEST-CRIT", CRITICAL),  # reopens them, escalates the others
-    ):
+    for advisory in every_change():
         delta = _push(service, clock, advisory)
         assert (delta.kind, delta.status) == ("delta", "succeeded")
         assert delta.changes > 0

@@ -11,10 +11,10 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Final
 
 import pytest
 
@@ -236,26 +236,40 @@ def test_one_worker_scans_in_this_process(fleet: Path) -> None:
     assert json.loads(out.getvalue())["coverage"]["tenants_total"] == 240
 
 
-@pytest.mark.parametrize("fmt", [f for f in ReportFormat if f is not ReportFormat.TABLE])
-def test_part_writers_joined_in_memory_write_the_whole_report(fleet: Path, fmt: ReportFormat) -> None:
-    """The writers' part protocol alone, in one process and in memory: the tenants cut in three,
-    the later two written by continuations and joined, give the bytes one writer gives."""
+HEADER: Final = {
+    "schema": "powerx.scan-report/v1",
+    "scan_id": "SCAN-ID",
+    "generated_at": "2026-11-30T00:00:00Z",
+}
+
+
+def scanned_reports(fleet: Path) -> tuple[list[TenantReport], dict[str, Any]]:
+    """The fleet's tenants scanned one by one (as a report writer takes them) and its summary."""
     request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", datetime(2026, 11, 30, tzinfo=UTC))
     engine, _, _ = prepare(request)
     result = ScanResult(generated_at=request.now)
     batches = [
         TenantReport(t, request.now) for t in scan_tenants(engine, load_manifests(request.manifests), result)
     ]
-    header = {"schema": "powerx.scan-report/v1", "scan_id": "SCAN-ID", "generated_at": "2026-11-30T00:00:00Z"}
-    summary = report_summary(result)
+    return batches, report_summary(result)
 
-    def whole() -> bytes:
-        with report_writer(fmt, out := io.BytesIO()) as writer:
-            writer.start(header)
-            for batch in batches:
-                writer.add_tenant(batch)
-            writer.finish(summary)
-        return out.getvalue()
+
+def whole_report(fmt: ReportFormat, batches: Sequence[TenantReport], summary: Mapping[str, Any]) -> bytes:
+    """The report one writer gives for `batches`, in memory."""
+    with report_writer(fmt, out := io.BytesIO()) as writer:
+        writer.start(HEADER)
+        for batch in batches:
+            writer.add_tenant(batch)
+        writer.finish(summary)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("fmt", [f for f in ReportFormat if f is not ReportFormat.TABLE])
+def test_part_writers_joined_in_memory_write_the_whole_report(fleet: Path, fmt: ReportFormat) -> None:
+    """The writers' part protocol alone, in one process and in memory: the tenants cut in three,
+    the later two written by continuations and joined, give the bytes one writer gives."""
+    batches, summary = scanned_reports(fleet)
+    header = HEADER
 
     with report_writer(fmt, out := io.BytesIO()) as writer:
         assert isinstance(writer, PartWriter)
@@ -277,4 +291,4 @@ def test_part_writers_joined_in_memory_write_the_whole_report(fleet: Path, fmt: 
         for part_writer, body in zip(writers[1:], bodies, strict=True):
             writer.join(part_writer.handoff(), body)
         writer.finish(summary)
-    assert out.getvalue() == whole()
+    assert out.getvalue() == whole_report(fmt, batches, summary)
