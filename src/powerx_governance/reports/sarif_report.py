@@ -87,37 +87,35 @@ class SarifWriter:
         )
 
     def add_tenant(self, batch: TenantFindings) -> None:
-        tenant = _Tenant.of(batch.tenant_uuid, batch.tenant_key)
-        results = [
-            template.encoded(tenant)
-            for templates in map(self._templates.__getitem__, map(OUTCOME, batch.parts))
-            for template in templates
-        ]
-        self._write(results)
+        templates = self._tenant_templates(batch)
+        if templates:
+            self._write(_Tenant.of(batch.tenant_uuid, batch.tenant_key).results(templates), len(templates))
 
     def add(self, items: Iterable[ReportItem]) -> None:
-        results = []
         for item in items:
-            tenant = _Tenant.of(item.tenant_uuid, item.tenant_key)
-            results += [template.encoded(tenant) for template in self._learn(item.document())]
-        self._write(results)
+            templates = self._learn(item.document())
+            if templates:
+                self._write(_Tenant.of(item.tenant_uuid, item.tenant_key).results(templates), len(templates))
 
-    def _write(self, results: list[bytes]) -> None:
-        if results:
-            self._out.write(_FIRST if self._written == 0 and not self._continued else _SEPARATOR)
-            self._out.write(_SEPARATOR.join(results))
-            self._written += len(results)
+    def _tenant_templates(self, batch: TenantFindings) -> list[_Template]:
+        return [t for ts in map(self._templates.__getitem__, map(OUTCOME, batch.parts)) for t in ts]
+
+    def _write(self, results: bytes, count: int) -> None:
+        """`count` results, joined by separators, after the report's results so far."""
+        self._out.write(_FIRST if self._written == 0 and not self._continued else _SEPARATOR)
+        self._out.write(results)
+        self._written += count
 
     def size(self, batches: Sequence[TenantFindings], before: int) -> int:
         """The bytes `add_tenant` writes for `batches` after `before` results of the report (rules
         numbered: after `follow`)."""
         total, written = 0, bool(before or self._written or self._continued)
         for batch in batches:
-            templates = [t for ts in map(self._templates.__getitem__, map(OUTCOME, batch.parts)) for t in ts]
+            templates = self._tenant_templates(batch)
             if templates:
                 tenant = _Tenant.size(batch.tenant_uuid, batch.tenant_key)
                 total += len(_SEPARATOR if written else _FIRST) + (len(templates) - 1) * len(_SEPARATOR)
-                total += sum(t.size() for t in templates) + len(templates) * tenant
+                total += sum(t.length for t in templates) + len(templates) * tenant
                 written = True
         return total
 
@@ -259,7 +257,7 @@ class _Tenant:
 
     location: bytes  # the opening of its results' location name: a quote and the tenant uuid
     digest: Any  # hashlib sha256 of the fingerprint's tenant part, copied for each result
-    properties: bytes  # "tenant_uuid":…,"tenant_key":…
+    properties: bytes  # from the fingerprint's end: "},"properties":{"tenant_uuid":…,"tenant_key":…
 
     @staticmethod
     def size(tenant_uuid: str, tenant_key: str | None) -> int:
@@ -273,8 +271,31 @@ class _Tenant:
         return cls(
             uuid[:-1],
             hashlib.sha256(f"{tenant_uuid}{_FINGERPRINT_SEPARATOR}".encode()),
-            b'"tenant_uuid":%s,"tenant_key":%s' % (uuid, encode(tenant_key)),
+            _PROPERTIES + b'"tenant_uuid":%s,"tenant_key":%s' % (uuid, encode(tenant_key)),
         )
+
+    def results(self, templates: Sequence[_Template]) -> bytes:
+        """The tenant's results of `templates`, as JSON joined by separators, in one piece: a fleet
+        has millions of results, so each is a few list items rather than a bytes object of its own."""
+        copy, location, properties = self.digest.copy, self.location, self.properties
+        pieces: list[bytes] = []
+        extend = pieces.extend
+        for template in templates:
+            digest = copy()
+            digest.update(template.fingerprinted)
+            extend(
+                (
+                    _SEPARATOR,
+                    template.head,
+                    location,
+                    template.location_rest,
+                    binascii.hexlify(digest.digest()),
+                    properties,
+                    template.properties,
+                )
+            )
+        pieces[0] = b""  # the first result's separator is the caller's
+        return b"".join(pieces)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,28 +312,12 @@ class _Template:
     location_rest: bytes  # "/<plugin id>", to the fingerprint's value
     fingerprinted: bytes  # what the fingerprint hashes after the tenant uuid
     properties: bytes  # the result properties after tenant_uuid and tenant_key, to the result's end
+    length: int  # the bytes of this result but the tenant's (`_Tenant.size`)
 
-    def size(self) -> int:
-        """The bytes of this result but the tenant's (`_Tenant.size`)."""
-        return (
-            len(self.head) + len(self.location_rest) + _DIGEST_HEX + len(_PROPERTIES) + len(self.properties)
-        )
-
-    def encoded(self, tenant: _Tenant) -> bytes:
-        """This result for one tenant, as JSON (members in the order SARIF lists them)."""
-        digest = tenant.digest.copy()
-        digest.update(self.fingerprinted)
-        return b"".join(
-            (
-                self.head,
-                tenant.location,
-                self.location_rest,
-                binascii.hexlify(digest.digest()),
-                _PROPERTIES,
-                tenant.properties,
-                self.properties,
-            )
-        )
+    @classmethod
+    def of(cls, head: bytes, location_rest: bytes, fingerprinted: bytes, properties: bytes) -> _Template:
+        length = len(head) + len(location_rest) + _DIGEST_HEX + len(_PROPERTIES) + len(properties)
+        return cls(head, location_rest, fingerprinted, properties, length)
 
 
 def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
@@ -347,7 +352,7 @@ def _template(
     }
     properties = {key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES}
     plugin_id = str(finding.get("plugin_id", ""))
-    return _Template(
+    return _Template.of(
         head=encode(head)[:-1] + b',"locations":[{"logicalLocations":[{"fullyQualifiedName":',
         location_rest=b"/"
         + encode(plugin_id)[1:]
