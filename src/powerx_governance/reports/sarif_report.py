@@ -7,6 +7,8 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from io import BytesIO
+from itertools import chain
+from operator import attrgetter
 from typing import Any, BinaryIO, Final
 
 from powerx_governance import __version__
@@ -75,7 +77,7 @@ class SarifWriter:
         self._written = 0
         self._continued = continued  # a later part of a report: results came before
         self._documents: dict[SharedOutcome, Finding] = {}  # met by `learn`, not yet templated
-        self._templates: Rendered[SharedOutcome, list[_Template]] = Rendered(
+        self._results: Rendered[SharedOutcome, _Results] = Rendered(
             lambda o: self._learn(self._documents.pop(o) if o in self._documents else o.document())
         )
 
@@ -93,12 +95,15 @@ class SarifWriter:
 
     def add(self, items: Iterable[ReportItem]) -> None:
         for item in items:
-            templates = self._learn(item.document())
+            templates = self._learn(item.document()).templates
             if templates:
                 self._write(_Tenant.of(item.tenant_uuid, item.tenant_key).results(templates), len(templates))
 
+    def _tenant_results(self, batch: TenantFindings) -> list[_Results]:
+        return list(map(self._results.__getitem__, map(OUTCOME, batch.parts)))
+
     def _tenant_templates(self, batch: TenantFindings) -> list[_Template]:
-        return [t for ts in map(self._templates.__getitem__, map(OUTCOME, batch.parts)) for t in ts]
+        return list(chain.from_iterable(map(_TEMPLATES, self._tenant_results(batch))))
 
     def _write(self, results: bytes, count: int) -> None:
         """`count` results, joined by separators, after the report's results so far."""
@@ -111,17 +116,18 @@ class SarifWriter:
         numbered: after `follow`)."""
         total, written = 0, bool(before or self._written or self._continued)
         for batch in batches:
-            templates = self._tenant_templates(batch)
-            if templates:
+            results = self._tenant_results(batch)
+            count = sum(map(_COUNT, results))
+            if count:
                 tenant = _Tenant.size(batch.tenant_uuid, batch.tenant_key)
-                total += len(_SEPARATOR if written else _FIRST) + (len(templates) - 1) * len(_SEPARATOR)
-                total += sum(t.length for t in templates) + len(templates) * tenant
+                total += len(_SEPARATOR if written else _FIRST) + (count - 1) * len(_SEPARATOR)
+                total += sum(map(_LENGTH, results)) + count * tenant
                 written = True
         return total
 
     def results(self, batches: Sequence[TenantFindings]) -> int:
         """How many results `add_tenant` writes for `batches`."""
-        return sum(len(self._templates[o]) for batch in batches for o in map(OUTCOME, batch.parts))
+        return sum(sum(map(_COUNT, self._tenant_results(batch))) for batch in batches)
 
     def place(self) -> tuple[int, int] | None:
         return file_place(self._out)
@@ -137,10 +143,10 @@ class SarifWriter:
         self._written += written
         resume_at(self._out, end)
 
-    def _learn(self, finding: Finding) -> list[_Template]:
+    def _learn(self, finding: Finding) -> _Results:
         """The finding's results without their tenant, registering a rule for each new advisory."""
         self._register(finding)
-        return _templates(finding, self._rule_index)
+        return _Results.of(_templates(finding, self._rule_index))
 
     def _register(self, finding: Finding) -> None:
         for advisory in finding.get("advisories") or []:
@@ -152,7 +158,7 @@ class SarifWriter:
         """Register the rules of a tenant's findings without writing them: the first of two passes
         over a part of a split report, whose rules are numbered after the parts before it."""
         for outcome in map(OUTCOME, batch.parts):
-            if outcome not in self._documents and outcome not in self._templates:
+            if outcome not in self._documents and outcome not in self._results:
                 self._register(document := outcome.document())
                 self._documents[outcome] = document
 
@@ -318,6 +324,24 @@ class _Template:
     def of(cls, head: bytes, location_rest: bytes, fingerprinted: bytes, properties: bytes) -> _Template:
         length = len(head) + len(location_rest) + _DIGEST_HEX + len(_PROPERTIES) + len(properties)
         return cls(head, location_rest, fingerprinted, properties, length)
+
+
+@dataclass(frozen=True, slots=True)
+class _Results:
+    """A finding's results, all but the tenant: its templates, how many, and their bytes."""
+
+    templates: tuple[_Template, ...]
+    count: int
+    length: int  # the templates' lengths summed
+
+    @classmethod
+    def of(cls, templates: Sequence[_Template]) -> _Results:
+        return cls(tuple(templates), len(templates), sum(t.length for t in templates))
+
+
+_TEMPLATES: Final = attrgetter("templates")
+_COUNT: Final = attrgetter("count")
+_LENGTH: Final = attrgetter("length")
 
 
 def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
