@@ -56,7 +56,8 @@ def test_notes_follow_what_each_tenant_runs() -> None:
         [None, "1.0.0", "1.6.1", None, "1.0.0"]
     )
     deps = missing.outcome.verdict.target_dependencies
-    assert deps and {dep for dep, _ in deps} == {BASE}  # the example CRM target needs the base plugin
+    assert deps  # the example CRM target needs the base plugin
+    assert {dep for dep, _ in deps} == {BASE}
     (_, wanted) = deps[0]
     assert not parse_constraint(wanted).admits(parse_version("1.0.0"))
     assert parse_constraint(wanted).admits(parse_version("1.6.1"))
@@ -65,4 +66,5 @@ def test_notes_follow_what_each_tenant_runs() -> None:
     assert fitting.dependency_notes == ()
     assert missing_again is missing  # one finding per distinct situation, however many tenants
     assert too_old_again is too_old
-    assert fitting is not missing and fitting.outcome is missing.outcome  # the same verdict under each
+    assert fitting is not missing
+    assert fitting.outcome is missing.outcome  # the same verdict under each
