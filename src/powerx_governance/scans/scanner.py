@@ -93,17 +93,13 @@ class _DependencyCheck:
 
     def __init__(self, known: Mapping[str, dict[str, str]] | None = None) -> None:
         self._cache: dict[tuple[tuple[tuple[str, str], ...], tuple[str | None, ...]], tuple[str, ...]] = {}
-        self._ids: dict[tuple[tuple[str, str], ...], tuple[str, ...]] = {}  # the plugins deps name
         self.known = known or {}  # full installed maps of tenants given as partial manifests
 
     def notes(self, verdict: Verdict, installed: dict[str, str]) -> tuple[str, ...]:
         deps = verdict.target_dependencies
         if not deps:
             return ()
-        ids = self._ids.get(deps)
-        if ids is None:
-            ids = self._ids[deps] = tuple(dep_id for dep_id, _ in deps)
-        situation = tuple(map(installed.get, ids))
+        situation = tuple(installed.get(dep_id) for dep_id, _ in deps)
         key = (deps, situation)
         found = self._cache.get(key)
         if found is None:
@@ -235,13 +231,15 @@ class _Evaluation:
         told = [table[p.plugin_id, p.version, p.channel] for p in tenant.plugins]
         if _UNKNOWN in told:
             result.errors += _unknown_plugins(tenant, source, told)
-        co_upgrading = self._co_upgrading.intersection(told)
-        if co_upgrading:
+        if not self._co_upgrading.isdisjoint(told):
             installed = self.deps.known.get(tenant.tenant_uuid) or {
                 p.plugin_id: p.version for p in tenant.plugins
             }
-            noted: dict[Told, Told] = {t: self._with_notes(t, installed) for t in co_upgrading}
-            told = list(map(noted.get, told, told))  # each finding told with its notes, the rest as they were
+            co_upgrading = self._co_upgrading
+            told = [
+                self._with_notes(t, installed) if t in co_upgrading and isinstance(t, SharedFinding) else t
+                for t in told
+            ]
         return told
 
     def _with_notes(self, shared: SharedFinding, installed: dict[str, str]) -> SharedFinding:
