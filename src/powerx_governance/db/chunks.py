@@ -32,9 +32,25 @@ def rows_for(session: Session, stmt: Any, column: Any, keys: Sequence[Any] | Non
     filtered here, when they are many (a push for a plugin the whole fleet runs)."""
     if keys is None or len(keys) > READ_ALL_ABOVE:
         wanted = None if keys is None else set(keys)
-        for row in session.connection().execute(stmt):
+        for row in read_rows(session, stmt):
             if wanted is None or row[0] in wanted:
                 yield row
         return
     for part in chunks(list(keys)):
-        yield from session.connection().execute(stmt.where(among(session, column, part)))
+        yield from read_rows(session, stmt.where(among(session, column, part)))
+
+
+def read_rows(session: Session, stmt: Any) -> Sequence[Any]:
+    """Every row of `stmt`, whose columns need no result conversion of SQLAlchemy's, in the session's
+    transaction. PostgreSQL: through the driver in binary: a tenant's kept sum (`report_sum`, 512
+    bytes) came as 1,026 characters of hex text, and reading 20,000 of them (twice a push) took the
+    server as long again as in binary."""
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        return connection.execute(stmt).all()
+    compiled = stmt.compile(dialect=connection.dialect)
+    raw: Any = connection.connection.dbapi_connection
+    with raw.cursor() as cursor:
+        cursor.execute(str(compiled), compiled.params, binary=True)
+        rows: list[Any] = cursor.fetchall()
+    return rows
