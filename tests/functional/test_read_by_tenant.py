@@ -49,6 +49,6 @@ def test_rows_read_through_the_driver_are_the_rows_sqlalchemy_reads(make_service
     )
     with service.factory() as session:
         for stmt in statements:
-            read = chunks.read_rows(session, stmt)
-            assert [tuple(row) for row in read] == [tuple(row) for row in session.connection().execute(stmt)]
+            read = [tuple(row) for row in chunks.read_rows(session, stmt)]
+            assert read == [tuple(row) for row in session.connection().execute(stmt)]
             assert read
