@@ -39,3 +39,16 @@ def test_reading_every_row_selects_what_lookups_select(
     assert by_reading_all == by_lookup
     assert [m.tenant_uuid for m in manifests] == asked
     assert all(by_lookup)
+
+
+def test_rows_read_through_the_driver_are_the_rows_sqlalchemy_reads(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service)
+    statements = (
+        select(*recommendations_store._KEPT),  # the kept sums, as a push reads them
+        select(*inventory_store._TENANT_COLUMNS),  # tenants, as a delta reads them
+    )
+    with service.factory() as session:
+        for stmt in statements:
+            read = [tuple(row) for row in chunks.read_rows(session, stmt)]
+            assert read == [tuple(row) for row in session.connection().execute(stmt)]
+            assert read

@@ -13,7 +13,7 @@ from sqlalchemy import cast as sql_cast
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import CopiedApart, DriverRows, bulk_insert, bulk_update, copy_field
-from powerx_governance.db.chunks import chunks, rows_for
+from powerx_governance.db.chunks import among, chunks, rows_for
 from powerx_governance.domain import Channel, InstallState, Plan
 from powerx_governance.inventory.models import Installation, TenantManifest
 from powerx_governance.inventory.tables import InstallationRow, TenantRow
@@ -64,7 +64,9 @@ def existing_hashes(session: Session, tenant_uuids: Sequence[str] | None) -> dic
         return dict(session.connection().execute(stmt).all())
     found: dict[str, str] = {}
     for part in chunks(tenant_uuids):
-        found.update(session.connection().execute(stmt.where(TenantRow.tenant_uuid.in_(part))).all())
+        found.update(
+            session.connection().execute(stmt.where(among(session, TenantRow.tenant_uuid, part))).all()
+        )
     return found
 
 
@@ -76,7 +78,7 @@ def upsert_manifests(session: Session, manifests: Sequence[TenantManifest], now:
     new = [m for m in changed if m.tenant_uuid not in known]
     updated = [m for m in changed if m.tenant_uuid in known]
     for part in chunks([m.tenant_uuid for m in updated]):
-        session.execute(delete(InstallationRow).where(InstallationRow.tenant_uuid.in_(part)))
+        session.execute(delete(InstallationRow).where(among(session, InstallationRow.tenant_uuid, part)))
     bulk_insert(session, TenantRow, [_tenant_values(m, digests[m.tenant_uuid], now) for m in new])
     bulk_update(
         session,
@@ -88,7 +90,9 @@ def upsert_manifests(session: Session, manifests: Sequence[TenantManifest], now:
         bulk_insert(session, InstallationRow, [row for m in part for row in _installation_values(m)])
     unchanged = [m.tenant_uuid for m in manifests if known.get(m.tenant_uuid) == digests[m.tenant_uuid]]
     for part in chunks(unchanged):
-        session.execute(update(TenantRow).where(TenantRow.tenant_uuid.in_(part)).values(fetched_at=now))
+        session.execute(
+            update(TenantRow).where(among(session, TenantRow.tenant_uuid, part)).values(fetched_at=now)
+        )
     return [m.tenant_uuid for m in changed]
 
 
@@ -112,7 +116,7 @@ def load_manifests(session: Session, tenant_uuids: Sequence[str] | None = None) 
     made = Memo(_installation)
     parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     for part in parts:
-        query = stmt if part is None else stmt.where(InstallationRow.tenant_uuid.in_(part))
+        query = stmt if part is None else stmt.where(among(session, InstallationRow.tenant_uuid, part))
         for row in session.connection().execute(query):
             bucket = plugins.get(row[0])
             if bucket is not None:
@@ -195,9 +199,12 @@ def load_installations_of(
     )
     tenant_parts = [None] if tenant_uuids is None else list(chunks(list(tenant_uuids)))
     queries = [
-        stmt.where(InstallationRow.plugin_id.in_(part))
+        stmt.where(among(session, InstallationRow.plugin_id, part))
         if tenants is None
-        else stmt.where(InstallationRow.plugin_id.in_(part), InstallationRow.tenant_uuid.in_(tenants))
+        else stmt.where(
+            among(session, InstallationRow.plugin_id, part),
+            among(session, InstallationRow.tenant_uuid, tenants),
+        )
         for tenants in tenant_parts
         for part in chunks(list(plugin_ids))
     ]
@@ -218,7 +225,7 @@ def installed_versions(
     stmt = select(InstallationRow.tenant_uuid, InstallationRow.plugin_id, InstallationRow.version)
     for part in chunks(list(plugin_ids)):
         for uuid, plugin_id, version in session.connection().execute(
-            stmt.where(InstallationRow.plugin_id.in_(part))
+            stmt.where(among(session, InstallationRow.plugin_id, part))
         ):
             if uuid in wanted:
                 found.setdefault(uuid, {})[plugin_id] = version
@@ -230,7 +237,7 @@ def fetched_since(session: Session, tenant_uuids: Sequence[str], oldest: datetim
     found: dict[str, datetime] = {}
     stmt = select(TenantRow.tenant_uuid, TenantRow.fetched_at)
     for part in chunks(list(tenant_uuids)):
-        query = stmt.where(TenantRow.tenant_uuid.in_(part), TenantRow.fetched_at > oldest)
+        query = stmt.where(among(session, TenantRow.tenant_uuid, part), TenantRow.fetched_at > oldest)
         for uuid, fetched_at in session.execute(query):
             found[uuid] = fetched_at
     return found
@@ -244,7 +251,11 @@ def tenants_running(session: Session, plugin_ids: Sequence[str]) -> list[str]:
     """Tenants with an installation of any of these plugins."""
     found: set[str] = set()
     for part in chunks(list(plugin_ids)):
-        stmt = select(InstallationRow.tenant_uuid).where(InstallationRow.plugin_id.in_(part)).distinct()
+        stmt = (
+            select(InstallationRow.tenant_uuid)
+            .where(among(session, InstallationRow.plugin_id, part))
+            .distinct()
+        )
         found.update(session.execute(stmt).scalars())
     return sorted(found)
 
@@ -254,7 +265,9 @@ def mark_clean(session: Session, tenant_uuids: Sequence[str]) -> None:
     scan rewrote all 20,000 tenant rows (and their `dirty` index entries) on PostgreSQL."""
     for part in chunks(list(tenant_uuids)):
         session.execute(
-            update(TenantRow).where(TenantRow.tenant_uuid.in_(part), TenantRow.dirty).values(dirty=False)
+            update(TenantRow)
+            .where(among(session, TenantRow.tenant_uuid, part), TenantRow.dirty)
+            .values(dirty=False)
         )
 
 

@@ -27,7 +27,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.bulk import CopiedApart, DriverRows, Spliced, bulk_insert, bulk_update, copy_field
-from powerx_governance.db.chunks import READ_ALL_ABOVE, chunks, rows_for
+from powerx_governance.db.chunks import READ_ALL_ABOVE, among, chunks, rows_for
 from powerx_governance.db.session import before_driver_write
 from powerx_governance.domain import Action, Channel, Severity
 from powerx_governance.findings import Finding, verdict_document
@@ -260,9 +260,13 @@ def _stored(
         # (tenant, plugin) pairs of a delta: read by plugin (indexed), keep the pairs asked for
         wanted_pairs = set(scope)
         plugins = sorted({p for _, p in wanted_pairs})
-        by_plugin = [stmt.where(RecommendationRow.plugin_id.in_(part)) for part in chunks(plugins)]
+        by_plugin = [
+            stmt.where(among(session, RecommendationRow.plugin_id, part)) for part in chunks(plugins)
+        ]
         return _read(session, by_plugin, wanted_pairs.__contains__)
-    queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(scope))]
+    queries = [
+        stmt.where(among(session, RecommendationRow.tenant_uuid, part)) for part in chunks(list(scope))
+    ]
     return _read(session, queries)
 
 
@@ -436,7 +440,9 @@ class _Sums:
         inserted = [kept[uuid].row(uuid) for uuid in new]
         settle()
         for part in chunks([uuid for uuid in emptied if uuid in stored]):
-            self._session.execute(delete(TenantFindingsRow).where(TenantFindingsRow.tenant_uuid.in_(part)))
+            self._session.execute(
+                delete(TenantFindingsRow).where(among(self._session, TenantFindingsRow.tenant_uuid, part))
+            )
         if updated and self._bytea is not None:
             _update_from_lines(self._session, TenantFindingsRow, _SUMS_UPDATED, updated)()
         else:
@@ -929,7 +935,9 @@ def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, A
     present: set[str] = set()
     for part in chunks(list(wanted)):
         present.update(
-            session.execute(select(VerdictRow.fingerprint).where(VerdictRow.fingerprint.in_(part))).scalars()
+            session.execute(
+                select(VerdictRow.fingerprint).where(among(session, VerdictRow.fingerprint, part))
+            ).scalars()
         )
     rows = [
         {"fingerprint": fp, "document": doc, "created_at": now}
@@ -1607,9 +1615,11 @@ def stored_open_findings(
     they will be once restamped with it."""
     stmt = select(*_DIGESTED).where(RecommendationRow.state != RecommendationState.RESOLVED.value)
     if ids is not None:
-        queries = [stmt.where(RecommendationRow.id.in_(part)) for part in chunks(list(ids))]
+        queries = [stmt.where(among(session, RecommendationRow.id, part)) for part in chunks(list(ids))]
     elif tenants is not None:
-        queries = [stmt.where(RecommendationRow.tenant_uuid.in_(part)) for part in chunks(list(tenants))]
+        queries = [
+            stmt.where(among(session, RecommendationRow.tenant_uuid, part)) for part in chunks(list(tenants))
+        ]
     else:
         queries = [stmt]
     verdicts: dict[str, tuple[dict[str, Any], bool]] = {}
@@ -1701,7 +1711,7 @@ def non_open_states(session: Session, tenants: Sequence[str] | None) -> list[tup
         found += [
             (rec_id, state)
             for rec_id, state in session.connection().execute(
-                stmt.where(RecommendationRow.tenant_uuid.in_(part))
+                stmt.where(among(session, RecommendationRow.tenant_uuid, part))
             )
         ]
     return found

@@ -14,7 +14,7 @@ from typing import cast
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from powerx_governance.db.chunks import chunks
+from powerx_governance.db.chunks import among, chunks
 from powerx_governance.inventory.tables import TenantRow
 
 
@@ -23,7 +23,9 @@ def dirty_manifests(session: Session, tenant_uuids: Sequence[str]) -> dict[str, 
     found: dict[str, str] = {}
     stmt = select(TenantRow.tenant_uuid, TenantRow.manifest_hash).where(TenantRow.dirty)
     for part in chunks(list(tenant_uuids)):
-        found.update(session.connection().execute(stmt.where(TenantRow.tenant_uuid.in_(part))).all())
+        found.update(
+            session.connection().execute(stmt.where(among(session, TenantRow.tenant_uuid, part))).all()
+        )
     return found
 
 

@@ -1,5 +1,6 @@
 """Migrations on both stores: keys recorded before 0008 keep their uniqueness under the scope `legacy`;
-0013 leaves room in the pages of the rows a push rewrites (PostgreSQL), and goes back."""
+0013 leaves room in the pages of the rows a push rewrites, 0014 in those of the tenants a full scan
+stamps (PostgreSQL), and each goes back."""
 
 from __future__ import annotations
 
@@ -39,15 +40,18 @@ def test_keys_recorded_before_0008_stay_unique_and_match_no_new_caller(make_serv
     assert (row.idempotency_scope, row.id != legacy.id) == ("token:7", True)
 
 
-def _fillfactors(service: GovernanceService) -> dict[str, list[str] | None]:
+def _fillfactors(
+    service: GovernanceService, tables: tuple[str, ...] = ("recommendations", "tenant_findings")
+) -> dict[str, list[str] | None]:
     if service.engine.dialect.name != "postgresql":
         return {}
     with service.engine.connect() as connection:
         rows = connection.execute(
             text(
                 "SELECT relname, reloptions FROM pg_class WHERE relnamespace = current_schema()::regnamespace"
-                " AND relname IN ('recommendations', 'tenant_findings')"
-            )
+                " AND relname = ANY(:tables)"
+            ),
+            {"tables": list(tables)},
         )
         return {str(name): options for name, options in rows}
 
@@ -68,3 +72,24 @@ def test_0013_sets_the_fillfactor_of_the_rows_a_push_rewrites_and_resets_it(
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
     assert _fillfactors(service) == (room if postgresql else {})
+
+
+def test_0014_sets_the_fillfactor_of_the_tenants_a_full_scan_stamps_and_resets_it(
+    make_service: ServiceFactory,
+) -> None:
+    service = make_service(POWERX_WORKER="0")
+    postgresql = service.engine.dialect.name == "postgresql"
+    room = {"tenants": ["fillfactor=50"]} if postgresql else {}
+    assert _fillfactors(service, ("tenants",)) == room
+    config = _config(service.engine)
+    with service.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0013")
+    assert _fillfactors(service, ("tenants",)) == ({"tenants": None} if postgresql else {})
+    assert _fillfactors(service) == (
+        {"recommendations": ["fillfactor=85"], "tenant_findings": ["fillfactor=50"]} if postgresql else {}
+    )
+    with service.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+    assert _fillfactors(service, ("tenants",)) == room
