@@ -528,3 +528,38 @@ def test_new_manifests_are_stored_as_upserted_ones_even_when_a_tenant_comes_agai
     assert len(found["upsert"]["installations"]) > 100
     assert found["insert"] == found["upsert"]
     assert found["insert apart"] == found["upsert"]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_first_ingest_leaves_the_tables_it_filled_analysed(
+    backend: Backend, tmp_path: Path, request: pytest.FixtureRequest, fleet: SyntheticSet
+) -> None:
+    with (
+        provisioned_database(backend, tmp_path, postgres_getter(request)) as url,
+        built_services(url, tmp_path) as build,
+    ):
+        service = build(
+            POWERX_WORKER="0",
+            POWERX_TENANT_SOURCE=str(fleet.manifests),
+            POWERX_CATALOG_SOURCE=str(fleet.catalog),
+        )
+        service.request_scan(ScanKind.FULL, ScanTrigger.CLI, requested_by="test")
+        service.run_pending(tasks=frozenset({SCAN_TASK}))
+        with service.factory() as session:
+            analysed: dict[str, bool] = dict(
+                session.execute(
+                    text(
+                        "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+                        " WHERE schemaname = current_schema()"
+                    )
+                ).all()
+            )
+            counted = session.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = 'recommendations'::regclass")
+            ).scalar_one()
+            stored = session.execute(text("SELECT count(*) FROM recommendations")).scalar_one()
+    assert {table: analysed.get(table) for table in first_ingest.ANALYSED} == dict.fromkeys(
+        first_ingest.ANALYSED, True
+    )
+    assert stored > 100
+    assert counted == stored  # the planner knows the table's size (-1: never analysed)

@@ -378,3 +378,16 @@ def postgresql_foreign_keys_checked_after(session: Session, tables: Sequence[str
     yield
     for table, name, definition in found:
         connection.exec_driver_sql(f'ALTER TABLE "{table}" ADD CONSTRAINT "{name}" {definition}')
+
+
+def analyse_after_bulk_load(factory: sessionmaker[Session], tables: Sequence[str]) -> None:
+    """PostgreSQL: `ANALYZE` `tables` after a bulk load committed (PostgreSQL's own advice after
+    populating a database): until autovacuum gets round to them (never, where it is off), the
+    planner guesses their sizes, and the next scans' joins of hundreds of thousands of rows were
+    planned for a few pages (a push's hash join of the kept sums spilled to disk). SQLite: nothing
+    (its planner keeps to its defaults unless statistics were gathered before)."""
+    with factory() as session:
+        if session.get_bind().dialect.name != "postgresql":
+            return
+        session.execute(text("ANALYZE " + ", ".join(f'"{table}"' for table in tables)))
+        session.commit()

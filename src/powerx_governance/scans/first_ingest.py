@@ -34,6 +34,7 @@ from powerx_governance.catalog import store as catalog_store
 from powerx_governance.db.bulk import CopiedApart
 from powerx_governance.db.chunks import chunks
 from powerx_governance.db.session import (
+    analyse_after_bulk_load,
     indexes_built_after,
     postgresql_foreign_keys_checked_after,
     sqlite_page_cache,
@@ -67,6 +68,8 @@ FILLED: Final = (
     "notification_entries",
     "notification_deliveries",
 )
+# Analysed once the ingest committed (PostgreSQL): what it filled, and the other tables it wrote.
+ANALYSED: Final = (*FILLED, "tenants", "tenant_findings", "verdicts")
 BATCH: Final = 1000  # tenants read and evaluated at a time
 WRITE_EVERY: Final = 20_000  # findings written at a time
 # SQLite's page cache during the ingest. 256 MiB while its indexes were kept up row by row (they
@@ -235,4 +238,6 @@ def run_first_ingest(
         timer.lap("persist")
         run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("hooks")
+    analyse_after_bulk_load(runtime.factory, ANALYSED)
+    timer.lap("analyse")
     return Outcome(intake.result, policy, changes, timer.timings, intake.unscanned)
