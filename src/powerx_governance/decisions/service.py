@@ -28,7 +28,12 @@ from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
-from powerx_governance.notifications.service import DecisionNotice, NotificationRuntime, notify_decisions
+from powerx_governance.notifications.service import (
+    DecisionNotice,
+    NotificationRuntime,
+    RecommendationAbout,
+    notify_decisions,
+)
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
@@ -346,12 +351,13 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
             t.row.target_version,
             t.row.scheduled_for,
             t.row.until,
+            RecommendationAbout(t.rec.tenant_uuid, Severity(t.rec.risk_level), t.verdict.get("notification")),
         )
         for t in taken
     ]
     notify_decisions(session, runtime, notices, now)
     # the audit chain lock is held from here to the commit, so keep that stretch short
-    record_many(session, [t.audit_event() for t in taken], now)
+    record_many(session, [t.audit_event() for t in taken], now, drawn_ids=True)  # made here: fresh ids
     record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order
 
 
