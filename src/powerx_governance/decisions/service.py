@@ -251,18 +251,28 @@ def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
     standing: set[int] = set()
     for part in chunks(ids):
         stmt = (
-            select(RecommendationRow, VerdictRow.document)
+            select(RecommendationRow, VerdictRow.document, _STANDING)
             .join(VerdictRow)
             .where(RecommendationRow.id.in_(part))
             .order_by(RecommendationRow.id)
             .with_for_update(of=RecommendationRow)
         )
-        loaded.update({rec.id: (rec, document) for rec, document in session.execute(stmt)})
-        active = select(DecisionRow.recommendation_id).where(
-            DecisionRow.recommendation_id.in_(part), DecisionRow.state == DecisionState.ACTIVE.value
-        )
-        standing.update(session.execute(active).scalars())
+        for rec, document, active in session.execute(stmt):
+            loaded[rec.id] = (rec, document)
+            if active:
+                standing.add(rec.id)
     return Batch(loaded, standing)
+
+
+# whether a recommendation has an active decision, read with it (one statement, not two)
+_STANDING: Final = (
+    select(DecisionRow.id)
+    .where(
+        DecisionRow.recommendation_id == RecommendationRow.id, DecisionRow.state == DecisionState.ACTIVE.value
+    )
+    .exists()
+    .label("standing")
+)
 
 
 def decide(
