@@ -40,7 +40,7 @@ def test_a_failed_read_fails_its_batch_only() -> None:
     async def callers() -> tuple[list[str | BaseException | None], str | None]:
         reads = ReadTogether(store.read)
         first = await asyncio.gather(reads.get(7), reads.get(8), return_exceptions=True)
-        return first, await reads.get(8)
+        return list(first), await reads.get(8)
 
     first, later = asyncio.run(callers())
     assert [type(answer) for answer in first] == [RuntimeError, RuntimeError]
