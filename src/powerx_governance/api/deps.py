@@ -59,10 +59,12 @@ class Caller:
     flags: Mapping[Flag, bool]
 
 
-async def caller(request: Request, svc: ServiceDep) -> Caller:
+async def caller(request: Request) -> Caller:
     """The bearer token's principal and, for the routes `GovernanceOn` guards, the flags; read with
     the tokens of the requests of the same moment (`api.authentication`: one worker-thread hop for
-    them all, not one each)."""
+    them all, not one each). The service is taken from the app as `service` takes it: every level of
+    dependencies costs FastAPI a solving pass per request."""
+    svc = cast("GovernanceService", request.app.state.service)
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -102,16 +104,12 @@ def _paused_with_governance(request: Request) -> bool:
     return any(getattr(d, "dependency", None) is governance_on for d in getattr(route, "dependencies", ()))
 
 
-async def principal(found: Annotated[Caller, Depends(caller)]) -> Principal:
-    """The authenticated caller (async: `caller` did the I/O, so no worker thread is needed)."""
-    return found.who
-
-
 def require(*roles: Role) -> Callable[..., Awaitable[Principal]]:
-    """A dependency admitting only `roles`; others get 403 (and are logged). Async: it does no I/O,
-    so FastAPI runs it without handing it to a worker thread."""
+    """A dependency admitting only `roles`; others get 403 (and are logged). Async: it does no I/O
+    (`caller` did), so FastAPI runs it without handing it to a worker thread."""
 
-    async def check(who: Annotated[Principal, Depends(principal)], request: Request) -> Principal:
+    async def check(found: Annotated[Caller, Depends(caller)], request: Request) -> Principal:
+        who = found.who
         if who.role not in roles:
             log.warning(
                 "role refused",

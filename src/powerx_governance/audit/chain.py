@@ -205,21 +205,21 @@ class Recorded:
     created: bool
 
 
-def ingest(session: Session, events: Sequence[AuditEvent], now: datetime) -> list[Recorded]:
+def ingest(
+    session: Session, events: Sequence[AuditEvent], now: datetime, *, drawn_ids: bool = False
+) -> list[Recorded]:
     """Append events in order in the caller's transaction, idempotently by event id.
 
     An event id already recorded with the same content gives the existing record
-    (`created=False`); with different content it is an EventConflictError.
+    (`created=False`); with different content it is an EventConflictError. `drawn_ids`: the events'
+    ids were drawn just now (`AuditEvent`'s uuid4), so no record holds them and none is looked up
+    (a collision would still fail on the unique event id).
     """
     entries = [_entry(event, now) for event in events]
     if not entries:
         return []
     lock_chain(session)
-    ids = {entry.event_id for entry in entries}
-    known = {
-        row.event_id: row
-        for row in session.execute(select(AuditEventRow).where(AuditEventRow.event_id.in_(ids))).scalars()
-    }
+    known = {} if drawn_ids else _recorded(session, {entry.event_id for entry in entries})
     prev_hash = _last_hash(session)
     results: list[Recorded] = []
     fresh: list[AuditEventRow] = []
@@ -238,6 +238,12 @@ def ingest(session: Session, events: Sequence[AuditEvent], now: datetime) -> lis
     if fresh:
         _insert(session, fresh)
     return results
+
+
+def _recorded(session: Session, event_ids: set[str]) -> dict[str, AuditEventRow]:
+    """The records of these event ids, by id."""
+    found = session.execute(select(AuditEventRow).where(AuditEventRow.event_id.in_(event_ids))).scalars()
+    return {row.event_id: row for row in found}
 
 
 # The batch in one statement: the ORM's unit of work sent one INSERT per row (SQLite cannot tell it
@@ -263,6 +269,8 @@ def record(session: Session, event: AuditEvent, now: datetime) -> AuditEventRow:
     return ingest(session, [event], now)[0].row
 
 
-def record_many(session: Session, events: Sequence[AuditEvent], now: datetime) -> list[AuditEventRow]:
-    """Append a batch under one chain lock, chained in the given order."""
-    return [recorded.row for recorded in ingest(session, events, now)]
+def record_many(
+    session: Session, events: Sequence[AuditEvent], now: datetime, *, drawn_ids: bool = False
+) -> list[AuditEventRow]:
+    """Append a batch under one chain lock, chained in the given order (`drawn_ids`: see `ingest`)."""
+    return [recorded.row for recorded in ingest(session, events, now, drawn_ids=drawn_ids)]

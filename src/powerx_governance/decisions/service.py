@@ -28,7 +28,12 @@ from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
-from powerx_governance.notifications.service import DecisionNotice, NotificationRuntime, notify_decisions
+from powerx_governance.notifications.service import (
+    DecisionNotice,
+    NotificationRuntime,
+    RecommendationAbout,
+    notify_decisions,
+)
 from powerx_governance.recommendations.model import RecommendationState
 from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
 from powerx_governance.times import iso
@@ -246,18 +251,28 @@ def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
     standing: set[int] = set()
     for part in chunks(ids):
         stmt = (
-            select(RecommendationRow, VerdictRow.document)
+            select(RecommendationRow, VerdictRow.document, _STANDING)
             .join(VerdictRow)
             .where(RecommendationRow.id.in_(part))
             .order_by(RecommendationRow.id)
             .with_for_update(of=RecommendationRow)
         )
-        loaded.update({rec.id: (rec, document) for rec, document in session.execute(stmt)})
-        active = select(DecisionRow.recommendation_id).where(
-            DecisionRow.recommendation_id.in_(part), DecisionRow.state == DecisionState.ACTIVE.value
-        )
-        standing.update(session.execute(active).scalars())
+        for rec, document, active in session.execute(stmt):
+            loaded[rec.id] = (rec, document)
+            if active:
+                standing.add(rec.id)
     return Batch(loaded, standing)
+
+
+# whether a recommendation has an active decision, read with it (one statement, not two)
+_STANDING: Final = (
+    select(DecisionRow.id)
+    .where(
+        DecisionRow.recommendation_id == RecommendationRow.id, DecisionRow.state == DecisionState.ACTIVE.value
+    )
+    .exists()
+    .label("standing")
+)
 
 
 def decide(
@@ -346,12 +361,13 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
             t.row.target_version,
             t.row.scheduled_for,
             t.row.until,
+            RecommendationAbout(t.rec.tenant_uuid, Severity(t.rec.risk_level), t.verdict.get("notification")),
         )
         for t in taken
     ]
     notify_decisions(session, runtime, notices, now)
     # the audit chain lock is held from here to the commit, so keep that stretch short
-    record_many(session, [t.audit_event() for t in taken], now)
+    record_many(session, [t.audit_event() for t in taken], now, drawn_ids=True)  # made here: fresh ids
     record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order
 
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -155,9 +155,18 @@ def _about_event(
     return record_events(session, runtime, [event], now) == 1
 
 
+class RecommendationAbout(NamedTuple):
+    """Who a recommendation's events are for: its tenant, risk and notification route."""
+
+    tenant_uuid: str
+    risk: Severity
+    route: str | None
+
+
 @dataclass(frozen=True, slots=True)
 class DecisionNotice:
-    """An admin decision (upgrade, schedule, ignore) to announce."""
+    """An admin decision (upgrade, schedule, ignore) to announce; `about`: its recommendation's tenant,
+    risk and route when the caller read them already (`notify_decisions` reads the others)."""
 
     decision_id: int
     recommendation_id: int
@@ -167,6 +176,26 @@ class DecisionNotice:
     target_version: str | None = None
     scheduled_for: datetime | None = None
     until: datetime | None = None
+    about: RecommendationAbout | None = None
+
+
+def _abouts(session: Session, rec_ids: Collection[int]) -> dict[int, RecommendationAbout]:
+    """`RecommendationAbout` of each of these recommendations; LookupError when one is missing."""
+    if not rec_ids:
+        return {}
+    rows = session.execute(
+        select(RecommendationRow.id, RecommendationRow.tenant_uuid, RecommendationRow.risk_level).where(
+            RecommendationRow.id.in_(rec_ids)
+        )
+    ).all()
+    missing = set(rec_ids) - {rec_id for rec_id, _, _ in rows}
+    if missing:
+        raise LookupError(f"no recommendation {min(missing)}")
+    routes = _routes_of(session, list(rec_ids))
+    return {
+        rec_id: RecommendationAbout(tenant, Severity(risk), routes.get(rec_id))
+        for rec_id, tenant, risk in rows
+    }
 
 
 def notify_decisions(
@@ -174,32 +203,21 @@ def notify_decisions(
 ) -> int:
     """Announce decisions taken together (one transaction) with a few statements; how many were new.
 
-    Each decision still gets its own event and message, deduped on `decision:{id}`."""
+    Each decision still gets its own event and message, deduped on `decision:{id}`; what its
+    recommendation is about is read for the notices that do not carry it (`DecisionNotice.about`)."""
     if not notices:
         return 0
-    rec_ids = [n.recommendation_id for n in notices]
-    recs = {
-        rec_id: (tenant, Severity(risk))
-        for rec_id, tenant, risk in session.execute(
-            select(RecommendationRow.id, RecommendationRow.tenant_uuid, RecommendationRow.risk_level).where(
-                RecommendationRow.id.in_(set(rec_ids))
-            )
-        )
-    }
-    missing = set(rec_ids) - recs.keys()
-    if missing:
-        raise LookupError(f"no recommendation {min(missing)}")
-    routes = _routes_of(session, rec_ids)
+    read = _abouts(session, {n.recommendation_id for n in notices if n.about is None})
     events = [
         NewEvent(
             f"decision:{n.decision_id}",
             EventKind.DECISION,
-            recs[n.recommendation_id][1],
+            (about := n.about or read[n.recommendation_id]).risk,
             now,
-            recs[n.recommendation_id][0],
+            about.tenant_uuid,
             n.recommendation_id,
             None,
-            routes.get(n.recommendation_id),
+            about.route,
             {
                 "decision_id": n.decision_id,
                 "decision": n.decision,

@@ -29,6 +29,7 @@ change hook and `notify_*`), `digests`, `compose`, `deliver` (the worker's steps
 
 from powerx_governance.notifications.announce import (
     DecisionNotice,
+    RecommendationAbout,
     notify_alert,
     notify_decision,
     notify_decisions,
@@ -65,6 +66,7 @@ __all__ = [
     "NewEvent",
     "NotificationRuntime",
     "PreparedDelivery",
+    "RecommendationAbout",
     "console_cards",
     "dead_letters",
     "delivery_counts",

@@ -189,32 +189,45 @@ def list_recommendations(
 
 def get_recommendation(session: Session, rec_id: int) -> dict[str, Any] | None:
     """One recommendation with its revision history; None when there is none with this id."""
-    found = session.execute(
-        select(RecommendationRow, VerdictRow.document).join(VerdictRow).where(RecommendationRow.id == rec_id)
-    ).first()
-    if found is None:
-        return None
-    row, doc = found
-    revisions = session.execute(
-        select(RecommendationRevisionRow)
-        .where(RecommendationRevisionRow.recommendation_id == rec_id)
-        .order_by(RecommendationRevisionRow.revision)
-    ).scalars()
-    history = [
-        {
-            "revision": r.revision,
-            "change": r.change,
-            "state": r.state,
-            "target_version": r.target_version,
-            "risk_level": r.risk_level,
-            "priority": r.priority,
-            "action": r.action,
-            "scan_id": r.scan_id,
-            "created_at": iso(r.created_at),
-        }
-        for r in revisions
-    ]
-    return {**recommendation_dict(row, doc), "history": history}
+    return get_recommendations(session, [rec_id]).get(rec_id)
+
+
+def get_recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """`get_recommendation` of several ids with two statements per 500 (those with no recommendation
+    are left out): the detail pages read at the same moment are read together."""
+    found: dict[int, dict[str, Any]] = {}
+    for part in chunks(sorted(set(rec_ids))):
+        rows = session.execute(
+            select(RecommendationRow, VerdictRow.document)
+            .join(VerdictRow)
+            .where(RecommendationRow.id.in_(part))
+        ).all()
+        histories: dict[int, list[dict[str, Any]]] = {row.id: [] for row, _ in rows}
+        revisions = session.execute(
+            select(RecommendationRevisionRow)
+            .where(RecommendationRevisionRow.recommendation_id.in_(list(histories)))
+            .order_by(RecommendationRevisionRow.recommendation_id, RecommendationRevisionRow.revision)
+        ).scalars()
+        for r in revisions:
+            histories[r.recommendation_id].append(_revision_dict(r))
+        found.update(
+            {row.id: {**recommendation_dict(row, doc), "history": histories[row.id]} for row, doc in rows}
+        )
+    return found
+
+
+def _revision_dict(r: RecommendationRevisionRow) -> dict[str, Any]:
+    return {
+        "revision": r.revision,
+        "change": r.change,
+        "state": r.state,
+        "target_version": r.target_version,
+        "risk_level": r.risk_level,
+        "priority": r.priority,
+        "action": r.action,
+        "scan_id": r.scan_id,
+        "created_at": iso(r.created_at),
+    }
 
 
 # -- past SLA -------------------------------------------------------------------------------------
