@@ -239,6 +239,7 @@ def run_first_ingest(
         timer.lap("persist")
         run_hooks(runtime, session, scan_id, changes, now)
         timer.lap("hooks")
+    timer.lap("commit")  # the indexes and keys built again, then the commit
     analyse_after_bulk_load(runtime.factory, ANALYSED)
     timer.lap("analyse")
     return Outcome(intake.result, policy, changes, timer.timings, intake.unscanned)
