@@ -25,8 +25,8 @@ from powerx_governance.notifications.tables import (
 )
 from powerx_governance.notifications.templates import finding_context, message_context
 from powerx_governance.recommendations.model import RecommendationState
-from powerx_governance.recommendations.queries import recommendation_dict
-from powerx_governance.recommendations.tables import RecommendationRow, VerdictRow
+from powerx_governance.recommendations.queries import recommendation_dicts
+from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.times import iso
 
 _SILENCED: Final = frozenset({RecommendationState.RESOLVED.value, RecommendationState.IGNORED.value})
@@ -45,18 +45,6 @@ def _events_of(session: Session, delivery_ids: Sequence[str]) -> dict[str, list[
         )
         for delivery_id, event in session.execute(stmt):
             found.setdefault(str(delivery_id), []).append(event)
-    return found
-
-
-def _recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
-    found: dict[int, dict[str, Any]] = {}
-    for part in chunks(sorted(set(rec_ids))):
-        rows = session.execute(
-            select(RecommendationRow, VerdictRow.document)
-            .join(VerdictRow)
-            .where(RecommendationRow.id.in_(part))
-        ).all()
-        found.update({row.id: recommendation_dict(row, doc) for row, doc in rows})
     return found
 
 
@@ -79,7 +67,7 @@ def read_sources(session: Session, deliveries: Sequence[NotificationDeliveryRow]
     rec_ids = [
         e.recommendation_id for found in events.values() for e in found if e.recommendation_id is not None
     ]
-    recs = _recommendations(session, rec_ids)
+    recs = recommendation_dicts(session, rec_ids)
     names = plugin_names(session, (r["plugin_id"] for r in recs.values()))
     tenants = tenant_impacts(session, {d.tenant_uuid for d in deliveries if d.tenant_uuid is not None})
     return Sources(events, recs, names, tenants)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -192,16 +192,32 @@ def get_recommendation(session: Session, rec_id: int) -> dict[str, Any] | None:
     return get_recommendations(session, [rec_id]).get(rec_id)
 
 
+def _with_verdicts(session: Session, rec_ids: Sequence[int]) -> Iterator[list[Any]]:
+    """The recommendations of these ids with their verdict documents, a chunk of ids at a time."""
+    for part in chunks(sorted(set(rec_ids))):
+        yield list(
+            session.execute(
+                select(RecommendationRow, VerdictRow.document)
+                .join(VerdictRow)
+                .where(RecommendationRow.id.in_(part))
+            ).all()
+        )
+
+
+def recommendation_dicts(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """`recommendation_dict` of each of these ids that has a recommendation (no history)."""
+    return {
+        row.id: recommendation_dict(row, doc)
+        for rows in _with_verdicts(session, rec_ids)
+        for row, doc in rows
+    }
+
+
 def get_recommendations(session: Session, rec_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
     """`get_recommendation` of several ids with two statements per 500 (those with no recommendation
     are left out): the detail pages read at the same moment are read together."""
     found: dict[int, dict[str, Any]] = {}
-    for part in chunks(sorted(set(rec_ids))):
-        rows = session.execute(
-            select(RecommendationRow, VerdictRow.document)
-            .join(VerdictRow)
-            .where(RecommendationRow.id.in_(part))
-        ).all()
+    for rows in _with_verdicts(session, rec_ids):
         histories: dict[int, list[dict[str, Any]]] = {row.id: [] for row, _ in rows}
         revisions = session.execute(
             select(RecommendationRevisionRow)
