@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import IntEnum
@@ -33,6 +33,19 @@ if TYPE_CHECKING:  # type names only: declaring components must not load SQLAlch
 T = TypeVar("T")
 Task = Callable[[dict[str, Any]], None]
 """A job function: runs one job's payload (in-process, or on a queue worker at scale)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Mergeable:
+    """Jobs of a task that a worker may run as one when several wait: `merge` joins their payloads
+    (the task then runs once for all of them), `size` weighs a payload, and the jobs run together
+    weigh at most `most` (a job heavier than that runs alone, as it always may)."""
+
+    merge: Callable[[Sequence[dict[str, Any]]], dict[str, Any]]
+    size: Callable[[dict[str, Any]], int]
+    most: int
+
+
 Periodic = Callable[["GovernanceService"], None]
 """A follow-up run on every scheduler tick; idempotent per period across instances."""
 ChangeHook = Callable[["Session", Any, datetime, datetime], None]
@@ -87,6 +100,8 @@ class Contribution:
     periodic: tuple[Periodic, ...] = ()
     # run even while the governance flag is off (audit shipping): the rest waits for the flag
     always_on_tasks: frozenset[str] = frozenset()
+    # tasks whose waiting jobs may run as one (a burst of decisions queues a small delivery job each)
+    mergeable: Mapping[str, Mergeable] = field(default_factory=dict)
     always_on_periodic: tuple[Periodic, ...] = ()
     change_hook: ChangeHook | None = None
     change_stage: ChangeStage = ChangeStage.PUBLISH

@@ -42,6 +42,7 @@ from powerx_governance.kernel import (
     ComponentError,
     Install,
     InstallContext,
+    Mergeable,
     Periodic,
     Task,
     resolve,
@@ -115,6 +116,7 @@ class Installed:
     tasks: Mapping[str, Task]
     periodic: tuple[Periodic, ...]
     always_on_tasks: frozenset[str]  # run even while governance is off (audit shipping)
+    mergeable: Mapping[str, Mergeable]  # tasks whose waiting jobs may run as one
     always_on_periodic: tuple[Periodic, ...]
     change_hooks: tuple[ChangeHook, ...]  # by stage, then component order
     collaborators: Collaborators
@@ -129,6 +131,7 @@ def install_components(service: GovernanceService, components: tuple[Component, 
     tasks: dict[str, Task] = {}
     periodic: list[Periodic] = []
     always_on_tasks: set[str] = set()
+    mergeable: dict[str, Mergeable] = {}
     always_on_periodic: list[Periodic] = []
     hooks: list[tuple[ChangeStage, int, ChangeHook]] = []
     for position, component in enumerate(components):
@@ -146,6 +149,10 @@ def install_components(service: GovernanceService, components: tuple[Component, 
             tasks[task] = run
         periodic.extend(made.periodic)
         always_on_tasks |= made.always_on_tasks
+        for task, how in made.mergeable.items():
+            if task not in made.tasks:
+                raise ComponentError(f"component {component.name!r} merges task {task!r} it has not")
+            mergeable[task] = how
         always_on_periodic.extend(made.always_on_periodic)
         if made.change_hook is not None:
             hooks.append((made.change_stage, position, made.change_hook))
@@ -154,6 +161,7 @@ def install_components(service: GovernanceService, components: tuple[Component, 
         tasks=tasks,
         periodic=tuple(periodic),
         always_on_tasks=frozenset(always_on_tasks),
+        mergeable=mergeable,
         always_on_periodic=tuple(always_on_periodic),
         change_hooks=tuple(hook for _, _, hook in sorted(hooks, key=lambda h: (h[0], h[1]))),
         collaborators=collaborators,
@@ -298,6 +306,7 @@ class GovernanceService:
         handlers = Handlers(
             tasks=self.installed.tasks,
             runnable=self._runnable,
+            mergeable=self.installed.mergeable,
             tick=self.schedule_tick,
             postponed=(ScanBusyError,),
         )

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
-from powerx_governance.kernel import Task
+from powerx_governance.kernel import Mergeable, Task
 
 
 class QueueBackend(StrEnum):
@@ -75,6 +75,7 @@ class Handlers:
     runnable: Callable[[], frozenset[str] | None]  # tasks allowed now (None: all); the flag holds the rest
     tick: Callable[[], object]  # the scheduler tick: scheduled scans and periodic follow-ups
     postponed: tuple[type[BaseException], ...] = field(default=())  # "try again shortly", not a failure
+    mergeable: Mapping[str, Mergeable] = field(default_factory=dict)  # waiting jobs that may run as one
 
 
 class JobQueue(Protocol):

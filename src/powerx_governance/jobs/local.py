@@ -28,6 +28,16 @@ def _fail(session: Session, job: queue.ClaimedJob, error: str, now: datetime) ->
     queue.fail(session, job, error, now)
 
 
+def _for_each(jobs: list[queue.ClaimedJob], record: Callable[[Session, queue.ClaimedJob], None]) -> Outcome:
+    """The outcome that records `record` of each of the jobs that ran together."""
+
+    def outcome(session: Session) -> None:
+        for job in jobs:
+            record(session, job)
+
+    return outcome
+
+
 def dead_letter(row: JobRow) -> DeadLetter:
     return DeadLetter(
         row.id, row.task, row.idempotency_key, row.payload, row.attempts, row.last_error, row.finished_at
@@ -54,25 +64,40 @@ class LocalQueue:
             with transaction(self.factory) as session:
                 if outcome is not None:
                     outcome(session)
-                job = queue.claim(session, self.worker_name, self.clock(), tasks) if ran < limit else None
-            if job is None:
+                jobs = self._claim(session, tasks) if ran < limit else []
+            if not jobs:
                 return ran
-            outcome = self._run(job)
-            ran += 1
+            outcome = self._run(jobs)
+            ran += len(jobs)
 
-    def _run(self, job: queue.ClaimedJob) -> Outcome:
-        """Run the job; what to record of it (done, failed or postponed), in the caller's transaction."""
+    def _claim(self, session: Session, tasks: frozenset[str] | None) -> list[queue.ClaimedJob]:
+        """The oldest due job, and the waiting jobs of its task that run as one with it (`Mergeable`)."""
+        now = self.clock()
+        job = queue.claim(session, self.worker_name, now, tasks)
+        if job is None:
+            return []
+        merge = self.handlers.mergeable.get(job.task)
+        if merge is None:
+            return [job]
+        return [job, *queue.claim_alike(session, self.worker_name, now, job, merge)]
+
+    def _run(self, jobs: list[queue.ClaimedJob]) -> Outcome:
+        """Run the jobs, one task run for them all; what to record of each (done, failed or
+        postponed: together, as they ran), in the caller's transaction."""
+        first = jobs[0]
+        merge = self.handlers.mergeable.get(first.task)
+        payload = merge.merge([job.payload for job in jobs]) if merge and len(jobs) > 1 else first.payload
         try:
-            self.handlers.tasks[job.task](job.payload)
+            self.handlers.tasks[first.task](payload)
         except self.handlers.postponed:
             until = self.clock() + POSTPONE  # e.g. another scan runs: try again in a moment
-            return lambda session: queue.postpone(session, job, until)
+            return _for_each(jobs, lambda session, job: queue.postpone(session, job, until))
         except Exception as exc:  # a failing job must not kill the worker; it is retried
-            log.exception("job failed", extra={"job_id": job.id, "task": job.task})
+            log.exception("job failed", extra={"job_id": first.id, "task": first.task, "jobs": len(jobs)})
             error, failed_at = f"{type(exc).__name__}: {exc}", self.clock()
-            return lambda session: _fail(session, job, error, failed_at)
+            return _for_each(jobs, lambda session, job: _fail(session, job, error, failed_at))
         done_at = self.clock()
-        return lambda session: queue.complete(session, job, done_at)
+        return _for_each(jobs, lambda session, job: queue.complete(session, job, done_at))
 
     def stats(self) -> QueueStats:
         now = self.clock()

@@ -29,6 +29,7 @@ from powerx_governance.db.chunks import chunks
 from powerx_governance.db.rows import rowcount
 from powerx_governance.jobs.model import JobRunner, JobStatus
 from powerx_governance.jobs.tables import JobRow
+from powerx_governance.kernel import Mergeable
 
 STALE_AFTER = timedelta(minutes=10)  # a running job whose worker died is picked up again
 
@@ -255,6 +256,50 @@ def claim(
         if taken is not None:
             return ClaimedJob(*taken)
     return None
+
+
+_ALIKE_LOOK: Final = 64  # waiting jobs looked at for one merged run
+_ALIKE: Final = (
+    select(JobRow.id, JobRow.payload)
+    .where(_DUE_NOW, JobRow.task == bindparam("task"), JobRow.id != bindparam("job_id"))
+    .order_by(JobRow.run_after, JobRow.id)
+    .limit(_ALIKE_LOOK)
+)
+_TAKE_ALIKE: Final = (
+    update(JobRow)
+    .where(JobRow.id.in_(bindparam("job_ids", expanding=True)), _DUE_NOW)
+    .values(
+        status=JobStatus.RUNNING.value,
+        locked_by=bindparam("worker"),
+        locked_at=bindparam("now"),
+        attempts=JobRow.attempts + 1,
+    )
+    .returning(JobRow.id, JobRow.task, JobRow.payload, JobRow.attempts, JobRow.max_attempts)
+)
+
+
+def claim_alike(
+    session: Session, worker: str, now: datetime, job: ClaimedJob, merge: Mergeable
+) -> list[ClaimedJob]:
+    """More due jobs of `job`'s task to run as one with it, oldest first, while their payloads and
+    its own weigh at most `merge.most` (`Mergeable`); taken as `claim` takes one (a conditional
+    update: a job another worker took meanwhile is left out). Empty when none fits."""
+    room = merge.most - merge.size(job.payload)
+    if room <= 0:
+        return []
+    connection = session.connection()
+    wanted: list[int] = []
+    for job_id, payload in connection.execute(_ALIKE, {"now": now, "task": job.task, "job_id": job.id}):
+        weight = merge.size(payload)
+        if weight > room:
+            break  # oldest first: a job that does not fit waits for the next run, the ones after it too
+        wanted.append(job_id)
+        room -= weight
+    if not wanted:
+        return []
+    order = {job_id: position for position, job_id in enumerate(wanted)}
+    taken = connection.execute(_TAKE_ALIKE, {"job_ids": wanted, "worker": worker, "now": now})
+    return sorted((ClaimedJob(*row) for row in taken), key=lambda claimed: order[claimed.id])
 
 
 def start_deferred(session: Session, job_id: int, worker: str, now: datetime) -> ClaimedJob | None:

@@ -31,14 +31,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 import jinja2
 from sqlalchemy.orm import Session
 
 from powerx_governance.db.session import transaction
 from powerx_governance.jobs import queue
-from powerx_governance.kernel import ChangeStage, Contribution, InstallContext
+from powerx_governance.kernel import ChangeStage, Contribution, InstallContext, Mergeable
 from powerx_governance.notifications.channels.console import ConsoleChannel
 from powerx_governance.notifications.channels.interface import (
     Channel,
@@ -60,6 +60,7 @@ from powerx_governance.notifications.config import (
 from powerx_governance.notifications.model import MessageKind
 from powerx_governance.notifications.routes_file import load_routes
 from powerx_governance.notifications.service import (
+    BATCH_MOST,
     DELIVER_BATCH_TASK,
     DELIVER_TASK,
     DIGEST_TASK,
@@ -250,6 +251,18 @@ class Notifier:
                 queue.enqueue(session, DIGEST_TASK, {"slot": slot}, key=f"notify:digest:{slot}", now=now)
 
 
+def _merged_batches(payloads: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    return {"delivery_ids": [i for payload in payloads for i in payload["delivery_ids"]]}
+
+
+# Batch jobs waiting together run as one, up to a batch's most deliveries: a burst of decisions
+# queues a job of a card or two per commit, and each job's reads and transactions cost more than
+# its cards.
+BATCHES_MERGE: Final = Mergeable(
+    merge=_merged_batches, size=lambda payload: len(payload["delivery_ids"]), most=BATCH_MOST
+)
+
+
 def install(ctx: InstallContext) -> Contribution:
     """The delivery and digest tasks, the digest tick, the change hook; offers the runtime to others."""
     runtime: NotificationRuntime = ctx.settings
@@ -260,6 +273,7 @@ def install(ctx: InstallContext) -> Contribution:
             DELIVER_BATCH_TASK: notifier.deliver_batch,
             DIGEST_TASK: notifier.digest,
         },
+        mergeable={DELIVER_BATCH_TASK: BATCHES_MERGE},
         periodic=(notifier.tick,),
         change_hook=partial(on_recommendation_changes, runtime),
         change_stage=ChangeStage.ANNOUNCE,

@@ -33,7 +33,7 @@ from powerx_governance.notifications.tables import (
 
 DELIVER_TASK: Final = "notify_deliver"
 DELIVER_BATCH_TASK: Final = "notify_deliver_batch"
-_BATCH_MOST: Final = 200  # console deliveries whose first attempts share a job
+BATCH_MOST: Final = 200  # console deliveries whose first attempts share a job
 _BATCHES: Final[PerTransaction[dict[tuple[str, str | None, str], str]]] = PerTransaction(dict)
 _JOB_ATTEMPTS: Final = 3  # queue-level retries cover crashes and database errors, not channel errors
 
@@ -285,12 +285,12 @@ def _batch_job(delivery_ids: Sequence[str]) -> queue.NewJob:
 
 def _first_attempts(deliveries: Sequence[dict[str, Any]]) -> list[queue.NewJob]:
     """The jobs of new deliveries' first attempts: console deliveries (cards in the store, no
-    network) share a job per `_BATCH_MOST`; every other delivery has its own, so a slow receiver
+    network) share a job per `BATCH_MOST`; every other delivery has its own, so a slow receiver
     holds up its own messages only."""
     console = ChannelType.CONSOLE.value
     jobs = [_delivery_job(row["id"], 1) for row in deliveries if row["channel"] != console]
     local = [row["id"] for row in deliveries if row["channel"] == console]
-    return jobs + [_batch_job(part) for part in chunks(local, _BATCH_MOST)]
+    return jobs + [_batch_job(part) for part in chunks(local, BATCH_MOST)]
 
 
 def enqueue_delivery(

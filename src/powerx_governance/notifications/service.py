@@ -47,6 +47,7 @@ from powerx_governance.notifications.deliver import (
 )
 from powerx_governance.notifications.digests import DIGEST_TASK, digests_due, flush_digests
 from powerx_governance.notifications.outbox import (
+    BATCH_MOST,
     DELIVER_BATCH_TASK,
     DELIVER_TASK,
     NewEvent,
@@ -59,6 +60,7 @@ from powerx_governance.notifications.queries import console_cards, dead_letters,
 from powerx_governance.notifications.runtime import NotificationRuntime
 
 __all__ = [
+    "BATCH_MOST",
     "DELIVER_BATCH_TASK",
     "DELIVER_TASK",
     "DIGEST_TASK",

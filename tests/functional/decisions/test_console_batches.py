@@ -4,6 +4,7 @@ each card stored once, a transient failure retried for its own delivery only, a 
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,10 @@ from powerx_governance.db.session import transaction
 from powerx_governance.decisions.group_commit import decide_together
 from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest
+from powerx_governance.jobs import queue
+from powerx_governance.jobs.local import LocalQueue
 from powerx_governance.jobs.tables import JobRow
+from powerx_governance.kernel import Task
 from powerx_governance.notifications.channels.console import ConsoleChannel
 from powerx_governance.notifications.channels.interface import (
     OutboundMessage,
@@ -23,7 +27,7 @@ from powerx_governance.notifications.channels.interface import (
 )
 from powerx_governance.notifications.config import DEFAULT_TEMPLATES, ChannelType
 from powerx_governance.notifications.deliver import mark_delivered, prepare_deliveries
-from powerx_governance.notifications.jobs import Notifier
+from powerx_governance.notifications.jobs import BATCHES_MERGE, Notifier
 from powerx_governance.notifications.service import DELIVER_BATCH_TASK, DELIVER_TASK
 from powerx_governance.notifications.tables import ConsoleCardRow, NotificationDeliveryRow
 from powerx_governance.service import GovernanceService
@@ -198,3 +202,125 @@ def test_successes_are_recorded_together_each_once_with_its_reference(make_servi
     assert {row[0]: tuple(row[1:]) for row in rows} == {
         p.delivery_id: ("delivered", 1, ref) for p, ref in receipts
     }
+
+
+def _decide_in_commits(service: GovernanceService, tenants: int = 5) -> dict[str, int]:
+    """One decision on the first upgradeable recommendation of each of a few tenants, each in its
+    own commit (a batch job each, as a burst of lone decisions leaves): {tenant: rec}."""
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    firsts: dict[str, tuple[int, int]] = {}
+    for rec_id, revision, tenant in _upgradeable(service):
+        firsts.setdefault(tenant, (rec_id, revision))
+    assert len(firsts) >= tenants
+    firsts = dict(list(firsts.items())[:tenants])
+    for rec, rev in firsts.values():
+        request = (DecisionRequest(rec, rev, DecisionKind.UPGRADE), who)
+        (answer,) = decide_together(service.factory, service.notifications, service.clock(), [request])
+        assert not isinstance(answer, Exception)
+    return {tenant: rec for tenant, (rec, _) in firsts.items()}
+
+
+class CountedTask:
+    """A task as installed, counting its runs and the payloads it got; fails its first `failing` runs."""
+
+    def __init__(self, task: Task, failing: int = 0) -> None:
+        self.task, self.failing, self.payloads = task, failing, list[dict[str, Any]]()
+
+    def __call__(self, payload: dict[str, Any]) -> None:
+        self.payloads.append(payload)
+        if len(self.payloads) <= self.failing:
+            raise RuntimeError("store unreachable")
+        self.task(payload)
+
+
+def _counting_batches(service: GovernanceService, failing: int = 0) -> CountedTask:
+    """The service's worker runs its batch task through a counter (the same task, counted)."""
+    local = service.queue
+    assert isinstance(local, LocalQueue)
+    counted = CountedTask(local.handlers.tasks[DELIVER_BATCH_TASK], failing)
+    local.handlers = replace(local.handlers, tasks={**local.handlers.tasks, DELIVER_BATCH_TASK: counted})
+    return counted
+
+
+def test_batch_jobs_waiting_together_run_as_one(make_service: ServiceFactory) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_in_commits(service)
+    queued = _queued_deliveries(service)
+    assert [task for task, _, _ in queued] == [DELIVER_BATCH_TASK] * len(decided)  # a job per commit
+    counted = _counting_batches(service)
+    assert service.run_pending(limit=10_000) == len(decided)  # every job ran, done
+    (payload,) = counted.payloads  # in one run of the task
+    assert payload == {"delivery_ids": [i for _, job, _ in queued for i in job["delivery_ids"]]}
+    assert _decision_cards(service) == Counter((tenant, rec) for tenant, rec in decided.items())
+    assert set(_statuses(service, payload["delivery_ids"]).values()) == {("delivered", 1)}
+    with service.factory() as session:
+        ours = JobRow.idempotency_key.in_([key for _, _, key in queued])
+        jobs = session.execute(select(JobRow.status, JobRow.attempts).where(ours)).all()
+    assert Counter(jobs) == Counter({("done", 1): len(decided)})
+
+
+def test_a_merged_run_that_fails_retries_each_job_and_sends_each_card_once(
+    make_service: ServiceFactory,
+) -> None:
+    service = scanned_service(make_service)
+    decided = _decide_in_commits(service)
+    ours = JobRow.idempotency_key.in_([key for _, _, key in _queued_deliveries(service)])
+    counted = _counting_batches(service, failing=1)
+    assert service.run_pending(limit=10_000) == len(decided)  # they ran together, and failed
+    with service.factory() as session:
+        jobs = session.execute(select(JobRow.status, JobRow.attempts, JobRow.last_error).where(ours)).all()
+    assert Counter(jobs) == Counter({("queued", 1, "RuntimeError: store unreachable"): len(decided)})
+    assert not _decision_cards(service)
+    clock = service.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(600)  # past every job's backoff
+    assert service.run_pending(limit=10_000) == len(decided)
+    assert len(counted.payloads) == 2  # the retries ran together again
+    assert _decision_cards(service) == Counter((tenant, rec) for tenant, rec in decided.items())
+
+
+def test_jobs_run_together_weigh_at_most_the_merge_limit(make_service: ServiceFactory) -> None:
+    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
+    now = service.clock()
+    sizes = [2, 1, 1, 2, 1]  # deliveries per job, oldest first
+    with transaction(service.factory) as session:
+        for n, size in enumerate(sizes):
+            payload = {"delivery_ids": [f"d{n}-{i}" for i in range(size)]}
+            queue.enqueue(session, DELIVER_BATCH_TASK, payload, key=f"batch-{n}", now=now)
+    merge = replace(BATCHES_MERGE, most=4)
+    with transaction(service.factory) as session:
+        first = queue.claim(session, "w1", now, frozenset({DELIVER_BATCH_TASK}))
+        assert first is not None
+        assert first.payload == {"delivery_ids": ["d0-0", "d0-1"]}
+        alike = queue.claim_alike(session, "w1", now, first, merge)
+    # 2 + 1 + 1 fits in 4; the next (2) does not, and the one after it waits its turn too
+    assert [job.payload["delivery_ids"] for job in alike] == [["d1-0"], ["d2-0"]]
+    with transaction(service.factory) as session:
+        rest = queue.claim(session, "w2", now, frozenset({DELIVER_BATCH_TASK}))
+        assert rest is not None
+        assert rest.payload == {"delivery_ids": ["d3-0", "d3-1"]}
+        assert queue.claim_alike(session, "w2", now, rest, replace(merge, most=2)) == []  # full alone
+        (last,) = queue.claim_alike(session, "w2", now, rest, merge)
+        assert last.payload == {"delivery_ids": ["d4-0"]}
+        assert queue.claim(session, "w2", now, frozenset({DELIVER_BATCH_TASK})) is None
+
+
+def test_a_job_another_worker_took_is_not_run_again_with_others(make_service: ServiceFactory) -> None:
+    service = make_service(clock=FakeClock(), POWERX_WORKER="0")
+    now = service.clock()
+    with transaction(service.factory) as session:
+        for n in range(3):
+            payload = {"delivery_ids": [f"d{n}"]}
+            queue.enqueue(session, DELIVER_BATCH_TASK, payload, key=f"batch-{n}", now=now)
+    with transaction(service.factory) as session:
+        mine = queue.claim(session, "w1", now, frozenset({DELIVER_BATCH_TASK}))
+    with transaction(service.factory) as session:
+        theirs = queue.claim(session, "w2", now, frozenset({DELIVER_BATCH_TASK}))
+    assert mine is not None
+    assert theirs is not None
+    with transaction(service.factory) as session:
+        alike = queue.claim_alike(session, "w1", now, mine, BATCHES_MERGE)
+    assert [job.payload for job in alike] == [{"delivery_ids": ["d2"]}]
+    with service.factory() as session:
+        owners = session.execute(select(JobRow.idempotency_key, JobRow.locked_by, JobRow.attempts)).all()
+    assert sorted(owners) == [("batch-0", "w1", 1), ("batch-1", "w2", 1), ("batch-2", "w1", 1)]
