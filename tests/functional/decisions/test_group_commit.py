@@ -3,6 +3,7 @@ audit record, notification and console card; concurrent clients over HTTP get ex
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -14,10 +15,12 @@ from powerx_governance.audit.tables import AuditEventRow
 from powerx_governance.auth.model import Role
 from powerx_governance.auth.tokens import Principal, authenticate
 from powerx_governance.db.session import transaction
-from powerx_governance.decisions.group_commit import decide_together
+from powerx_governance.decisions.group_commit import GroupCommit, decide_together
 from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, StaleRevisionError
 from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.jobs.tables import JobRow
+from powerx_governance.notifications.service import DELIVER_BATCH_TASK
 from powerx_governance.notifications.tables import (
     ConsoleCardRow,
     NotificationDeliveryRow,
@@ -165,3 +168,36 @@ def test_decisions_on_one_tenant_share_a_console_delivery(make_service: ServiceF
             )
         ).all()
     assert sorted(cards) == sorted((tenant, rec_id) for rec_id, _, _ in recs)
+
+
+def test_decisions_coming_back_a_few_at_a_time_are_gathered_into_one_batch(
+    make_service: ServiceFactory,
+) -> None:
+    """After a shared batch, the next waits for as many decisions while they keep coming (each
+    within the gap of the one before), and takes what came once none comes for a gap."""
+    service = scanned_service(make_service)
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    recs = _upgradeable(service)
+    assert len(recs) >= 10
+    jobs = select(func.count()).select_from(JobRow).where(JobRow.task == DELIVER_BATCH_TASK)
+    before = _count(service, jobs)  # a delivery job per commit (the worker is off)
+
+    async def waves() -> list[int]:
+        group = GroupCommit(service.factory, service.notifications, service.clock, gather=(0.5, 30.0))
+        commits: list[int] = []
+
+        async def decide(rec: tuple[int, int, str], after: float) -> None:
+            await asyncio.sleep(after)
+            await group.decide(DecisionRequest(rec[0], rec[1], DecisionKind.UPGRADE), who)
+
+        for wave in (recs[:4], recs[4:8]):  # the second comes back one by one, 20 ms apart
+            spread = 0.0 if not commits else 0.02
+            await asyncio.gather(*(decide(rec, n * spread) for n, rec in enumerate(wave)))
+            commits.append(_count(service, jobs) - before - sum(commits))
+        await asyncio.gather(*(decide(rec, n * 0.02) for n, rec in enumerate(recs[8:10])))
+        commits.append(_count(service, jobs) - before - sum(commits))  # 2 of 4, then none came
+        return commits
+
+    assert asyncio.run(waves()) == [1, 1, 1]
+    decided = select(func.count()).select_from(DecisionRow)
+    assert _count(service, decided) == 10
