@@ -4,10 +4,12 @@ audit record, notification and console card; concurrent clients over HTTP get ex
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 from sqlalchemy import func, select
 
 from powerx_governance.audit.service import verify
@@ -201,3 +203,36 @@ def test_decisions_coming_back_a_few_at_a_time_are_gathered_into_one_batch(
     assert asyncio.run(waves()) == [1, 1, 1]
     decided = select(func.count()).select_from(DecisionRow)
     assert _count(service, decided) == 10
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_batch_of_as_many_decisions_reuses_the_drivers_statement_conversions(
+    make_service: ServiceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its multi-row INSERTs (hundreds of parameters) are parsed by psycopg once, not at every batch."""
+    service = scanned_service(make_service)
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    recs = _upgradeable(service)
+    assert len(recs) >= 32
+    queries = importlib.import_module("psycopg._queries")
+    uncached: list[bytes] = []
+    convert = queries._query2pg_nocache
+
+    def counted(query: bytes, *args: object) -> object:
+        uncached.append(query)
+        return convert(query, *args)
+
+    # what psycopg calls for a statement it does not keep (its kept ones go through an LRU of the same)
+    monkeypatch.setattr(queries, "_query2pg_nocache", counted)
+
+    def batch(part: list[tuple[int, int, str]]) -> None:
+        requests = [(DecisionRequest(rec, rev, DecisionKind.UPGRADE), who) for rec, rev, _ in part]
+        answers = decide_together(service.factory, service.notifications, service.clock(), requests)
+        assert not any(isinstance(a, Exception) for a in answers)
+
+    batch(recs[:16])
+    assert uncached == []
+    hits = queries._query2pg.cache_info().hits
+    batch(recs[16:32])
+    assert uncached == []
+    assert queries._query2pg.cache_info().hits - hits >= 6  # the INSERTs of 16 rows among them
