@@ -97,7 +97,7 @@ class LocalQueue:
             error, failed_at = f"{type(exc).__name__}: {exc}", self.clock()
             return _for_each(jobs, lambda session, job: _fail(session, job, error, failed_at))
         done_at = self.clock()
-        return _for_each(jobs, lambda session, job: queue.complete(session, job, done_at))
+        return lambda session: queue.complete_all(session, jobs, done_at)
 
     def stats(self) -> QueueStats:
         now = self.clock()

@@ -317,7 +317,12 @@ def start_deferred(session: Session, job_id: int, worker: str, now: datetime) ->
 
 
 def complete(session: Session, job: ClaimedJob, now: datetime) -> None:
-    session.connection().execute(_COMPLETE, {"job_id": job.id, "now": now})
+    complete_all(session, [job], now)
+
+
+def complete_all(session: Session, jobs: Sequence[ClaimedJob], now: datetime) -> None:
+    """Mark jobs that ran (together) done, with one statement sent once."""
+    session.connection().execute(_COMPLETE, [{"job_id": job.id, "now": now} for job in jobs])
 
 
 def postpone(session: Session, job: ClaimedJob, until: datetime) -> None:
