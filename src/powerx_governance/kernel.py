@@ -39,7 +39,8 @@ Task = Callable[[dict[str, Any]], None]
 class Mergeable:
     """Jobs of a task that a worker may run as one when several wait: `merge` joins their payloads
     (the task then runs once for all of them), `size` weighs a payload, and the jobs run together
-    weigh at most `most` (a job heavier than that runs alone, as it always may)."""
+    weigh at most `most` (a job heavier than that runs alone, as it always may). The local queue
+    merges them (`jobs.local`); procrastinate's workers run each job alone, as before."""
 
     merge: Callable[[Sequence[dict[str, Any]]], dict[str, Any]]
     size: Callable[[dict[str, Any]], int]
