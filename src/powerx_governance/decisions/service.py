@@ -365,7 +365,7 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
         )
         for t in taken
     ]
-    notify_decisions(session, runtime, notices, now)
+    notify_decisions(session, runtime, notices, now, written_now=True)  # their ids were just drawn
     # the audit chain lock is held from here to the commit, so keep that stretch short
     record_many(session, [t.audit_event() for t in taken], now, drawn_ids=True)  # made here: fresh ids
     record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order

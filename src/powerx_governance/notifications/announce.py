@@ -199,12 +199,19 @@ def _abouts(session: Session, rec_ids: Collection[int]) -> dict[int, Recommendat
 
 
 def notify_decisions(
-    session: Session, runtime: NotificationRuntime, notices: Sequence[DecisionNotice], now: datetime
+    session: Session,
+    runtime: NotificationRuntime,
+    notices: Sequence[DecisionNotice],
+    now: datetime,
+    *,
+    written_now: bool = False,
 ) -> int:
     """Announce decisions taken together (one transaction) with a few statements; how many were new.
 
     Each decision still gets its own event and message, deduped on `decision:{id}`; what its
-    recommendation is about is read for the notices that do not carry it (`DecisionNotice.about`)."""
+    recommendation is about is read for the notices that do not carry it (`DecisionNotice.about`).
+    `written_now`: the decisions were inserted by this transaction, so no stored event can name them
+    yet and their keys are not looked up (a repeated one is still skipped by its insert: the unique key)."""
     if not notices:
         return 0
     read = _abouts(session, {n.recommendation_id for n in notices if n.about is None})
@@ -230,7 +237,7 @@ def notify_decisions(
         )
         for n in notices
     ]
-    return record_events(session, runtime, events, now)
+    return record_events(session, runtime, events, now, unstored=written_now)
 
 
 def notify_decision(

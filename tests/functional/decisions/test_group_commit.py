@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from powerx_governance.audit.service import verify
 from powerx_governance.audit.tables import AuditEventRow
@@ -236,3 +236,34 @@ def test_a_batch_of_as_many_decisions_reuses_the_drivers_statement_conversions(
     batch(recs[16:32])
     assert uncached == []
     assert queries._query2pg.cache_info().hits - hits >= 6  # the INSERTs of 16 rows among them
+
+
+def test_a_batch_of_decisions_is_a_few_statements_whatever_its_size(
+    make_service: ServiceFactory, backend: str
+) -> None:
+    """Its recommendations read and locked in one, its rows written in one each, nothing looked up
+    per decision, and no lookup of notification keys its own new decision ids cannot have."""
+    service = scanned_service(make_service)
+    who = _principal(service, issue_token(service, Role.OPERATOR))
+    recs = _upgradeable(service)
+    assert len(recs) >= 24
+    sent: list[str] = []
+
+    def count(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+        sent.append(statement)
+
+    def batch(part: list[tuple[int, int, str]]) -> int:
+        sent.clear()
+        event.listen(service.engine, "before_cursor_execute", count)
+        try:
+            requests = [(DecisionRequest(rec, rev, DecisionKind.UPGRADE), who) for rec, rev, _ in part]
+            answers = decide_together(service.factory, service.notifications, service.clock(), requests)
+        finally:
+            event.remove(service.engine, "before_cursor_execute", count)
+        assert not any(isinstance(a, Exception) for a in answers)
+        return len(sent)
+
+    few, more = batch(recs[:4]), batch(recs[4:24])
+    assert few == more
+    assert not [s for s in sent if "notification_events.dedupe_key" in s and s.lstrip().startswith("SELECT")]
+    assert more <= {"postgresql": 11, "sqlite": 12}[backend]
