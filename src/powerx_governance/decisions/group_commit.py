@@ -206,7 +206,7 @@ def decide_together(
             if isinstance(outcome, Taken):
                 taken.append(outcome)
         write_taken(session, batch)
-        announce(session, runtime, taken, now)
+        announce(session, runtime, taken, now, tenant_keys=batch.tenant_keys)
     for answer, row in written:
         answer["id"] = row.id  # written with the batch
     return answers

@@ -28,6 +28,7 @@ from powerx_governance.decisions.queries import BulkSelection, select_for_bulk
 from powerx_governance.decisions.tables import DecisionRow
 from powerx_governance.domain import Enforcement, Severity
 from powerx_governance.errors import ConflictError, DeniedError, InvalidError, NotFoundError
+from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.notifications.service import (
     DecisionNotice,
     NotificationRuntime,
@@ -218,6 +219,7 @@ class Batch:
     standing: set[int]  # recommendations with an active decision, stored or taken in this batch
     decided: set[int] = field(default_factory=set)  # recommendations decided in this batch
     unwritten: list[DecisionRow] = field(default_factory=list)  # taken, not yet written (`write_taken`)
+    tenant_keys: dict[str, str | None] = field(default_factory=dict)  # their tenants' keys, read with them
 
 
 # A batch's decisions in one statement: the ORM's unit of work sends one INSERT per row on SQLite
@@ -249,19 +251,22 @@ def open_batch(session: Session, rec_ids: Sequence[int]) -> Batch:
     sqlite_writer_now(session)  # as FOR UPDATE on PostgreSQL: no other writer until the commit
     loaded: dict[int, tuple[RecommendationRow, dict[str, Any]]] = {}
     standing: set[int] = set()
+    keys: dict[str, str | None] = {}
     for part in chunks(ids):
         stmt = (
-            select(RecommendationRow, VerdictRow.document, _STANDING)
+            select(RecommendationRow, VerdictRow.document, _STANDING, TenantRow.tenant_key)
             .join(VerdictRow)
+            .outerjoin(TenantRow, TenantRow.tenant_uuid == RecommendationRow.tenant_uuid)
             .where(RecommendationRow.id.in_(part))
             .order_by(RecommendationRow.id)
             .with_for_update(of=RecommendationRow)
         )
-        for rec, document, active in session.execute(stmt):
+        for rec, document, active, tenant_key in session.execute(stmt):
             loaded[rec.id] = (rec, document)
+            keys[rec.tenant_uuid] = tenant_key  # what their announcements are routed by
             if active:
                 standing.add(rec.id)
-    return Batch(loaded, standing)
+    return Batch(loaded, standing, tenant_keys=keys)
 
 
 # whether a recommendation has an active decision, read with it (one statement, not two)
@@ -345,9 +350,17 @@ def take(
     return Taken(row, rec, verdict, before, rec.state, who)
 
 
-def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Taken], now: datetime) -> None:
+def announce(
+    session: Session,
+    runtime: NotificationRuntime,
+    taken: Sequence[Taken],
+    now: datetime,
+    *,
+    tenant_keys: dict[str, str | None] | None = None,
+) -> None:
     """The notifications, audit records and CloudEvents of decisions just taken, a few statements for
-    all of them (one audit chain lock, one outbox write each)."""
+    all of them (one audit chain lock, one outbox write each); `tenant_keys`: their tenants' keys
+    when read already (`Batch.tenant_keys`)."""
     if not taken:
         return
     session.flush()  # the decisions of a batch: their ids go into what is announced
@@ -365,7 +378,7 @@ def announce(session: Session, runtime: NotificationRuntime, taken: Sequence[Tak
         )
         for t in taken
     ]
-    notify_decisions(session, runtime, notices, now, written_now=True)  # their ids were just drawn
+    notify_decisions(session, runtime, notices, now, written_now=True, tenant_keys=tenant_keys)
     # the audit chain lock is held from here to the commit, so keep that stretch short
     record_many(session, [t.audit_event() for t in taken], now, drawn_ids=True)  # made here: fresh ids
     record_decisions(session, [t.row for t in taken], now)  # after the audit: see events.outbox on lock order

@@ -205,13 +205,15 @@ def notify_decisions(
     now: datetime,
     *,
     written_now: bool = False,
+    tenant_keys: dict[str, str | None] | None = None,
 ) -> int:
     """Announce decisions taken together (one transaction) with a few statements; how many were new.
 
     Each decision still gets its own event and message, deduped on `decision:{id}`; what its
     recommendation is about is read for the notices that do not carry it (`DecisionNotice.about`).
     `written_now`: the decisions were inserted by this transaction, so no stored event can name them
-    yet and their keys are not looked up (a repeated one is still skipped by its insert: the unique key)."""
+    yet and their keys are not looked up (a repeated one is still skipped by its insert: the unique key).
+    `tenant_keys`: the keys of their tenants when the caller read them (the others are looked up)."""
     if not notices:
         return 0
     read = _abouts(session, {n.recommendation_id for n in notices if n.about is None})
@@ -237,7 +239,7 @@ def notify_decisions(
         )
         for n in notices
     ]
-    return record_events(session, runtime, events, now, unstored=written_now)
+    return record_events(session, runtime, events, now, tenant_keys=tenant_keys, unstored=written_now)
 
 
 def notify_decision(

@@ -7,6 +7,7 @@ import asyncio
 import importlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -21,6 +22,7 @@ from powerx_governance.decisions.group_commit import GroupCommit, decide_togethe
 from powerx_governance.decisions.model import DecisionKind
 from powerx_governance.decisions.service import DecisionRequest, StaleRevisionError
 from powerx_governance.decisions.tables import DecisionRow
+from powerx_governance.inventory.tables import TenantRow
 from powerx_governance.jobs.tables import JobRow
 from powerx_governance.notifications.service import DELIVER_BATCH_TASK
 from powerx_governance.notifications.tables import (
@@ -31,6 +33,7 @@ from powerx_governance.notifications.tables import (
 from powerx_governance.recommendations.tables import RecommendationRow
 from powerx_governance.service import GovernanceService
 from tests.conftest import LiveServer, ServiceFactory, issue_token, scanned_service
+from tests.functional.notifications.support import install, notification_env, routes_file
 
 BASE = "/internal/version/governance"
 
@@ -266,4 +269,37 @@ def test_a_batch_of_decisions_is_a_few_statements_whatever_its_size(
     few, more = batch(recs[:4]), batch(recs[4:24])
     assert few == more
     assert not [s for s in sent if "notification_events.dedupe_key" in s and s.lstrip().startswith("SELECT")]
-    assert more <= {"postgresql": 11, "sqlite": 12}[backend]
+    assert more <= {"postgresql": 10, "sqlite": 11}[backend]
+
+
+def test_a_batchs_decisions_reach_the_recipients_of_their_tenants_key(
+    make_service: ServiceFactory, tmp_path: Path
+) -> None:
+    """The tenants' keys a batch reads with its recommendations route their announcements: a
+    recipient restricted to one tenant's key hears of that tenant's decisions only."""
+    service = scanned_service(make_service)
+    by_tenant: dict[str, list[tuple[int, int, str]]] = {}
+    for rec in _upgradeable(service):
+        by_tenant.setdefault(rec[2], []).append(rec)
+    (mine, mine_recs), (other, other_recs) = list(by_tenant.items())[:2]
+    with service.factory() as session:
+        key = session.execute(select(TenantRow.tenant_key).where(TenantRow.tenant_uuid == mine)).scalar_one()
+    assert key
+    recipients = {"keyed": {"channel": "console", "tenants": [key], "events": ["decision"]}}
+    routes = routes_file(tmp_path, recipients, {"default": ["keyed"]})
+    routed = install(service, notification_env(routes))
+    who = _principal(routed, issue_token(routed, Role.OPERATOR))
+    requests = [
+        (DecisionRequest(rec, rev, DecisionKind.UPGRADE), who)
+        for rec, rev, _ in mine_recs[:2] + other_recs[:2]
+    ]
+    answers = decide_together(routed.factory, routed.notifications, routed.clock(), requests)
+    assert not any(isinstance(a, Exception) for a in answers)
+    with routed.factory() as session:
+        heard = session.execute(
+            select(NotificationDeliveryRow.recipient_id, NotificationDeliveryRow.tenant_uuid).where(
+                NotificationDeliveryRow.kind == "decision"
+            )
+        ).all()
+    assert heard == [("keyed", mine)]  # one message for the tenant's two decisions, none for the other
+    assert other != mine
