@@ -4,10 +4,10 @@ Every decision holds the audit chain lock from its audit record to its commit (o
 writer at a time), so concurrent requests queue on that lock and each pays a commit of its own
 (an fsync on PostgreSQL). Here a request queues its decision instead and awaits its answer on the
 event loop; one drain task per event loop takes what is queued (up to `MAX_BATCH`; after a shared
-batch it first waits a few milliseconds for the queue to fill, see `GroupCommit._gather`) and decides it in
-one transaction, in one worker thread: each decision's checks and writes as if alone, in the order
-they arrived, then the announcements and audit records of them all with a few statements
-(`service.announce`), then one commit. Each request gets its own answer once that commit is done.
+batch it first waits a few milliseconds for the queue to fill, see `GroupCommit._gather`) and
+decides it in one transaction, in one worker thread: each decision's checks and writes as if
+alone, in the order they arrived, then the announcements and audit records of them all with a few
+statements (`service.announce`), then one commit. Each request gets its own answer once that commit is done.
 A waiting request holds no worker thread: one thread hop per batch, not one per decision and a
 blocked thread woken at every commit.
 
@@ -127,9 +127,9 @@ class GroupCommit:
     async def _gather(self) -> None:
         """When the last batch was shared, wait for as many decisions as it took before taking the
         queue: while they keep coming, up to `GATHER_GAP` after the last one and `GATHER_SECONDS`
-        in all (`gather`). Under concurrent clients the answers of a batch go out together and their next
-        decisions come back a few at a time, each read and authenticated by this loop first (a
-        batch of 16 takes this machine several milliseconds): the first ones would otherwise be
+        in all (`gather`). Under concurrent clients the answers of a batch go out together and
+        their next decisions come back a few at a time, each read and authenticated by this loop
+        first (a batch of 16 takes this machine several milliseconds): the first ones would otherwise be
         taken without the rest and pay a transaction, a commit and a delivery job of their own,
         and batches of 14 and 2 would alternate. A lone caller (last batch of one) never waits."""
         wanted = min(self._last, self._max)
