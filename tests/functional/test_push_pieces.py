@@ -39,25 +39,29 @@ def _scanned(make_service: ServiceFactory, tmp_path: Path, clock: FakeClock) -> 
 
 
 def _senders(monkeypatch: pytest.MonkeyPatch, fail_at: int | None = None) -> list[str]:
-    """The threads that ran each piece's update (the piece numbered `fail_at` raises instead)."""
+    """The threads that ran each piece's update, the sums' too (the piece numbered `fail_at` raises
+    instead)."""
     ran: list[str] = []
-    made = store._update_from_lines
 
-    def update_from_lines(
-        session: Any, model: Any, columns: Sequence[str], lines: Sequence[str]
-    ) -> Callable[[], None]:
-        update = made(session, model, columns, lines)
+    def sent(made: Callable[..., Callable[[], None]]) -> Callable[..., Callable[[], None]]:
+        def update_from(
+            session: Any, model: Any, columns: Sequence[str], rows: Sequence[Any]
+        ) -> Callable[[], None]:
+            update = made(session, model, columns, rows)
 
-        def run() -> None:
-            ran.append(threading.current_thread().name)
-            if fail_at is not None and len(ran) == fail_at:
-                raise RuntimeError("the piece failed")
-            update()
+            def run() -> None:
+                ran.append(threading.current_thread().name)
+                if fail_at is not None and len(ran) == fail_at:
+                    raise RuntimeError("the piece failed")
+                update()
 
-        return run
+            return run
+
+        return update_from
 
     monkeypatch.setattr(store, "_SEND_EVERY", PIECE)
-    monkeypatch.setattr(store, "_update_from_lines", update_from_lines)
+    monkeypatch.setattr(store, "_update_from_lines", sent(store._update_from_lines))
+    monkeypatch.setattr(store, "_update_from_binary", sent(store._update_from_binary))
     return ran
 
 

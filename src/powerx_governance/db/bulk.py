@@ -229,7 +229,7 @@ class DriverRows:
         time as the iterable makes them: the server stores each piece while the next one is made
         (made whole first, the server waited for the lines and then the caller for the server)."""
         raw, _ = self._driver()
-        encoding = self._encoding()
+        encoding = self.encoding()
         names = ", ".join(f'"{c}"' for c in self.columns)
         statement = f'COPY "{self._table.name}" ({names}) FROM STDIN'
         with raw.cursor() as cursor, cursor.copy(statement) as copying:
@@ -278,7 +278,7 @@ class DriverRows:
             raw, _ = self._driver()
             self._dumps = Transformer(raw)
         dumped = self._dumps.get_dumper(value, PyFormat.TEXT).dump(value)
-        return r"\N" if dumped is None else copy_field(bytes(dumped).decode(self._encoding()))
+        return r"\N" if dumped is None else copy_field(bytes(dumped).decode(self.encoding()))
 
     def copy_of(self, lines: Sequence[str]) -> Callable[[], None]:
         """A call that inserts rows given as COPY text lines (fields from `field` or `copy_field`,
@@ -286,7 +286,7 @@ class DriverRows:
         The driver connection is resolved here, so the call may run on another thread while this
         one leaves the session alone (the server stores one chunk while the caller builds the next)."""
         raw, _ = self._driver()
-        encoding = self._encoding()
+        encoding = self.encoding()
         names = ", ".join(f'"{c}"' for c in self.columns)
         statement = f'COPY "{self._table.name}" ({names}) FROM STDIN'
 
@@ -299,7 +299,8 @@ class DriverRows:
 
         return copy
 
-    def _encoding(self) -> str:
+    def encoding(self) -> str:
+        """The Python name of the connection's client encoding (PostgreSQL), in which text goes."""
         if self._text_encoding is None:
             raw, _ = self._driver()
             self._text_encoding = str(raw.info.encoding)
