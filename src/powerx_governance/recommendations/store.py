@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Any, Final, Literal, NamedTuple, cast
 
 import msgspec
-from sqlalchemy import String, Text, delete, func, select, type_coerce
+from sqlalchemy import Connection, String, Text, delete, func, select, type_coerce
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
@@ -803,8 +803,8 @@ class FirstIngestWriter:
                     routed=True,
                 )
             )
+        _store_verdicts(self.session, self.prints.fresh(), self.now)  # PostgreSQL: apart, meanwhile
         self._copying.wait()  # the previous chunk's rows are in before anything else is written
-        _store_verdicts(self.session, self.prints.fresh(), self.now)
         if text:
             self._copying.start(self.rows.copy_of(rows), self.revisions.copy_of(revisions))
         else:
@@ -1010,35 +1010,48 @@ def _staged_update(
 
 
 def _store_verdicts(session: Session, documents: Iterable[tuple[str, dict[str, Any]]], now: datetime) -> None:
+    """The verdicts of `documents` not stored yet, stored (PostgreSQL: apart, `_commit_verdicts_apart`)."""
     wanted = dict(documents)
+    if session.get_bind().dialect.name == "postgresql":
+        _commit_verdicts_apart(session, wanted, now)
+        return
+    bulk_insert(session, VerdictRow, _unstored_verdicts(session, session, wanted, now))
+
+
+def _unstored_verdicts(
+    session: Session, reader: Session | Connection, wanted: dict[str, dict[str, Any]], now: datetime
+) -> list[dict[str, Any]]:
+    """Rows of the verdicts of `wanted` that `reader` does not find stored."""
     present: set[str] = set()
     for part in chunks(list(wanted)):
         present.update(
-            session.execute(
+            reader.execute(
                 select(VerdictRow.fingerprint).where(among(session, VerdictRow.fingerprint, part))
             ).scalars()
         )
-    rows = [
+    return [
         {"fingerprint": fp, "document": doc, "created_at": now}
         for fp, doc in wanted.items()
         if fp not in present
     ]
-    if rows and session.get_bind().dialect.name == "postgresql":
-        _commit_verdicts_apart(session, rows)
-        return
-    bulk_insert(session, VerdictRow, rows)
 
 
-def _commit_verdicts_apart(session: Session, rows: list[dict[str, Any]]) -> None:
+def _commit_verdicts_apart(session: Session, wanted: dict[str, dict[str, Any]], now: datetime) -> None:
     """PostgreSQL: new verdicts committed at once in their own short transaction, a verdict another
     writer stored meanwhile skipped. Shards of a scan running at once meet the same new verdicts;
     written in the shard's own long transaction, the second writer of one failed on the key (or
     waited for the first shard's commit) and its whole shard ran again alone. A verdict is
     content-addressed and immutable: stored without the findings that use it (their transaction
-    rolled back), it is an unused row, and the next writer of that verdict finds it there."""
+    rolled back), it is an unused row, and the next writer of that verdict finds it there.
+
+    Looked up and written on a connection of its own, so this may run while the session's connection
+    sends a piece of rows on another thread (`CopiedApart`): a push's writer stores the next piece's
+    verdicts while the piece before is being written, not after."""
+    if not wanted:
+        return
     statement = postgresql.insert(VerdictRow).on_conflict_do_nothing(index_elements=["fingerprint"])
     with session.get_bind().engine.begin() as apart:
-        for part in chunks(rows):
+        for part in chunks(_unstored_verdicts(session, apart, wanted, now)):
             apart.execute(statement, part)
 
 
@@ -1302,6 +1315,7 @@ class _Writer:
 
     def flush(self) -> None:
         plan = self.current
+        _store_verdicts(self.session, self.prints.fresh(), self.now)  # PostgreSQL: apart, meanwhile
         self.rewrites.wait()  # rewrites sent earlier are in before anything else uses the session
         ids = self.ids.take(len(plan.inserts))
         opened = [c for c in plan.changes if c.recommendation_id == 0]
@@ -1314,7 +1328,6 @@ class _Writer:
         for revision in plan.revisions:
             if "recommendation_id" not in revision:
                 revision["recommendation_id"] = next(new_ids)
-        _store_verdicts(self.session, self.prints.fresh(), self.now)
         _write(self.session, plan)
         self._restamp(plan.restamped)
         self.rewrites.write(plan)  # last: on PostgreSQL, written while the caller goes on (`wait`)
@@ -1509,8 +1522,8 @@ class _Rewrites:
         the next ones (the server stores a piece while Python builds the next, instead of each waiting
         for the other), once the piece before is in and the verdicts they name are stored."""
         plan = w.current
+        _store_verdicts(w.session, w.prints.fresh(), w.now)  # apart, while the piece before is sent
         self._copying.wait()
-        _store_verdicts(w.session, w.prints.fresh(), w.now)
         self.write(plan)
         plan.rewritten, plan.rewritten_revisions = {}, []
 
