@@ -222,9 +222,9 @@ _STALE = (
 # than running them (a delivery job is a few milliseconds in all).
 _CANDIDATES: Final = select(JobRow.id).where(_DUE_NOW | _STALE).order_by(JobRow.run_after, JobRow.id).limit(5)
 _CANDIDATES_OF: Final = _CANDIDATES.where(JobRow.task.in_(bindparam("tasks", expanding=True)))
-_TAKE: Final = (
+# a job taken by a worker (`claim`, `claim_alike`), an attempt counted: what `ClaimedJob` holds
+_TAKEN: Final = (
     update(JobRow)
-    .where(JobRow.id == bindparam("job_id"), _DUE_NOW | _STALE)
     .values(
         status=JobStatus.RUNNING.value,
         locked_by=bindparam("worker"),
@@ -233,6 +233,7 @@ _TAKE: Final = (
     )
     .returning(JobRow.id, JobRow.task, JobRow.payload, JobRow.attempts, JobRow.max_attempts)
 )
+_TAKE: Final = _TAKEN.where(JobRow.id == bindparam("job_id"), _DUE_NOW | _STALE)
 _COMPLETE: Final = (
     update(JobRow)
     .where(JobRow.id == bindparam("job_id"))
@@ -265,17 +266,7 @@ _ALIKE: Final = (
     .order_by(JobRow.run_after, JobRow.id)
     .limit(_ALIKE_LOOK)
 )
-_TAKE_ALIKE: Final = (
-    update(JobRow)
-    .where(JobRow.id.in_(bindparam("job_ids", expanding=True)), _DUE_NOW)
-    .values(
-        status=JobStatus.RUNNING.value,
-        locked_by=bindparam("worker"),
-        locked_at=bindparam("now"),
-        attempts=JobRow.attempts + 1,
-    )
-    .returning(JobRow.id, JobRow.task, JobRow.payload, JobRow.attempts, JobRow.max_attempts)
-)
+_TAKE_ALIKE: Final = _TAKEN.where(JobRow.id.in_(bindparam("job_ids", expanding=True)), _DUE_NOW)
 
 
 def claim_alike(
