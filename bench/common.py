@@ -88,6 +88,10 @@ class Run:
     # `/usr/bin/time -v` report: the largest peak of any one of them (the kernel keeps a max, not a sum).
     tree_rss_mib: float = 0.0
     processes: int = 1
+    # Of `cpu_seconds`, the kernel's: mostly page faults and the report's writes. On a virtual machine
+    # that hands free memory back to its host, touching fresh pages costs several times more some
+    # minutes than others, and this is where it shows.
+    system_seconds: float = 0.0
 
 
 class TreePeaks:
@@ -202,6 +206,7 @@ def whole_process(command: list[str], ok: tuple[int, ...] = (0,), env: dict[str,
         cpu,
         round(own + sum(children), 1),
         1 + len(children),
+        round(usage.ru_stime, 3),
     )
 
 

@@ -12,6 +12,9 @@ build (an A/B in one run: the floor is measured alike).
 Next to it, in the same run, the floor: a process that merely `json`-loads the same input files.
 Figures are medians of `--repeat` runs; ratios are to the floor's median. CPU seconds (user +
 system, from the kernel) are printed next to wall time: on a shared machine they vary far less.
+Their system part ("of it sys") is mostly first touches of memory (the report's pages, the heap):
+on a virtual machine that hands free memory back to its host it varies from run to run by up to
+seconds, and is what moves a scan's wall time most there.
 
 `--layout files` writes the fleet as one manifest file per tenant (as a tenant directory export
 is), `jsonl` as one JSON-lines file. Every process runs with Python's bytecode cache on (under
@@ -123,6 +126,7 @@ def _print(runs: dict[str, list[Run]], out: Path) -> None:
         ("wall (median)", 14),
         ("runs", 26),
         ("CPU (median)", 13),
+        ("of it sys", 10),
         ("peak RSS", 10),
         ("Σ peaks", 10),
         ("procs", 6),
@@ -134,10 +138,12 @@ def _print(runs: dict[str, list[Run]], out: Path) -> None:
     for name, rs in runs.items():
         wall = statistics.median(r.seconds for r in rs)
         cpu = statistics.median(r.cpu_seconds for r in rs)
+        system = statistics.median(r.system_seconds for r in rs)
         size = (out / f"report.{name}").stat().st_size / 1e6 if name != "floor" else 0.0
         print(
             f"{name:10s} {wall:12.2f} s {', '.join(f'{r.seconds:.2f}' for r in rs):>26s} {cpu:11.2f} s"
-            f" {max(r.peak_rss_mib for r in rs):7.0f} MiB {max(r.tree_rss_mib for r in rs):7.0f} MiB"
+            f" {system:8.2f} s {max(r.peak_rss_mib for r in rs):7.0f} MiB"
+            f" {max(r.tree_rss_mib for r in rs):7.0f} MiB"
             f" {max(r.processes for r in rs):6d} {wall / floor:7.2f}x {cpu / floor_cpu:11.2f}x"
             f" {size:6.0f} MB"
         )
