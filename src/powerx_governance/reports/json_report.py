@@ -64,13 +64,11 @@ class JsonWriter:
     once every tenant has been read, and the report is written as it is produced.
     """
 
-    def __init__(
-        self, out: BinaryIO, *, continued: bool = False, spliced: SplicedFindings | None = None
-    ) -> None:
+    def __init__(self, out: BinaryIO, *, continued: bool = False) -> None:
         self._out = out
         self._written = 0
         self._continued = continued  # a later part of a report: findings came before
-        self._spliced = SplicedFindings() if spliced is None else spliced
+        self._spliced = SplicedFindings()
 
     def start(self, header: Mapping[str, Any]) -> None:
         lines = [b"{"] + [b'  "%s": %s,' % (key.encode(), encode(header.get(key))) for key in HEADER_KEYS]
@@ -95,7 +93,7 @@ class JsonWriter:
         return file_place(self._out)
 
     def placed(self, out: BinaryIO, before: int) -> JsonWriter:
-        return JsonWriter(out, continued=before > 0, spliced=self._spliced)
+        return JsonWriter(out, continued=before > 0)
 
     def resume(self, handoff: int, end: int) -> None:
         self._written += handoff

@@ -76,9 +76,10 @@ class SarifWriter:
         self._header: Mapping[str, Any] = {}
         self._written = 0
         self._continued = continued  # a later part of a report: results came before
-        # met by `learn`, rendered but for their rules' numbers
-        self._unnumbered: dict[SharedOutcome, tuple[_Unnumbered, ...]] = {}
-        self._results: Rendered[SharedOutcome, _Results] = Rendered(self._outcome_results)
+        self._documents: dict[SharedOutcome, Finding] = {}  # met by `learn`, not yet templated
+        self._results: Rendered[SharedOutcome, _Results] = Rendered(
+            lambda o: self._learn(self._documents.pop(o) if o in self._documents else o.document())
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
@@ -94,7 +95,7 @@ class SarifWriter:
 
     def add(self, items: Iterable[ReportItem]) -> None:
         for item in items:
-            templates = self._number(self._learn(item.document())).templates
+            templates = self._learn(item.document()).templates
             if templates:
                 self._write(_Tenant.of(item.tenant_uuid, item.tenant_key).results(templates), len(templates))
 
@@ -124,6 +125,10 @@ class SarifWriter:
                 written = True
         return total
 
+    def results(self, batches: Sequence[TenantFindings]) -> int:
+        """How many results `add_tenant` writes for `batches`."""
+        return sum(sum(map(_COUNT, self._tenant_results(batch))) for batch in batches)
+
     def place(self) -> tuple[int, int] | None:
         return file_place(self._out)
 
@@ -138,20 +143,10 @@ class SarifWriter:
         self._written += written
         resume_at(self._out, end)
 
-    def _learn(self, finding: Finding) -> tuple[_Unnumbered, ...]:
-        """The finding's results without their tenant nor their rules' numbers, registering a rule for
-        each new advisory."""
+    def _learn(self, finding: Finding) -> _Results:
+        """The finding's results without their tenant, registering a rule for each new advisory."""
         self._register(finding)
-        return tuple(_templates(finding))
-
-    def _outcome_results(self, outcome: SharedOutcome) -> _Results:
-        unnumbered = self._unnumbered.pop(outcome, None)
-        return self._number(self._learn(outcome.document()) if unnumbered is None else unnumbered)
-
-    def _number(self, unnumbered: Sequence[_Unnumbered]) -> _Results:
-        """The results with their rules numbered as they are now (after `follow`, for a later part)."""
-        index = self._rule_index
-        return _Results.of([template.numbered(index[template.rule_id]) for template in unnumbered])
+        return _Results.of(_templates(finding, self._rule_index))
 
     def _register(self, finding: Finding) -> None:
         for advisory in finding.get("advisories") or []:
@@ -159,22 +154,13 @@ class SarifWriter:
                 self._rule_index[str(advisory["id"])] = len(self._rule_index)
                 self._rules.append(_advisory_rule(advisory))
 
-    def learn(self, batch: TenantFindings) -> int:
-        """Register the rules of a tenant's findings and render their results but for the rules'
-        numbers, without writing them: the first of two passes over a part of a split report, whose
-        rules are numbered after the parts before it (what is left then is little). How many
-        results the tenant has."""
-        count = 0
+    def learn(self, batch: TenantFindings) -> None:
+        """Register the rules of a tenant's findings without writing them: the first of two passes
+        over a part of a split report, whose rules are numbered after the parts before it."""
         for outcome in map(OUTCOME, batch.parts):
-            unnumbered = self._unnumbered.get(outcome)
-            if unnumbered is not None:
-                count += len(unnumbered)
-            elif outcome in self._results:
-                count += self._results[outcome].count
-            else:
-                self._unnumbered[outcome] = unnumbered = self._learn(outcome.document())
-                count += len(unnumbered)
-        return count
+            if outcome not in self._documents and outcome not in self._results:
+                self._register(document := outcome.document())
+                self._documents[outcome] = document
 
     def rules_met(self) -> list[str]:
         """The ids of the advisory rules registered so far, in the order they were met."""
@@ -319,24 +305,6 @@ class _Tenant:
 
 
 @dataclass(frozen=True, slots=True)
-class _Unnumbered:
-    """A result template before the report numbers its rule: the head in two pieces around the
-    rule's index (the members in the order a whole head encodes them: ruleId, ruleIndex, level,
-    message)."""
-
-    rule_id: str
-    opening: bytes  # the head up to the rule's index
-    rest: bytes  # the head after it
-    location_rest: bytes
-    fingerprinted: bytes
-    properties: bytes
-
-    def numbered(self, rule_index: int) -> _Template:
-        head = b"%s%d%s" % (self.opening, rule_index, self.rest)
-        return _Template.of(head, self.location_rest, self.fingerprinted, self.properties)
-
-
-@dataclass(frozen=True, slots=True)
 class _Template:
     """One result of a finding, all but the tenant, pre-encoded: a fleet has thousands of distinct
     results and a million tenants' copies of them, so only the tenant's parts are added per copy.
@@ -376,15 +344,16 @@ _COUNT: Final = attrgetter("count")
 _LENGTH: Final = attrgetter("length")
 
 
-def _templates(finding: Finding) -> list[_Unnumbered]:
+def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:
     advisories = finding.get("advisories") or []
     if not advisories:
         rule_id = LIFECYCLE_RULE if _lifecycle_status(finding) else OUTDATED_RULE
-        return [_template(finding, rule_id, level(finding.get("risk_level")))]
+        return [_template(finding, rule_id, rule_index, level(finding.get("risk_level")))]
     return [
         _template(
             finding,
             str(advisory["id"]),
+            rule_index,
             level(advisory.get("severity") or finding.get("risk_level")),
             advisory,
         )
@@ -393,15 +362,22 @@ def _templates(finding: Finding) -> list[_Unnumbered]:
 
 
 def _template(
-    finding: Finding, rule_id: str, result_level: str, advisory: Mapping[str, Any] | None = None
-) -> _Unnumbered:
-    after = {"level": result_level, "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"}}
+    finding: Finding,
+    rule_id: str,
+    rule_index: Mapping[str, int],
+    result_level: str,
+    advisory: Mapping[str, Any] | None = None,
+) -> _Template:
+    head = {
+        "ruleId": rule_id,
+        "ruleIndex": rule_index[rule_id],
+        "level": result_level,
+        "message": {"text": f"{_headline(finding)} {_detail(finding, advisory)}"},
+    }
     properties = {key: finding.get(key) for key in _RESULT_PROPERTIES if key not in _TENANT_PROPERTIES}
     plugin_id = str(finding.get("plugin_id", ""))
-    return _Unnumbered(
-        rule_id=rule_id,
-        opening=b'{"ruleId":%s,"ruleIndex":' % encode(rule_id),
-        rest=b"," + encode(after)[1:-1] + b',"locations":[{"logicalLocations":[{"fullyQualifiedName":',
+    return _Template.of(
+        head=encode(head)[:-1] + b',"locations":[{"logicalLocations":[{"fullyQualifiedName":',
         location_rest=b"/"
         + encode(plugin_id)[1:]
         + b',"kind":"module"}]}],"partialFingerprints":{%s:"' % _FINGERPRINT_KEY,

@@ -239,14 +239,11 @@ class PlacedWriter(PartWriter, Protocol):
         ...
 
     def size(self, batches: Sequence[TenantFindings], before: int) -> int:
-        """The bytes `add_tenant` writes for `batches`, in order, after `before` findings of the report:
-        the sum of each batch's size after the findings before it, which depends on their number only
-        through whether it is 0 (a part sizes its tenants as they come, before it knows `before`)."""
+        """The bytes `add_tenant` writes for `batches`, in order, after `before` findings of the report."""
         ...
 
     def placed(self, out: BinaryIO, before: int) -> PlacedWriter:
-        """A writer of a later part onto `out`, a stream at the part's place, after `before` findings;
-        it shares what this writer rendered (sizing renders: nothing is rendered twice)."""
+        """A writer of a later part onto `out`, a stream at the part's place, after `before` findings."""
         ...
 
     def resume(self, handoff: Any, end: int) -> None:

@@ -131,16 +131,15 @@ def _write_numbered(
     chain: _RuleChain,
     place: tuple[int, int] | None = None,
 ) -> tuple[Severity, int | None]:
-    """`write_tenants` for a part of a SARIF report: scan everything first (rendering the results but
-    for their rules' numbers as it goes), learn the rules the parts before met (and, placed, where
-    the part starts), pass them on with this part's, then write. The worst risk, and a placed part's
-    end. `place`: the report file's (`PlacedWriter.place`) when the parts are written at their places."""
+    """`write_tenants` for a part of a SARIF report: scan everything first, learn the rules the parts
+    before met (and, placed, where the part starts), pass them on with this part's, then write. The
+    worst risk, and a placed part's end. `place`: the report file's (`PlacedWriter.place`) when the
+    parts are written at their places."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
-    results = 0
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
-        results += writer.learn(batch)
+        writer.learn(batch)
         kept.append(batch)
     prior, start, before = chain.before.recv() if chain.before is not None else ([], None, 0)
     writer.follow(prior)
@@ -151,7 +150,7 @@ def _write_numbered(
         start = place[1] if start is None else start
         end = start + writer.size(kept, before)
     if chain.after is not None:
-        chain.after.send(([*prior, *writer.rules_met()], end, before + results))
+        chain.after.send(([*prior, *writer.rules_met()], end, before + writer.results(kept)))
     for batch in kept:
         writer.add_tenant(batch)
     if end is not None:
@@ -181,23 +180,12 @@ def _write_placed(
     """`write_tenants` for a placed part: scan and keep everything, learn where the part starts (the
     first part: where the report is now) and after how many findings, tell the next part where it
     starts, then write the part there. The first part writes through `writer` itself; a later one
-    through a writer of its own at its place (`placed`: what `writer` rendered, it does not again).
-
-    The part's size is reckoned tenant by tenant as the scan goes, all but its first tenant with
-    findings (`PlacedWriter.size`: a batch's size depends on the findings before it only through
-    whether there are any): once the parts before tell where it starts, it is known at once, and
-    the next part waits no longer than the scan of this one."""
+    through a writer of its own at its place."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
-    lead = 0  # the batches up to the first with findings: their size waits for the parts before
-    rest = 0  # the size of the batches after it, reckoned as they come (no finding before is possible)
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
         kept.append(batch)
-        if lead:
-            rest += writer.size((batch,), 1)
-        elif batch.parts:
-            lead = len(kept)
     place = writer.place()
     if place is None:
         raise RuntimeError("the report file can no longer be written at places")
@@ -207,7 +195,7 @@ def _write_placed(
         start, before = chain.before.recv()
     stream = PlacedStream(descriptor, start) if chain.before is not None else None
     part = writer if stream is None else writer.placed(stream, before)
-    end = start + part.size(kept[: lead or len(kept)], before) + rest
+    end = start + part.size(kept, before)
     if chain.after is not None:
         chain.after.send((end, before + sum(len(batch.parts) for batch in kept)))
     for batch in kept:
