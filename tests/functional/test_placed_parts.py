@@ -13,6 +13,7 @@ from typing import Any, BinaryIO
 
 import pytest
 
+from powerx_governance import findings
 from powerx_governance.reports import ReportFormat, json_report, report_writer
 from powerx_governance.reports.json_report import JsonWriter
 from powerx_governance.reports.stream import PlacedStream, PlacedWriter, TenantFindings
@@ -74,6 +75,63 @@ def test_parts_written_at_their_places_make_the_whole_report(
             writer.resume(handoffs[k], ends[k])
         writer.finish(summary)
     assert path.read_bytes() == whole_report(fmt, batches, summary)
+
+
+@pytest.mark.parametrize("fmt", PLACED)
+def test_a_parts_size_is_the_sum_of_its_tenants_sizes(
+    scanned: tuple[list[TenantReport], dict[str, Any]], fmt: ReportFormat
+) -> None:
+    """What a later part sizes before it knows how many findings the parts before it have: a batch's
+    size after n > 0 findings is its size after one, and a part's size is its batches' sizes summed
+    (those up to the first with findings sized once `before` is known)."""
+    batches, _ = scanned
+    with report_writer(fmt, io.BytesIO()) as writer:
+        assert isinstance(writer, PlacedWriter)
+        for batch in batches[:40]:
+            assert writer.size([batch], 1) == writer.size([batch], 7) == writer.size([batch], 10**6)
+        no_findings = [b for b in batches if not b.parts][:2]
+        part = [*no_findings, *batches[:60]]
+        lead = next(k for k, b in enumerate(part) if b.parts) + 1
+        rest = sum(writer.size([b], 1) for b in part[lead:])
+        for before in (0, 1, 250):
+            assert writer.size(part, before) == writer.size(part[:lead], before) + rest
+        assert writer.size(part, 0) != writer.size(part, 1) or fmt is not ReportFormat.JSON
+
+
+@pytest.mark.parametrize("fmt", PLACED)
+def test_a_later_part_renders_nothing_its_sizing_rendered(
+    tmp_path: Path,
+    scanned: tuple[list[TenantReport], dict[str, Any]],
+    fmt: ReportFormat,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker sizes its part with the report's writer before it waits, then writes it through
+    `placed`: each shared verdict and finding is rendered once, by the sizing, none again."""
+    batches, _ = scanned
+    rendered: list[object] = []
+
+    def counted(method: Any) -> Any:
+        def render(self: object) -> Any:
+            rendered.append(self)
+            return method(self)
+
+        return render
+
+    for cls, name in ((findings.SharedVerdict, "document"), (findings.SharedFinding, "context_document")):
+        monkeypatch.setattr(cls, name, counted(getattr(cls, name)))
+    with (tmp_path / f"r.{fmt}").open("wb") as out, report_writer(fmt, out) as writer:
+        assert isinstance(writer, PlacedWriter)
+        size = sum(writer.size([b], 1) for b in batches)
+        sized = len(rendered)
+        assert sized > 0
+        stream = PlacedStream(out.fileno(), 0)
+        part = writer.placed(stream, 1)
+        for batch in batches:
+            part.add_tenant(batch)
+        stream.flush()
+    assert stream.offset == size
+    assert len(rendered) == sized  # writing rendered nothing again
+    assert len(rendered) == len(set(map(id, rendered)))  # and sizing each once
 
 
 def test_a_file_is_placed_a_pipe_or_an_appended_file_is_not(tmp_path: Path) -> None:

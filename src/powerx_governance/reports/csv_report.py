@@ -49,10 +49,12 @@ Cell = str | int | float
 class CsvWriter:
     """RFC 4180 CSV (CRLF rows, UTF-8), one row per finding."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, lines: Rendered[SharedOutcome, bytes] | None = None) -> None:
         self._out = out
         # the rest of the line after the tenant, per outcome
-        self._lines: Rendered[SharedOutcome, bytes] = Rendered(lambda o: _verdict_line(o.document()).encode())
+        self._lines: Rendered[SharedOutcome, bytes] = (
+            Rendered(lambda o: _verdict_line(o.document()).encode()) if lines is None else lines
+        )
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._out.write(_line(COLUMNS).encode())
@@ -74,7 +76,7 @@ class CsvWriter:
         return file_place(self._out)
 
     def placed(self, out: BinaryIO, before: int) -> CsvWriter:
-        return CsvWriter(out)
+        return CsvWriter(out, self._lines)
 
     def resume(self, handoff: None, end: int) -> None:
         resume_at(self._out, end)

@@ -64,11 +64,13 @@ class JsonWriter:
     once every tenant has been read, and the report is written as it is produced.
     """
 
-    def __init__(self, out: BinaryIO, *, continued: bool = False) -> None:
+    def __init__(
+        self, out: BinaryIO, *, continued: bool = False, spliced: SplicedFindings | None = None
+    ) -> None:
         self._out = out
         self._written = 0
         self._continued = continued  # a later part of a report: findings came before
-        self._spliced = SplicedFindings()
+        self._spliced = SplicedFindings() if spliced is None else spliced
 
     def start(self, header: Mapping[str, Any]) -> None:
         lines = [b"{"] + [b'  "%s": %s,' % (key.encode(), encode(header.get(key))) for key in HEADER_KEYS]
@@ -93,7 +95,7 @@ class JsonWriter:
         return file_place(self._out)
 
     def placed(self, out: BinaryIO, before: int) -> JsonWriter:
-        return JsonWriter(out, continued=before > 0)
+        return JsonWriter(out, continued=before > 0, spliced=self._spliced)
 
     def resume(self, handoff: int, end: int) -> None:
         self._written += handoff

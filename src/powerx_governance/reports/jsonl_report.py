@@ -25,10 +25,10 @@ SUMMARY_SCHEMA: Final = "powerx.scan-summary/v1"
 class JsonlWriter:
     """Handy for pipelines: `jq -c 'select(.critical_patch)'` reads findings as they arrive."""
 
-    def __init__(self, out: BinaryIO) -> None:
+    def __init__(self, out: BinaryIO, spliced: SplicedFindings | None = None) -> None:
         self._out = out
         self._header: Mapping[str, Any] = {}
-        self._spliced = SplicedFindings()
+        self._spliced = SplicedFindings() if spliced is None else spliced
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
@@ -45,7 +45,7 @@ class JsonlWriter:
         return file_place(self._out)
 
     def placed(self, out: BinaryIO, before: int) -> JsonlWriter:
-        return JsonlWriter(out)
+        return JsonlWriter(out, self._spliced)
 
     def resume(self, handoff: None, end: int) -> None:
         resume_at(self._out, end)

@@ -239,11 +239,14 @@ class PlacedWriter(PartWriter, Protocol):
         ...
 
     def size(self, batches: Sequence[TenantFindings], before: int) -> int:
-        """The bytes `add_tenant` writes for `batches`, in order, after `before` findings of the report."""
+        """The bytes `add_tenant` writes for `batches`, in order, after `before` findings of the report:
+        the sum of each batch's size after the findings before it, which depends on their number only
+        through whether it is 0 (a later part sizes itself before the parts before it say `before`)."""
         ...
 
     def placed(self, out: BinaryIO, before: int) -> PlacedWriter:
-        """A writer of a later part onto `out`, a stream at the part's place, after `before` findings."""
+        """A writer of a later part onto `out`, a stream at the part's place, after `before` findings;
+        it shares what this writer rendered (sizing renders: nothing is rendered twice)."""
         ...
 
     def resume(self, handoff: Any, end: int) -> None:

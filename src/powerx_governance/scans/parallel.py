@@ -180,12 +180,19 @@ def _write_placed(
     """`write_tenants` for a placed part: scan and keep everything, learn where the part starts (the
     first part: where the report is now) and after how many findings, tell the next part where it
     starts, then write the part there. The first part writes through `writer` itself; a later one
-    through a writer of its own at its place."""
+    through a writer of its own at its place (`placed`: what `writer` rendered, it does not again).
+
+    A later part sizes itself before it waits, so that it waits only for the scans and sizing of
+    the parts before it, not for them and then its own sizing (~0.3 s on the reference fleet)."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
         kept.append(batch)
+    # Sized before waiting for the parts before: all but the tenants up to the first with findings,
+    # whose size depends on whether findings come before them (`PlacedWriter.size`).
+    lead = next((k + 1 for k, batch in enumerate(kept) if batch.parts), len(kept))
+    rest = writer.size(kept[lead:], 1)
     place = writer.place()
     if place is None:
         raise RuntimeError("the report file can no longer be written at places")
@@ -195,7 +202,7 @@ def _write_placed(
         start, before = chain.before.recv()
     stream = PlacedStream(descriptor, start) if chain.before is not None else None
     part = writer if stream is None else writer.placed(stream, before)
-    end = start + part.size(kept, before)
+    end = start + part.size(kept[:lead], before) + rest
     if chain.after is not None:
         chain.after.send((end, before + sum(len(batch.parts) for batch in kept)))
     for batch in kept:
