@@ -6,6 +6,7 @@ one a single process writes."""
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from powerx_governance import findings
 from powerx_governance.reports import ReportFormat, json_report, report_writer
 from powerx_governance.reports.json_report import JsonWriter
+from powerx_governance.reports.sarif_report import SarifWriter
 from powerx_governance.reports.stream import PlacedStream, PlacedWriter, TenantFindings
 from powerx_governance.scans.report import TenantReport
 from powerx_governance.scans.service import FileScanRequest, stream_file_scan
@@ -132,6 +134,19 @@ def test_a_later_part_renders_nothing_its_sizing_rendered(
     assert stream.offset == size
     assert len(rendered) == sized  # writing rendered nothing again
     assert len(rendered) == len(set(map(id, rendered)))  # and sizing each once
+
+
+def test_a_sarif_part_counts_its_results_as_it_learns_them(
+    scanned: tuple[list[TenantReport], dict[str, Any]],
+) -> None:
+    """What a SARIF part tells the next one (how many results come before it) is counted during its
+    scan, tenant by tenant, and is what the report then holds."""
+    batches, summary = scanned
+    writer = SarifWriter(io.BytesIO())
+    counts = [writer.learn(batch) for batch in batches]
+    report = json.loads(whole_report(ReportFormat.SARIF, batches, summary))
+    assert sum(counts) == len(report["runs"][0]["results"]) > len(batches)
+    assert [writer.learn(batch) for batch in batches] == counts  # met again: the same count
 
 
 def test_a_file_is_placed_a_pipe_or_an_appended_file_is_not(tmp_path: Path) -> None:

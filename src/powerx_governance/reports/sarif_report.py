@@ -77,6 +77,7 @@ class SarifWriter:
         self._written = 0
         self._continued = continued  # a later part of a report: results came before
         self._documents: dict[SharedOutcome, Finding] = {}  # met by `learn`, not yet templated
+        self._counts: dict[SharedOutcome, int] = {}  # results per finding, met by `learn`
         self._results: Rendered[SharedOutcome, _Results] = Rendered(
             lambda o: self._learn(self._documents.pop(o) if o in self._documents else o.document())
         )
@@ -125,10 +126,6 @@ class SarifWriter:
                 written = True
         return total
 
-    def results(self, batches: Sequence[TenantFindings]) -> int:
-        """How many results `add_tenant` writes for `batches`."""
-        return sum(sum(map(_COUNT, self._tenant_results(batch))) for batch in batches)
-
     def place(self) -> tuple[int, int] | None:
         return file_place(self._out)
 
@@ -154,13 +151,22 @@ class SarifWriter:
                 self._rule_index[str(advisory["id"])] = len(self._rule_index)
                 self._rules.append(_advisory_rule(advisory))
 
-    def learn(self, batch: TenantFindings) -> None:
+    def learn(self, batch: TenantFindings) -> int:
         """Register the rules of a tenant's findings without writing them: the first of two passes
-        over a part of a split report, whose rules are numbered after the parts before it."""
+        over a part of a split report, whose rules are numbered after the parts before it. How many
+        results `add_tenant` will write for the tenant."""
+        counts = self._counts
+        results = 0
         for outcome in map(OUTCOME, batch.parts):
-            if outcome not in self._documents and outcome not in self._results:
+            count = counts.get(outcome)
+            if count is None and outcome in self._results:  # written already: numbered then
+                count = counts[outcome] = self._results[outcome].count
+            elif count is None:
                 self._register(document := outcome.document())
                 self._documents[outcome] = document
+                count = counts[outcome] = _result_count(document)
+            results += count
+        return results
 
     def rules_met(self) -> list[str]:
         """The ids of the advisory rules registered so far, in the order they were met."""
@@ -342,6 +348,11 @@ class _Results:
 _TEMPLATES: Final = attrgetter("templates")
 _COUNT: Final = attrgetter("count")
 _LENGTH: Final = attrgetter("length")
+
+
+def _result_count(finding: Finding) -> int:
+    """How many results `_templates` makes of the finding: one per advisory, else one."""
+    return len(finding.get("advisories") or ()) or 1
 
 
 def _templates(finding: Finding, rule_index: Mapping[str, int]) -> list[_Template]:

@@ -137,9 +137,10 @@ def _write_numbered(
     parts are written at their places."""
     risks: set[SharedVerdict] = set()
     kept: list[TenantReport] = []
+    results = 0  # counted as the scan goes: the next part waits for it
     for batch in _batches(job, manifests, result, on_tenant):
         risks.update(map(OUTCOME, batch.parts))
-        writer.learn(batch)
+        results += writer.learn(batch)
         kept.append(batch)
     prior, start, before = chain.before.recv() if chain.before is not None else ([], None, 0)
     writer.follow(prior)
@@ -150,7 +151,7 @@ def _write_numbered(
         start = place[1] if start is None else start
         end = start + writer.size(kept, before)
     if chain.after is not None:
-        chain.after.send(([*prior, *writer.rules_met()], end, before + writer.results(kept)))
+        chain.after.send(([*prior, *writer.rules_met()], end, before + results))
     for batch in kept:
         writer.add_tenant(batch)
     if end is not None:
