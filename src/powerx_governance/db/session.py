@@ -15,6 +15,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
 from sqlalchemy import Connection, Engine, create_engine, event, exc, make_url, text
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -162,7 +163,11 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         _serialise_sqlite_writers(engine)
         return engine
-    engine = create_engine(url, **{"pool_size": 10, "max_overflow": 10, **options})
+    # jsonb columns (verdict documents, events) decoded by msgspec: ~4x faster than the json module, for
+    # the same values (PostgreSQL sends jsonb as standard JSON); writes keep SQLAlchemy's encoder.
+    engine = create_engine(
+        url, **{"pool_size": 10, "max_overflow": 10, "json_deserializer": msgspec.json.decode, **options}
+    )
     _ping_idle_connections(engine, PING_AFTER_IDLE)
     convert_batch_statements_once()
     return engine
