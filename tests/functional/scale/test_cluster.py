@@ -273,6 +273,13 @@ def _check_dead_letter(env: dict[str, str], api: Process, headers: dict[str, str
 
         wait_until(dead, timeout=30, interval=0.2)
         letter = next(i for i in client.get(f"{API}/jobs/dead").json()["items"] if i["key"] == "always-fails")
+        # The ledger records the failure, then the task raises and procrastinate marks its job failed
+        # in a transaction of its own: the stats can say "doing" for the moment in between.
+        wait_until(
+            lambda: client.get(f"{API}/jobs/stats").json()["by_state"].get("failed") == 1,
+            timeout=30,
+            interval=0.2,
+        )
         stats = client.get(f"{API}/jobs/stats").json()
     assert letter["task"] == "scan"
     assert letter["attempts"] == 1  # not transient: no retry
