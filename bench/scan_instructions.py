@@ -28,9 +28,8 @@ from pathlib import Path
 from typing import Final
 
 from bench.common import OUT, dataset, installed_environment
-from bench.scan_reference import NOW, POWERX
+from bench.scan_reference import FORMATS, POWERX, scan_command
 
-FORMATS: Final = ("json", "jsonl", "csv", "sarif", "markdown", "table")
 _TOTAL: Final = re.compile(rb"^summary:\s+(\d+)", re.MULTILINE)
 
 
@@ -38,26 +37,8 @@ def instructions(powerx: str, catalog: Path, manifests: Path, fmt: str, out: Pat
     """Instructions `powerx version scan` executes on the inputs, in one process (callgrind's total)."""
     with tempfile.TemporaryDirectory() as work:
         profile = Path(work) / "callgrind.out"
-        command = [
-            "valgrind",
-            "--tool=callgrind",
-            f"--callgrind-out-file={profile}",
-            powerx,
-            "version",
-            "scan",
-            "--catalog",
-            str(catalog),
-            "--manifests",
-            str(manifests),
-            "--now",
-            NOW,
-            "--format",
-            fmt,
-            "--output",
-            str(out / f"report.{fmt}"),
-            "--workers",
-            "1",
-        ]
+        callgrind = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={profile}"]
+        command = [*callgrind, *scan_command(catalog, manifests, fmt, out, powerx), "--workers", "1"]
         env = installed_environment({"PYTHONHASHSEED": "0"})
         done = subprocess.run(command, env=env, capture_output=True, check=False)
         if done.returncode not in (0, 1, 3) or not profile.exists():

@@ -75,9 +75,11 @@ def manifest_files(jsonl: Path) -> Path:
     return directory
 
 
-def scan_command(catalog: Path, manifests: Path, fmt: str, out: Path) -> list[str]:
+def scan_command(catalog: Path, manifests: Path, fmt: str, out: Path, powerx: str | None = None) -> list[str]:
+    """`powerx version scan` of the inputs into `out`; `powerx`: the build (default $BENCH_POWERX, else
+    this checkout's)."""
     command = [
-        os.environ.get("BENCH_POWERX", str(POWERX)),
+        powerx or os.environ.get("BENCH_POWERX", str(POWERX)),
         "version",
         "scan",
         "--catalog",
