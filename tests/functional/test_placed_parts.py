@@ -1,7 +1,7 @@
 """A split scan written to a file, in a format whose writer knows a part's size before writing it
-(json, jsonl, csv; sarif once the parts before have numbered its rules): each process writes its
-part straight to its place in the report, no part is copied, and the report is byte for byte the
-one a single process writes."""
+(json, jsonl, csv; sarif once the parts before have numbered its rules; markdown once every part is
+surveyed and the head written): each process writes its part straight to its place in the report,
+no part is copied, and the report is byte for byte the one a single process writes."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ import pytest
 from powerx_governance import findings
 from powerx_governance.reports import ReportFormat, json_report, report_writer
 from powerx_governance.reports.json_report import JsonWriter
+from powerx_governance.reports.markdown_report import MarkdownWriter
 from powerx_governance.reports.sarif_report import SarifWriter
-from powerx_governance.reports.stream import PlacedStream, PlacedWriter, TenantFindings
+from powerx_governance.reports.stream import HeadedWriter, PlacedStream, PlacedWriter, Tally, TenantFindings
 from powerx_governance.scans.report import TenantReport
 from powerx_governance.scans.service import FileScanRequest, stream_file_scan
 from tests.functional.cli import generated_fleet
@@ -77,6 +78,56 @@ def test_parts_written_at_their_places_make_the_whole_report(
             writer.resume(handoffs[k], ends[k])
         writer.finish(summary)
     assert path.read_bytes() == whole_report(fmt, batches, summary)
+
+
+@pytest.mark.parametrize("findings_in", ["every-part", "no-part"])
+def test_a_headed_reports_parts_written_at_their_places_make_the_whole_report(
+    tmp_path: Path, scanned: tuple[list[TenantReport], dict[str, Any]], findings_in: str
+) -> None:
+    """Markdown's protocol alone, in one process: each part surveyed (its rows' bytes and counts),
+    the head written for the whole scan's counts, then each part's rows at their place, the later
+    parts before the first (as workers may)."""
+    batches, summary = scanned
+    no_findings = [b for b in batches if not b.parts]
+    if findings_in == "every-part":
+        cuts = [batches[:100], no_findings[:3], batches[100:101], batches[101:]]
+    else:
+        cuts = [no_findings[:2], no_findings[2:5], no_findings[5:]]
+    expected = whole_report(ReportFormat.MARKDOWN, [b for cut in cuts for b in cut], summary)
+    path = tmp_path / "report.md"
+    with path.open("wb") as out, report_writer(ReportFormat.MARKDOWN, out) as writer:
+        assert isinstance(writer, HeadedWriter)
+        assert not isinstance(writer, PlacedWriter)  # its parts wait for the head, not for each other
+        writer.start(HEADER)
+        surveys = [writer.survey(cut) for cut in cuts]
+        tally = Tally()
+        for _, counts in surveys:
+            tally.merge(counts)
+        assert tally.findings == sum(len(b.parts) for cut in cuts for b in cut)
+        assert sum(tally.by_risk.values()) == sum(tally.by_action.values()) == tally.findings
+        writer.write_head(summary, tally)
+        place = writer.place()
+        assert place is not None
+        descriptor, start = place
+        starts = []
+        for size, _ in surveys:
+            starts.append(start)
+            start += size
+        handoffs = []
+        for k in reversed(range(1, len(cuts))):
+            stream = PlacedStream(descriptor, starts[k])
+            part = writer.placed_rows(stream)
+            part.write_rows(cuts[k])
+            stream.flush()
+            assert stream.offset == starts[k] + surveys[k][0]
+            handoffs.append(part.handoff())
+        writer.write_rows(cuts[0])
+        assert out.tell() == starts[0] + surveys[0][0]
+        for handoff in handoffs:
+            writer.resume(handoff, start)
+        writer.finish(summary)
+    assert path.read_bytes() == expected
+    assert (b"| Priority |" in expected) is (findings_in == "every-part")
 
 
 @pytest.mark.parametrize("fmt", PLACED)
@@ -158,7 +209,7 @@ def test_a_file_is_placed_a_pipe_or_an_appended_file_is_not(tmp_path: Path) -> N
     assert JsonWriter(io.BytesIO()).place() is None
 
 
-@pytest.mark.parametrize("fmt", [*PLACED, ReportFormat.SARIF])
+@pytest.mark.parametrize("fmt", [*PLACED, ReportFormat.SARIF, ReportFormat.MARKDOWN])
 def test_a_split_scan_to_a_file_copies_no_part(
     tmp_path: Path, fleet: Path, fmt: ReportFormat, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -196,10 +247,38 @@ class _Oversized(JsonWriter):
         return super().size(batches, before) + 1
 
 
-@pytest.mark.parametrize(("writer", "error"), [(_FailingPlaced, LookupError), (_Oversized, RuntimeError)])
+class _FailingRows(MarkdownWriter):
+    """A markdown writer whose later parts fail once surveyed, writing their rows."""
+
+    def placed_rows(self, out: BinaryIO) -> MarkdownWriter:
+        return _FailingMarkdown(out, rows=out)
+
+
+class _FailingMarkdown(MarkdownWriter):
+    def write_rows(self, batches: Sequence[TenantFindings]) -> None:
+        raise LookupError(f"no such thing as {batches[0].tenant_uuid}")
+
+
+class _Undersurveyed(MarkdownWriter):
+    """A markdown writer that says its parts' rows are a byte shorter than they are."""
+
+    def survey(self, batches: Sequence[TenantFindings]) -> tuple[int, Tally]:
+        size, tally = super().survey(batches)
+        return size - 1, tally
+
+
+@pytest.mark.parametrize(
+    ("writer", "error"),
+    [
+        (_FailingPlaced, LookupError),
+        (_Oversized, RuntimeError),
+        (_FailingRows, LookupError),
+        (_Undersurveyed, RuntimeError),
+    ],
+)
 def test_a_failing_or_wrongly_sized_part_fails_the_scan(
-    tmp_path: Path, fleet: Path, writer: type[JsonWriter], error: type[Exception]
+    tmp_path: Path, fleet: Path, writer: type[JsonWriter | MarkdownWriter], error: type[Exception]
 ) -> None:
     request = FileScanRequest(fleet / "catalog.json", fleet / "manifests", NOW)
-    with (tmp_path / "r.json").open("wb") as out, pytest.raises(error):
+    with (tmp_path / "r.out").open("wb") as out, pytest.raises(error, match=r"no such thing|to end at byte"):
         stream_file_scan(request, writer(out), workers=2)

@@ -6,7 +6,7 @@ import io
 import re
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from decimal import ROUND_DOWN, Decimal
 from typing import IO, Any, BinaryIO, Final
 
@@ -19,6 +19,8 @@ from powerx_governance.reports.stream import (
     Tally,
     TenantFindings,
     append_file,
+    file_place,
+    resume_at,
     write_report,
 )
 
@@ -55,7 +57,9 @@ _TO_ESCAPE: Final = re.compile(r"[\\`*\[\]<>|\r\n]")  # what either of the two a
 
 class MarkdownWriter:
     """Summary first, as people read it: the findings table is spooled (to disk past a few MB)
-    while the scan runs, then written after the summary it waits for."""
+    while the scan runs, then written after the summary it waits for. In a split scan to a file
+    (`HeadedWriter`), nothing is spooled: the head is written once every part is surveyed, and
+    each part's rows go straight to their place after it."""
 
     def __init__(self, out: BinaryIO, *, rows: BinaryIO | None = None) -> None:
         self._out = out
@@ -69,15 +73,24 @@ class MarkdownWriter:
         self._cells: Rendered[SharedOutcome, tuple[bytes, bytes]] = Rendered(
             lambda o: _verdict_row_parts(o.document())
         )
+        # the bytes of those two pieces, per outcome (`survey`)
+        self._lengths: Rendered[SharedOutcome, int] = Rendered(lambda o: sum(map(len, self._cells[o])))
+        self._headed = False  # the head is written (`write_head`): rows go straight to the report
+
+    def _row_bytes(self, batch: TenantFindings) -> bytes:
+        tenant = _tenant_cell(batch)
+        pieces: list[bytes] = []
+        extend = pieces.extend
+        for before, after in map(self._cells.__getitem__, map(OUTCOME, batch.parts)):
+            extend((before, tenant, after))  # one copy of each piece, in the join
+        return b"".join(pieces)
 
     def start(self, header: Mapping[str, Any]) -> None:
         self._header = header
 
     def add_tenant(self, batch: TenantFindings) -> None:
         self.tally.count_parts(batch.parts)
-        tenant = escape(batch.tenant_key or batch.tenant_uuid or MISSING).encode()
-        cells = map(self._cells.__getitem__, map(OUTCOME, batch.parts))
-        self._rows.write(b"".join([before + tenant + after for before, after in cells]))
+        self._rows.write(self._row_bytes(batch))
 
     def add(self, items: Iterable[ReportItem]) -> None:
         lines = []
@@ -98,22 +111,60 @@ class MarkdownWriter:
         self.tally.merge(handoff)
         self._parts.append(body)  # the caller keeps it open until finish()
 
+    def place(self) -> tuple[int, int] | None:
+        return file_place(self._out)
+
+    def survey(self, batches: Sequence[TenantFindings]) -> tuple[int, Tally]:
+        tally, size, lengths = Tally(), 0, self._lengths
+        for batch in batches:
+            if batch.parts:
+                tally.count_parts(batch.parts)
+                size += len(_tenant_cell(batch)) * len(batch.parts)
+                size += sum(map(lengths.__getitem__, map(OUTCOME, batch.parts)))
+        tally.settle()
+        return size, tally
+
+    def write_head(self, summary: Mapping[str, Any], tally: Tally) -> None:
+        self.tally = tally
+        self._out.write(self._head(summary))
+        self._headed = True
+
+    def placed_rows(self, out: BinaryIO) -> MarkdownWriter:
+        part = MarkdownWriter(out, rows=out)
+        part._cells, part._lengths, part._headed = self._cells, self._lengths, True
+        return part
+
+    def write_rows(self, batches: Sequence[TenantFindings]) -> None:
+        for batch in batches:
+            if batch.parts:
+                self._out.write(self._row_bytes(batch))
+
+    def resume(self, handoff: Tally, end: int) -> None:
+        """A later part's rows are written at their place (its counts were in the head): go on at `end`."""
+        del handoff
+        resume_at(self._out, end)
+
     def finish(self, summary: Mapping[str, Any]) -> None:
-        self.tally.settle()
-        text = "\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n"
-        if self.tally.findings:
-            text += _table_line(_COLUMNS) + "\n"
-            text += _table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n"
-            self._out.write(text.encode())
-            append_file(self._out, self._rows)
-            for part in self._parts:
-                append_file(self._out, part)
-        else:
-            self._out.write((text + NO_FINDINGS + "\n").encode())
+        if not self._headed:
+            self.tally.settle()
+            self._out.write(self._head(summary))
+            if self.tally.findings:
+                append_file(self._out, self._rows)
+                for part in self._parts:
+                    append_file(self._out, part)
         self._rows.close()
         errors = _errors(summary.get("errors") or [])
         warnings = _errors(summary.get("warnings") or [], empty="No repairs.")
         self._out.write(f"\n## Errors\n\n{errors}\n\n## Warnings (input repaired)\n\n{warnings}\n".encode())
+
+    def _head(self, summary: Mapping[str, Any]) -> bytes:
+        """Title, summary and the findings table's heading (or the line saying there are none)."""
+        text = "\n\n".join([f"# {TITLE}", "## Summary", self._summary(summary), "## Findings"]) + "\n\n"
+        if not self.tally.findings:
+            return (text + NO_FINDINGS + "\n").encode()
+        text += _table_line(_COLUMNS) + "\n"
+        text += _table_line("---:" if c in _RIGHT_ALIGNED else "---" for c in _COLUMNS) + "\n"
+        return text.encode()
 
     def _summary(self, summary: Mapping[str, Any]) -> str:
         items = {
@@ -184,6 +235,10 @@ def escape(text: str) -> str:
 
 def _counts_text(counts: Mapping[str, int]) -> str:
     return " · ".join(f"{value} {count}" for value, count in counts.items())
+
+
+def _tenant_cell(batch: TenantFindings) -> bytes:
+    return escape(batch.tenant_key or batch.tenant_uuid or MISSING).encode()
 
 
 def _table_line(cells: Iterable[str]) -> str:

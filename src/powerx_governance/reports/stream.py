@@ -254,6 +254,41 @@ class PlacedWriter(PartWriter, Protocol):
         ...
 
 
+@runtime_checkable
+class HeadedWriter(PartWriter, Protocol):
+    """A part writer whose report opens with what only the whole scan knows (markdown: the summary's
+    counts, above the findings table), whose rows' sizes depend on nothing before them. In a split
+    scan every part is scanned and surveyed first; the first process, told every part's survey and
+    result, writes the head, then tells each part where it starts; each process writes its rows
+    straight to their place in the report file, as `PlacedWriter`s do.
+    """
+
+    def place(self) -> tuple[int, int] | None:
+        """As `PlacedWriter.place`."""
+        ...
+
+    def survey(self, batches: Sequence[TenantFindings]) -> tuple[int, Tally]:
+        """The bytes `write_rows` writes for `batches`, and their counts (settled)."""
+        ...
+
+    def write_head(self, summary: Mapping[str, Any], tally: Tally) -> None:
+        """The report's head, for the whole scan's summary and counts; `finish` then writes its end only."""
+        ...
+
+    def placed_rows(self, out: BinaryIO) -> HeadedWriter:
+        """A writer of a later part's rows onto `out`, a stream at their place, sharing what this
+        writer rendered (surveying renders: nothing is rendered twice)."""
+        ...
+
+    def write_rows(self, batches: Sequence[TenantFindings]) -> None:
+        """Rows only, after the head (their counts are in it already)."""
+        ...
+
+    def resume(self, handoff: Any, end: int) -> None:
+        """As `PlacedWriter.resume`."""
+        ...
+
+
 def file_place(out: BinaryIO) -> tuple[int, int] | None:
     """`PlacedWriter.place` of a writer writing to `out`."""
     try:

@@ -17,6 +17,11 @@ the same chain of pipes (where the next part starts), and every process writes i
 to its place in the report, at the same time as the others. No copy of the later parts (half a
 1 GB report on the reference fleet) at the end, and no part file. Parts too large to keep (more
 than `_PLACED_TENANTS` manifests) take the part files.
+
+A markdown report opens with counts of the whole scan (`HeadedWriter`): written to a regular file,
+every part is scanned and kept, and tells this process its rows' size, counts and result; this
+process writes the head, then tells each part where its rows start, and all write at once. No
+spool of the rows and no copy of them at the end (the report's findings table written once).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from multiprocessing.connection import Connection
 from multiprocessing.context import ForkProcess
-from typing import Any, BinaryIO, Final
+from typing import Any, BinaryIO, Final, TypeVar
 
 from powerx_governance.domain import Severity
 from powerx_governance.findings import SharedVerdict
@@ -42,9 +47,19 @@ from powerx_governance.inventory.loader import ManifestPart, ManifestResult
 from powerx_governance.policy.engine import PolicyEngine
 from powerx_governance.reports.output import wait_released
 from powerx_governance.reports.sarif_report import SarifWriter
-from powerx_governance.reports.stream import OUTCOME, PartWriter, PlacedStream, PlacedWriter, ReportWriter
-from powerx_governance.scans.report import TenantReport
+from powerx_governance.reports.stream import (
+    OUTCOME,
+    HeadedWriter,
+    PartWriter,
+    PlacedStream,
+    PlacedWriter,
+    ReportWriter,
+    Tally,
+)
+from powerx_governance.scans.report import TenantReport, report_summary
 from powerx_governance.scans.scanner import FirstSeen, ProgressHook, ScanResult, scan_tenants
+
+A = TypeVar("A")  # what a worker answers
 
 # Each worker holds its own copy of what evaluation caches and of what it reads (~150-250 MiB on the
 # reference fleet): four stay well inside DESIGN §8's 1 GiB, counted over every process.
@@ -162,7 +177,7 @@ def _write_numbered(
 def _placeable(writer: PartWriter, parts: Sequence[ManifestPart]) -> bool:
     """Whether the parts can be written at their places: a writer that can, onto a regular file, and
     no part too large to keep."""
-    if not isinstance(writer, PlacedWriter | SarifWriter) or writer.place() is None:
+    if not isinstance(writer, PlacedWriter | SarifWriter | HeadedWriter) or writer.place() is None:
         return False
     return all(
         (len(p.files) if p.end is None else (p.end - p.start) // _MANIFEST_LINE_BYTES) <= _PLACED_TENANTS
@@ -185,11 +200,7 @@ def _write_placed(
 
     A later part sizes itself before it waits, so that it waits only for the scans and sizing of
     the parts before it, not for them and then its own sizing (~0.3 s on the reference fleet)."""
-    risks: set[SharedVerdict] = set()
-    kept: list[TenantReport] = []
-    for batch in _batches(job, manifests, result, on_tenant):
-        risks.update(map(OUTCOME, batch.parts))
-        kept.append(batch)
+    worst, kept = _scan_kept(job, manifests, result, on_tenant)
     # Sized before waiting for the parts before: all but the tenants up to the first with findings,
     # whose size depends on whether findings come before them (`PlacedWriter.size`).
     lead = next((k + 1 for k, batch in enumerate(kept) if batch.parts), len(kept))
@@ -209,7 +220,89 @@ def _write_placed(
     for batch in kept:
         part.add_tenant(batch)
     _check_end(start, end, _written_up_to(writer, stream))
-    return _PartDone(result, _worst(risks), part.handoff(), end)
+    return _PartDone(result, worst, part.handoff(), end)
+
+
+def _scan_kept(
+    job: PartScan, manifests: Iterable[ManifestResult], result: ScanResult, on_tenant: ProgressHook | None
+) -> tuple[Severity, list[TenantReport]]:
+    """Scan a part and keep its tenants' findings (a placed part writes them once it knows where):
+    the worst risk among them, and the findings."""
+    risks: set[SharedVerdict] = set()
+    kept: list[TenantReport] = []
+    for batch in _batches(job, manifests, result, on_tenant):
+        risks.update(map(OUTCOME, batch.parts))
+        kept.append(batch)
+    return _worst(risks), kept
+
+
+@dataclass(frozen=True, slots=True)
+class _PartSurveyed:
+    """A later part of a headed report, scanned: what the head needs of it, and its rows' size."""
+
+    result: ScanResult
+    tally: Tally
+    size: int
+
+
+def _write_headed_part(
+    job: PartScan,
+    manifests: Iterable[ManifestResult],
+    writer: HeadedWriter,
+    on_tenant: ProgressHook | None,
+    chain: _RuleChain,
+    answer: Connection,
+) -> _PartDone:
+    """A worker's part of a headed report: scan and keep it, tell the first process its survey and
+    result, learn where its rows start, write them there. Its result went with the survey: the
+    answer's is empty."""
+    result = ScanResult(generated_at=job.now)
+    worst, kept = _scan_kept(job, manifests, result, on_tenant)
+    size, tally = writer.survey(kept)
+    answer.send(_PartSurveyed(result, tally, size))
+    place = writer.place()
+    if chain.before is None or place is None:
+        raise RuntimeError("a part of a headed report has no place to write to")
+    start = chain.before.recv()
+    stream = PlacedStream(place[0], start)
+    part = writer.placed_rows(stream)
+    part.write_rows(kept)
+    _check_end(start, start + size, _written_up_to(writer, stream))
+    return _PartDone(ScanResult(generated_at=job.now), worst, part.handoff(), start + size)
+
+
+def _write_headed(
+    job: PartScan,
+    manifests: Iterable[ManifestResult],
+    writer: HeadedWriter,
+    result: ScanResult,
+    on_tenant: ProgressHook | None,
+    later: Sequence[tuple[_Worker, Connection]],
+    hook: Callable[[int], None] | None,
+    counts: Any,
+) -> Severity:
+    """The first part of a headed report, and its head: scan and keep the part, take every later
+    part's survey and result (into `result`), write the head for the whole scan, tell each later
+    part where its rows start (through the connection paired with it), then write this part's rows."""
+    worst, kept = _scan_kept(job, manifests, result, on_tenant)
+    size, tally = writer.survey(kept)
+    sizes = []
+    for worker, _ in later:
+        surveyed = _answer(worker, hook, counts, _PartSurveyed)
+        result.absorb(surveyed.result)
+        tally.merge(surveyed.tally)
+        sizes.append(surveyed.size)
+    writer.write_head(report_summary(result), tally)
+    place = writer.place()
+    if place is None:
+        raise RuntimeError("the report file can no longer be written at places")
+    start = place[1] + size
+    for (_, to_part), part_size in zip(later, sizes, strict=True):
+        to_part.send(start)
+        start += part_size
+    writer.write_rows(kept)
+    _check_end(place[1], place[1] + size, _written_up_to(writer, None))
+    return worst
 
 
 def _check_end(start: int | None, end: int, written: int) -> None:
@@ -218,7 +311,7 @@ def _check_end(start: int | None, end: int, written: int) -> None:
         raise RuntimeError(f"a report part was to end at byte {end} (from {start}), but ended at {written}")
 
 
-def _written_up_to(writer: PlacedWriter | SarifWriter, stream: PlacedStream | None) -> int:
+def _written_up_to(writer: PlacedWriter | SarifWriter | HeadedWriter, stream: PlacedStream | None) -> int:
     """The offset after the last byte a placed part wrote (its own stream's, or the report's)."""
     if stream is not None:
         stream.flush()
@@ -267,6 +360,9 @@ def _work(
         if chain is not None and chain.placed and isinstance(writer, PlacedWriter):
             answer.send(_write_placed(job, part.load(), writer, result, progress, chain))
             return
+        if chain is not None and chain.placed and isinstance(writer, HeadedWriter):
+            answer.send(_write_headed_part(job, part.load(), writer, progress, chain, answer))
+            return
         continuation = writer.continuation(body)
         part_end = None
         if chain is not None and isinstance(continuation, SarifWriter):
@@ -305,10 +401,16 @@ def scan_in_parts(
     counts = context.RawArray("q", len(parts))  # tenants read per part, for the progress hook
     numbered = isinstance(writer, SarifWriter)
     placed = _placeable(writer, parts)
+    headed = placed and isinstance(writer, HeadedWriter)
     chained = numbered or placed
-    links = [context.Pipe(duplex=False) for _ in parts[1:]] if chained else []  # (receive, send): k -> k+1
+    # (receive, send): part k -> k+1; headed, this process -> part k+1
+    links = [context.Pipe(duplex=False) for _ in parts[1:]] if chained else []
     chains = [
-        _RuleChain(links[k - 1][0] if k and links else None, links[k][1] if k < len(links) else None, placed)
+        _RuleChain(
+            links[k - 1][0] if k and links else None,
+            links[k][1] if k < len(links) and not headed else None,
+            placed,
+        )
         for k in range(len(parts))
     ]
     sys.stdout.flush()  # a worker flushes the standard streams it inherits when it ends
@@ -339,7 +441,12 @@ def scan_in_parts(
             chain.close()  # the workers hold them now: a worker's end closes when it dies
         hook = None if on_tenant is None else _summed(counts, on_tenant)
         first, progress = parts[0].load(), _counter(counts, 0, hook)
-        if placed and isinstance(writer, PlacedWriter):
+        if headed and isinstance(writer, HeadedWriter):
+            later = [(worker, link[1]) for worker, link in zip(workers, links, strict=True)]
+            worst = _write_headed(job, first, writer, result, progress, later, hook, counts)
+            for _, to_part in later:
+                to_part.close()
+        elif placed and isinstance(writer, PlacedWriter):
             worst = _write_placed(job, first, writer, result, progress, chains[0]).worst
         elif isinstance(writer, SarifWriter):
             place = writer.place() if placed else None
@@ -348,18 +455,18 @@ def scan_in_parts(
             worst = write_tenants(job, first, writer, result, progress)
         chains[0].close()
         for worker in workers:
-            done = _answer(worker, hook, counts)
+            done = _answer(worker, hook, counts, _PartDone)
             result.absorb(done.result)
             worst = max(worst, done.worst, key=lambda s: s.rank)
-            if done.end is not None and isinstance(writer, PlacedWriter | SarifWriter):
+            if done.end is not None and isinstance(writer, PlacedWriter | SarifWriter | HeadedWriter):
                 writer.resume(done.handoff, done.end)
             else:
                 writer.join(done.handoff, worker.body)
     return worst
 
 
-def _answer(worker: _Worker, hook: Callable[[int], None] | None, counts: Any) -> _PartDone:
-    """The worker's answer, once it comes (progress told meanwhile); its failure raised here."""
+def _answer(worker: _Worker, hook: Callable[[int], None] | None, counts: Any, expected: type[A]) -> A:
+    """The worker's next answer, once it comes (progress told meanwhile); its failure raised here."""
     while not worker.answer.poll(_POLL_SECONDS):
         if hook is not None:
             hook(counts[0])
@@ -370,11 +477,13 @@ def _answer(worker: _Worker, hook: Callable[[int], None] | None, counts: Any) ->
         raise RuntimeError(
             f"scan worker {worker.process.name} ended (exit code {worker.process.exitcode}) without an answer"
         ) from None
-    worker.process.join()
     if isinstance(answer, _PartFailed):
+        worker.process.join()
         raise answer.error
-    if not isinstance(answer, _PartDone):
+    if not isinstance(answer, expected):
         raise TypeError(f"scan worker {worker.process.name} answered {type(answer).__name__}")
+    if isinstance(answer, _PartDone):
+        worker.process.join()
     return answer
 
 
