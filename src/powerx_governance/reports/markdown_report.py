@@ -63,9 +63,9 @@ class MarkdownWriter:
 
     def __init__(self, out: BinaryIO, *, rows: BinaryIO | None = None) -> None:
         self._out = out
-        # Closed in finish(): the spool lives across the add() calls of a whole scan. A later part of
-        # a report (`continuation`) writes its rows straight to its own file.
-        self._rows: IO[bytes] = rows or tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        # A later part of a report (`continuation`) writes its rows straight to its own file; else
+        # they are spooled, in a spool made for the first rows (`_spool`).
+        self._rows: IO[bytes] | None = rows
         self._parts: list[BinaryIO] = []  # later parts' rows (`join`), written after this writer's own
         self._header: Mapping[str, Any] = {}
         self.tally = Tally()
@@ -76,6 +76,13 @@ class MarkdownWriter:
         # the bytes of those two pieces, per outcome (`survey`)
         self._lengths: Rendered[SharedOutcome, int] = Rendered(lambda o: sum(map(len, self._cells[o])))
         self._headed = False  # the head is written (`write_head`): rows go straight to the report
+
+    def _spool(self) -> IO[bytes]:
+        if self._rows is None:
+            # Closed in finish(): the spool lives across the add() calls of a whole scan; none is
+            # made when the rows go straight to the report (a split scan's `write_rows`).
+            self._rows = tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES)  # noqa: SIM115
+        return self._rows
 
     def _row_bytes(self, batch: TenantFindings) -> bytes:
         tenant = _tenant_cell(batch)
@@ -90,7 +97,7 @@ class MarkdownWriter:
 
     def add_tenant(self, batch: TenantFindings) -> None:
         self.tally.count_parts(batch.parts)
-        self._rows.write(self._row_bytes(batch))
+        self._spool().write(self._row_bytes(batch))
 
     def add(self, items: Iterable[ReportItem]) -> None:
         lines = []
@@ -98,7 +105,7 @@ class MarkdownWriter:
             self.tally.count(item)
             before, after = _verdict_row_parts(item.document())
             lines.append(before + escape(item.tenant_key or item.tenant_uuid or MISSING).encode() + after)
-        self._rows.write(b"".join(lines))
+        self._spool().write(b"".join(lines))
 
     def continuation(self, out: BinaryIO) -> MarkdownWriter:
         return MarkdownWriter(out, rows=out)
@@ -149,10 +156,12 @@ class MarkdownWriter:
             self.tally.settle()
             self._out.write(self._head(summary))
             if self.tally.findings:
-                append_file(self._out, self._rows)
+                if self._rows is not None:
+                    append_file(self._out, self._rows)
                 for part in self._parts:
                     append_file(self._out, part)
-        self._rows.close()
+        if self._rows is not None:
+            self._rows.close()
         errors = _errors(summary.get("errors") or [])
         warnings = _errors(summary.get("warnings") or [], empty="No repairs.")
         self._out.write(f"\n## Errors\n\n{errors}\n\n## Warnings (input repaired)\n\n{warnings}\n".encode())
