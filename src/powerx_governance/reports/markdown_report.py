@@ -104,7 +104,7 @@ class MarkdownWriter:
         for item in items:
             self.tally.count(item)
             before, after = _verdict_row_parts(item.document())
-            lines.append(before + escape(item.tenant_key or item.tenant_uuid or MISSING).encode() + after)
+            lines.append(before + _tenant_cell(item) + after)
         self._spool().write(b"".join(lines))
 
     def continuation(self, out: BinaryIO) -> MarkdownWriter:
@@ -246,8 +246,9 @@ def _counts_text(counts: Mapping[str, int]) -> str:
     return " · ".join(f"{value} {count}" for value, count in counts.items())
 
 
-def _tenant_cell(batch: TenantFindings) -> bytes:
-    return escape(batch.tenant_key or batch.tenant_uuid or MISSING).encode()
+def _tenant_cell(found: TenantFindings | ReportItem) -> bytes:
+    """The tenant's cell (UTF-8): its short key when known, else its UUID."""
+    return escape(found.tenant_key or found.tenant_uuid or MISSING).encode()
 
 
 def _table_line(cells: Iterable[str]) -> str:
